@@ -1,0 +1,101 @@
+/* The state table, exchanges in flight and IKE SAs as plugins see them.
+ * The core's Main, Aggressive, Quick and Informational exchanges use the
+ * same types. */
+#pragma once
+
+#include <glib.h>
+#include <modike/addr.h>
+#include <modike/crypto.h>
+#include <modike/message.h>
+#include <modike/payload.h>
+
+G_BEGIN_DECLS
+
+typedef struct _ModikeIke ModikeIke;           /* the engine: SAs, config, registry */
+typedef struct _ModikeIkeSa ModikeIkeSa;       /* one ISAKMP SA (phase 1) */
+typedef struct _ModikeExchange ModikeExchange; /* one exchange in flight (per message id) */
+
+typedef enum {
+  MODIKE_ROLE_INITIATOR = 1,
+  MODIKE_ROLE_RESPONDER = 2,
+} ModikeRole;
+
+/* What a handler tells the core; only the core applies transitions. */
+typedef enum {
+  MODIKE_V_OK = 0,    /* go to the row's next state */
+  MODIKE_V_SUSPEND,   /* async work: modike_exchange_resume() later */
+  MODIKE_V_FAIL,      /* end the exchange; notify from modike_exchange_set_notify */
+  MODIKE_V_DROP,      /* ignore this message as if never received */
+} ModikeVerdict;
+
+/* Bit for a payload type in the row masks. */
+#define MODIKE_PB(type) (G_GUINT64_CONSTANT (1) << modike_payload_bit (type))
+guint modike_payload_bit (guint8 type); /* 0..47 direct, 130->48, 131->49, 132->50, other->63 */
+
+typedef enum {
+  MODIKE_ROW_ENCRYPTED = 1 << 0,   /* the message must carry the E flag */
+  MODIKE_ROW_PLAIN = 1 << 1,       /* the message must not */
+  MODIKE_ROW_START = 1 << 2,       /* creates the exchange (responder's first message) */
+  MODIKE_ROW_P1_DONE = 1 << 3,     /* the ISAKMP SA is established after this row */
+  MODIKE_ROW_DONE = 1 << 4,        /* the exchange completes after this row */
+  MODIKE_ROW_INITIATE = 1 << 5,    /* msg_no 0: local start, no message */
+} ModikeRowFlags;
+
+typedef ModikeVerdict (*ModikeStateFunc) (ModikeExchange *x, const ModikeMessage *msg, GError **error);
+
+typedef struct {
+  const char *name;        /* "MM_R1": logs and the table test */
+  guint from;              /* state of the exchange before (0 = none) */
+  guint8 exchange;         /* ModikeExchangeType */
+  guint8 msg_no;           /* 1-based number of the received message; 0 with ROW_INITIATE */
+  guint8 role;             /* ModikeRole of this end in this exchange */
+  guint32 flags;           /* ModikeRowFlags */
+  guint64 required;        /* MODIKE_PB() bits: each must appear */
+  guint64 optional;        /* may appear */
+  guint64 repeatable;      /* may appear more than once (else at most once) */
+  ModikeStateFunc handler;
+  guint next;              /* state after an OK verdict */
+  guint timeout_ms;        /* > 0: we sent a request and wait (retransmit base) */
+} ModikeFsmRow;
+
+/* ---- Exchanges ---- */
+ModikeIkeSa *modike_exchange_get_sa (const ModikeExchange *x);
+guint8 modike_exchange_get_type (const ModikeExchange *x);
+guint32 modike_exchange_get_msgid (const ModikeExchange *x);
+ModikeRole modike_exchange_get_role (const ModikeExchange *x);
+guint modike_exchange_get_state (const ModikeExchange *x);
+/* Exchange-specific data owned by the exchange's handlers. */
+void modike_exchange_set_data (ModikeExchange *x, gpointer data, GDestroyNotify destroy);
+gpointer modike_exchange_get_data (const ModikeExchange *x);
+/* Notify to send when the verdict is FAIL (0 = send none). */
+void modike_exchange_set_notify (ModikeExchange *x, guint16 notify_type);
+/* Runs the builders plugins registered for (type, msg_no) on b. */
+gboolean modike_exchange_run_builders (ModikeExchange *x, guint8 msg_no, ModikeBuilder *b, GError **error);
+/* Encrypts when the SA has keys and `encrypt`, remembers the packet for
+ * retransmission/replay answers and sends it. */
+gboolean modike_exchange_send (ModikeExchange *x, ModikeBuilder *b, gboolean encrypt, GError **error);
+/* Completes a SUSPENDed handler: applies `verdict` as if returned. */
+void modike_exchange_resume (ModikeExchange *x, ModikeVerdict verdict, GError *error);
+
+/* ---- IKE SAs ---- */
+const guint8 *modike_ike_sa_get_icookie (const ModikeIkeSa *sa);
+const guint8 *modike_ike_sa_get_rcookie (const ModikeIkeSa *sa);
+ModikeRole modike_ike_sa_get_role (const ModikeIkeSa *sa);     /* phase 1 role */
+const ModikeAddr *modike_ike_sa_get_local (const ModikeIkeSa *sa);
+const ModikeAddr *modike_ike_sa_get_remote (const ModikeIkeSa *sa);
+ModikeHashAlg modike_ike_sa_get_hash (const ModikeIkeSa *sa);  /* negotiated; 0 before */
+const char *modike_ike_sa_get_peer_name (const ModikeIkeSa *sa);
+/* Per-SA option from the peer config: <option name="natt.force" value="yes"/>. */
+const char *modike_ike_sa_get_option (const ModikeIkeSa *sa, const char *key);
+gboolean modike_ike_sa_is_established (const ModikeIkeSa *sa);
+/* Moves both ends to `port` (4500) with the non-ESP marker from the next
+ * message on (RFC 3947 4). */
+void modike_ike_sa_float (ModikeIkeSa *sa, guint16 port);
+/* NAT detection result: set by natt; Quick Mode uses it for the modes. */
+void modike_ike_sa_set_nat (ModikeIkeSa *sa, gboolean local_behind, gboolean remote_behind);
+gboolean modike_ike_sa_nat_detected (const ModikeIkeSa *sa);
+/* Per-plugin data on an SA, freed with the SA. */
+void modike_ike_sa_set_plugin_data (ModikeIkeSa *sa, const char *plugin, gpointer data, GDestroyNotify destroy);
+gpointer modike_ike_sa_get_plugin_data (const ModikeIkeSa *sa, const char *plugin);
+
+G_END_DECLS

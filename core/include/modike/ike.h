@@ -1,0 +1,83 @@
+/* The IKE engine, as the daemon and the tests drive it. Everything runs on
+ * one main-loop thread; time, timers and the network come from ModikeEnv so
+ * that tests run two engines in one process with a mock clock and a lossy
+ * in-memory network. */
+#pragma once
+
+#include <glib.h>
+#include <modike/addr.h>
+#include <modike/config.h>
+#include <modike/exchange.h>
+#include <modike/sad.h>
+#include <modike/spd.h>
+
+G_BEGIN_DECLS
+
+typedef struct _ModikeRegistry ModikeRegistry;
+
+typedef struct {
+  gpointer env;
+  gint64 (*now_us) (gpointer env);                                  /* monotonic */
+  guint (*timer_add) (gpointer env, guint ms, GSourceFunc fn, gpointer data);
+  void (*timer_remove) (gpointer env, guint id);
+  /* local->port selects the socket (500 or a registered port); the engine
+   * already prepended the non-ESP marker when the SA floated. */
+  gboolean (*send) (gpointer env, const ModikeAddr *local, const ModikeAddr *remote,
+                    const guint8 *data, gsize len);
+} ModikeEnv;
+
+/* The GLib main context implementation used by modiked. */
+const ModikeEnv *modike_env_glib (void);
+
+#define MODIKE_IKE_ERROR (modike_ike_error_quark ())
+GQuark modike_ike_error_quark (void);
+typedef enum {
+  MODIKE_IKE_ERROR_NO_PEER,
+  MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN,  /* we or the peer found no acceptable proposal */
+  MODIKE_IKE_ERROR_AUTH,                /* authentication failed */
+  MODIKE_IKE_ERROR_TIMEOUT,             /* retransmits exhausted / half-open expired */
+  MODIKE_IKE_ERROR_PEER_NOTIFY,         /* the peer sent an error notify */
+  MODIKE_IKE_ERROR_FAILED,
+} ModikeIkeError;
+
+ModikeIke *modike_ike_new (const ModikeEnv *env, ModikeRegistry *registry);
+void modike_ike_free (ModikeIke *ike);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (ModikeIke, modike_ike_free)
+
+/* Applies a config (borrowed until the next call or free). On reload, SAs
+ * whose peer config is unchanged are kept; others are deleted. Policies
+ * replace the SPD. */
+gboolean modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error);
+
+/* A datagram from the network; marker-stripped by the caller when
+ * non_esp_marker (port 4500 style sockets). Bad input is logged, counted
+ * and dropped; it never aborts. */
+void modike_ike_receive (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote,
+                         const guint8 *data, gsize len);
+
+/* Starts phase 1 with the peer and then Quick Mode for each of its PROTECT
+ * policies. */
+gboolean modike_ike_initiate (ModikeIke *ike, const char *peer, GError **error);
+/* Starts one Quick Mode for a policy on an established (or starting) SA. */
+gboolean modike_ike_initiate_child (ModikeIke *ike, guint32 spd_id, GError **error);
+/* Sends DELETE for all SAs of the peer and removes them. */
+void modike_ike_terminate (ModikeIke *ike, const char *peer);
+
+ModikeSad *modike_ike_get_sad (ModikeIke *ike);
+ModikeSpd *modike_ike_get_spd (ModikeIke *ike);
+guint modike_ike_count_sas (ModikeIke *ike, gboolean established_only);
+/* Human-readable status: IKE SAs (cookies, peer, state, algorithms,
+ * lifetimes) and their IPsec SAs (SPIs, algorithms, lifetimes). */
+char *modike_ike_status (ModikeIke *ike);
+
+/* Outcome callbacks for the daemon's log and the tests. */
+typedef struct {
+  void (*p1_up) (ModikeIkeSa *sa, gpointer user);
+  void (*p1_failed) (const char *peer, const GError *error, gpointer user);
+  void (*p2_up) (ModikeIkeSa *sa, const ModikeSadEntry *in, const ModikeSadEntry *out, gpointer user);
+  void (*p2_failed) (const char *peer, const GError *error, gpointer user);
+  void (*sa_deleted) (ModikeIkeSa *sa, gpointer user);
+} ModikeIkeObserver;
+void modike_ike_set_observer (ModikeIke *ike, const ModikeIkeObserver *obs, gpointer user);
+
+G_END_DECLS

@@ -1,0 +1,77 @@
+/* ISAKMP header and payload chain (RFC 2408 3.1, 3.2). */
+#pragma once
+
+#include <glib.h>
+#include <modike/protocol.h>
+
+G_BEGIN_DECLS
+
+typedef struct {
+  guint8 icookie[MODIKE_COOKIE_LEN];
+  guint8 rcookie[MODIKE_COOKIE_LEN];
+  guint8 next_payload;
+  guint8 version;
+  guint8 exchange;
+  guint8 flags;
+  guint32 msgid;
+  guint32 length;
+} ModikeHeader;
+
+/* One payload of a decoded chain; body is borrowed from the message. */
+typedef struct {
+  guint8 type;
+  const guint8 *body;
+  gsize len;
+} ModikePayload;
+
+typedef struct {
+  ModikeHeader hdr;
+  GBytes *packet;     /* the whole datagram (header included), owned */
+  GBytes *plain;      /* the payload chain bytes, decrypted if needed; NULL until known */
+  GArray *payloads;   /* ModikePayload in order; empty until the chain is parsed */
+} ModikeMessage;
+
+/* Parses and checks the 28-byte header: length field equal to len (or
+ * at most len: trailing bytes are an error), major version 1. */
+gboolean modike_header_parse (const guint8 *data, gsize len, ModikeHeader *out, GError **error);
+void modike_header_encode (const ModikeHeader *hdr, guint8 out[MODIKE_ISAKMP_HEADER_LEN]);
+
+/* Parses a datagram: header, and the payload chain unless the encryption
+ * flag is set (then call modike_message_set_plain after decrypting). */
+ModikeMessage *modike_message_parse (GBytes *packet, GError **error);
+/* Walks the chain in plain starting at type `first`; bytes after the last
+ * payload (cipher padding) are ignored when `padded`, an error otherwise.
+ * Each known payload body is validated (modike_payload_validate). */
+gboolean modike_message_set_plain (ModikeMessage *msg, GBytes *plain, gboolean padded, GError **error);
+void modike_message_free (ModikeMessage *msg);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (ModikeMessage, modike_message_free)
+
+/* Bytes after the header (ciphertext for encrypted messages). */
+const guint8 *modike_message_body (const ModikeMessage *msg, gsize *len);
+const ModikePayload *modike_message_find (const ModikeMessage *msg, guint8 type);
+/* Returns the index-th payload of that type or NULL. */
+const ModikePayload *modike_message_find_nth (const ModikeMessage *msg, guint8 type, guint index);
+guint modike_message_count (const ModikeMessage *msg, guint8 type);
+
+/* Builds a payload chain: payloads are appended with their body bytes;
+ * the chain (with generic headers and next-payload links) is produced on
+ * serialize. Bodies can be replaced later (HASH computed over the rest). */
+typedef struct _ModikeBuilder ModikeBuilder;
+ModikeBuilder *modike_builder_new (void);
+void modike_builder_free (ModikeBuilder *b);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (ModikeBuilder, modike_builder_free)
+/* Appends a payload; returns its index. */
+guint modike_builder_add (ModikeBuilder *b, guint8 type, const void *body, gsize len);
+/* Takes a GByteArray body (freed). */
+guint modike_builder_add_array (ModikeBuilder *b, guint8 type, GByteArray *body);
+void modike_builder_set_body (ModikeBuilder *b, guint index, const void *body, gsize len);
+guint modike_builder_count (const ModikeBuilder *b);
+guint8 modike_builder_type (const ModikeBuilder *b, guint index);
+/* Serializes payloads [from, end) into a chain; *first gets the first type
+ * (MODIKE_PL_NONE when empty). */
+GBytes *modike_builder_serialize (const ModikeBuilder *b, guint from, guint8 *first);
+
+/* Header (length filled in) + body. */
+GBytes *modike_message_encode (const ModikeHeader *hdr, const guint8 *body, gsize len);
+
+G_END_DECLS

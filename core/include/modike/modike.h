@@ -1,0 +1,17 @@
+/* The modike plugin SDK: include this one header. */
+#pragma once
+
+#include <modike/protocol.h>
+#include <modike/reader.h>
+#include <modike/addr.h>
+#include <modike/payload.h>
+#include <modike/message.h>
+#include <modike/crypto.h>
+#include <modike/spd.h>
+#include <modike/sad.h>
+#include <modike/config.h>
+#include <modike/plugin.h>
+#include <modike/exchange.h>
+#include <modike/registry.h>
+#include <modike/ike.h>
+#include <modike/log.h>

@@ -1,0 +1,117 @@
+/* Everything a plugin (or the core itself) adds goes through these calls.
+ * Claims are exclusive: a second claim on the same exchange type, payload
+ * type, vendor ID, notify type, config section, port, encapsulation hook,
+ * datapath or OS adapter fails with MODIKE_REGISTRY_ERROR_CONFLICT naming
+ * both owners. Everything a plugin registered is undone when it unloads. */
+#pragma once
+
+#include <glib.h>
+#include <libxml/tree.h>
+#include <modike/exchange.h>
+#include <modike/plugin.h>
+#include <modike/sad.h>
+
+G_BEGIN_DECLS
+
+#define MODIKE_REGISTRY_ERROR (modike_registry_error_quark ())
+GQuark modike_registry_error_quark (void);
+typedef enum {
+  MODIKE_REGISTRY_ERROR_CONFLICT,
+  MODIKE_REGISTRY_ERROR_INVALID,
+} ModikeRegistryError;
+
+/* ---- Exchanges: claim a type and give its state-table rows. ---- */
+gboolean modike_register_exchange (ModikePlugin *plugin, guint8 exchange, const char *name,
+                                   const ModikeFsmRow *rows, gsize n_rows, GError **error);
+
+/* ---- Payloads: claim a payload type inside other exchanges' messages. ----
+ * The type becomes an optional payload of the rows at `points` (up to
+ * max_count times), and `fn` runs after the row's handler returned OK. */
+typedef struct {
+  guint8 exchange;
+  guint8 msg_no;
+} ModikeMsgPoint;
+typedef ModikeVerdict (*ModikePayloadFunc) (ModikeExchange *x, const ModikeMessage *msg,
+                                            const ModikePayload *const *payloads, guint n,
+                                            gpointer user, GError **error);
+gboolean modike_register_payload (ModikePlugin *plugin, guint8 type, const ModikeMsgPoint *points,
+                                  gsize n_points, guint max_count, ModikePayloadFunc fn,
+                                  gpointer user, GError **error);
+
+/* ---- Builders: add payloads to our message msg_no of an exchange. ---- */
+typedef gboolean (*ModikeBuildFunc) (ModikeExchange *x, ModikeBuilder *b, gpointer user, GError **error);
+gboolean modike_register_builder (ModikePlugin *plugin, ModikeMsgPoint point, ModikeBuildFunc fn,
+                                  gpointer user, GError **error);
+
+/* ---- Vendor IDs: sent in the first phase 1 message of each side when
+ * MODIKE_VID_SEND; fn runs when the peer sends one that matches. ---- */
+typedef enum {
+  MODIKE_VID_SEND = 1 << 0,
+  MODIKE_VID_PREFIX = 1 << 1,  /* match received VIDs by prefix */
+} ModikeVidFlags;
+typedef void (*ModikeVendorIdFunc) (ModikeIkeSa *sa, const guint8 *vid, gsize len, gpointer user);
+gboolean modike_register_vendor_id (ModikePlugin *plugin, const char *name, const guint8 *vid, gsize len,
+                                    guint flags, ModikeVendorIdFunc fn, gpointer user, GError **error);
+
+/* ---- Notify handlers (Informational exchange and in-exchange N). ---- */
+typedef void (*ModikeNotifyFunc) (ModikeIkeSa *sa, const ModikeNotifyPayload *n, gboolean authenticated,
+                                  gpointer user);
+gboolean modike_register_notify (ModikePlugin *plugin, guint16 type, ModikeNotifyFunc fn, gpointer user,
+                                 GError **error);
+
+/* ---- Config sections: a top-level element of the daemon config, with
+ * the RelaxNG fragment (one <element name="..."> pattern) that validates
+ * it. apply runs at load and reload with the element (NULL if absent). */
+typedef gboolean (*ModikeConfigFunc) (ModikePlugin *plugin, xmlNode *section, gpointer user, GError **error);
+gboolean modike_register_config_section (ModikePlugin *plugin, const char *element, const char *rng_fragment,
+                                         ModikeConfigFunc apply, gpointer user, GError **error);
+
+/* ---- Extra UDP ports the daemon listens on (natt: 4500). ---- */
+typedef enum {
+  MODIKE_PORT_NON_ESP_MARKER = 1 << 0, /* IKE behind a 4-byte zero marker (RFC 3948 2.2) */
+} ModikePortFlags;
+gboolean modike_register_port (ModikePlugin *plugin, guint16 port, guint flags, GError **error);
+
+/* ---- Quick Mode encapsulation modes (natt). ----
+ * encap_out maps TUNNEL/TRANSPORT to the value we send for this SA;
+ * encap_in accepts a received value, giving the plain mode and whether
+ * it is UDP-encapsulated; FALSE rejects it. */
+typedef struct {
+  guint16 (*encap_out) (ModikeIkeSa *sa, guint16 mode, gpointer user);
+  gboolean (*encap_in) (ModikeIkeSa *sa, guint16 value, guint16 *mode, gboolean *udp, gpointer user);
+} ModikeEncapOps;
+gboolean modike_register_encap (ModikePlugin *plugin, const ModikeEncapOps *ops, gpointer user, GError **error);
+
+/* ---- Events. ---- */
+typedef enum {
+  MODIKE_EVENT_P1_UP,
+  MODIKE_EVENT_P1_DOWN,
+  MODIKE_EVENT_P2_UP,
+  MODIKE_EVENT_P2_DOWN,
+} ModikeEventType;
+typedef void (*ModikeEventFunc) (ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child, gpointer user);
+gboolean modike_register_event (ModikePlugin *plugin, ModikeEventType ev, ModikeEventFunc fn, gpointer user,
+                                GError **error);
+
+/* ---- Datapaths (ESP processing) and OS adapters (virtual interfaces). ---- */
+typedef struct {
+  const char *name;
+  gboolean (*start) (gpointer user, GError **error);
+  void (*stop) (gpointer user);
+  gboolean (*sa_add) (gpointer user, const ModikeSadEntry *sa, GError **error);
+  void (*sa_del) (gpointer user, ModikeDirection dir, guint32 spi);
+} ModikeDatapathOps;
+gboolean modike_register_datapath (ModikePlugin *plugin, const ModikeDatapathOps *ops, gpointer user,
+                                   GError **error);
+
+typedef struct {
+  const char *name;
+  gpointer (*create) (gpointer user, const char *ifname, GError **error);
+  gboolean (*set_address) (gpointer adapter, const ModikePrefix *addr, guint mtu, GError **error);
+  gboolean (*add_route) (gpointer adapter, const ModikePrefix *dst, GError **error);
+  void (*destroy) (gpointer adapter);
+} ModikeOsAdapterOps;
+gboolean modike_register_os_adapter (ModikePlugin *plugin, const ModikeOsAdapterOps *ops, gpointer user,
+                                     GError **error);
+
+G_END_DECLS

@@ -1,0 +1,81 @@
+/* Security policy database (RFC 4301 4.4.1): ordered entries, first match wins. */
+#pragma once
+
+#include <glib.h>
+#include <modike/addr.h>
+
+G_BEGIN_DECLS
+
+typedef enum {
+  MODIKE_SPD_PROTECT = 1,
+  MODIKE_SPD_BYPASS = 2,
+  MODIKE_SPD_DISCARD = 3,
+} ModikeSpdAction;
+
+typedef enum {
+  MODIKE_MODE_TUNNEL = 1,
+  MODIKE_MODE_TRANSPORT = 2,
+} ModikeIpsecMode;
+
+/* An address selector: an inclusive range (a prefix is a range). */
+typedef struct {
+  ModikeAddr from, to;
+} ModikeAddrRange;
+
+/* A port selector: inclusive range; for ICMP, `from`/`to` hold type<<8|code. */
+typedef struct {
+  guint16 from, to;
+} ModikePortRange;
+
+/* One ESP algorithm set offered for PROTECT (values from protocol.h). */
+typedef struct {
+  guint16 esp_transform;  /* ModikeEspTransform */
+  guint16 key_bits;       /* 0 = algorithm default */
+  guint16 auth_alg;       /* ModikeAuthAlg, NONE for AEAD */
+} ModikeEspProposal;
+
+typedef struct {
+  guint32 id;                 /* assigned by modike_spd_add */
+  char *name;                 /* policy name from the config */
+  char *peer;                 /* peer (connection) name for PROTECT */
+  guint priority;             /* lower first; equal keeps insertion order */
+  ModikeAddrRange local, remote;
+  guint8 proto;               /* next-layer protocol, 0 = any */
+  ModikePortRange local_port, remote_port; /* {0,65535} = any */
+  ModikeSpdAction action;
+  ModikeIpsecMode mode;
+  GArray *proposals;          /* ModikeEspProposal, PROTECT only */
+  guint pfs_group;            /* 0 = no PFS */
+  guint64 life_seconds, life_kbytes;
+} ModikeSpdEntry;
+
+ModikeSpdEntry *modike_spd_entry_new (void);   /* any/any, BYPASS, tunnel */
+ModikeSpdEntry *modike_spd_entry_dup (const ModikeSpdEntry *e);
+void modike_spd_entry_free (ModikeSpdEntry *e);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (ModikeSpdEntry, modike_spd_entry_free)
+
+gboolean modike_addr_range_from_prefix (const ModikePrefix *p, ModikeAddrRange *out);
+gboolean modike_addr_range_contains (const ModikeAddrRange *r, const ModikeAddr *a);
+
+/* A packet's selector values (outbound: local = source). */
+typedef struct {
+  ModikeAddr local, remote;
+  guint8 proto;
+  guint16 local_port, remote_port; /* or ICMP type<<8|code in local_port */
+} ModikeSelector;
+
+typedef struct _ModikeSpd ModikeSpd;
+ModikeSpd *modike_spd_new (void);
+void modike_spd_free (ModikeSpd *spd);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (ModikeSpd, modike_spd_free)
+/* Takes ownership; returns the id. */
+guint32 modike_spd_add (ModikeSpd *spd, ModikeSpdEntry *e);
+gboolean modike_spd_remove (ModikeSpd *spd, guint32 id);
+void modike_spd_clear (ModikeSpd *spd);
+/* Borrowed; NULL if nothing matches (caller treats as DISCARD). */
+const ModikeSpdEntry *modike_spd_lookup (const ModikeSpd *spd, const ModikeSelector *sel);
+const ModikeSpdEntry *modike_spd_get (const ModikeSpd *spd, guint32 id);
+/* Entries in lookup order (borrowed pointers). */
+GPtrArray *modike_spd_entries (const ModikeSpd *spd);
+
+G_END_DECLS

@@ -1,0 +1,71 @@
+/* The registry as the core queries it (not part of the SDK). */
+#pragma once
+
+#include <modike/modike.h>
+
+G_BEGIN_DECLS
+
+ModikeRegistry *modike_registry_new (void);
+void modike_registry_free (ModikeRegistry *reg);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (ModikeRegistry, modike_registry_free)
+
+/* A pseudo-plugin owning the core's own registrations ("core"). */
+ModikePlugin *modike_registry_core_plugin (ModikeRegistry *reg);
+/* Plugin handles (loader.c creates them); registrations are tagged with the owner. */
+ModikePlugin *modike_registry_add_plugin (ModikeRegistry *reg, const ModikePluginDescriptor *desc);
+/* Undoes every registration of the plugin and forgets it. */
+void modike_registry_remove_plugin (ModikeRegistry *reg, ModikePlugin *plugin);
+const ModikePluginDescriptor *modike_plugin_get_descriptor (const ModikePlugin *plugin);
+ModikeRegistry *modike_plugin_get_registry (const ModikePlugin *plugin);
+
+/* Rows: the row for a received message, or the initiate row. */
+const ModikeFsmRow *modike_registry_find_row (const ModikeRegistry *reg, guint8 exchange, guint from_state,
+                                              guint8 msg_no, ModikeRole role);
+/* Every row (for the consistency check and the table test). */
+GPtrArray *modike_registry_rows (const ModikeRegistry *reg);
+gboolean modike_registry_has_exchange (const ModikeRegistry *reg, guint8 exchange);
+/* Checks every row: known next states, no duplicate keys, masks sane. */
+gboolean modike_registry_check_table (const ModikeRegistry *reg, GError **error);
+
+/* Payload claims that add optional payloads at a point. */
+typedef struct {
+  ModikePlugin *owner;
+  guint8 type;
+  guint max_count;
+  ModikePayloadFunc fn;
+  gpointer user;
+} ModikePayloadClaim;
+/* Claims active at (exchange, msg_no), borrowed. */
+GPtrArray *modike_registry_payloads_at (const ModikeRegistry *reg, guint8 exchange, guint8 msg_no);
+
+typedef struct {
+  ModikePlugin *owner;
+  ModikeBuildFunc fn;
+  gpointer user;
+} ModikeBuilderReg;
+GPtrArray *modike_registry_builders_at (const ModikeRegistry *reg, guint8 exchange, guint8 msg_no);
+
+typedef struct {
+  ModikePlugin *owner;
+  char *name;
+  GBytes *vid;
+  guint flags;
+  ModikeVendorIdFunc fn;
+  gpointer user;
+} ModikeVendorIdReg;
+GPtrArray *modike_registry_vendor_ids (const ModikeRegistry *reg);
+const ModikeVendorIdReg *modike_registry_match_vendor_id (const ModikeRegistry *reg, const guint8 *vid, gsize len);
+
+gboolean modike_registry_notify (const ModikeRegistry *reg, guint16 type, ModikeNotifyFunc *fn, gpointer *user);
+/* element name -> rng fragment (for modike_config_check_plugins). */
+GHashTable *modike_registry_config_fragments (const ModikeRegistry *reg);
+/* Runs each registered apply with its section from cfg. */
+gboolean modike_registry_apply_config (ModikeRegistry *reg, const ModikeConfig *cfg, GError **error);
+/* Registered ports: GArray of guint32 (port | flags << 16). */
+GArray *modike_registry_ports (const ModikeRegistry *reg);
+const ModikeEncapOps *modike_registry_encap (const ModikeRegistry *reg, gpointer *user);
+void modike_registry_emit (const ModikeRegistry *reg, ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child);
+const ModikeDatapathOps *modike_registry_datapath (const ModikeRegistry *reg, gpointer *user);
+const ModikeOsAdapterOps *modike_registry_os_adapter (const ModikeRegistry *reg, gpointer *user);
+
+G_END_DECLS
