@@ -19,6 +19,15 @@ typedef enum {
   MODIKE_CODEC_ERROR_TOO_LONG,       /* over a sanity bound */
   MODIKE_CODEC_ERROR_UNSUPPORTED,    /* valid encoding, value we don't take */
   MODIKE_CODEC_ERROR_BAD_VERSION,    /* ISAKMP major version */
+  /* Codes for errors RFC 2408 gives their own notify type. */
+  MODIKE_CODEC_ERROR_UNEQUAL_LENGTHS,  /* header length differs from the datagram */
+  MODIKE_CODEC_ERROR_BAD_ID,           /* ID data invalid for its type */
+  MODIKE_CODEC_ERROR_BAD_PROPOSAL,     /* proposal/transform chain or counts */
+  MODIKE_CODEC_ERROR_BAD_SPI,          /* SPI size wrong for the protocol */
+  MODIKE_CODEC_ERROR_BAD_DOI,          /* DOI not IPsec */
+  MODIKE_CODEC_ERROR_BAD_SITUATION,    /* situation not IDENTITY_ONLY */
+  MODIKE_CODEC_ERROR_BAD_PROTOCOL,     /* protocol id not taken here */
+  MODIKE_CODEC_ERROR_BAD_PAYLOAD_TYPE, /* payload type out of place (P, T at top level) */
 } ModikeCodecError;
 
 /* The notify type a codec error maps to (PAYLOAD_MALFORMED, ...). */
