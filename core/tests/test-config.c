@@ -1,2 +1,889 @@
+/* Configuration loading: the examples, good vectors (values land in the
+ * right struct fields), bad vectors (every message names file, line and
+ * element), plugin sections. */
+#include <gio/gio.h>
 #include <glib.h>
-int main (int argc, char **argv) { g_test_init (&argc, &argv, NULL); return g_test_run (); }
+#include <libxml/tree.h>
+#include <string.h>
+
+#include <modike/config.h>
+#include <modike/protocol.h>
+
+static char *
+vector_path (const char *name)
+{
+  return g_test_build_filename (G_TEST_DIST, "vectors", "config", name, NULL);
+}
+
+static char *
+example_path (const char *name)
+{
+  return g_test_build_filename (G_TEST_DIST, "..", "docs", "examples", name, NULL);
+}
+
+static ModikeConfig *
+load_ok (char *path /* taken */)
+{
+  g_autofree char *p = path;
+  g_autoptr (GError) error = NULL;
+  ModikeConfig *cfg = modike_config_load (p, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (cfg);
+  g_assert_cmpstr (cfg->path, ==, p);
+  return cfg;
+}
+
+static ModikeConfig *
+load_string_ok (const char *xml)
+{
+  g_autoptr (GError) error = NULL;
+  ModikeConfig *cfg = modike_config_load_string (xml, "inline.xml", &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (cfg);
+  return cfg;
+}
+
+static void
+assert_addr (const ModikeAddr *a, const char *text, guint16 port)
+{
+  ModikeAddr want;
+  g_autoptr (GError) error = NULL;
+  g_assert_true (modike_addr_parse (text, port, &want, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (a->family, ==, want.family);
+  g_assert_cmpmem (a->addr, modike_addr_len (a), want.addr, modike_addr_len (&want));
+  g_assert_cmpuint (a->port, ==, want.port);
+}
+
+static void
+assert_range (const ModikeAddrRange *r, const char *from, const char *to)
+{
+  assert_addr (&r->from, from, 0);
+  assert_addr (&r->to, to, 0);
+}
+
+static void
+assert_any_range (const ModikeAddrRange *r)
+{
+  g_assert_cmpint (r->from.family, ==, 0);
+  g_assert_cmpint (r->to.family, ==, 0);
+}
+
+static void
+assert_ports (const ModikePortRange *p, guint from, guint to)
+{
+  g_assert_cmpuint (p->from, ==, from);
+  g_assert_cmpuint (p->to, ==, to);
+}
+
+static void
+assert_p1 (const ModikePeerConfig *p, guint i, guint encr, guint bits, guint hash, guint group)
+{
+  g_assert_cmpuint (i, <, p->p1_proposals->len);
+  const ModikeP1Proposal *x = &g_array_index (p->p1_proposals, ModikeP1Proposal, i);
+  g_assert_cmpuint (x->encr, ==, encr);
+  g_assert_cmpuint (x->key_bits, ==, bits);
+  g_assert_cmpuint (x->hash, ==, hash);
+  g_assert_cmpuint (x->group, ==, group);
+}
+
+static void
+assert_esp (const ModikeSpdEntry *e, guint i, guint transform, guint bits, guint auth)
+{
+  g_assert_cmpuint (i, <, e->proposals->len);
+  const ModikeEspProposal *x = &g_array_index (e->proposals, ModikeEspProposal, i);
+  g_assert_cmpuint (x->esp_transform, ==, transform);
+  g_assert_cmpuint (x->key_bits, ==, bits);
+  g_assert_cmpuint (x->auth_alg, ==, auth);
+}
+
+static void
+assert_psk (const ModikePeerConfig *p, const char *secret)
+{
+  g_assert_nonnull (p->psk);
+  g_assert_cmpmem (p->psk->data, p->psk->len, secret, strlen (secret));
+}
+
+static const ModikeSpdEntry *
+policy (const ModikeConfig *cfg, guint i, const char *name)
+{
+  g_assert_cmpuint (i, <, cfg->policies->len);
+  const ModikeSpdEntry *e = cfg->policies->pdata[i];
+  g_assert_cmpstr (e->name, ==, name);
+  return e;
+}
+
+static const char natt_fragment[] =
+  "<element name=\"natt\" xmlns=\"http://relaxng.org/ns/structure/1.0\">"
+  "<optional><attribute name=\"force-encap\"><choice><value>yes</value><value>no</value></choice>"
+  "</attribute></optional><empty/></element>";
+
+static GHashTable *
+natt_fragments (void)
+{
+  GHashTable *t = g_hash_table_new (g_str_hash, g_str_equal);
+  g_hash_table_insert (t, (gpointer) "natt", (gpointer) natt_fragment);
+  return t;
+}
+
+/* ---- The examples in docs/examples ---- */
+
+static void
+test_example_client (void)
+{
+  g_autoptr (ModikeConfig) cfg = load_ok (example_path ("client.xml"));
+  g_autoptr (GHashTable) frags = natt_fragments ();
+  g_autoptr (GError) error = NULL;
+
+  g_assert_cmpuint (cfg->listen->len, ==, 1);
+  assert_addr (&g_array_index (cfg->listen, ModikeAddr, 0), "192.0.2.2", 500);
+  g_assert_cmpuint (cfg->plugins->len, ==, 1);
+  g_assert_cmpstr (cfg->plugins->pdata[0], ==, "natt");
+  g_assert_cmpstr (cfg->log_level, ==, "info");
+  g_assert_cmpstr (cfg->status_file, ==, "/run/modiked.status");
+  g_assert_true (modike_config_check_plugins (cfg, frags, &error));
+  g_assert_no_error (error);
+
+  g_assert_cmpuint (cfg->peers->len, ==, 1);
+  const ModikePeerConfig *gw = modike_config_find_peer (cfg, "gw");
+  g_assert_nonnull (gw);
+  g_assert_true (gw->initiate);
+  assert_addr (&gw->local, "192.0.2.2", 500);
+  assert_addr (&gw->remote, "192.0.2.1", 500);
+  g_assert_cmpuint (gw->local_id_type, ==, MODIKE_ID_FQDN);
+  g_assert_cmpstr (gw->local_id, ==, "client.example.org");
+  g_assert_cmpuint (gw->remote_id_type, ==, MODIKE_ID_FQDN);
+  g_assert_cmpstr (gw->remote_id, ==, "gw.example.org");
+  g_assert_cmpuint (gw->auth, ==, MODIKE_AUTH_PSK);
+  assert_psk (gw, "change-me-to-a-long-random-secret");
+  g_assert_cmpuint (gw->exchange, ==, MODIKE_EX_MAIN);
+  g_assert_cmpuint (gw->p1_proposals->len, ==, 2);
+  assert_p1 (gw, 0, MODIKE_ENCR_AES_CBC, 256, MODIKE_HASH_SHA2_256, MODIKE_DH_MODP2048);
+  assert_p1 (gw, 1, MODIKE_ENCR_AES_CBC, 128, MODIKE_HASH_SHA2_256, MODIKE_DH_ECP256);
+
+  g_assert_cmpuint (cfg->policies->len, ==, 2);
+  const ModikeSpdEntry *office = policy (cfg, 0, "office");
+  g_assert_cmpstr (office->peer, ==, "gw");
+  g_assert_cmpint (office->action, ==, MODIKE_SPD_PROTECT);
+  g_assert_cmpint (office->mode, ==, MODIKE_MODE_TUNNEL);
+  assert_range (&office->local, "10.99.0.0", "10.99.0.15");
+  assert_range (&office->remote, "198.51.100.0", "198.51.100.255");
+  g_assert_cmpuint (office->pfs_group, ==, MODIKE_DH_MODP2048);
+  g_assert_cmpuint (office->proposals->len, ==, 2);
+  assert_esp (office, 0, MODIKE_ESP_AES_GCM_16, 128, MODIKE_AUTH_ALG_NONE);
+  assert_esp (office, 1, MODIKE_ESP_AES_CBC, 128, MODIKE_AUTH_ALG_HMAC_SHA2_256);
+  const ModikeSpdEntry *dns = policy (cfg, 1, "dns");
+  g_assert_cmpint (dns->action, ==, MODIKE_SPD_BYPASS);
+  g_assert_cmpuint (dns->proto, ==, 17);
+  assert_ports (&dns->remote_port, 53, 53);
+}
+
+static void
+test_example_gateway (void)
+{
+  g_autoptr (ModikeConfig) cfg = load_ok (example_path ("gateway.xml"));
+  g_autoptr (ModikeConfig) client = load_ok (example_path ("client.xml"));
+  g_autoptr (GHashTable) frags = natt_fragments ();
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (modike_config_check_plugins (cfg, frags, &error));
+  g_assert_no_error (error);
+  g_assert_cmpstr (cfg->log_level, ==, "message");
+
+  const ModikePeerConfig *br = modike_config_find_peer (cfg, "branch");
+  const ModikePeerConfig *gw = modike_config_find_peer (client, "gw");
+  g_assert_nonnull (br);
+  g_assert_false (br->initiate);
+  /* The two examples describe the two ends of one tunnel. */
+  g_assert_cmpmem (br->local.addr, 4, gw->remote.addr, 4);
+  g_assert_cmpmem (br->remote.addr, 4, gw->local.addr, 4);
+  g_assert_cmpstr (br->local_id, ==, gw->remote_id);
+  g_assert_cmpstr (br->remote_id, ==, gw->local_id);
+  g_assert_cmpmem (br->psk->data, br->psk->len, gw->psk->data, gw->psk->len);
+
+  g_assert_cmpuint (cfg->policies->len, ==, 4);
+  const ModikeSpdEntry *net = policy (cfg, 0, "branch-net");
+  const ModikeSpdEntry *office = policy (client, 0, "office");
+  g_assert_cmpmem (&net->local, sizeof net->local, &office->remote, sizeof office->remote);
+  g_assert_cmpmem (&net->remote, sizeof net->remote, &office->local, sizeof office->local);
+  const ModikeSpdEntry *ping = policy (cfg, 2, "ping");
+  g_assert_cmpuint (ping->proto, ==, 1);
+  assert_ports (&ping->local_port, 0 << 8 | 0, 8 << 8 | 255);
+  assert_range (&ping->local, "0.0.0.0", "255.255.255.255");
+  const ModikeSpdEntry *leaks = policy (cfg, 3, "no-leaks");
+  g_assert_cmpint (leaks->action, ==, MODIKE_SPD_DISCARD);
+  g_assert_cmpuint (leaks->proposals->len, ==, 0);
+}
+
+/* The guide shows the example files verbatim. */
+static void
+test_examples_in_guide (void)
+{
+  g_autofree char *guide_path = g_test_build_filename (G_TEST_DIST, "..", "docs", "configuration.md", NULL);
+  g_autofree char *guide = NULL;
+  g_autoptr (GError) error = NULL;
+  g_assert_true (g_file_get_contents (guide_path, &guide, NULL, &error));
+  g_assert_no_error (error);
+  static const char *const names[] = { "client.xml", "gateway.xml" };
+  for (gsize i = 0; i < G_N_ELEMENTS (names); i++) {
+    g_autofree char *path = example_path (names[i]);
+    g_autofree char *text = NULL;
+    g_assert_true (g_file_get_contents (path, &text, NULL, &error));
+    g_assert_no_error (error);
+    g_autofree char *block = g_strdup_printf ("```xml\n%s```\n", text);
+    if (strstr (guide, block) == NULL)
+      g_error ("docs/configuration.md does not show %s verbatim", names[i]);
+  }
+}
+
+/* ---- Good vectors ---- */
+
+static void
+test_good_full (void)
+{
+  g_autoptr (ModikeConfig) cfg = load_ok (vector_path ("good-full.xml"));
+
+  g_assert_cmpuint (cfg->listen->len, ==, 1);
+  assert_addr (&g_array_index (cfg->listen, ModikeAddr, 0), "192.0.2.2", 500);
+  g_assert_cmpstr (cfg->plugin_dir, ==, "/optional/dir");
+  g_assert_cmpuint (cfg->plugins->len, ==, 1);
+  g_assert_cmpstr (cfg->log_level, ==, "info");
+  g_assert_cmpstr (cfg->status_file, ==, "/run/modiked.status");
+  g_assert_nonnull (cfg->doc);
+
+  xmlNode *natt = modike_config_section (cfg, "natt");
+  g_assert_nonnull (natt);
+  g_assert_cmpint (xmlGetLineNo (natt), ==, 12);
+  g_assert_null (modike_config_section (cfg, "peer"));
+  g_assert_null (modike_config_section (cfg, "daemon"));
+  g_assert_null (modike_config_section (cfg, "frob"));
+
+  g_assert_cmpuint (cfg->peers->len, ==, 1);
+  const ModikePeerConfig *p = modike_config_find_peer (cfg, "gw");
+  g_assert_nonnull (p);
+  g_assert_cmpstr (p->name, ==, "gw");
+  g_assert_cmpuint (p->line, ==, 16);
+  g_assert_true (p->initiate);
+  assert_addr (&p->local, "192.0.2.2", 500);
+  assert_addr (&p->remote, "192.0.2.1", 500);
+  g_assert_cmpuint (p->local_id_type, ==, MODIKE_ID_FQDN);
+  g_assert_cmpstr (p->local_id, ==, "client");
+  g_assert_cmpstr (p->remote_id, ==, "gw");
+  assert_psk (p, "testpsk");
+  g_assert_cmpuint (p->exchange, ==, MODIKE_EX_MAIN);
+  g_assert_cmpuint (p->p1_life_seconds, ==, 28800);
+  g_assert_cmpuint (p->p1_life_kbytes, ==, 0);
+  g_assert_cmpuint (p->p1_proposals->len, ==, 1);
+  assert_p1 (p, 0, MODIKE_ENCR_AES_CBC, 128, MODIKE_HASH_SHA2_256, MODIKE_DH_MODP2048);
+  g_assert_cmpuint (p->retransmit_ms, ==, 2000);
+  g_assert_cmpuint (p->retransmit_tries, ==, 5);
+  g_assert_cmpuint (p->half_open_s, ==, 30);
+  g_assert_cmpstr (modike_peer_config_option (p, "natt.force"), ==, "yes");
+  g_assert_null (modike_peer_config_option (p, "natt.other"));
+
+  g_assert_cmpuint (cfg->policies->len, ==, 2);
+  const ModikeSpdEntry *net = policy (cfg, 0, "net");
+  g_assert_cmpstr (net->peer, ==, "gw");
+  g_assert_cmpint (net->action, ==, MODIKE_SPD_PROTECT);
+  g_assert_cmpint (net->mode, ==, MODIKE_MODE_TUNNEL);
+  assert_range (&net->local, "10.99.0.0", "10.99.0.15");
+  assert_range (&net->remote, "198.51.100.0", "198.51.100.255");
+  g_assert_cmpuint (net->proto, ==, 0);
+  assert_ports (&net->local_port, 0, 65535);
+  assert_ports (&net->remote_port, 0, 65535);
+  g_assert_cmpuint (net->pfs_group, ==, MODIKE_DH_MODP2048);
+  g_assert_cmpuint (net->life_seconds, ==, 3600);
+  g_assert_cmpuint (net->life_kbytes, ==, 0);
+  g_assert_cmpuint (net->proposals->len, ==, 2);
+  assert_esp (net, 0, MODIKE_ESP_AES_CBC, 128, MODIKE_AUTH_ALG_HMAC_SHA2_256);
+  assert_esp (net, 1, MODIKE_ESP_AES_GCM_16, 128, MODIKE_AUTH_ALG_NONE);
+
+  const ModikeSpdEntry *dns = policy (cfg, 1, "dns");
+  g_assert_null (dns->peer);
+  g_assert_cmpint (dns->action, ==, MODIKE_SPD_BYPASS);
+  /* "any" beside an IPv4 selector is any IPv4 address. */
+  assert_range (&dns->local, "0.0.0.0", "255.255.255.255");
+  assert_range (&dns->remote, "198.51.100.53", "198.51.100.53");
+  g_assert_cmpuint (dns->proto, ==, 17);
+  assert_ports (&dns->local_port, 0, 65535);
+  assert_ports (&dns->remote_port, 53, 53);
+  g_assert_cmpuint (dns->pfs_group, ==, 0);
+  g_assert_cmpuint (dns->proposals->len, ==, 0);
+}
+
+static void
+test_good_minimal (void)
+{
+  g_autoptr (ModikeConfig) cfg = load_ok (vector_path ("good-minimal.xml"));
+
+  g_assert_cmpuint (cfg->listen->len, ==, 0);
+  g_assert_cmpuint (cfg->plugins->len, ==, 0);
+  g_assert_null (cfg->plugin_dir);
+  g_assert_cmpstr (cfg->log_level, ==, "message");
+  g_assert_null (cfg->status_file);
+  g_assert_cmpuint (cfg->policies->len, ==, 0);
+
+  const ModikePeerConfig *p = modike_config_find_peer (cfg, "anyone");
+  g_assert_nonnull (p);
+  g_assert_cmpuint (p->line, ==, 4);
+  g_assert_false (p->initiate);
+  g_assert_cmpint (p->local.family, ==, 0);
+  g_assert_cmpint (p->remote.family, ==, 0);
+  g_assert_cmpuint (p->local_id_type, ==, 0);
+  g_assert_null (p->local_id);
+  g_assert_cmpuint (p->remote_id_type, ==, 0);
+  g_assert_null (p->remote_id);
+  assert_psk (p, "minimal-secret");
+  g_assert_cmpuint (p->exchange, ==, MODIKE_EX_MAIN);
+  g_assert_cmpuint (p->p1_life_seconds, ==, 28800);
+  g_assert_cmpuint (p->retransmit_ms, ==, 2000);
+  g_assert_cmpuint (p->retransmit_tries, ==, 5);
+  g_assert_cmpuint (p->half_open_s, ==, 30);
+  g_assert_cmpuint (g_hash_table_size (p->options), ==, 0);
+  assert_p1 (p, 0, MODIKE_ENCR_AES_CBC, 256, MODIKE_HASH_SHA2_256, MODIKE_DH_MODP2048);
+  g_assert_null (modike_config_find_peer (cfg, "nobody"));
+}
+
+static void
+test_good_empty (void)
+{
+  g_autoptr (ModikeConfig) cfg = load_ok (vector_path ("good-empty.xml"));
+  g_assert_cmpuint (cfg->peers->len, ==, 0);
+  g_assert_cmpuint (cfg->policies->len, ==, 0);
+  g_assert_true (modike_config_check_plugins (cfg, NULL, NULL));
+}
+
+static void
+test_good_ipv6 (void)
+{
+  g_autoptr (ModikeConfig) cfg = load_ok (vector_path ("good-ipv6.xml"));
+
+  g_assert_cmpuint (cfg->listen->len, ==, 2);
+  assert_addr (&g_array_index (cfg->listen, ModikeAddr, 0), "2001:db8::2", 500);
+  assert_addr (&g_array_index (cfg->listen, ModikeAddr, 1), "2001:db8::2", 4500);
+  g_assert_cmpstr (cfg->log_level, ==, "debug");
+
+  const ModikePeerConfig *p = modike_config_find_peer (cfg, "v6gw");
+  g_assert_nonnull (p);
+  assert_addr (&p->local, "2001:db8::2", 500);
+  assert_addr (&p->remote, "2001:db8::1", 500);
+  g_assert_cmpuint (p->local_id_type, ==, MODIKE_ID_IPV6_ADDR);
+  g_assert_cmpstr (p->local_id, ==, "2001:db8::2");
+  g_assert_cmpuint (p->remote_id_type, ==, MODIKE_ID_USER_FQDN);
+  g_assert_cmpstr (p->remote_id, ==, "vpn@example.org");
+  g_assert_cmpuint (p->exchange, ==, MODIKE_EX_AGGRESSIVE);
+  g_assert_cmpuint (p->p1_life_seconds, ==, 3600);
+  g_assert_cmpuint (p->p1_life_kbytes, ==, 100000);
+  assert_p1 (p, 0, MODIKE_ENCR_AES_CBC, 128, MODIKE_HASH_SHA1, MODIKE_DH_ECP256);
+  assert_p1 (p, 1, MODIKE_ENCR_3DES, 0, MODIKE_HASH_MD5, MODIKE_DH_MODP1024);
+
+  const ModikeSpdEntry *net = policy (cfg, 0, "v6net");
+  assert_range (&net->local, "2001:db8:1::", "2001:db8:1:ffff:ffff:ffff:ffff:ffff");
+  assert_range (&net->remote, "2001:db8:2::10", "2001:db8:2::1f");
+  g_assert_cmpuint (net->pfs_group, ==, MODIKE_DH_CURVE25519);
+  assert_esp (net, 0, MODIKE_ESP_AES_GCM_16, 256, MODIKE_AUTH_ALG_NONE);
+
+  const ModikeSpdEntry *ping = policy (cfg, 1, "v6ping");
+  g_assert_cmpint (ping->action, ==, MODIKE_SPD_BYPASS);
+  assert_range (&ping->local, "::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+  assert_range (&ping->remote, "2001:db8:3::", "2001:db8:3::ffff:ffff:ffff:ffff");
+  g_assert_cmpuint (ping->proto, ==, 58);
+  assert_ports (&ping->local_port, 128 << 8, 128 << 8);
+  assert_ports (&ping->remote_port, 0, 65535);
+
+  const ModikeSpdEntry *all = policy (cfg, 2, "v6all");
+  g_assert_cmpint (all->action, ==, MODIKE_SPD_DISCARD);
+  assert_range (&all->local, "::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+  assert_range (&all->remote, "::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+}
+
+static void
+test_good_selectors (void)
+{
+  g_autoptr (ModikeConfig) cfg = load_ok (vector_path ("good-selectors.xml"));
+
+  const ModikePeerConfig *p = modike_config_find_peer (cfg, "host");
+  g_assert_nonnull (p);
+  g_assert_false (p->initiate);
+  g_assert_cmpint (p->local.family, ==, 0);
+  g_assert_cmpuint (p->local_id_type, ==, MODIKE_ID_KEY_ID);
+  g_assert_cmpstr (p->local_id, ==, "client-7");
+  g_assert_cmpuint (p->remote_id_type, ==, MODIKE_ID_DER_ASN1_DN);
+  g_assert_cmpstr (p->remote_id, ==, "C=XX, O=Example, CN=host");
+  g_assert_cmpuint (p->p1_proposals->len, ==, 5);
+  assert_p1 (p, 0, MODIKE_ENCR_AES_CBC, 192, MODIKE_HASH_SHA2_384, MODIKE_DH_MODP3072);
+  assert_p1 (p, 1, MODIKE_ENCR_AES_CBC, 256, MODIKE_HASH_SHA2_512, MODIKE_DH_ECP384);
+  assert_p1 (p, 2, MODIKE_ENCR_AES_CBC, 128, MODIKE_HASH_SHA2_256, MODIKE_DH_MODP4096);
+  assert_p1 (p, 3, MODIKE_ENCR_3DES, 0, MODIKE_HASH_SHA1, MODIKE_DH_MODP1536);
+  assert_p1 (p, 4, MODIKE_ENCR_3DES, 0, MODIKE_HASH_SHA1, MODIKE_DH_MODP768);
+  g_assert_cmpuint (p->retransmit_ms, ==, 500);
+  g_assert_cmpuint (p->retransmit_tries, ==, 3);
+  g_assert_cmpuint (p->half_open_s, ==, 10);
+  g_assert_cmpstr (modike_peer_config_option (p, "natt.force"), ==, "yes");
+  g_assert_cmpstr (modike_peer_config_option (p, "dpd.interval"), ==, "30");
+
+  const ModikeSpdEntry *web = policy (cfg, 0, "web");
+  g_assert_cmpint (web->mode, ==, MODIKE_MODE_TRANSPORT);
+  assert_range (&web->local, "192.0.2.2", "192.0.2.2");
+  assert_range (&web->remote, "192.0.2.7", "192.0.2.7");
+  g_assert_cmpuint (web->proto, ==, 6);
+  assert_ports (&web->local_port, 1024, 65535);
+  assert_ports (&web->remote_port, 443, 443);
+  g_assert_cmpuint (web->pfs_group, ==, 0);
+  g_assert_cmpuint (web->life_seconds, ==, 600);
+  g_assert_cmpuint (web->life_kbytes, ==, 4096);
+  g_assert_cmpuint (web->proposals->len, ==, 6);
+  assert_esp (web, 0, MODIKE_ESP_AES_CBC, 128, MODIKE_AUTH_ALG_HMAC_SHA1);
+  assert_esp (web, 1, MODIKE_ESP_AES_CBC, 192, MODIKE_AUTH_ALG_HMAC_SHA2_384);
+  assert_esp (web, 2, MODIKE_ESP_AES_CBC, 256, MODIKE_AUTH_ALG_HMAC_SHA2_512);
+  assert_esp (web, 3, MODIKE_ESP_3DES, 0, MODIKE_AUTH_ALG_HMAC_MD5);
+  assert_esp (web, 4, MODIKE_ESP_AES_GCM_16, 128, MODIKE_AUTH_ALG_NONE);
+  assert_esp (web, 5, MODIKE_ESP_AES_GCM_16, 192, MODIKE_AUTH_ALG_NONE);
+
+  /* ICMP: type in local-port, code in remote-port, packed type<<8|code. */
+  const ModikeSpdEntry *echo = policy (cfg, 1, "echo");
+  assert_range (&echo->local, "10.0.0.0", "10.255.255.255");
+  assert_range (&echo->remote, "10.1.0.0", "10.1.255.255");
+  g_assert_cmpuint (echo->proto, ==, 1);
+  assert_ports (&echo->local_port, 8 << 8 | 0, 8 << 8 | 3);
+  assert_ports (&echo->remote_port, 0, 65535);
+
+  const ModikeSpdEntry *unreach = policy (cfg, 2, "unreach");
+  assert_any_range (&unreach->local);
+  assert_any_range (&unreach->remote);
+  assert_ports (&unreach->local_port, 3 << 8, 4 << 8 | 255);
+
+  const ModikeSpdEntry *gre = policy (cfg, 3, "gre");
+  g_assert_cmpuint (gre->proto, ==, 47);
+  g_assert_cmpint (gre->action, ==, MODIKE_SPD_DISCARD);
+  assert_ports (&gre->local_port, 0, 65535);
+
+  const ModikeSpdEntry *rest = policy (cfg, 4, "rest");
+  assert_any_range (&rest->local);
+  assert_any_range (&rest->remote);
+  g_assert_cmpuint (rest->proto, ==, 0);
+}
+
+/* ---- Bad vectors: message names file, line, element; code is right ---- */
+
+typedef struct {
+  const char *file;
+  int line;
+  const char *element;
+  ModikeConfigError code;
+  const char *text; /* part of the message */
+} BadVector;
+
+#define INV MODIKE_CONFIG_ERROR_INVALID
+#define SCH MODIKE_CONFIG_ERROR_SCHEMA
+#define PAR MODIKE_CONFIG_ERROR_PARSE
+
+static const BadVector bad_vectors[] = {
+  { "bad-action.xml", 10, "policy", INV, "unknown action 'encrypt'" },
+  { "bad-address.xml", 4, "remote", INV, "bad address '192.0.2.300'" },
+  { "bad-aead-integrity.xml", 11, "proposal", INV, "takes no integrity" },
+  { "bad-auth-method.xml", 5, "auth", INV, "unknown auth method 'rsa'" },
+  { "bad-bypass-proposal.xml", 11, "proposal", INV, "only protect policies take proposals" },
+  { "bad-daemon-twice.xml", 4, "daemon", INV, "given twice" },
+  { "bad-doctype.xml", 6, "modike", PAR, "DOCTYPE is not allowed" },
+  { "bad-duplicate-option.xml", 10, "option", INV, "option 'natt.force' given twice" },
+  { "bad-duplicate-peer.xml", 10, "peer", INV, "duplicate peer name 'gw'" },
+  { "bad-duplicate-plugin.xml", 6, "plugin", INV, "plugin 'natt' listed twice" },
+  { "bad-duplicate-policy.xml", 13, "policy", INV, "duplicate policy name 'net'" },
+  { "bad-duplicate-section.xml", 4, "natt", INV, "section given twice" },
+  { "bad-empty-secret.xml", 5, "auth", INV, "empty secret" },
+  { "bad-encryption.xml", 7, "proposal", INV, "unknown encryption 'blowfish'" },
+  { "bad-esp-encryption.xml", 11, "proposal", INV, "unknown ESP encryption 'aes128gcm8'" },
+  { "bad-exchange.xml", 6, "phase1", INV, "unknown exchange 'base'" },
+  { "bad-group.xml", 7, "proposal", INV, "unknown group 'modp9999'" },
+  { "bad-hash.xml", 7, "proposal", INV, "unknown hash 'sha3'" },
+  { "bad-icmp-code.xml", 10, "policy", INV, "needs a single ICMP type" },
+  { "bad-icmp-family.xml", 10, "policy", INV, "protocol icmp does not match the IPv6 selectors" },
+  { "bad-id-type.xml", 5, "local-id", INV, "unknown identity type 'email'" },
+  { "bad-initiate-no-remote.xml", 3, "peer", INV, "initiates but has no <remote>" },
+  { "bad-initiate-value.xml", 3, "peer", INV, "initiate must be 'yes' or 'no', not 'maybe'" },
+  { "bad-integrity.xml", 11, "proposal", INV, "unknown integrity 'crc32'" },
+  { "bad-lifetime.xml", 6, "phase1", INV, "lifetime 'soon' is not a number" },
+  { "bad-listen-port.xml", 4, "listen", INV, "port '0' is not a number in 1..65535" },
+  { "bad-local-remote-family.xml", 3, "peer", INV, "mix IPv4 and IPv6" },
+  { "bad-log-level.xml", 4, "log", INV, "unknown log level 'loud'" },
+  { "bad-missing-auth.xml", 3, "peer", INV, "has no <auth>" },
+  { "bad-missing-phase1.xml", 3, "peer", INV, "has no <phase1>" },
+  { "bad-mode.xml", 10, "policy", INV, "unknown mode 'beet'" },
+  { "bad-namespaced-section.xml", 3, "natt", SCH, "namespace 'urn:example:natt' not allowed" },
+  { "bad-no-integrity.xml", 11, "proposal", INV, "'aes256' needs an integrity algorithm" },
+  { "bad-not-well-formed.xml", 8, "phase1", PAR, "mismatch" },
+  { "bad-option-name.xml", 9, "option", INV, "option name 'force' is not 'plugin.key'" },
+  { "bad-peer-name.xml", 3, "peer", INV, "bad peer name 'g w'" },
+  { "bad-pfs.xml", 10, "policy", INV, "unknown pfs group 'modp9999'" },
+  { "bad-policy-lifetime.xml", 10, "policy", INV, "lifetime '0' is not a number" },
+  { "bad-port-order.xml", 10, "policy", INV, "local-port '100-50'" },
+  { "bad-port.xml", 10, "policy", INV, "remote-port '70000'" },
+  { "bad-ports-no-protocol.xml", 10, "policy", INV, "ports need a protocol with ports" },
+  { "bad-prefix-len.xml", 10, "policy", INV, "bad prefix '10.0.0.0/33'" },
+  { "bad-prefix.xml", 10, "policy", INV, "bad prefix '198.51.100.1/24'" },
+  { "bad-protect-no-peer.xml", 10, "policy", INV, "protect policy 'net' needs a peer" },
+  { "bad-protect-no-proposal.xml", 10, "policy", INV, "protect policy 'net' has no proposal" },
+  { "bad-protocol.xml", 10, "policy", INV, "unknown protocol 'smtp'" },
+  { "bad-range-family.xml", 10, "policy", INV, "mixes IPv4 and IPv6" },
+  { "bad-range-order.xml", 10, "policy", INV, "ends before it starts" },
+  { "bad-retransmit.xml", 9, "retransmit", INV, "tries '1000' is not a number in 0..100" },
+  { "bad-root.xml", 2, "config", SCH, "root element must be <modike>" },
+  { "bad-selector-family.xml", 10, "policy", INV, "selectors mix IPv4 and IPv6" },
+  { "bad-text-content.xml", 4, "remote", SCH, "extra content" },
+  { "bad-truncated.xml", 6, "modike", PAR, "not well-formed" },
+  { "bad-twice-auth.xml", 9, "auth", INV, "<auth> given twice" },
+  { "bad-unknown-attribute.xml", 4, "listen", SCH, "Invalid attribute colour" },
+  { "bad-unknown-element.xml", 9, "bogus", SCH, "Did not expect element bogus" },
+  { "bad-unknown-peer.xml", 10, "policy", INV, "refers to unknown peer 'nowhere'" },
+  { "bad-user-fqdn.xml", 5, "remote-id", INV, "user-fqdn 'example.org' has no '@'" },
+};
+
+static void
+assert_bad_message (const GError *error, const char *file, int line, const char *element, gint code,
+                    const char *text)
+{
+  g_assert_nonnull (error);
+  g_assert_true (error->domain == MODIKE_CONFIG_ERROR);
+  g_test_message ("%s", error->message);
+  g_autofree char *prefix = g_strdup_printf ("%s:%d: <%s>: ", file, line, element);
+  if (!g_str_has_prefix (error->message, prefix) || strstr (error->message, text) == NULL)
+    g_error ("message \"%s\" lacks \"%s\" or \"%s\"", error->message, prefix, text);
+  g_assert_cmpint (error->code, ==, code);
+}
+
+static void
+test_bad_vectors (void)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (bad_vectors); i++) {
+    const BadVector *v = &bad_vectors[i];
+    g_autofree char *path = vector_path (v->file);
+    g_autoptr (GError) error = NULL;
+    g_assert_true (g_file_test (path, G_FILE_TEST_EXISTS));
+    g_autoptr (ModikeConfig) cfg = modike_config_load (path, &error);
+    g_assert_null (cfg);
+    assert_bad_message (error, path, v->line, v->element, v->code, v->text);
+  }
+}
+
+/* Every bad-*.xml in the directory is in the table, and vice versa, so a
+ * new vector cannot be silently ignored. */
+static void
+test_bad_vectors_all_listed (void)
+{
+  g_autofree char *dir_path = g_test_build_filename (G_TEST_DIST, "vectors", "config", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GDir) dir = g_dir_open (dir_path, 0, &error);
+  g_assert_no_error (error);
+  guint found = 0;
+  const char *name;
+  while ((name = g_dir_read_name (dir)) != NULL) {
+    if (!g_str_has_prefix (name, "bad-"))
+      continue;
+    gboolean listed = FALSE;
+    for (gsize i = 0; i < G_N_ELEMENTS (bad_vectors); i++)
+      listed = listed || strcmp (bad_vectors[i].file, name) == 0;
+    if (!listed)
+      g_error ("%s is not in bad_vectors[]", name);
+    found++;
+  }
+  g_assert_cmpuint (found, ==, G_N_ELEMENTS (bad_vectors));
+}
+
+/* ---- Inline documents ---- */
+
+static void
+test_not_well_formed (void)
+{
+  static const char *const docs[] = {
+    "",
+    "not xml at all",
+    "<modike>\n<peer name=\"a\">\n</modike>\n",
+    "<modike>\n  <daemon attr=\"unterminated />\n</modike>",
+    "<modike></modike><modike/>",
+    "<modike>&undefined;</modike>",
+    "<?xml version=\"1.0\"?>\n<modike>\n\x01</modike>",
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (docs); i++) {
+    g_autoptr (GError) error = NULL;
+    g_autoptr (ModikeConfig) cfg = modike_config_load_string (docs[i], "inline.xml", &error);
+    g_assert_null (cfg);
+    g_assert_error (error, MODIKE_CONFIG_ERROR, MODIKE_CONFIG_ERROR_PARSE);
+    g_assert_true (g_str_has_prefix (error->message, "inline.xml:"));
+    g_assert_nonnull (strstr (error->message, "not well-formed"));
+  }
+
+  /* Line and element of a mismatched tag. */
+  g_autoptr (GError) error = NULL;
+  g_assert_null (modike_config_load_string ("<modike>\n<peer name=\"a\">\n</modike>\n", "inline.xml", &error));
+  g_assert_true (g_str_has_prefix (error->message, "inline.xml:3: <peer>: "));
+}
+
+static void
+test_unknown_element (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_assert_null (modike_config_load_string ("<modike>\n  <daemon>\n    <frobnicate/>\n  </daemon>\n</modike>\n",
+                                            "inline.xml", &error));
+  assert_bad_message (error, "inline.xml", 3, "frobnicate", MODIKE_CONFIG_ERROR_SCHEMA, "frobnicate");
+
+  /* Unknown attribute on a policy. */
+  g_clear_error (&error);
+  g_assert_null (modike_config_load_string ("<modike>\n<policy name=\"p\" action=\"bypass\" colour=\"red\"/>\n</modike>",
+                                            "inline.xml", &error));
+  assert_bad_message (error, "inline.xml", 2, "policy", MODIKE_CONFIG_ERROR_SCHEMA, "colour");
+
+  /* Missing required attribute. */
+  g_clear_error (&error);
+  g_assert_null (modike_config_load_string ("<modike>\n\n<policy name=\"p\"/>\n</modike>", "inline.xml", &error));
+  assert_bad_message (error, "inline.xml", 3, "policy", MODIKE_CONFIG_ERROR_SCHEMA, "attribute is missing");
+  g_clear_error (&error);
+  g_assert_null (modike_config_load_string ("<modike>\n<peer initiate=\"yes\"><auth method=\"psk\" secret=\"x\"/>"
+                                            "</peer>\n</modike>", "inline.xml", &error));
+  assert_bad_message (error, "inline.xml", 2, "peer", MODIKE_CONFIG_ERROR_SCHEMA, "attribute is missing");
+
+  /* No name for errors. */
+  g_clear_error (&error);
+  g_assert_null (modike_config_load_string ("<modike><x:y xmlns:x=\"urn:x\"/></modike>", NULL, &error));
+  g_assert_true (g_str_has_prefix (error->message, "<string>:1: <y>: "));
+}
+
+static void
+test_io_error (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_assert_null (modike_config_load ("/nonexistent/modike-test/site.xml", &error));
+  g_assert_error (error, MODIKE_CONFIG_ERROR, MODIKE_CONFIG_ERROR_IO);
+  g_assert_nonnull (strstr (error->message, "/nonexistent/modike-test/site.xml"));
+}
+
+/* Peers may be defined after the policies that use them. */
+static void
+test_forward_reference (void)
+{
+  g_autoptr (ModikeConfig) cfg = load_string_ok (
+    "<modike>"
+    "<policy name=\"p\" peer=\"late\" action=\"protect\"><proposal encryption=\"aes128gcm16\"/></policy>"
+    "<peer name=\"late\"><auth method=\"psk\" secret=\"s3cret\"/>"
+    "<phase1><proposal encryption=\"aes128\" hash=\"sha1\" group=\"modp2048\"/></phase1></peer>"
+    "</modike>");
+  g_assert_cmpstr (policy (cfg, 0, "p")->peer, ==, "late");
+}
+
+/* The secret is copied out and taken out of the kept document. */
+static void
+test_secret_not_in_doc (void)
+{
+  g_autoptr (ModikeConfig) cfg = load_ok (vector_path ("good-full.xml"));
+  xmlNode *root = xmlDocGetRootElement (cfg->doc);
+  guint auths = 0;
+  for (xmlNode *peer = root->children; peer != NULL; peer = peer->next)
+    for (xmlNode *k = peer->children; k != NULL; k = k->next)
+      if (k->type == XML_ELEMENT_NODE && xmlStrEqual (k->name, (const xmlChar *) "auth")) {
+        auths++;
+        g_assert_null (xmlHasProp (k, (const xmlChar *) "secret"));
+        g_assert_nonnull (xmlHasProp (k, (const xmlChar *) "method"));
+      }
+  g_assert_cmpuint (auths, ==, 1);
+  assert_psk (modike_config_find_peer (cfg, "gw"), "testpsk");
+}
+
+static void
+test_ipv6_selectors (void)
+{
+  static const struct {
+    const char *local, *remote;
+    const char *lfrom, *lto, *rfrom, *rto;
+  } cases[] = {
+    { "2001:db8::/32", "any", "2001:db8::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "::",
+      "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff" },
+    { "2001:db8::1", "2001:db8::/127", "2001:db8::1", "2001:db8::1", "2001:db8::", "2001:db8::1" },
+    { "fe80::1-fe80::ff", "::/0", "fe80::1", "fe80::ff", "::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff" },
+    { "2001:db8:0:1::/64", "2001:db8::a:0-2001:db8::b:ffff", "2001:db8:0:1::", "2001:db8:0:1:ffff:ffff:ffff:ffff",
+      "2001:db8::a:0", "2001:db8::b:ffff" },
+    { "10.0.0.0/31", "10.1.2.3-10.1.3.2", "10.0.0.0", "10.0.0.1", "10.1.2.3", "10.1.3.2" },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autofree char *xml = g_strdup_printf ("<modike><policy name=\"p\" action=\"bypass\" local=\"%s\" "
+                                            "remote=\"%s\"/></modike>",
+                                            cases[i].local, cases[i].remote);
+    g_autoptr (ModikeConfig) cfg = load_string_ok (xml);
+    const ModikeSpdEntry *e = policy (cfg, 0, "p");
+    assert_range (&e->local, cases[i].lfrom, cases[i].lto);
+    assert_range (&e->remote, cases[i].rfrom, cases[i].rto);
+  }
+
+  static const char *const bad[] = {
+    "2001:db8::/129", "2001:db8::1/64", "2001:db8::9-2001:db8::1", "2001:db8::1-10.0.0.1", "2001:db8::g",
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++) {
+    g_autofree char *xml = g_strdup_printf ("<modike>\n<policy name=\"p\" action=\"bypass\" local=\"%s\"/>\n</modike>",
+                                            bad[i]);
+    g_autoptr (GError) error = NULL;
+    g_assert_null (modike_config_load_string (xml, "inline.xml", &error));
+    assert_bad_message (error, "inline.xml", 2, "policy", MODIKE_CONFIG_ERROR_INVALID, bad[i]);
+  }
+}
+
+/* ---- Plugin sections ---- */
+
+static const char natt_doc[] = "<?xml version=\"1.0\"?>\n"
+                               "<modike>\n"
+                               "  <daemon/>\n"
+                               "  <natt force-encap=\"%s\"/>\n"
+                               "</modike>\n";
+
+static void
+test_plugin_sections (void)
+{
+  g_autoptr (ModikeConfig) full = load_ok (vector_path ("good-full.xml"));
+  g_autoptr (GHashTable) empty = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr (GHashTable) frags = natt_fragments ();
+  g_autoptr (GError) error = NULL;
+
+  /* No plugin registered <natt>. */
+  g_assert_false (modike_config_check_plugins (full, empty, &error));
+  g_assert_error (error, MODIKE_CONFIG_ERROR, MODIKE_CONFIG_ERROR_SCHEMA);
+  assert_bad_message (error, full->path, 12, "natt", MODIKE_CONFIG_ERROR_SCHEMA, "no loaded plugin");
+  g_clear_error (&error);
+  g_assert_false (modike_config_check_plugins (full, NULL, &error));
+  g_clear_error (&error);
+
+  g_assert_true (modike_config_check_plugins (full, frags, &error));
+  g_assert_no_error (error);
+
+  /* A fragment without its own namespace declaration works too. */
+  g_autoptr (GHashTable) plain = g_hash_table_new (g_str_hash, g_str_equal);
+  g_hash_table_insert (plain, (gpointer) "natt",
+                       (gpointer) "<element name=\"natt\"><attribute name=\"force-encap\">"
+                                  "<data type=\"token\"/></attribute></element>");
+  g_assert_true (modike_config_check_plugins (full, plain, &error));
+  g_assert_no_error (error);
+
+  /* A value the fragment refuses: the core schema accepts the file, the
+   * plugin check names the line and element. */
+  g_autofree char *bad_xml = g_strdup_printf (natt_doc, "maybe");
+  g_autoptr (ModikeConfig) bad = load_string_ok (bad_xml);
+  g_assert_false (modike_config_check_plugins (bad, frags, &error));
+  assert_bad_message (error, "inline.xml", 4, "natt", MODIKE_CONFIG_ERROR_SCHEMA, "natt");
+  g_clear_error (&error);
+
+  g_autoptr (ModikeConfig) extra = load_string_ok ("<modike>\n<natt>\n  <frob/>\n</natt>\n</modike>");
+  g_assert_false (modike_config_check_plugins (extra, frags, &error));
+  assert_bad_message (error, "inline.xml", 3, "frob", MODIKE_CONFIG_ERROR_SCHEMA, "frob");
+  g_clear_error (&error);
+
+  g_autofree char *good_xml = g_strdup_printf (natt_doc, "yes");
+  g_autoptr (ModikeConfig) good = load_string_ok (good_xml);
+  g_assert_true (modike_config_check_plugins (good, frags, &error));
+  g_assert_no_error (error);
+  xmlNode *sec = modike_config_section (good, "natt");
+  g_assert_nonnull (sec);
+  g_autofree xmlChar *v = xmlGetProp (sec, (const xmlChar *) "force-encap");
+  g_assert_cmpstr ((const char *) v, ==, "yes");
+
+  /* One registered, one not: the unregistered one is named. */
+  g_autoptr (ModikeConfig) two = load_string_ok ("<modike>\n<natt/>\n\n<frobnicate level=\"9\"/>\n</modike>");
+  g_assert_false (modike_config_check_plugins (two, frags, &error));
+  assert_bad_message (error, "inline.xml", 4, "frobnicate", MODIKE_CONFIG_ERROR_SCHEMA, "frobnicate");
+  g_clear_error (&error);
+
+  /* A fragment that is not RelaxNG is the plugin's fault, and says so. */
+  g_autoptr (GHashTable) broken = g_hash_table_new (g_str_hash, g_str_equal);
+  g_hash_table_insert (broken, (gpointer) "natt", (gpointer) "<element name=\"natt\"><bogus/></element>");
+  g_assert_false (modike_config_check_plugins (good, broken, &error));
+  g_assert_error (error, MODIKE_CONFIG_ERROR, MODIKE_CONFIG_ERROR_SCHEMA);
+  g_assert_nonnull (strstr (error->message, "does not compile"));
+}
+
+/* ---- Peer comparison ---- */
+
+static ModikeConfig *
+peer_doc (const char *secret, const char *group, const char *retransmit, const char *option, const char *remote)
+{
+  g_autofree char *xml = g_strdup_printf (
+    "<modike><peer name=\"p\" initiate=\"yes\"><remote address=\"%s\"/>"
+    "<auth method=\"psk\" secret=\"%s\"/>"
+    "<phase1><proposal encryption=\"aes128\" hash=\"sha256\" group=\"%s\"/></phase1>"
+    "<retransmit interval=\"%s\"/><option name=\"natt.force\" value=\"%s\"/></peer></modike>",
+    remote, secret, group, retransmit, option);
+  return load_string_ok (xml);
+}
+
+static void
+test_peer_equal (void)
+{
+  g_autoptr (ModikeConfig) a = peer_doc ("one", "modp2048", "2000", "no", "192.0.2.1");
+  g_autoptr (ModikeConfig) same = peer_doc ("one", "modp2048", "2000", "no", "192.0.2.1");
+  g_autoptr (ModikeConfig) timing = peer_doc ("one", "modp2048", "5000", "no", "192.0.2.1");
+  g_autoptr (ModikeConfig) secret = peer_doc ("two", "modp2048", "2000", "no", "192.0.2.1");
+  g_autoptr (ModikeConfig) group = peer_doc ("one", "modp3072", "2000", "no", "192.0.2.1");
+  g_autoptr (ModikeConfig) option = peer_doc ("one", "modp2048", "2000", "yes", "192.0.2.1");
+  g_autoptr (ModikeConfig) remote = peer_doc ("one", "modp2048", "2000", "no", "192.0.2.9");
+  const ModikePeerConfig *pa = modike_config_find_peer (a, "p");
+
+  g_assert_true (modike_peer_config_equal (pa, pa));
+  g_assert_true (modike_peer_config_equal (pa, modike_config_find_peer (same, "p")));
+  /* Retransmission timing does not change what is negotiated. */
+  g_assert_true (modike_peer_config_equal (pa, modike_config_find_peer (timing, "p")));
+  g_assert_false (modike_peer_config_equal (pa, modike_config_find_peer (secret, "p")));
+  g_assert_false (modike_peer_config_equal (pa, modike_config_find_peer (group, "p")));
+  g_assert_false (modike_peer_config_equal (pa, modike_config_find_peer (option, "p")));
+  g_assert_false (modike_peer_config_equal (pa, modike_config_find_peer (remote, "p")));
+  g_assert_false (modike_peer_config_equal (pa, NULL));
+}
+
+static void
+test_schema_path (void)
+{
+  const char *p = modike_config_schema_path ();
+  g_assert_nonnull (p);
+  g_assert_true (g_str_has_suffix (p, "/modike.rng"));
+}
+
+/* The schema compiled into the library is the file in the source tree
+ * (a stale resource would validate against an old grammar). */
+static void
+test_schema_resource (void)
+{
+  g_autofree char *path = g_test_build_filename (G_TEST_DIST, "..", "core", "schema", "modike.rng", NULL);
+  g_autofree char *text = NULL;
+  gsize len = 0;
+  g_autoptr (GError) error = NULL;
+  g_assert_true (g_file_get_contents (path, &text, &len, &error));
+  g_assert_no_error (error);
+  /* Loading once makes sure the resource is registered. */
+  g_autoptr (ModikeConfig) cfg = load_ok (vector_path ("good-empty.xml"));
+  g_assert_cmpuint (cfg->peers->len, ==, 0);
+  g_autoptr (GBytes) res = g_resources_lookup_data ("/org/modike/schema/modike.rng", G_RESOURCE_LOOKUP_FLAGS_NONE,
+                                                     &error);
+  g_assert_no_error (error);
+  g_assert_cmpmem (g_bytes_get_data (res, NULL), g_bytes_get_size (res), text, len);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/config/example/client", test_example_client);
+  g_test_add_func ("/config/example/gateway", test_example_gateway);
+  g_test_add_func ("/config/example/in-guide", test_examples_in_guide);
+  g_test_add_func ("/config/good/full", test_good_full);
+  g_test_add_func ("/config/good/minimal", test_good_minimal);
+  g_test_add_func ("/config/good/empty", test_good_empty);
+  g_test_add_func ("/config/good/ipv6", test_good_ipv6);
+  g_test_add_func ("/config/good/selectors", test_good_selectors);
+  g_test_add_func ("/config/bad/vectors", test_bad_vectors);
+  g_test_add_func ("/config/bad/all-listed", test_bad_vectors_all_listed);
+  g_test_add_func ("/config/bad/not-well-formed", test_not_well_formed);
+  g_test_add_func ("/config/bad/unknown-element", test_unknown_element);
+  g_test_add_func ("/config/bad/io", test_io_error);
+  g_test_add_func ("/config/forward-reference", test_forward_reference);
+  g_test_add_func ("/config/secret-not-in-doc", test_secret_not_in_doc);
+  g_test_add_func ("/config/ipv6-selectors", test_ipv6_selectors);
+  g_test_add_func ("/config/plugin-sections", test_plugin_sections);
+  g_test_add_func ("/config/peer-equal", test_peer_equal);
+  g_test_add_func ("/config/schema-path", test_schema_path);
+  g_test_add_func ("/config/schema-resource", test_schema_resource);
+  return g_test_run ();
+}

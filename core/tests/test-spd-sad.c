@@ -1,2 +1,546 @@
+/* SPD (ordered, first match) and SAD (hash by direction and SPI). */
+#include <gio/gio.h>
 #include <glib.h>
-int main (int argc, char **argv) { g_test_init (&argc, &argv, NULL); return g_test_run (); }
+#include <string.h>
+
+#include <modike/config.h>
+#include <modike/protocol.h>
+#include <modike/sad.h>
+#include <modike/spd.h>
+
+static ModikeAddr
+addr (const char *text)
+{
+  ModikeAddr a;
+  g_autoptr (GError) error = NULL;
+  g_assert_true (modike_addr_parse (text, 0, &a, &error));
+  g_assert_no_error (error);
+  return a;
+}
+
+static ModikeAddrRange
+prefix_range (const char *text)
+{
+  ModikePrefix p;
+  ModikeAddrRange r;
+  g_autoptr (GError) error = NULL;
+  g_assert_true (modike_prefix_parse (text, &p, &error));
+  g_assert_no_error (error);
+  g_assert_true (modike_addr_range_from_prefix (&p, &r));
+  return r;
+}
+
+static ModikeAddrRange
+range (const char *from, const char *to)
+{
+  return (ModikeAddrRange) { .from = addr (from), .to = addr (to) };
+}
+
+static ModikeSelector
+sel (const char *local, const char *remote, guint8 proto, guint16 lport, guint16 rport)
+{
+  return (ModikeSelector) {
+    .local = addr (local), .remote = addr (remote), .proto = proto, .local_port = lport, .remote_port = rport,
+  };
+}
+
+static ModikeSpdEntry *
+entry (const char *name, const char *local, const char *remote, ModikeSpdAction action)
+{
+  ModikeSpdEntry *e = modike_spd_entry_new ();
+  e->name = g_strdup (name);
+  if (local != NULL)
+    e->local = prefix_range (local);
+  if (remote != NULL)
+    e->remote = prefix_range (remote);
+  e->action = action;
+  return e;
+}
+
+static const char *
+lookup_name (const ModikeSpd *spd, ModikeSelector s)
+{
+  const ModikeSpdEntry *e = modike_spd_lookup (spd, &s);
+  return e != NULL ? e->name : NULL;
+}
+
+/* ---- Address ranges ---- */
+
+static void
+test_range_from_prefix (void)
+{
+  ModikeAddrRange r = prefix_range ("198.51.100.0/24");
+  g_assert_true (modike_addr_range_contains (&r, &(ModikeAddr) { 0 }) == FALSE);
+  ModikeAddr a = addr ("198.51.100.0"), b = addr ("198.51.100.255"), c = addr ("198.51.101.0"),
+             d = addr ("198.51.99.255");
+  g_assert_true (modike_addr_range_contains (&r, &a));
+  g_assert_true (modike_addr_range_contains (&r, &b));
+  g_assert_false (modike_addr_range_contains (&r, &c));
+  g_assert_false (modike_addr_range_contains (&r, &d));
+  ModikeAddr to = addr ("198.51.100.255");
+  g_assert_cmpmem (r.to.addr, 4, to.addr, 4);
+
+  /* Odd lengths cut inside a byte. */
+  r = prefix_range ("10.0.0.64/27");
+  ModikeAddr lo = addr ("10.0.0.64"), hi = addr ("10.0.0.95"), out = addr ("10.0.0.96");
+  g_assert_cmpmem (r.from.addr, 4, lo.addr, 4);
+  g_assert_cmpmem (r.to.addr, 4, hi.addr, 4);
+  g_assert_false (modike_addr_range_contains (&r, &out));
+
+  r = prefix_range ("0.0.0.0/0");
+  ModikeAddr all = addr ("255.255.255.255"), v6 = addr ("::1");
+  g_assert_true (modike_addr_range_contains (&r, &all));
+  /* Another family never matches. */
+  g_assert_false (modike_addr_range_contains (&r, &v6));
+
+  r = prefix_range ("2001:db8:a::/47");
+  ModikeAddr v6lo = addr ("2001:db8:a::"), v6hi = addr ("2001:db8:b:ffff:ffff:ffff:ffff:ffff"),
+             v6out = addr ("2001:db8:c::"), v4 = addr ("32.1.13.184");
+  g_assert_cmpmem (r.from.addr, 16, v6lo.addr, 16);
+  g_assert_cmpmem (r.to.addr, 16, v6hi.addr, 16);
+  g_assert_false (modike_addr_range_contains (&r, &v6out));
+  /* 32.1.13.184 is 2001:0db8 as bytes: the family must decide, not bytes. */
+  g_assert_false (modike_addr_range_contains (&r, &v4));
+
+  r = prefix_range ("2001:db8::1/128");
+  ModikeAddr one = addr ("2001:db8::1"), two = addr ("2001:db8::2");
+  g_assert_true (modike_addr_range_contains (&r, &one));
+  g_assert_false (modike_addr_range_contains (&r, &two));
+
+  ModikePrefix bad = { .net = addr ("10.0.0.0"), .plen = 33 };
+  g_assert_false (modike_addr_range_from_prefix (&bad, &r));
+  bad = (ModikePrefix) { .plen = 0 };
+  g_assert_false (modike_addr_range_from_prefix (&bad, &r));
+
+  /* Family 0 is "any address of either family". */
+  ModikeAddrRange any = { 0 };
+  g_assert_true (modike_addr_range_contains (&any, &one));
+  g_assert_true (modike_addr_range_contains (&any, &a));
+
+  ModikeAddrRange rr = range ("10.1.2.3", "10.1.3.2");
+  ModikeAddr in = addr ("10.1.2.255"), below = addr ("10.1.2.2"), above = addr ("10.1.3.3");
+  g_assert_true (modike_addr_range_contains (&rr, &in));
+  g_assert_false (modike_addr_range_contains (&rr, &below));
+  g_assert_false (modike_addr_range_contains (&rr, &above));
+}
+
+/* ---- SPD ---- */
+
+static void
+test_spd_entry_defaults (void)
+{
+  g_autoptr (ModikeSpdEntry) e = modike_spd_entry_new ();
+  g_assert_cmpint (e->action, ==, MODIKE_SPD_BYPASS);
+  g_assert_cmpint (e->mode, ==, MODIKE_MODE_TUNNEL);
+  g_assert_cmpint (e->local.from.family, ==, 0);
+  g_assert_cmpint (e->remote.from.family, ==, 0);
+  g_assert_cmpuint (e->local_port.from, ==, 0);
+  g_assert_cmpuint (e->local_port.to, ==, 65535);
+  g_assert_cmpuint (e->remote_port.to, ==, 65535);
+  g_assert_cmpuint (e->proto, ==, 0);
+  g_assert_nonnull (e->proposals);
+  g_assert_cmpuint (e->proposals->len, ==, 0);
+
+  /* any/any matches both families. */
+  g_autoptr (ModikeSpd) spd = modike_spd_new ();
+  modike_spd_add (spd, g_steal_pointer (&e));
+  g_assert_nonnull (modike_spd_lookup (spd, &(ModikeSelector) { .local = addr ("10.0.0.1"), .remote = addr ("10.0.0.2") }));
+  g_assert_nonnull (modike_spd_lookup (spd, &(ModikeSelector) { .local = addr ("::1"), .remote = addr ("::2") }));
+}
+
+static void
+test_spd_entry_dup (void)
+{
+  g_autoptr (ModikeSpdEntry) e = entry ("net", "10.0.0.0/8", "192.0.2.0/24", MODIKE_SPD_PROTECT);
+  e->peer = g_strdup ("gw");
+  e->pfs_group = 14;
+  ModikeEspProposal p = { MODIKE_ESP_AES_CBC, 128, MODIKE_AUTH_ALG_HMAC_SHA2_256 };
+  g_array_append_val (e->proposals, p);
+
+  g_autoptr (ModikeSpdEntry) d = modike_spd_entry_dup (e);
+  g_assert_true (d->name != e->name && d->peer != e->peer && d->proposals != e->proposals);
+  g_assert_cmpstr (d->name, ==, "net");
+  g_assert_cmpstr (d->peer, ==, "gw");
+  g_assert_cmpuint (d->pfs_group, ==, 14);
+  g_assert_cmpmem (&d->local, sizeof d->local, &e->local, sizeof e->local);
+  g_assert_cmpuint (d->proposals->len, ==, 1);
+  g_assert_cmpmem (d->proposals->data, sizeof p, &p, sizeof p);
+
+  /* Changing the copy leaves the original alone. */
+  g_array_index (d->proposals, ModikeEspProposal, 0).key_bits = 256;
+  g_array_append_val (d->proposals, p);
+  g_assert_cmpuint (e->proposals->len, ==, 1);
+  g_assert_cmpuint (g_array_index (e->proposals, ModikeEspProposal, 0).key_bits, ==, 128);
+}
+
+static void
+test_spd_first_match (void)
+{
+  g_autoptr (ModikeSpd) spd = modike_spd_new ();
+  guint32 broad = modike_spd_add (spd, entry ("broad", "10.0.0.0/8", "0.0.0.0/0", MODIKE_SPD_BYPASS));
+  guint32 narrow = modike_spd_add (spd, entry ("narrow", "10.1.0.0/16", "192.0.2.0/24", MODIKE_SPD_PROTECT));
+  g_assert_cmpuint (broad, !=, 0);
+  g_assert_cmpuint (narrow, !=, 0);
+  g_assert_cmpuint (broad, !=, narrow);
+
+  /* Same priority: insertion order, so the broad one shadows the narrow one. */
+  g_assert_cmpstr (lookup_name (spd, sel ("10.1.0.1", "192.0.2.1", 6, 1000, 80)), ==, "broad");
+
+  /* A lower priority value goes first, even when added later. */
+  ModikeSpdEntry *first = entry ("first", "10.1.0.0/16", "192.0.2.0/24", MODIKE_SPD_DISCARD);
+  first->priority = 0;
+  ModikeSpdEntry *late = entry ("late", NULL, NULL, MODIKE_SPD_DISCARD);
+  late->priority = 10;
+  /* Re-add the two existing ones at priority 5 to show all three orders. */
+  modike_spd_clear (spd);
+  ModikeSpdEntry *b = entry ("broad", "10.0.0.0/8", "0.0.0.0/0", MODIKE_SPD_BYPASS);
+  b->priority = 5;
+  ModikeSpdEntry *n = entry ("narrow", "10.1.0.0/16", "192.0.2.0/24", MODIKE_SPD_PROTECT);
+  n->priority = 5;
+  modike_spd_add (spd, late);
+  modike_spd_add (spd, b);
+  modike_spd_add (spd, n);
+  guint32 first_id = modike_spd_add (spd, first);
+
+  g_autoptr (GPtrArray) order = modike_spd_entries (spd);
+  g_assert_cmpuint (order->len, ==, 4);
+  g_assert_cmpstr (((ModikeSpdEntry *) order->pdata[0])->name, ==, "first");
+  g_assert_cmpstr (((ModikeSpdEntry *) order->pdata[1])->name, ==, "broad");
+  g_assert_cmpstr (((ModikeSpdEntry *) order->pdata[2])->name, ==, "narrow");
+  g_assert_cmpstr (((ModikeSpdEntry *) order->pdata[3])->name, ==, "late");
+
+  g_assert_cmpstr (lookup_name (spd, sel ("10.1.0.1", "192.0.2.1", 6, 1000, 80)), ==, "first");
+  g_assert_cmpstr (lookup_name (spd, sel ("10.2.0.1", "192.0.2.1", 6, 1000, 80)), ==, "broad");
+  g_assert_cmpstr (lookup_name (spd, sel ("172.16.0.1", "192.0.2.1", 6, 1000, 80)), ==, "late");
+
+  /* Remove: the next match takes over; ids stay unique. */
+  g_assert_true (modike_spd_remove (spd, first_id));
+  g_assert_false (modike_spd_remove (spd, first_id));
+  g_assert_null (modike_spd_get (spd, first_id));
+  g_assert_cmpstr (lookup_name (spd, sel ("10.1.0.1", "192.0.2.1", 6, 1000, 80)), ==, "broad");
+  const ModikeSpdEntry *lb = modike_spd_lookup (spd, &(ModikeSelector) { .local = addr ("10.2.0.1"), .remote = addr ("192.0.2.1") });
+  g_assert_true (modike_spd_get (spd, lb->id) == lb);
+  g_assert_true (modike_spd_remove (spd, lb->id));
+  g_assert_cmpstr (lookup_name (spd, sel ("10.1.0.1", "192.0.2.1", 6, 1000, 80)), ==, "narrow");
+  g_assert_cmpstr (lookup_name (spd, sel ("10.2.0.1", "192.0.2.1", 6, 1000, 80)), ==, "late");
+
+  modike_spd_clear (spd);
+  g_autoptr (GPtrArray) none = modike_spd_entries (spd);
+  g_assert_cmpuint (none->len, ==, 0);
+  g_assert_null (modike_spd_lookup (spd, &(ModikeSelector) { .local = addr ("10.1.0.1"), .remote = addr ("192.0.2.1") }));
+}
+
+static void
+test_spd_families (void)
+{
+  g_autoptr (ModikeSpd) spd = modike_spd_new ();
+  modike_spd_add (spd, entry ("v4", "0.0.0.0/0", "0.0.0.0/0", MODIKE_SPD_PROTECT));
+  modike_spd_add (spd, entry ("v6", "2001:db8::/32", "::/0", MODIKE_SPD_BYPASS));
+
+  g_assert_cmpstr (lookup_name (spd, sel ("10.0.0.1", "10.0.0.2", 0, 0, 0)), ==, "v4");
+  g_assert_cmpstr (lookup_name (spd, sel ("2001:db8::1", "2001:db8:1::1", 0, 0, 0)), ==, "v6");
+  /* Outside the v6 prefix and no v4 entry applies: nothing. */
+  g_assert_null (lookup_name (spd, sel ("2001:db9::1", "::1", 0, 0, 0)));
+  /* v4-mapped IPv6 is IPv6: the v4 entry does not match it. */
+  g_assert_null (lookup_name (spd, sel ("::ffff:10.0.0.1", "::ffff:10.0.0.2", 0, 0, 0)));
+}
+
+static void
+test_spd_protocol_ports (void)
+{
+  g_autoptr (ModikeSpd) spd = modike_spd_new ();
+  ModikeSpdEntry *dns = entry ("dns", NULL, "198.51.100.53/32", MODIKE_SPD_BYPASS);
+  dns->proto = 17;
+  dns->remote_port = (ModikePortRange) { 53, 53 };
+  modike_spd_add (spd, dns);
+  ModikeSpdEntry *web = entry ("web", "192.0.2.0/24", NULL, MODIKE_SPD_PROTECT);
+  web->proto = 6;
+  web->local_port = (ModikePortRange) { 1024, 65535 };
+  web->remote_port = (ModikePortRange) { 443, 443 };
+  modike_spd_add (spd, web);
+  /* ICMP echo request only (type 8, any code), ICMP type<<8|code. */
+  ModikeSpdEntry *echo = entry ("echo", NULL, NULL, MODIKE_SPD_BYPASS);
+  echo->proto = 1;
+  echo->local_port = (ModikePortRange) { 8 << 8, 8 << 8 | 255 };
+  modike_spd_add (spd, echo);
+  modike_spd_add (spd, entry ("rest", NULL, NULL, MODIKE_SPD_DISCARD));
+
+  g_assert_cmpstr (lookup_name (spd, sel ("10.0.0.1", "198.51.100.53", 17, 40000, 53)), ==, "dns");
+  /* Wrong protocol, wrong port, wrong address. */
+  g_assert_cmpstr (lookup_name (spd, sel ("10.0.0.1", "198.51.100.53", 6, 40000, 53)), ==, "rest");
+  g_assert_cmpstr (lookup_name (spd, sel ("10.0.0.1", "198.51.100.53", 17, 40000, 54)), ==, "rest");
+  g_assert_cmpstr (lookup_name (spd, sel ("10.0.0.1", "198.51.100.54", 17, 40000, 53)), ==, "rest");
+
+  /* Port range edges. */
+  g_assert_cmpstr (lookup_name (spd, sel ("192.0.2.9", "203.0.113.1", 6, 1024, 443)), ==, "web");
+  g_assert_cmpstr (lookup_name (spd, sel ("192.0.2.9", "203.0.113.1", 6, 65535, 443)), ==, "web");
+  g_assert_cmpstr (lookup_name (spd, sel ("192.0.2.9", "203.0.113.1", 6, 1023, 443)), ==, "rest");
+  g_assert_cmpstr (lookup_name (spd, sel ("192.0.2.9", "203.0.113.1", 6, 2000, 444)), ==, "rest");
+
+  g_assert_cmpstr (lookup_name (spd, sel ("10.0.0.1", "10.0.0.2", 1, 8 << 8 | 0, 0)), ==, "echo");
+  g_assert_cmpstr (lookup_name (spd, sel ("10.0.0.1", "10.0.0.2", 1, 8 << 8 | 7, 0)), ==, "echo");
+  g_assert_cmpstr (lookup_name (spd, sel ("10.0.0.1", "10.0.0.2", 1, 0 << 8 | 0, 0)), ==, "rest");
+  g_assert_cmpstr (lookup_name (spd, sel ("10.0.0.1", "10.0.0.2", 1, 9 << 8 | 0, 0)), ==, "rest");
+  /* The same type/code value under another protocol is not ICMP. */
+  g_assert_cmpstr (lookup_name (spd, sel ("10.0.0.1", "10.0.0.2", 58, 8 << 8, 0)), ==, "rest");
+
+  const ModikeSpdEntry *e = modike_spd_lookup (spd, &(ModikeSelector) { .local = addr ("10.0.0.1"), .remote = addr ("10.0.0.2"), .proto = 50 });
+  g_assert_nonnull (e);
+  g_assert_cmpint (e->action, ==, MODIKE_SPD_DISCARD);
+}
+
+static void
+test_spd_actions (void)
+{
+  g_autoptr (ModikeSpd) spd = modike_spd_new ();
+  modike_spd_add (spd, entry ("protect", "10.0.0.0/24", "10.1.0.0/24", MODIKE_SPD_PROTECT));
+  modike_spd_add (spd, entry ("bypass", "10.0.0.0/24", "10.2.0.0/24", MODIKE_SPD_BYPASS));
+  modike_spd_add (spd, entry ("discard", "10.0.0.0/24", NULL, MODIKE_SPD_DISCARD));
+
+  ModikeSelector s = sel ("10.0.0.1", "10.1.0.1", 0, 0, 0);
+  g_assert_cmpint (modike_spd_lookup (spd, &s)->action, ==, MODIKE_SPD_PROTECT);
+  s = sel ("10.0.0.1", "10.2.0.1", 0, 0, 0);
+  g_assert_cmpint (modike_spd_lookup (spd, &s)->action, ==, MODIKE_SPD_BYPASS);
+  s = sel ("10.0.0.1", "10.3.0.1", 0, 0, 0);
+  g_assert_cmpint (modike_spd_lookup (spd, &s)->action, ==, MODIKE_SPD_DISCARD);
+  /* Nothing matches: NULL (the caller discards). */
+  s = sel ("10.9.0.1", "10.1.0.1", 0, 0, 0);
+  g_assert_null (modike_spd_lookup (spd, &s));
+}
+
+/* Policies from a config file, in file order, behave as written. */
+static void
+test_spd_from_config (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *path = g_test_build_filename (G_TEST_DIST, "..", "docs", "examples", "gateway.xml", NULL);
+  g_autoptr (ModikeConfig) cfg = modike_config_load (path, &error);
+  g_assert_no_error (error);
+  g_autoptr (ModikeSpd) spd = modike_spd_new ();
+  for (guint k = 0; k < cfg->policies->len; k++)
+    modike_spd_add (spd, modike_spd_entry_dup (cfg->policies->pdata[k]));
+
+  g_assert_cmpstr (lookup_name (spd, sel ("198.51.100.7", "10.99.0.5", 6, 22, 50000)), ==, "branch-net");
+  g_assert_cmpstr (lookup_name (spd, sel ("198.51.100.53", "10.99.0.5", 17, 53, 40000)), ==, "branch-net");
+  g_assert_cmpstr (lookup_name (spd, sel ("192.0.2.1", "10.99.0.5", 1, 8 << 8, 0)), ==, "ping");
+  g_assert_cmpstr (lookup_name (spd, sel ("192.0.2.1", "10.99.0.5", 1, 13 << 8, 0)), ==, "no-leaks");
+  g_assert_cmpstr (lookup_name (spd, sel ("192.0.2.1", "10.99.0.5", 6, 22, 50000)), ==, "no-leaks");
+  g_assert_cmpstr (lookup_name (spd, sel ("198.51.100.53", "203.0.113.9", 17, 53, 40000)), ==, "dns");
+  g_assert_null (lookup_name (spd, sel ("192.0.2.1", "203.0.113.9", 6, 22, 50000)));
+  /* The SPD holds copies: the config can go. */
+  g_clear_pointer (&cfg, modike_config_free);
+  g_assert_cmpstr (lookup_name (spd, sel ("198.51.100.7", "10.99.0.5", 6, 22, 50000)), ==, "branch-net");
+}
+
+/* ---- SAD ---- */
+
+static ModikeSadEntry *
+sa (ModikeDirection dir, guint32 spi)
+{
+  ModikeSadEntry *e = modike_sad_entry_new ();
+  e->dir = dir;
+  e->spi = spi;
+  e->esp_transform = MODIKE_ESP_AES_CBC;
+  e->key_bits = 128;
+  e->auth_alg = MODIKE_AUTH_ALG_HMAC_SHA2_256;
+  e->enc_key = modike_secret_new_from ("0123456789abcdef", 16);
+  e->auth_key = modike_secret_new_from ("authentication-key-of-32-bytes!!", 32);
+  e->peer = g_strdup ("gw");
+  return e;
+}
+
+static void
+test_sad_entry (void)
+{
+  g_autoptr (ModikeSadEntry) e = modike_sad_entry_new ();
+  g_assert_cmpuint (e->protocol, ==, MODIKE_PROTO_ESP);
+  g_assert_cmpint (e->mode, ==, MODIKE_MODE_TUNNEL);
+  g_assert_true (e->seq_overflow);
+  g_assert_cmpuint (e->replay_window, >=, 32);
+  g_assert_null (e->enc_key);
+
+  g_autoptr (ModikeSadEntry) a = sa (MODIKE_DIR_OUT, 0x1000);
+  a->local_ts = prefix_range ("10.0.0.0/24");
+  g_autoptr (ModikeSadEntry) d = modike_sad_entry_dup (a);
+  g_assert_true (d->enc_key != a->enc_key && d->auth_key != a->auth_key && d->peer != a->peer);
+  g_assert_cmpmem (d->enc_key->data, d->enc_key->len, a->enc_key->data, a->enc_key->len);
+  g_assert_cmpmem (d->auth_key->data, d->auth_key->len, a->auth_key->data, a->auth_key->len);
+  g_assert_cmpstr (d->peer, ==, "gw");
+  g_assert_cmpuint (d->spi, ==, 0x1000);
+  g_assert_cmpmem (&d->local_ts, sizeof d->local_ts, &a->local_ts, sizeof a->local_ts);
+
+  /* The copy owns its keys: freeing the original leaves them intact. */
+  g_clear_pointer (&a, modike_sad_entry_free);
+  g_assert_cmpmem (d->enc_key->data, d->enc_key->len, "0123456789abcdef", 16);
+
+  /* Entries without keys dup and free fine. */
+  g_autoptr (ModikeSadEntry) bare = modike_sad_entry_dup (e);
+  g_assert_null (bare->enc_key);
+  g_assert_null (bare->peer);
+}
+
+static void
+test_sad_add_lookup_remove (void)
+{
+  g_autoptr (ModikeSad) sad = modike_sad_new ();
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (modike_sad_add (sad, sa (MODIKE_DIR_IN, 0xc0ffee01), &error));
+  g_assert_no_error (error);
+  g_assert_true (modike_sad_add (sad, sa (MODIKE_DIR_OUT, 0xc0ffee01), &error)); /* other direction */
+  g_assert_true (modike_sad_add (sad, sa (MODIKE_DIR_IN, 0xc0ffee02), &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (modike_sad_size (sad), ==, 3);
+
+  /* Duplicate (dir, spi). */
+  g_assert_false (modike_sad_add (sad, sa (MODIKE_DIR_IN, 0xc0ffee01), &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS);
+  g_assert_nonnull (strstr (error->message, "c0ffee01"));
+  g_clear_error (&error);
+  g_assert_cmpuint (modike_sad_size (sad), ==, 3);
+
+  /* SPI 0 is reserved; a direction is needed. */
+  g_assert_false (modike_sad_add (sad, sa (MODIKE_DIR_IN, 0), &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+  g_assert_false (modike_sad_add (sad, sa (0, 5), &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT);
+  g_clear_error (&error);
+
+  const ModikeSadEntry *in1 = modike_sad_lookup (sad, MODIKE_DIR_IN, 0xc0ffee01);
+  const ModikeSadEntry *out1 = modike_sad_lookup (sad, MODIKE_DIR_OUT, 0xc0ffee01);
+  g_assert_nonnull (in1);
+  g_assert_nonnull (out1);
+  g_assert_true (in1 != out1);
+  g_assert_cmpint (in1->dir, ==, MODIKE_DIR_IN);
+  g_assert_cmpint (out1->dir, ==, MODIKE_DIR_OUT);
+  g_assert_null (modike_sad_lookup (sad, MODIKE_DIR_OUT, 0xc0ffee02));
+  g_assert_null (modike_sad_lookup (sad, MODIKE_DIR_IN, 0x12345678));
+
+  g_autoptr (GPtrArray) all = modike_sad_entries (sad);
+  g_assert_cmpuint (all->len, ==, 3);
+  gboolean seen_in1 = FALSE;
+  for (guint k = 0; k < all->len; k++)
+    seen_in1 = seen_in1 || all->pdata[k] == in1;
+  g_assert_true (seen_in1);
+
+  g_assert_true (modike_sad_remove (sad, MODIKE_DIR_IN, 0xc0ffee01));
+  g_assert_false (modike_sad_remove (sad, MODIKE_DIR_IN, 0xc0ffee01));
+  g_assert_null (modike_sad_lookup (sad, MODIKE_DIR_IN, 0xc0ffee01));
+  g_assert_nonnull (modike_sad_lookup (sad, MODIKE_DIR_OUT, 0xc0ffee01));
+  g_assert_cmpuint (modike_sad_size (sad), ==, 2);
+  /* Re-adding after removal works. */
+  g_assert_true (modike_sad_add (sad, sa (MODIKE_DIR_IN, 0xc0ffee01), &error));
+  g_assert_cmpuint (modike_sad_size (sad), ==, 3);
+
+  /* Many entries: every one found again. */
+  for (guint32 spi = 0x100; spi < 0x100 + 500; spi++)
+    g_assert_true (modike_sad_add (sad, sa (spi % 2 ? MODIKE_DIR_IN : MODIKE_DIR_OUT, spi), NULL));
+  for (guint32 spi = 0x100; spi < 0x100 + 500; spi++) {
+    const ModikeSadEntry *e = modike_sad_lookup (sad, spi % 2 ? MODIKE_DIR_IN : MODIKE_DIR_OUT, spi);
+    g_assert_nonnull (e);
+    g_assert_cmpuint (e->spi, ==, spi);
+    g_assert_null (modike_sad_lookup (sad, spi % 2 ? MODIKE_DIR_OUT : MODIKE_DIR_IN, spi));
+  }
+  g_assert_cmpuint (modike_sad_size (sad), ==, 503);
+}
+
+typedef struct {
+  guint added, removed;
+  guint32 last_spi;
+  ModikeSadEvent last_ev;
+  gboolean key_seen;   /* the removed entry still had its key */
+  ModikeSad *sad;
+  guint unwatch_id;    /* unwatch this from the callback */
+} WatchLog;
+
+static void
+watch_cb (ModikeSadEvent ev, const ModikeSadEntry *e, gpointer user)
+{
+  WatchLog *log = user;
+  if (ev == MODIKE_SAD_ADDED)
+    log->added++;
+  else
+    log->removed++;
+  log->last_ev = ev;
+  log->last_spi = e->spi;
+  log->key_seen = e->enc_key != NULL && e->enc_key->len == 16 && memcmp (e->enc_key->data, "0123456789abcdef", 16) == 0;
+  if (log->unwatch_id != 0) {
+    modike_sad_unwatch (log->sad, log->unwatch_id);
+    log->unwatch_id = 0;
+  }
+}
+
+static void
+test_sad_watchers (void)
+{
+  g_autoptr (ModikeSad) sad = modike_sad_new ();
+  WatchLog a = { 0 }, b = { 0 };
+  guint ida = modike_sad_watch (sad, watch_cb, &a);
+  guint idb = modike_sad_watch (sad, watch_cb, &b);
+  g_assert_cmpuint (ida, !=, 0);
+  g_assert_cmpuint (ida, !=, idb);
+
+  g_assert_true (modike_sad_add (sad, sa (MODIKE_DIR_OUT, 0x42), NULL));
+  g_assert_cmpuint (a.added, ==, 1);
+  g_assert_cmpuint (b.added, ==, 1);
+  g_assert_cmpuint (a.last_spi, ==, 0x42);
+  g_assert_cmpint (a.last_ev, ==, MODIKE_SAD_ADDED);
+
+  /* A refused add is not reported. */
+  g_assert_false (modike_sad_add (sad, sa (MODIKE_DIR_OUT, 0x42), NULL));
+  g_assert_cmpuint (a.added, ==, 1);
+
+  /* Removal is reported while the entry (with its keys) is still there. */
+  g_assert_true (modike_sad_remove (sad, MODIKE_DIR_OUT, 0x42));
+  g_assert_cmpuint (a.removed, ==, 1);
+  g_assert_cmpint (a.last_ev, ==, MODIKE_SAD_REMOVED);
+  g_assert_true (a.key_seen);
+  g_assert_false (modike_sad_remove (sad, MODIKE_DIR_OUT, 0x42));
+  g_assert_cmpuint (a.removed, ==, 1);
+
+  modike_sad_unwatch (sad, idb);
+  g_assert_true (modike_sad_add (sad, sa (MODIKE_DIR_IN, 0x43), NULL));
+  g_assert_cmpuint (a.added, ==, 2);
+  g_assert_cmpuint (b.added, ==, 1);
+
+  /* A watcher removing another during an event: the other is not called
+   * for it (it was unwatched first) nor afterwards. */
+  WatchLog c = { 0 };
+  guint idc = modike_sad_watch (sad, watch_cb, &c);
+  a.sad = sad;
+  a.unwatch_id = idc;
+  g_assert_true (modike_sad_add (sad, sa (MODIKE_DIR_IN, 0x44), NULL));
+  g_assert_cmpuint (a.added, ==, 3);
+  g_assert_cmpuint (c.added, ==, 0);
+  g_assert_true (modike_sad_add (sad, sa (MODIKE_DIR_IN, 0x45), NULL));
+  g_assert_cmpuint (a.added, ==, 4);
+  g_assert_cmpuint (c.added, ==, 0);
+
+  /* A watcher removing itself. */
+  a.unwatch_id = ida;
+  g_assert_true (modike_sad_add (sad, sa (MODIKE_DIR_IN, 0x46), NULL));
+  g_assert_cmpuint (a.added, ==, 5);
+  g_assert_true (modike_sad_add (sad, sa (MODIKE_DIR_IN, 0x47), NULL));
+  g_assert_cmpuint (a.added, ==, 5);
+  /* Unknown ids are ignored. */
+  modike_sad_unwatch (sad, 9999);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/spd/range-from-prefix", test_range_from_prefix);
+  g_test_add_func ("/spd/entry-defaults", test_spd_entry_defaults);
+  g_test_add_func ("/spd/entry-dup", test_spd_entry_dup);
+  g_test_add_func ("/spd/first-match", test_spd_first_match);
+  g_test_add_func ("/spd/families", test_spd_families);
+  g_test_add_func ("/spd/protocol-ports", test_spd_protocol_ports);
+  g_test_add_func ("/spd/actions", test_spd_actions);
+  g_test_add_func ("/spd/from-config", test_spd_from_config);
+  g_test_add_func ("/sad/entry", test_sad_entry);
+  g_test_add_func ("/sad/add-lookup-remove", test_sad_add_lookup_remove);
+  g_test_add_func ("/sad/watchers", test_sad_watchers);
+  return g_test_run ();
+}
