@@ -17,11 +17,18 @@ ModikePlugin *modike_registry_add_plugin (ModikeRegistry *reg, const ModikePlugi
 void modike_registry_remove_plugin (ModikeRegistry *reg, ModikePlugin *plugin);
 const ModikePluginDescriptor *modike_plugin_get_descriptor (const ModikePlugin *plugin);
 ModikeRegistry *modike_plugin_get_registry (const ModikePlugin *plugin);
+/* The first registration of this plugin the registry refused (NULL if
+ * none): the loader refuses a plugin whose init ignored such an error. */
+const GError *modike_plugin_get_refusal (const ModikePlugin *plugin);
+/* Everything registered, one line per item, in registration order (tests
+ * compare it before and after a failed load; debug logs). */
+char *modike_registry_describe (const ModikeRegistry *reg);
 
 /* Rows: the row for a received message, or the initiate row. */
 const ModikeFsmRow *modike_registry_find_row (const ModikeRegistry *reg, guint8 exchange, guint from_state,
                                               guint8 msg_no, ModikeRole role);
-/* Every row (for the consistency check and the table test). */
+/* Every row (for the consistency check and the table test); a new array
+ * of borrowed rows: free it with g_ptr_array_unref. */
 GPtrArray *modike_registry_rows (const ModikeRegistry *reg);
 gboolean modike_registry_has_exchange (const ModikeRegistry *reg, guint8 exchange);
 /* Checks every row: known next states, no duplicate keys, masks sane. */
@@ -35,7 +42,8 @@ typedef struct {
   ModikePayloadFunc fn;
   gpointer user;
 } ModikePayloadClaim;
-/* Claims active at (exchange, msg_no), borrowed. */
+/* Claims active at (exchange, msg_no), borrowed: never NULL (empty when
+ * none), valid until the next registration or removal. */
 GPtrArray *modike_registry_payloads_at (const ModikeRegistry *reg, guint8 exchange, guint8 msg_no);
 
 typedef struct {
@@ -43,6 +51,7 @@ typedef struct {
   ModikeBuildFunc fn;
   gpointer user;
 } ModikeBuilderReg;
+/* Borrowed like payloads_at; builders run in registration order. */
 GPtrArray *modike_registry_builders_at (const ModikeRegistry *reg, guint8 exchange, guint8 msg_no);
 
 typedef struct {
@@ -53,15 +62,17 @@ typedef struct {
   ModikeVendorIdFunc fn;
   gpointer user;
 } ModikeVendorIdReg;
+/* A new array of borrowed registrations: free it with g_ptr_array_unref. */
 GPtrArray *modike_registry_vendor_ids (const ModikeRegistry *reg);
 const ModikeVendorIdReg *modike_registry_match_vendor_id (const ModikeRegistry *reg, const guint8 *vid, gsize len);
 
 gboolean modike_registry_notify (const ModikeRegistry *reg, guint16 type, ModikeNotifyFunc *fn, gpointer *user);
-/* element name -> rng fragment (for modike_config_check_plugins). */
+/* element name -> rng fragment (for modike_config_check_plugins); a new
+ * table of borrowed strings: free it with g_hash_table_unref. */
 GHashTable *modike_registry_config_fragments (const ModikeRegistry *reg);
 /* Runs each registered apply with its section from cfg. */
 gboolean modike_registry_apply_config (ModikeRegistry *reg, const ModikeConfig *cfg, GError **error);
-/* Registered ports: GArray of guint32 (port | flags << 16). */
+/* Registered ports: a new GArray of guint32 (port | flags << 16). */
 GArray *modike_registry_ports (const ModikeRegistry *reg);
 const ModikeEncapOps *modike_registry_encap (const ModikeRegistry *reg, gpointer *user);
 void modike_registry_emit (const ModikeRegistry *reg, ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child);
