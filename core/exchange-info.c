@@ -1,1 +1,342 @@
-/* stub: to be written */
+/* Informational exchanges (RFC 2408 4.8, RFC 2409 5.7): notifications and
+ * deletes, HASH(1) = prf(SKEYID_a, M-ID | N/D) checked before acting.
+ * Plain notifies are only believed while phase 1 runs (a peer that refuses
+ * our proposal has no keys to protect its answer). */
+#include "engine-private.h"
+
+#include <string.h>
+
+static guint32
+be32 (const guint8 *p)
+{
+  return (guint32) p[0] << 24 | (guint32) p[1] << 16 | (guint32) p[2] << 8 | p[3];
+}
+
+gboolean
+engine_send_info (ModikeIkeSa *sa, guint8 type, GByteArray *body, GError **error)
+{
+  g_autoptr (ModikeBuilder) b = modike_builder_new ();
+  guint32 msgid = engine_alloc_msgid (sa);
+  gboolean protect = modike_ike_sa_is_established (sa) && sa->have_keys;
+  g_autoptr (GBytes) packet = NULL;
+
+  if (protect)
+    {
+      guint8 zero[MODIKE_HASH_MAX] = { 0 };
+      guint8 hash[MODIKE_HASH_MAX];
+      guint8 iv[MODIKE_HASH_MAX];
+      guint8 first;
+      gsize len;
+      g_autoptr (GBytes) rest = NULL;
+      const guint8 *data;
+
+      modike_builder_add (b, MODIKE_PL_HASH, zero, modike_hash_len (sa->choice.hash));
+      modike_builder_add_array (b, type, body);
+      rest = modike_builder_serialize (b, 1, &first);
+      data = g_bytes_get_data (rest, &len);
+      engine_hash_a (sa, FALSE, msgid, NULL, data, len, hash);
+      modike_builder_set_body (b, 0, hash, modike_hash_len (sa->choice.hash));
+      /* Its own IV chain from the last phase 1 block; phase 1's is untouched. */
+      modike_p2_iv (sa->choice.hash, sa->p1_iv, sa->block_len, msgid, iv);
+      packet = engine_build_packet (sa, MODIKE_EX_INFO, msgid, b, iv, error);
+      modike_memwipe (iv, sizeof iv);
+    }
+  else
+    {
+      modike_builder_add_array (b, type, body);
+      packet = engine_build_packet (sa, MODIKE_EX_INFO, msgid, b, NULL, error);
+    }
+  if (packet == NULL)
+    return FALSE;
+  engine_transmit (sa, packet, modike_ike_sa_is_established (sa) || sa->floated);
+  return TRUE;
+}
+
+void
+engine_send_notify (ModikeIkeSa *sa, guint16 type, guint8 protocol, const guint8 *spi, gsize spi_len)
+{
+  ModikeNotifyPayload n = { 0 };
+  GByteArray *body = g_byte_array_new ();
+  g_autoptr (GError) error = NULL;
+
+  n.doi = MODIKE_DOI_IPSEC;
+  n.type = type;
+  if (protocol == 0 || spi == NULL)
+    {
+      /* About the ISAKMP SA: its SPI is the cookie pair. */
+      n.protocol = MODIKE_PROTO_ISAKMP;
+      n.spi_len = 16;
+      memcpy (n.spi, sa->icookie, MODIKE_COOKIE_LEN);
+      memcpy (n.spi + MODIKE_COOKIE_LEN, sa->rcookie, MODIKE_COOKIE_LEN);
+    }
+  else
+    {
+      n.protocol = protocol;
+      n.spi_len = (guint8) MIN (spi_len, sizeof n.spi);
+      memcpy (n.spi, spi, n.spi_len);
+    }
+  n.data = g_bytes_new (NULL, 0);
+  modike_notify_payload_encode (&n, body);
+  g_bytes_unref (n.data);
+  ELOG_INFO (sa, NULL, "sending %s notify %s", modike_ike_sa_is_established (sa) ? "protected" : "plain",
+             engine_notify_name (type));
+  if (!engine_send_info (sa, MODIKE_PL_N, body, &error))
+    ELOG_MSG (sa, NULL, "notify %s not sent: %s", engine_notify_name (type), error->message);
+}
+
+void
+engine_send_delete (ModikeIkeSa *sa, guint8 protocol, const guint8 *spi, gsize spi_len)
+{
+  ModikeDeletePayload d = { 0 };
+  GByteArray *body = g_byte_array_new ();
+  g_autoptr (GError) error = NULL;
+
+  d.doi = MODIKE_DOI_IPSEC;
+  d.protocol = protocol;
+  d.spi_len = (guint8) spi_len;
+  d.spis = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  g_ptr_array_add (d.spis, g_bytes_new (spi, spi_len));
+  modike_delete_payload_encode (&d, body);
+  g_ptr_array_unref (d.spis);
+  ELOG_INFO (sa, NULL, "sending DELETE for %s SPI of %" G_GSIZE_FORMAT " bytes",
+             protocol == MODIKE_PROTO_ISAKMP ? "ISAKMP" : "ESP", spi_len);
+  if (!engine_send_info (sa, MODIKE_PL_D, body, &error))
+    ELOG_MSG (sa, NULL, "DELETE not sent: %s", error->message);
+}
+
+static ModikeIkeError
+notify_error_code (guint16 type)
+{
+  switch (type)
+    {
+    case MODIKE_N_NO_PROPOSAL_CHOSEN:
+      return MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN;
+    case MODIKE_N_AUTHENTICATION_FAILED:
+    case MODIKE_N_INVALID_HASH_INFORMATION:
+    case MODIKE_N_INVALID_SIGNATURE:
+      return MODIKE_IKE_ERROR_AUTH;
+    default:
+      return MODIKE_IKE_ERROR_PEER_NOTIFY;
+    }
+}
+
+static void
+fail_pending_quick_modes (ModikeIkeSa *sa, const ModikeNotifyPayload *n)
+{
+  GHashTableIter it;
+  gpointer value;
+  g_autoptr (GPtrArray) victims = g_ptr_array_new ();
+  guint32 spi = n->spi_len == 4 ? be32 (n->spi) : 0;
+
+  g_hash_table_iter_init (&it, sa->exchanges);
+  while (g_hash_table_iter_next (&it, NULL, &value))
+    {
+      ModikeExchange *x = value;
+
+      if (x->type != MODIKE_EX_QUICK || x->done || x->dead || x->role != MODIKE_ROLE_INITIATOR)
+        continue;
+      if (spi != 0 && qm_data_spi (x) != spi)
+        continue;
+      g_ptr_array_add (victims, x);
+    }
+  for (guint i = 0; i < victims->len; i++)
+    {
+      ModikeExchange *x = g_ptr_array_index (victims, i);
+      g_autoptr (GError) error =
+        g_error_new (MODIKE_IKE_ERROR,
+                     n->type == MODIKE_N_NO_PROPOSAL_CHOSEN ? MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN
+                                                            : MODIKE_IKE_ERROR_PEER_NOTIFY,
+                     "peer %s: %s", sa->peer_name, engine_notify_name (n->type));
+
+      engine_exchange_fail (x, error);
+    }
+}
+
+void
+engine_handle_notify (ModikeIkeSa *sa, const ModikeNotifyPayload *n, gboolean authenticated)
+{
+  ModikeNotifyFunc fn = NULL;
+  gpointer user = NULL;
+
+  if (n->type == MODIKE_N_INITIAL_CONTACT)
+    {
+      if (authenticated)
+        {
+          sa->peer_initial_contact = TRUE;
+          if (modike_ike_sa_is_established (sa))
+            engine_sa_initial_contact (sa);
+        }
+      return;
+    }
+  if (modike_registry_notify (sa->ike->registry, n->type, &fn, &user) && fn != NULL)
+    {
+      fn (sa, n, authenticated, user);
+      return;
+    }
+  if (n->type < 16384 && authenticated && !modike_ike_sa_is_established (sa))
+    {
+      /* A protected error notify during phase 1 ends it. */
+      g_autoptr (GError) error = g_error_new (MODIKE_IKE_ERROR, notify_error_code (n->type), "peer %s: %s",
+                                              sa->peer_name != NULL ? sa->peer_name : "?",
+                                              engine_notify_name (n->type));
+      engine_sa_fail (sa, error);
+      return;
+    }
+  if (n->type < 16384 && authenticated)
+    {
+      ELOG_MSG (sa, NULL, "peer sent error notify %s", engine_notify_name (n->type));
+      fail_pending_quick_modes (sa, n);
+      return;
+    }
+  ELOG_INFO (sa, NULL, "notify %s (%s) ignored", engine_notify_name (n->type),
+             authenticated ? "authenticated" : "unauthenticated");
+}
+
+static void
+handle_delete (ModikeIkeSa *sa, const ModikeDeletePayload *d)
+{
+  ModikeIke *ike = sa->ike;
+
+  for (guint i = 0; i < d->spis->len; i++)
+    {
+      gsize len;
+      const guint8 *spi = g_bytes_get_data (g_ptr_array_index (d->spis, i), &len);
+
+      if (d->protocol == MODIKE_PROTO_ISAKMP && len == 16)
+        {
+          for (guint j = 0; j < ike->sas->len; j++)
+            {
+              ModikeIkeSa *o = g_ptr_array_index (ike->sas, j);
+
+              if (o->dead || g_strcmp0 (o->peer_name, sa->peer_name) != 0 ||
+                  !modike_memeq (o->icookie, spi, MODIKE_COOKIE_LEN) ||
+                  !modike_memeq (o->rcookie, spi + MODIKE_COOKIE_LEN, MODIKE_COOKIE_LEN))
+                continue;
+              ELOG_INFO (o, NULL, "peer deleted the IKE SA");
+              engine_sa_delete (o, FALSE);
+              break;
+            }
+        }
+      else if ((d->protocol == MODIKE_PROTO_ESP || d->protocol == MODIKE_PROTO_AH) && len == 4)
+        {
+          guint32 v = be32 (spi);
+          gboolean found = FALSE;
+
+          /* The peer names its inbound SPI (our outbound); accept ours too. */
+          for (guint j = 0; j < ike->sas->len && !found; j++)
+            {
+              ModikeIkeSa *o = g_ptr_array_index (ike->sas, j);
+              EngineChild *c;
+
+              if (o->dead || g_strcmp0 (o->peer_name, sa->peer_name) != 0)
+                continue;
+              c = engine_child_find_spi (o, v, TRUE);
+              if (c == NULL)
+                c = engine_child_find_spi (o, v, FALSE);
+              if (c != NULL)
+                {
+                  ELOG_INFO (o, NULL, "peer deleted ESP SA %08x", v);
+                  engine_child_remove (c, FALSE);
+                  found = TRUE;
+                }
+            }
+          if (!found)
+            ELOG_DEBUG (sa, NULL, "DELETE for unknown SPI %08x", v);
+        }
+      else
+        ELOG_DEBUG (sa, NULL, "DELETE for protocol %u with %" G_GSIZE_FORMAT "-byte SPI ignored", d->protocol, len);
+    }
+}
+
+ModikeVerdict
+info_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+{
+  ModikeIkeSa *sa = x->sa;
+  const ModikePayload *h = &g_array_index (msg->payloads, ModikePayload, 0);
+  gsize hlen = modike_hash_len (sa->choice.hash);
+  guint8 want[MODIKE_HASH_MAX];
+  const guint8 *rest = NULL;
+  gsize rest_len = 0;
+
+  if (h->type != MODIKE_PL_HASH || !engine_message_rest (msg, 0, &rest, &rest_len))
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "Informational: HASH is not the first payload");
+      return MODIKE_V_DROP;
+    }
+  engine_hash_a (sa, FALSE, x->msgid, NULL, rest, rest_len, want);
+  if (h->len != hlen || !modike_memeq (h->body, want, hlen))
+    {
+      /* Never act on (or answer) an unauthenticated Informational. */
+      sa->ike->stats.auth_failures++;
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "Informational: HASH(1) does not verify");
+      return MODIKE_V_DROP;
+    }
+  for (guint i = 1; i < msg->payloads->len && !sa->dead; i++)
+    {
+      const ModikePayload *p = &g_array_index (msg->payloads, ModikePayload, i);
+      g_autoptr (GError) local = NULL;
+
+      if (p->type == MODIKE_PL_N)
+        {
+          g_autoptr (ModikeNotifyPayload) n = modike_notify_payload_parse (p->body, p->len, &local);
+
+          if (n != NULL)
+            engine_handle_notify (sa, n, TRUE);
+          else
+            ELOG_MSG (sa, x, "bad notify: %s", local->message);
+        }
+      else if (p->type == MODIKE_PL_D)
+        {
+          g_autoptr (ModikeDeletePayload) d = modike_delete_payload_parse (p->body, p->len, &local);
+
+          if (d != NULL)
+            handle_delete (sa, d);
+          else
+            ELOG_MSG (sa, x, "bad delete: %s", local->message);
+        }
+    }
+  return MODIKE_V_OK;
+}
+
+void
+engine_plain_info (ModikeIkeSa *sa, ModikeMessage *msg)
+{
+  ModikeIke *ike = sa->ike;
+
+  if (modike_ike_sa_is_established (sa))
+    {
+      ike->stats.rx_dropped++;
+      ELOG_MSG (sa, NULL, "unencrypted Informational on an established SA dropped");
+      return;
+    }
+  for (guint i = 0; msg->payloads != NULL && i < msg->payloads->len && !sa->dead; i++)
+    {
+      const ModikePayload *p = &g_array_index (msg->payloads, ModikePayload, i);
+      g_autoptr (ModikeNotifyPayload) n = NULL;
+      g_autoptr (GError) local = NULL;
+
+      if (p->type != MODIKE_PL_N)
+        {
+          ELOG_DEBUG (sa, NULL, "unencrypted Informational: %s payload ignored", engine_payload_name (p->type));
+          continue;
+        }
+      n = modike_notify_payload_parse (p->body, p->len, &local);
+      if (n == NULL)
+        {
+          ike->stats.rx_garbage++;
+          ELOG_MSG (sa, NULL, "unencrypted Informational: %s", local->message);
+          continue;
+        }
+      if (n->type < 16384)
+        {
+          /* strongSwan answers an unacceptable proposal this way. */
+          g_autoptr (GError) error = g_error_new (MODIKE_IKE_ERROR, notify_error_code (n->type), "peer %s: %s",
+                                                  sa->peer_name != NULL ? sa->peer_name : "?",
+                                                  engine_notify_name (n->type));
+          ELOG_MSG (sa, NULL, "phase 1 failed: peer sent %s", engine_notify_name (n->type));
+          engine_sa_fail (sa, error);
+          return;
+        }
+      engine_handle_notify (sa, n, FALSE);
+    }
+}

@@ -1,1 +1,813 @@
-/* stub: to be written */
+/* Quick Mode (RFC 2409 5.5): ESP SAs for a policy.
+ *
+ *   I1* HASH(1) SA Ni [KE] [IDci IDcr]  ->
+ *   R2* HASH(2) SA Nr [KE] [IDci IDcr]  <-
+ *   I3* HASH(3)                         ->
+ *
+ * HASH(1) = prf(SKEYID_a, M-ID | rest of message 1)
+ * HASH(2) = prf(SKEYID_a, M-ID | Ni_b | rest of message 2)
+ * HASH(3) = prf(SKEYID_a, 0 | M-ID | Ni_b | Nr_b)
+ * KEYMAT  = prf(SKEYID_d, [g(qm)^xy |] protocol | SPI | Ni_b | Nr_b), expanded;
+ * the inbound SA uses our SPI, the outbound one the peer's. */
+#include "engine-private.h"
+
+#include <string.h>
+
+struct _QmData {
+  guint32 spd_id;
+  ModikeSpdEntry *policy;      /* our copy: survives config reloads */
+  guint32 rekey_spi;           /* inbound SPI of the child this replaces, 0 = none */
+  guint32 spi_in, spi_out;
+  GBytes *ni, *nr;
+  ModikeDh *dh;
+  ModikeSecret *gxy;
+  GBytes *idci_b, *idcr_b;     /* ID bodies as sent (initiator's order) */
+  EngineP2Choice choice;
+  ModikeAddrRange local_ts, remote_ts;
+  guint8 ts_proto;
+};
+
+QmData *
+qm_data_new (guint32 spd_id, guint32 rekey_spi)
+{
+  QmData *qm = g_new0 (QmData, 1);
+
+  qm->spd_id = spd_id;
+  qm->rekey_spi = rekey_spi;
+  return qm;
+}
+
+void
+qm_data_free (QmData *qm)
+{
+  if (qm == NULL)
+    return;
+  g_clear_pointer (&qm->policy, modike_spd_entry_free);
+  g_clear_pointer (&qm->ni, g_bytes_unref);
+  g_clear_pointer (&qm->nr, g_bytes_unref);
+  g_clear_pointer (&qm->dh, modike_dh_free);
+  g_clear_pointer (&qm->gxy, modike_secret_free);
+  g_clear_pointer (&qm->idci_b, g_bytes_unref);
+  g_clear_pointer (&qm->idcr_b, g_bytes_unref);
+  g_free (qm);
+}
+
+guint32
+qm_data_spi (const ModikeExchange *x)
+{
+  const QmData *qm = x->type == MODIKE_EX_QUICK ? x->data : NULL;
+
+  return qm != NULL ? qm->spi_in : 0;
+}
+
+guint32
+qm_data_spd_id (const ModikeExchange *x)
+{
+  const QmData *qm = x->type == MODIKE_EX_QUICK ? x->data : NULL;
+
+  return qm != NULL ? qm->spd_id : 0;
+}
+
+static void
+spi_bytes (guint32 spi, guint8 out[4])
+{
+  out[0] = spi >> 24;
+  out[1] = spi >> 16;
+  out[2] = spi >> 8;
+  out[3] = spi;
+}
+
+static ModikeVerdict
+qm_fail (ModikeExchange *x, guint16 notify, ModikeIkeError code, GError **error, const char *fmt, ...)
+  G_GNUC_PRINTF (5, 6);
+
+static ModikeVerdict
+qm_fail (ModikeExchange *x, guint16 notify, ModikeIkeError code, GError **error, const char *fmt, ...)
+{
+  va_list ap;
+  g_autofree char *text = NULL;
+
+  va_start (ap, fmt);
+  text = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  modike_exchange_set_notify (x, notify);
+  if (error != NULL && *error == NULL)
+    g_set_error (error, MODIKE_IKE_ERROR, code, "peer %s: Quick Mode: %s", x->sa->peer_name, text);
+  return MODIKE_V_FAIL;
+}
+
+/* ---- selectors <-> ID payloads ---- */
+
+static gsize
+family_len (int family)
+{
+  return family == AF_INET6 ? 16 : family == AF_INET ? 4 : 0;
+}
+
+/* TRUE if [from, to] is exactly a prefix; *plen its length. */
+static gboolean
+range_is_prefix (const ModikeAddrRange *r, guint *plen)
+{
+  gsize len = family_len (r->from.family);
+  guint host = 0;
+
+  for (gsize i = len; i-- > 0;)
+    {
+      for (guint bit = 0; bit < 8; bit++)
+        {
+          guint8 m = 1u << bit;
+          gboolean f = (r->from.addr[i] & m) != 0, t = (r->to.addr[i] & m) != 0;
+
+          if (!f && t)
+            {
+              host++;
+              continue;
+            }
+          /* Host bits end: the rest must be equal. */
+          for (gsize j = 0; j <= i; j++)
+            {
+              guint8 mask = j < i ? 0xff : (guint8) (0xff << bit);
+
+              if ((r->from.addr[j] & mask) != (r->to.addr[j] & mask))
+                return FALSE;
+            }
+          *plen = len * 8 - host;
+          return TRUE;
+        }
+    }
+  *plen = 0;
+  return TRUE;
+}
+
+ModikeIdPayload *
+qm_id_from_range (const ModikeAddrRange *r, guint8 proto, const ModikePortRange *ports)
+{
+  gsize len = family_len (r->from.family);
+  gboolean v6 = r->from.family == AF_INET6;
+  guint16 port = ports != NULL && ports->from == ports->to ? ports->from : 0;
+  guint8 data[32];
+  guint plen = 0;
+
+  if (modike_addr_equal_ip (&r->from, &r->to))
+    return modike_id_payload_new (v6 ? MODIKE_ID_IPV6_ADDR : MODIKE_ID_IPV4_ADDR, proto, port, r->from.addr, len);
+  memcpy (data, r->from.addr, len);
+  if (range_is_prefix (r, &plen))
+    {
+      for (gsize i = 0; i < len; i++)
+        {
+          guint bits = plen > i * 8 ? MIN (plen - i * 8, 8u) : 0;
+
+          data[len + i] = bits == 0 ? 0 : (guint8) (0xff << (8 - bits));
+        }
+      return modike_id_payload_new (v6 ? MODIKE_ID_IPV6_ADDR_SUBNET : MODIKE_ID_IPV4_ADDR_SUBNET, proto, port, data,
+                                    len * 2);
+    }
+  memcpy (data + len, r->to.addr, len);
+  return modike_id_payload_new (v6 ? MODIKE_ID_IPV6_ADDR_RANGE : MODIKE_ID_IPV4_ADDR_RANGE, proto, port, data,
+                                len * 2);
+}
+
+gboolean
+qm_range_from_id (const ModikeIdPayload *id, ModikeAddrRange *r, guint8 *proto, ModikePortRange *ports,
+                  GError **error)
+{
+  gsize dlen;
+  const guint8 *d = g_bytes_get_data (id->data, &dlen);
+  int family;
+  gsize len;
+
+  switch (id->type)
+    {
+    case MODIKE_ID_IPV4_ADDR:
+    case MODIKE_ID_IPV4_ADDR_SUBNET:
+    case MODIKE_ID_IPV4_ADDR_RANGE:
+      family = AF_INET;
+      break;
+    case MODIKE_ID_IPV6_ADDR:
+    case MODIKE_ID_IPV6_ADDR_SUBNET:
+    case MODIKE_ID_IPV6_ADDR_RANGE:
+      family = AF_INET6;
+      break;
+    default:
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "ID type %u is no traffic selector", id->type);
+      return FALSE;
+    }
+  len = family_len (family);
+  memset (r, 0, sizeof *r);
+  r->from.family = r->to.family = family;
+  if ((id->type == MODIKE_ID_IPV4_ADDR || id->type == MODIKE_ID_IPV6_ADDR) ? dlen != len : dlen != 2 * len)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "ID of %" G_GSIZE_FORMAT " bytes for type %u",
+                   dlen, id->type);
+      return FALSE;
+    }
+  memcpy (r->from.addr, d, len);
+  switch (id->type)
+    {
+    case MODIKE_ID_IPV4_ADDR:
+    case MODIKE_ID_IPV6_ADDR:
+      memcpy (r->to.addr, d, len);
+      break;
+    case MODIKE_ID_IPV4_ADDR_SUBNET:
+    case MODIKE_ID_IPV6_ADDR_SUBNET:
+      for (gsize i = 0; i < len; i++)
+        {
+          r->from.addr[i] = d[i] & d[len + i];
+          r->to.addr[i] = d[i] | (guint8) ~d[len + i];
+        }
+      break;
+    default:
+      memcpy (r->to.addr, d + len, len);
+      break;
+    }
+  *proto = id->protocol;
+  ports->from = id->port;
+  ports->to = id->port != 0 ? id->port : 65535;
+  return TRUE;
+}
+
+static gboolean
+range_within (const ModikeAddrRange *inner, const ModikeAddrRange *outer)
+{
+  gsize len = family_len (outer->from.family);
+
+  if (len == 0 || inner->from.family != outer->from.family)
+    return FALSE;
+  return memcmp (outer->from.addr, inner->from.addr, len) <= 0 && memcmp (inner->to.addr, outer->to.addr, len) <= 0;
+}
+
+static gboolean
+ports_within (const ModikePortRange *inner, const ModikePortRange *outer)
+{
+  return outer->from <= inner->from && inner->to <= outer->to;
+}
+
+static void
+host_range (const ModikeAddr *a, ModikeAddrRange *r)
+{
+  memset (r, 0, sizeof *r);
+  r->from = *a;
+  r->from.port = 0;
+  r->to = r->from;
+}
+
+/* ---- messages ---- */
+
+static GBytes *
+bytes_of (const ModikePayload *p)
+{
+  return g_bytes_new (p->body, p->len);
+}
+
+static GBytes *
+encode_sa (const ModikeSaPayload *sap)
+{
+  GByteArray *body = g_byte_array_new ();
+
+  modike_sa_payload_encode (sap, body);
+  return g_byte_array_free_to_bytes (body);
+}
+
+static void
+add_id (ModikeBuilder *b, const ModikeIdPayload *id, GBytes **keep)
+{
+  GByteArray *body = g_byte_array_new ();
+
+  modike_id_payload_encode (id, body);
+  *keep = g_bytes_new (body->data, body->len);
+  modike_builder_add_array (b, MODIKE_PL_ID, body);
+}
+
+/* HASH placeholder first; filled once the rest is final (after builders). */
+static guint
+add_hash_placeholder (ModikeIkeSa *sa, ModikeBuilder *b)
+{
+  guint8 zero[MODIKE_HASH_MAX] = { 0 };
+
+  return modike_builder_add (b, MODIKE_PL_HASH, zero, modike_hash_len (sa->choice.hash));
+}
+
+static void
+fill_hash (ModikeExchange *x, ModikeBuilder *b, guint index, GBytes *extra)
+{
+  ModikeIkeSa *sa = x->sa;
+  guint8 first;
+  g_autoptr (GBytes) rest = modike_builder_serialize (b, index + 1, &first);
+  guint8 hash[MODIKE_HASH_MAX];
+  gsize len;
+  const guint8 *data = g_bytes_get_data (rest, &len);
+
+  engine_hash_a (sa, FALSE, x->msgid, extra, data, len, hash);
+  modike_builder_set_body (b, index, hash, modike_hash_len (sa->choice.hash));
+}
+
+static gboolean
+verify_hash (ModikeExchange *x, const ModikeMessage *msg, GBytes *extra, GError **error)
+{
+  ModikeIkeSa *sa = x->sa;
+  const ModikePayload *h = &g_array_index (msg->payloads, ModikePayload, 0);
+  gsize hlen = modike_hash_len (sa->choice.hash);
+  guint8 want[MODIKE_HASH_MAX];
+  const guint8 *rest = NULL;
+  gsize rest_len = 0;
+
+  if (h->type != MODIKE_PL_HASH || !engine_message_rest (msg, 0, &rest, &rest_len))
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "peer %s: Quick Mode: HASH is not first",
+                   sa->peer_name);
+      return FALSE;
+    }
+  engine_hash_a (sa, FALSE, x->msgid, extra, rest, rest_len, want);
+  if (h->len != hlen || !modike_memeq (h->body, want, hlen))
+    {
+      sa->ike->stats.auth_failures++;
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "peer %s: Quick Mode: HASH(%u) does not verify",
+                   sa->peer_name, x->cur_no);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+take_ke (ModikeExchange *x, QmData *qm, const ModikeMessage *msg, GError **error)
+{
+  const ModikePayload *ke = modike_message_find (msg, MODIKE_PL_KE);
+
+  if (qm->choice.group == 0)
+    {
+      if (ke != NULL)
+        {
+          qm_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "KE without a PFS group");
+          return FALSE;
+        }
+      return TRUE;
+    }
+  if (ke == NULL || ke->len != modike_dh_public_len (qm->choice.group))
+    {
+      qm_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error,
+               "PFS group %s needs a KE payload of %" G_GSIZE_FORMAT " bytes", modike_dh_name (qm->choice.group),
+               modike_dh_public_len (qm->choice.group));
+      return FALSE;
+    }
+  if (qm->dh == NULL)
+    {
+      qm->dh = modike_dh_new (qm->choice.group, error);
+      if (qm->dh == NULL)
+        return FALSE;
+    }
+  g_clear_pointer (&qm->gxy, modike_secret_free);
+  qm->gxy = modike_dh_compute (qm->dh, ke->body, ke->len, error);
+  if (qm->gxy == NULL)
+    {
+      modike_exchange_set_notify (x, MODIKE_N_INVALID_KEY_INFORMATION);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+process_notifies (ModikeExchange *x, QmData *qm, const ModikeMessage *msg)
+{
+  for (guint i = 0; i < msg->payloads->len; i++)
+    {
+      const ModikePayload *p = &g_array_index (msg->payloads, ModikePayload, i);
+      g_autoptr (ModikeNotifyPayload) n = NULL;
+      g_autoptr (GError) error = NULL;
+
+      if (p->type != MODIKE_PL_N)
+        continue;
+      n = modike_notify_payload_parse (p->body, p->len, &error);
+      if (n == NULL)
+        continue;
+      if (n->type == MODIKE_N_RESPONDER_LIFETIME && n->data != NULL)
+        {
+          g_autoptr (GArray) attrs = modike_attr_array_new ();
+          guint16 type = 0;
+
+          if (!modike_attrs_parse (g_bytes_get_data (n->data, NULL), g_bytes_get_size (n->data), attrs, &error))
+            continue;
+          for (guint j = 0; j < attrs->len; j++)
+            {
+              const ModikeAttr *a = &g_array_index (attrs, ModikeAttr, j);
+
+              if (a->type == MODIKE_P2_LIFE_TYPE)
+                type = a->value;
+              else if (a->type == MODIKE_P2_LIFE_DURATION)
+                {
+                  guint64 v = a->value;
+
+                  if (type == MODIKE_LIFE_SECONDS && v > 0 && (qm->choice.life_s == 0 || v < qm->choice.life_s))
+                    qm->choice.life_s = v;
+                  else if (type == MODIKE_LIFE_KILOBYTES && v > 0 &&
+                           (qm->choice.life_kb == 0 || v < qm->choice.life_kb))
+                    qm->choice.life_kb = v;
+                }
+            }
+          ELOG_INFO (x->sa, x, "RESPONDER-LIFETIME: %" G_GUINT64_FORMAT " s", qm->choice.life_s);
+          continue;
+        }
+      engine_handle_notify (x->sa, n, TRUE);
+    }
+}
+
+/* The two ESP SAs into the SAD, and the child bookkeeping. */
+static gboolean
+install (ModikeExchange *x, QmData *qm, GError **error)
+{
+  ModikeIkeSa *sa = x->sa;
+  ModikeIke *ike = sa->ike;
+  gsize enc_len = engine_esp_enc_key_len (qm->choice.esp_transform, qm->choice.key_bits);
+  gsize auth_len = engine_esp_auth_key_len (qm->choice.auth_alg);
+  gsize ni_len, nr_len;
+  const guint8 *ni = g_bytes_get_data (qm->ni, &ni_len);
+  const guint8 *nr = g_bytes_get_data (qm->nr, &nr_len);
+  guint32 reqid = ++ike->next_reqid;
+  guint64 life = qm->choice.life_s != 0 ? qm->choice.life_s : ENGINE_DEFAULT_P2_LIFE;
+  EngineChild *child;
+
+  for (int dir = MODIKE_DIR_IN; dir <= MODIKE_DIR_OUT; dir++)
+    {
+      guint32 spi = dir == MODIKE_DIR_IN ? qm->spi_in : qm->spi_out;
+      guint8 spib[4];
+      g_autoptr (ModikeSecret) km = NULL;
+      ModikeSadEntry *e;
+
+      spi_bytes (spi, spib);
+      km = modike_qm_keymat (sa->choice.hash, sa->keys.skeyid_d, qm->gxy, MODIKE_PROTO_ESP, spib, ni, ni_len, nr,
+                             nr_len, enc_len + auth_len);
+      e = modike_sad_entry_new ();
+      e->spi = spi;
+      e->dir = dir;
+      e->protocol = MODIKE_PROTO_ESP;
+      e->replay_window = ENGINE_REPLAY_WINDOW;
+      e->seq_overflow = TRUE;
+      e->esp_transform = qm->choice.esp_transform;
+      e->key_bits = qm->choice.key_bits;
+      e->auth_alg = qm->choice.auth_alg;
+      /* Encryption key first, then the integrity key (RFC 2409 5.5). */
+      e->enc_key = modike_secret_new_from (km->data, enc_len);
+      e->auth_key = auth_len > 0 ? modike_secret_new_from (km->data + enc_len, auth_len) : NULL;
+      e->hard.seconds = life;
+      e->hard.bytes = qm->choice.life_kb * 1024;
+      e->soft.seconds = life - life / 10;
+      e->soft.bytes = e->hard.bytes - e->hard.bytes / 10;
+      e->mode = qm->choice.mode;
+      e->udp_encap = qm->choice.udp;
+      if (dir == MODIKE_DIR_IN)
+        {
+          e->src = sa->remote;
+          e->dst = sa->local;
+          e->encap_sport = sa->remote.port;
+          e->encap_dport = sa->local.port;
+        }
+      else
+        {
+          e->src = sa->local;
+          e->dst = sa->remote;
+          e->encap_sport = sa->local.port;
+          e->encap_dport = sa->remote.port;
+        }
+      e->local_ts = qm->local_ts;
+      e->remote_ts = qm->remote_ts;
+      e->ts_proto = qm->ts_proto;
+      e->spd_id = qm->spd_id;
+      e->reqid = reqid;
+      e->created_us = ike->env.now_us (ike->env.env);
+      e->peer = g_strdup (sa->peer_name);
+      if (!modike_sad_add (ike->sad, e, error))
+        {
+          if (dir == MODIKE_DIR_OUT)
+            modike_sad_remove (ike->sad, MODIKE_DIR_IN, qm->spi_in);
+          return FALSE;
+        }
+    }
+  child = engine_child_new (sa);
+  child->spi_in = qm->spi_in;
+  child->spi_out = qm->spi_out;
+  child->reqid = reqid;
+  child->spd_id = qm->spd_id;
+  child->policy = g_strdup (qm->policy->name);
+  child->initiator = x->role == MODIKE_ROLE_INITIATOR;
+  child->choice = qm->choice;
+  child->choice.life_s = life;
+  if (qm->rekey_spi != 0)
+    {
+      /* The old child stays until its hard expiry. */
+      EngineChild *old = engine_child_find_spi (sa, qm->rekey_spi, FALSE);
+
+      if (old != NULL)
+        old->rekeyed = TRUE;
+    }
+  engine_p2_up (sa, child);
+  return TRUE;
+}
+
+ModikeVerdict
+qm_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+{
+  ModikeIkeSa *sa = x->sa;
+  QmData *qm = x->data;
+  const ModikeSpdEntry *policy;
+  g_autoptr (ModikeSaPayload) offer = NULL;
+  g_autoptr (ModikeBuilder) b = modike_builder_new ();
+  g_autoptr (GBytes) sa_b = NULL;
+  g_autoptr (ModikeIdPayload) idci = NULL;
+  g_autoptr (ModikeIdPayload) idcr = NULL;
+  guint8 nonce[ENGINE_NONCE_LEN];
+  guint hash_index;
+
+  policy = modike_spd_get (sa->ike->spd, qm->spd_id);
+  if (policy == NULL || policy->action != MODIKE_SPD_PROTECT)
+    return qm_fail (x, 0, MODIKE_IKE_ERROR_FAILED, error, "policy %u is gone or not PROTECT", qm->spd_id);
+  if (policy->proposals == NULL || policy->proposals->len == 0)
+    return qm_fail (x, 0, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN, error, "policy %s has no ESP proposals", policy->name);
+  qm->policy = modike_spd_entry_dup (policy);
+  qm->spi_in = engine_alloc_spi (sa->ike);
+  offer = proposal_p2_offer (sa, policy, qm->spi_in, NULL);
+  sa_b = encode_sa (offer);
+
+  hash_index = add_hash_placeholder (sa, b);
+  modike_builder_add (b, MODIKE_PL_SA, g_bytes_get_data (sa_b, NULL), g_bytes_get_size (sa_b));
+  modike_random_nonce (nonce, sizeof nonce);
+  qm->ni = g_bytes_new (nonce, sizeof nonce);
+  modike_builder_add (b, MODIKE_PL_NONCE, nonce, sizeof nonce);
+  if (policy->pfs_group != 0)
+    {
+      g_autoptr (GBytes) pub = NULL;
+
+      qm->dh = modike_dh_new (policy->pfs_group, error);
+      if (qm->dh == NULL)
+        return MODIKE_V_FAIL;
+      pub = modike_dh_public (qm->dh);
+      modike_builder_add (b, MODIKE_PL_KE, g_bytes_get_data (pub, NULL), g_bytes_get_size (pub));
+    }
+  qm->local_ts = policy->local;
+  qm->remote_ts = policy->remote;
+  qm->ts_proto = policy->proto;
+  idci = qm_id_from_range (&policy->local, policy->proto, &policy->local_port);
+  idcr = qm_id_from_range (&policy->remote, policy->proto, &policy->remote_port);
+  add_id (b, idci, &qm->idci_b);
+  add_id (b, idcr, &qm->idcr_b);
+  if (!modike_exchange_run_builders (x, 1, b, error))
+    return MODIKE_V_FAIL;
+  fill_hash (x, b, hash_index, NULL);
+  if (!modike_exchange_send (x, b, TRUE, error))
+    return MODIKE_V_FAIL;
+  ELOG_INFO (sa, x, "Quick Mode for policy %s started (in=%08x%s)", policy->name, qm->spi_in,
+             policy->pfs_group != 0 ? ", PFS" : "");
+  return MODIKE_V_OK;
+}
+
+/* The first PROTECT policy for this peer whose selectors contain the
+ * proposed ones and whose proposals accept the offer. */
+static ModikeVerdict
+r1_choose (ModikeExchange *x, QmData *qm, const ModikeSaPayload *offer, const ModikeAddrRange *ci,
+           const ModikeAddrRange *cr, guint8 proto, const ModikePortRange *pi, const ModikePortRange *pr,
+           ModikeSaPayload **reply, GError **error)
+{
+  ModikeIkeSa *sa = x->sa;
+  g_autoptr (GPtrArray) entries = modike_spd_entries (sa->ike->spd);
+  gboolean id_match = FALSE;
+
+  for (guint i = 0; entries != NULL && i < entries->len; i++)
+    {
+      const ModikeSpdEntry *e = g_ptr_array_index (entries, i);
+      guint32 peer_spi = 0;
+      g_autoptr (GError) local = NULL;
+
+      if (e->action != MODIKE_SPD_PROTECT || g_strcmp0 (e->peer, sa->peer_name) != 0)
+        continue;
+      /* IDci is the initiator's side: our remote selector; IDcr our local. */
+      if (!range_within (ci, &e->remote) || !range_within (cr, &e->local) ||
+          (e->proto != 0 && e->proto != proto) || !ports_within (pi, &e->remote_port) ||
+          !ports_within (pr, &e->local_port))
+        continue;
+      id_match = TRUE;
+      if (!proposal_p2_select (sa, offer, e, &qm->choice, &peer_spi, reply, qm->spi_in, &local))
+        {
+          ELOG_DEBUG (sa, x, "policy %s: %s", e->name, local->message);
+          continue;
+        }
+      qm->spd_id = e->id;
+      qm->policy = modike_spd_entry_dup (e);
+      qm->spi_out = peer_spi;
+      return MODIKE_V_OK;
+    }
+  if (!id_match)
+    {
+      char a[MODIKE_ADDR_STRLEN], b[MODIKE_ADDR_STRLEN], c[MODIKE_ADDR_STRLEN], d[MODIKE_ADDR_STRLEN];
+
+      return qm_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error,
+                      "no policy for %s-%s === %s-%s", modike_addr_format (&cr->from, a, sizeof a),
+                      modike_addr_format (&cr->to, b, sizeof b), modike_addr_format (&ci->from, c, sizeof c),
+                      modike_addr_format (&ci->to, d, sizeof d));
+    }
+  return qm_fail (x, MODIKE_N_NO_PROPOSAL_CHOSEN, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN, error,
+                  "no acceptable ESP proposal");
+}
+
+ModikeVerdict
+qm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+{
+  ModikeIkeSa *sa = x->sa;
+  QmData *qm = qm_data_new (0, 0);
+  const ModikePayload *sap = modike_message_find (msg, MODIKE_PL_SA);
+  const ModikePayload *nonce = modike_message_find (msg, MODIKE_PL_NONCE);
+  guint n_ids = modike_message_count (msg, MODIKE_PL_ID);
+  g_autoptr (ModikeSaPayload) offer = NULL;
+  g_autoptr (ModikeSaPayload) reply = NULL;
+  g_autoptr (ModikeBuilder) b = modike_builder_new ();
+  g_autoptr (GBytes) reply_b = NULL;
+  g_autoptr (GError) local = NULL;
+  ModikeAddrRange ci, cr;
+  ModikePortRange pi = { 0, 65535 }, pr = { 0, 65535 };
+  guint8 proto = 0;
+  guint8 nr[ENGINE_NONCE_LEN];
+  guint hash_index;
+  ModikeVerdict v;
+
+  modike_exchange_set_data (x, qm, (GDestroyNotify) qm_data_free);
+  /* A message that fails its HASH proves nothing about the peer: drop it. */
+  if (!verify_hash (x, msg, NULL, error))
+    return MODIKE_V_DROP;
+  offer = modike_sa_payload_parse (sap->body, sap->len, &local);
+  if (offer == NULL)
+    return qm_fail (x, modike_codec_error_notify (local), MODIKE_IKE_ERROR_FAILED, error, "SA payload: %s",
+                    local->message);
+  /* Report failures against the initiator's SPI from here on. */
+  for (guint i = 0; i < offer->proposals->len; i++)
+    {
+      const ModikeProposal *p = g_ptr_array_index (offer->proposals, i);
+
+      if (p->protocol == MODIKE_PROTO_ESP && p->spi_len == 4)
+        {
+          x->notify_proto = MODIKE_PROTO_ESP;
+          memcpy (x->notify_spi, p->spi, 4);
+          break;
+        }
+    }
+  if (n_ids != 0 && n_ids != 2)
+    return qm_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "%u ID payloads", n_ids);
+  if (n_ids == 2)
+    {
+      const ModikePayload *pci = modike_message_find_nth (msg, MODIKE_PL_ID, 0);
+      const ModikePayload *pcr = modike_message_find_nth (msg, MODIKE_PL_ID, 1);
+      g_autoptr (ModikeIdPayload) idci = modike_id_payload_parse (pci->body, pci->len, &local);
+      g_autoptr (ModikeIdPayload) idcr = idci != NULL ? modike_id_payload_parse (pcr->body, pcr->len, &local) : NULL;
+      guint8 proto_r = 0;
+
+      if (idcr == NULL || !qm_range_from_id (idci, &ci, &proto, &pi, &local) ||
+          !qm_range_from_id (idcr, &cr, &proto_r, &pr, &local))
+        return qm_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "IDs: %s",
+                        local->message);
+      if (proto != proto_r)
+        return qm_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error,
+                        "IDci protocol %u differs from IDcr protocol %u", proto, proto_r);
+      qm->idci_b = bytes_of (pci);
+      qm->idcr_b = bytes_of (pcr);
+    }
+  else
+    {
+      /* No IDs: the phase 1 endpoints (RFC 2409 5.5). */
+      host_range (&sa->remote, &ci);
+      host_range (&sa->local, &cr);
+    }
+  qm->spi_in = engine_alloc_spi (sa->ike);
+  v = r1_choose (x, qm, offer, &ci, &cr, proto, &pi, &pr, &reply, error);
+  if (v != MODIKE_V_OK)
+    return v;
+  qm->local_ts = cr;
+  qm->remote_ts = ci;
+  qm->ts_proto = proto;
+  qm->ni = bytes_of (nonce);
+  if (!take_ke (x, qm, msg, error))
+    return MODIKE_V_FAIL;
+  process_notifies (x, qm, msg);
+
+  hash_index = add_hash_placeholder (sa, b);
+  reply_b = encode_sa (reply);
+  modike_builder_add (b, MODIKE_PL_SA, g_bytes_get_data (reply_b, NULL), g_bytes_get_size (reply_b));
+  modike_random_nonce (nr, sizeof nr);
+  qm->nr = g_bytes_new (nr, sizeof nr);
+  modike_builder_add (b, MODIKE_PL_NONCE, nr, sizeof nr);
+  if (qm->dh != NULL)
+    {
+      g_autoptr (GBytes) pub = modike_dh_public (qm->dh);
+
+      modike_builder_add (b, MODIKE_PL_KE, g_bytes_get_data (pub, NULL), g_bytes_get_size (pub));
+    }
+  if (qm->idci_b != NULL)
+    {
+      modike_builder_add (b, MODIKE_PL_ID, g_bytes_get_data (qm->idci_b, NULL), g_bytes_get_size (qm->idci_b));
+      modike_builder_add (b, MODIKE_PL_ID, g_bytes_get_data (qm->idcr_b, NULL), g_bytes_get_size (qm->idcr_b));
+    }
+  if (!modike_exchange_run_builders (x, 2, b, error))
+    return MODIKE_V_FAIL;
+  fill_hash (x, b, hash_index, qm->ni);
+  if (!modike_exchange_send (x, b, TRUE, error))
+    return MODIKE_V_FAIL;
+  return MODIKE_V_OK;
+}
+
+ModikeVerdict
+qm_i2 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+{
+  ModikeIkeSa *sa = x->sa;
+  QmData *qm = x->data;
+  const ModikePayload *sap = modike_message_find (msg, MODIKE_PL_SA);
+  const ModikePayload *nonce = modike_message_find (msg, MODIKE_PL_NONCE);
+  guint n_ids = modike_message_count (msg, MODIKE_PL_ID);
+  g_autoptr (ModikeSaPayload) reply = NULL;
+  g_autoptr (ModikeBuilder) b = modike_builder_new ();
+  g_autoptr (GError) local = NULL;
+  guint8 hash[MODIKE_HASH_MAX];
+  gsize nr_len;
+  const guint8 *nr;
+
+  if (!verify_hash (x, msg, qm->ni, error))
+    return MODIKE_V_DROP;
+  reply = modike_sa_payload_parse (sap->body, sap->len, &local);
+  if (reply == NULL)
+    return qm_fail (x, modike_codec_error_notify (local), MODIKE_IKE_ERROR_FAILED, error, "SA payload: %s",
+                    local->message);
+  x->notify_proto = MODIKE_PROTO_ESP;
+  memcpy (x->notify_spi, (guint8[4]){ qm->spi_in >> 24, qm->spi_in >> 16, qm->spi_in >> 8, qm->spi_in }, 4);
+  if (!proposal_p2_check_reply (sa, reply, qm->policy, &qm->choice, &qm->spi_out, error))
+    {
+      modike_exchange_set_notify (x, MODIKE_N_NO_PROPOSAL_CHOSEN);
+      return MODIKE_V_FAIL;
+    }
+  if (qm->idci_b != NULL)
+    {
+      /* The responder returns our IDs (RFC 2409 5.5), or narrower ones
+       * inside our policy, which then become the selectors. */
+      const ModikePayload *pci = modike_message_find_nth (msg, MODIKE_PL_ID, 0);
+      const ModikePayload *pcr = modike_message_find_nth (msg, MODIKE_PL_ID, 1);
+
+      if (n_ids != 2)
+        return qm_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error,
+                        "responder did not return our IDs");
+      if (pci->len != g_bytes_get_size (qm->idci_b) || pcr->len != g_bytes_get_size (qm->idcr_b) ||
+          memcmp (pci->body, g_bytes_get_data (qm->idci_b, NULL), pci->len) != 0 ||
+          memcmp (pcr->body, g_bytes_get_data (qm->idcr_b, NULL), pcr->len) != 0)
+        {
+          g_autoptr (ModikeIdPayload) idci = modike_id_payload_parse (pci->body, pci->len, NULL);
+          g_autoptr (ModikeIdPayload) idcr = modike_id_payload_parse (pcr->body, pcr->len, NULL);
+          ModikeAddrRange ci, cr;
+          ModikePortRange pi, pr;
+          guint8 proto_i = 0, proto_r = 0;
+          const ModikeSpdEntry *pol = qm->policy;
+
+          if (idci == NULL || idcr == NULL || !qm_range_from_id (idci, &ci, &proto_i, &pi, NULL) ||
+              !qm_range_from_id (idcr, &cr, &proto_r, &pr, NULL) || proto_i != proto_r ||
+              !range_within (&ci, &pol->local) || !range_within (&cr, &pol->remote) ||
+              (pol->proto != 0 && pol->proto != proto_i) || !ports_within (&pi, &pol->local_port) ||
+              !ports_within (&pr, &pol->remote_port))
+            return qm_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error,
+                            "responder's IDs are outside policy %s", pol->name);
+          ELOG_INFO (sa, x, "responder narrowed the selectors of policy %s", pol->name);
+          qm->local_ts = ci;
+          qm->remote_ts = cr;
+          qm->ts_proto = proto_i;
+        }
+    }
+  else if (n_ids != 0)
+    return qm_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "unexpected IDs");
+  qm->nr = bytes_of (nonce);
+  if (!take_ke (x, qm, msg, error))
+    return MODIKE_V_FAIL;
+  process_notifies (x, qm, msg);
+  if (!install (x, qm, error))
+    return qm_fail (x, 0, MODIKE_IKE_ERROR_FAILED, error, "could not install the SAs");
+
+  nr = g_bytes_get_data (qm->nr, &nr_len);
+  engine_hash_a (sa, TRUE, x->msgid, qm->ni, nr, nr_len, hash);
+  modike_builder_add (b, MODIKE_PL_HASH, hash, modike_hash_len (sa->choice.hash));
+  if (!modike_exchange_run_builders (x, 3, b, error) || !modike_exchange_send (x, b, TRUE, error))
+    return MODIKE_V_FAIL;
+  return MODIKE_V_OK;
+}
+
+ModikeVerdict
+qm_r3 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+{
+  ModikeIkeSa *sa = x->sa;
+  QmData *qm = x->data;
+  const ModikePayload *h = &g_array_index (msg->payloads, ModikePayload, 0);
+  gsize hlen = modike_hash_len (sa->choice.hash);
+  guint8 want[MODIKE_HASH_MAX];
+  gsize nr_len;
+  const guint8 *nr = g_bytes_get_data (qm->nr, &nr_len);
+
+  engine_hash_a (sa, TRUE, x->msgid, qm->ni, nr, nr_len, want);
+  if (h->type != MODIKE_PL_HASH || h->len != hlen || !modike_memeq (h->body, want, hlen))
+    {
+      sa->ike->stats.auth_failures++;
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "peer %s: Quick Mode: HASH(3) does not verify",
+                   sa->peer_name);
+      return MODIKE_V_DROP;
+    }
+  if (!install (x, qm, error))
+    return qm_fail (x, 0, MODIKE_IKE_ERROR_FAILED, error, "could not install the SAs");
+  return MODIKE_V_OK;
+}

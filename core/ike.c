@@ -1,1 +1,1162 @@
-/* stub: to be written */
+/* The IKE engine: SA tables, the receive path, initiation, phase 1/2
+ * outcomes, lifetimes, config apply/reload and the observer. Everything
+ * runs on one thread; objects that die while a call is on the stack are
+ * freed when the outermost engine call returns (engine_leave). */
+#include "engine-private.h"
+
+#include <string.h>
+
+G_DEFINE_QUARK (modike-ike-error-quark, modike_ike_error)
+
+static const guint8 zero_cookie[MODIKE_COOKIE_LEN];
+static const guint8 zero_addr[16];
+
+/* ---- names and logging ---- */
+
+const char *
+engine_exchange_name (guint8 type)
+{
+  switch (type)
+    {
+    case MODIKE_EX_MAIN:
+      return "MM";
+    case MODIKE_EX_AGGRESSIVE:
+      return "AM";
+    case MODIKE_EX_INFO:
+      return "INFO";
+    case MODIKE_EX_TRANSACTION:
+      return "TRANSACTION";
+    case MODIKE_EX_QUICK:
+      return "QM";
+    case MODIKE_EX_BASE:
+      return "BASE";
+    case MODIKE_EX_AUTH_ONLY:
+      return "AUTH-ONLY";
+    case MODIKE_EX_NEW_GROUP:
+      return "NEW-GROUP";
+    default:
+      return "EXCHANGE?";
+    }
+}
+
+const char *
+engine_notify_name (guint16 type)
+{
+  static const struct {
+    guint16 type;
+    const char *name;
+  } names[] = {
+    { MODIKE_N_INVALID_PAYLOAD_TYPE, "INVALID_PAYLOAD_TYPE" },
+    { MODIKE_N_DOI_NOT_SUPPORTED, "DOI_NOT_SUPPORTED" },
+    { MODIKE_N_SITUATION_NOT_SUPPORTED, "SITUATION_NOT_SUPPORTED" },
+    { MODIKE_N_INVALID_COOKIE, "INVALID_COOKIE" },
+    { MODIKE_N_INVALID_MAJOR_VERSION, "INVALID_MAJOR_VERSION" },
+    { MODIKE_N_INVALID_MINOR_VERSION, "INVALID_MINOR_VERSION" },
+    { MODIKE_N_INVALID_EXCHANGE_TYPE, "INVALID_EXCHANGE_TYPE" },
+    { MODIKE_N_INVALID_FLAGS, "INVALID_FLAGS" },
+    { MODIKE_N_INVALID_MESSAGE_ID, "INVALID_MESSAGE_ID" },
+    { MODIKE_N_INVALID_PROTOCOL_ID, "INVALID_PROTOCOL_ID" },
+    { MODIKE_N_INVALID_SPI, "INVALID_SPI" },
+    { MODIKE_N_INVALID_TRANSFORM_ID, "INVALID_TRANSFORM_ID" },
+    { MODIKE_N_ATTRIBUTES_NOT_SUPPORTED, "ATTRIBUTES_NOT_SUPPORTED" },
+    { MODIKE_N_NO_PROPOSAL_CHOSEN, "NO_PROPOSAL_CHOSEN" },
+    { MODIKE_N_BAD_PROPOSAL_SYNTAX, "BAD_PROPOSAL_SYNTAX" },
+    { MODIKE_N_PAYLOAD_MALFORMED, "PAYLOAD_MALFORMED" },
+    { MODIKE_N_INVALID_KEY_INFORMATION, "INVALID_KEY_INFORMATION" },
+    { MODIKE_N_INVALID_ID_INFORMATION, "INVALID_ID_INFORMATION" },
+    { MODIKE_N_INVALID_CERT_ENCODING, "INVALID_CERT_ENCODING" },
+    { MODIKE_N_INVALID_CERTIFICATE, "INVALID_CERTIFICATE" },
+    { MODIKE_N_CERT_TYPE_UNSUPPORTED, "CERT_TYPE_UNSUPPORTED" },
+    { MODIKE_N_INVALID_CERT_AUTHORITY, "INVALID_CERT_AUTHORITY" },
+    { MODIKE_N_INVALID_HASH_INFORMATION, "INVALID_HASH_INFORMATION" },
+    { MODIKE_N_AUTHENTICATION_FAILED, "AUTHENTICATION_FAILED" },
+    { MODIKE_N_INVALID_SIGNATURE, "INVALID_SIGNATURE" },
+    { MODIKE_N_ADDRESS_NOTIFICATION, "ADDRESS_NOTIFICATION" },
+    { MODIKE_N_NOTIFY_SA_LIFETIME, "NOTIFY_SA_LIFETIME" },
+    { MODIKE_N_CERTIFICATE_UNAVAILABLE, "CERTIFICATE_UNAVAILABLE" },
+    { MODIKE_N_UNSUPPORTED_EXCHANGE_TYPE, "UNSUPPORTED_EXCHANGE_TYPE" },
+    { MODIKE_N_UNEQUAL_PAYLOAD_LENGTHS, "UNEQUAL_PAYLOAD_LENGTHS" },
+    { MODIKE_N_CONNECTED, "CONNECTED" },
+    { MODIKE_N_RESPONDER_LIFETIME, "RESPONDER_LIFETIME" },
+    { MODIKE_N_REPLAY_STATUS, "REPLAY_STATUS" },
+    { MODIKE_N_INITIAL_CONTACT, "INITIAL_CONTACT" },
+    { MODIKE_N_DPD_R_U_THERE, "R_U_THERE" },
+    { MODIKE_N_DPD_R_U_THERE_ACK, "R_U_THERE_ACK" },
+  };
+  static char other[24];
+
+  if (type == 0)
+    return "none";
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    if (names[i].type == type)
+      return names[i].name;
+  g_snprintf (other, sizeof other, "NOTIFY(%u)", type);
+  return other;
+}
+
+const char *
+engine_payload_name (guint8 type)
+{
+  static const char *const names[] = {
+    [MODIKE_PL_SA] = "SA",       [MODIKE_PL_P] = "P",       [MODIKE_PL_T] = "T",       [MODIKE_PL_KE] = "KE",
+    [MODIKE_PL_ID] = "ID",       [MODIKE_PL_CERT] = "CERT", [MODIKE_PL_CR] = "CR",     [MODIKE_PL_HASH] = "HASH",
+    [MODIKE_PL_SIG] = "SIG",     [MODIKE_PL_NONCE] = "NONCE", [MODIKE_PL_N] = "N",     [MODIKE_PL_D] = "D",
+    [MODIKE_PL_VID] = "VID",     [MODIKE_PL_ATTR] = "ATTR", [MODIKE_PL_NAT_D] = "NAT-D", [MODIKE_PL_NAT_OA] = "NAT-OA",
+  };
+  static char other[24];
+
+  if (type < G_N_ELEMENTS (names) && names[type] != NULL)
+    return names[type];
+  switch (type)
+    {
+    case MODIKE_PL_NAT_D_DRAFT:
+      return "NAT-D(draft)";
+    case MODIKE_PL_NAT_OA_DRAFT:
+      return "NAT-OA(draft)";
+    case MODIKE_PL_FRAG:
+      return "FRAG";
+    default:
+      g_snprintf (other, sizeof other, "PAYLOAD(%u)", type);
+      return other;
+    }
+}
+
+void
+engine_log (GLogLevelFlags level, const ModikeIkeSa *sa, const ModikeExchange *x, const char *fmt, ...)
+{
+  va_list ap;
+  g_autofree char *text = NULL;
+  g_autofree char *message = NULL;
+  char ic[2 * MODIKE_COOKIE_LEN + 1] = "", rc[2 * MODIKE_COOKIE_LEN + 1] = "";
+  char msgid[12] = "", state[12] = "";
+  GLogField fields[9];
+  gsize n = 0;
+
+  va_start (ap, fmt);
+  text = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  if (sa != NULL)
+    for (guint i = 0; i < MODIKE_COOKIE_LEN; i++)
+      {
+        g_snprintf (ic + 2 * i, 3, "%02x", sa->icookie[i]);
+        g_snprintf (rc + 2 * i, 3, "%02x", sa->rcookie[i]);
+      }
+  if (x != NULL)
+    {
+      g_snprintf (msgid, sizeof msgid, "%08x", x->msgid);
+      g_snprintf (state, sizeof state, "%u", x->state);
+    }
+  if (sa != NULL && x != NULL)
+    message = g_strdup_printf ("[%s i=%s r=%s %s/%s#%s] %s", sa->peer_name != NULL ? sa->peer_name : "?", ic, rc,
+                               engine_exchange_name (x->type), msgid, state, text);
+  else if (sa != NULL)
+    message = g_strdup_printf ("[%s i=%s r=%s] %s", sa->peer_name != NULL ? sa->peer_name : "?", ic, rc, text);
+  else
+    message = g_steal_pointer (&text);
+
+  fields[n++] = (GLogField){ "GLIB_DOMAIN", ENGINE_LOG_DOMAIN, -1 };
+  fields[n++] = (GLogField){ "MESSAGE", message, -1 };
+  if (sa != NULL)
+    {
+      fields[n++] = (GLogField){ "MODIKE_PEER", sa->peer_name != NULL ? sa->peer_name : "", -1 };
+      fields[n++] = (GLogField){ "MODIKE_ICOOKIE", ic, -1 };
+      fields[n++] = (GLogField){ "MODIKE_RCOOKIE", rc, -1 };
+    }
+  if (x != NULL)
+    {
+      fields[n++] = (GLogField){ "MODIKE_EXCHANGE", engine_exchange_name (x->type), -1 };
+      fields[n++] = (GLogField){ "MODIKE_MSGID", msgid, -1 };
+      fields[n++] = (GLogField){ "MODIKE_STATE", state, -1 };
+    }
+  g_log_structured_array (level, fields, n);
+}
+
+/* ---- lifecycle ---- */
+
+ModikeIke *
+modike_ike_new (const ModikeEnv *env, ModikeRegistry *registry)
+{
+  ModikeIke *ike = g_new0 (ModikeIke, 1);
+
+  ike->env = *env;
+  ike->registry = registry;
+  ike->spd = modike_spd_new ();
+  ike->sad = modike_sad_new ();
+  ike->sas = g_ptr_array_new ();
+  ike->by_icookie = g_hash_table_new (g_int64_hash, g_int64_equal);
+  ike->dead_sas = g_ptr_array_new ();
+  ike->dead_exchanges = g_ptr_array_new ();
+  return ike;
+}
+
+static void
+reap (ModikeIke *ike)
+{
+  while (ike->dead_exchanges->len > 0 || ike->dead_sas->len > 0)
+    {
+      while (ike->dead_exchanges->len > 0)
+        engine_exchange_free (g_ptr_array_steal_index (ike->dead_exchanges, ike->dead_exchanges->len - 1));
+      while (ike->dead_sas->len > 0)
+        engine_sa_free (g_ptr_array_steal_index (ike->dead_sas, ike->dead_sas->len - 1));
+    }
+}
+
+void
+modike_ike_free (ModikeIke *ike)
+{
+  if (ike == NULL)
+    return;
+  reap (ike);
+  while (ike->sas->len > 0)
+    {
+      ModikeIkeSa *sa = g_ptr_array_steal_index (ike->sas, ike->sas->len - 1);
+
+      sa->dead = TRUE;
+      /* Children's SAD entries go with the SAD. */
+      engine_sa_free (sa);
+      reap (ike);
+    }
+  g_ptr_array_unref (ike->sas);
+  g_ptr_array_unref (ike->dead_sas);
+  g_ptr_array_unref (ike->dead_exchanges);
+  g_hash_table_destroy (ike->by_icookie);
+  modike_sad_free (ike->sad);
+  modike_spd_free (ike->spd);
+  g_free (ike);
+}
+
+void
+modike_ike_set_observer (ModikeIke *ike, const ModikeIkeObserver *obs, gpointer user)
+{
+  if (obs != NULL)
+    ike->obs = *obs;
+  else
+    memset (&ike->obs, 0, sizeof ike->obs);
+  ike->obs_user = user;
+}
+
+ModikeSad *
+modike_ike_get_sad (ModikeIke *ike)
+{
+  return ike->sad;
+}
+
+ModikeSpd *
+modike_ike_get_spd (ModikeIke *ike)
+{
+  return ike->spd;
+}
+
+const ModikeIkeStats *
+modike_ike_get_stats (ModikeIke *ike)
+{
+  return &ike->stats;
+}
+
+guint
+modike_ike_count_sas (ModikeIke *ike, gboolean established_only)
+{
+  guint n = 0;
+
+  for (guint i = 0; i < ike->sas->len; i++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
+
+      if (!sa->dead && (!established_only || sa->state == SA_ESTABLISHED))
+        n++;
+    }
+  return n;
+}
+
+void
+engine_enter (ModikeIke *ike)
+{
+  ike->depth++;
+}
+
+void
+engine_leave (ModikeIke *ike)
+{
+  g_assert (ike->depth > 0);
+  if (--ike->depth == 0)
+    reap (ike);
+}
+
+guint
+engine_timer_add (ModikeIke *ike, guint ms, GSourceFunc fn, gpointer data)
+{
+  return ike->env.timer_add (ike->env.env, ms, fn, data);
+}
+
+void
+engine_timer_cancel (ModikeIke *ike, guint *id)
+{
+  if (*id != 0)
+    {
+      ike->env.timer_remove (ike->env.env, *id);
+      *id = 0;
+    }
+}
+
+guint
+engine_ms_from_s (guint64 s)
+{
+  return s >= G_MAXUINT / 1000 ? G_MAXUINT : (guint) (s * 1000);
+}
+
+/* ---- lookups ---- */
+
+static void
+sa_register (ModikeIke *ike, ModikeIkeSa *sa)
+{
+  memcpy (&sa->icookie_key, sa->icookie, sizeof sa->icookie_key);
+  g_ptr_array_add (ike->sas, sa);
+  g_hash_table_insert (ike->by_icookie, &sa->icookie_key, sa);
+}
+
+static ModikeIkeSa *
+lookup_sa (ModikeIke *ike, const ModikeHeader *hdr)
+{
+  guint64 key;
+  ModikeIkeSa *sa;
+
+  memcpy (&key, hdr->icookie, sizeof key);
+  sa = g_hash_table_lookup (ike->by_icookie, &key);
+  if (sa == NULL || sa->dead)
+    return NULL;
+  if (sa->rcookie_set && memcmp (hdr->rcookie, zero_cookie, MODIKE_COOKIE_LEN) != 0 &&
+      memcmp (hdr->rcookie, sa->rcookie, MODIKE_COOKIE_LEN) != 0)
+    return NULL;
+  return sa;
+}
+
+const ModikePeerConfig *
+engine_find_peer (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote, guint8 exchange,
+                  const ModikeIdPayload *peer_id)
+{
+  const ModikePeerConfig *best = NULL;
+  int best_score = -1;
+  g_autoptr (GByteArray) id_body = NULL;
+
+  if (ike->cfg == NULL || ike->cfg->peers == NULL)
+    return NULL;
+  if (peer_id != NULL)
+    {
+      id_body = g_byte_array_new ();
+      modike_id_payload_encode (peer_id, id_body);
+    }
+  for (guint i = 0; i < ike->cfg->peers->len; i++)
+    {
+      const ModikePeerConfig *p = g_ptr_array_index (ike->cfg->peers, i);
+      int score = 0;
+
+      if (p->remote.family != 0 && !modike_addr_equal_ip (&p->remote, remote))
+        continue;
+      if (p->local.family != 0 && local != NULL && local->family != 0 && !modike_addr_equal_ip (&p->local, local))
+        continue;
+      /* Aggressive Mode only where the config asks for it. */
+      if (exchange == MODIKE_EX_AGGRESSIVE && p->exchange != MODIKE_EX_AGGRESSIVE)
+        continue;
+      if (p->remote.family != 0)
+        score += 2;
+      if (id_body != NULL && p->remote_id_type != 0)
+        {
+          if (!p1_id_matches (p, id_body->data, id_body->len))
+            continue;
+          score += 4;
+        }
+      if (score > best_score)
+        {
+          best = p;
+          best_score = score;
+        }
+    }
+  return best;
+}
+
+ModikeIkeSa *
+engine_find_established (ModikeIke *ike, const char *peer, const ModikeIkeSa *except)
+{
+  ModikeIkeSa *best = NULL;
+
+  for (guint i = 0; i < ike->sas->len; i++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
+
+      if (sa == except || sa->dead || sa->state != SA_ESTABLISHED || g_strcmp0 (sa->peer_name, peer) != 0)
+        continue;
+      /* Prefer SAs that are not being replaced, then the newest. */
+      if (best == NULL || (best->rekeyed && !sa->rekeyed) ||
+          (best->rekeyed == sa->rekeyed && sa->serial > best->serial))
+        best = sa;
+    }
+  return best;
+}
+
+gboolean
+engine_sa_is_first_with_peer (ModikeIkeSa *sa)
+{
+  ModikeIke *ike = sa->ike;
+
+  for (guint i = 0; i < ike->sas->len; i++)
+    {
+      ModikeIkeSa *o = g_ptr_array_index (ike->sas, i);
+
+      if (o != sa && !o->dead && g_strcmp0 (o->peer_name, sa->peer_name) == 0)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+guint32
+engine_alloc_msgid (ModikeIkeSa *sa)
+{
+  guint32 id;
+
+  do
+    modike_random_nonce (&id, sizeof id);
+  while (id == 0 || g_hash_table_contains (sa->exchanges, GUINT_TO_POINTER (id)));
+  return id;
+}
+
+static gboolean
+spi_in_use (ModikeIke *ike, guint32 spi)
+{
+  if (modike_sad_lookup (ike->sad, MODIKE_DIR_IN, spi) != NULL)
+    return TRUE;
+  for (guint i = 0; i < ike->sas->len; i++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
+      GHashTableIter it;
+      gpointer value;
+
+      g_hash_table_iter_init (&it, sa->exchanges);
+      while (g_hash_table_iter_next (&it, NULL, &value))
+        if (qm_data_spi (value) == spi)
+          return TRUE;
+    }
+  return FALSE;
+}
+
+guint32
+engine_alloc_spi (ModikeIke *ike)
+{
+  guint8 b[4];
+  guint32 spi;
+
+  /* SPIs 1..255 are reserved (RFC 4303 2.1). */
+  do
+    {
+      modike_random (b, sizeof b);
+      spi = (guint32) b[0] << 24 | (guint32) b[1] << 16 | (guint32) b[2] << 8 | b[3];
+    }
+  while (spi < 256 || spi_in_use (ike, spi));
+  return spi;
+}
+
+/* ---- phase 1 outcomes and lifetimes ---- */
+
+static void
+cancel_exchanges (ModikeIkeSa *sa)
+{
+  GHashTableIter it;
+  gpointer value;
+
+  g_hash_table_iter_init (&it, sa->exchanges);
+  while (g_hash_table_iter_next (&it, NULL, &value))
+    {
+      ModikeExchange *x = value;
+
+      engine_timer_cancel (sa->ike, &x->timer);
+      engine_timer_cancel (sa->ike, &x->linger_timer);
+      x->dead = TRUE;
+    }
+}
+
+void
+engine_sa_delete (ModikeIkeSa *sa, gboolean send_delete)
+{
+  ModikeIke *ike = sa->ike;
+  gboolean was_up = sa->state == SA_ESTABLISHED;
+
+  if (sa->dead)
+    return;
+  while (sa->children->len > 0)
+    engine_child_remove (g_ptr_array_index (sa->children, sa->children->len - 1), send_delete);
+  if (send_delete && was_up && sa->have_keys)
+    {
+      guint8 spi[2 * MODIKE_COOKIE_LEN];
+
+      memcpy (spi, sa->icookie, MODIKE_COOKIE_LEN);
+      memcpy (spi + MODIKE_COOKIE_LEN, sa->rcookie, MODIKE_COOKIE_LEN);
+      engine_send_delete (sa, MODIKE_PROTO_ISAKMP, spi, sizeof spi);
+    }
+  sa->dead = TRUE;
+  engine_timer_cancel (ike, &sa->half_open_timer);
+  engine_timer_cancel (ike, &sa->rekey_timer);
+  engine_timer_cancel (ike, &sa->expire_timer);
+  cancel_exchanges (sa);
+  if (g_hash_table_lookup (ike->by_icookie, &sa->icookie_key) == sa)
+    g_hash_table_remove (ike->by_icookie, &sa->icookie_key);
+  g_ptr_array_remove (ike->sas, sa);
+  g_ptr_array_add (ike->dead_sas, sa);
+  ELOG_INFO (sa, NULL, "IKE SA removed");
+  if (was_up)
+    {
+      modike_registry_emit (ike->registry, MODIKE_EVENT_P1_DOWN, sa, NULL);
+      if (ike->obs.sa_deleted != NULL)
+        ike->obs.sa_deleted (sa, ike->obs_user);
+    }
+}
+
+void
+engine_sa_fail (ModikeIkeSa *sa, const GError *error)
+{
+  ModikeIke *ike = sa->ike;
+
+  if (sa->dead)
+    return;
+  ELOG_MSG (sa, NULL, "phase 1 failed: %s", error->message);
+  if (sa->state != SA_ESTABLISHED && ike->obs.p1_failed != NULL)
+    ike->obs.p1_failed (sa->peer_name != NULL ? sa->peer_name : "", error, ike->obs_user);
+  engine_sa_delete (sa, FALSE);
+}
+
+void
+engine_sa_initial_contact (ModikeIkeSa *sa)
+{
+  ModikeIke *ike = sa->ike;
+  g_autoptr (GPtrArray) old = g_ptr_array_new ();
+
+  /* The peer rebooted: everything we hold with it before this SA is stale. */
+  for (guint i = 0; i < ike->sas->len; i++)
+    {
+      ModikeIkeSa *o = g_ptr_array_index (ike->sas, i);
+
+      if (o != sa && !o->dead && o->serial < sa->serial && g_strcmp0 (o->peer_name, sa->peer_name) == 0 &&
+          modike_addr_equal_ip (&o->remote, &sa->remote))
+        g_ptr_array_add (old, o);
+    }
+  for (guint i = 0; i < old->len; i++)
+    {
+      ELOG_INFO (g_ptr_array_index (old, i), NULL, "INITIAL-CONTACT: removing older SA");
+      engine_sa_delete (g_ptr_array_index (old, i), FALSE);
+    }
+  sa->peer_initial_contact = FALSE;
+}
+
+static ModikeIkeSa *start_p1 (ModikeIke *ike, const ModikePeerConfig *peer, GError **error);
+
+static gboolean
+p1_rekey_cb (gpointer data)
+{
+  ModikeIkeSa *sa = data;
+  ModikeIke *ike = sa->ike;
+  g_autoptr (GError) error = NULL;
+
+  sa->rekey_timer = 0;
+  engine_enter (ike);
+  if (!sa->dead && sa->peer != NULL)
+    {
+      ELOG_INFO (sa, NULL, "rekeying the IKE SA");
+      sa->rekeyed = TRUE;
+      if (start_p1 (ike, sa->peer, &error) == NULL)
+        ELOG_MSG (sa, NULL, "rekey failed to start: %s", error->message);
+    }
+  engine_leave (ike);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+p1_expire_cb (gpointer data)
+{
+  ModikeIkeSa *sa = data;
+  ModikeIke *ike = sa->ike;
+
+  sa->expire_timer = 0;
+  engine_enter (ike);
+  ELOG_INFO (sa, NULL, "IKE SA lifetime expired");
+  engine_sa_delete (sa, TRUE);
+  engine_leave (ike);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+half_open_cb (gpointer data)
+{
+  ModikeIkeSa *sa = data;
+  ModikeIke *ike = sa->ike;
+
+  sa->half_open_timer = 0;
+  engine_enter (ike);
+  if (sa->state != SA_ESTABLISHED)
+    {
+      g_autoptr (GError) error = g_error_new (
+        MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_TIMEOUT, "peer %s: phase 1 not complete after %u s",
+        sa->peer_name != NULL ? sa->peer_name : "?",
+        sa->peer != NULL && sa->peer->half_open_s > 0 ? sa->peer->half_open_s : ENGINE_DEFAULT_HALF_OPEN_S);
+      engine_sa_fail (sa, error);
+    }
+  engine_leave (ike);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+arm_half_open (ModikeIkeSa *sa)
+{
+  guint s = sa->peer != NULL && sa->peer->half_open_s > 0 ? sa->peer->half_open_s : ENGINE_DEFAULT_HALF_OPEN_S;
+
+  sa->half_open_timer = engine_timer_add (sa->ike, engine_ms_from_s (s), half_open_cb, sa);
+}
+
+void
+engine_p1_established (ModikeIkeSa *sa)
+{
+  ModikeIke *ike = sa->ike;
+  guint64 life = sa->choice.life_s;
+  g_autoptr (GArray) pending = NULL;
+
+  if (sa->dead || sa->state == SA_ESTABLISHED)
+    return;
+  sa->state = SA_ESTABLISHED;
+  sa->established_us = ike->env.now_us (ike->env.env);
+  engine_timer_cancel (ike, &sa->half_open_timer);
+  ELOG_INFO (sa, NULL, "IKE SA established (%s-%s-%s, %s, %s, life %" G_GUINT64_FORMAT " s)",
+             modike_encr_name (sa->choice.encr, sa->choice.keybits), modike_hash_name (sa->choice.hash),
+             modike_dh_name (sa->choice.group), sa->p1_exchange == MODIKE_EX_AGGRESSIVE ? "aggressive" : "main",
+             sa->role == MODIKE_ROLE_INITIATOR ? "initiator" : "responder", life);
+  if (sa->peer_initial_contact)
+    engine_sa_initial_contact (sa);
+
+  /* Children of older SAs with this peer move here (phase 1 rekeying). */
+  for (guint i = 0; i < ike->sas->len; i++)
+    {
+      ModikeIkeSa *o = g_ptr_array_index (ike->sas, i);
+
+      if (o == sa || o->dead || g_strcmp0 (o->peer_name, sa->peer_name) != 0)
+        continue;
+      while (o->children->len > 0)
+        engine_child_move (g_ptr_array_index (o->children, 0), sa);
+      if (o->state == SA_ESTABLISHED)
+        o->rekeyed = TRUE;
+    }
+
+  if (life > 0)
+    {
+      /* The initiator rekeys at life - 10 % - up to 5 % jitter. */
+      if (sa->role == MODIKE_ROLE_INITIATOR)
+        {
+          guint64 margin = life / 10 + g_random_int_range (0, (gint32) MIN (life / 20 + 1, G_MAXINT32));
+
+          sa->rekey_timer = engine_timer_add (ike, engine_ms_from_s (life > margin ? life - margin : 1), p1_rekey_cb, sa);
+        }
+      sa->expire_timer = engine_timer_add (ike, engine_ms_from_s (life), p1_expire_cb, sa);
+    }
+  modike_registry_emit (ike->registry, MODIKE_EVENT_P1_UP, sa, NULL);
+  if (ike->obs.p1_up != NULL)
+    ike->obs.p1_up (sa, ike->obs_user);
+
+  pending = g_steal_pointer (&sa->pending_spd);
+  sa->pending_spd = g_array_new (FALSE, FALSE, sizeof (guint32));
+  for (guint i = 0; i < pending->len && !sa->dead; i++)
+    {
+      g_autoptr (GError) error = NULL;
+
+      if (!engine_start_qm (sa, g_array_index (pending, guint32, i), 0, &error))
+        ELOG_MSG (sa, NULL, "Quick Mode not started: %s", error->message);
+    }
+}
+
+/* ---- phase 2 ---- */
+
+void
+engine_p2_up (ModikeIkeSa *sa, EngineChild *child)
+{
+  ModikeIke *ike = sa->ike;
+  const ModikeSadEntry *in = modike_sad_lookup (ike->sad, MODIKE_DIR_IN, child->spi_in);
+  const ModikeSadEntry *out = modike_sad_lookup (ike->sad, MODIKE_DIR_OUT, child->spi_out);
+  char encr[32];
+  const char *integ = engine_auth_alg_name (child->choice.auth_alg);
+
+  engine_child_arm_timers (child);
+  ELOG_INFO (sa, NULL, "ESP SA established in=%08x out=%08x %s%s%s %s%s life %" G_GUINT64_FORMAT " s",
+             child->spi_in, child->spi_out,
+             engine_esp_name (child->choice.esp_transform, child->choice.key_bits, encr, sizeof encr),
+             integ != NULL ? "-" : "", integ != NULL ? integ : "",
+             child->choice.mode == MODIKE_MODE_TRANSPORT ? "transport" : "tunnel", child->choice.udp ? " udp-encap" : "",
+             child->choice.life_s);
+  modike_registry_emit (ike->registry, MODIKE_EVENT_P2_UP, sa, in);
+  if (ike->obs.p2_up != NULL)
+    ike->obs.p2_up (sa, in, out, ike->obs_user);
+}
+
+void
+engine_p2_failed (ModikeIkeSa *sa, const GError *error)
+{
+  ModikeIke *ike = sa->ike;
+
+  ELOG_MSG (sa, NULL, "Quick Mode failed: %s", error->message);
+  if (ike->obs.p2_failed != NULL)
+    ike->obs.p2_failed (sa->peer_name != NULL ? sa->peer_name : "", error, ike->obs_user);
+}
+
+gboolean
+engine_start_qm (ModikeIkeSa *sa, guint32 spd_id, guint32 rekey_spi, GError **error)
+{
+  ModikeExchange *x;
+
+  if (!modike_ike_sa_is_established (sa))
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "peer %s: IKE SA not established",
+                   sa->peer_name);
+      return FALSE;
+    }
+  x = engine_exchange_new (sa, MODIKE_EX_QUICK, engine_alloc_msgid (sa), MODIKE_ROLE_INITIATOR);
+  modike_exchange_set_data (x, qm_data_new (spd_id, rekey_spi), (GDestroyNotify) qm_data_free);
+  return engine_exchange_initiate (x, error);
+}
+
+/* ---- receive ---- */
+
+static ModikeIkeSa *
+new_responder_sa (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote, const ModikeHeader *hdr)
+{
+  const ModikePeerConfig *peer = engine_find_peer (ike, local, remote, hdr->exchange, NULL);
+  ModikeAddr l = *local;
+  ModikeIkeSa *sa;
+  char buf[MODIKE_ADDR_STRLEN];
+
+  if (peer == NULL)
+    {
+      ike->stats.rx_dropped++;
+      engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "%s from %s: no matching peer config, dropped",
+                  engine_exchange_name (hdr->exchange), modike_addr_format (remote, buf, sizeof buf));
+      return NULL;
+    }
+  if (l.family == 0 && peer->local.family != 0)
+    {
+      l = peer->local;
+      l.port = local->port;
+    }
+  sa = engine_sa_new (ike, MODIKE_ROLE_RESPONDER, hdr->exchange, &l, remote, peer);
+  memcpy (sa->icookie, hdr->icookie, MODIKE_COOKIE_LEN);
+  sa_register (ike, sa);
+  arm_half_open (sa);
+  ELOG_INFO (sa, NULL, "%s request from %s", engine_exchange_name (hdr->exchange),
+             modike_addr_format (remote, buf, sizeof buf));
+  return sa;
+}
+
+void
+modike_ike_receive (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote, const guint8 *data, gsize len)
+{
+  g_autoptr (GBytes) packet = NULL;
+  g_autoptr (ModikeMessage) msg = NULL;
+  g_autoptr (GError) error = NULL;
+  ModikeIkeSa *sa;
+  ModikeExchange *x;
+  gboolean new_sa = FALSE, new_x = FALSE;
+  char buf[MODIKE_ADDR_STRLEN];
+  const ModikeHeader *hdr;
+
+  engine_enter (ike);
+  ike->stats.rx_packets++;
+  packet = g_bytes_new (data, len);
+  msg = modike_message_parse (packet, &error);
+  if (msg == NULL)
+    {
+      ike->stats.rx_garbage++;
+      engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "%" G_GSIZE_FORMAT " bytes from %s dropped: %s", len,
+                  modike_addr_format (remote, buf, sizeof buf), error->message);
+      goto out;
+    }
+  hdr = &msg->hdr;
+  if (memcmp (hdr->icookie, zero_cookie, MODIKE_COOKIE_LEN) == 0)
+    {
+      ike->stats.rx_garbage++;
+      engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "message from %s with a zero initiator cookie dropped",
+                  modike_addr_format (remote, buf, sizeof buf));
+      goto out;
+    }
+  sa = lookup_sa (ike, hdr);
+  if (sa == NULL)
+    {
+      if ((hdr->exchange == MODIKE_EX_MAIN || hdr->exchange == MODIKE_EX_AGGRESSIVE) && hdr->msgid == 0 &&
+          !(hdr->flags & MODIKE_FLAG_ENCRYPTION) && memcmp (hdr->rcookie, zero_cookie, MODIKE_COOKIE_LEN) == 0)
+        {
+          sa = new_responder_sa (ike, local, remote, hdr);
+          if (sa == NULL)
+            goto out;
+          new_sa = TRUE;
+        }
+      else
+        {
+          char ic[17], rc[17];
+
+          for (guint i = 0; i < MODIKE_COOKIE_LEN; i++)
+            {
+              g_snprintf (ic + 2 * i, 3, "%02x", hdr->icookie[i]);
+              g_snprintf (rc + 2 * i, 3, "%02x", hdr->rcookie[i]);
+            }
+          ike->stats.rx_unknown_sa++;
+          engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "%s message from %s for unknown SA i=%s r=%s dropped",
+                      engine_exchange_name (hdr->exchange), modike_addr_format (remote, buf, sizeof buf), ic, rc);
+          goto out;
+        }
+    }
+  if (!modike_addr_equal_ip (remote, &sa->remote))
+    {
+      ike->stats.rx_dropped++;
+      ELOG_MSG (sa, NULL, "message from unexpected address %s dropped", modike_addr_format (remote, buf, sizeof buf));
+      goto out;
+    }
+  if (hdr->exchange == MODIKE_EX_INFO && !(hdr->flags & MODIKE_FLAG_ENCRYPTION))
+    {
+      engine_plain_info (sa, msg);
+      goto out;
+    }
+  /* We initiated from "any" address: now we know ours (IDs use it). */
+  if (local->family == sa->local.family && local->family != 0 &&
+      memcmp (sa->local.addr, zero_addr, modike_addr_len (&sa->local)) == 0)
+    {
+      guint16 port = sa->local.port;
+
+      memcpy (sa->local.addr, local->addr, sizeof sa->local.addr);
+      sa->local.port = port;
+    }
+
+  x = g_hash_table_lookup (sa->exchanges, GUINT_TO_POINTER (hdr->msgid));
+  if (x != NULL && !x->dead && engine_exchange_is_replay (x, data, len))
+    goto out;
+  if (x == NULL || x->dead)
+    {
+      if (hdr->msgid == 0)
+        {
+          if (!new_sa)
+            {
+              ike->stats.rx_dropped++;
+              ELOG_MSG (sa, NULL, "%s message with message ID 0 for a finished phase 1 dropped",
+                        engine_exchange_name (hdr->exchange));
+              goto out;
+            }
+        }
+      else if (!sa->have_keys || !(hdr->flags & MODIKE_FLAG_ENCRYPTION) ||
+               (!modike_ike_sa_is_established (sa) && hdr->exchange != MODIKE_EX_INFO))
+        {
+          ike->stats.rx_dropped++;
+          ELOG_MSG (sa, NULL, "%s message %08x before phase 1 is established (or unencrypted) dropped",
+                    engine_exchange_name (hdr->exchange), hdr->msgid);
+          goto out;
+        }
+      else if (!modike_registry_has_exchange (ike->registry, hdr->exchange))
+        {
+          ike->stats.rx_dropped++;
+          ELOG_MSG (sa, NULL, "unsupported exchange type %u dropped", hdr->exchange);
+          goto out;
+        }
+      x = engine_exchange_new (sa, hdr->exchange, hdr->msgid, MODIKE_ROLE_RESPONDER);
+      new_x = TRUE;
+    }
+  x->rx_local = *local;
+  x->rx_remote = *remote;
+  engine_exchange_receive (x, g_steal_pointer (&msg), new_x);
+
+out:
+  engine_leave (ike);
+}
+
+/* ---- initiation ---- */
+
+static ModikeIkeSa *
+start_p1 (ModikeIke *ike, const ModikePeerConfig *peer, GError **error)
+{
+  ModikeAddr local = peer->local, remote = peer->remote;
+  ModikeIkeSa *sa;
+  ModikeExchange *x;
+  guint8 exchange = peer->exchange == MODIKE_EX_AGGRESSIVE ? MODIKE_EX_AGGRESSIVE : MODIKE_EX_MAIN;
+
+  if (remote.family == 0)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PEER, "peer %s has no remote address to initiate to",
+                   peer->name);
+      return NULL;
+    }
+  if (remote.port == 0)
+    remote.port = 500;
+  if (local.family == 0)
+    {
+      /* A listen address of the same family, else "any" (the daemon picks). */
+      for (guint i = 0; ike->cfg != NULL && ike->cfg->listen != NULL && i < ike->cfg->listen->len; i++)
+        {
+          const ModikeAddr *l = &g_array_index (ike->cfg->listen, ModikeAddr, i);
+
+          if (l->family == remote.family)
+            {
+              local = *l;
+              break;
+            }
+        }
+      if (local.family == 0)
+        local.family = remote.family;
+    }
+  if (local.port == 0)
+    local.port = 500;
+  sa = engine_sa_new (ike, MODIKE_ROLE_INITIATOR, exchange, &local, &remote, peer);
+  sa_register (ike, sa);
+  arm_half_open (sa);
+  ELOG_INFO (sa, NULL, "initiating %s", exchange == MODIKE_EX_AGGRESSIVE ? "Aggressive Mode" : "Main Mode");
+  x = engine_exchange_new (sa, exchange, 0, MODIKE_ROLE_INITIATOR);
+  if (!engine_exchange_initiate (x, error))
+    return NULL;
+  if (sa->dead)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "peer %s: phase 1 failed to start", peer->name);
+      return NULL;
+    }
+  return sa;
+}
+
+static ModikeIkeSa *
+find_any_sa (ModikeIke *ike, const char *peer)
+{
+  ModikeIkeSa *sa = engine_find_established (ike, peer, NULL);
+
+  if (sa != NULL && !sa->rekeyed)
+    return sa;
+  for (guint i = 0; i < ike->sas->len; i++)
+    {
+      ModikeIkeSa *o = g_ptr_array_index (ike->sas, i);
+
+      if (!o->dead && o->state != SA_ESTABLISHED && g_strcmp0 (o->peer_name, peer) == 0)
+        return o;
+    }
+  return sa;
+}
+
+static gboolean
+child_exists (ModikeIke *ike, const char *peer, guint32 spd_id)
+{
+  for (guint i = 0; i < ike->sas->len; i++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
+      GHashTableIter it;
+      gpointer value;
+
+      if (sa->dead || g_strcmp0 (sa->peer_name, peer) != 0)
+        continue;
+      for (guint j = 0; j < sa->children->len; j++)
+        {
+          EngineChild *c = g_ptr_array_index (sa->children, j);
+
+          if (c->spd_id == spd_id && !c->rekeyed)
+            return TRUE;
+        }
+      for (guint j = 0; j < sa->pending_spd->len; j++)
+        if (g_array_index (sa->pending_spd, guint32, j) == spd_id)
+          return TRUE;
+      g_hash_table_iter_init (&it, sa->exchanges);
+      while (g_hash_table_iter_next (&it, NULL, &value))
+        {
+          ModikeExchange *x = value;
+
+          if (x->type == MODIKE_EX_QUICK && x->role == MODIKE_ROLE_INITIATOR && !x->done && !x->dead &&
+              x->data != NULL && qm_data_spd_id (x) == spd_id)
+            return TRUE;
+        }
+    }
+  return FALSE;
+}
+
+static gboolean
+child_for (ModikeIke *ike, ModikeIkeSa *sa, guint32 spd_id, GError **error)
+{
+  if (modike_ike_sa_is_established (sa))
+    return engine_start_qm (sa, spd_id, 0, error);
+  g_array_append_val (sa->pending_spd, spd_id);
+  return TRUE;
+}
+
+gboolean
+modike_ike_initiate (ModikeIke *ike, const char *name, GError **error)
+{
+  const ModikePeerConfig *peer = ike->cfg != NULL ? modike_config_find_peer (ike->cfg, name) : NULL;
+  g_autoptr (GPtrArray) entries = NULL;
+  ModikeIkeSa *sa;
+  gboolean ok = TRUE;
+
+  if (peer == NULL)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PEER, "no peer named '%s'", name);
+      return FALSE;
+    }
+  engine_enter (ike);
+  sa = find_any_sa (ike, peer->name);
+  if (sa == NULL)
+    sa = start_p1 (ike, peer, error);
+  if (sa == NULL)
+    {
+      ok = FALSE;
+      goto out;
+    }
+  entries = modike_spd_entries (ike->spd);
+  for (guint i = 0; entries != NULL && i < entries->len && !sa->dead; i++)
+    {
+      const ModikeSpdEntry *e = g_ptr_array_index (entries, i);
+
+      if (e->action != MODIKE_SPD_PROTECT || g_strcmp0 (e->peer, peer->name) != 0 ||
+          child_exists (ike, peer->name, e->id))
+        continue;
+      if (!child_for (ike, sa, e->id, error))
+        {
+          ok = FALSE;
+          break;
+        }
+    }
+out:
+  engine_leave (ike);
+  return ok;
+}
+
+gboolean
+modike_ike_initiate_child (ModikeIke *ike, guint32 spd_id, GError **error)
+{
+  const ModikeSpdEntry *e = modike_spd_get (ike->spd, spd_id);
+  const ModikePeerConfig *peer;
+  ModikeIkeSa *sa;
+  gboolean ok;
+
+  if (e == NULL || e->action != MODIKE_SPD_PROTECT || e->peer == NULL)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "policy %u is not a PROTECT policy", spd_id);
+      return FALSE;
+    }
+  peer = ike->cfg != NULL ? modike_config_find_peer (ike->cfg, e->peer) : NULL;
+  if (peer == NULL)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PEER, "policy %s: no peer named '%s'", e->name,
+                   e->peer);
+      return FALSE;
+    }
+  engine_enter (ike);
+  sa = find_any_sa (ike, peer->name);
+  if (sa == NULL)
+    sa = start_p1 (ike, peer, error);
+  ok = sa != NULL && child_for (ike, sa, spd_id, error);
+  engine_leave (ike);
+  return ok;
+}
+
+void
+modike_ike_terminate (ModikeIke *ike, const char *peer)
+{
+  engine_enter (ike);
+  for (guint i = ike->sas->len; i-- > 0;)
+    {
+      ModikeIkeSa *sa;
+
+      if (i >= ike->sas->len)
+        continue;
+      sa = g_ptr_array_index (ike->sas, i);
+      if (!sa->dead && g_strcmp0 (sa->peer_name, peer) == 0)
+        engine_sa_delete (sa, TRUE);
+    }
+  engine_leave (ike);
+}
+
+/* ---- configuration ---- */
+
+gboolean
+modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error)
+{
+  g_autoptr (GPtrArray) drop = g_ptr_array_new ();
+  g_autoptr (GPtrArray) pending_names = g_ptr_array_new ();
+  g_autoptr (GPtrArray) entries = NULL;
+
+  g_return_val_if_fail (cfg != NULL, FALSE);
+  engine_enter (ike);
+  /* SAs whose peer config changed go; the others follow the new config. */
+  for (guint i = 0; i < ike->sas->len; i++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
+      const ModikePeerConfig *np = sa->peer_name != NULL ? modike_config_find_peer (cfg, sa->peer_name) : NULL;
+
+      if (sa->dead)
+        continue;
+      if (np != NULL && sa->peer != NULL && (sa->peer == np || modike_peer_config_equal (sa->peer, np)))
+        engine_sa_set_peer (sa, np);
+      else
+        g_ptr_array_add (drop, sa);
+    }
+  for (guint i = 0; i < drop->len; i++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (drop, i);
+
+      ELOG_INFO (sa, NULL, "peer config changed or removed: deleting the SA");
+      engine_sa_delete (sa, TRUE);
+    }
+  ike->cfg = cfg;
+
+  /* Pending Quick Modes name their policy across the SPD rebuild. */
+  for (guint i = 0; i < ike->sas->len; i++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
+
+      for (guint j = 0; j < sa->pending_spd->len; j++)
+        {
+          const ModikeSpdEntry *e = modike_spd_get (ike->spd, g_array_index (sa->pending_spd, guint32, j));
+
+          g_ptr_array_add (pending_names, sa);
+          g_ptr_array_add (pending_names, g_strdup (e != NULL ? e->name : ""));
+        }
+      g_array_set_size (sa->pending_spd, 0);
+    }
+
+  modike_spd_clear (ike->spd);
+  for (guint i = 0; cfg->policies != NULL && i < cfg->policies->len; i++)
+    modike_spd_add (ike->spd, modike_spd_entry_dup (g_ptr_array_index (cfg->policies, i)));
+
+  /* Children follow their policy by name into the new SPD. */
+  entries = modike_spd_entries (ike->spd);
+  for (guint i = 0; i < ike->sas->len; i++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
+
+      for (guint j = sa->children->len; j-- > 0;)
+        {
+          EngineChild *c = g_ptr_array_index (sa->children, j);
+          const ModikeSpdEntry *found = NULL;
+
+          for (guint k = 0; entries != NULL && k < entries->len; k++)
+            {
+              const ModikeSpdEntry *e = g_ptr_array_index (entries, k);
+
+              if (g_strcmp0 (e->name, c->policy) == 0 && e->action == MODIKE_SPD_PROTECT)
+                found = e;
+            }
+          if (found != NULL)
+            c->spd_id = found->id;
+          else
+            engine_child_remove (c, TRUE);
+        }
+    }
+  for (guint i = 0; i + 1 < pending_names->len; i += 2)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (pending_names, i);
+      const char *name = g_ptr_array_index (pending_names, i + 1);
+
+      for (guint k = 0; entries != NULL && k < entries->len; k++)
+        {
+          const ModikeSpdEntry *e = g_ptr_array_index (entries, k);
+
+          if (g_strcmp0 (e->name, name) == 0 && e->action == MODIKE_SPD_PROTECT)
+            {
+              g_array_append_val (sa->pending_spd, e->id);
+              break;
+            }
+        }
+      g_free (g_ptr_array_index (pending_names, i + 1));
+    }
+
+  engine_leave (ike);
+  return TRUE;
+}

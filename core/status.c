@@ -1,1 +1,73 @@
-/* stub: to be written */
+/* modike_ike_status: one line per IKE SA, then one per ESP SA pair, in a
+ * fixed format the interop tests parse:
+ *
+ * IKE <peer> <STATE> i=<icookie> r=<rcookie> <encr>-<hash>-<group> <main|aggressive> <initiator|responder> life=<s>s
+ *   ESP <peer> in=<spi> out=<spi> <encr>[-<integ>] <tunnel|transport>[ udp-encap] pfs=<group|none> life=<s>s */
+#include "engine-private.h"
+
+const char *
+engine_sa_state_name (const ModikeIkeSa *sa)
+{
+  return sa->state == SA_ESTABLISHED ? "ESTABLISHED" : "CONNECTING";
+}
+
+static void
+append_hex (GString *s, const guint8 *data, gsize len)
+{
+  for (gsize i = 0; i < len; i++)
+    g_string_append_printf (s, "%02x", data[i]);
+}
+
+static const char *
+or_none (const char *name)
+{
+  return name != NULL ? name : "none";
+}
+
+static void
+append_sa (GString *s, const ModikeIkeSa *sa)
+{
+  const char *peer = sa->peer_name != NULL ? sa->peer_name : "?";
+  gboolean known = sa->choice.encr != 0;
+
+  g_string_append_printf (s, "IKE %s %s i=", peer, engine_sa_state_name (sa));
+  append_hex (s, sa->icookie, MODIKE_COOKIE_LEN);
+  g_string_append (s, " r=");
+  append_hex (s, sa->rcookie, MODIKE_COOKIE_LEN);
+  g_string_append_printf (s, " %s-%s-%s %s %s life=%" G_GUINT64_FORMAT "s\n",
+                          known ? or_none (modike_encr_name (sa->choice.encr, sa->choice.keybits)) : "none",
+                          known ? or_none (modike_hash_name (sa->choice.hash)) : "none",
+                          sa->choice.group != 0 ? or_none (modike_dh_name (sa->choice.group)) : "none",
+                          sa->p1_exchange == MODIKE_EX_AGGRESSIVE ? "aggressive" : "main",
+                          sa->role == MODIKE_ROLE_INITIATOR ? "initiator" : "responder", sa->choice.life_s);
+  for (guint i = 0; i < sa->children->len; i++)
+    {
+      const EngineChild *c = g_ptr_array_index (sa->children, i);
+      const char *integ = engine_auth_alg_name (c->choice.auth_alg);
+      char encr[32];
+
+      g_string_append_printf (s, "  ESP %s in=%08x out=%08x %s%s%s %s%s pfs=%s life=%" G_GUINT64_FORMAT "s\n", peer,
+                              c->spi_in, c->spi_out,
+                              engine_esp_name (c->choice.esp_transform, c->choice.key_bits, encr, sizeof encr),
+                              integ != NULL ? "-" : "", integ != NULL ? integ : "",
+                              c->choice.mode == MODIKE_MODE_TRANSPORT ? "transport" : "tunnel",
+                              c->choice.udp ? " udp-encap" : "",
+                              c->choice.group != 0 ? or_none (modike_dh_name (c->choice.group)) : "none",
+                              c->choice.life_s);
+    }
+}
+
+char *
+modike_ike_status (ModikeIke *ike)
+{
+  GString *s = g_string_new (NULL);
+
+  for (guint i = 0; i < ike->sas->len; i++)
+    {
+      const ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
+
+      if (!sa->dead)
+        append_sa (s, sa);
+    }
+  return g_string_free (s, FALSE);
+}

@@ -40,6 +40,11 @@ typedef enum {
   MODIKE_IKE_ERROR_FAILED,
 } ModikeIkeError;
 
+/* Registers the core's own exchanges (Main, Aggressive, Quick,
+ * Informational) as the "core" owner; call before loading plugins so that a
+ * plugin claiming a core exchange is refused. */
+gboolean modike_ike_register_core (ModikeRegistry *registry, GError **error);
+
 ModikeIke *modike_ike_new (const ModikeEnv *env, ModikeRegistry *registry);
 void modike_ike_free (ModikeIke *ike);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (ModikeIke, modike_ike_free)

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <glib.h>
+#include <gmodule.h>
 
 G_BEGIN_DECLS
 

@@ -1,0 +1,1853 @@
+/* Suite fsm: two engines in one process, a manual clock and timer list,
+ * and an in-memory network that can drop, duplicate, hold or rewrite the
+ * Nth packet. Peer A is 192.0.2.2, peer B 192.0.2.1. */
+#include "engine-private.h"
+
+#include <string.h>
+
+typedef struct _Net Net;
+typedef struct _Node Node;
+
+typedef struct {
+  guint id;
+  gint64 due_us;
+  GSourceFunc fn;
+  gpointer data;
+} Timer;
+
+typedef struct {
+  Node *to;
+  ModikeAddr dst, src;
+  GBytes *data;
+} Packet;
+
+/* What a filter did with a packet. */
+typedef enum {
+  FILTER_PASS,  /* deliver normally */
+  FILTER_DROP,  /* lose it */
+  FILTER_TAKEN, /* the filter owns it now */
+} FilterResult;
+typedef FilterResult (*NetFilter) (Net *net, guint n, Packet *p, gpointer user);
+
+struct _Node {
+  Net *net;
+  char *name;
+  ModikeAddr addr;
+  ModikeEnv env;
+  ModikeRegistry *reg;
+  ModikeIke *ike;
+  ModikeConfig *cfg;
+  guint p1_up, p2_up, deleted, p1_failed, p2_failed;
+  GError *p1_error, *p2_error;
+};
+
+struct _Net {
+  gint64 now_us;
+  GPtrArray *timers;
+  guint next_timer;
+  GQueue queue;
+  Node *nodes[4];
+  guint n_nodes;
+  guint sent;
+  GHashTable *drop, *dup;
+  NetFilter filter;
+  gpointer filter_user;
+  GPtrArray *held; /* Packet* kept by filters */
+};
+
+/* ---- the mock environment ---- */
+
+static gint64
+env_now (gpointer env)
+{
+  return ((Node *) env)->net->now_us;
+}
+
+static guint
+env_timer_add (gpointer env, guint ms, GSourceFunc fn, gpointer data)
+{
+  Net *net = ((Node *) env)->net;
+  Timer *t = g_new0 (Timer, 1);
+
+  t->id = ++net->next_timer;
+  t->due_us = net->now_us + (gint64) ms * 1000;
+  t->fn = fn;
+  t->data = data;
+  g_ptr_array_add (net->timers, t);
+  return t->id;
+}
+
+static void
+env_timer_remove (gpointer env, guint id)
+{
+  Net *net = ((Node *) env)->net;
+
+  for (guint i = 0; i < net->timers->len; i++)
+    {
+      Timer *t = g_ptr_array_index (net->timers, i);
+
+      if (t->id == id)
+        {
+          g_free (g_ptr_array_steal_index (net->timers, i));
+          return;
+        }
+    }
+  /* The engine must never remove a timer that fired or never existed. */
+  g_assert_not_reached ();
+}
+
+static void
+packet_free (Packet *p)
+{
+  g_bytes_unref (p->data);
+  g_free (p);
+}
+
+static Node *
+route (Net *net, const ModikeAddr *dst)
+{
+  for (guint i = 0; i < net->n_nodes; i++)
+    if (net->nodes[i] != NULL && modike_addr_equal_ip (&net->nodes[i]->addr, dst))
+      return net->nodes[i];
+  return NULL;
+}
+
+static gboolean
+env_send (gpointer env, const ModikeAddr *local, const ModikeAddr *remote, const guint8 *data, gsize len)
+{
+  Node *from = env;
+  Net *net = from->net;
+  guint n = ++net->sent;
+  Packet *p = g_new0 (Packet, 1);
+
+  g_assert_cmpint (local->family, ==, remote->family);
+  p->to = route (net, remote);
+  p->dst = *remote;
+  p->src = *local;
+  if (local->port == 4500)
+    {
+      /* Floated: the non-ESP marker goes, as the daemon's 4500 socket does. */
+      g_assert_cmpuint (len, >, 4);
+      g_assert_true (memcmp (data, "\0\0\0\0", 4) == 0);
+      data += 4;
+      len -= 4;
+    }
+  p->data = g_bytes_new (data, len);
+  if (p->to == NULL || g_hash_table_contains (net->drop, GUINT_TO_POINTER (n)))
+    {
+      packet_free (p);
+      return TRUE;
+    }
+  if (net->filter != NULL)
+    switch (net->filter (net, n, p, net->filter_user))
+      {
+      case FILTER_DROP:
+        packet_free (p);
+        return TRUE;
+      case FILTER_TAKEN:
+        return TRUE;
+      case FILTER_PASS:
+        break;
+      }
+  g_queue_push_tail (&net->queue, p);
+  if (g_hash_table_contains (net->dup, GUINT_TO_POINTER (n)))
+    {
+      Packet *d = g_new0 (Packet, 1);
+
+      *d = *p;
+      d->data = g_bytes_ref (p->data);
+      g_queue_push_tail (&net->queue, d);
+    }
+  return TRUE;
+}
+
+static void
+deliver (Packet *p)
+{
+  gsize len;
+  const guint8 *data = g_bytes_get_data (p->data, &len);
+
+  if (p->to != NULL && p->to->ike != NULL)
+    modike_ike_receive (p->to->ike, &p->dst, &p->src, data, len);
+  packet_free (p);
+}
+
+typedef gboolean (*NetPred) (Net *net, gpointer user);
+
+/* Delivers packets and fires timers (advancing the clock) until pred holds
+ * or nothing is left within limit_ms. */
+static gboolean
+net_run (Net *net, guint limit_ms, NetPred pred, gpointer user)
+{
+  gint64 end = net->now_us + (gint64) limit_ms * 1000;
+
+  for (;;)
+    {
+      if (pred != NULL && pred (net, user))
+        return TRUE;
+      if (!g_queue_is_empty (&net->queue))
+        {
+          deliver (g_queue_pop_head (&net->queue));
+          continue;
+        }
+      {
+        Timer *next = NULL;
+        guint at = 0;
+
+        for (guint i = 0; i < net->timers->len; i++)
+          {
+            Timer *t = g_ptr_array_index (net->timers, i);
+
+            if (next == NULL || t->due_us < next->due_us || (t->due_us == next->due_us && t->id < next->id))
+              {
+                next = t;
+                at = i;
+              }
+          }
+        if (next == NULL || next->due_us > end)
+          break;
+        g_ptr_array_steal_index (net->timers, at);
+        if (next->due_us > net->now_us)
+          net->now_us = next->due_us;
+        g_assert_false (next->fn (next->data));
+        g_free (next);
+      }
+    }
+  if (pred == NULL)
+    {
+      net->now_us = MAX (net->now_us, end);
+      return TRUE;
+    }
+  return pred (net, user);
+}
+
+/* ---- nodes and configs ---- */
+
+typedef struct {
+  const char *exchange;        /* main | aggressive */
+  const char *encr, *hash, *group;
+  const char *psk_a, *psk_b;
+  const char *pfs;             /* none | group name */
+  const char *esp, *integ;     /* integ NULL for AEAD */
+  const char *esp_b, *integ_b; /* B's ESP offer when it differs */
+  const char *encr_b, *hash_b, *group_b;
+  const char *mode;            /* tunnel | transport */
+  guint p1_life, p2_life;
+  gboolean v6;
+  guint interval, tries, half_open;
+  gboolean two_policies;
+} Params;
+
+static Params
+params_default (void)
+{
+  return (Params){
+    .exchange = "main", .encr = "aes128", .hash = "sha256", .group = "modp2048",
+    .psk_a = "testpsk", .psk_b = "testpsk", .pfs = "none",
+    .esp = "aes128", .integ = "sha256", .mode = "tunnel",
+    .p1_life = 28800, .p2_life = 3600, .interval = 1000, .tries = 3, .half_open = 60,
+  };
+}
+
+static char *
+config_xml (const Params *p, gboolean is_a)
+{
+  const char *me = p->v6 ? (is_a ? "2001:db8::2" : "2001:db8::1") : (is_a ? "192.0.2.2" : "192.0.2.1");
+  const char *him = p->v6 ? (is_a ? "2001:db8::1" : "2001:db8::2") : (is_a ? "192.0.2.1" : "192.0.2.2");
+  const char *net_a = p->v6 ? "2001:db8:a::/64" : "10.1.0.0/24";
+  const char *net_b = p->v6 ? "2001:db8:b::/64" : "10.2.0.0/24";
+  const char *net_a2 = p->v6 ? "2001:db8:a2::/64" : "10.11.0.0/24";
+  const char *net_b2 = p->v6 ? "2001:db8:b2::/64" : "10.12.0.0/24";
+  gboolean transport = g_strcmp0 (p->mode, "transport") == 0;
+  const char *esp = !is_a && p->esp_b != NULL ? p->esp_b : p->esp;
+  const char *integ = !is_a && p->esp_b != NULL ? p->integ_b : p->integ;
+  g_autofree char *integ_attr = integ != NULL ? g_strdup_printf (" integrity=\"%s\"", integ) : g_strdup ("");
+  g_autofree char *local_sel = transport ? g_strdup (me) : g_strdup (is_a ? net_a : net_b);
+  g_autofree char *remote_sel = transport ? g_strdup (him) : g_strdup (is_a ? net_b : net_a);
+  g_autofree char *second = NULL;
+
+  if (p->two_policies)
+    second = g_strdup_printf (
+      "  <policy name=\"net2\" peer=\"%s\" action=\"protect\" mode=\"tunnel\" local=\"%s\" remote=\"%s\""
+      " pfs=\"%s\" lifetime=\"%u\">\n"
+      "    <proposal encryption=\"aes256gcm16\"/>\n"
+      "  </policy>\n",
+      is_a ? "b" : "a", is_a ? net_a2 : net_b2, is_a ? net_b2 : net_a2, p->pfs, p->p2_life);
+  return g_strdup_printf (
+    "<?xml version=\"1.0\"?>\n"
+    "<modike>\n"
+    "  <peer name=\"%s\" initiate=\"no\">\n"
+    "    <local address=\"%s\"/>\n"
+    "    <remote address=\"%s\"/>\n"
+    "    <auth method=\"psk\" secret=\"%s\"/>\n"
+    "    <phase1 exchange=\"%s\" lifetime=\"%u\">\n"
+    "      <proposal encryption=\"%s\" hash=\"%s\" group=\"%s\"/>\n"
+    "    </phase1>\n"
+    "    <retransmit interval=\"%u\" tries=\"%u\" half-open=\"%u\"/>\n"
+    "  </peer>\n"
+    "  <policy name=\"net\" peer=\"%s\" action=\"protect\" mode=\"%s\" local=\"%s\" remote=\"%s\""
+    " pfs=\"%s\" lifetime=\"%u\">\n"
+    "    <proposal encryption=\"%s\"%s/>\n"
+    "  </policy>\n"
+    "%s"
+    "</modike>\n",
+    is_a ? "b" : "a", me, him, is_a ? p->psk_a : p->psk_b, p->exchange, p->p1_life,
+    !is_a && p->encr_b != NULL ? p->encr_b : p->encr, !is_a && p->hash_b != NULL ? p->hash_b : p->hash,
+    !is_a && p->group_b != NULL ? p->group_b : p->group, p->interval, p->tries, p->half_open, is_a ? "b" : "a",
+    p->mode, local_sel, remote_sel, p->pfs, p->p2_life, esp, integ_attr, second != NULL ? second : "");
+}
+
+static void
+obs_p1_up (ModikeIkeSa *sa, gpointer user)
+{
+  ((Node *) user)->p1_up++;
+}
+
+static void
+obs_p1_failed (const char *peer, const GError *error, gpointer user)
+{
+  Node *n = user;
+
+  n->p1_failed++;
+  g_clear_error (&n->p1_error);
+  n->p1_error = g_error_copy (error);
+}
+
+static void
+obs_p2_up (ModikeIkeSa *sa, const ModikeSadEntry *in, const ModikeSadEntry *out, gpointer user)
+{
+  g_assert_nonnull (in);
+  g_assert_nonnull (out);
+  g_assert_cmpuint (in->reqid, ==, out->reqid);
+  ((Node *) user)->p2_up++;
+}
+
+static void
+obs_p2_failed (const char *peer, const GError *error, gpointer user)
+{
+  Node *n = user;
+
+  n->p2_failed++;
+  g_clear_error (&n->p2_error);
+  n->p2_error = g_error_copy (error);
+}
+
+static void
+obs_deleted (ModikeIkeSa *sa, gpointer user)
+{
+  ((Node *) user)->deleted++;
+}
+
+static const ModikeIkeObserver observer = {
+  obs_p1_up, obs_p1_failed, obs_p2_up, obs_p2_failed, obs_deleted,
+};
+
+static Node *
+node_new (Net *net, const char *name, const Params *p, gboolean is_a)
+{
+  Node *n = g_new0 (Node, 1);
+  g_autoptr (GError) error = NULL;
+  g_autofree char *xml = config_xml (p, is_a);
+  const char *addr = p->v6 ? (is_a ? "2001:db8::2" : "2001:db8::1") : (is_a ? "192.0.2.2" : "192.0.2.1");
+
+  n->net = net;
+  n->name = g_strdup (name);
+  g_assert_true (modike_addr_parse (addr, 500, &n->addr, &error));
+  n->env = (ModikeEnv){ n, env_now, env_timer_add, env_timer_remove, env_send };
+  n->reg = modike_registry_new ();
+  g_assert_true (modike_ike_register_core (n->reg, &error));
+  g_assert_no_error (error);
+  n->ike = modike_ike_new (&n->env, n->reg);
+  modike_ike_set_observer (n->ike, &observer, n);
+  n->cfg = modike_config_load_string (xml, name, &error);
+  g_assert_no_error (error);
+  g_assert_true (modike_ike_set_config (n->ike, n->cfg, &error));
+  g_assert_no_error (error);
+  net->nodes[net->n_nodes++] = n;
+  return n;
+}
+
+static void
+node_free (Node *n)
+{
+  Net *net = n->net;
+
+  for (guint i = 0; i < net->n_nodes; i++)
+    if (net->nodes[i] == n)
+      net->nodes[i] = NULL;
+  modike_ike_free (n->ike);
+  n->ike = NULL;
+  modike_config_free (n->cfg);
+  modike_registry_free (n->reg);
+  g_clear_error (&n->p1_error);
+  g_clear_error (&n->p2_error);
+  g_free (n->name);
+  g_free (n);
+}
+
+static Net *
+net_new (void)
+{
+  Net *net = g_new0 (Net, 1);
+
+  net->now_us = G_GINT64_CONSTANT (1000000000);
+  net->timers = g_ptr_array_new_with_free_func (g_free);
+  net->drop = g_hash_table_new (NULL, NULL);
+  net->dup = g_hash_table_new (NULL, NULL);
+  net->held = g_ptr_array_new ();
+  g_queue_init (&net->queue);
+  return net;
+}
+
+static void
+net_free (Net *net)
+{
+  for (guint i = 0; i < net->n_nodes; i++)
+    if (net->nodes[i] != NULL)
+      node_free (net->nodes[i]);
+  /* Every engine timer went with its engine. */
+  g_assert_cmpuint (net->timers->len, ==, 0);
+  g_queue_clear_full (&net->queue, (GDestroyNotify) packet_free);
+  g_ptr_array_set_free_func (net->held, (GDestroyNotify) packet_free);
+  g_ptr_array_unref (net->held);
+  g_ptr_array_unref (net->timers);
+  g_hash_table_destroy (net->drop);
+  g_hash_table_destroy (net->dup);
+  g_free (net);
+}
+
+/* ---- predicates and checks ---- */
+
+typedef struct {
+  Node *a, *b;
+  guint children;
+} UpWant;
+
+static gboolean
+pred_up (Net *net, gpointer user)
+{
+  UpWant *w = user;
+
+  return modike_ike_count_sas (w->a->ike, TRUE) >= 1 && modike_ike_count_sas (w->b->ike, TRUE) >= 1 &&
+         modike_sad_size (modike_ike_get_sad (w->a->ike)) == 2 * w->children &&
+         modike_sad_size (modike_ike_get_sad (w->b->ike)) == 2 * w->children && g_queue_is_empty (&net->queue);
+}
+
+static gboolean
+run_until_up (Net *net, Node *a, Node *b, guint children, guint limit_ms)
+{
+  UpWant w = { a, b, children };
+
+  return net_run (net, limit_ms, pred_up, &w);
+}
+
+static ModikeIkeSa *
+only_sa (Node *n)
+{
+  ModikeIkeSa *found = NULL;
+
+  for (guint i = 0; i < n->ike->sas->len; i++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (n->ike->sas, i);
+
+      if (sa->dead)
+        continue;
+      g_assert_null (found);
+      found = sa;
+    }
+  g_assert_nonnull (found);
+  return found;
+}
+
+static void
+assert_secret_equal (const ModikeSecret *x, const ModikeSecret *y)
+{
+  if (x == NULL || y == NULL)
+    {
+      g_assert_true (x == NULL && y == NULL);
+      return;
+    }
+  g_assert_cmpuint (x->len, ==, y->len);
+  g_assert_cmpuint (x->len, >, 0);
+  g_assert_true (modike_memeq (x->data, y->data, x->len));
+}
+
+static void
+assert_range_equal (const ModikeAddrRange *x, const ModikeAddrRange *y)
+{
+  g_assert_true (modike_addr_equal_ip (&x->from, &y->from));
+  g_assert_true (modike_addr_equal_ip (&x->to, &y->to));
+}
+
+/* Both ends agree: one IKE SA with the same cookies and algorithms; every
+ * ESP SA of one end has its mirror at the other with the same keys. */
+static void
+check_pair (Node *a, Node *b, guint children)
+{
+  ModikeSad *sad_a = modike_ike_get_sad (a->ike), *sad_b = modike_ike_get_sad (b->ike);
+  g_autoptr (GPtrArray) ea = modike_sad_entries (sad_a);
+  ModikeIkeSa *sa_a = only_sa (a), *sa_b = only_sa (b);
+
+  g_assert_cmpuint (modike_ike_count_sas (a->ike, TRUE), ==, 1);
+  g_assert_cmpuint (modike_ike_count_sas (b->ike, TRUE), ==, 1);
+  g_assert_true (memcmp (sa_a->icookie, sa_b->icookie, 8) == 0);
+  g_assert_true (memcmp (sa_a->rcookie, sa_b->rcookie, 8) == 0);
+  g_assert_cmpuint (sa_a->choice.encr, ==, sa_b->choice.encr);
+  g_assert_cmpuint (sa_a->choice.keybits, ==, sa_b->choice.keybits);
+  g_assert_cmpuint (sa_a->choice.hash, ==, sa_b->choice.hash);
+  g_assert_cmpuint (sa_a->choice.group, ==, sa_b->choice.group);
+  g_assert_cmpuint (sa_a->role, !=, sa_b->role);
+  assert_secret_equal (sa_a->keys.skeyid_d, sa_b->keys.skeyid_d);
+  assert_secret_equal (sa_a->keys.enc_key, sa_b->keys.enc_key);
+  g_assert_cmpuint (modike_sad_size (sad_a), ==, 2 * children);
+  g_assert_cmpuint (modike_sad_size (sad_b), ==, 2 * children);
+  g_assert_cmpuint (sa_a->children->len, ==, children);
+  g_assert_cmpuint (sa_b->children->len, ==, children);
+  for (guint i = 0; i < ea->len; i++)
+    {
+      const ModikeSadEntry *e = g_ptr_array_index (ea, i);
+      ModikeDirection other = e->dir == MODIKE_DIR_IN ? MODIKE_DIR_OUT : MODIKE_DIR_IN;
+      const ModikeSadEntry *m = modike_sad_lookup (sad_b, other, e->spi);
+      const ModikeSadEntry *pair = NULL;
+      g_autoptr (GPtrArray) all = modike_sad_entries (sad_a);
+
+      g_assert_nonnull (m);
+      g_assert_cmpuint (e->protocol, ==, MODIKE_PROTO_ESP);
+      g_assert_cmpuint (e->esp_transform, ==, m->esp_transform);
+      g_assert_cmpuint (e->key_bits, ==, m->key_bits);
+      g_assert_cmpuint (e->auth_alg, ==, m->auth_alg);
+      g_assert_cmpint (e->mode, ==, m->mode);
+      g_assert_cmpint (e->udp_encap, ==, m->udp_encap);
+      g_assert_cmpuint (e->hard.seconds, ==, m->hard.seconds);
+      assert_secret_equal (e->enc_key, m->enc_key);
+      assert_secret_equal (e->auth_key, m->auth_key);
+      g_assert_cmpuint (e->enc_key->len, ==, engine_esp_enc_key_len (e->esp_transform, e->key_bits));
+      /* Selectors mirror each other; outer addresses too. */
+      assert_range_equal (&e->local_ts, &m->remote_ts);
+      assert_range_equal (&e->remote_ts, &m->local_ts);
+      g_assert_true (modike_addr_equal_ip (&e->src, &m->src));
+      g_assert_true (modike_addr_equal_ip (&e->dst, &m->dst));
+      g_assert_nonnull (e->peer);
+      /* The two directions of one Quick Mode share a reqid. */
+      for (guint j = 0; j < all->len; j++)
+        {
+          const ModikeSadEntry *o = g_ptr_array_index (all, j);
+
+          if (o != e && o->reqid == e->reqid)
+            pair = o;
+        }
+      g_assert_nonnull (pair);
+      g_assert_cmpint (pair->dir, ==, other);
+      g_assert_cmpuint (pair->spd_id, ==, e->spd_id);
+      /* Keys of the two directions differ (different SPIs in KEYMAT). */
+      g_assert_false (modike_memeq (pair->enc_key->data, e->enc_key->data, e->enc_key->len));
+    }
+}
+
+static Net *
+pair_new (const Params *p, Node **a, Node **b)
+{
+  Net *net = net_new ();
+
+  *a = node_new (net, "a", p, TRUE);
+  *b = node_new (net, "b", p, FALSE);
+  return net;
+}
+
+static void
+establish (const Params *p, gboolean a_initiates)
+{
+  Node *a, *b;
+  Net *net = pair_new (p, &a, &b);
+  g_autoptr (GError) error = NULL;
+  Node *init = a_initiates ? a : b;
+
+  g_assert_true (modike_ike_initiate (init->ike, a_initiates ? "b" : "a", &error));
+  g_assert_no_error (error);
+  g_assert_true (run_until_up (net, a, b, p->two_policies ? 2 : 1, 30000));
+  check_pair (a, b, p->two_policies ? 2 : 1);
+  g_assert_cmpuint (a->p1_up, ==, 1);
+  g_assert_cmpuint (b->p1_up, ==, 1);
+  g_assert_cmpuint (a->p2_up, ==, p->two_policies ? 2 : 1);
+  g_assert_cmpuint (b->p2_up, ==, p->two_policies ? 2 : 1);
+  g_assert_cmpuint (a->p1_failed + b->p1_failed + a->p2_failed + b->p2_failed, ==, 0);
+  g_assert_cmpint (only_sa (init)->role, ==, MODIKE_ROLE_INITIATOR);
+  g_assert_cmpuint (only_sa (a)->p1_exchange, ==,
+                    g_strcmp0 (p->exchange, "aggressive") == 0 ? MODIKE_EX_AGGRESSIVE : MODIKE_EX_MAIN);
+  net_free (net);
+}
+
+/* ---- cases ---- */
+
+static void
+test_mm_a_nopfs (void)
+{
+  Params p = params_default ();
+
+  establish (&p, TRUE);
+}
+
+static void
+test_mm_a_pfs (void)
+{
+  Params p = params_default ();
+
+  p.pfs = "modp2048";
+  establish (&p, TRUE);
+}
+
+static void
+test_mm_b_nopfs (void)
+{
+  Params p = params_default ();
+
+  establish (&p, FALSE);
+}
+
+static void
+test_mm_b_pfs (void)
+{
+  Params p = params_default ();
+
+  p.pfs = "ecp256";
+  establish (&p, FALSE);
+}
+
+static void
+test_am_a_nopfs (void)
+{
+  Params p = params_default ();
+
+  p.exchange = "aggressive";
+  establish (&p, TRUE);
+}
+
+static void
+test_am_a_pfs (void)
+{
+  Params p = params_default ();
+
+  p.exchange = "aggressive";
+  p.pfs = "modp2048";
+  establish (&p, TRUE);
+}
+
+static void
+test_am_b_nopfs (void)
+{
+  Params p = params_default ();
+
+  p.exchange = "aggressive";
+  establish (&p, FALSE);
+}
+
+static void
+test_am_b_pfs (void)
+{
+  Params p = params_default ();
+
+  p.exchange = "aggressive";
+  p.pfs = "curve25519";
+  establish (&p, FALSE);
+}
+
+typedef struct {
+  const char *encr, *hash, *group, *esp, *integ, *pfs, *exchange;
+} Algo;
+
+/* Every phase 1 cipher, hash and group at least once; 3des-md5 and
+ * aes256-md5 need the Appendix B key expansion. */
+static const Algo algos[] = {
+  { "3des", "md5", "modp1024", "3des", "md5", "none", "main" },
+  { "aes128", "sha1", "modp1536", "aes128", "sha1", "modp1536", "main" },
+  { "aes192", "sha256", "modp2048", "aes192", "sha256", "none", "aggressive" },
+  { "aes256", "sha384", "modp3072", "aes256", "sha384", "none", "main" },
+  { "aes128", "sha512", "modp4096", "aes128gcm16", NULL, "none", "main" },
+  { "aes256", "md5", "ecp256", "aes256gcm16", NULL, "ecp256", "main" },
+  { "aes128", "sha384", "ecp384", "aes256", "sha512", "ecp384", "aggressive" },
+  { "aes192", "sha1", "curve25519", "aes128", "md5", "curve25519", "main" },
+};
+
+static void
+test_algorithms (gconstpointer data)
+{
+  const Algo *al = data;
+  Params p = params_default ();
+
+  p.encr = al->encr;
+  p.hash = al->hash;
+  p.group = al->group;
+  p.esp = al->esp;
+  p.integ = al->integ;
+  p.pfs = al->pfs;
+  p.exchange = al->exchange;
+  establish (&p, TRUE);
+}
+
+static void
+test_ipv6 (void)
+{
+  Params p = params_default ();
+
+  p.v6 = TRUE;
+  p.pfs = "modp2048";
+  establish (&p, TRUE);
+  p.exchange = "aggressive";
+  establish (&p, FALSE);
+}
+
+static void
+test_transport (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  Net *net;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) entries = NULL;
+
+  p.mode = "transport";
+  net = pair_new (&p, &a, &b);
+  g_assert_true (modike_ike_initiate (a->ike, "b", &error));
+  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  check_pair (a, b, 1);
+  entries = modike_sad_entries (modike_ike_get_sad (a->ike));
+  g_assert_cmpint (((ModikeSadEntry *) g_ptr_array_index (entries, 0))->mode, ==, MODIKE_MODE_TRANSPORT);
+  net_free (net);
+}
+
+static void
+test_two_policies (void)
+{
+  Params p = params_default ();
+
+  /* Two Quick Modes run at once on one IKE SA. */
+  p.two_policies = TRUE;
+  p.pfs = "modp2048";
+  establish (&p, TRUE);
+}
+
+/* ---- status ---- */
+
+static void
+test_status (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  Net *net;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *sa_ = NULL, *sb = NULL;
+  g_auto (GStrv) la = NULL, lb = NULL;
+  g_autoptr (GRegex) ike_re = g_regex_new (
+    "^IKE (\\S+) (ESTABLISHED|CONNECTING) i=([0-9a-f]{16}) r=([0-9a-f]{16}) (\\S+)-(\\S+)-(\\S+) "
+    "(main|aggressive) (initiator|responder) life=([0-9]+)s$", 0, 0, NULL);
+  g_autoptr (GRegex) esp_re = g_regex_new (
+    "^  ESP (\\S+) in=([0-9a-f]{8}) out=([0-9a-f]{8}) (\\S+) (tunnel|transport)( udp-encap)? pfs=(\\S+) "
+    "life=([0-9]+)s$", 0, 0, NULL);
+  g_autoptr (GMatchInfo) m = NULL;
+  g_autofree char *in_a = NULL, *out_a = NULL;
+
+  p.pfs = "modp2048";
+  net = pair_new (&p, &a, &b);
+  sa_ = modike_ike_status (a->ike);
+  g_assert_cmpstr (sa_, ==, "");
+  g_free (g_steal_pointer (&sa_));
+  g_assert_true (modike_ike_initiate (a->ike, "b", &error));
+  sa_ = modike_ike_status (a->ike);
+  g_assert_true (g_regex_match (ike_re, sa_, G_REGEX_MATCH_NOTEMPTY, NULL) || strstr (sa_, "CONNECTING") != NULL);
+  g_free (g_steal_pointer (&sa_));
+  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  sa_ = modike_ike_status (a->ike);
+  sb = modike_ike_status (b->ike);
+  la = g_strsplit (sa_, "\n", -1);
+  lb = g_strsplit (sb, "\n", -1);
+  g_assert_cmpuint (g_strv_length (la), ==, 3); /* IKE, ESP, "" */
+  g_assert_cmpstr (la[2], ==, "");
+
+  g_assert_true (g_regex_match (ike_re, la[0], 0, &m));
+  {
+    g_autofree char *peer = g_match_info_fetch (m, 1);
+    g_assert_cmpstr (peer, ==, "b");
+  }
+  {
+    g_autofree char *s = g_match_info_fetch (m, 2), *e = g_match_info_fetch (m, 5), *h = g_match_info_fetch (m, 6),
+                    *gr = g_match_info_fetch (m, 7), *mo = g_match_info_fetch (m, 8), *r = g_match_info_fetch (m, 9),
+                    *l = g_match_info_fetch (m, 10);
+    g_assert_cmpstr (s, ==, "ESTABLISHED");
+    g_assert_cmpstr (e, ==, "aes128");
+    g_assert_cmpstr (h, ==, "sha256");
+    g_assert_cmpstr (gr, ==, "modp2048");
+    g_assert_cmpstr (mo, ==, "main");
+    g_assert_cmpstr (r, ==, "initiator");
+    g_assert_cmpstr (l, ==, "28800");
+  }
+  g_clear_pointer (&m, g_match_info_unref);
+  g_assert_true (g_regex_match (esp_re, la[1], 0, &m));
+  {
+    g_autofree char *al = g_match_info_fetch (m, 4), *mode = g_match_info_fetch (m, 5), *pfs = g_match_info_fetch (m, 7),
+                    *life = g_match_info_fetch (m, 8);
+    in_a = g_match_info_fetch (m, 2);
+    out_a = g_match_info_fetch (m, 3);
+    g_assert_cmpstr (al, ==, "aes128-sha256");
+    g_assert_cmpstr (mode, ==, "tunnel");
+    g_assert_cmpstr (pfs, ==, "modp2048");
+    g_assert_cmpstr (life, ==, "3600");
+  }
+  g_clear_pointer (&m, g_match_info_unref);
+  /* B's view: same cookies, SPIs crosswise, responder. */
+  g_assert_true (g_regex_match (ike_re, lb[0], 0, &m));
+  {
+    g_autofree char *r = g_match_info_fetch (m, 9), *ic = g_match_info_fetch (m, 3);
+    g_autofree char *want_ic = g_strndup (strstr (la[0], "i=") + 2, 16);
+    g_assert_cmpstr (r, ==, "responder");
+    g_assert_cmpstr (ic, ==, want_ic);
+  }
+  g_clear_pointer (&m, g_match_info_unref);
+  g_assert_true (g_regex_match (esp_re, lb[1], 0, &m));
+  {
+    g_autofree char *in_b = g_match_info_fetch (m, 2), *out_b = g_match_info_fetch (m, 3);
+    g_assert_cmpstr (in_b, ==, out_a);
+    g_assert_cmpstr (out_b, ==, in_a);
+  }
+  net_free (net);
+}
+
+/* ---- loss, duplication ---- */
+
+static void
+test_loss (gconstpointer data)
+{
+  gboolean aggressive = GPOINTER_TO_INT (data);
+  guint total = aggressive ? 6 : 9; /* phase 1 + Quick Mode messages */
+
+  for (guint n = 1; n <= total; n++)
+    {
+      Params p = params_default ();
+      Node *a, *b;
+      Net *net;
+      g_autoptr (GError) error = NULL;
+
+      p.exchange = aggressive ? "aggressive" : "main";
+      net = pair_new (&p, &a, &b);
+      g_hash_table_add (net->drop, GUINT_TO_POINTER (n));
+      g_assert_true (modike_ike_initiate (a->ike, "b", &error));
+      if (!run_until_up (net, a, b, 1, 60000))
+        g_error ("%s: lost packet %u was not recovered", p.exchange, n);
+      check_pair (a, b, 1);
+      g_assert_cmpuint (a->p1_up, ==, 1);
+      g_assert_cmpuint (b->p1_up, ==, 1);
+      g_assert_cmpuint (a->p2_up, ==, 1);
+      g_assert_cmpuint (b->p2_up, ==, 1);
+      /* Somebody retransmitted. */
+      g_assert_cmpuint (a->ike->stats.retransmits + b->ike->stats.retransmits, >=, 1);
+      net_free (net);
+    }
+}
+
+static void
+test_duplicates (gconstpointer data)
+{
+  gboolean aggressive = GPOINTER_TO_INT (data);
+  guint total = aggressive ? 6 : 9;
+  guint64 base_a, base_b;
+
+  {
+    Params p = params_default ();
+    Node *a, *b;
+    Net *net;
+
+    p.exchange = aggressive ? "aggressive" : "main";
+    net = pair_new (&p, &a, &b);
+    g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+    g_assert_true (run_until_up (net, a, b, 1, 30000));
+    base_a = a->ike->stats.handler_calls;
+    base_b = b->ike->stats.handler_calls;
+    g_assert_cmpuint (base_a, >=, 4);
+    net_free (net);
+  }
+  for (guint n = 1; n <= total; n++)
+    {
+      Params p = params_default ();
+      Node *a, *b;
+      Net *net;
+
+      p.exchange = aggressive ? "aggressive" : "main";
+      net = pair_new (&p, &a, &b);
+      g_hash_table_add (net->dup, GUINT_TO_POINTER (n));
+      g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+      g_assert_true (run_until_up (net, a, b, 1, 30000));
+      check_pair (a, b, 1);
+      /* Never processed twice: the same handler runs as without the copy. */
+      g_assert_cmpuint (a->ike->stats.handler_calls, ==, base_a);
+      g_assert_cmpuint (b->ike->stats.handler_calls, ==, base_b);
+      g_assert_cmpuint (a->p1_up + b->p1_up + a->p2_up + b->p2_up, ==, 4);
+      g_assert_cmpuint (a->ike->stats.rx_replays + a->ike->stats.rx_duplicates + b->ike->stats.rx_replays +
+                          b->ike->stats.rx_duplicates,
+                        >=, 1);
+      net_free (net);
+    }
+}
+
+/* ---- failures ---- */
+
+static void
+assert_no_sas (Node *n)
+{
+  g_assert_cmpuint (modike_ike_count_sas (n->ike, FALSE), ==, 0);
+  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (n->ike)), ==, 0);
+}
+
+static void
+test_no_proposal (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  Net *net;
+
+  /* A offers 3des-md5-modp1024; B takes only aes128-sha256-modp2048. */
+  p.encr = "3des";
+  p.hash = "md5";
+  p.group = "modp1024";
+  p.encr_b = "aes128";
+  p.hash_b = "sha256";
+  p.group_b = "modp2048";
+  net = pair_new (&p, &a, &b);
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  net_run (net, 5000, NULL, NULL);
+  g_assert_cmpuint (a->p1_failed, ==, 1);
+  g_assert_error (a->p1_error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN);
+  g_assert_nonnull (strstr (a->p1_error->message, "NO_PROPOSAL_CHOSEN"));
+  g_assert_nonnull (strstr (a->p1_error->message, "peer b"));
+  g_assert_cmpuint (b->p1_failed, ==, 1);
+  g_assert_error (b->p1_error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN);
+  g_assert_cmpuint (a->p1_up + b->p1_up, ==, 0);
+  assert_no_sas (a);
+  assert_no_sas (b);
+  /* Two messages only: the offer and the plain notify. */
+  g_assert_cmpuint (net->sent, ==, 2);
+  net_free (net);
+}
+
+static void
+test_no_esp_proposal (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  Net *net;
+
+  p.esp = "aes256";
+  p.integ = "sha512";
+  p.esp_b = "aes128";
+  p.integ_b = "sha256";
+  net = pair_new (&p, &a, &b);
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  net_run (net, 5000, NULL, NULL);
+  g_assert_cmpuint (a->p1_up, ==, 1);
+  g_assert_cmpuint (b->p1_up, ==, 1);
+  g_assert_cmpuint (a->p2_failed, ==, 1);
+  g_assert_error (a->p2_error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN);
+  g_assert_cmpuint (b->p2_failed, ==, 1);
+  g_assert_error (b->p2_error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN);
+  g_assert_cmpuint (modike_ike_count_sas (a->ike, TRUE), ==, 1);
+  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (a->ike)), ==, 0);
+  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (b->ike)), ==, 0);
+  net_free (net);
+}
+
+static void
+test_wrong_psk (gconstpointer data)
+{
+  gboolean aggressive = GPOINTER_TO_INT (data);
+  Params p = params_default ();
+  Node *a, *b;
+  Net *net;
+
+  p.exchange = aggressive ? "aggressive" : "main";
+  p.psk_b = "otherpsk";
+  net = pair_new (&p, &a, &b);
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  net_run (net, 5000, NULL, NULL);
+  g_assert_cmpuint (a->p1_failed, ==, 1);
+  g_assert_cmpuint (b->p1_failed, ==, 1);
+  g_assert_error (a->p1_error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH);
+  g_assert_error (b->p1_error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH);
+  g_assert_cmpuint (a->p1_up + b->p1_up, ==, 0);
+  assert_no_sas (a);
+  assert_no_sas (b);
+  net_free (net);
+}
+
+static FilterResult
+filter_to_b (Net *net, guint n, Packet *pk, gpointer user)
+{
+  return pk->to != user ? FILTER_PASS : FILTER_DROP; /* B is unreachable */
+}
+
+static void
+test_timeout (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  Net *net;
+
+  p.interval = 1000;
+  p.tries = 3;
+  p.half_open = 600;
+  net = pair_new (&p, &a, &b);
+  net->filter = filter_to_b;
+  net->filter_user = b;
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  net_run (net, 14000, NULL, NULL);
+  g_assert_cmpuint (a->p1_failed, ==, 0); /* 1+2+4 s of retransmits, then 8 s of waiting */
+  g_assert_cmpuint (net->sent, ==, 4);
+  net_run (net, 2000, NULL, NULL);
+  g_assert_cmpuint (a->p1_failed, ==, 1);
+  g_assert_error (a->p1_error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_TIMEOUT);
+  g_assert_cmpuint (net->sent, ==, 4);
+  assert_no_sas (a);
+  /* Half-open expiry when retransmits last longer. */
+  p.half_open = 5;
+  {
+    Node *a2, *b2;
+    Net *net2 = pair_new (&p, &a2, &b2);
+
+    net2->filter = filter_to_b;
+    net2->filter_user = b2;
+    g_assert_true (modike_ike_initiate (a2->ike, "b", NULL));
+    net_run (net2, 6000, NULL, NULL);
+    g_assert_cmpuint (a2->p1_failed, ==, 1);
+    g_assert_error (a2->p1_error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_TIMEOUT);
+    assert_no_sas (a2);
+    net_free (net2);
+  }
+  net_free (net);
+}
+
+/* ---- delete, initial contact, lifetimes ---- */
+
+static void
+test_delete (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  Net *net;
+
+  p.two_policies = TRUE;
+  net = pair_new (&p, &a, &b);
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  g_assert_true (run_until_up (net, a, b, 2, 30000));
+  modike_ike_terminate (a->ike, "b");
+  assert_no_sas (a);
+  g_assert_cmpuint (a->deleted, ==, 1);
+  net_run (net, 1000, NULL, NULL);
+  assert_no_sas (b);
+  g_assert_cmpuint (b->deleted, ==, 1);
+  g_assert_cmpuint (b->p1_failed + b->p2_failed, ==, 0);
+  net_free (net);
+}
+
+static void
+test_delete_child_only (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  Net *net;
+  ModikeIkeSa *sa;
+
+  net = pair_new (&p, &a, &b);
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  sa = only_sa (a);
+  engine_enter (a->ike);
+  engine_child_remove (g_ptr_array_index (sa->children, 0), TRUE);
+  engine_leave (a->ike);
+  net_run (net, 1000, NULL, NULL);
+  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (b->ike)), ==, 0);
+  g_assert_cmpuint (modike_ike_count_sas (b->ike, TRUE), ==, 1);
+  g_assert_cmpuint (only_sa (b)->children->len, ==, 0);
+  net_free (net);
+}
+
+static void
+test_initial_contact (void)
+{
+  Params p = params_default ();
+  Node *a, *b, *a2;
+  Net *net;
+  guint8 old_icookie[8];
+
+  net = pair_new (&p, &a, &b);
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  memcpy (old_icookie, only_sa (b)->icookie, 8);
+  /* A reboots: its state is gone without a word to B. */
+  node_free (a);
+  a2 = node_new (net, "a2", &p, TRUE);
+  g_assert_true (modike_ike_initiate (a2->ike, "b", NULL));
+  g_assert_true (net_run (net, 30000, (NetPred) pred_up, &(UpWant){ a2, b, 1 }));
+  net_run (net, 1000, NULL, NULL);
+  check_pair (a2, b, 1);
+  g_assert_false (memcmp (only_sa (b)->icookie, old_icookie, 8) == 0);
+  g_assert_cmpuint (b->deleted, ==, 1);
+  g_assert_cmpuint (b->p1_up, ==, 2);
+  net_free (net);
+}
+
+static void
+collect_spis (Node *n, GHashTable *into)
+{
+  g_autoptr (GPtrArray) all = modike_sad_entries (modike_ike_get_sad (n->ike));
+
+  for (guint i = 0; i < all->len; i++)
+    g_hash_table_add (into, GUINT_TO_POINTER (((ModikeSadEntry *) g_ptr_array_index (all, i))->spi));
+}
+
+static void
+test_lifetimes (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  Net *net;
+  guint8 old_a[8], old_b[8];
+  g_autoptr (GHashTable) old_spis = g_hash_table_new (NULL, NULL);
+  g_autoptr (GPtrArray) now = NULL;
+
+  p.p1_life = 200;
+  p.p2_life = 100;
+  net = pair_new (&p, &a, &b);
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  memcpy (old_a, only_sa (a)->icookie, 8);
+  memcpy (old_b, only_sa (b)->icookie, 8);
+  collect_spis (a, old_spis);
+
+  /* Children rekey at 85-90 s; the old pair goes at 100 s. */
+  net_run (net, 95000, NULL, NULL);
+  g_assert_cmpuint (a->p2_up, ==, 2);
+  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (a->ike)), ==, 4);
+  net_run (net, 10000, NULL, NULL);
+  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (a->ike)), ==, 2);
+  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (b->ike)), ==, 2);
+  now = modike_sad_entries (modike_ike_get_sad (b->ike));
+  for (guint i = 0; i < now->len; i++)
+    g_assert_false (g_hash_table_contains (old_spis,
+                                           GUINT_TO_POINTER (((ModikeSadEntry *) g_ptr_array_index (now, i))->spi)));
+
+  /* Phase 1 rekeys at 170-180 s; the old SA goes at 200 s. */
+  net_run (net, 150000, NULL, NULL);
+  g_assert_cmpuint (a->p1_up, ==, 2);
+  g_assert_cmpuint (b->p1_up, ==, 2);
+  g_assert_cmpuint (a->p1_failed + b->p1_failed + a->p2_failed + b->p2_failed, ==, 0);
+  check_pair (a, b, 1);
+  g_assert_false (memcmp (only_sa (a)->icookie, old_a, 8) == 0);
+  g_assert_false (memcmp (only_sa (b)->icookie, old_b, 8) == 0);
+  g_assert_cmpuint (a->p2_up, >=, 3);
+  net_free (net);
+}
+
+/* ---- reload, forged messages, races ---- */
+
+static void
+test_reload (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  Net *net;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *same = NULL, *changed = NULL;
+  ModikeConfig *cfg;
+  guint8 icookie[8];
+
+  net = pair_new (&p, &a, &b);
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  memcpy (icookie, only_sa (a)->icookie, 8);
+
+  /* The same config again (a new object): everything stays. */
+  same = config_xml (&p, TRUE);
+  cfg = modike_config_load_string (same, "same", &error);
+  g_assert_no_error (error);
+  g_assert_true (modike_ike_set_config (a->ike, cfg, &error));
+  modike_config_free (a->cfg);
+  a->cfg = cfg;
+  net_run (net, 1000, NULL, NULL);
+  check_pair (a, b, 1);
+  g_assert_true (memcmp (only_sa (a)->icookie, icookie, 8) == 0);
+  g_assert_true (only_sa (a)->peer == g_ptr_array_index (cfg->peers, 0));
+  {
+    /* The child follows its policy into the new SPD. */
+    EngineChild *c = g_ptr_array_index (only_sa (a)->children, 0);
+    const ModikeSpdEntry *e = modike_spd_get (modike_ike_get_spd (a->ike), c->spd_id);
+
+    g_assert_nonnull (e);
+    g_assert_cmpstr (e->name, ==, "net");
+  }
+  /* Initiating again changes nothing: the SA and its child exist. */
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  net_run (net, 1000, NULL, NULL);
+  check_pair (a, b, 1);
+
+  /* A new secret: the SA goes, with DELETEs the peer acts on. */
+  p.psk_a = "newpsk";
+  changed = config_xml (&p, TRUE);
+  cfg = modike_config_load_string (changed, "changed", &error);
+  g_assert_no_error (error);
+  g_assert_true (modike_ike_set_config (a->ike, cfg, &error));
+  modike_config_free (a->cfg);
+  a->cfg = cfg;
+  assert_no_sas (a);
+  net_run (net, 1000, NULL, NULL);
+  assert_no_sas (b);
+  g_assert_cmpuint (b->deleted, ==, 1);
+  net_free (net);
+}
+
+static void
+test_forged_info (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  Net *net;
+  ModikeIkeSa *sa;
+  g_autoptr (ModikeBuilder) bld = modike_builder_new ();
+  g_autoptr (GBytes) pkt = NULL;
+  g_autoptr (GByteArray) d = g_byte_array_new ();
+  ModikeDeletePayload del = { 0 };
+  guint8 zero[MODIKE_HASH_MAX] = { 0 }, iv[MODIKE_HASH_MAX], spi[16];
+  guint32 msgid = 0x01020304;
+  guint64 failures;
+
+  net = pair_new (&p, &a, &b);
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  /* A DELETE of the ISAKMP SA with the right keys but a wrong HASH(1). */
+  sa = only_sa (a);
+  memcpy (spi, sa->icookie, 8);
+  memcpy (spi + 8, sa->rcookie, 8);
+  del.doi = MODIKE_DOI_IPSEC;
+  del.protocol = MODIKE_PROTO_ISAKMP;
+  del.spi_len = 16;
+  del.spis = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  g_ptr_array_add (del.spis, g_bytes_new (spi, sizeof spi));
+  modike_delete_payload_encode (&del, d);
+  g_ptr_array_unref (del.spis);
+  modike_builder_add (bld, MODIKE_PL_HASH, zero, modike_hash_len (sa->choice.hash));
+  modike_builder_add (bld, MODIKE_PL_D, d->data, d->len);
+  modike_p2_iv (sa->choice.hash, sa->p1_iv, sa->block_len, msgid, iv);
+  pkt = engine_build_packet (sa, MODIKE_EX_INFO, msgid, bld, iv, NULL);
+  g_assert_nonnull (pkt);
+  failures = b->ike->stats.auth_failures;
+  modike_ike_receive (b->ike, &b->addr, &a->addr, g_bytes_get_data (pkt, NULL), g_bytes_get_size (pkt));
+  g_assert_cmpuint (b->ike->stats.auth_failures, ==, failures + 1);
+  g_assert_cmpuint (modike_ike_count_sas (b->ike, TRUE), ==, 1);
+  g_assert_cmpuint (b->deleted, ==, 0);
+  /* An unencrypted Informational on an established SA is ignored too. */
+  {
+    g_autoptr (ModikeBuilder) plain = modike_builder_new ();
+    g_autoptr (GBytes) pk2 = NULL;
+
+    modike_builder_add (plain, MODIKE_PL_D, d->data, d->len);
+    pk2 = engine_build_packet (sa, MODIKE_EX_INFO, msgid + 1, plain, NULL, NULL);
+    modike_ike_receive (b->ike, &b->addr, &a->addr, g_bytes_get_data (pk2, NULL), g_bytes_get_size (pk2));
+    g_assert_cmpuint (modike_ike_count_sas (b->ike, TRUE), ==, 1);
+  }
+  net_free (net);
+}
+
+/* Both ends start at once: two IKE SAs, and every ESP SA still has its
+ * mirror with the same keys on the other side. */
+static void
+test_simultaneous (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  Net *net;
+  g_autoptr (GPtrArray) ea = NULL;
+
+  net = pair_new (&p, &a, &b);
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  g_assert_true (modike_ike_initiate (b->ike, "a", NULL));
+  net_run (net, 10000, NULL, NULL);
+  g_assert_cmpuint (a->p1_failed + b->p1_failed + a->p2_failed + b->p2_failed, ==, 0);
+  g_assert_cmpuint (modike_ike_count_sas (a->ike, TRUE), ==, 2);
+  g_assert_cmpuint (modike_ike_count_sas (b->ike, TRUE), ==, 2);
+  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (a->ike)), >=, 2);
+  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (a->ike)), ==,
+                    modike_sad_size (modike_ike_get_sad (b->ike)));
+  ea = modike_sad_entries (modike_ike_get_sad (a->ike));
+  for (guint i = 0; i < ea->len; i++)
+    {
+      const ModikeSadEntry *e = g_ptr_array_index (ea, i);
+      const ModikeSadEntry *m = modike_sad_lookup (modike_ike_get_sad (b->ike),
+                                                   e->dir == MODIKE_DIR_IN ? MODIKE_DIR_OUT : MODIKE_DIR_IN, e->spi);
+
+      g_assert_nonnull (m);
+      assert_secret_equal (e->enc_key, m->enc_key);
+      assert_secret_equal (e->auth_key, m->auth_key);
+    }
+  /* Terminating on one side clears both. */
+  modike_ike_terminate (a->ike, "b");
+  net_run (net, 1000, NULL, NULL);
+  assert_no_sas (a);
+  assert_no_sas (b);
+  net_free (net);
+}
+
+/* ---- digest rejections ---- */
+
+typedef struct {
+  guint hold;
+} HoldWant;
+
+static FilterResult
+filter_hold (Net *net, guint n, Packet *pk, gpointer user)
+{
+  HoldWant *w = user;
+
+  if (n != w->hold)
+    return FILTER_PASS;
+  g_ptr_array_add (net->held, pk);
+  return FILTER_TAKEN;
+}
+
+static ModikeExchange *
+p1_exchange (Node *n)
+{
+  ModikeExchange *x = g_hash_table_lookup (only_sa (n)->exchanges, GUINT_TO_POINTER (0));
+
+  g_assert_nonnull (x);
+  return x;
+}
+
+static void
+inject (Node *to, const Packet *like, const ModikeHeader *hdr, ModikeBuilder *b)
+{
+  guint8 first;
+  g_autoptr (GBytes) chain = modike_builder_serialize (b, 0, &first);
+  ModikeHeader h = *hdr;
+  g_autoptr (GBytes) pkt = NULL;
+  gsize len;
+
+  h.next_payload = first;
+  pkt = modike_message_encode (&h, g_bytes_get_data (chain, NULL), g_bytes_get_size (chain));
+  modike_ike_receive (to->ike, &like->dst, &like->src, g_bytes_get_data (pkt, &len), g_bytes_get_size (pkt));
+}
+
+static void
+test_digest_reject (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  Net *net;
+  HoldWant w = { 3 };
+  Packet *held;
+  g_autoptr (ModikeMessage) m3 = NULL;
+  g_autoptr (ModikeBuilder) bld = modike_builder_new ();
+  const ModikePayload *ke;
+  guint64 calls;
+  ModikeHeader h;
+
+  net = pair_new (&p, &a, &b);
+  net->filter = filter_hold;
+  net->filter_user = &w;
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  net_run (net, 100, NULL, NULL);
+  g_assert_cmpuint (net->held->len, ==, 1);
+  held = g_ptr_array_index (net->held, 0);
+  g_assert_cmpuint (p1_exchange (b)->state, ==, MM_R2);
+
+  /* Message 3 with KE but without NONCE. */
+  m3 = modike_message_parse (held->data, NULL);
+  g_assert_nonnull (m3);
+  ke = modike_message_find (m3, MODIKE_PL_KE);
+  g_assert_nonnull (ke);
+  modike_builder_add (bld, MODIKE_PL_KE, ke->body, ke->len);
+  calls = b->ike->stats.handler_calls;
+  inject (b, held, &m3->hdr, bld);
+  g_assert_cmpuint (b->ike->stats.rx_digest_rejects, ==, 1);
+  g_assert_cmpuint (b->ike->stats.handler_calls, ==, calls);
+  g_assert_cmpuint (p1_exchange (b)->state, ==, MM_R2);
+
+  /* A Quick Mode before phase 1 is up is dropped. */
+  h = m3->hdr;
+  h.exchange = MODIKE_EX_QUICK;
+  h.msgid = 0x12345678;
+  h.flags = MODIKE_FLAG_ENCRYPTION;
+  {
+    g_autoptr (ModikeBuilder) q = modike_builder_new ();
+    guint8 junk[32] = { 0 };
+    guint64 dropped = b->ike->stats.rx_dropped;
+
+    modike_builder_add (q, MODIKE_PL_HASH, junk, sizeof junk);
+    inject (b, held, &h, q);
+    g_assert_cmpuint (b->ike->stats.rx_dropped, ==, dropped + 1);
+    g_assert_cmpuint (b->ike->stats.handler_calls, ==, calls);
+  }
+
+  /* The real message 3 still works; then hold message 5. */
+  net->filter = NULL;
+  g_ptr_array_remove_index (net->held, 0);
+  g_queue_push_tail (&net->queue, held);
+  w.hold = 5;
+  net->filter = filter_hold;
+  net_run (net, 100, NULL, NULL);
+  g_assert_cmpuint (net->held->len, ==, 1);
+  held = g_ptr_array_index (net->held, 0);
+  g_assert_cmpuint (p1_exchange (b)->state, ==, MM_R4);
+
+  /* Message 5 in the clear (ID and HASH) is rejected: it must be encrypted. */
+  {
+    g_autoptr (ModikeBuilder) q = modike_builder_new ();
+    g_autoptr (ModikeMessage) m5 = modike_message_parse (held->data, NULL);
+    guint8 idb[8] = { MODIKE_ID_IPV4_ADDR, 0, 0, 0, 192, 0, 2, 2 };
+    guint8 hash[32] = { 1 };
+
+    g_assert_nonnull (m5);
+    h = m5->hdr;
+    h.flags = 0;
+    modike_builder_add (q, MODIKE_PL_ID, idb, sizeof idb);
+    modike_builder_add (q, MODIKE_PL_HASH, hash, sizeof hash);
+    calls = b->ike->stats.handler_calls;
+    inject (b, held, &h, q);
+    g_assert_cmpuint (b->ike->stats.rx_digest_rejects, ==, 2);
+    g_assert_cmpuint (b->ike->stats.handler_calls, ==, calls);
+    g_assert_cmpuint (p1_exchange (b)->state, ==, MM_R4);
+    g_assert_false (modike_ike_sa_is_established (only_sa (b)));
+  }
+  net->filter = NULL;
+  g_ptr_array_remove_index (net->held, 0);
+  g_queue_push_tail (&net->queue, held);
+  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  check_pair (a, b, 1);
+  net_free (net);
+}
+
+/* Random datagrams, some with a consistent header length and known cookies. */
+static void
+test_garbage (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  Net *net = pair_new (&p, &a, &b);
+  ModikeAddr from;
+  guint8 junk[300];
+  static const guint8 exchanges[] = { MODIKE_EX_MAIN, MODIKE_EX_AGGRESSIVE, MODIKE_EX_INFO, MODIKE_EX_QUICK, 6, 99 };
+
+  g_assert_true (modike_addr_parse ("192.0.2.2", 500, &from, NULL));
+  for (guint round = 0; round < 2000; round++)
+    {
+      gsize len = g_test_rand_int_range (0, sizeof junk);
+
+      for (gsize i = 0; i < len; i++)
+        junk[i] = (guint8) g_test_rand_int ();
+      if (len >= 28 && round % 4 != 0)
+        {
+          /* Past the header check: version, length, plausible types. */
+          junk[16] = (guint8) g_test_rand_int_range (0, 16);
+          junk[17] = 0x10;
+          junk[18] = exchanges[round % G_N_ELEMENTS (exchanges)];
+          junk[19] = (guint8) (round % 3 == 0 ? 1 : 0);
+          if (round % 2 == 0)
+            memset (junk + 8, 0, 8);
+          if (round % 5 == 0)
+            memset (junk + 20, 0, 4);
+          junk[24] = (guint8) (len >> 24);
+          junk[25] = (guint8) (len >> 16);
+          junk[26] = (guint8) (len >> 8);
+          junk[27] = (guint8) len;
+        }
+      modike_ike_receive (b->ike, &b->addr, &from, junk, len);
+    }
+  g_assert_cmpuint (b->ike->stats.rx_packets, ==, 2000);
+  g_assert_cmpuint (modike_ike_count_sas (b->ike, TRUE), ==, 0);
+  /* Stray responder SAs (a junk Main Mode message 1 may parse) time out. */
+  net_run (net, 120000, NULL, NULL);
+  g_assert_cmpuint (modike_ike_count_sas (b->ike, FALSE), ==, 0);
+  /* The engine still works afterwards. */
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  check_pair (a, b, 1);
+  net_free (net);
+}
+
+/* Every packet of a negotiation arrives, then corrupted copies of it
+ * (payload bytes flipped, cookies intact): none may disturb the outcome. */
+static FilterResult
+filter_corrupt (Net *net, guint n, Packet *pk, gpointer user)
+{
+  guint *copies = user;
+  gsize len;
+  const guint8 *data = g_bytes_get_data (pk->data, &len);
+
+  if (pk->to == NULL || len <= 28)
+    return FILTER_PASS;
+  /* The original first, then the copies, all before anything else. */
+  g_queue_push_tail (&net->queue, pk);
+  for (guint c = 0; c < *copies; c++)
+    {
+      Packet *d = g_new0 (Packet, 1);
+      guint8 *buf = g_memdup2 (data, len);
+      guint flips = g_test_rand_int_range (1, 4);
+
+      for (guint f = 0; f < flips; f++)
+        buf[g_test_rand_int_range (28, (gint32) len)] ^= (guint8) g_test_rand_int_range (1, 256);
+      *d = *pk;
+      d->data = g_bytes_new_take (buf, len);
+      g_queue_push_tail (&net->queue, d);
+    }
+  return FILTER_TAKEN;
+}
+
+static void
+test_corruption (gconstpointer data)
+{
+  gboolean aggressive = GPOINTER_TO_INT (data);
+
+  for (guint round = 0; round < 20; round++)
+    {
+      Params p = params_default ();
+      Node *a, *b;
+      Net *net;
+      guint copies = 1 + round % 3;
+
+      p.exchange = aggressive ? "aggressive" : "main";
+      p.pfs = round % 2 ? "modp1024" : "none";
+      net = pair_new (&p, &a, &b);
+      net->filter = filter_corrupt;
+      net->filter_user = &copies;
+      g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+      g_assert_true (run_until_up (net, a, b, 1, 30000));
+      net_run (net, 1000, NULL, NULL);
+      g_assert_cmpuint (a->p1_up, ==, 1);
+      g_assert_cmpuint (b->p1_up, ==, 1);
+      g_assert_cmpuint (a->p2_up, ==, 1);
+      g_assert_cmpuint (b->p2_up, ==, 1);
+      g_assert_cmpuint (a->p1_failed + b->p1_failed + a->p2_failed + b->p2_failed, ==, 0);
+      check_pair (a, b, 1);
+      /* The copies were seen and thrown away somewhere along the path. */
+      {
+        const ModikeIkeStats *sa_ = &a->ike->stats, *sb = &b->ike->stats;
+
+        g_assert_cmpuint (sa_->rx_garbage + sa_->rx_digest_rejects + sa_->rx_dropped + sa_->rx_no_row +
+                            sa_->auth_failures + sb->rx_garbage + sb->rx_digest_rejects + sb->rx_dropped +
+                            sb->rx_no_row + sb->auth_failures,
+                          >=, copies);
+      }
+      net_free (net);
+    }
+}
+
+/* ---- plugin hooks: a NAT-T look-alike registered in the test ---- */
+
+typedef struct {
+  guint vids, natd_claims, builds, floated_sends;
+} FakeNatt;
+
+static const guint8 fake_vid[] = "modike-test-vid";
+static FakeNatt fake_counts[2];
+
+static void
+fake_on_vid (ModikeIkeSa *sa, const guint8 *vid, gsize len, gpointer user)
+{
+  ((FakeNatt *) user)->vids++;
+}
+
+static gboolean
+fake_build_natd (ModikeExchange *x, ModikeBuilder *b, gpointer user, GError **error)
+{
+  guint8 h[20];
+
+  memset (h, 0x5a, sizeof h);
+  modike_builder_add (b, MODIKE_PL_NAT_D, h, sizeof h);
+  modike_builder_add (b, MODIKE_PL_NAT_D, h, sizeof h);
+  ((FakeNatt *) user)->builds++;
+  return TRUE;
+}
+
+static ModikeVerdict
+fake_on_natd (ModikeExchange *x, const ModikeMessage *msg, const ModikePayload *const *payloads, guint n,
+              gpointer user, GError **error)
+{
+  ModikeIkeSa *sa = modike_exchange_get_sa (x);
+
+  g_assert_cmpuint (n, ==, 2);
+  ((FakeNatt *) user)->natd_claims++;
+  modike_ike_sa_set_nat (sa, FALSE, TRUE);
+  if (modike_ike_sa_get_role (sa) == MODIKE_ROLE_INITIATOR)
+    modike_ike_sa_float (sa, 4500);
+  return MODIKE_V_OK;
+}
+
+static guint16
+fake_encap_out (ModikeIkeSa *sa, guint16 mode, gpointer user)
+{
+  return modike_ike_sa_nat_detected (sa) ? mode + 2 : mode;
+}
+
+static gboolean
+fake_encap_in (ModikeIkeSa *sa, guint16 value, guint16 *mode, gboolean *udp, gpointer user)
+{
+  if (value != MODIKE_ENCAP_UDP_TUNNEL && value != MODIKE_ENCAP_UDP_TRANSPORT)
+    return FALSE;
+  *mode = value - 2;
+  *udp = TRUE;
+  return TRUE;
+}
+
+static const ModikeEncapOps fake_encap = { fake_encap_out, fake_encap_in };
+static const ModikePluginDescriptor fake_desc = {
+  MODIKE_PLUGIN_DESCRIPTOR_INIT,
+  .name = "fakenatt",
+  .version = "0",
+};
+
+static void
+fake_natt_register (Node *n, FakeNatt *counts, gboolean aggressive)
+{
+  static const ModikeMsgPoint mm[] = { { MODIKE_EX_MAIN, 3 }, { MODIKE_EX_MAIN, 4 } };
+  static const ModikeMsgPoint am[] = { { MODIKE_EX_AGGRESSIVE, 2 }, { MODIKE_EX_AGGRESSIVE, 3 } };
+  const ModikeMsgPoint *pts = aggressive ? am : mm;
+  ModikePlugin *pl = modike_registry_add_plugin (n->reg, &fake_desc);
+  g_autoptr (GError) error = NULL;
+
+  g_assert_nonnull (pl);
+  g_assert_true (modike_register_vendor_id (pl, "test", fake_vid, sizeof fake_vid, MODIKE_VID_SEND, fake_on_vid,
+                                            counts, &error));
+  g_assert_true (modike_register_payload (pl, MODIKE_PL_NAT_D, pts, 2, 2, fake_on_natd, counts, &error));
+  g_assert_true (modike_register_builder (pl, pts[0], fake_build_natd, counts, &error));
+  g_assert_true (modike_register_builder (pl, pts[1], fake_build_natd, counts, &error));
+  g_assert_true (modike_register_encap (pl, &fake_encap, counts, &error));
+  g_assert_no_error (error);
+  g_assert_true (modike_registry_check_table (n->reg, &error));
+}
+
+static FilterResult
+filter_count_float (Net *net, guint n, Packet *pk, gpointer user)
+{
+  if (pk->src.port == 4500)
+    {
+      g_assert_cmpuint (pk->dst.port, ==, 4500);
+      (*(guint *) user)++;
+    }
+  return FILTER_PASS;
+}
+
+static void
+test_plugin_hooks (gconstpointer data)
+{
+  gboolean aggressive = GPOINTER_TO_INT (data);
+  Params p = params_default ();
+  Node *a, *b;
+  Net *net;
+  guint floated = 0;
+  g_autoptr (GPtrArray) entries = NULL;
+  g_autofree char *status = NULL;
+
+  memset (fake_counts, 0, sizeof fake_counts);
+  p.exchange = aggressive ? "aggressive" : "main";
+  p.pfs = "modp2048";
+  net = pair_new (&p, &a, &b);
+  fake_natt_register (a, &fake_counts[0], aggressive);
+  fake_natt_register (b, &fake_counts[1], aggressive);
+  net->filter = filter_count_float;
+  net->filter_user = &floated;
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  check_pair (a, b, 1);
+  /* Vendor IDs in the first message of each side, NAT-D both ways. */
+  g_assert_cmpuint (fake_counts[0].vids, ==, 1);
+  g_assert_cmpuint (fake_counts[1].vids, ==, 1);
+  g_assert_cmpuint (fake_counts[0].builds, ==, 1);
+  g_assert_cmpuint (fake_counts[1].builds, ==, 1);
+  g_assert_cmpuint (fake_counts[0].natd_claims, ==, 1);
+  g_assert_cmpuint (fake_counts[1].natd_claims, ==, 1);
+  /* From MM5/AM3 on everything runs on 4500: MM5, MM6, QM 1-3 (AM3, QM 1-3). */
+  g_assert_cmpuint (floated, ==, aggressive ? 4 : 5);
+  g_assert_true (only_sa (a)->floated && only_sa (b)->floated);
+  g_assert_cmpuint (only_sa (b)->remote.port, ==, 4500);
+  entries = modike_sad_entries (modike_ike_get_sad (a->ike));
+  for (guint i = 0; i < entries->len; i++)
+    {
+      const ModikeSadEntry *e = g_ptr_array_index (entries, i);
+
+      g_assert_true (e->udp_encap);
+      g_assert_cmpuint (e->encap_sport, ==, 4500);
+      g_assert_cmpuint (e->encap_dport, ==, 4500);
+      g_assert_cmpint (e->mode, ==, MODIKE_MODE_TUNNEL);
+    }
+  status = modike_ike_status (b->ike);
+  g_assert_nonnull (strstr (status, " tunnel udp-encap pfs=modp2048 "));
+  net_free (net);
+}
+
+/* ---- the table ---- */
+
+static void
+test_table (void)
+{
+  g_autoptr (ModikeRegistry) reg = modike_registry_new ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) rows = NULL;
+  guint seen[256] = { 0 };
+
+  g_assert_true (modike_ike_register_core (reg, &error));
+  g_assert_no_error (error);
+  g_assert_true (modike_registry_check_table (reg, &error));
+  /* A second registration of the core exchanges is refused. */
+  g_assert_false (modike_ike_register_core (reg, &error));
+  g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_CONFLICT);
+  g_clear_error (&error);
+
+  rows = modike_registry_rows (reg);
+  g_assert_cmpuint (rows->len, ==, 7 + 4 + 4 + 1);
+  for (guint i = 0; i < rows->len; i++)
+    {
+      const ModikeFsmRow *r = g_ptr_array_index (rows, i);
+      gboolean terminal = (r->flags & (MODIKE_ROW_DONE | MODIKE_ROW_P1_DONE)) != 0;
+
+      g_assert_nonnull (r->name);
+      g_assert_nonnull (r->handler);
+      g_assert_true (r->exchange == MODIKE_EX_MAIN || r->exchange == MODIKE_EX_AGGRESSIVE ||
+                     r->exchange == MODIKE_EX_QUICK || r->exchange == MODIKE_EX_INFO);
+      seen[r->exchange]++;
+      /* The row is what the engine finds for its key. */
+      g_assert_true (modike_registry_find_row (reg, r->exchange, r->from, r->msg_no, r->role) == r);
+      g_assert_cmpuint (r->required & r->optional, ==, 0);
+      g_assert_cmpuint (r->repeatable & ~(r->required | r->optional), ==, 0);
+      if (r->flags & MODIKE_ROW_INITIATE)
+        {
+          g_assert_cmpuint (r->msg_no, ==, 0);
+          g_assert_cmpuint (r->from, ==, 0);
+          g_assert_cmpint (r->role, ==, MODIKE_ROLE_INITIATOR);
+          g_assert_cmpuint (r->required | r->optional, ==, 0);
+        }
+      else
+        {
+          g_assert_cmpuint (r->msg_no, >=, 1);
+          /* Initiators receive even messages, responders odd ones. */
+          g_assert_cmpuint (r->msg_no % 2, ==, r->role == MODIKE_ROLE_RESPONDER ? 1 : 0);
+          g_assert_true ((r->flags & MODIKE_ROW_ENCRYPTED) == 0 || (r->flags & MODIKE_ROW_PLAIN) == 0);
+        }
+      if (r->flags & MODIKE_ROW_START)
+        {
+          g_assert_cmpuint (r->from, ==, 0);
+          g_assert_cmpuint (r->msg_no, ==, 1);
+        }
+      if (terminal)
+        g_assert_cmpuint (r->timeout_ms, ==, 0);
+      else
+        {
+          /* Our next message is answered by the row two messages on. */
+          const ModikeFsmRow *n = modike_registry_find_row (reg, r->exchange, r->next, r->msg_no + 2, r->role);
+
+          g_assert_nonnull (n);
+          g_assert_cmpuint (r->timeout_ms, >, 0);
+        }
+      /* Phase 1 ends encrypted except for Aggressive Mode's optional case. */
+      if ((r->flags & MODIKE_ROW_P1_DONE) && r->exchange == MODIKE_EX_MAIN)
+        g_assert_true (r->flags & MODIKE_ROW_ENCRYPTED);
+      if (r->exchange == MODIKE_EX_QUICK || r->exchange == MODIKE_EX_INFO)
+        g_assert_true ((r->flags & MODIKE_ROW_INITIATE) || (r->flags & MODIKE_ROW_ENCRYPTED));
+    }
+  g_assert_cmpuint (seen[MODIKE_EX_MAIN], ==, 7);
+  g_assert_cmpuint (seen[MODIKE_EX_AGGRESSIVE], ==, 4);
+  g_assert_cmpuint (seen[MODIKE_EX_QUICK], ==, 4);
+  g_assert_cmpuint (seen[MODIKE_EX_INFO], ==, 1);
+}
+
+static void
+test_selectors (void)
+{
+  ModikeAddrRange r, back;
+  ModikePortRange ports = { 53, 53 }, pback;
+  guint8 proto = 0;
+  g_autoptr (ModikeIdPayload) id = NULL;
+  g_autoptr (GError) error = NULL;
+  ModikePrefix pre;
+
+  g_assert_true (modike_prefix_parse ("10.1.0.0/24", &pre, &error));
+  g_assert_true (modike_addr_range_from_prefix (&pre, &r));
+  id = qm_id_from_range (&r, 17, &ports);
+  g_assert_cmpuint (id->type, ==, MODIKE_ID_IPV4_ADDR_SUBNET);
+  g_assert_cmpuint (id->port, ==, 53);
+  g_assert_cmpuint (g_bytes_get_size (id->data), ==, 8);
+  g_assert_cmpuint (((const guint8 *) g_bytes_get_data (id->data, NULL))[7], ==, 0);
+  g_assert_cmpuint (((const guint8 *) g_bytes_get_data (id->data, NULL))[6], ==, 255);
+  g_assert_true (qm_range_from_id (id, &back, &proto, &pback, &error));
+  assert_range_equal (&r, &back);
+  g_assert_cmpuint (proto, ==, 17);
+  g_assert_cmpuint (pback.from, ==, 53);
+  g_assert_cmpuint (pback.to, ==, 53);
+  g_clear_pointer (&id, modike_id_payload_free);
+
+  g_assert_true (modike_prefix_parse ("2001:db8:a::/64", &pre, &error));
+  g_assert_true (modike_addr_range_from_prefix (&pre, &r));
+  id = qm_id_from_range (&r, 0, NULL);
+  g_assert_cmpuint (id->type, ==, MODIKE_ID_IPV6_ADDR_SUBNET);
+  g_assert_true (qm_range_from_id (id, &back, &proto, &pback, &error));
+  assert_range_equal (&r, &back);
+  g_assert_cmpuint (pback.to, ==, 65535);
+  g_clear_pointer (&id, modike_id_payload_free);
+
+  /* A host is an address; an odd range stays a range. */
+  g_assert_true (modike_addr_parse ("192.0.2.7", 0, &r.from, &error));
+  r.to = r.from;
+  id = qm_id_from_range (&r, 0, NULL);
+  g_assert_cmpuint (id->type, ==, MODIKE_ID_IPV4_ADDR);
+  g_clear_pointer (&id, modike_id_payload_free);
+  g_assert_true (modike_addr_parse ("192.0.2.9", 0, &r.to, &error));
+  id = qm_id_from_range (&r, 0, NULL);
+  g_assert_cmpuint (id->type, ==, MODIKE_ID_IPV4_ADDR_RANGE);
+  g_assert_true (qm_range_from_id (id, &back, &proto, &pback, &error));
+  assert_range_equal (&r, &back);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add_func ("/fsm/table", test_table);
+  g_test_add_func ("/fsm/selectors", test_selectors);
+  g_test_add_func ("/fsm/main/a-initiates/no-pfs", test_mm_a_nopfs);
+  g_test_add_func ("/fsm/main/a-initiates/pfs", test_mm_a_pfs);
+  g_test_add_func ("/fsm/main/b-initiates/no-pfs", test_mm_b_nopfs);
+  g_test_add_func ("/fsm/main/b-initiates/pfs", test_mm_b_pfs);
+  g_test_add_func ("/fsm/aggressive/a-initiates/no-pfs", test_am_a_nopfs);
+  g_test_add_func ("/fsm/aggressive/a-initiates/pfs", test_am_a_pfs);
+  g_test_add_func ("/fsm/aggressive/b-initiates/no-pfs", test_am_b_nopfs);
+  g_test_add_func ("/fsm/aggressive/b-initiates/pfs", test_am_b_pfs);
+  for (guint i = 0; i < G_N_ELEMENTS (algos); i++)
+    {
+      g_autofree char *path = g_strdup_printf ("/fsm/algorithms/%s-%s-%s/%s%s%s/pfs-%s", algos[i].encr, algos[i].hash,
+                                               algos[i].group, algos[i].esp, algos[i].integ != NULL ? "-" : "",
+                                               algos[i].integ != NULL ? algos[i].integ : "", algos[i].pfs);
+      g_test_add_data_func (path, &algos[i], test_algorithms);
+    }
+  g_test_add_func ("/fsm/ipv6", test_ipv6);
+  g_test_add_func ("/fsm/transport", test_transport);
+  g_test_add_func ("/fsm/two-policies", test_two_policies);
+  g_test_add_func ("/fsm/status", test_status);
+  g_test_add_data_func ("/fsm/loss/main", GINT_TO_POINTER (FALSE), test_loss);
+  g_test_add_data_func ("/fsm/loss/aggressive", GINT_TO_POINTER (TRUE), test_loss);
+  g_test_add_data_func ("/fsm/duplicates/main", GINT_TO_POINTER (FALSE), test_duplicates);
+  g_test_add_data_func ("/fsm/duplicates/aggressive", GINT_TO_POINTER (TRUE), test_duplicates);
+  g_test_add_func ("/fsm/no-proposal/phase1", test_no_proposal);
+  g_test_add_func ("/fsm/no-proposal/quick-mode", test_no_esp_proposal);
+  g_test_add_data_func ("/fsm/wrong-psk/main", GINT_TO_POINTER (FALSE), test_wrong_psk);
+  g_test_add_data_func ("/fsm/wrong-psk/aggressive", GINT_TO_POINTER (TRUE), test_wrong_psk);
+  g_test_add_func ("/fsm/timeout", test_timeout);
+  g_test_add_func ("/fsm/delete/ike", test_delete);
+  g_test_add_func ("/fsm/delete/child", test_delete_child_only);
+  g_test_add_func ("/fsm/initial-contact", test_initial_contact);
+  g_test_add_func ("/fsm/lifetimes", test_lifetimes);
+  g_test_add_func ("/fsm/digest-reject", test_digest_reject);
+  g_test_add_func ("/fsm/garbage", test_garbage);
+  g_test_add_func ("/fsm/reload", test_reload);
+  g_test_add_func ("/fsm/forged-informational", test_forged_info);
+  g_test_add_func ("/fsm/simultaneous", test_simultaneous);
+  g_test_add_data_func ("/fsm/plugin-hooks/main", GINT_TO_POINTER (FALSE), test_plugin_hooks);
+  g_test_add_data_func ("/fsm/plugin-hooks/aggressive", GINT_TO_POINTER (TRUE), test_plugin_hooks);
+  g_test_add_data_func ("/fsm/corruption/main", GINT_TO_POINTER (FALSE), test_corruption);
+  g_test_add_data_func ("/fsm/corruption/aggressive", GINT_TO_POINTER (TRUE), test_corruption);
+  return g_test_run ();
+}
