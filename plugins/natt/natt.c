@@ -1,1 +1,291 @@
-/* stub */
+/* NAT traversal negotiation. Everything reaches the core's exchanges
+ * through registrations: vendor IDs, NAT-D claims and builders, the
+ * encapsulation ops and port 4500. Keepalives and NAT-OA come later. */
+#include "natt.h"
+
+#include <string.h>
+
+
+static const guint8 vid_rfc[16] = { 0x4a, 0x13, 0x1c, 0x81, 0x07, 0x03, 0x58, 0x45,
+                                    0x5c, 0x57, 0x28, 0xf2, 0x0e, 0x95, 0x45, 0x2f };
+static const guint8 vid_02[16] = { 0xcd, 0x60, 0x46, 0x43, 0x35, 0xdf, 0x21, 0xf8,
+                                   0x7c, 0xfd, 0xb2, 0xfc, 0x68, 0xb6, 0xa4, 0x48 };
+static const guint8 vid_02n[16] = { 0x90, 0xcb, 0x80, 0x91, 0x3e, 0xbb, 0x69, 0x6e,
+                                    0x08, 0x63, 0x81, 0xb5, 0xec, 0x42, 0x7b, 0x1f };
+static const guint8 vid_03[16] = { 0x7d, 0x94, 0x19, 0xa6, 0x53, 0x10, 0xca, 0x6f,
+                                   0x2c, 0x17, 0x9d, 0x92, 0x15, 0x52, 0x9d, 0x56 };
+
+typedef struct {
+  gboolean force_encap; /* from <natt force-encap="yes"/> */
+} NattPlugin;
+
+const guint8 *
+natt_vendor_id (NattVersion v, gboolean draft02_newline)
+{
+  switch (v)
+    {
+    case NATT_RFC: return vid_rfc;
+    case NATT_DRAFT_03: return vid_03;
+    case NATT_DRAFT_02: return draft02_newline ? vid_02n : vid_02;
+    default: return NULL;
+    }
+}
+
+void
+natt_hash (ModikeHashAlg alg, const guint8 icookie[8], const guint8 rcookie[8],
+           const ModikeAddr *addr, guint8 *out)
+{
+  guint8 buf[8 + 8 + 16 + 2];
+  gsize alen = modike_addr_len (addr);
+  gsize n = 0;
+
+  memcpy (buf + n, icookie, 8), n += 8;
+  memcpy (buf + n, rcookie, 8), n += 8;
+  memcpy (buf + n, addr->addr, alen), n += alen;
+  buf[n++] = addr->port >> 8;
+  buf[n++] = addr->port & 0xff;
+  modike_hash (alg, buf, n, out);
+}
+
+void
+natt_detect (ModikeHashAlg alg, const guint8 icookie[8], const guint8 rcookie[8],
+             const ModikeAddr *local, const ModikeAddr *remote,
+             const ModikePayload *const *natd, guint n, gboolean *local_nat, gboolean *remote_nat)
+{
+  guint8 mine[MODIKE_HASH_MAX], theirs[MODIKE_HASH_MAX];
+  gsize hlen = modike_hash_len (alg);
+  gboolean remote_match = FALSE;
+
+  natt_hash (alg, icookie, rcookie, local, mine);
+  natt_hash (alg, icookie, rcookie, remote, theirs);
+  /* The first payload is how the peer saw us. */
+  *local_nat = !(n > 0 && natd[0]->len == hlen && modike_memeq (natd[0]->body, mine, hlen));
+  for (guint i = 1; i < n; i++)
+    if (natd[i]->len == hlen && modike_memeq (natd[i]->body, theirs, hlen))
+      remote_match = TRUE;
+  *remote_nat = !remote_match;
+}
+
+guint16
+natt_encap_value (NattVersion v, guint16 mode)
+{
+  gboolean tunnel = mode == MODIKE_ENCAP_TUNNEL;
+
+  switch (v)
+    {
+    case NATT_RFC:
+      return tunnel ? MODIKE_ENCAP_UDP_TUNNEL : MODIKE_ENCAP_UDP_TRANSPORT;
+    case NATT_DRAFT_02:
+    case NATT_DRAFT_03:
+      return tunnel ? MODIKE_ENCAP_UDP_TUNNEL_DRAFT : MODIKE_ENCAP_UDP_TRANSPORT_DRAFT;
+    default:
+      return mode;
+    }
+}
+
+gboolean
+natt_encap_parse (guint16 value, guint16 *mode, gboolean *udp)
+{
+  switch (value)
+    {
+    case MODIKE_ENCAP_TUNNEL:
+    case MODIKE_ENCAP_TRANSPORT:
+      *mode = value, *udp = FALSE;
+      return TRUE;
+    case MODIKE_ENCAP_UDP_TUNNEL:
+    case MODIKE_ENCAP_UDP_TUNNEL_DRAFT:
+      *mode = MODIKE_ENCAP_TUNNEL, *udp = TRUE;
+      return TRUE;
+    case MODIKE_ENCAP_UDP_TRANSPORT:
+    case MODIKE_ENCAP_UDP_TRANSPORT_DRAFT:
+      *mode = MODIKE_ENCAP_TRANSPORT, *udp = TRUE;
+      return TRUE;
+    default:
+      return FALSE;
+    }
+}
+
+static NattSa *
+natt_sa (ModikeIkeSa *sa, gboolean create)
+{
+  NattSa *s = modike_ike_sa_get_plugin_data (sa, "natt");
+
+  if (!s && create)
+    {
+      s = g_new0 (NattSa, 1);
+      modike_ike_sa_set_plugin_data (sa, "natt", s, g_free);
+    }
+  return s;
+}
+
+static gboolean
+natt_forced (ModikePlugin *plugin, ModikeIkeSa *sa)
+{
+  NattPlugin *np = modike_plugin_get_data (plugin);
+  const char *opt = modike_ike_sa_get_option (sa, "natt.force");
+
+  if (opt)
+    return g_strcmp0 (opt, "yes") == 0 || g_strcmp0 (opt, "true") == 0;
+  return np && np->force_encap;
+}
+
+static void
+on_vendor_id (ModikeIkeSa *sa, const guint8 *vid, gsize len, gpointer user)
+{
+  NattSa *s = natt_sa (sa, TRUE);
+  NattVersion v = NATT_NONE;
+
+  if (len == 16 && memcmp (vid, vid_rfc, 16) == 0)
+    v = NATT_RFC;
+  else if (len == 16 && memcmp (vid, vid_03, 16) == 0)
+    v = NATT_DRAFT_03;
+  else if (len == 16 && (memcmp (vid, vid_02, 16) == 0 || memcmp (vid, vid_02n, 16) == 0))
+    v = NATT_DRAFT_02;
+  if (v > s->version)
+    s->version = v;
+}
+
+static guint8
+natd_type (const NattSa *s)
+{
+  return s->version == NATT_RFC ? MODIKE_PL_NAT_D : MODIKE_PL_NAT_D_DRAFT;
+}
+
+/* Adds NAT-D: first the peer's address as we see it, then ours. */
+static gboolean
+build_natd (ModikeExchange *x, ModikeBuilder *b, gpointer user, GError **error)
+{
+  ModikePlugin *plugin = user;
+  ModikeIkeSa *sa = modike_exchange_get_sa (x);
+  NattSa *s = natt_sa (sa, FALSE);
+  ModikeHashAlg alg = modike_ike_sa_get_hash (sa);
+  guint8 h[MODIKE_HASH_MAX];
+  gsize hlen = modike_hash_len (alg);
+
+  if (!s || s->version == NATT_NONE || hlen == 0)
+    return TRUE;
+  natt_hash (alg, modike_ike_sa_get_icookie (sa), modike_ike_sa_get_rcookie (sa),
+             modike_ike_sa_get_remote (sa), h);
+  modike_builder_add (b, natd_type (s), h, hlen);
+  if (natt_forced (plugin, sa))
+    modike_random_nonce (h, hlen); /* claim a NAT so that the peer encapsulates */
+  else
+    natt_hash (alg, modike_ike_sa_get_icookie (sa), modike_ike_sa_get_rcookie (sa),
+               modike_ike_sa_get_local (sa), h);
+  modike_builder_add (b, natd_type (s), h, hlen);
+  return TRUE;
+}
+
+static ModikeVerdict
+on_natd (ModikeExchange *x, const ModikeMessage *msg, const ModikePayload *const *payloads, guint n,
+         gpointer user, GError **error)
+{
+  ModikePlugin *plugin = user;
+  ModikeIkeSa *sa = modike_exchange_get_sa (x);
+  NattSa *s = natt_sa (sa, FALSE);
+  ModikeHashAlg alg = modike_ike_sa_get_hash (sa);
+  char lb[MODIKE_ADDR_STRLEN], rb[MODIKE_ADDR_STRLEN];
+
+  if (!s || s->version == NATT_NONE)
+    {
+      g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO, "MESSAGE",
+                        "NAT-D from a peer that sent no NAT-T vendor ID: ignored");
+      return MODIKE_V_OK;
+    }
+  natt_detect (alg, modike_ike_sa_get_icookie (sa), modike_ike_sa_get_rcookie (sa),
+               modike_ike_sa_get_local (sa), modike_ike_sa_get_remote (sa), payloads, n,
+               &s->local_nat, &s->remote_nat);
+  if (natt_forced (plugin, sa))
+    s->local_nat = TRUE;
+  s->detected = TRUE;
+  modike_ike_sa_set_nat (sa, s->local_nat, s->remote_nat);
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO, "MESSAGE",
+                    "peer %s: NAT-T %s, local %s %s NAT, remote %s %s NAT",
+                    modike_ike_sa_get_peer_name (sa),
+                    s->version == NATT_RFC ? "RFC 3947" : "draft",
+                    modike_addr_format (modike_ike_sa_get_local (sa), lb, sizeof lb),
+                    s->local_nat ? "behind" : "not behind",
+                    modike_addr_format (modike_ike_sa_get_remote (sa), rb, sizeof rb),
+                    s->remote_nat ? "behind" : "not behind");
+  /* The initiator moves to 4500 with its next message (RFC 3947 4); the
+   * responder follows when that message arrives there. */
+  if ((s->local_nat || s->remote_nat) && modike_ike_sa_get_role (sa) == MODIKE_ROLE_INITIATOR)
+    modike_ike_sa_float (sa, NATT_PORT);
+  return MODIKE_V_OK;
+}
+
+static guint16
+encap_out (ModikeIkeSa *sa, guint16 mode, gpointer user)
+{
+  NattSa *s = natt_sa (sa, FALSE);
+
+  if (!s || s->version == NATT_NONE || !(s->local_nat || s->remote_nat))
+    return mode;
+  return natt_encap_value (s->version, mode);
+}
+
+static gboolean
+encap_in (ModikeIkeSa *sa, guint16 value, guint16 *mode, gboolean *udp, gpointer user)
+{
+  NattSa *s = natt_sa (sa, FALSE);
+
+  if (!natt_encap_parse (value, mode, udp))
+    return FALSE;
+  /* UDP encapsulation only where NAT-T was negotiated. */
+  return !*udp || (s && s->version != NATT_NONE);
+}
+
+static const ModikeEncapOps natt_encap_ops = { encap_out, encap_in };
+
+static const char natt_rng[] =
+  "<element name=\"natt\" xmlns=\"http://relaxng.org/ns/structure/1.0\">"
+  "<optional><attribute name=\"force-encap\"><choice><value>yes</value><value>no</value>"
+  "</choice></attribute></optional><empty/></element>";
+
+static gboolean
+apply_config (ModikePlugin *plugin, xmlNode *section, gpointer user, GError **error)
+{
+  NattPlugin *np = modike_plugin_get_data (plugin);
+  g_autofree xmlChar *force = section ? xmlGetProp (section, (const xmlChar *) "force-encap") : NULL;
+
+  np->force_encap = force && g_strcmp0 ((const char *) force, "yes") == 0;
+  return TRUE;
+}
+
+gboolean
+natt_init (ModikePlugin *plugin, GError **error)
+{
+  static const ModikeMsgPoint natd_in[] = {
+    { MODIKE_EX_MAIN, 3 }, { MODIKE_EX_MAIN, 4 },
+    { MODIKE_EX_AGGRESSIVE, 2 }, { MODIKE_EX_AGGRESSIVE, 3 },
+  };
+  static const struct { const char *name; NattVersion v; gboolean nl; } vids[] = {
+    { "RFC 3947", NATT_RFC, FALSE },
+    { "draft-ietf-ipsec-nat-t-ike-03", NATT_DRAFT_03, FALSE },
+    { "draft-ietf-ipsec-nat-t-ike-02", NATT_DRAFT_02, FALSE },
+    { "draft-ietf-ipsec-nat-t-ike-02\\n", NATT_DRAFT_02, TRUE },
+  };
+
+  modike_plugin_set_data (plugin, g_new0 (NattPlugin, 1), g_free);
+  for (gsize i = 0; i < G_N_ELEMENTS (vids); i++)
+    if (!modike_register_vendor_id (plugin, vids[i].name, natt_vendor_id (vids[i].v, vids[i].nl), 16,
+                                    MODIKE_VID_SEND, on_vendor_id, plugin, error))
+      return FALSE;
+  if (!modike_register_payload (plugin, MODIKE_PL_NAT_D, natd_in, G_N_ELEMENTS (natd_in), 8,
+                                on_natd, plugin, error)
+      || !modike_register_payload (plugin, MODIKE_PL_NAT_D_DRAFT, natd_in, G_N_ELEMENTS (natd_in), 8,
+                                   on_natd, plugin, error))
+    return FALSE;
+  /* Our NAT-D goes in the same messages we receive them in. */
+  for (gsize i = 0; i < G_N_ELEMENTS (natd_in); i++)
+    if (!modike_register_builder (plugin, natd_in[i], build_natd, plugin, error))
+      return FALSE;
+  return modike_register_encap (plugin, &natt_encap_ops, plugin, error)
+         && modike_register_port (plugin, NATT_PORT, MODIKE_PORT_NON_ESP_MARKER, error)
+         && modike_register_config_section (plugin, "natt", natt_rng, apply_config, NULL, error);
+}
+
+void
+natt_fini (ModikePlugin *plugin)
+{
+}

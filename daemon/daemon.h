@@ -1,0 +1,24 @@
+/* modiked internals: the UDP sockets. */
+#pragma once
+
+#include <modike/modike.h>
+
+G_BEGIN_DECLS
+
+/* Receives one IKE datagram (marker already stripped). */
+typedef void (*DaemonRecvFunc) (const ModikeAddr *local, const ModikeAddr *remote,
+                                const guint8 *data, gsize len, gpointer user);
+
+typedef struct _DaemonSockets DaemonSockets;
+
+/* Opens UDP sockets on each listen address (none = 0.0.0.0 and ::) for
+ * port 500 (or the address's own port) and for each registered extra port
+ * (GArray of guint32: port | flags << 16). */
+DaemonSockets *daemon_sockets_open (const GArray *listen, const GArray *ports, DaemonRecvFunc fn,
+                                    gpointer user, GError **error);
+gboolean daemon_sockets_send (DaemonSockets *s, const ModikeAddr *local, const ModikeAddr *remote,
+                              const guint8 *data, gsize len);
+void daemon_sockets_free (DaemonSockets *s);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (DaemonSockets, daemon_sockets_free)
+
+G_END_DECLS

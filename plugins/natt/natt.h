@@ -1,0 +1,46 @@
+/* NAT traversal negotiation (RFC 3947 and drafts 02/03): vendor IDs,
+ * NAT-D detection, the move to port 4500 and the UDP-encapsulated modes. */
+#pragma once
+
+#include <modike/modike.h>
+
+G_BEGIN_DECLS
+
+#define NATT_PORT 4500
+
+typedef enum {
+  NATT_NONE = 0,
+  NATT_DRAFT_02 = 2,
+  NATT_DRAFT_03 = 3,
+  NATT_RFC = 3947,
+} NattVersion;
+
+/* What natt knows about one IKE SA. */
+typedef struct {
+  NattVersion version;     /* best version both ends support */
+  gboolean local_nat;      /* our address differs from what the peer sees */
+  gboolean remote_nat;     /* the peer's address differs from what it thinks */
+  gboolean detected;       /* NAT-D payloads were received and compared */
+} NattSa;
+
+gboolean natt_init (ModikePlugin *plugin, GError **error);
+void natt_fini (ModikePlugin *plugin);
+
+/* HASH(CKY-I | CKY-R | IP | Port), RFC 3947 3.2; out gets hash_len bytes. */
+void natt_hash (ModikeHashAlg alg, const guint8 icookie[8], const guint8 rcookie[8],
+                const ModikeAddr *addr, guint8 *out);
+
+/* Compares received NAT-D hashes: the first is the receiver's address as
+ * the sender saw it, the others the sender's own addresses. */
+void natt_detect (ModikeHashAlg alg, const guint8 icookie[8], const guint8 rcookie[8],
+                  const ModikeAddr *local, const ModikeAddr *remote,
+                  const ModikePayload *const *natd, guint n, gboolean *local_nat, gboolean *remote_nat);
+
+/* The encapsulation mode value for a plain mode and version, and back. */
+guint16 natt_encap_value (NattVersion v, guint16 mode);
+gboolean natt_encap_parse (guint16 value, guint16 *mode, gboolean *udp);
+
+/* The vendor ID bytes for a version (16 bytes). */
+const guint8 *natt_vendor_id (NattVersion v, gboolean draft02_newline);
+
+G_END_DECLS

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages modike needs to build, test and run its
+# interop tests, if any is missing. Runs as root (or through sudo).
+set -euo pipefail
+
+pkgs=(
+  meson ninja-build pkg-config gcc binutils
+  libglib2.0-dev libglib2.0-dev-bin libgnutls28-dev nettle-dev libgmp-dev libxml2-dev
+  clang libclang-rt-14-dev
+  iproute2 procps psmisc tshark
+  strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
