@@ -1,0 +1,387 @@
+# shellcheck shell=bash disable=SC2034
+# Interop harness: two network namespaces joined by a veth pair, charon and
+# modiked started inside them. Source it from bash; every name starts with
+# mki_ (functions) or MKI_ (variables).
+#
+#   mki_require_prereqs [charon] [modiked]  fails (exit 1), clear message
+#   mki_setup NAME                    namespaces, veth, addresses, case dir
+#   mki_charon_start SIDE             SIDE = gw|cl; strongswan.conf and
+#                                     swanctl.conf must be in $MKI_DIR/SIDE
+#   mki_swanctl SIDE ARGS...          swanctl against that charon
+#   mki_modiked_start SIDE CFG        modiked -c CFG --foreground in SIDE
+#   mki_modiked_status SIDE           SIGUSR1, wait for the status file
+#   mki_capture_start / _stop         dumpcap on the gw side of the veth
+#   cleanup runs on EXIT (trap set by mki_setup).
+#
+# Only the documentation ranges are used, only inside our own namespaces:
+# gw = 192.0.2.1/24 + 2001:db8::1/64, cl = 192.0.2.2/24 + 2001:db8::2/64 on
+# veth0; behind them (on lo) the protected nets' first hosts, gw
+# 198.51.100.1/32 and cl 203.0.113.1/32: charon's kernel-libipsec refuses a
+# child ("error installing route with policy") without a local address
+# inside its local traffic selector.
+
+MKI_PREFIX=mkio                 # namespace names: mkio-<side>-<pid>
+MKI_GW_V4=192.0.2.1
+MKI_CL_V4=192.0.2.2
+MKI_GW_V6=2001:db8::1
+MKI_CL_V6=2001:db8::2
+MKI_GW_NET=198.51.100.0/24      # protected net behind gw
+MKI_CL_NET=203.0.113.0/24       # protected net behind cl
+MKI_GW_HOST=198.51.100.1
+MKI_CL_HOST=203.0.113.1
+MKI_CHARON=${MKI_CHARON:-/usr/lib/ipsec/charon}
+MKI_SWANCTL=${MKI_SWANCTL:-swanctl}
+MKI_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+MKI_PIDS=()                     # every process we started, killed on exit
+MKI_KEEP=${MKI_KEEP:-0}         # 1: keep the case directory for inspection
+
+mki_log () { printf '[%s] %s\n' "${MKI_CASE:-interop}" "$*" >&2; }
+mki_fail () { mki_log "FAIL: $*"; exit 1; }
+
+# A missing prerequisite is a failure, never a skip. Arguments: what the
+# caller runs, "charon" and/or "modiked" (MODIKED, MODIKE_PLUGIN_DIR set).
+mki_require_prereqs () {
+  [ "$(id -u)" = 0 ] || mki_fail "must run as root (network namespaces)"
+  local tool what
+  for tool in ip unshare mount timeout ss; do
+    command -v "$tool" >/dev/null 2>&1 ||
+      mki_fail "missing prerequisite: $tool (scripts/deps.sh installs iproute2)"
+  done
+  for what in "$@"; do
+    case $what in
+      charon)
+        for tool in "$MKI_CHARON" "$MKI_SWANCTL"; do
+          command -v "$tool" >/dev/null 2>&1 ||
+            mki_fail "missing prerequisite: $tool (scripts/deps.sh installs strongswan-charon strongswan-swanctl)"
+        done ;;
+      modiked)
+        [ -n "${MODIKED:-}" ] || mki_fail "MODIKED is not set (path of the built modiked)"
+        [ -x "$MODIKED" ] || mki_fail "modiked not found or not executable: $MODIKED"
+        [ -n "${MODIKE_PLUGIN_DIR:-}" ] || mki_fail "MODIKE_PLUGIN_DIR is not set (build dir of plugins)"
+        ;;
+    esac
+  done
+}
+
+# Namespaces of earlier runs of this suite whose owner process is gone (a
+# crashed or killed run): kill what still runs inside them and delete them.
+# Those of a live run (another case running now) are left alone.
+mki_cleanup_stale () {
+  local ns owner pid
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^${MKI_PREFIX}-" || true); do
+    owner=${ns##*-}
+    # Our own pid here means a dead run's pid came back to us: stale too.
+    if [ -n "$owner" ] && [ "$owner" != $$ ] && kill -0 "$owner" 2>/dev/null; then
+      continue
+    fi
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do
+      kill -KILL "$pid" 2>/dev/null || true
+    done
+    ip netns delete "$ns" 2>/dev/null || true
+    mki_log "removed stale namespace $ns"
+  done
+}
+
+mki_cleanup () {
+  local rc=$? pid i
+  trap - EXIT INT TERM
+  # Ask nicely first, then force; only the processes this run started.
+  for pid in "${MKI_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for i in $(seq 1 30); do
+    local alive=0
+    for pid in "${MKI_PIDS[@]}"; do
+      kill -0 "$pid" 2>/dev/null && alive=1
+    done
+    [ $alive = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${MKI_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "${MKI_NS_GW:-}" ] && ip netns delete "$MKI_NS_GW" 2>/dev/null
+  [ -n "${MKI_NS_CL:-}" ] && ip netns delete "$MKI_NS_CL" 2>/dev/null
+  if [ -n "${MKI_DIR:-}" ] && [ -d "$MKI_DIR" ]; then
+    if [ "$MKI_KEEP" = 1 ] || [ $rc != 0 ]; then
+      mki_log "case directory kept: $MKI_DIR"
+    else
+      rm -rf "$MKI_DIR"
+    fi
+  fi
+  exit $rc
+}
+
+# mki_setup CASE: namespaces mkio-gw-$$ and mkio-cl-$$, veth0 in each,
+# addresses, loopback; a case directory with gw/ and cl/ below it.
+mki_setup () {
+  MKI_CASE=$1
+  mki_cleanup_stale
+  MKI_ID=$$
+  MKI_NS_GW=$MKI_PREFIX-gw-$MKI_ID
+  MKI_NS_CL=$MKI_PREFIX-cl-$MKI_ID
+  trap mki_cleanup EXIT
+  trap 'exit 1' INT TERM
+  MKI_DIR=$(mktemp -d "${TMPDIR:-/tmp}/modike-interop-$MKI_CASE.XXXXXX")
+  mkdir -p "$MKI_DIR/gw" "$MKI_DIR/cl"
+  ip netns add "$MKI_NS_GW" || mki_fail "ip netns add $MKI_NS_GW"
+  ip netns add "$MKI_NS_CL" || mki_fail "ip netns add $MKI_NS_CL"
+  # Created inside the namespaces: no interface ever appears on the host.
+  ip -n "$MKI_NS_GW" link add veth0 type veth peer name veth0 netns "$MKI_NS_CL" ||
+    mki_fail "veth pair"
+  local ns v4 v6 inner
+  for ns in "$MKI_NS_GW" "$MKI_NS_CL"; do
+    if [ "$ns" = "$MKI_NS_GW" ]; then v4=$MKI_GW_V4 v6=$MKI_GW_V6 inner=$MKI_GW_HOST
+    else v4=$MKI_CL_V4 v6=$MKI_CL_V6 inner=$MKI_CL_HOST; fi
+    ip -n "$ns" link set lo up
+    ip -n "$ns" addr add "$inner/32" dev lo
+    ip -n "$ns" addr add "$v4/24" dev veth0
+    ip -n "$ns" -6 addr add "$v6/64" dev veth0 nodad
+    ip -n "$ns" link set veth0 up
+  done
+  # Both ends must have carrier before anyone sends (no ping on these
+  # machines; LOWER_UP on a veth means the peer end is up too).
+  local i
+  for i in $(seq 1 50); do
+    ip -n "$MKI_NS_GW" -o link show veth0 | grep -q LOWER_UP &&
+      ip -n "$MKI_NS_CL" -o link show veth0 | grep -q LOWER_UP && return 0
+    sleep 0.1
+  done
+  mki_fail "veth0 not up in $MKI_NS_CL and $MKI_NS_GW"
+}
+
+mki_ns () { if [ "$1" = gw ]; then echo "$MKI_NS_GW"; else echo "$MKI_NS_CL"; fi; }
+
+# mki_strongswan_conf SIDE [LOGLEVELS]: writes $MKI_DIR/SIDE/strongswan.conf
+# from the template. LOGLEVELS: filelog subsystem lines, "default = 1" style
+# separated by ';' (e.g. "default = 1; ike = 4; enc = 2").
+mki_strongswan_conf () {
+  local side=$1 levels=${2:-"default = 1; ike = 2; cfg = 2; knl = 1; enc = 1"}
+  local dir=$MKI_DIR/$side
+  levels=$(printf '%s' "$levels" | tr ';' '\n' | sed 's/^ */      /')
+  awk -v dir="$dir" -v levels="$levels" '
+    { gsub(/@DIR@/, dir) }
+    /@LEVELS@/ { print levels; next }
+    { print }' "$MKI_HERE/strongswan/strongswan.conf.in" > "$dir/strongswan.conf"
+}
+
+# mki_swanctl_conf SIDE KEY=VALUE...: writes $MKI_DIR/SIDE/swanctl.conf from
+# strongswan/swanctl.conf.in. Keys (all required, see the template):
+# LOCAL_ADDR REMOTE_ADDR LOCAL_ID REMOTE_ID AGGRESSIVE PROPOSALS
+# ESP_PROPOSALS LOCAL_TS REMOTE_TS PSK
+mki_swanctl_conf () {
+  local side=$1; shift
+  local sed_args=() kv
+  for kv in "$@"; do
+    sed_args+=(-e "s|@${kv%%=*}@|${kv#*=}|g")
+  done
+  sed "${sed_args[@]}" "$MKI_HERE/strongswan/swanctl.conf.in" > "$MKI_DIR/$side/swanctl.conf"
+  if grep -q '@[A-Z_]*@' "$MKI_DIR/$side/swanctl.conf"; then
+    mki_fail "unset template keys in $side/swanctl.conf: $(grep -o '@[A-Z_]*@' "$MKI_DIR/$side/swanctl.conf" | sort -u | tr '\n' ' ')"
+  fi
+}
+
+# Charon in SIDE with a private tmpfs /run (its pid file lives there, so two
+# charons never see each other). Its vici socket is $MKI_DIR/SIDE/charon.vici
+# (strongswan.conf says so), reachable from any mount namespace: swanctl
+# runs with --uri and needs neither the netns nor the private /run.
+mki_charon_start () {
+  local side=$1 dir=$MKI_DIR/$1 ns
+  ns=$(mki_ns "$side")
+  [ -f "$dir/strongswan.conf" ] || mki_fail "$dir/strongswan.conf missing"
+  rm -f "$dir/charon.vici"
+  # ip netns exec, unshare and sh all exec: $! ends up as charon's pid.
+  ip netns exec "$ns" unshare -m --propagation private \
+    sh -c 'mount -t tmpfs none /run && mkdir -p /run/strongswan &&
+           STRONGSWAN_CONF="$1/strongswan.conf" exec "$2"' sh "$dir" "$MKI_CHARON" \
+    >"$dir/charon.stderr" 2>&1 &
+  local pid=$!
+  MKI_PIDS+=("$pid")
+  eval "MKI_CHARON_PID_$side=$pid"
+  local i
+  for i in $(seq 1 100); do
+    if [ -S "$dir/charon.vici" ] && mki_swanctl "$side" --stats >/dev/null 2>&1; then
+      mki_log "charon ($side) up, pid $pid"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$dir/charon.stderr" >&2
+  mki_fail "charon ($side) did not open its vici socket $dir/charon.vici"
+}
+
+mki_swanctl () {
+  local side=$1; shift
+  local dir=$MKI_DIR/$side cmd=$1; shift
+  STRONGSWAN_CONF=$dir/strongswan.conf "$MKI_SWANCTL" "$cmd" --uri "unix://$dir/charon.vici" "$@"
+}
+
+mki_swanctl_load () {
+  local side=$1
+  mki_swanctl "$side" --load-all --file "$MKI_DIR/$side/swanctl.conf" >"$MKI_DIR/$side/load.out" 2>&1 ||
+    { cat "$MKI_DIR/$side/load.out" >&2; mki_fail "swanctl --load-all ($side)"; }
+}
+
+# modiked in SIDE, logging to $MKI_DIR/SIDE/modiked.log.
+mki_modiked_start () {
+  local side=$1 cfg=$2 ns dir=$MKI_DIR/$1
+  ns=$(mki_ns "$side")
+  ip netns exec "$ns" "$MODIKED" -c "$cfg" --foreground >"$dir/modiked.log" 2>&1 &
+  local pid=$!
+  MKI_PIDS+=("$pid")
+  eval "MKI_MODIKED_PID_$side=$pid"
+  mki_log "modiked ($side) started, pid $pid"
+}
+
+mki_modiked_pid () { eval "echo \${MKI_MODIKED_PID_$1:-}"; }
+
+mki_modiked_alive () {
+  local pid
+  pid=$(mki_modiked_pid "$1")
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+# SIGUSR1, then wait (bounded) for a new status file; prints its path. The
+# file may be empty (no SAs); modiked writes it whole (write and rename).
+mki_modiked_status () {
+  local side=$1 file=$MKI_DIR/$1/modiked.status pid i
+  pid=$(mki_modiked_pid "$side")
+  rm -f "$file"
+  kill -USR1 "$pid" 2>/dev/null || return 1
+  for i in $(seq 1 30); do
+    [ -e "$file" ] && { echo "$file"; return 0; }
+    sleep 0.1
+  done
+  return 1
+}
+
+mki_modiked_stop () {
+  local side=$1 pid i
+  pid=$(mki_modiked_pid "$side")
+  [ -n "$pid" ] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for i in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null
+  mki_log "modiked ($side) did not stop on SIGTERM"
+  return 1
+}
+
+# A modiked config (the XML contract of core/schema/modike.rng).
+# mki_modiked_conf FILE KEY=VALUE...: keys LISTEN NAME INITIATE LOCAL REMOTE
+# LOCAL_ID REMOTE_ID PSK EXCHANGE P1_ENCR P1_HASH P1_GROUP PFS LOCAL_TS
+# REMOTE_TS ESP_ENCR ESP_INTEG STATUS LOGLEVEL
+mki_modiked_conf () {
+  local file=$1; shift
+  local kv
+  local LISTEN="" NAME=peer INITIATE=no LOCAL="" REMOTE="" LOCAL_ID="" REMOTE_ID="" PSK=testpsk
+  local EXCHANGE=main P1_ENCR=aes128 P1_HASH=sha256 P1_GROUP=modp2048 PFS=none
+  local LOCAL_TS="" REMOTE_TS="" ESP_ENCR=aes128 ESP_INTEG=sha256 STATUS="" LOGLEVEL=debug
+  for kv in "$@"; do local "$kv"; done
+  {
+    echo '<?xml version="1.0"?>'
+    echo '<modike>'
+    echo '  <daemon>'
+    [ -n "$LISTEN" ] && echo "    <listen address=\"$LISTEN\"/>"
+    echo "    <plugins dir=\"$MODIKE_PLUGIN_DIR\">"
+    echo '      <plugin name="natt"/>'
+    echo '    </plugins>'
+    echo "    <log level=\"$LOGLEVEL\"/>"
+    echo "    <status file=\"$STATUS\"/>"
+    echo '  </daemon>'
+    echo "  <peer name=\"$NAME\" initiate=\"$INITIATE\">"
+    [ -n "$LOCAL" ] && echo "    <local address=\"$LOCAL\"/>"
+    [ -n "$REMOTE" ] && echo "    <remote address=\"$REMOTE\"/>"
+    [ -n "$LOCAL_ID" ] && echo "    <local-id type=\"fqdn\" value=\"$LOCAL_ID\"/>"
+    [ -n "$REMOTE_ID" ] && echo "    <remote-id type=\"fqdn\" value=\"$REMOTE_ID\"/>"
+    echo "    <auth method=\"psk\" secret=\"$PSK\"/>"
+    echo "    <phase1 exchange=\"$EXCHANGE\" lifetime=\"28800\">"
+    echo "      <proposal encryption=\"$P1_ENCR\" hash=\"$P1_HASH\" group=\"$P1_GROUP\"/>"
+    echo '    </phase1>'
+    echo '    <retransmit interval="1000" tries="5" half-open="30"/>'
+    echo '  </peer>'
+    echo "  <policy name=\"net\" peer=\"$NAME\" action=\"protect\" mode=\"tunnel\""
+    echo "          local=\"$LOCAL_TS\" remote=\"$REMOTE_TS\" pfs=\"$PFS\" lifetime=\"3600\">"
+    if [ -n "$ESP_INTEG" ]; then
+      echo "    <proposal encryption=\"$ESP_ENCR\" integrity=\"$ESP_INTEG\"/>"
+    else
+      echo "    <proposal encryption=\"$ESP_ENCR\"/>"
+    fi
+    echo '  </policy>'
+    echo '</modike>'
+  } > "$file"
+}
+
+# Packet capture on the gw end of the veth (all of IKE passes there).
+mki_capture_start () {
+  local file=$1
+  command -v dumpcap >/dev/null 2>&1 || mki_fail "missing prerequisite: dumpcap (tshark)"
+  ip netns exec "$MKI_NS_GW" dumpcap -q -i veth0 -f udp -w "$file" >"$MKI_DIR/dumpcap.log" 2>&1 &
+  MKI_CAPTURE_PID=$!
+  MKI_PIDS+=("$MKI_CAPTURE_PID")
+  for _ in $(seq 1 50); do
+    grep -q 'Capturing on' "$MKI_DIR/dumpcap.log" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  cat "$MKI_DIR/dumpcap.log" >&2
+  mki_fail "dumpcap did not start"
+}
+
+mki_capture_stop () {
+  [ -n "${MKI_CAPTURE_PID:-}" ] || return 0
+  kill -INT "$MKI_CAPTURE_PID" 2>/dev/null
+  wait "$MKI_CAPTURE_PID" 2>/dev/null || true
+  MKI_CAPTURE_PID=
+}
+
+# --- swanctl --list-sas --raw parsing --------------------------------------
+# The raw form is one vici message per line: "list-sa event {conn {k=v ...
+# child-sas {name {k=v ...}}}}". mki_sa_field LINE KEY prints the first
+# value of KEY (IKE-level keys come before child-sas in the message).
+mki_sas_raw () { mki_swanctl "$1" --list-sas --raw --noblock 2>/dev/null | grep 'list-sa event'; }
+
+mki_raw_field () {
+  printf '%s\n' "$1" | grep -o "[{ ]$2=[^ }]*" | head -n1 | sed "s/^.$2=//"
+}
+
+# The part of a raw line after "child-sas {" (the first child).
+mki_raw_child () { printf '%s\n' "$1" | sed -n 's/.*child-sas {//p'; }
+mki_raw_ike () { printf '%s\n' "$1" | sed 's/child-sas {.*//'; }
+
+# charon's algorithm names -> the config schema's names.
+mki_encr_name () { # ALG KEYSIZE
+  case $1 in AES_CBC) echo "aes$2" ;; 3DES_CBC) echo 3des ;;
+    AES_GCM_16) echo "aes${2}gcm16" ;; *) echo "?$1" ;; esac
+}
+mki_hash_name () {
+  case $1 in *MD5*) echo md5 ;; *SHA1*) echo sha1 ;; *SHA2_256*) echo sha256 ;;
+    *SHA2_384*) echo sha384 ;; *SHA2_512*) echo sha512 ;; "") echo "" ;; *) echo "?$1" ;; esac
+}
+mki_group_name () {
+  case $1 in MODP_*) echo "modp${1#MODP_}" ;; ECP_256) echo ecp256 ;; ECP_384) echo ecp384 ;;
+    CURVE_25519) echo curve25519 ;; "") echo none ;; *) echo "?$1" ;; esac
+}
+
+# Waits (bounded, seconds) until CMD succeeds; CMD is run with eval.
+mki_poll () {
+  local secs=$1; shift
+  local end=$((SECONDS + secs))
+  while [ $SECONDS -lt $end ]; do
+    eval "$*" && return 0
+    sleep 0.5
+  done
+  return 1
+}
+
+# For failure output: the tails of every log of the case.
+mki_dump_logs () {
+  local f
+  for f in "$MKI_DIR"/gw/charon.log "$MKI_DIR"/cl/charon.log \
+           "$MKI_DIR"/gw/charon.stderr "$MKI_DIR"/cl/charon.stderr \
+           "$MKI_DIR"/gw/modiked.log "$MKI_DIR"/cl/modiked.log \
+           "$MKI_DIR"/gw/modiked.status "$MKI_DIR"/cl/modiked.status; do
+    [ -s "$f" ] || continue
+    echo "----- ${f#"$MKI_DIR"/} (last 60 lines, vici chatter left out) -----" >&2
+    grep -v '\[CFG\] vici client' "$f" | tail -n 60 >&2
+  done
+}
