@@ -16,6 +16,7 @@ G_BEGIN_DECLS
 #define ENGINE_DEFAULT_TRIES 5
 #define ENGINE_DEFAULT_HALF_OPEN_S 30
 #define ENGINE_REPLAY_WINDOW 32
+#define ENGINE_MAX_HALF_OPEN 1024     /* responder SAs still in phase 1 */
 
 /* States, private to their exchange type (0 = none). */
 enum { MM_I1 = 1, MM_R2, MM_I3, MM_R4, MM_I5, MM_DONE };
@@ -52,6 +53,7 @@ typedef struct {
   gboolean udp;         /* UDP-encapsulated (encap ops said so) */
   guint16 group;        /* PFS group, 0 = none */
   guint64 life_s, life_kb;
+  guint64 peer_life_s, peer_life_kb; /* as the initiator proposed them (0 = none) */
 } EngineP2Choice;
 
 typedef enum {

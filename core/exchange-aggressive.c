@@ -69,7 +69,12 @@ am_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   if (peer == NULL)
     {
       g_autofree char *text = modike_id_payload_to_string (id);
+      char buf[MODIKE_ADDR_STRLEN];
 
+      /* The config picked by address alone was provisional: don't name it. */
+      sa->peer = NULL;
+      g_free (sa->peer_name);
+      sa->peer_name = g_strdup (modike_addr_format (&sa->remote, buf, sizeof buf));
       return p1_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_NO_PEER, error,
                       "no Aggressive Mode peer config for identity %s", text);
     }

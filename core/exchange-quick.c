@@ -410,6 +410,47 @@ process_notifies (ModikeExchange *x, QmData *qm, const ModikeMessage *msg)
     }
 }
 
+/* RESPONDER-LIFETIME (RFC 2407 4.6.3.1) when we cut the proposed lifetime,
+ * so that the initiator rekeys before we delete. */
+static void
+add_responder_lifetime (const QmData *qm, ModikeBuilder *b)
+{
+  const EngineP2Choice *c = &qm->choice;
+  guint64 proposed_s = c->peer_life_s != 0 ? c->peer_life_s : ENGINE_DEFAULT_P2_LIFE;
+  gboolean cut_s = c->life_s != 0 && c->life_s < proposed_s;
+  gboolean cut_kb = c->life_kb != 0 && (c->peer_life_kb == 0 || c->life_kb < c->peer_life_kb);
+  g_autoptr (GArray) attrs = NULL;
+  g_autoptr (GByteArray) data = NULL;
+  ModikeNotifyPayload n = { 0 };
+  GByteArray *body;
+
+  if (!cut_s && !cut_kb)
+    return;
+  attrs = modike_attr_array_new ();
+  if (cut_s)
+    {
+      modike_attr_add_tv (attrs, MODIKE_P2_LIFE_TYPE, MODIKE_LIFE_SECONDS);
+      modike_attr_add_number (attrs, MODIKE_P2_LIFE_DURATION, (guint32) MIN (c->life_s, G_MAXUINT32));
+    }
+  if (cut_kb)
+    {
+      modike_attr_add_tv (attrs, MODIKE_P2_LIFE_TYPE, MODIKE_LIFE_KILOBYTES);
+      modike_attr_add_number (attrs, MODIKE_P2_LIFE_DURATION, (guint32) MIN (c->life_kb, G_MAXUINT32));
+    }
+  data = g_byte_array_new ();
+  modike_attrs_encode (attrs, data);
+  n.doi = MODIKE_DOI_IPSEC;
+  n.protocol = MODIKE_PROTO_ESP;
+  n.type = MODIKE_N_RESPONDER_LIFETIME;
+  n.spi_len = 4;
+  spi_bytes (qm->spi_in, n.spi);
+  n.data = g_bytes_new (data->data, data->len);
+  body = g_byte_array_new ();
+  modike_notify_payload_encode (&n, body);
+  g_bytes_unref (n.data);
+  modike_builder_add_array (b, MODIKE_PL_N, body);
+}
+
 /* The two ESP SAs into the SAD, and the child bookkeeping. */
 static gboolean
 install (ModikeExchange *x, QmData *qm, GError **error)
@@ -701,6 +742,7 @@ qm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
       modike_builder_add (b, MODIKE_PL_ID, g_bytes_get_data (qm->idci_b, NULL), g_bytes_get_size (qm->idci_b));
       modike_builder_add (b, MODIKE_PL_ID, g_bytes_get_data (qm->idcr_b, NULL), g_bytes_get_size (qm->idcr_b));
     }
+  add_responder_lifetime (qm, b);
   if (!modike_exchange_run_builders (x, 2, b, error))
     return MODIKE_V_FAIL;
   fill_hash (x, b, hash_index, qm->ni);

@@ -718,6 +718,21 @@ engine_start_qm (ModikeIkeSa *sa, guint32 spd_id, guint32 rekey_spi, GError **er
 
 /* ---- receive ---- */
 
+static guint
+count_half_open (ModikeIke *ike)
+{
+  guint n = 0;
+
+  for (guint i = 0; i < ike->sas->len; i++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
+
+      if (sa->role == MODIKE_ROLE_RESPONDER && sa->state != SA_ESTABLISHED && !sa->dead)
+        n++;
+    }
+  return n;
+}
+
 static ModikeIkeSa *
 new_responder_sa (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote, const ModikeHeader *hdr)
 {
@@ -731,6 +746,14 @@ new_responder_sa (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *rem
       ike->stats.rx_dropped++;
       engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "%s from %s: no matching peer config, dropped",
                   engine_exchange_name (hdr->exchange), modike_addr_format (remote, buf, sizeof buf));
+      return NULL;
+    }
+  if (count_half_open (ike) >= ENGINE_MAX_HALF_OPEN)
+    {
+      ike->stats.rx_dropped++;
+      engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "%s from %s: %u half-open SAs already, dropped",
+                  engine_exchange_name (hdr->exchange), modike_addr_format (remote, buf, sizeof buf),
+                  ENGINE_MAX_HALF_OPEN);
       return NULL;
     }
   if (l.family == 0 && peer->local.family != 0)

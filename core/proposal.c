@@ -510,8 +510,7 @@ p2_transform_parse (ModikeIkeSa *sa, const ModikeTransform *t, EngineP2Choice *c
           return FALSE;
         }
     }
-  /* RFC 2407 4.5: an absent mode means tunnel... as most peers read it,
-   * but the default is "unspecified"; take tunnel. */
+  /* Absent, the mode is host-dependent (RFC 2407 4.5): we take tunnel. */
   if (!have_encap)
     c->encap = MODIKE_ENCAP_TUNNEL;
   if (!encap_in_value (sa, c->encap, &c->mode, &c->udp))
@@ -572,6 +571,8 @@ proposal_p2_select (ModikeIkeSa *sa, const ModikeSaPayload *offer, const ModikeS
           if (!p2_transform_parse (sa, t, &c) || !p2_matches_policy (&c, policy, FALSE))
             continue;
           c.proposal_no = p->number;
+          c.peer_life_s = c.life_s;
+          c.peer_life_kb = c.life_kb;
           c.life_s = min_life (policy->life_seconds, c.life_s != 0 ? c.life_s : ENGINE_DEFAULT_P2_LIFE);
           c.life_kb = min_life (policy->life_kbytes, c.life_kb);
           *out = c;

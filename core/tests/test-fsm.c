@@ -233,6 +233,7 @@ typedef struct {
   const char *encr_b, *hash_b, *group_b;
   const char *mode;            /* tunnel | transport */
   guint p1_life, p2_life;
+  guint p2_life_b;             /* B's policy lifetime when it differs */
   gboolean v6;
   guint interval, tries, half_open;
   gboolean two_policies;
@@ -294,7 +295,8 @@ config_xml (const Params *p, gboolean is_a)
     is_a ? "b" : "a", me, him, is_a ? p->psk_a : p->psk_b, p->exchange, p->p1_life,
     !is_a && p->encr_b != NULL ? p->encr_b : p->encr, !is_a && p->hash_b != NULL ? p->hash_b : p->hash,
     !is_a && p->group_b != NULL ? p->group_b : p->group, p->interval, p->tries, p->half_open, is_a ? "b" : "a",
-    p->mode, local_sel, remote_sel, p->pfs, p->p2_life, esp, integ_attr, second != NULL ? second : "");
+    p->mode, local_sel, remote_sel, p->pfs, !is_a && p->p2_life_b != 0 ? p->p2_life_b : p->p2_life, esp, integ_attr,
+    second != NULL ? second : "");
 }
 
 static void
@@ -343,12 +345,10 @@ static const ModikeIkeObserver observer = {
 };
 
 static Node *
-node_new (Net *net, const char *name, const Params *p, gboolean is_a)
+node_new_xml (Net *net, const char *name, const char *addr, const char *xml)
 {
   Node *n = g_new0 (Node, 1);
   g_autoptr (GError) error = NULL;
-  g_autofree char *xml = config_xml (p, is_a);
-  const char *addr = p->v6 ? (is_a ? "2001:db8::2" : "2001:db8::1") : (is_a ? "192.0.2.2" : "192.0.2.1");
 
   n->net = net;
   n->name = g_strdup (name);
@@ -365,6 +365,15 @@ node_new (Net *net, const char *name, const Params *p, gboolean is_a)
   g_assert_no_error (error);
   net->nodes[net->n_nodes++] = n;
   return n;
+}
+
+static Node *
+node_new (Net *net, const char *name, const Params *p, gboolean is_a)
+{
+  g_autofree char *xml = config_xml (p, is_a);
+  const char *addr = p->v6 ? (is_a ? "2001:db8::2" : "2001:db8::1") : (is_a ? "192.0.2.2" : "192.0.2.1");
+
+  return node_new_xml (net, name, addr, xml);
 }
 
 static void
@@ -1144,6 +1153,100 @@ test_lifetimes (void)
   net_free (net);
 }
 
+/* B allows 600 s where A asks for 3600 s: B answers with
+ * RESPONDER-LIFETIME and both ends use 600 s. */
+static void
+test_responder_lifetime (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  Net *net;
+  g_autoptr (GPtrArray) entries = NULL;
+
+  p.p2_life_b = 600;
+  net = pair_new (&p, &a, &b);
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  check_pair (a, b, 1);
+  entries = modike_sad_entries (modike_ike_get_sad (a->ike));
+  g_assert_cmpuint (((ModikeSadEntry *) g_ptr_array_index (entries, 0))->hard.seconds, ==, 600);
+  g_assert_cmpuint (((EngineChild *) g_ptr_array_index (only_sa (a)->children, 0))->choice.life_s, ==, 600);
+  net_free (net);
+
+  /* The other way round the initiator proposes the shorter one. */
+  net = pair_new (&p, &a, &b);
+  g_assert_true (modike_ike_initiate (b->ike, "a", NULL));
+  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  check_pair (a, b, 1);
+  g_assert_cmpuint (((EngineChild *) g_ptr_array_index (only_sa (a)->children, 0))->choice.life_s, ==, 600);
+  net_free (net);
+}
+
+/* Two Aggressive Mode peer configs on B for any address, told apart by
+ * the initiator's ID: the one matching A's ID (and so its PSK) is used. */
+static const char am_b_xml[] =
+  "<modike>\n"
+  "  <peer name=\"other\"><local address=\"192.0.2.1\"/>\n"
+  "    <remote-id type=\"fqdn\" value=\"other.example\"/>\n"
+  "    <auth method=\"psk\" secret=\"not-this-one\"/>\n"
+  "    <phase1 exchange=\"aggressive\"><proposal encryption=\"aes128\" hash=\"sha256\" group=\"modp2048\"/></phase1>\n"
+  "  </peer>\n"
+  "  <peer name=\"a\"><local address=\"192.0.2.1\"/>\n"
+  "    <local-id type=\"fqdn\" value=\"gw.example\"/>\n"
+  "    <remote-id type=\"fqdn\" value=\"client.example\"/>\n"
+  "    <auth method=\"psk\" secret=\"rightpsk\"/>\n"
+  "    <phase1 exchange=\"aggressive\"><proposal encryption=\"aes128\" hash=\"sha256\" group=\"modp2048\"/></phase1>\n"
+  "  </peer>\n"
+  "  <policy name=\"net\" peer=\"a\" action=\"protect\" local=\"10.2.0.0/24\" remote=\"10.1.0.0/24\">\n"
+  "    <proposal encryption=\"aes128\" integrity=\"sha256\"/>\n"
+  "  </policy>\n"
+  "</modike>\n";
+
+static const char am_a_xml[] =
+  "<modike>\n"
+  "  <peer name=\"b\"><local address=\"192.0.2.2\"/><remote address=\"192.0.2.1\"/>\n"
+  "    <local-id type=\"fqdn\" value=\"%s\"/>\n"
+  "    <remote-id type=\"fqdn\" value=\"gw.example\"/>\n"
+  "    <auth method=\"psk\" secret=\"rightpsk\"/>\n"
+  "    <phase1 exchange=\"aggressive\"><proposal encryption=\"aes128\" hash=\"sha256\" group=\"modp2048\"/></phase1>\n"
+  "  </peer>\n"
+  "  <policy name=\"net\" peer=\"b\" action=\"protect\" local=\"10.1.0.0/24\" remote=\"10.2.0.0/24\">\n"
+  "    <proposal encryption=\"aes128\" integrity=\"sha256\"/>\n"
+  "  </policy>\n"
+  "</modike>\n";
+
+static void
+test_am_peer_by_id (void)
+{
+  Net *net = net_new ();
+  g_autofree char *xa = g_strdup_printf (am_a_xml, "client.example");
+  Node *a = node_new_xml (net, "a", "192.0.2.2", xa);
+  Node *b = node_new_xml (net, "b", "192.0.2.1", am_b_xml);
+
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  check_pair (a, b, 1);
+  g_assert_cmpstr (modike_ike_sa_get_peer_name (only_sa (b)), ==, "a");
+  net_free (net);
+
+  /* An ID no config names: no SA, and A learns why. */
+  net = net_new ();
+  g_free (xa);
+  xa = g_strdup_printf (am_a_xml, "stranger.example");
+  a = node_new_xml (net, "a", "192.0.2.2", xa);
+  b = node_new_xml (net, "b", "192.0.2.1", am_b_xml);
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  net_run (net, 5000, NULL, NULL);
+  g_assert_cmpuint (a->p1_failed, ==, 1);
+  g_assert_error (a->p1_error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_PEER_NOTIFY);
+  g_assert_nonnull (strstr (a->p1_error->message, "INVALID_ID_INFORMATION"));
+  g_assert_cmpuint (b->p1_failed, ==, 1);
+  g_assert_error (b->p1_error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PEER);
+  assert_no_sas (a);
+  assert_no_sas (b);
+  net_free (net);
+}
+
 /* ---- reload, forged messages, races ---- */
 
 static void
@@ -1843,6 +1946,8 @@ main (int argc, char **argv)
   g_test_add_func ("/fsm/digest-reject", test_digest_reject);
   g_test_add_func ("/fsm/garbage", test_garbage);
   g_test_add_func ("/fsm/reload", test_reload);
+  g_test_add_func ("/fsm/aggressive/peer-by-id", test_am_peer_by_id);
+  g_test_add_func ("/fsm/responder-lifetime", test_responder_lifetime);
   g_test_add_func ("/fsm/forged-informational", test_forged_info);
   g_test_add_func ("/fsm/simultaneous", test_simultaneous);
   g_test_add_data_func ("/fsm/plugin-hooks/main", GINT_TO_POINTER (FALSE), test_plugin_hooks);
