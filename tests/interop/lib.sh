@@ -385,3 +385,64 @@ mki_dump_logs () {
     grep -v '\[CFG\] vici client' "$f" | tail -n 60 >&2
   done
 }
+
+# ---- Two modiked instances (the demo and the daemon suite) ----
+
+# mki_pair_conf KEY=VALUE...: writes gw/modiked.xml (responder 192.0.2.1)
+# and cl/modiked.xml (initiator 192.0.2.2) protecting the nets behind them;
+# extra keys go to mki_modiked_conf (EXCHANGE, PFS, ESP_ENCR, ...).
+mki_pair_conf () {
+  local side me peer myid peerid name initiate lnet rnet
+  for side in gw cl; do
+    if [ $side = gw ]; then
+      me=$MKI_GW_V4 peer=$MKI_CL_V4 myid=gw peerid=client name=client initiate=no
+      lnet=$MKI_GW_NET rnet=$MKI_CL_NET
+    else
+      me=$MKI_CL_V4 peer=$MKI_GW_V4 myid=client peerid=gw name=gw initiate=yes
+      lnet=$MKI_CL_NET rnet=$MKI_GW_NET
+    fi
+    mki_modiked_conf "$MKI_DIR/$side/modiked.xml" LISTEN="$me" NAME=$name INITIATE=$initiate \
+      LOCAL="$me" REMOTE="$peer" LOCAL_ID=$myid REMOTE_ID=$peerid PSK=demo-secret \
+      EXCHANGE=main P1_ENCR=aes128 P1_HASH=sha256 P1_GROUP=modp2048 PFS=modp2048 \
+      LOCAL_TS=$lnet REMOTE_TS=$rnet ESP_ENCR=aes128 ESP_INTEG=sha256 \
+      STATUS="$MKI_DIR/$side/modiked.status" LOGLEVEL=info "$@"
+  done
+}
+
+# Starts gw, waits until it listens, starts cl. Returns 1 if gw died.
+mki_pair_start () {
+  mki_modiked_start gw "$MKI_DIR/gw/modiked.xml"
+  for _ in $(seq 1 50); do
+    ip netns exec "$MKI_NS_GW" ss -Hlun 'sport = :500' | grep -q . && break
+    mki_modiked_alive gw || break
+    sleep 0.1
+  done
+  mki_modiked_alive gw || return 1
+  mki_modiked_start cl "$MKI_DIR/cl/modiked.xml"
+}
+
+# True when both status files show an established IKE SA and an ESP SA.
+mki_pair_up () {
+  local side st
+  for side in gw cl; do
+    mki_modiked_alive $side || return 1
+    st=$(mki_modiked_status $side) || return 1
+    grep -Eq '^IKE [^ ]+ ESTABLISHED ' "$st" && grep -Eq '^ +ESP ' "$st" || return 1
+  done
+}
+
+# mki_status_field LINE KEY: the value of " KEY=value" in a status line.
+mki_status_field () { printf '%s\n' "$1" | grep -o " $2=[^ ]*" | head -n1 | cut -d= -f2; }
+
+# Fails unless gw and cl show the same cookies and crosswise SPIs.
+mki_pair_agree () {
+  local g_ike c_ike g_esp c_esp
+  g_ike=$(grep -E '^IKE ' "$MKI_DIR/gw/modiked.status" | head -n1)
+  c_ike=$(grep -E '^IKE ' "$MKI_DIR/cl/modiked.status" | head -n1)
+  g_esp=$(grep -E '^ +ESP ' "$MKI_DIR/gw/modiked.status" | head -n1)
+  c_esp=$(grep -E '^ +ESP ' "$MKI_DIR/cl/modiked.status" | head -n1)
+  [ "$(mki_status_field "$g_ike" i)" = "$(mki_status_field "$c_ike" i)" ] &&
+    [ "$(mki_status_field "$g_ike" r)" = "$(mki_status_field "$c_ike" r)" ] || return 1
+  [ "$(mki_status_field "$g_esp" in)" = "$(mki_status_field "$c_esp" out)" ] &&
+    [ "$(mki_status_field "$g_esp" out)" = "$(mki_status_field "$c_esp" in)" ]
+}

@@ -5,6 +5,7 @@
 # usage: run-case.sh CASE
 #   mm-initiator-pfs mm-initiator-nopfs mm-responder-pfs mm-responder-nopfs
 #   am-initiator-pfs am-initiator-nopfs am-responder-pfs am-responder-nopfs
+#   mm-initiator-ipv6 mm-responder-ipv6 (IPv6 outer addresses)
 #   no-proposal-chosen
 # "initiator": modiked initiates (peer initiate="yes"); "responder": charon
 # initiates (swanctl --initiate --child net).
@@ -31,10 +32,13 @@ case $CASE in
   am-initiator-nopfs) EX=aggressive ROLE=initiator PFS=no ;;
   am-responder-pfs)   EX=aggressive ROLE=responder PFS=yes ;;
   am-responder-nopfs) EX=aggressive ROLE=responder PFS=no ;;
+  mm-initiator-ipv6)  EX=main ROLE=initiator PFS=yes FAMILY=6 ;;
+  mm-responder-ipv6)  EX=main ROLE=responder PFS=yes FAMILY=6 ;;
   no-proposal-chosen) EX=main ROLE=initiator PFS=no ;;
   *) echo "usage: $0 CASE (see the head of this file)" >&2; exit 2 ;;
 esac
 MKI_CASE=$CASE
+FAMILY=${FAMILY:-4}
 
 mki_require_prereqs charon modiked
 mki_setup "$CASE"
@@ -51,7 +55,8 @@ fail () {
 aggr=no; [ "$EX" = aggressive ] && aggr=yes
 esp=$ESP_PROPOSAL pfs_group=none
 if [ "$PFS" = yes ]; then esp=$ESP_PROPOSAL-modp2048 pfs_group=modp2048; fi
-mki_swanctl_conf gw LOCAL_ADDR=$MKI_GW_V4 REMOTE_ADDR=$MKI_CL_V4 LOCAL_ID=gw REMOTE_ID=client \
+if [ "$FAMILY" = 6 ]; then GW_ADDR=$MKI_GW_V6 CL_ADDR=$MKI_CL_V6; else GW_ADDR=$MKI_GW_V4 CL_ADDR=$MKI_CL_V4; fi
+mki_swanctl_conf gw LOCAL_ADDR=$GW_ADDR REMOTE_ADDR=$CL_ADDR LOCAL_ID=gw REMOTE_ID=client \
   AGGRESSIVE=$aggr PROPOSALS=$IKE_PROPOSAL ESP_PROPOSALS=$esp \
   LOCAL_TS=$MKI_GW_NET REMOTE_TS=$MKI_CL_NET PSK=$PSK
 mki_strongswan_conf gw
@@ -66,8 +71,8 @@ if [ "$CASE" = no-proposal-chosen ]; then
 fi
 initiate=no; [ "$ROLE" = initiator ] && initiate=yes
 CFG=$MKI_DIR/cl/modiked.xml STATUS=$MKI_DIR/cl/modiked.status
-mki_modiked_conf "$CFG" LISTEN=$MKI_CL_V4 NAME=gw INITIATE=$initiate \
-  LOCAL=$MKI_CL_V4 REMOTE=$MKI_GW_V4 LOCAL_ID=client REMOTE_ID=gw PSK=$PSK \
+mki_modiked_conf "$CFG" LISTEN=$CL_ADDR NAME=gw INITIATE=$initiate \
+  LOCAL=$CL_ADDR REMOTE=$GW_ADDR LOCAL_ID=client REMOTE_ID=gw PSK=$PSK \
   EXCHANGE=$EX P1_ENCR=$p1_encr P1_HASH=$p1_hash P1_GROUP=$p1_group PFS=$pfs_group \
   LOCAL_TS=$MKI_CL_NET REMOTE_TS=$MKI_GW_NET ESP_ENCR=aes128 ESP_INTEG=sha256 \
   STATUS="$STATUS" LOGLEVEL=debug
