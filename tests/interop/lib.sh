@@ -270,13 +270,15 @@ mki_modiked_stop () {
 # A modiked config (the XML contract of core/schema/modike.rng).
 # mki_modiked_conf FILE KEY=VALUE...: keys LISTEN NAME INITIATE LOCAL REMOTE
 # LOCAL_ID REMOTE_ID PSK EXCHANGE P1_ENCR P1_HASH P1_GROUP PFS LOCAL_TS
-# REMOTE_TS ESP_ENCR ESP_INTEG STATUS LOGLEVEL
+# REMOTE_TS ESP_ENCR ESP_INTEG STATUS LOGLEVEL; P1_FIRST ("encr-hash-group
+# ...") and ESP_FIRST ("encr-integ ...") are offered before the main ones.
 mki_modiked_conf () {
   local file=$1; shift
   local kv
   local LISTEN="" NAME=peer INITIATE=no LOCAL="" REMOTE="" LOCAL_ID="" REMOTE_ID="" PSK=testpsk
   local EXCHANGE=main P1_ENCR=aes128 P1_HASH=sha256 P1_GROUP=modp2048 PFS=none
   local LOCAL_TS="" REMOTE_TS="" ESP_ENCR=aes128 ESP_INTEG=sha256 STATUS="" LOGLEVEL=debug
+  local P1_FIRST="" ESP_FIRST="" p e h g
   for kv in "$@"; do local "$kv"; done
   {
     echo '<?xml version="1.0"?>'
@@ -296,12 +298,20 @@ mki_modiked_conf () {
     [ -n "$REMOTE_ID" ] && echo "    <remote-id type=\"fqdn\" value=\"$REMOTE_ID\"/>"
     echo "    <auth method=\"psk\" secret=\"$PSK\"/>"
     echo "    <phase1 exchange=\"$EXCHANGE\" lifetime=\"28800\">"
+    for p in $P1_FIRST; do
+      IFS=- read -r e h g <<<"$p"
+      echo "      <proposal encryption=\"$e\" hash=\"$h\" group=\"$g\"/>"
+    done
     echo "      <proposal encryption=\"$P1_ENCR\" hash=\"$P1_HASH\" group=\"$P1_GROUP\"/>"
     echo '    </phase1>'
     echo '    <retransmit interval="1000" tries="5" half-open="30"/>'
     echo '  </peer>'
     echo "  <policy name=\"net\" peer=\"$NAME\" action=\"protect\" mode=\"tunnel\""
     echo "          local=\"$LOCAL_TS\" remote=\"$REMOTE_TS\" pfs=\"$PFS\" lifetime=\"3600\">"
+    for p in $ESP_FIRST; do
+      IFS=- read -r e h <<<"$p"
+      echo "    <proposal encryption=\"$e\" integrity=\"$h\"/>"
+    done
     if [ -n "$ESP_INTEG" ]; then
       echo "    <proposal encryption=\"$ESP_ENCR\" integrity=\"$ESP_INTEG\"/>"
     else

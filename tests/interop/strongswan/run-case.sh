@@ -6,6 +6,8 @@
 #   mm-initiator-pfs mm-initiator-nopfs mm-responder-pfs mm-responder-nopfs
 #   am-initiator-pfs am-initiator-nopfs am-responder-pfs am-responder-nopfs
 #   mm-initiator-ipv6 mm-responder-ipv6 (IPv6 outer addresses)
+#   proposals-initiator proposals-responder (several proposals: the one
+#     both accept is chosen)
 #   no-proposal-chosen
 # "initiator": modiked initiates (peer initiate="yes"); "responder": charon
 # initiates (swanctl --initiate --child net).
@@ -34,6 +36,8 @@ case $CASE in
   am-responder-nopfs) EX=aggressive ROLE=responder PFS=no ;;
   mm-initiator-ipv6)  EX=main ROLE=initiator PFS=yes FAMILY=6 ;;
   mm-responder-ipv6)  EX=main ROLE=responder PFS=yes FAMILY=6 ;;
+  proposals-initiator) EX=main ROLE=initiator PFS=yes ;;
+  proposals-responder) EX=main ROLE=responder PFS=yes ;;
   no-proposal-chosen) EX=main ROLE=initiator PFS=no ;;
   *) echo "usage: $0 CASE (see the head of this file)" >&2; exit 2 ;;
 esac
@@ -55,9 +59,15 @@ fail () {
 aggr=no; [ "$EX" = aggressive ] && aggr=yes
 esp=$ESP_PROPOSAL pfs_group=none
 if [ "$PFS" = yes ]; then esp=$ESP_PROPOSAL-modp2048 pfs_group=modp2048; fi
+ike_offer=$IKE_PROPOSAL esp_offer=$esp
+if [ "$CASE" = proposals-responder ]; then
+  # charon offers three; modiked accepts only the last of each.
+  ike_offer="3des-md5-modp1024, aes256-sha1-modp1536, $IKE_PROPOSAL"
+  esp_offer="3des-md5-modp2048, aes256-sha1-modp2048, $esp"
+fi
 if [ "$FAMILY" = 6 ]; then GW_ADDR=$MKI_GW_V6 CL_ADDR=$MKI_CL_V6; else GW_ADDR=$MKI_GW_V4 CL_ADDR=$MKI_CL_V4; fi
 mki_swanctl_conf gw LOCAL_ADDR=$GW_ADDR REMOTE_ADDR=$CL_ADDR LOCAL_ID=gw REMOTE_ID=client \
-  AGGRESSIVE=$aggr PROPOSALS=$IKE_PROPOSAL ESP_PROPOSALS=$esp \
+  AGGRESSIVE=$aggr PROPOSALS="$ike_offer" ESP_PROPOSALS="$esp_offer" \
   LOCAL_TS=$MKI_GW_NET REMOTE_TS=$MKI_CL_NET PSK=$PSK
 mki_strongswan_conf gw
 mki_charon_start gw
@@ -70,12 +80,17 @@ if [ "$CASE" = no-proposal-chosen ]; then
   p1_encr=3des p1_hash=md5 p1_group=modp1024
 fi
 initiate=no; [ "$ROLE" = initiator ] && initiate=yes
+p1_first="" esp_first=""
+if [ "$CASE" = proposals-initiator ]; then
+  # modiked offers these first; charon accepts only the main ones.
+  p1_first="3des-md5-modp1024 aes256-sha1-modp1536" esp_first="3des-md5 aes256-sha1"
+fi
 CFG=$MKI_DIR/cl/modiked.xml STATUS=$MKI_DIR/cl/modiked.status
 mki_modiked_conf "$CFG" LISTEN=$CL_ADDR NAME=gw INITIATE=$initiate \
   LOCAL=$CL_ADDR REMOTE=$GW_ADDR LOCAL_ID=client REMOTE_ID=gw PSK=$PSK \
   EXCHANGE=$EX P1_ENCR=$p1_encr P1_HASH=$p1_hash P1_GROUP=$p1_group PFS=$pfs_group \
   LOCAL_TS=$MKI_CL_NET REMOTE_TS=$MKI_GW_NET ESP_ENCR=aes128 ESP_INTEG=sha256 \
-  STATUS="$STATUS" LOGLEVEL=debug
+  STATUS="$STATUS" LOGLEVEL=debug P1_FIRST="$p1_first" ESP_FIRST="$esp_first"
 
 ip netns exec "$MKI_NS_CL" timeout 20 "$MODIKED" -c "$CFG" --check >"$MKI_DIR/cl/check.out" 2>&1
 rc=$?
@@ -168,6 +183,7 @@ expect "IKE algorithms" \
   "$(mki_encr_name "$(mki_raw_field "$ike" encr-alg)" "$(mki_raw_field "$ike" encr-keysize)")-$(mki_hash_name "$(mki_raw_field "$ike" prf-alg)")-$(mki_group_name "$(mki_raw_field "$ike" dh-group)")" \
   "$algs"
 expect "exchange" "$EX" "$mode"
+expect "IKE algorithms as the one acceptable proposal" "$IKE_PROPOSAL" "$algs"
 expect "modiked's role" "$ROLE" "$role"
 charon_role=responder; [ "$(mki_raw_field "$ike" initiator)" = yes ] && charon_role=initiator
 [ "$charon_role" != "$ROLE" ] || { mki_log "mismatch: both sides claim to be $ROLE"; bad=1; }
@@ -181,6 +197,7 @@ c_integ=$(mki_hash_name "$(mki_raw_field "$child" integ-alg)")
 expect "ESP algorithms" \
   "$(mki_encr_name "$(mki_raw_field "$child" encr-alg)" "$(mki_raw_field "$child" encr-keysize)")${c_integ:+-$c_integ}" \
   "$esp_algs"
+expect "ESP algorithms as the one acceptable proposal" "$ESP_PROPOSAL" "$esp_algs"
 expect "ESP mode" "$(mki_raw_field "$child" mode | tr 'A-Z' 'a-z')" "$esp_mode"
 c_encap=no; [ "$(mki_raw_field "$child" encap)" = yes ] && c_encap=yes
 o_encap=no; case " $esp_line " in *" udp-encap "*) o_encap=yes ;; esac
