@@ -51,6 +51,15 @@ typedef struct {
   guint half_open_s;       /* a phase 1 not done after this is dropped */
   GHashTable *options;     /* "plugin.key" -> value, from <option> */
   guint line;              /* for messages */
+  /* <adapter name="modike0" address="203.0.113.1/32" mtu="1400" queues="2" offload="yes"/>:
+   * a virtual adapter (OS adapter plugin) routing the remote selectors of
+   * the peer's PROTECT policies into the datapath. */
+  gboolean has_adapter;
+  char *adapter_name;
+  ModikePrefix adapter_addr;  /* family 0 = none yet (mode config later) */
+  guint adapter_mtu;          /* default 1400 */
+  guint adapter_queues;       /* default 1 */
+  gboolean adapter_offload;   /* ask for GSO/GRO (MODIKE_ADAPTER_VNET_HDR); default yes */
 } ModikePeerConfig;
 
 typedef struct {

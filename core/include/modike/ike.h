@@ -68,6 +68,11 @@ gboolean modike_ike_initiate_child (ModikeIke *ike, guint32 spd_id, GError **err
 /* Sends DELETE for all SAs of the peer and removes them. */
 void modike_ike_terminate (ModikeIke *ike, const char *peer);
 
+/* Offers a UDP socket of a non-ESP-marker port (4500) to the datapath
+ * plugin; TRUE when the datapath took it over (then the caller must stop
+ * reading it; IKE datagrams still reach the engine through the datapath). */
+gboolean modike_ike_offer_socket (ModikeIke *ike, int fd, const ModikeAddr *local);
+
 ModikeSad *modike_ike_get_sad (ModikeIke *ike);
 ModikeSpd *modike_ike_get_spd (ModikeIke *ike);
 guint modike_ike_count_sas (ModikeIke *ike, gboolean established_only);

@@ -9,6 +9,7 @@
 #include <modike/crypto.h>
 #include <modike/spd.h>
 #include <modike/sad.h>
+#include <modike/datapath.h>
 #include <modike/config.h>
 #include <modike/plugin.h>
 #include <modike/exchange.h>

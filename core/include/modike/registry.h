@@ -10,6 +10,7 @@
 #include <modike/exchange.h>
 #include <modike/plugin.h>
 #include <modike/sad.h>
+#include <modike/datapath.h>
 
 G_BEGIN_DECLS
 
@@ -93,23 +94,55 @@ typedef void (*ModikeEventFunc) (ModikeEventType ev, ModikeIkeSa *sa, const Modi
 gboolean modike_register_event (ModikePlugin *plugin, ModikeEventType ev, ModikeEventFunc fn, gpointer user,
                                 GError **error);
 
-/* ---- Datapaths (ESP processing) and OS adapters (virtual interfaces). ---- */
+/* ---- Datapaths (ESP processing) and OS adapters (virtual interfaces). ----
+ * See datapath.h for the calls a datapath makes back into the core. All
+ * ops run on the main loop thread; a datapath does its packet work on its
+ * own threads. */
 typedef struct {
   const char *name;
-  gboolean (*start) (gpointer user, GError **error);
+  /* host stays valid until stop. */
+  gboolean (*start) (gpointer user, ModikeDatapathHost *host, GError **error);
   void (*stop) (gpointer user);
+  /* Every SAD entry added / removed by the core (keys included). */
   gboolean (*sa_add) (gpointer user, const ModikeSadEntry *sa, GError **error);
   void (*sa_del) (gpointer user, ModikeDirection dir, guint32 spi);
+  /* The SPD changed (start, reload): entries are copies the datapath owns. */
+  void (*policies_set) (gpointer user, GPtrArray *entries /* ModikeSpdEntry*, transfer full */);
+  /* A virtual adapter for a peer is up: read outbound packets from its
+   * queue fds (IP packets, no packet info; with MODIKE_ADAPTER_VNET_HDR a
+   * virtio_net_hdr first), write decrypted ones to them. */
+  gboolean (*adapter_attach) (gpointer user, const char *peer, const int *fds, guint n_fds, guint flags,
+                              GError **error);
+  void (*adapter_detach) (gpointer user, const char *peer);
+  /* A UDP socket on a non-ESP-marker port (4500): from now on the datapath
+   * reads it (the daemon stops), handles ESP in UDP itself and passes IKE
+   * datagrams (marker stripped) back with modike_datapath_ike_input. It
+   * may send on fd from its threads. FALSE: the daemon keeps the socket. */
+  gboolean (*socket_attach) (gpointer user, int fd, const ModikeAddr *local, GError **error);
+  /* Counters for the status of one SA. */
+  void (*sa_stats) (gpointer user, ModikeDirection dir, guint32 spi, ModikeSaStats *out);
 } ModikeDatapathOps;
 gboolean modike_register_datapath (ModikePlugin *plugin, const ModikeDatapathOps *ops, gpointer user,
                                    GError **error);
 
+typedef enum {
+  MODIKE_ADAPTER_VNET_HDR = 1 << 0,  /* fds carry a virtio_net_hdr (GSO/GRO offloads) */
+} ModikeAdapterFlags;
+
 typedef struct {
   const char *name;
-  gpointer (*create) (gpointer user, const char *ifname, GError **error);
+  /* Creates the interface (a stale one of the same name left by a crash is
+   * removed first) with n_queues packet queues. */
+  gpointer (*create) (gpointer user, const char *ifname, guint n_queues, guint flags, GError **error);
   gboolean (*set_address) (gpointer adapter, const ModikePrefix *addr, guint mtu, GError **error);
   gboolean (*add_route) (gpointer adapter, const ModikePrefix *dst, GError **error);
+  gboolean (*del_route) (gpointer adapter, const ModikePrefix *dst, GError **error);
+  /* Removes routes, addresses and the interface. */
   void (*destroy) (gpointer adapter);
+  int (*get_fd) (gpointer adapter, guint queue);
+  guint (*get_n_queues) (gpointer adapter);
+  guint (*get_flags) (gpointer adapter);   /* ModikeAdapterFlags actually in effect */
+  const char *(*get_name) (gpointer adapter);
 } ModikeOsAdapterOps;
 gboolean modike_register_os_adapter (ModikePlugin *plugin, const ModikeOsAdapterOps *ops, gpointer user,
                                      GError **error);
