@@ -8,63 +8,33 @@
  * peer config (and so the PSK) by address, then by that identity. */
 #include "engine-private.h"
 
-static GBytes *
-encode_sa (const ModikeSaPayload *sap)
-{
-  GByteArray *body = g_byte_array_new ();
-
-  modike_sa_payload_encode (sap, body);
-  return g_byte_array_free_to_bytes (body);
-}
-
 ModikeVerdict
 am_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
-  ModikeIkeSa *sa = x->sa;
-  guint16 group = 0;
-  g_autoptr (ModikeSaPayload) offer = proposal_p1_offer (sa->peer, TRUE, &group);
   g_autoptr (ModikeBuilder) b = modike_builder_new ();
-  const ModikeProposal *p = g_ptr_array_index (offer->proposals, 0);
-  GBytes *id;
 
-  if (p->transforms->len == 0)
-    return p1_fail (x, 0, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN, error, "no phase 1 proposals configured");
-  sa->choice.group = group;
-  g_clear_pointer (&sa->sai_b, g_bytes_unref);
-  sa->sai_b = encode_sa (offer);
-  modike_builder_add (b, MODIKE_PL_SA, g_bytes_get_data (sa->sai_b, NULL), g_bytes_get_size (sa->sai_b));
-  if (!p1_add_ke_nonce (sa, b, error))
+  if (!p1_add_offer (x, b, TRUE, error) || !p1_add_ke_nonce (x->sa, b, error) || !p1_add_local_id (x->sa, b, error))
     return MODIKE_V_FAIL;
-  id = p1_local_id (sa, error);
-  if (id == NULL)
-    return MODIKE_V_FAIL;
-  g_clear_pointer (&sa->idi_b, g_bytes_unref);
-  sa->idi_b = id;
-  modike_builder_add (b, MODIKE_PL_ID, g_bytes_get_data (id, NULL), g_bytes_get_size (id));
   p1_add_vendor_ids (x, b);
-  if (!modike_exchange_run_builders (x, 1, b, error) || !modike_exchange_send (x, b, FALSE, error))
-    return MODIKE_V_FAIL;
-  return MODIKE_V_OK;
+  return engine_send_msg (x, 1, b, FALSE, error);
 }
 
-ModikeVerdict
-am_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+/* The peer config for the initiator's identity in message 1. */
+static gboolean
+choose_peer (ModikeExchange *x, const ModikePayload *idp, GError **error)
 {
   ModikeIkeSa *sa = x->sa;
-  const ModikePayload *sap = modike_message_find (msg, MODIKE_PL_SA);
-  const ModikePayload *idp = modike_message_find (msg, MODIKE_PL_ID);
-  g_autoptr (ModikeSaPayload) offer = NULL;
-  g_autoptr (ModikeSaPayload) reply = NULL;
   g_autoptr (ModikeIdPayload) id = NULL;
-  g_autoptr (ModikeBuilder) b = modike_builder_new ();
-  g_autoptr (GBytes) reply_b = NULL;
   g_autoptr (GError) local = NULL;
   const ModikePeerConfig *peer;
 
   id = modike_id_payload_parse (idp->body, idp->len, &local);
   if (id == NULL)
-    return p1_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "ID payload: %s",
-                    local->message);
+    {
+      engine_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "ID payload: %s",
+                   local->message);
+      return FALSE;
+    }
   peer = engine_find_peer (sa->ike, &sa->local, &sa->remote, MODIKE_EX_AGGRESSIVE, id);
   if (peer == NULL)
     {
@@ -75,69 +45,48 @@ am_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
       sa->peer = NULL;
       g_free (sa->peer_name);
       sa->peer_name = g_strdup (modike_addr_format (&sa->remote, buf, sizeof buf));
-      return p1_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_NO_PEER, error,
-                      "no Aggressive Mode peer config for identity %s", text);
+      engine_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_NO_PEER, error,
+                   "no Aggressive Mode peer config for identity %s", text);
+      return FALSE;
     }
   engine_sa_set_peer (sa, peer);
-  offer = modike_sa_payload_parse (sap->body, sap->len, &local);
-  if (offer == NULL)
-    return p1_fail (x, modike_codec_error_notify (local), MODIKE_IKE_ERROR_FAILED, error, "SA payload: %s",
-                    local->message);
-  if (!proposal_p1_select (offer, peer, 0, &sa->choice, &reply, error))
-    {
-      modike_exchange_set_notify (x, MODIKE_N_NO_PROPOSAL_CHOSEN);
-      return MODIKE_V_FAIL;
-    }
-  sa->sai_b = g_bytes_new (sap->body, sap->len);
-  sa->idi_b = g_bytes_new (idp->body, idp->len);
-  p1_process_vendor_ids (sa, msg);
-  if (!p1_take_ke_nonce (x, msg, error))
+  return TRUE;
+}
+
+ModikeVerdict
+am_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+{
+  ModikeIkeSa *sa = x->sa;
+  const ModikePayload *idp = modike_message_find (msg, MODIKE_PL_ID);
+  g_autoptr (ModikeBuilder) b = modike_builder_new ();
+
+  if (!choose_peer (x, idp, error) || !p1_choose (x, msg, b, error))
     return MODIKE_V_FAIL;
-  reply_b = encode_sa (reply);
-  modike_builder_add (b, MODIKE_PL_SA, g_bytes_get_data (reply_b, NULL), g_bytes_get_size (reply_b));
-  if (!p1_add_ke_nonce (sa, b, error) || !p1_derive_keys (sa, error))
-    return p1_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "key exchange failed");
-  if (!p1_add_id_hash (x, b, error))
+  g_clear_pointer (&sa->idi_b, g_bytes_unref);
+  sa->idi_b = engine_payload_bytes (idp);
+  p1_process_vendor_ids (sa, msg);
+  if (!p1_take_ke_nonce (x, msg, error) || !p1_key_exchange (x, b, error) || !p1_add_id_hash (x, b, error))
     return MODIKE_V_FAIL;
   p1_add_vendor_ids (x, b);
-  if (!modike_exchange_run_builders (x, 2, b, error) || !modike_exchange_send (x, b, FALSE, error))
-    return MODIKE_V_FAIL;
-  return MODIKE_V_OK;
+  return engine_send_msg (x, 2, b, FALSE, error);
 }
 
 ModikeVerdict
 am_i2 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
-  ModikeIkeSa *sa = x->sa;
   g_autoptr (ModikeBuilder) b = modike_builder_new ();
-  guint8 hash[MODIKE_HASH_MAX];
 
-  if (!p1_take_reply_sa (x, msg, error) || !p1_take_ke_nonce (x, msg, error))
+  if (!p1_take_reply_sa (x, msg, error) || !p1_take_ke_nonce (x, msg, error) || !p1_key_exchange (x, NULL, error) ||
+      !p1_authenticate (x, msg, TRUE, error))
     return MODIKE_V_FAIL;
-  if (!p1_derive_keys (sa, error))
-    return p1_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "key exchange failed");
-  if (!p1_check_remote_id (sa, modike_message_find (msg, MODIKE_PL_ID), error))
-    {
-      modike_exchange_set_notify (x, MODIKE_N_INVALID_ID_INFORMATION);
-      return MODIKE_V_FAIL;
-    }
-  if (!p1_verify_hash (x, FALSE, modike_message_find (msg, MODIKE_PL_HASH), error))
-    return MODIKE_V_FAIL;
-  p1_process_notifies (x, msg);
-  p1_hash (sa, TRUE, hash);
-  modike_builder_add (b, MODIKE_PL_HASH, hash, modike_hash_len (sa->choice.hash));
-  modike_memwipe (hash, sizeof hash);
-  p1_maybe_initial_contact (sa, b);
-  if (!modike_exchange_run_builders (x, 3, b, error) || !modike_exchange_send (x, b, TRUE, error))
-    return MODIKE_V_FAIL;
-  return MODIKE_V_OK;
+  p1_add_hash (x->sa, b);
+  p1_maybe_initial_contact (x->sa, b);
+  return engine_send_msg (x, 3, b, TRUE, error);
 }
 
 ModikeVerdict
 am_r3 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
-  if (!p1_verify_hash (x, TRUE, modike_message_find (msg, MODIKE_PL_HASH), error))
-    return MODIKE_V_FAIL;
-  p1_process_notifies (x, msg);
-  return MODIKE_V_OK;
+  /* The initiator's ID came in message 1. */
+  return p1_authenticate (x, msg, FALSE, error) ? MODIKE_V_OK : MODIKE_V_FAIL;
 }

@@ -4,14 +4,6 @@
  * our proposal has no keys to protect its answer). */
 #include "engine-private.h"
 
-#include <string.h>
-
-static guint32
-be32 (const guint8 *p)
-{
-  return (guint32) p[0] << 24 | (guint32) p[1] << 16 | (guint32) p[2] << 8 | p[3];
-}
-
 gboolean
 engine_send_info (ModikeIkeSa *sa, guint8 type, GByteArray *body, GError **error)
 {
@@ -21,31 +13,20 @@ engine_send_info (ModikeIkeSa *sa, guint8 type, GByteArray *body, GError **error
   g_autoptr (GBytes) packet = NULL;
 
   if (protect)
+    engine_add_hash_placeholder (sa, b);
+  modike_builder_add_array (b, type, body);
+  if (protect)
     {
-      guint8 zero[MODIKE_HASH_MAX] = { 0 };
-      guint8 hash[MODIKE_HASH_MAX];
       guint8 iv[MODIKE_HASH_MAX];
-      guint8 first;
-      gsize len;
-      g_autoptr (GBytes) rest = NULL;
-      const guint8 *data;
 
-      modike_builder_add (b, MODIKE_PL_HASH, zero, modike_hash_len (sa->choice.hash));
-      modike_builder_add_array (b, type, body);
-      rest = modike_builder_serialize (b, 1, &first);
-      data = g_bytes_get_data (rest, &len);
-      engine_hash_a (sa, FALSE, msgid, NULL, data, len, hash);
-      modike_builder_set_body (b, 0, hash, modike_hash_len (sa->choice.hash));
+      engine_fill_hash (sa, msgid, b, NULL);
       /* Its own IV chain from the last phase 1 block; phase 1's is untouched. */
       modike_p2_iv (sa->choice.hash, sa->p1_iv, sa->block_len, msgid, iv);
       packet = engine_build_packet (sa, MODIKE_EX_INFO, msgid, b, iv, error);
       modike_memwipe (iv, sizeof iv);
     }
   else
-    {
-      modike_builder_add_array (b, type, body);
-      packet = engine_build_packet (sa, MODIKE_EX_INFO, msgid, b, NULL, error);
-    }
+    packet = engine_build_packet (sa, MODIKE_EX_INFO, msgid, b, NULL, error);
   if (packet == NULL)
     return FALSE;
   engine_transmit (sa, packet, modike_ike_sa_is_established (sa) || sa->floated);
@@ -55,29 +36,9 @@ engine_send_info (ModikeIkeSa *sa, guint8 type, GByteArray *body, GError **error
 void
 engine_send_notify (ModikeIkeSa *sa, guint16 type, guint8 protocol, const guint8 *spi, gsize spi_len)
 {
-  ModikeNotifyPayload n = { 0 };
-  GByteArray *body = g_byte_array_new ();
+  GByteArray *body = engine_notify_body (sa, type, protocol, spi, spi_len, NULL, 0);
   g_autoptr (GError) error = NULL;
 
-  n.doi = MODIKE_DOI_IPSEC;
-  n.type = type;
-  if (protocol == 0 || spi == NULL)
-    {
-      /* About the ISAKMP SA: its SPI is the cookie pair. */
-      n.protocol = MODIKE_PROTO_ISAKMP;
-      n.spi_len = 16;
-      memcpy (n.spi, sa->icookie, MODIKE_COOKIE_LEN);
-      memcpy (n.spi + MODIKE_COOKIE_LEN, sa->rcookie, MODIKE_COOKIE_LEN);
-    }
-  else
-    {
-      n.protocol = protocol;
-      n.spi_len = (guint8) MIN (spi_len, sizeof n.spi);
-      memcpy (n.spi, spi, n.spi_len);
-    }
-  n.data = g_bytes_new (NULL, 0);
-  modike_notify_payload_encode (&n, body);
-  g_bytes_unref (n.data);
   ELOG_INFO (sa, NULL, "sending %s notify %s", modike_ike_sa_is_established (sa) ? "protected" : "plain",
              engine_notify_name (type));
   if (!engine_send_info (sa, MODIKE_PL_N, body, &error))
@@ -126,7 +87,7 @@ fail_pending_quick_modes (ModikeIkeSa *sa, const ModikeNotifyPayload *n)
   GHashTableIter it;
   gpointer value;
   g_autoptr (GPtrArray) victims = g_ptr_array_new ();
-  guint32 spi = n->spi_len == 4 ? be32 (n->spi) : 0;
+  guint32 spi = n->spi_len == 4 ? engine_spi_value (n->spi) : 0;
 
   g_hash_table_iter_init (&it, sa->exchanges);
   while (g_hash_table_iter_next (&it, NULL, &value))
@@ -219,7 +180,7 @@ handle_delete (ModikeIkeSa *sa, const ModikeDeletePayload *d)
         }
       else if ((d->protocol == MODIKE_PROTO_ESP || d->protocol == MODIKE_PROTO_AH) && len == 4)
         {
-          guint32 v = be32 (spi);
+          guint32 v = engine_spi_value (spi);
           gboolean found = FALSE;
 
           /* The peer names its inbound SPI (our outbound); accept ours too. */
@@ -252,25 +213,10 @@ ModikeVerdict
 info_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
   ModikeIkeSa *sa = x->sa;
-  const ModikePayload *h = &g_array_index (msg->payloads, ModikePayload, 0);
-  gsize hlen = modike_hash_len (sa->choice.hash);
-  guint8 want[MODIKE_HASH_MAX];
-  const guint8 *rest = NULL;
-  gsize rest_len = 0;
 
-  if (h->type != MODIKE_PL_HASH || !engine_message_rest (msg, 0, &rest, &rest_len))
-    {
-      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "Informational: HASH is not the first payload");
-      return MODIKE_V_DROP;
-    }
-  engine_hash_a (sa, FALSE, x->msgid, NULL, rest, rest_len, want);
-  if (h->len != hlen || !modike_memeq (h->body, want, hlen))
-    {
-      /* Never act on (or answer) an unauthenticated Informational. */
-      sa->ike->stats.auth_failures++;
-      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "Informational: HASH(1) does not verify");
-      return MODIKE_V_DROP;
-    }
+  /* Never act on (or answer) an unauthenticated Informational. */
+  if (!engine_verify_hash (x, msg, FALSE, NULL, NULL, error))
+    return MODIKE_V_DROP;
   for (guint i = 1; i < msg->payloads->len && !sa->dead; i++)
     {
       const ModikePayload *p = &g_array_index (msg->payloads, ModikePayload, i);

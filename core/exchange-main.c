@@ -9,28 +9,6 @@
 
 #include <string.h>
 
-ModikeVerdict
-p1_fail (ModikeExchange *x, guint16 notify, ModikeIkeError code, GError **error, const char *fmt, ...)
-{
-  va_list ap;
-  g_autofree char *text = NULL;
-
-  va_start (ap, fmt);
-  text = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  modike_exchange_set_notify (x, notify);
-  if (error != NULL && *error == NULL)
-    g_set_error (error, MODIKE_IKE_ERROR, code, "peer %s: %s", x->sa->peer_name != NULL ? x->sa->peer_name : "?",
-                 text);
-  return MODIKE_V_FAIL;
-}
-
-static GBytes *
-bytes_of (const ModikePayload *p)
-{
-  return g_bytes_new (p->body, p->len);
-}
-
 /* Type and data of a configured identity; addresses parsed, families
  * normalised (config "address" may hold IPv4 or IPv6). */
 static gboolean
@@ -85,7 +63,6 @@ p1_local_id (ModikeIkeSa *sa, GError **error)
   const ModikePeerConfig *peer = sa->peer;
   g_autoptr (GByteArray) data = g_byte_array_new ();
   g_autoptr (ModikeIdPayload) id = NULL;
-  GByteArray *body;
   guint8 type = 0;
 
   if (!config_id (peer != NULL ? peer->local_id_type : 0, peer != NULL ? peer->local_id : NULL, &sa->local, &type,
@@ -93,9 +70,21 @@ p1_local_id (ModikeIkeSa *sa, GError **error)
     return NULL;
   /* Phase 1 IDs carry protocol 0 and port 0 (RFC 2407 4.6.2). */
   id = modike_id_payload_new (type, 0, 0, data->data, data->len);
-  body = g_byte_array_new ();
-  modike_id_payload_encode (id, body);
-  return g_byte_array_free_to_bytes (body);
+  return engine_id_bytes (id);
+}
+
+gboolean
+p1_add_local_id (ModikeIkeSa *sa, ModikeBuilder *b, GError **error)
+{
+  GBytes **slot = sa->role == MODIKE_ROLE_INITIATOR ? &sa->idi_b : &sa->idr_b;
+  GBytes *id = p1_local_id (sa, error);
+
+  if (id == NULL)
+    return FALSE;
+  g_clear_pointer (slot, g_bytes_unref);
+  *slot = id;
+  engine_builder_add_bytes (b, MODIKE_PL_ID, id);
+  return TRUE;
 }
 
 gboolean
@@ -123,7 +112,7 @@ p1_check_remote_id (ModikeIkeSa *sa, const ModikePayload *id, GError **error)
   GBytes **slot = sa->role == MODIKE_ROLE_INITIATOR ? &sa->idr_b : &sa->idi_b;
 
   g_clear_pointer (slot, g_bytes_unref);
-  *slot = bytes_of (id);
+  *slot = engine_payload_bytes (id);
   if (!p1_id_matches (sa->peer, id->body, id->len))
     {
       g_autoptr (ModikeIdPayload) got = modike_id_payload_parse (id->body, id->len, NULL);
@@ -214,19 +203,19 @@ p1_take_ke_nonce (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 
   if (ke == NULL || nonce == NULL)
     {
-      p1_fail (x, MODIKE_N_PAYLOAD_MALFORMED, MODIKE_IKE_ERROR_FAILED, error, "KE or NONCE missing");
+      engine_fail (x, MODIKE_N_PAYLOAD_MALFORMED, MODIKE_IKE_ERROR_FAILED, error, "KE or NONCE missing");
       return FALSE;
     }
   if (ke->len != modike_dh_public_len (sa->choice.group))
     {
-      p1_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error,
-               "KE of %" G_GSIZE_FORMAT " bytes for group %s", ke->len, modike_dh_name (sa->choice.group));
+      engine_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error,
+                   "KE of %" G_GSIZE_FORMAT " bytes for group %s", ke->len, modike_dh_name (sa->choice.group));
       return FALSE;
     }
   g_clear_pointer (initiator ? &sa->gxr : &sa->gxi, g_bytes_unref);
   g_clear_pointer (initiator ? &sa->nr : &sa->ni, g_bytes_unref);
-  *(initiator ? &sa->gxr : &sa->gxi) = bytes_of (ke);
-  *(initiator ? &sa->nr : &sa->ni) = bytes_of (nonce);
+  *(initiator ? &sa->gxr : &sa->gxi) = engine_payload_bytes (ke);
+  *(initiator ? &sa->nr : &sa->ni) = engine_payload_bytes (nonce);
   return TRUE;
 }
 
@@ -269,6 +258,19 @@ p1_derive_keys (ModikeIkeSa *sa, GError **error)
   return TRUE;
 }
 
+gboolean
+p1_key_exchange (ModikeExchange *x, ModikeBuilder *b, GError **error)
+{
+  ModikeIkeSa *sa = x->sa;
+
+  if ((b != NULL && !p1_add_ke_nonce (sa, b, error)) || !p1_derive_keys (sa, error))
+    {
+      engine_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "key exchange failed");
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static void
 prf_bytes (ModikePrf *prf, GBytes *b)
 {
@@ -295,57 +297,35 @@ p1_hash (ModikeIkeSa *sa, gboolean of_initiator, guint8 *out)
 gboolean
 p1_verify_hash (ModikeExchange *x, gboolean of_initiator, const ModikePayload *hash, GError **error)
 {
-  ModikeIkeSa *sa = x->sa;
   guint8 want[MODIKE_HASH_MAX];
-  gsize len = modike_hash_len (sa->choice.hash);
-  gboolean ok;
 
-  p1_hash (sa, of_initiator, want);
-  ok = hash != NULL && hash->len == len && modike_memeq (hash->body, want, len);
-  modike_memwipe (want, sizeof want);
-  if (!ok)
+  p1_hash (x->sa, of_initiator, want);
+  if (!engine_hash_matches (x->sa, hash, want))
     {
-      sa->ike->stats.auth_failures++;
-      p1_fail (x, MODIKE_N_INVALID_HASH_INFORMATION, MODIKE_IKE_ERROR_AUTH, error,
-               "HASH_%s does not verify (pre-shared key mismatch?)", of_initiator ? "I" : "R");
+      engine_fail (x, MODIKE_N_INVALID_HASH_INFORMATION, MODIKE_IKE_ERROR_AUTH, error,
+                   "HASH_%s does not verify (pre-shared key mismatch?)", of_initiator ? "I" : "R");
+      return FALSE;
     }
-  return ok;
+  return TRUE;
+}
+
+void
+p1_add_hash (ModikeIkeSa *sa, ModikeBuilder *b)
+{
+  guint8 hash[MODIKE_HASH_MAX];
+
+  p1_hash (sa, sa->role == MODIKE_ROLE_INITIATOR, hash);
+  modike_builder_add (b, MODIKE_PL_HASH, hash, modike_hash_len (sa->choice.hash));
+  modike_memwipe (hash, sizeof hash);
 }
 
 gboolean
 p1_add_id_hash (ModikeExchange *x, ModikeBuilder *b, GError **error)
 {
-  ModikeIkeSa *sa = x->sa;
-  gboolean initiator = sa->role == MODIKE_ROLE_INITIATOR;
-  GBytes *id = p1_local_id (sa, error);
-  guint8 hash[MODIKE_HASH_MAX];
-
-  if (id == NULL)
+  if (!p1_add_local_id (x->sa, b, error))
     return FALSE;
-  g_clear_pointer (initiator ? &sa->idi_b : &sa->idr_b, g_bytes_unref);
-  *(initiator ? &sa->idi_b : &sa->idr_b) = id;
-  modike_builder_add (b, MODIKE_PL_ID, g_bytes_get_data (id, NULL), g_bytes_get_size (id));
-  p1_hash (sa, initiator, hash);
-  modike_builder_add (b, MODIKE_PL_HASH, hash, modike_hash_len (sa->choice.hash));
-  modike_memwipe (hash, sizeof hash);
+  p1_add_hash (x->sa, b);
   return TRUE;
-}
-
-static void
-add_initial_contact (ModikeIkeSa *sa, ModikeBuilder *b)
-{
-  g_autoptr (ModikeNotifyPayload) n = g_new0 (ModikeNotifyPayload, 1);
-  GByteArray *body = g_byte_array_new ();
-
-  n->doi = MODIKE_DOI_IPSEC;
-  n->protocol = MODIKE_PROTO_ISAKMP;
-  n->type = MODIKE_N_INITIAL_CONTACT;
-  n->spi_len = 16;
-  memcpy (n->spi, sa->icookie, MODIKE_COOKIE_LEN);
-  memcpy (n->spi + MODIKE_COOKIE_LEN, sa->rcookie, MODIKE_COOKIE_LEN);
-  n->data = g_bytes_new (NULL, 0);
-  modike_notify_payload_encode (n, body);
-  modike_builder_add_array (b, MODIKE_PL_N, body);
 }
 
 /* INITIAL-CONTACT when this is our only SA with the peer (RFC 2407 4.6.3.3). */
@@ -353,7 +333,7 @@ void
 p1_maybe_initial_contact (ModikeIkeSa *sa, ModikeBuilder *b)
 {
   if (engine_sa_is_first_with_peer (sa))
-    add_initial_contact (sa, b);
+    modike_builder_add_array (b, MODIKE_PL_N, engine_notify_body (sa, MODIKE_N_INITIAL_CONTACT, 0, NULL, 0, NULL, 0));
 }
 
 void
@@ -361,21 +341,12 @@ p1_process_notifies (ModikeExchange *x, const ModikeMessage *msg)
 {
   ModikeIkeSa *sa = x->sa;
   gboolean authenticated = (msg->hdr.flags & MODIKE_FLAG_ENCRYPTION) != 0;
+  g_autoptr (GPtrArray) notifies = engine_parse_notifies (x, msg);
 
-  for (guint i = 0; i < msg->payloads->len; i++)
+  for (guint i = 0; i < notifies->len; i++)
     {
-      const ModikePayload *p = &g_array_index (msg->payloads, ModikePayload, i);
-      g_autoptr (ModikeNotifyPayload) n = NULL;
-      g_autoptr (GError) error = NULL;
+      const ModikeNotifyPayload *n = g_ptr_array_index (notifies, i);
 
-      if (p->type != MODIKE_PL_N)
-        continue;
-      n = modike_notify_payload_parse (p->body, p->len, &error);
-      if (n == NULL)
-        {
-          ELOG_MSG (sa, x, "bad notify payload: %s", error->message);
-          continue;
-        }
       if (n->type == MODIKE_N_INITIAL_CONTACT)
         {
           ELOG_INFO (sa, x, "peer sent INITIAL-CONTACT");
@@ -386,68 +357,64 @@ p1_process_notifies (ModikeExchange *x, const ModikeMessage *msg)
     }
 }
 
-/* ---- Main Mode handlers ---- */
-
-static GBytes *
-encode_sa (const ModikeSaPayload *sap)
-{
-  GByteArray *body = g_byte_array_new ();
-
-  modike_sa_payload_encode (sap, body);
-  return g_byte_array_free_to_bytes (body);
-}
-
-ModikeVerdict
-mm_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+gboolean
+p1_authenticate (ModikeExchange *x, const ModikeMessage *msg, gboolean check_id, GError **error)
 {
   ModikeIkeSa *sa = x->sa;
-  g_autoptr (ModikeSaPayload) offer = proposal_p1_offer (sa->peer, FALSE, NULL);
-  g_autoptr (ModikeBuilder) b = modike_builder_new ();
+
+  if (check_id && !p1_check_remote_id (sa, modike_message_find (msg, MODIKE_PL_ID), error))
+    {
+      modike_exchange_set_notify (x, MODIKE_N_INVALID_ID_INFORMATION);
+      return FALSE;
+    }
+  /* The peer's HASH: HASH_I when we respond, HASH_R when we initiated. */
+  if (!p1_verify_hash (x, sa->role == MODIKE_ROLE_RESPONDER, modike_message_find (msg, MODIKE_PL_HASH), error))
+    return FALSE;
+  p1_process_notifies (x, msg);
+  return TRUE;
+}
+
+gboolean
+p1_add_offer (ModikeExchange *x, ModikeBuilder *b, gboolean one_group, GError **error)
+{
+  ModikeIkeSa *sa = x->sa;
+  guint16 group = 0;
+  g_autoptr (ModikeSaPayload) offer = proposal_p1_offer (sa->peer, one_group, &group);
   const ModikeProposal *p = g_ptr_array_index (offer->proposals, 0);
 
   if (p->transforms->len == 0)
-    return p1_fail (x, 0, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN, error, "no phase 1 proposals configured");
+    {
+      engine_fail (x, 0, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN, error, "no phase 1 proposals configured");
+      return FALSE;
+    }
+  if (one_group)
+    sa->choice.group = group;
   g_clear_pointer (&sa->sai_b, g_bytes_unref);
-  sa->sai_b = encode_sa (offer);
-  modike_builder_add (b, MODIKE_PL_SA, g_bytes_get_data (sa->sai_b, NULL), g_bytes_get_size (sa->sai_b));
-  p1_add_vendor_ids (x, b);
-  if (!modike_exchange_run_builders (x, 1, b, error) || !modike_exchange_send (x, b, FALSE, error))
-    return MODIKE_V_FAIL;
-  return MODIKE_V_OK;
+  sa->sai_b = engine_sa_bytes (offer);
+  engine_builder_add_bytes (b, MODIKE_PL_SA, sa->sai_b);
+  return TRUE;
 }
 
-ModikeVerdict
-mm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+gboolean
+p1_choose (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error)
 {
   ModikeIkeSa *sa = x->sa;
-  const ModikePayload *sap = modike_message_find (msg, MODIKE_PL_SA);
-  g_autoptr (ModikeSaPayload) offer = NULL;
+  g_autoptr (ModikeSaPayload) offer = engine_parse_sa (x, msg, error);
   g_autoptr (ModikeSaPayload) reply = NULL;
-  g_autoptr (ModikeBuilder) b = modike_builder_new ();
   g_autoptr (GBytes) reply_b = NULL;
-  GError *local = NULL;
 
-  offer = modike_sa_payload_parse (sap->body, sap->len, &local);
   if (offer == NULL)
-    {
-      guint16 n = modike_codec_error_notify (local);
-      ModikeVerdict v = p1_fail (x, n, MODIKE_IKE_ERROR_FAILED, error, "SA payload: %s", local->message);
-      g_error_free (local);
-      return v;
-    }
+    return FALSE;
   if (!proposal_p1_select (offer, sa->peer, 0, &sa->choice, &reply, error))
     {
       modike_exchange_set_notify (x, MODIKE_N_NO_PROPOSAL_CHOSEN);
-      return MODIKE_V_FAIL;
+      return FALSE;
     }
-  sa->sai_b = g_bytes_new (sap->body, sap->len);
-  p1_process_vendor_ids (sa, msg);
-  reply_b = encode_sa (reply);
-  modike_builder_add (b, MODIKE_PL_SA, g_bytes_get_data (reply_b, NULL), g_bytes_get_size (reply_b));
-  p1_add_vendor_ids (x, b);
-  if (!modike_exchange_run_builders (x, 2, b, error) || !modike_exchange_send (x, b, FALSE, error))
-    return MODIKE_V_FAIL;
-  return MODIKE_V_OK;
+  g_clear_pointer (&sa->sai_b, g_bytes_unref);
+  sa->sai_b = engine_payload_bytes (modike_message_find (msg, MODIKE_PL_SA));
+  reply_b = engine_sa_bytes (reply);
+  engine_builder_add_bytes (b, MODIKE_PL_SA, reply_b);
+  return TRUE;
 }
 
 /* Initiator: the responder's SA reply, and its cookie. */
@@ -455,18 +422,11 @@ gboolean
 p1_take_reply_sa (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
   ModikeIkeSa *sa = x->sa;
-  const ModikePayload *sap = modike_message_find (msg, MODIKE_PL_SA);
-  g_autoptr (ModikeSaPayload) reply = NULL;
-  g_autoptr (GError) local = NULL;
+  g_autoptr (ModikeSaPayload) reply = engine_parse_sa (x, msg, error);
   guint16 want_group = sa->choice.group;
 
-  reply = modike_sa_payload_parse (sap->body, sap->len, &local);
   if (reply == NULL)
-    {
-      p1_fail (x, modike_codec_error_notify (local), MODIKE_IKE_ERROR_FAILED, error, "SA payload: %s",
-               local->message);
-      return FALSE;
-    }
+    return FALSE;
   if (!proposal_p1_check_reply (reply, sa->peer, &sa->choice, error))
     {
       modike_exchange_set_notify (x, MODIKE_N_NO_PROPOSAL_CHOSEN);
@@ -474,13 +434,13 @@ p1_take_reply_sa (ModikeExchange *x, const ModikeMessage *msg, GError **error)
     }
   if (want_group != 0 && sa->choice.group != want_group)
     {
-      p1_fail (x, MODIKE_N_NO_PROPOSAL_CHOSEN, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN, error,
-               "responder chose group %u, we sent KE for %u", sa->choice.group, want_group);
+      engine_fail (x, MODIKE_N_NO_PROPOSAL_CHOSEN, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN, error,
+                   "responder chose group %u, we sent KE for %u", sa->choice.group, want_group);
       return FALSE;
     }
   if (modike_memeq (msg->hdr.rcookie, "\0\0\0\0\0\0\0\0", MODIKE_COOKIE_LEN))
     {
-      p1_fail (x, MODIKE_N_INVALID_COOKIE, MODIKE_IKE_ERROR_FAILED, error, "responder cookie is zero");
+      engine_fail (x, MODIKE_N_INVALID_COOKIE, MODIKE_IKE_ERROR_FAILED, error, "responder cookie is zero");
       return FALSE;
     }
   memcpy (sa->rcookie, msg->hdr.rcookie, MODIKE_COOKIE_LEN);
@@ -489,87 +449,80 @@ p1_take_reply_sa (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   return TRUE;
 }
 
+/* ---- Main Mode handlers ---- */
+
+ModikeVerdict
+mm_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+{
+  g_autoptr (ModikeBuilder) b = modike_builder_new ();
+
+  if (!p1_add_offer (x, b, FALSE, error))
+    return MODIKE_V_FAIL;
+  p1_add_vendor_ids (x, b);
+  return engine_send_msg (x, 1, b, FALSE, error);
+}
+
+ModikeVerdict
+mm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+{
+  g_autoptr (ModikeBuilder) b = modike_builder_new ();
+
+  if (!p1_choose (x, msg, b, error))
+    return MODIKE_V_FAIL;
+  p1_process_vendor_ids (x->sa, msg);
+  p1_add_vendor_ids (x, b);
+  return engine_send_msg (x, 2, b, FALSE, error);
+}
+
 ModikeVerdict
 mm_i2 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
-  ModikeIkeSa *sa = x->sa;
   g_autoptr (ModikeBuilder) b = modike_builder_new ();
 
-  if (!p1_take_reply_sa (x, msg, error))
+  if (!p1_take_reply_sa (x, msg, error) || !p1_add_ke_nonce (x->sa, b, error))
     return MODIKE_V_FAIL;
-  if (!p1_add_ke_nonce (sa, b, error) || !modike_exchange_run_builders (x, 3, b, error) ||
-      !modike_exchange_send (x, b, FALSE, error))
-    return MODIKE_V_FAIL;
-  return MODIKE_V_OK;
+  return engine_send_msg (x, 3, b, FALSE, error);
 }
 
 ModikeVerdict
 mm_r3 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
-  ModikeIkeSa *sa = x->sa;
   g_autoptr (ModikeBuilder) b = modike_builder_new ();
 
   if (!p1_take_ke_nonce (x, msg, error))
     return MODIKE_V_FAIL;
-  p1_process_vendor_ids (sa, msg);
-  if (!p1_add_ke_nonce (sa, b, error) || !p1_derive_keys (sa, error))
-    return p1_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "key exchange failed");
-  if (!modike_exchange_run_builders (x, 4, b, error) || !modike_exchange_send (x, b, FALSE, error))
+  p1_process_vendor_ids (x->sa, msg);
+  if (!p1_key_exchange (x, b, error))
     return MODIKE_V_FAIL;
-  return MODIKE_V_OK;
+  return engine_send_msg (x, 4, b, FALSE, error);
 }
 
 ModikeVerdict
 mm_i4 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
-  ModikeIkeSa *sa = x->sa;
   g_autoptr (ModikeBuilder) b = modike_builder_new ();
 
   if (!p1_take_ke_nonce (x, msg, error))
     return MODIKE_V_FAIL;
-  p1_process_vendor_ids (sa, msg);
-  if (!p1_derive_keys (sa, error))
-    return p1_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "key exchange failed");
-  if (!p1_add_id_hash (x, b, error))
+  p1_process_vendor_ids (x->sa, msg);
+  if (!p1_key_exchange (x, NULL, error) || !p1_add_id_hash (x, b, error))
     return MODIKE_V_FAIL;
-  p1_maybe_initial_contact (sa, b);
-  if (!modike_exchange_run_builders (x, 5, b, error) || !modike_exchange_send (x, b, TRUE, error))
-    return MODIKE_V_FAIL;
-  return MODIKE_V_OK;
+  p1_maybe_initial_contact (x->sa, b);
+  return engine_send_msg (x, 5, b, TRUE, error);
 }
 
 ModikeVerdict
 mm_r5 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
-  ModikeIkeSa *sa = x->sa;
   g_autoptr (ModikeBuilder) b = modike_builder_new ();
 
-  if (!p1_check_remote_id (sa, modike_message_find (msg, MODIKE_PL_ID), error))
-    {
-      modike_exchange_set_notify (x, MODIKE_N_INVALID_ID_INFORMATION);
-      return MODIKE_V_FAIL;
-    }
-  if (!p1_verify_hash (x, TRUE, modike_message_find (msg, MODIKE_PL_HASH), error))
+  if (!p1_authenticate (x, msg, TRUE, error) || !p1_add_id_hash (x, b, error))
     return MODIKE_V_FAIL;
-  p1_process_notifies (x, msg);
-  if (!p1_add_id_hash (x, b, error) || !modike_exchange_run_builders (x, 6, b, error) ||
-      !modike_exchange_send (x, b, TRUE, error))
-    return MODIKE_V_FAIL;
-  return MODIKE_V_OK;
+  return engine_send_msg (x, 6, b, TRUE, error);
 }
 
 ModikeVerdict
 mm_i6 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
-  ModikeIkeSa *sa = x->sa;
-
-  if (!p1_check_remote_id (sa, modike_message_find (msg, MODIKE_PL_ID), error))
-    {
-      modike_exchange_set_notify (x, MODIKE_N_INVALID_ID_INFORMATION);
-      return MODIKE_V_FAIL;
-    }
-  if (!p1_verify_hash (x, FALSE, modike_message_find (msg, MODIKE_PL_HASH), error))
-    return MODIKE_V_FAIL;
-  p1_process_notifies (x, msg);
-  return MODIKE_V_OK;
+  return p1_authenticate (x, msg, TRUE, error) ? MODIKE_V_OK : MODIKE_V_FAIL;
 }

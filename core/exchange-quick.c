@@ -68,34 +68,6 @@ qm_data_spd_id (const ModikeExchange *x)
   return qm != NULL ? qm->spd_id : 0;
 }
 
-static void
-spi_bytes (guint32 spi, guint8 out[4])
-{
-  out[0] = spi >> 24;
-  out[1] = spi >> 16;
-  out[2] = spi >> 8;
-  out[3] = spi;
-}
-
-static ModikeVerdict
-qm_fail (ModikeExchange *x, guint16 notify, ModikeIkeError code, GError **error, const char *fmt, ...)
-  G_GNUC_PRINTF (5, 6);
-
-static ModikeVerdict
-qm_fail (ModikeExchange *x, guint16 notify, ModikeIkeError code, GError **error, const char *fmt, ...)
-{
-  va_list ap;
-  g_autofree char *text = NULL;
-
-  va_start (ap, fmt);
-  text = g_strdup_vprintf (fmt, ap);
-  va_end (ap);
-  modike_exchange_set_notify (x, notify);
-  if (error != NULL && *error == NULL)
-    g_set_error (error, MODIKE_IKE_ERROR, code, "peer %s: Quick Mode: %s", x->sa->peer_name, text);
-  return MODIKE_V_FAIL;
-}
-
 /* ---- selectors <-> ID payloads ---- */
 
 static gsize
@@ -242,6 +214,15 @@ ports_within (const ModikePortRange *inner, const ModikePortRange *outer)
   return outer->from <= inner->from && inner->to <= outer->to;
 }
 
+/* Selectors (as this end sees them) inside a policy's. */
+static gboolean
+selectors_within (const ModikeSpdEntry *e, const ModikeAddrRange *local, const ModikePortRange *local_ports,
+                  const ModikeAddrRange *remote, const ModikePortRange *remote_ports, guint8 proto)
+{
+  return range_within (local, &e->local) && range_within (remote, &e->remote) && (e->proto == 0 || e->proto == proto) &&
+         ports_within (local_ports, &e->local_port) && ports_within (remote_ports, &e->remote_port);
+}
+
 static void
 host_range (const ModikeAddr *a, ModikeAddrRange *r)
 {
@@ -253,76 +234,69 @@ host_range (const ModikeAddr *a, ModikeAddrRange *r)
 
 /* ---- messages ---- */
 
-static GBytes *
-bytes_of (const ModikePayload *p)
-{
-  return g_bytes_new (p->body, p->len);
-}
-
-static GBytes *
-encode_sa (const ModikeSaPayload *sap)
-{
-  GByteArray *body = g_byte_array_new ();
-
-  modike_sa_payload_encode (sap, body);
-  return g_byte_array_free_to_bytes (body);
-}
-
+/* HASH placeholder, SA, our nonce, [KE], [IDci IDcr]: messages 1 and 2. */
 static void
-add_id (ModikeBuilder *b, const ModikeIdPayload *id, GBytes **keep)
+add_payloads (ModikeExchange *x, QmData *qm, ModikeBuilder *b, const ModikeSaPayload *sap)
 {
-  GByteArray *body = g_byte_array_new ();
+  g_autoptr (GBytes) sa_b = engine_sa_bytes (sap);
+  GBytes **nonce = x->role == MODIKE_ROLE_INITIATOR ? &qm->ni : &qm->nr;
+  guint8 data[ENGINE_NONCE_LEN];
 
-  modike_id_payload_encode (id, body);
-  *keep = g_bytes_new (body->data, body->len);
-  modike_builder_add_array (b, MODIKE_PL_ID, body);
-}
-
-/* HASH placeholder first; filled once the rest is final (after builders). */
-static guint
-add_hash_placeholder (ModikeIkeSa *sa, ModikeBuilder *b)
-{
-  guint8 zero[MODIKE_HASH_MAX] = { 0 };
-
-  return modike_builder_add (b, MODIKE_PL_HASH, zero, modike_hash_len (sa->choice.hash));
-}
-
-static void
-fill_hash (ModikeExchange *x, ModikeBuilder *b, guint index, GBytes *extra)
-{
-  ModikeIkeSa *sa = x->sa;
-  guint8 first;
-  g_autoptr (GBytes) rest = modike_builder_serialize (b, index + 1, &first);
-  guint8 hash[MODIKE_HASH_MAX];
-  gsize len;
-  const guint8 *data = g_bytes_get_data (rest, &len);
-
-  engine_hash_a (sa, FALSE, x->msgid, extra, data, len, hash);
-  modike_builder_set_body (b, index, hash, modike_hash_len (sa->choice.hash));
-}
-
-static gboolean
-verify_hash (ModikeExchange *x, const ModikeMessage *msg, GBytes *extra, GError **error)
-{
-  ModikeIkeSa *sa = x->sa;
-  const ModikePayload *h = &g_array_index (msg->payloads, ModikePayload, 0);
-  gsize hlen = modike_hash_len (sa->choice.hash);
-  guint8 want[MODIKE_HASH_MAX];
-  const guint8 *rest = NULL;
-  gsize rest_len = 0;
-
-  if (h->type != MODIKE_PL_HASH || !engine_message_rest (msg, 0, &rest, &rest_len))
+  engine_add_hash_placeholder (x->sa, b);
+  engine_builder_add_bytes (b, MODIKE_PL_SA, sa_b);
+  modike_random_nonce (data, sizeof data);
+  g_clear_pointer (nonce, g_bytes_unref);
+  *nonce = g_bytes_new (data, sizeof data);
+  engine_builder_add_bytes (b, MODIKE_PL_NONCE, *nonce);
+  if (qm->dh != NULL)
     {
-      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "peer %s: Quick Mode: HASH is not first",
-                   sa->peer_name);
+      g_autoptr (GBytes) pub = modike_dh_public (qm->dh);
+
+      engine_builder_add_bytes (b, MODIKE_PL_KE, pub);
+    }
+  /* The responder returns the initiator's IDs unchanged. */
+  if (qm->idci_b != NULL)
+    {
+      engine_builder_add_bytes (b, MODIKE_PL_ID, qm->idci_b);
+      engine_builder_add_bytes (b, MODIKE_PL_ID, qm->idcr_b);
+    }
+}
+
+/* Builders, then HASH(1) or HASH(2) over the final message, and send. */
+static ModikeVerdict
+send_hashed (ModikeExchange *x, guint8 msg_no, ModikeBuilder *b, GBytes *extra, GError **error)
+{
+  if (!modike_exchange_run_builders (x, msg_no, b, error))
+    return MODIKE_V_FAIL;
+  engine_fill_hash (x->sa, x->msgid, b, extra);
+  return modike_exchange_send (x, b, TRUE, error) ? MODIKE_V_OK : MODIKE_V_FAIL;
+}
+
+/* IDci and IDcr (two ID payloads, checked by the caller) as selectors in
+ * the initiator's order; both must name one protocol. */
+static gboolean
+parse_ids (const ModikeMessage *msg, ModikeAddrRange *ci, ModikePortRange *pi, ModikeAddrRange *cr,
+           ModikePortRange *pr, guint8 *proto, GError **error)
+{
+  const ModikePayload *pci = modike_message_find_nth (msg, MODIKE_PL_ID, 0);
+  const ModikePayload *pcr = modike_message_find_nth (msg, MODIKE_PL_ID, 1);
+  g_autoptr (ModikeIdPayload) idci = NULL;
+  g_autoptr (ModikeIdPayload) idcr = NULL;
+  g_autoptr (GError) local = NULL;
+  guint8 proto_r = 0;
+
+  idci = modike_id_payload_parse (pci->body, pci->len, &local);
+  idcr = idci != NULL ? modike_id_payload_parse (pcr->body, pcr->len, &local) : NULL;
+  if (idcr == NULL || !qm_range_from_id (idci, ci, proto, pi, &local) ||
+      !qm_range_from_id (idcr, cr, &proto_r, pr, &local))
+    {
+      g_propagate_prefixed_error (error, g_steal_pointer (&local), "IDs: ");
       return FALSE;
     }
-  engine_hash_a (sa, FALSE, x->msgid, extra, rest, rest_len, want);
-  if (h->len != hlen || !modike_memeq (h->body, want, hlen))
+  if (*proto != proto_r)
     {
-      sa->ike->stats.auth_failures++;
-      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "peer %s: Quick Mode: HASH(%u) does not verify",
-                   sa->peer_name, x->cur_no);
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "IDci protocol %u differs from IDcr protocol %u",
+                   *proto, proto_r);
       return FALSE;
     }
   return TRUE;
@@ -337,16 +311,16 @@ take_ke (ModikeExchange *x, QmData *qm, const ModikeMessage *msg, GError **error
     {
       if (ke != NULL)
         {
-          qm_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "KE without a PFS group");
+          engine_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "KE without a PFS group");
           return FALSE;
         }
       return TRUE;
     }
   if (ke == NULL || ke->len != modike_dh_public_len (qm->choice.group))
     {
-      qm_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error,
-               "PFS group %s needs a KE payload of %" G_GSIZE_FORMAT " bytes", modike_dh_name (qm->choice.group),
-               modike_dh_public_len (qm->choice.group));
+      engine_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error,
+                   "PFS group %s needs a KE payload of %" G_GSIZE_FORMAT " bytes", modike_dh_name (qm->choice.group),
+                   modike_dh_public_len (qm->choice.group));
       return FALSE;
     }
   if (qm->dh == NULL)
@@ -368,23 +342,18 @@ take_ke (ModikeExchange *x, QmData *qm, const ModikeMessage *msg, GError **error
 static void
 process_notifies (ModikeExchange *x, QmData *qm, const ModikeMessage *msg)
 {
-  for (guint i = 0; i < msg->payloads->len; i++)
-    {
-      const ModikePayload *p = &g_array_index (msg->payloads, ModikePayload, i);
-      g_autoptr (ModikeNotifyPayload) n = NULL;
-      g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) notifies = engine_parse_notifies (x, msg);
 
-      if (p->type != MODIKE_PL_N)
-        continue;
-      n = modike_notify_payload_parse (p->body, p->len, &error);
-      if (n == NULL)
-        continue;
+  for (guint i = 0; i < notifies->len; i++)
+    {
+      const ModikeNotifyPayload *n = g_ptr_array_index (notifies, i);
+
       if (n->type == MODIKE_N_RESPONDER_LIFETIME && n->data != NULL)
         {
           g_autoptr (GArray) attrs = modike_attr_array_new ();
           guint16 type = 0;
 
-          if (!modike_attrs_parse (g_bytes_get_data (n->data, NULL), g_bytes_get_size (n->data), attrs, &error))
+          if (!modike_attrs_parse (g_bytes_get_data (n->data, NULL), g_bytes_get_size (n->data), attrs, NULL))
             continue;
           for (guint j = 0; j < attrs->len; j++)
             {
@@ -413,7 +382,7 @@ process_notifies (ModikeExchange *x, QmData *qm, const ModikeMessage *msg)
 /* RESPONDER-LIFETIME (RFC 2407 4.6.3.1) when we cut the proposed lifetime,
  * so that the initiator rekeys before we delete. */
 static void
-add_responder_lifetime (const QmData *qm, ModikeBuilder *b)
+add_responder_lifetime (ModikeIkeSa *sa, const QmData *qm, ModikeBuilder *b)
 {
   const EngineP2Choice *c = &qm->choice;
   guint64 proposed_s = c->peer_life_s != 0 ? c->peer_life_s : ENGINE_DEFAULT_P2_LIFE;
@@ -421,37 +390,21 @@ add_responder_lifetime (const QmData *qm, ModikeBuilder *b)
   gboolean cut_kb = c->life_kb != 0 && (c->peer_life_kb == 0 || c->life_kb < c->peer_life_kb);
   g_autoptr (GArray) attrs = NULL;
   g_autoptr (GByteArray) data = NULL;
-  ModikeNotifyPayload n = { 0 };
-  GByteArray *body;
+  guint8 spi[4];
 
   if (!cut_s && !cut_kb)
     return;
   attrs = modike_attr_array_new ();
-  if (cut_s)
-    {
-      modike_attr_add_tv (attrs, MODIKE_P2_LIFE_TYPE, MODIKE_LIFE_SECONDS);
-      modike_attr_add_number (attrs, MODIKE_P2_LIFE_DURATION, (guint32) MIN (c->life_s, G_MAXUINT32));
-    }
-  if (cut_kb)
-    {
-      modike_attr_add_tv (attrs, MODIKE_P2_LIFE_TYPE, MODIKE_LIFE_KILOBYTES);
-      modike_attr_add_number (attrs, MODIKE_P2_LIFE_DURATION, (guint32) MIN (c->life_kb, G_MAXUINT32));
-    }
+  engine_attrs_add_lifetimes (attrs, MODIKE_P2_LIFE_TYPE, MODIKE_P2_LIFE_DURATION, cut_s ? c->life_s : 0,
+                              cut_kb ? c->life_kb : 0);
   data = g_byte_array_new ();
   modike_attrs_encode (attrs, data);
-  n.doi = MODIKE_DOI_IPSEC;
-  n.protocol = MODIKE_PROTO_ESP;
-  n.type = MODIKE_N_RESPONDER_LIFETIME;
-  n.spi_len = 4;
-  spi_bytes (qm->spi_in, n.spi);
-  n.data = g_bytes_new (data->data, data->len);
-  body = g_byte_array_new ();
-  modike_notify_payload_encode (&n, body);
-  g_bytes_unref (n.data);
-  modike_builder_add_array (b, MODIKE_PL_N, body);
+  engine_spi_bytes (qm->spi_in, spi);
+  modike_builder_add_array (b, MODIKE_PL_N, engine_notify_body (sa, MODIKE_N_RESPONDER_LIFETIME, MODIKE_PROTO_ESP,
+                                                                spi, sizeof spi, data->data, data->len));
 }
 
-/* The two ESP SAs into the SAD, and the child bookkeeping. */
+/* The two ESP SAs into the SAD, and the child bookkeeping; fails x if not. */
 static gboolean
 install (ModikeExchange *x, QmData *qm, GError **error)
 {
@@ -473,7 +426,7 @@ install (ModikeExchange *x, QmData *qm, GError **error)
       g_autoptr (ModikeSecret) km = NULL;
       ModikeSadEntry *e;
 
-      spi_bytes (spi, spib);
+      engine_spi_bytes (spi, spib);
       km = modike_qm_keymat (sa->choice.hash, sa->keys.skeyid_d, qm->gxy, MODIKE_PROTO_ESP, spib, ni, ni_len, nr,
                              nr_len, enc_len + auth_len);
       e = modike_sad_entry_new ();
@@ -519,6 +472,7 @@ install (ModikeExchange *x, QmData *qm, GError **error)
         {
           if (dir == MODIKE_DIR_OUT)
             modike_sad_remove (ike->sad, MODIKE_DIR_IN, qm->spi_in);
+          engine_fail (x, 0, MODIKE_IKE_ERROR_FAILED, error, "could not install the SAs");
           return FALSE;
         }
     }
@@ -551,52 +505,38 @@ qm_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   const ModikeSpdEntry *policy;
   g_autoptr (ModikeSaPayload) offer = NULL;
   g_autoptr (ModikeBuilder) b = modike_builder_new ();
-  g_autoptr (GBytes) sa_b = NULL;
   g_autoptr (ModikeIdPayload) idci = NULL;
   g_autoptr (ModikeIdPayload) idcr = NULL;
-  guint8 nonce[ENGINE_NONCE_LEN];
-  guint hash_index;
+  ModikeVerdict v;
 
   policy = modike_spd_get (sa->ike->spd, qm->spd_id);
   if (policy == NULL || policy->action != MODIKE_SPD_PROTECT)
-    return qm_fail (x, 0, MODIKE_IKE_ERROR_FAILED, error, "policy %u is gone or not PROTECT", qm->spd_id);
+    return engine_fail (x, 0, MODIKE_IKE_ERROR_FAILED, error, "policy %u is gone or not PROTECT", qm->spd_id);
   if (policy->proposals == NULL || policy->proposals->len == 0)
-    return qm_fail (x, 0, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN, error, "policy %s has no ESP proposals", policy->name);
+    return engine_fail (x, 0, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN, error, "policy %s has no ESP proposals",
+                        policy->name);
   qm->policy = modike_spd_entry_dup (policy);
   qm->spi_in = engine_alloc_spi (sa->ike);
   offer = proposal_p2_offer (sa, policy, qm->spi_in, NULL);
-  sa_b = encode_sa (offer);
-
-  hash_index = add_hash_placeholder (sa, b);
-  modike_builder_add (b, MODIKE_PL_SA, g_bytes_get_data (sa_b, NULL), g_bytes_get_size (sa_b));
-  modike_random_nonce (nonce, sizeof nonce);
-  qm->ni = g_bytes_new (nonce, sizeof nonce);
-  modike_builder_add (b, MODIKE_PL_NONCE, nonce, sizeof nonce);
   if (policy->pfs_group != 0)
     {
-      g_autoptr (GBytes) pub = NULL;
-
       qm->dh = modike_dh_new (policy->pfs_group, error);
       if (qm->dh == NULL)
         return MODIKE_V_FAIL;
-      pub = modike_dh_public (qm->dh);
-      modike_builder_add (b, MODIKE_PL_KE, g_bytes_get_data (pub, NULL), g_bytes_get_size (pub));
     }
   qm->local_ts = policy->local;
   qm->remote_ts = policy->remote;
   qm->ts_proto = policy->proto;
   idci = qm_id_from_range (&policy->local, policy->proto, &policy->local_port);
   idcr = qm_id_from_range (&policy->remote, policy->proto, &policy->remote_port);
-  add_id (b, idci, &qm->idci_b);
-  add_id (b, idcr, &qm->idcr_b);
-  if (!modike_exchange_run_builders (x, 1, b, error))
-    return MODIKE_V_FAIL;
-  fill_hash (x, b, hash_index, NULL);
-  if (!modike_exchange_send (x, b, TRUE, error))
-    return MODIKE_V_FAIL;
-  ELOG_INFO (sa, x, "Quick Mode for policy %s started (in=%08x%s)", policy->name, qm->spi_in,
-             policy->pfs_group != 0 ? ", PFS" : "");
-  return MODIKE_V_OK;
+  qm->idci_b = engine_id_bytes (idci);
+  qm->idcr_b = engine_id_bytes (idcr);
+  add_payloads (x, qm, b, offer);
+  v = send_hashed (x, 1, b, NULL, error);
+  if (v == MODIKE_V_OK)
+    ELOG_INFO (sa, x, "Quick Mode for policy %s started (in=%08x%s)", policy->name, qm->spi_in,
+               policy->pfs_group != 0 ? ", PFS" : "");
+  return v;
 }
 
 /* The first PROTECT policy for this peer whose selectors contain the
@@ -619,9 +559,7 @@ r1_choose (ModikeExchange *x, QmData *qm, const ModikeSaPayload *offer, const Mo
       if (e->action != MODIKE_SPD_PROTECT || g_strcmp0 (e->peer, sa->peer_name) != 0)
         continue;
       /* IDci is the initiator's side: our remote selector; IDcr our local. */
-      if (!range_within (ci, &e->remote) || !range_within (cr, &e->local) ||
-          (e->proto != 0 && e->proto != proto) || !ports_within (pi, &e->remote_port) ||
-          !ports_within (pr, &e->local_port))
+      if (!selectors_within (e, cr, pr, ci, pi, proto))
         continue;
       id_match = TRUE;
       if (!proposal_p2_select (sa, offer, e, &qm->choice, &peer_spi, reply, qm->spi_in, &local))
@@ -638,13 +576,13 @@ r1_choose (ModikeExchange *x, QmData *qm, const ModikeSaPayload *offer, const Mo
     {
       char a[MODIKE_ADDR_STRLEN], b[MODIKE_ADDR_STRLEN], c[MODIKE_ADDR_STRLEN], d[MODIKE_ADDR_STRLEN];
 
-      return qm_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error,
-                      "no policy for %s-%s === %s-%s", modike_addr_format (&cr->from, a, sizeof a),
-                      modike_addr_format (&cr->to, b, sizeof b), modike_addr_format (&ci->from, c, sizeof c),
-                      modike_addr_format (&ci->to, d, sizeof d));
+      return engine_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error,
+                          "no policy for %s-%s === %s-%s", modike_addr_format (&cr->from, a, sizeof a),
+                          modike_addr_format (&cr->to, b, sizeof b), modike_addr_format (&ci->from, c, sizeof c),
+                          modike_addr_format (&ci->to, d, sizeof d));
     }
-  return qm_fail (x, MODIKE_N_NO_PROPOSAL_CHOSEN, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN, error,
-                  "no acceptable ESP proposal");
+  return engine_fail (x, MODIKE_N_NO_PROPOSAL_CHOSEN, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN, error,
+                      "no acceptable ESP proposal");
 }
 
 ModikeVerdict
@@ -652,29 +590,23 @@ qm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
   ModikeIkeSa *sa = x->sa;
   QmData *qm = qm_data_new (0, 0);
-  const ModikePayload *sap = modike_message_find (msg, MODIKE_PL_SA);
-  const ModikePayload *nonce = modike_message_find (msg, MODIKE_PL_NONCE);
   guint n_ids = modike_message_count (msg, MODIKE_PL_ID);
   g_autoptr (ModikeSaPayload) offer = NULL;
   g_autoptr (ModikeSaPayload) reply = NULL;
   g_autoptr (ModikeBuilder) b = modike_builder_new ();
-  g_autoptr (GBytes) reply_b = NULL;
   g_autoptr (GError) local = NULL;
   ModikeAddrRange ci, cr;
   ModikePortRange pi = { 0, 65535 }, pr = { 0, 65535 };
   guint8 proto = 0;
-  guint8 nr[ENGINE_NONCE_LEN];
-  guint hash_index;
   ModikeVerdict v;
 
   modike_exchange_set_data (x, qm, (GDestroyNotify) qm_data_free);
   /* A message that fails its HASH proves nothing about the peer: drop it. */
-  if (!verify_hash (x, msg, NULL, error))
+  if (!engine_verify_hash (x, msg, FALSE, NULL, NULL, error))
     return MODIKE_V_DROP;
-  offer = modike_sa_payload_parse (sap->body, sap->len, &local);
+  offer = engine_parse_sa (x, msg, error);
   if (offer == NULL)
-    return qm_fail (x, modike_codec_error_notify (local), MODIKE_IKE_ERROR_FAILED, error, "SA payload: %s",
-                    local->message);
+    return MODIKE_V_FAIL;
   /* Report failures against the initiator's SPI from here on. */
   for (guint i = 0; i < offer->proposals->len; i++)
     {
@@ -688,24 +620,14 @@ qm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
         }
     }
   if (n_ids != 0 && n_ids != 2)
-    return qm_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "%u ID payloads", n_ids);
+    return engine_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "%u ID payloads", n_ids);
   if (n_ids == 2)
     {
-      const ModikePayload *pci = modike_message_find_nth (msg, MODIKE_PL_ID, 0);
-      const ModikePayload *pcr = modike_message_find_nth (msg, MODIKE_PL_ID, 1);
-      g_autoptr (ModikeIdPayload) idci = modike_id_payload_parse (pci->body, pci->len, &local);
-      g_autoptr (ModikeIdPayload) idcr = idci != NULL ? modike_id_payload_parse (pcr->body, pcr->len, &local) : NULL;
-      guint8 proto_r = 0;
-
-      if (idcr == NULL || !qm_range_from_id (idci, &ci, &proto, &pi, &local) ||
-          !qm_range_from_id (idcr, &cr, &proto_r, &pr, &local))
-        return qm_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "IDs: %s",
-                        local->message);
-      if (proto != proto_r)
-        return qm_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error,
-                        "IDci protocol %u differs from IDcr protocol %u", proto, proto_r);
-      qm->idci_b = bytes_of (pci);
-      qm->idcr_b = bytes_of (pcr);
+      if (!parse_ids (msg, &ci, &pi, &cr, &pr, &proto, &local))
+        return engine_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "%s",
+                            local->message);
+      qm->idci_b = engine_payload_bytes (modike_message_find_nth (msg, MODIKE_PL_ID, 0));
+      qm->idcr_b = engine_payload_bytes (modike_message_find_nth (msg, MODIKE_PL_ID, 1));
     }
   else
     {
@@ -720,35 +642,57 @@ qm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   qm->local_ts = cr;
   qm->remote_ts = ci;
   qm->ts_proto = proto;
-  qm->ni = bytes_of (nonce);
+  qm->ni = engine_payload_bytes (modike_message_find (msg, MODIKE_PL_NONCE));
   if (!take_ke (x, qm, msg, error))
     return MODIKE_V_FAIL;
   process_notifies (x, qm, msg);
+  add_payloads (x, qm, b, reply);
+  add_responder_lifetime (sa, qm, b);
+  return send_hashed (x, 2, b, qm->ni, error);
+}
 
-  hash_index = add_hash_placeholder (sa, b);
-  reply_b = encode_sa (reply);
-  modike_builder_add (b, MODIKE_PL_SA, g_bytes_get_data (reply_b, NULL), g_bytes_get_size (reply_b));
-  modike_random_nonce (nr, sizeof nr);
-  qm->nr = g_bytes_new (nr, sizeof nr);
-  modike_builder_add (b, MODIKE_PL_NONCE, nr, sizeof nr);
-  if (qm->dh != NULL)
-    {
-      g_autoptr (GBytes) pub = modike_dh_public (qm->dh);
+/* The responder returns our IDs (RFC 2409 5.5), or narrower ones inside
+ * our policy, which then become the selectors. */
+static gboolean
+take_returned_ids (ModikeExchange *x, QmData *qm, const ModikeMessage *msg, GError **error)
+{
+  guint n_ids = modike_message_count (msg, MODIKE_PL_ID);
+  const ModikePayload *pci, *pcr;
+  const ModikeSpdEntry *pol = qm->policy;
+  ModikeAddrRange ci, cr;
+  ModikePortRange pi, pr;
+  guint8 proto = 0;
 
-      modike_builder_add (b, MODIKE_PL_KE, g_bytes_get_data (pub, NULL), g_bytes_get_size (pub));
-    }
-  if (qm->idci_b != NULL)
+  if (qm->idci_b == NULL)
     {
-      modike_builder_add (b, MODIKE_PL_ID, g_bytes_get_data (qm->idci_b, NULL), g_bytes_get_size (qm->idci_b));
-      modike_builder_add (b, MODIKE_PL_ID, g_bytes_get_data (qm->idcr_b, NULL), g_bytes_get_size (qm->idcr_b));
+      if (n_ids != 0)
+        engine_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "unexpected IDs");
+      return n_ids == 0;
     }
-  add_responder_lifetime (qm, b);
-  if (!modike_exchange_run_builders (x, 2, b, error))
-    return MODIKE_V_FAIL;
-  fill_hash (x, b, hash_index, qm->ni);
-  if (!modike_exchange_send (x, b, TRUE, error))
-    return MODIKE_V_FAIL;
-  return MODIKE_V_OK;
+  if (n_ids != 2)
+    {
+      engine_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error,
+                   "responder did not return our IDs");
+      return FALSE;
+    }
+  pci = modike_message_find_nth (msg, MODIKE_PL_ID, 0);
+  pcr = modike_message_find_nth (msg, MODIKE_PL_ID, 1);
+  if (pci->len == g_bytes_get_size (qm->idci_b) && pcr->len == g_bytes_get_size (qm->idcr_b) &&
+      memcmp (pci->body, g_bytes_get_data (qm->idci_b, NULL), pci->len) == 0 &&
+      memcmp (pcr->body, g_bytes_get_data (qm->idcr_b, NULL), pcr->len) == 0)
+    return TRUE;
+  /* IDci is our side here. */
+  if (!parse_ids (msg, &ci, &pi, &cr, &pr, &proto, NULL) || !selectors_within (pol, &ci, &pi, &cr, &pr, proto))
+    {
+      engine_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error,
+                   "responder's IDs are outside policy %s", pol->name);
+      return FALSE;
+    }
+  ELOG_INFO (x->sa, x, "responder narrowed the selectors of policy %s", pol->name);
+  qm->local_ts = ci;
+  qm->remote_ts = cr;
+  qm->ts_proto = proto;
+  return TRUE;
 }
 
 ModikeVerdict
@@ -756,100 +700,39 @@ qm_i2 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
   ModikeIkeSa *sa = x->sa;
   QmData *qm = x->data;
-  const ModikePayload *sap = modike_message_find (msg, MODIKE_PL_SA);
-  const ModikePayload *nonce = modike_message_find (msg, MODIKE_PL_NONCE);
-  guint n_ids = modike_message_count (msg, MODIKE_PL_ID);
   g_autoptr (ModikeSaPayload) reply = NULL;
   g_autoptr (ModikeBuilder) b = modike_builder_new ();
-  g_autoptr (GError) local = NULL;
-  guint8 hash[MODIKE_HASH_MAX];
-  gsize nr_len;
-  const guint8 *nr;
 
-  if (!verify_hash (x, msg, qm->ni, error))
+  if (!engine_verify_hash (x, msg, FALSE, qm->ni, NULL, error))
     return MODIKE_V_DROP;
-  reply = modike_sa_payload_parse (sap->body, sap->len, &local);
+  reply = engine_parse_sa (x, msg, error);
   if (reply == NULL)
-    return qm_fail (x, modike_codec_error_notify (local), MODIKE_IKE_ERROR_FAILED, error, "SA payload: %s",
-                    local->message);
+    return MODIKE_V_FAIL;
   x->notify_proto = MODIKE_PROTO_ESP;
-  memcpy (x->notify_spi, (guint8[4]){ qm->spi_in >> 24, qm->spi_in >> 16, qm->spi_in >> 8, qm->spi_in }, 4);
+  engine_spi_bytes (qm->spi_in, x->notify_spi);
   if (!proposal_p2_check_reply (sa, reply, qm->policy, &qm->choice, &qm->spi_out, error))
     {
       modike_exchange_set_notify (x, MODIKE_N_NO_PROPOSAL_CHOSEN);
       return MODIKE_V_FAIL;
     }
-  if (qm->idci_b != NULL)
-    {
-      /* The responder returns our IDs (RFC 2409 5.5), or narrower ones
-       * inside our policy, which then become the selectors. */
-      const ModikePayload *pci = modike_message_find_nth (msg, MODIKE_PL_ID, 0);
-      const ModikePayload *pcr = modike_message_find_nth (msg, MODIKE_PL_ID, 1);
-
-      if (n_ids != 2)
-        return qm_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error,
-                        "responder did not return our IDs");
-      if (pci->len != g_bytes_get_size (qm->idci_b) || pcr->len != g_bytes_get_size (qm->idcr_b) ||
-          memcmp (pci->body, g_bytes_get_data (qm->idci_b, NULL), pci->len) != 0 ||
-          memcmp (pcr->body, g_bytes_get_data (qm->idcr_b, NULL), pcr->len) != 0)
-        {
-          g_autoptr (ModikeIdPayload) idci = modike_id_payload_parse (pci->body, pci->len, NULL);
-          g_autoptr (ModikeIdPayload) idcr = modike_id_payload_parse (pcr->body, pcr->len, NULL);
-          ModikeAddrRange ci, cr;
-          ModikePortRange pi, pr;
-          guint8 proto_i = 0, proto_r = 0;
-          const ModikeSpdEntry *pol = qm->policy;
-
-          if (idci == NULL || idcr == NULL || !qm_range_from_id (idci, &ci, &proto_i, &pi, NULL) ||
-              !qm_range_from_id (idcr, &cr, &proto_r, &pr, NULL) || proto_i != proto_r ||
-              !range_within (&ci, &pol->local) || !range_within (&cr, &pol->remote) ||
-              (pol->proto != 0 && pol->proto != proto_i) || !ports_within (&pi, &pol->local_port) ||
-              !ports_within (&pr, &pol->remote_port))
-            return qm_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error,
-                            "responder's IDs are outside policy %s", pol->name);
-          ELOG_INFO (sa, x, "responder narrowed the selectors of policy %s", pol->name);
-          qm->local_ts = ci;
-          qm->remote_ts = cr;
-          qm->ts_proto = proto_i;
-        }
-    }
-  else if (n_ids != 0)
-    return qm_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "unexpected IDs");
-  qm->nr = bytes_of (nonce);
+  if (!take_returned_ids (x, qm, msg, error))
+    return MODIKE_V_FAIL;
+  qm->nr = engine_payload_bytes (modike_message_find (msg, MODIKE_PL_NONCE));
   if (!take_ke (x, qm, msg, error))
     return MODIKE_V_FAIL;
   process_notifies (x, qm, msg);
   if (!install (x, qm, error))
-    return qm_fail (x, 0, MODIKE_IKE_ERROR_FAILED, error, "could not install the SAs");
-
-  nr = g_bytes_get_data (qm->nr, &nr_len);
-  engine_hash_a (sa, TRUE, x->msgid, qm->ni, nr, nr_len, hash);
-  modike_builder_add (b, MODIKE_PL_HASH, hash, modike_hash_len (sa->choice.hash));
-  if (!modike_exchange_run_builders (x, 3, b, error) || !modike_exchange_send (x, b, TRUE, error))
     return MODIKE_V_FAIL;
-  return MODIKE_V_OK;
+  engine_add_hash (sa, x->msgid, b, TRUE, qm->ni, qm->nr);
+  return engine_send_msg (x, 3, b, TRUE, error);
 }
 
 ModikeVerdict
 qm_r3 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
-  ModikeIkeSa *sa = x->sa;
   QmData *qm = x->data;
-  const ModikePayload *h = &g_array_index (msg->payloads, ModikePayload, 0);
-  gsize hlen = modike_hash_len (sa->choice.hash);
-  guint8 want[MODIKE_HASH_MAX];
-  gsize nr_len;
-  const guint8 *nr = g_bytes_get_data (qm->nr, &nr_len);
 
-  engine_hash_a (sa, TRUE, x->msgid, qm->ni, nr, nr_len, want);
-  if (h->type != MODIKE_PL_HASH || h->len != hlen || !modike_memeq (h->body, want, hlen))
-    {
-      sa->ike->stats.auth_failures++;
-      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "peer %s: Quick Mode: HASH(3) does not verify",
-                   sa->peer_name);
-      return MODIKE_V_DROP;
-    }
-  if (!install (x, qm, error))
-    return qm_fail (x, 0, MODIKE_IKE_ERROR_FAILED, error, "could not install the SAs");
-  return MODIKE_V_OK;
+  if (!engine_verify_hash (x, msg, TRUE, qm->ni, qm->nr, error))
+    return MODIKE_V_DROP;
+  return install (x, qm, error) ? MODIKE_V_OK : MODIKE_V_FAIL;
 }

@@ -38,8 +38,8 @@ attr_number (const ModikeAttr *a)
   }
 }
 
-static void
-add_lifetimes (GArray *attrs, guint16 type_attr, guint16 dur_attr, guint64 seconds, guint64 kbytes)
+void
+engine_attrs_add_lifetimes (GArray *attrs, guint16 type_attr, guint16 dur_attr, guint64 seconds, guint64 kbytes)
 {
   if (seconds > 0)
     {
@@ -51,6 +51,22 @@ add_lifetimes (GArray *attrs, guint16 type_attr, guint16 dur_attr, guint64 secon
       modike_attr_add_tv (attrs, type_attr, MODIKE_LIFE_KILOBYTES);
       modike_attr_add_number (attrs, dur_attr, (guint32) MIN (kbytes, G_MAXUINT32));
     }
+}
+
+/* A LIFE_TYPE or LIFE_DURATION attribute: a duration counts in the unit of
+ * the type before it; FALSE for a duration of no known type. */
+static gboolean
+take_life (const ModikeAttr *a, gboolean is_type, guint16 *life_type, guint64 *life_s, guint64 *life_kb)
+{
+  if (is_type)
+    *life_type = a->value;
+  else if (*life_type == MODIKE_LIFE_SECONDS)
+    *life_s = attr_number (a);
+  else if (*life_type == MODIKE_LIFE_KILOBYTES)
+    *life_kb = attr_number (a);
+  else
+    return FALSE;
+  return TRUE;
 }
 
 static guint64
@@ -87,13 +103,59 @@ transform_copy (const ModikeTransform *t)
   return c;
 }
 
+/* An SA payload with proposal 1 of `protocol`, its transforms to come. */
+static ModikeSaPayload *
+offer_new (guint8 protocol, const guint8 *spi, guint8 spi_len, ModikeProposal **p)
+{
+  ModikeSaPayload *sa = modike_sa_payload_new (MODIKE_DOI_IPSEC, MODIKE_SIT_IDENTITY_ONLY);
+
+  *p = modike_proposal_new (1, protocol, spi, spi_len);
+  g_ptr_array_add (sa->proposals, *p);
+  return sa;
+}
+
+/* The responder's answer: the chosen proposal's number, its own SPI, the
+ * chosen transform copied unchanged. */
+static ModikeSaPayload *
+reply_new (const ModikeSaPayload *offer, const ModikeProposal *p, const guint8 *spi, guint8 spi_len,
+           const ModikeTransform *t)
+{
+  ModikeSaPayload *r = modike_sa_payload_new (offer->doi, offer->situation);
+  ModikeProposal *rp = modike_proposal_new (p->number, p->protocol, spi, spi_len);
+
+  g_ptr_array_add (rp->transforms, transform_copy (t));
+  g_ptr_array_add (r->proposals, rp);
+  return r;
+}
+
+/* A reply's only proposal: of `protocol`, with an SPI of spi_len bytes
+ * (0: any), holding one transform; else NULL. */
+static const ModikeProposal *
+reply_proposal (const ModikeSaPayload *reply, guint8 protocol, guint8 spi_len)
+{
+  const ModikeProposal *p;
+
+  if (reply->proposals->len != 1)
+    return NULL;
+  p = g_ptr_array_index (reply->proposals, 0);
+  if (p->protocol != protocol || (spi_len != 0 && p->spi_len != spi_len) || p->transforms->len != 1)
+    return NULL;
+  return p;
+}
+
 /* ---- phase 1 ---- */
+
+static guint64
+p1_life_s (const ModikePeerConfig *peer)
+{
+  return peer->p1_life_seconds != 0 ? peer->p1_life_seconds : ENGINE_DEFAULT_P1_LIFE;
+}
 
 ModikeSaPayload *
 proposal_p1_offer (const ModikePeerConfig *peer, gboolean one_group, guint16 *group)
 {
-  ModikeSaPayload *sa = modike_sa_payload_new (MODIKE_DOI_IPSEC, MODIKE_SIT_IDENTITY_ONLY);
-  ModikeProposal *p = modike_proposal_new (1, MODIKE_PROTO_ISAKMP, NULL, 0);
+  ModikeProposal *p;
+  ModikeSaPayload *sa = offer_new (MODIKE_PROTO_ISAKMP, NULL, 0, &p);
   guint16 first_group = 0;
   guint n = 0;
 
@@ -116,11 +178,10 @@ proposal_p1_offer (const ModikePeerConfig *peer, gboolean one_group, guint16 *gr
       modike_attr_add_tv (t->attrs, MODIKE_P1_HASH, c->hash);
       modike_attr_add_tv (t->attrs, MODIKE_P1_AUTH, engine_p1_auth (peer));
       modike_attr_add_tv (t->attrs, MODIKE_P1_GROUP, c->group);
-      add_lifetimes (t->attrs, MODIKE_P1_LIFE_TYPE, MODIKE_P1_LIFE_DURATION,
-                     peer->p1_life_seconds != 0 ? peer->p1_life_seconds : ENGINE_DEFAULT_P1_LIFE, peer->p1_life_kbytes);
+      engine_attrs_add_lifetimes (t->attrs, MODIKE_P1_LIFE_TYPE, MODIKE_P1_LIFE_DURATION, p1_life_s (peer),
+                                  peer->p1_life_kbytes);
       g_ptr_array_add (p->transforms, t);
     }
-  g_ptr_array_add (sa->proposals, p);
   if (group != NULL)
     *group = first_group;
   return sa;
@@ -157,14 +218,8 @@ p1_transform_parse (const ModikeTransform *t, EngineP1Choice *c)
           c->keybits = a->value;
           break;
         case MODIKE_P1_LIFE_TYPE:
-          life_type = a->value;
-          break;
         case MODIKE_P1_LIFE_DURATION:
-          if (life_type == MODIKE_LIFE_SECONDS)
-            c->life_s = attr_number (a);
-          else if (life_type == MODIKE_LIFE_KILOBYTES)
-            c->life_kb = attr_number (a);
-          else
+          if (!take_life (a, a->type == MODIKE_P1_LIFE_TYPE, &life_type, &c->life_s, &c->life_kb))
             return FALSE;
           break;
         default:
@@ -216,23 +271,16 @@ proposal_p1_select (const ModikeSaPayload *offer, const ModikePeerConfig *peer, 
         {
           const ModikeTransform *t = g_ptr_array_index (p->transforms, j);
           EngineP1Choice c;
-          ModikeSaPayload *r;
-          ModikeProposal *rp;
 
           if (!p1_transform_parse (t, &c) || !p1_matches (&c, peer))
             continue;
           if (need_group != 0 && c.group != need_group)
             continue;
           /* Their lifetime if it is not longer than ours. */
-          c.life_s = min_life (peer->p1_life_seconds != 0 ? peer->p1_life_seconds : ENGINE_DEFAULT_P1_LIFE,
-                               c.life_s != 0 ? c.life_s : ENGINE_DEFAULT_P1_LIFE);
+          c.life_s = min_life (p1_life_s (peer), c.life_s != 0 ? c.life_s : ENGINE_DEFAULT_P1_LIFE);
           c.life_kb = min_life (peer->p1_life_kbytes, c.life_kb);
           *out = c;
-          r = modike_sa_payload_new (offer->doi, offer->situation);
-          rp = modike_proposal_new (p->number, p->protocol, p->spi, p->spi_len);
-          g_ptr_array_add (rp->transforms, transform_copy (t));
-          g_ptr_array_add (r->proposals, rp);
-          *reply = r;
+          *reply = reply_new (offer, p, p->spi, p->spi_len, t);
           return TRUE;
         }
     }
@@ -245,29 +293,25 @@ gboolean
 proposal_p1_check_reply (const ModikeSaPayload *reply, const ModikePeerConfig *peer, EngineP1Choice *out,
                          GError **error)
 {
-  const ModikeProposal *p;
+  const ModikeProposal *p = reply_proposal (reply, MODIKE_PROTO_ISAKMP, 0);
   EngineP1Choice c;
 
-  if (reply->proposals->len != 1)
-    goto bad;
-  p = g_ptr_array_index (reply->proposals, 0);
-  if (p->protocol != MODIKE_PROTO_ISAKMP || p->transforms->len != 1)
-    goto bad;
+  if (p == NULL)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN,
+                   "peer %s: reply SA must hold one ISAKMP proposal with one transform", peer->name);
+      return FALSE;
+    }
   if (!p1_transform_parse (g_ptr_array_index (p->transforms, 0), &c) || !p1_matches (&c, peer))
     {
       g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN,
                    "peer %s: responder chose a transform we did not offer", peer->name);
       return FALSE;
     }
-  c.life_s = min_life (peer->p1_life_seconds != 0 ? peer->p1_life_seconds : ENGINE_DEFAULT_P1_LIFE, c.life_s);
+  c.life_s = min_life (p1_life_s (peer), c.life_s);
   c.life_kb = min_life (peer->p1_life_kbytes, c.life_kb);
   *out = c;
   return TRUE;
-
-bad:
-  g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN,
-               "peer %s: reply SA must hold one ISAKMP proposal with one transform", peer->name);
-  return FALSE;
 }
 
 /* ---- phase 2 (ESP) ---- */
@@ -440,18 +484,21 @@ encap_in_value (ModikeIkeSa *sa, guint16 value, ModikeIpsecMode *mode, gboolean 
 ModikeSaPayload *
 proposal_p2_offer (ModikeIkeSa *sa, const ModikeSpdEntry *policy, guint32 spi, guint64 *life_s)
 {
-  ModikeSaPayload *p2 = modike_sa_payload_new (MODIKE_DOI_IPSEC, MODIKE_SIT_IDENTITY_ONLY);
-  guint8 spib[4] = { spi >> 24, spi >> 16, spi >> 8, spi };
-  ModikeProposal *p = modike_proposal_new (1, MODIKE_PROTO_ESP, spib, sizeof spib);
+  guint8 spib[4];
+  ModikeProposal *p;
+  ModikeSaPayload *p2;
   guint16 encap = encap_out_value (sa, policy->mode);
-  guint64 secs = policy->life_seconds != 0 ? policy->life_seconds : 0;
+  guint64 secs = policy->life_seconds;
+
+  engine_spi_bytes (spi, spib);
+  p2 = offer_new (MODIKE_PROTO_ESP, spib, sizeof spib, &p);
 
   for (guint i = 0; policy->proposals != NULL && i < policy->proposals->len && i < 255; i++)
     {
       const ModikeEspProposal *e = &g_array_index (policy->proposals, ModikeEspProposal, i);
       ModikeTransform *t = modike_transform_new (i + 1, (guint8) e->esp_transform);
 
-      add_lifetimes (t->attrs, MODIKE_P2_LIFE_TYPE, MODIKE_P2_LIFE_DURATION, secs, policy->life_kbytes);
+      engine_attrs_add_lifetimes (t->attrs, MODIKE_P2_LIFE_TYPE, MODIKE_P2_LIFE_DURATION, secs, policy->life_kbytes);
       if (policy->pfs_group != 0)
         modike_attr_add_tv (t->attrs, MODIKE_P2_GROUP, policy->pfs_group);
       modike_attr_add_tv (t->attrs, MODIKE_P2_ENCAP_MODE, encap);
@@ -461,7 +508,6 @@ proposal_p2_offer (ModikeIkeSa *sa, const ModikeSpdEntry *policy, guint32 spi, g
         modike_attr_add_tv (t->attrs, MODIKE_P2_KEY_LENGTH, engine_esp_key_bits (e->esp_transform, e->key_bits));
       g_ptr_array_add (p->transforms, t);
     }
-  g_ptr_array_add (p2->proposals, p);
   if (life_s != NULL)
     *life_s = secs;
   return p2;
@@ -483,14 +529,8 @@ p2_transform_parse (ModikeIkeSa *sa, const ModikeTransform *t, EngineP2Choice *c
       switch (a->type)
         {
         case MODIKE_P2_LIFE_TYPE:
-          life_type = a->value;
-          break;
         case MODIKE_P2_LIFE_DURATION:
-          if (life_type == MODIKE_LIFE_SECONDS)
-            c->life_s = attr_number (a);
-          else if (life_type == MODIKE_LIFE_KILOBYTES)
-            c->life_kb = attr_number (a);
-          else
+          if (!take_life (a, a->type == MODIKE_P2_LIFE_TYPE, &life_type, &c->life_s, &c->life_kb))
             return FALSE;
           break;
         case MODIKE_P2_GROUP:
@@ -537,12 +577,6 @@ p2_matches_policy (const EngineP2Choice *c, const ModikeSpdEntry *policy, gboole
   return FALSE;
 }
 
-static guint32
-spi_value (const ModikeProposal *p)
-{
-  return (guint32) p->spi[0] << 24 | (guint32) p->spi[1] << 16 | (guint32) p->spi[2] << 8 | p->spi[3];
-}
-
 gboolean
 proposal_p2_select (ModikeIkeSa *sa, const ModikeSaPayload *offer, const ModikeSpdEntry *policy,
                     EngineP2Choice *out, guint32 *peer_spi, ModikeSaPayload **reply, guint32 our_spi, GError **error)
@@ -564,9 +598,7 @@ proposal_p2_select (ModikeIkeSa *sa, const ModikeSaPayload *offer, const ModikeS
         {
           const ModikeTransform *t = g_ptr_array_index (p->transforms, j);
           EngineP2Choice c;
-          ModikeSaPayload *r;
-          ModikeProposal *rp;
-          guint8 spib[4] = { our_spi >> 24, our_spi >> 16, our_spi >> 8, our_spi };
+          guint8 spib[4];
 
           if (!p2_transform_parse (sa, t, &c) || !p2_matches_policy (&c, policy, FALSE))
             continue;
@@ -576,12 +608,9 @@ proposal_p2_select (ModikeIkeSa *sa, const ModikeSaPayload *offer, const ModikeS
           c.life_s = min_life (policy->life_seconds, c.life_s != 0 ? c.life_s : ENGINE_DEFAULT_P2_LIFE);
           c.life_kb = min_life (policy->life_kbytes, c.life_kb);
           *out = c;
-          *peer_spi = spi_value (p);
-          r = modike_sa_payload_new (offer->doi, offer->situation);
-          rp = modike_proposal_new (p->number, MODIKE_PROTO_ESP, spib, sizeof spib);
-          g_ptr_array_add (rp->transforms, transform_copy (t));
-          g_ptr_array_add (r->proposals, rp);
-          *reply = r;
+          *peer_spi = engine_spi_value (p->spi);
+          engine_spi_bytes (our_spi, spib);
+          *reply = reply_new (offer, p, spib, sizeof spib, t);
           return TRUE;
         }
     }
@@ -594,14 +623,15 @@ gboolean
 proposal_p2_check_reply (ModikeIkeSa *sa, const ModikeSaPayload *reply, const ModikeSpdEntry *policy,
                          EngineP2Choice *out, guint32 *peer_spi, GError **error)
 {
-  const ModikeProposal *p;
+  const ModikeProposal *p = reply_proposal (reply, MODIKE_PROTO_ESP, 4);
   EngineP2Choice c;
 
-  if (reply->proposals->len != 1)
-    goto bad;
-  p = g_ptr_array_index (reply->proposals, 0);
-  if (p->protocol != MODIKE_PROTO_ESP || p->spi_len != 4 || p->transforms->len != 1)
-    goto bad;
+  if (p == NULL)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN,
+                   "peer %s: reply SA must hold one ESP proposal with one transform", sa->peer_name);
+      return FALSE;
+    }
   if (!p2_transform_parse (sa, g_ptr_array_index (p->transforms, 0), &c) || !p2_matches_policy (&c, policy, TRUE))
     {
       g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN,
@@ -612,11 +642,6 @@ proposal_p2_check_reply (ModikeIkeSa *sa, const ModikeSaPayload *reply, const Mo
   c.life_s = min_life (policy->life_seconds, c.life_s);
   c.life_kb = min_life (policy->life_kbytes, c.life_kb);
   *out = c;
-  *peer_spi = spi_value (p);
+  *peer_spi = engine_spi_value (p->spi);
   return TRUE;
-
-bad:
-  g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN,
-               "peer %s: reply SA must hold one ESP proposal with one transform", sa->peer_name);
-  return FALSE;
 }
