@@ -506,6 +506,7 @@ peer_config_free (ModikePeerConfig *p)
   g_free (p->name);
   g_free (p->local_id);
   g_free (p->remote_id);
+  g_free (p->adapter_name);
   modike_secret_free (p->psk);
   if (p->p1_proposals != NULL)
     g_array_unref (p->p1_proposals);
@@ -667,12 +668,83 @@ option_parse (Ctx *c, const xmlNode *n, ModikePeerConfig *p, GError **error)
   return TRUE;
 }
 
+/* Linux interface names: at most IFNAMSIZ - 1 bytes, and "." and ".."
+ * are refused by the kernel. */
+static gboolean
+valid_ifname (const char *s)
+{
+  gsize len = strlen (s);
+  if (len == 0 || len > 15 || strcmp (s, ".") == 0 || strcmp (s, "..") == 0)
+    return FALSE;
+  for (const char *p = s; *p != '\0'; p++)
+    if (!g_ascii_isalnum (*p) && *p != '_' && *p != '.' && *p != '-')
+      return FALSE;
+  return TRUE;
+}
+
+/* An interface address with its prefix length, "10.99.0.1/24"; unlike a
+ * selector prefix the host bits are the point. No length: a host. */
+static gboolean
+iface_prefix_parse (const char *text, ModikePrefix *out)
+{
+  const char *slash = strchr (text, '/');
+  g_autofree char *ip = slash != NULL ? g_strndup (text, slash - text) : g_strdup (text);
+  ModikePrefix p = { 0 };
+  guint64 plen;
+
+  if (!modike_addr_parse (ip, 0, &p.net, NULL))
+    return FALSE;
+  guint max = p.net.family == AF_INET ? 32 : 128;
+  if (slash == NULL)
+    plen = max;
+  else if (!parse_u64 (slash + 1, 1, max, &plen) || strlen (slash + 1) > 3)
+    return FALSE;
+  p.plen = (guint8) plen;
+  *out = p;
+  return TRUE;
+}
+
+static gboolean
+adapter_parse (Ctx *c, const xmlNode *n, ModikePeerConfig *p, GError **error)
+{
+  g_autofree char *name = NULL;
+  g_autofree char *addr = prop (n, "address");
+  guint64 mtu, queues;
+
+  if (!get_required (c, n, "name", &name, error))
+    return FALSE;
+  if (!valid_ifname (name))
+    return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n,
+                 "bad adapter name '%s' (1..15 of A-Z a-z 0-9 _ . -, not . or ..)", name);
+  for (guint k = 0; k < c->cfg->peers->len; k++) {
+    const ModikePeerConfig *o = c->cfg->peers->pdata[k];
+    if (o->has_adapter && strcmp (o->adapter_name, name) == 0)
+      return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "adapter name '%s' is taken by peer '%s'", name,
+                   o->name);
+  }
+  if (addr != NULL && !iface_prefix_parse (addr, &p->adapter_addr))
+    return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n,
+                 "bad address '%s' (an address with an optional prefix length: 10.99.0.1/24, 2001:db8::1/64)", addr);
+  if (!get_number (c, n, "mtu", 576, 65535, 1400, &mtu, error) ||
+      !get_number (c, n, "queues", 1, 16, 1, &queues, error) ||
+      !get_yes_no (c, n, "offload", TRUE, &p->adapter_offload, error))
+    return FALSE;
+  if (p->adapter_addr.net.family == AF_INET6 && mtu < 1280)
+    return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n,
+                 "mtu %" G_GUINT64_FORMAT " is below 1280, the IPv6 minimum (RFC 8200)", mtu);
+  p->has_adapter = TRUE;
+  p->adapter_name = g_steal_pointer (&name);
+  p->adapter_mtu = (guint) mtu;
+  p->adapter_queues = (guint) queues;
+  return TRUE;
+}
+
 static gboolean
 peer_parse (Ctx *c, xmlNode *n, GError **error)
 {
   g_autoptr (ModikePeerConfig) p = peer_config_new ();
   gboolean seen_local = FALSE, seen_remote = FALSE, seen_lid = FALSE, seen_rid = FALSE;
-  gboolean seen_auth = FALSE, seen_p1 = FALSE, seen_rt = FALSE;
+  gboolean seen_auth = FALSE, seen_p1 = FALSE, seen_rt = FALSE, seen_adapter = FALSE;
 
   p->line = (guint) node_line (n);
   if (!get_required (c, n, "name", &p->name, error))
@@ -706,6 +778,8 @@ peer_parse (Ctx *c, xmlNode *n, GError **error)
       ok = at_most_once (c, k, &seen_rt, error) && retransmit_parse (c, k, p, error);
     else if (is_element (k, "option"))
       ok = option_parse (c, k, p, error);
+    else if (is_element (k, "adapter"))
+      ok = at_most_once (c, k, &seen_adapter, error) && adapter_parse (c, k, p, error);
     else
       ok = fail (error, MODIKE_CONFIG_ERROR_SCHEMA, c->file, k, "unexpected element");
     if (!ok)
@@ -1222,6 +1296,20 @@ secret_same (const ModikeSecret *a, const ModikeSecret *b)
 }
 
 static gboolean
+adapter_same (const ModikePeerConfig *a, const ModikePeerConfig *b)
+{
+  if (a->has_adapter != b->has_adapter)
+    return FALSE;
+  if (!a->has_adapter)
+    return TRUE;
+  return g_strcmp0 (a->adapter_name, b->adapter_name) == 0 && a->adapter_addr.net.family == b->adapter_addr.net.family &&
+         a->adapter_addr.plen == b->adapter_addr.plen &&
+         memcmp (a->adapter_addr.net.addr, b->adapter_addr.net.addr, sizeof a->adapter_addr.net.addr) == 0 &&
+         a->adapter_mtu == b->adapter_mtu && a->adapter_queues == b->adapter_queues &&
+         a->adapter_offload == b->adapter_offload;
+}
+
+static gboolean
 options_same (GHashTable *a, GHashTable *b)
 {
   GHashTableIter it;
@@ -1235,7 +1323,8 @@ options_same (GHashTable *a, GHashTable *b)
   return TRUE;
 }
 
-/* Everything that changes what is negotiated or with whom; initiate and
+/* Everything that changes what is negotiated or with whom, and the
+ * virtual adapter the SAs' traffic goes through; initiate and
  * retransmission timing do not, so a reload that changes only those keeps
  * the SAs. */
 gboolean
@@ -1259,7 +1348,7 @@ modike_peer_config_equal (const ModikePeerConfig *a, const ModikePeerConfig *b)
       return FALSE;
   }
   return a->p1_life_seconds == b->p1_life_seconds && a->p1_life_kbytes == b->p1_life_kbytes &&
-         options_same (a->options, b->options);
+         options_same (a->options, b->options) && adapter_same (a, b);
 }
 
 const char *

@@ -72,7 +72,11 @@ typedef struct {
   EngineP2Choice choice;
   guint rekey_timer, expire_timer;
   gint64 created_us;
+  gboolean dp_failed;       /* the datapath refused its SAs: removed soon, no events */
 } EngineChild;
+
+typedef struct _EngineDatapath EngineDatapath; /* datapath-host.c */
+typedef struct _EngineAdapter EngineAdapter;   /* adapter.c */
 
 struct _ModikeIke {
   ModikeEnv env;
@@ -89,6 +93,9 @@ struct _ModikeIke {
   gpointer obs_user;
   guint32 next_reqid;
   ModikeIkeStats stats;
+  EngineDatapath *dp;         /* the started datapath plugin, NULL without one */
+  GPtrArray *adapters;        /* EngineAdapter*: virtual adapters, one per peer with <adapter> */
+  GHashTable *acquires;       /* spd_id -> rate limit state of datapath acquires (ike.c) */
 };
 
 struct _ModikeIkeSa {
@@ -260,6 +267,9 @@ gsize engine_esp_auth_key_len (guint16 auth_alg);
 guint16 engine_esp_key_bits (guint16 esp_transform, guint16 key_bits);
 const char *engine_esp_name (guint16 esp_transform, guint16 key_bits, char *buf, gsize len);
 const char *engine_auth_alg_name (guint16 auth_alg);
+/* LIFE_TYPE/LIFE_DURATION pairs (phase 1 and 2 number them differently);
+ * a zero lifetime is left out. */
+void engine_attrs_add_lifetimes (GArray *attrs, guint16 type_attr, guint16 dur_attr, guint64 seconds, guint64 kbytes);
 
 /* ---- phase 1 helpers shared by Main and Aggressive Mode (exchange-main.c) ---- */
 GBytes *p1_local_id (ModikeIkeSa *sa, GError **error);
@@ -277,8 +287,21 @@ void p1_process_notifies (ModikeExchange *x, const ModikeMessage *msg);
 void p1_maybe_initial_contact (ModikeIkeSa *sa, ModikeBuilder *b);
 /* Initiator: checks the responder's SA reply and takes its cookie. */
 gboolean p1_take_reply_sa (ModikeExchange *x, const ModikeMessage *msg, GError **error);
-ModikeVerdict p1_fail (ModikeExchange *x, guint16 notify, ModikeIkeError code, GError **error, const char *fmt, ...)
-  G_GNUC_PRINTF (5, 6);
+/* Initiator: our offer as the SA payload (kept as SAi_b); one_group for
+ * Aggressive Mode, whose KE fixes the group (then sa->choice.group). */
+gboolean p1_add_offer (ModikeExchange *x, ModikeBuilder *b, gboolean one_group, GError **error);
+/* Responder: chooses from the initiator's SA payload (kept as SAi_b) and
+ * adds the reply SA payload. */
+gboolean p1_choose (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error);
+/* Our ID payload (kept as IDii_b or IDir_b by our role). */
+gboolean p1_add_local_id (ModikeIkeSa *sa, ModikeBuilder *b, GError **error);
+/* Our HASH_I or HASH_R by our role. */
+void p1_add_hash (ModikeIkeSa *sa, ModikeBuilder *b);
+/* Adds our KE and nonce first unless b is NULL, then derives the keys;
+ * failures are INVALID_KEY_INFORMATION. */
+gboolean p1_key_exchange (ModikeExchange *x, ModikeBuilder *b, GError **error);
+/* The peer's ID (when check_id) and HASH, then its notifies. */
+gboolean p1_authenticate (ModikeExchange *x, const ModikeMessage *msg, gboolean check_id, GError **error);
 
 /* Handlers (exchange-*.c), referenced by fsm-table.c. */
 ModikeVerdict mm_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error);
@@ -319,7 +342,86 @@ void engine_handle_notify (ModikeIkeSa *sa, const ModikeNotifyPayload *n, gboole
 /* A plain Informational during phase 1 (strongSwan's NO_PROPOSAL_CHOSEN). */
 void engine_plain_info (ModikeIkeSa *sa, ModikeMessage *msg);
 
+/* ---- shared by the core exchanges (exchange-common.c) ---- */
+/* Sets the notify to send on FAIL and *error unless it is set already (the
+ * first cause wins): "peer P: [Quick Mode: |Informational: ]text". Returns
+ * MODIKE_V_FAIL. */
+ModikeVerdict engine_fail (ModikeExchange *x, guint16 notify, ModikeIkeError code, GError **error, const char *fmt, ...)
+  G_GNUC_PRINTF (5, 6);
+ModikeVerdict engine_failv (ModikeExchange *x, guint16 notify, ModikeIkeError code, GError **error, const char *fmt,
+                            va_list ap) G_GNUC_PRINTF (5, 0);
+GBytes *engine_payload_bytes (const ModikePayload *p);      /* a copy of the body */
+GBytes *engine_sa_bytes (const ModikeSaPayload *sap);       /* encoded body */
+GBytes *engine_id_bytes (const ModikeIdPayload *id);        /* encoded body */
+guint engine_builder_add_bytes (ModikeBuilder *b, guint8 type, GBytes *body);
+void engine_spi_bytes (guint32 spi, guint8 out[4]);        /* network order */
+guint32 engine_spi_value (const guint8 spi[4]);
+/* A notify body; protocol 0 or spi NULL: about the ISAKMP SA (SPI = cookies). */
+GByteArray *engine_notify_body (ModikeIkeSa *sa, guint16 type, guint8 protocol, const guint8 *spi, gsize spi_len,
+                                const guint8 *data, gsize data_len);
+/* The message's notify payloads decoded, in order (ModikeNotifyPayload*,
+ * owned); one that does not decode is logged and left out. */
+GPtrArray *engine_parse_notifies (ModikeExchange *x, const ModikeMessage *msg);
+/* The message's SA payload decoded; NULL after failing x with the codec's notify. */
+ModikeSaPayload *engine_parse_sa (ModikeExchange *x, const ModikeMessage *msg, GError **error);
+/* Runs the builders of message msg_no on b and sends it: the handler's verdict. */
+ModikeVerdict engine_send_msg (ModikeExchange *x, guint8 msg_no, ModikeBuilder *b, gboolean encrypt, GError **error);
+/* Constant-time check of a received HASH (NULL: missing) against want, which
+ * is wiped; a mismatch counts as an authentication failure. */
+gboolean engine_hash_matches (ModikeIkeSa *sa, const ModikePayload *hash, guint8 *want);
+/* HASHes keyed with SKEYID_a: prf(SKEYID_a, [0 |] M-ID | extra | tail).
+ * Quick Mode HASH(1)/(2), Informational HASH(1): a zero placeholder as the
+ * first payload of an empty builder, filled over payloads 1..end once the
+ * message is final. */
+void engine_add_hash_placeholder (ModikeIkeSa *sa, ModikeBuilder *b);
+void engine_fill_hash (ModikeIkeSa *sa, guint32 msgid, ModikeBuilder *b, GBytes *extra);
+/* Appended over a given tail (Quick Mode HASH(3): 0 | M-ID | Ni_b | Nr_b). */
+void engine_add_hash (ModikeIkeSa *sa, guint32 msgid, ModikeBuilder *b, gboolean zero, GBytes *extra, GBytes *tail);
+/* Checks msg's first payload over `tail`, or with tail NULL the rest of msg.
+ * On failure x gets no notify (the message proves nothing), *error says why. */
+gboolean engine_verify_hash (ModikeExchange *x, const ModikeMessage *msg, gboolean zero, GBytes *extra, GBytes *tail,
+                             GError **error);
+
 /* ---- status (status.c) ---- */
 const char *engine_sa_state_name (const ModikeIkeSa *sa);
+
+/* ---- datapath glue (datapath-host.c) ---- */
+/* Starts the registered datapath once, with a SAD watcher forwarding
+ * every add and remove; no-op without a datapath plugin. */
+gboolean engine_dp_start (ModikeIke *ike, GError **error);
+/* Copies of the SPD entries to the datapath (start and every reload). */
+void engine_dp_policies_set (ModikeIke *ike);
+/* Stops the datapath; host calls still queued or made meanwhile are dropped. */
+void engine_dp_stop (ModikeIke *ike);
+const ModikeDatapathOps *engine_dp_ops (ModikeIke *ike, gpointer *user); /* NULL unless started */
+/* TRUE when the datapath refused one of the two SAs (sa_add failed). */
+gboolean engine_dp_refused (ModikeIke *ike, guint32 spi_in, guint32 spi_out);
+/* Deletes children marked dp_failed, from a timer (after the current
+ * exchange sent its last message). */
+void engine_dp_schedule_reap (ModikeIke *ike);
+/* Counters of a child pair; FALSE without a datapath. */
+gboolean engine_dp_child_stats (ModikeIke *ike, const EngineChild *c, ModikeSaStats *in, ModikeSaStats *out);
+
+/* ---- host calls, run on the main loop (ike.c, sa.c) ---- */
+void engine_acquire (ModikeIke *ike, guint32 spd_id, const ModikeSelector *sel);
+void engine_expire (ModikeIke *ike, ModikeDirection dir, guint32 spi, gboolean hard);
+/* Starts the replacement of a child now (timer-driven rekey and soft
+ * expiry); FALSE with error when no established IKE SA can carry it. */
+gboolean engine_child_rekey (EngineChild *c, GError **error);
+/* The child (not yet replaced or replaced) owning spi, or NULL. */
+EngineChild *engine_find_child (ModikeIke *ike, ModikeDirection dir, guint32 spi);
+
+/* ---- virtual adapters (adapter.c) ---- */
+/* Before a config is applied: every peer with <adapter> needs an OS
+ * adapter and a datapath plugin; removed or changed adapters go, new ones
+ * are created, addressed, routed and attached. On error nothing of the
+ * new config is left behind. */
+gboolean engine_adapters_prepare (ModikeIke *ike, const ModikeConfig *cfg, GError **error);
+/* After the SPD changed: routes of kept adapters follow the policies. */
+void engine_adapters_sync_routes (ModikeIke *ike, const ModikeConfig *cfg);
+void engine_adapters_destroy_all (ModikeIke *ike);
+/* The minimal set of prefixes covering r minus `except` (NULL = none);
+ * family 0 (any) covers both families. A new GArray of ModikePrefix. */
+GArray *engine_range_to_prefixes (const ModikeAddrRange *r, const ModikeAddr *except);
 
 G_END_DECLS

@@ -10,7 +10,12 @@
  *   ike = modike_ike_new (&env, registry);
  *
  * The time and timer functions here ignore their `env` argument, so any
- * value of .env works with them. */
+ * value of .env works with them.
+ *
+ * A datapath plugin's host calls (datapath-host.c) are queued to the
+ * thread-default main context of the thread that applies the first config;
+ * with this environment that must be the thread running the default main
+ * context, as modiked does. */
 #include "engine-private.h"
 
 static gint64

@@ -173,6 +173,24 @@ engine_log (GLogLevelFlags level, const ModikeIkeSa *sa, const ModikeExchange *x
 
 /* ---- lifecycle ---- */
 
+/* Per policy: when an acquire last started a negotiation, and the timer
+ * of an acquire deferred by the rate limit. */
+typedef struct {
+  ModikeIke *ike;
+  guint32 spd_id;
+  gint64 last_us;
+  guint timer;
+} AcquireState;
+
+static void
+acquire_state_free (gpointer p)
+{
+  AcquireState *st = p;
+
+  engine_timer_cancel (st->ike, &st->timer);
+  g_free (st);
+}
+
 ModikeIke *
 modike_ike_new (const ModikeEnv *env, ModikeRegistry *registry)
 {
@@ -186,6 +204,8 @@ modike_ike_new (const ModikeEnv *env, ModikeRegistry *registry)
   ike->by_icookie = g_hash_table_new (g_int64_hash, g_int64_equal);
   ike->dead_sas = g_ptr_array_new ();
   ike->dead_exchanges = g_ptr_array_new ();
+  ike->adapters = g_ptr_array_new ();
+  ike->acquires = g_hash_table_new_full (NULL, NULL, NULL, acquire_state_free);
   return ike;
 }
 
@@ -206,6 +226,12 @@ modike_ike_free (ModikeIke *ike)
 {
   if (ike == NULL)
     return;
+  /* Adapters first (they are attached to the datapath), then the datapath;
+   * the SAs go silently with the SAD. */
+  engine_adapters_destroy_all (ike);
+  engine_dp_stop (ike);
+  g_hash_table_destroy (ike->acquires);
+  ike->acquires = NULL;
   reap (ike);
   while (ike->sas->len > 0)
     {
@@ -217,6 +243,7 @@ modike_ike_free (ModikeIke *ike)
       reap (ike);
     }
   g_ptr_array_unref (ike->sas);
+  g_ptr_array_unref (ike->adapters);
   g_ptr_array_unref (ike->dead_sas);
   g_ptr_array_unref (ike->dead_exchanges);
   g_hash_table_destroy (ike->by_icookie);
@@ -678,6 +705,20 @@ engine_p2_up (ModikeIkeSa *sa, EngineChild *child)
   char encr[32];
   const char *integ = engine_auth_alg_name (child->choice.auth_alg);
 
+  if (engine_dp_refused (ike, child->spi_in, child->spi_out))
+    {
+      g_autoptr (GError) error = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED,
+                                              "peer %s: the datapath refused ESP SA in=%08x out=%08x",
+                                              sa->peer_name != NULL ? sa->peer_name : "?", child->spi_in,
+                                              child->spi_out);
+
+      /* It cannot carry traffic: no P2_UP, and it is deleted (with a
+       * DELETE to the peer) once this exchange is done. */
+      child->dp_failed = TRUE;
+      engine_p2_failed (sa, error);
+      engine_dp_schedule_reap (ike);
+      return;
+    }
   engine_child_arm_timers (child);
   ELOG_INFO (sa, NULL, "ESP SA established in=%08x out=%08x %s%s%s %s%s life %" G_GUINT64_FORMAT " s",
              child->spi_in, child->spi_out,
@@ -1086,6 +1127,155 @@ modike_ike_terminate (ModikeIke *ike, const char *peer)
   engine_leave (ike);
 }
 
+/* ---- host calls from the datapath (queued to the main loop) ---- */
+
+#define ACQUIRE_INTERVAL_US G_USEC_PER_SEC
+
+/* A child for the policy exists, or a Quick Mode for it runs either way. */
+static gboolean
+policy_busy (ModikeIke *ike, const char *peer, guint32 spd_id)
+{
+  if (child_exists (ike, peer, spd_id))
+    return TRUE;
+  for (guint i = 0; i < ike->sas->len; i++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
+      GHashTableIter it;
+      gpointer value;
+
+      if (sa->dead || g_strcmp0 (sa->peer_name, peer) != 0)
+        continue;
+      g_hash_table_iter_init (&it, sa->exchanges);
+      while (g_hash_table_iter_next (&it, NULL, &value))
+        {
+          ModikeExchange *x = value;
+
+          if (x->type == MODIKE_EX_QUICK && !x->done && !x->dead && x->data != NULL && qm_data_spd_id (x) == spd_id)
+            return TRUE;
+        }
+    }
+  return FALSE;
+}
+
+static gboolean acquire_deferred_cb (gpointer data);
+
+static void
+acquire_run (ModikeIke *ike, guint32 spd_id, const ModikeSelector *sel)
+{
+  const ModikeSpdEntry *e = modike_spd_get (ike->spd, spd_id);
+  gint64 now = ike->env.now_us (ike->env.env);
+  AcquireState *st;
+  g_autoptr (GError) error = NULL;
+  char l[MODIKE_ADDR_STRLEN] = "?", r[MODIKE_ADDR_STRLEN] = "?";
+
+  if (e == NULL || e->action != MODIKE_SPD_PROTECT || e->peer == NULL)
+    {
+      engine_log (G_LOG_LEVEL_DEBUG, NULL, NULL, "acquire for policy %u ignored: not a protect policy", spd_id);
+      return;
+    }
+  if (policy_busy (ike, e->peer, spd_id))
+    {
+      engine_log (G_LOG_LEVEL_DEBUG, NULL, NULL, "acquire for policy %s ignored: SA up or being negotiated",
+                  e->name);
+      return;
+    }
+  st = g_hash_table_lookup (ike->acquires, GUINT_TO_POINTER (spd_id));
+  if (st == NULL)
+    {
+      st = g_new0 (AcquireState, 1);
+      st->ike = ike;
+      st->spd_id = spd_id;
+      st->last_us = G_MININT64;
+      g_hash_table_insert (ike->acquires, GUINT_TO_POINTER (spd_id), st);
+    }
+  /* A peer that keeps failing is tried at most once a second; the acquire
+   * is deferred rather than lost (a datapath may not repeat it). */
+  if (st->last_us != G_MININT64 && now - st->last_us < ACQUIRE_INTERVAL_US)
+    {
+      if (st->timer == 0)
+        st->timer = engine_timer_add (ike, (guint) ((st->last_us + ACQUIRE_INTERVAL_US - now + 999) / 1000),
+                                      acquire_deferred_cb, st);
+      engine_log (G_LOG_LEVEL_DEBUG, NULL, NULL, "acquire for policy %s deferred: rate limit", e->name);
+      return;
+    }
+  st->last_us = now;
+  if (sel != NULL)
+    {
+      modike_addr_format (&sel->local, l, sizeof l);
+      modike_addr_format (&sel->remote, r, sizeof r);
+    }
+  engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "acquire for policy %s (%s -> %s proto %u): negotiating with %s", e->name,
+              l, r, sel != NULL ? sel->proto : 0, e->peer);
+  if (!modike_ike_initiate_child (ike, spd_id, &error))
+    engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "acquire for policy %s: %s", e->name, error->message);
+}
+
+static gboolean
+acquire_deferred_cb (gpointer data)
+{
+  AcquireState *st = data;
+  ModikeIke *ike = st->ike;
+
+  st->timer = 0;
+  engine_enter (ike);
+  acquire_run (ike, st->spd_id, NULL);
+  engine_leave (ike);
+  return G_SOURCE_REMOVE;
+}
+
+void
+engine_acquire (ModikeIke *ike, guint32 spd_id, const ModikeSelector *sel)
+{
+  engine_enter (ike);
+  acquire_run (ike, spd_id, sel);
+  engine_leave (ike);
+}
+
+void
+engine_expire (ModikeIke *ike, ModikeDirection dir, guint32 spi, gboolean hard)
+{
+  EngineChild *c;
+  g_autoptr (GError) error = NULL;
+  const char *which = dir == MODIKE_DIR_IN ? "in" : "out";
+
+  engine_enter (ike);
+  c = engine_find_child (ike, dir, spi);
+  if (c == NULL)
+    {
+      engine_log (G_LOG_LEVEL_DEBUG, NULL, NULL, "%s expiry of unknown ESP SA %s=%08x ignored", hard ? "hard" : "soft",
+                  which, spi);
+      goto out;
+    }
+  if (hard)
+    {
+      ELOG_INFO (c->sa, NULL, "ESP SA %s=%08x reached its hard limit in the datapath: deleting", which, spi);
+      engine_child_remove (c, TRUE);
+      goto out;
+    }
+  if (c->rekeyed || c->dp_failed)
+    {
+      ELOG_DEBUG (c->sa, NULL, "soft expiry of ESP SA %s=%08x: already being replaced", which, spi);
+      goto out;
+    }
+  /* Volume or sequence numbers run out before the time does: rekey now,
+   * whichever end ran the Quick Mode (only one end watches the clock). */
+  ELOG_INFO (c->sa, NULL, "ESP SA %s=%08x reached its soft limit in the datapath", which, spi);
+  engine_timer_cancel (ike, &c->rekey_timer);
+  if (!engine_child_rekey (c, &error))
+    {
+      g_autofree char *policy = g_strdup (c->policy);
+      guint32 spd_id = c->spd_id;
+
+      ELOG_MSG (c->sa, NULL, "rekey of ESP SA in=%08x: %s; starting over with the policy", c->spi_in,
+                error->message);
+      g_clear_error (&error);
+      if (!modike_ike_initiate_child (ike, spd_id, &error))
+        engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "policy %s: %s", policy, error->message);
+    }
+out:
+  engine_leave (ike);
+}
+
 /* ---- configuration ---- */
 
 gboolean
@@ -1096,7 +1286,13 @@ modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error)
   g_autoptr (GPtrArray) entries = NULL;
 
   g_return_val_if_fail (cfg != NULL, FALSE);
+  /* What can fail comes first, before anything of the old config changes:
+   * the datapath (started once) and the virtual adapters. */
+  if (!engine_dp_start (ike, error) || !engine_adapters_prepare (ike, cfg, error))
+    return FALSE;
   engine_enter (ike);
+  /* Policy ids are about to change. */
+  g_hash_table_remove_all (ike->acquires);
   /* SAs whose peer config changed go; the others follow the new config. */
   for (guint i = 0; i < ike->sas->len; i++)
     {
@@ -1180,6 +1376,8 @@ modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error)
       g_free (g_ptr_array_index (pending_names, i + 1));
     }
 
+  engine_dp_policies_set (ike);
+  engine_adapters_sync_routes (ike, cfg);
   engine_leave (ike);
   return TRUE;
 }

@@ -268,24 +268,52 @@ engine_child_move (EngineChild *c, ModikeIkeSa *to)
   g_ptr_array_add (to->children, c);
 }
 
+EngineChild *
+engine_find_child (ModikeIke *ike, ModikeDirection dir, guint32 spi)
+{
+  for (guint i = 0; i < ike->sas->len; i++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
+      EngineChild *c;
+
+      if (sa->dead)
+        continue;
+      c = engine_child_find_spi (sa, spi, dir == MODIKE_DIR_OUT);
+      if (c != NULL)
+        return c;
+    }
+  return NULL;
+}
+
+gboolean
+engine_child_rekey (EngineChild *c, GError **error)
+{
+  ModikeIke *ike = c->sa->ike;
+  ModikeIkeSa *sa = engine_find_established (ike, c->sa->peer_name, NULL);
+
+  if (sa == NULL)
+    sa = c->sa;
+  c->rekeyed = TRUE;
+  ELOG_INFO (sa, NULL, "rekeying ESP SA in=%08x out=%08x", c->spi_in, c->spi_out);
+  if (!modike_ike_sa_is_established (sa))
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "IKE SA not established");
+      return FALSE;
+    }
+  return engine_start_qm (sa, c->spd_id, c->spi_in, error);
+}
+
 static gboolean
 child_rekey_cb (gpointer data)
 {
   EngineChild *c = data;
   ModikeIke *ike = c->sa->ike;
-  ModikeIkeSa *sa;
   g_autoptr (GError) error = NULL;
 
   c->rekey_timer = 0;
   engine_enter (ike);
-  sa = engine_find_established (ike, c->sa->peer_name, NULL);
-  if (sa == NULL)
-    sa = c->sa;
-  c->rekeyed = TRUE;
-  ELOG_INFO (sa, NULL, "rekeying ESP SA in=%08x out=%08x", c->spi_in, c->spi_out);
-  if (!modike_ike_sa_is_established (sa) || !engine_start_qm (sa, c->spd_id, c->spi_in, &error))
-    ELOG_MSG (sa, NULL, "rekey of ESP SA in=%08x failed to start: %s", c->spi_in,
-              error != NULL ? error->message : "IKE SA not established");
+  if (!engine_child_rekey (c, &error))
+    ELOG_MSG (c->sa, NULL, "rekey of ESP SA in=%08x failed to start: %s", c->spi_in, error->message);
   engine_leave (ike);
   return G_SOURCE_REMOVE;
 }
@@ -345,7 +373,8 @@ engine_child_remove (EngineChild *c, gboolean send_delete)
           engine_send_delete (via, MODIKE_PROTO_ESP, spi, sizeof spi);
         }
     }
-  if (in != NULL)
+  /* A child the datapath refused never had its P2_UP. */
+  if (in != NULL && !c->dp_failed)
     modike_registry_emit (ike->registry, MODIKE_EVENT_P2_DOWN, sa, in);
   modike_sad_remove (ike->sad, MODIKE_DIR_IN, c->spi_in);
   modike_sad_remove (ike->sad, MODIKE_DIR_OUT, c->spi_out);

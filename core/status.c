@@ -2,7 +2,11 @@
  * fixed format the interop tests parse:
  *
  * IKE <peer> <STATE> i=<icookie> r=<rcookie> <encr>-<hash>-<group> <main|aggressive> <initiator|responder> life=<s>s
- *   ESP <peer> in=<spi> out=<spi> <encr>[-<integ>] <tunnel|transport>[ udp-encap] pfs=<group|none> life=<s>s */
+ *   ESP <peer> in=<spi> out=<spi> <encr>[-<integ>] <tunnel|transport>[ udp-encap] pfs=<group|none> life=<s>s
+ *       [ packets=<in>/<out> bytes=<in>/<out> drops=<n>]
+ *
+ * The counters come from the datapath plugin (none without one); drops is
+ * the sum over every reason of both directions. */
 #include "engine-private.h"
 
 const char *
@@ -22,6 +26,16 @@ static const char *
 or_none (const char *name)
 {
   return name != NULL ? name : "none";
+}
+
+static guint64
+drops_total (const ModikeSaStats *st)
+{
+  guint64 n = 0;
+
+  for (guint r = 0; r < MODIKE_DROP_N; r++)
+    n += st->drops[r];
+  return n;
 }
 
 static void
@@ -45,8 +59,9 @@ append_sa (GString *s, const ModikeIkeSa *sa)
       const EngineChild *c = g_ptr_array_index (sa->children, i);
       const char *integ = engine_auth_alg_name (c->choice.auth_alg);
       char encr[32];
+      ModikeSaStats in, out;
 
-      g_string_append_printf (s, "  ESP %s in=%08x out=%08x %s%s%s %s%s pfs=%s life=%" G_GUINT64_FORMAT "s\n", peer,
+      g_string_append_printf (s, "  ESP %s in=%08x out=%08x %s%s%s %s%s pfs=%s life=%" G_GUINT64_FORMAT "s", peer,
                               c->spi_in, c->spi_out,
                               engine_esp_name (c->choice.esp_transform, c->choice.key_bits, encr, sizeof encr),
                               integ != NULL ? "-" : "", integ != NULL ? integ : "",
@@ -54,6 +69,12 @@ append_sa (GString *s, const ModikeIkeSa *sa)
                               c->choice.udp ? " udp-encap" : "",
                               c->choice.group != 0 ? or_none (modike_dh_name (c->choice.group)) : "none",
                               c->choice.life_s);
+      if (engine_dp_child_stats (sa->ike, c, &in, &out))
+        g_string_append_printf (s,
+                                " packets=%" G_GUINT64_FORMAT "/%" G_GUINT64_FORMAT " bytes=%" G_GUINT64_FORMAT
+                                "/%" G_GUINT64_FORMAT " drops=%" G_GUINT64_FORMAT,
+                                in.packets, out.packets, in.bytes, out.bytes, drops_total (&in) + drops_total (&out));
+      g_string_append_c (s, '\n');
     }
 }
 

@@ -18,6 +18,12 @@ DaemonSockets *daemon_sockets_open (const GArray *listen, const GArray *ports, D
                                     gpointer user, GError **error);
 gboolean daemon_sockets_send (DaemonSockets *s, const ModikeAddr *local, const ModikeAddr *remote,
                               const guint8 *data, gsize len);
+/* Offers each socket of a non-ESP-marker port (4500) that we still read
+ * to fn (the datapath, through modike_ike_offer_socket). A socket fn takes
+ * is no longer read here, but stays open for sending IKE until
+ * daemon_sockets_free. Returns how many were taken. */
+typedef gboolean (*DaemonHandoffFunc) (int fd, const ModikeAddr *local, gpointer user);
+guint daemon_sockets_handoff (DaemonSockets *s, DaemonHandoffFunc fn, gpointer user);
 void daemon_sockets_free (DaemonSockets *s);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (DaemonSockets, daemon_sockets_free)
 

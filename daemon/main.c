@@ -30,6 +30,15 @@ env_send (gpointer env, const ModikeAddr *local, const ModikeAddr *remote, const
   return d->socks && daemon_sockets_send (d->socks, local, remote, data, len);
 }
 
+/* The datapath plugin (if any) reads the NAT-T sockets itself. */
+static gboolean
+offer_socket (int fd, const ModikeAddr *local, gpointer user)
+{
+  Daemon *d = user;
+
+  return modike_ike_offer_socket (d->ike, fd, local);
+}
+
 static void
 on_datagram (const ModikeAddr *local, const ModikeAddr *remote, const guint8 *data, gsize len, gpointer user)
 {
@@ -100,6 +109,29 @@ apply_plugin_sections (Daemon *d, ModikeConfig *cfg, GError **error)
          && modike_registry_apply_config (d->reg, cfg, error);
 }
 
+/* --check creates no adapters, but can tell that they lack a plugin (the
+ * engine says the same when it applies the config). */
+static gboolean
+check_adapters (Daemon *d, GError **error)
+{
+  gboolean os = modike_registry_os_adapter (d->reg, NULL) != NULL;
+  gboolean dp = modike_registry_datapath (d->reg, NULL) != NULL;
+
+  for (guint i = 0; i < d->cfg->peers->len; i++)
+    {
+      const ModikePeerConfig *p = d->cfg->peers->pdata[i];
+
+      if (p->has_adapter && (!os || !dp))
+        {
+          g_set_error (error, MODIKE_CONFIG_ERROR, MODIKE_CONFIG_ERROR_INVALID,
+                       "peer %s: <adapter name=\"%s\"> needs %s, and none is loaded (list it in <plugins>)", p->name,
+                       p->adapter_name, !os ? "an OS adapter plugin (tun on Linux)" : "a datapath plugin (esp_user)");
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
 static gboolean
 start (Daemon *d, gboolean check_only, GError **error)
 {
@@ -125,6 +157,8 @@ start (Daemon *d, gboolean check_only, GError **error)
     return FALSE;
   if (check_only)
     {
+      if (!check_adapters (d, error))
+        return FALSE;
       GPtrArray *loaded = modike_loader_loaded (d->loader);
       g_autoptr (GString) s = g_string_new (NULL);
 
@@ -144,8 +178,15 @@ start (Daemon *d, gboolean check_only, GError **error)
     g_autoptr (GArray) ports = modike_registry_ports (d->reg);
     d->socks = daemon_sockets_open (d->cfg->listen, ports, on_datagram, d, error);
   }
+  /* set_config starts the datapath and creates the adapters. */
   if (!d->socks || !modike_ike_set_config (d->ike, d->cfg, error))
     return FALSE;
+  {
+    guint taken = daemon_sockets_handoff (d->socks, offer_socket, d);
+
+    if (taken > 0)
+      g_message ("the datapath reads %u NAT-T socket(s)", taken);
+  }
   for (guint i = 0; i < d->cfg->peers->len; i++)
     {
       const ModikePeerConfig *p = d->cfg->peers->pdata[i];
@@ -244,6 +285,9 @@ on_sigterm (gpointer data)
 {
   Daemon *d = data;
 
+  /* DELETEs go out now; after the loop modike_ike_free destroys the
+   * adapters and stops the datapath, and only then are the sockets (some
+   * read by the datapath) closed. */
   g_message ("stopping: deleting SAs");
   for (guint i = 0; i < d->cfg->peers->len; i++)
     modike_ike_terminate (d->ike, ((ModikePeerConfig *) d->cfg->peers->pdata[i])->name);
@@ -294,6 +338,8 @@ main (int argc, char **argv)
   g_main_loop_run (d.loop);
 
 out:
+  /* Order matters: adapters and datapath (in modike_ike_free) before the
+   * sockets the datapath may read, plugins last. */
   g_clear_pointer (&d.ike, modike_ike_free);
   g_clear_pointer (&d.socks, daemon_sockets_free);
   if (d.loader)

@@ -276,6 +276,26 @@ daemon_sockets_send (DaemonSockets *all, const ModikeAddr *local, const ModikeAd
   return TRUE;
 }
 
+guint
+daemon_sockets_handoff (DaemonSockets *all, DaemonHandoffFunc fn, gpointer user)
+{
+  guint taken = 0;
+
+  for (guint i = 0; i < all->socks->len; i++)
+    {
+      DaemonSocket *s = all->socks->pdata[i];
+
+      if (!s->marker || s->source == 0 || !fn (s->fd, &s->bound, user))
+        continue;
+      /* The datapath reads it now (ESP in UDP, and IKE back to us through
+       * the engine); we only send on it. */
+      g_source_remove (s->source);
+      s->source = 0;
+      taken++;
+    }
+  return taken;
+}
+
 void
 daemon_sockets_free (DaemonSockets *all)
 {
