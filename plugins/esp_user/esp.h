@@ -57,7 +57,7 @@ gboolean esp_sa_encrypt (EspSa *sa, guint thread, guint8 *pkt, gsize len, guint8
 
 /* Inbound. esp: an ESP packet from the SPI on, len bytes, writable.
  * Checks replay, verifies the ICV (constant time), decrypts in place,
- * checks and strips the padding. *payload/*payload_len: the inner IP
+ * checks and strips the padding. *payload, *payload_len: the inner IP
  * packet (tunnel) or the upper-layer payload (transport) whose protocol
  * is *next_header. Tunnel mode also checks the inner packet against the
  * SA's selectors (local_ts/remote_ts/ts_proto: inbound, so its source
