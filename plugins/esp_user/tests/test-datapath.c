@@ -1,0 +1,2012 @@
+/* The esp_user datapath runtime: two datapaths in one process, adapters
+ * made of AF_UNIX datagram socketpairs, UDP sockets on loopback, SAs added
+ * crosswise. The host calls (acquire, expire, ike_input) are defined here
+ * and record what the datapath asked for; they interpose over libmodike's.
+ *
+ * The process moves into its own network namespace first (as root, or
+ * through a user namespace) so raw ESP/IP sockets see only our packets. */
+#include "datapath.h"
+#include "loader.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/virtio_net.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* The descriptor esp_user-plugin.c exports. */
+const ModikePluginDescriptor *modike_plugin_descriptor (void);
+
+#define WAIT_MS 10000 /* guard against a hang only; nothing measures time */
+
+static gboolean in_netns;
+static char netns_error[256];
+
+/* ------------------------------------------------------------------ */
+/* Recorded host calls                                                 */
+
+typedef enum {
+  CALL_ACQUIRE,
+  CALL_EXPIRE,
+  CALL_IKE,
+} CallKind;
+
+typedef struct {
+  CallKind kind;
+  ModikeDatapathHost *host;
+  guint32 spd_id;
+  ModikeSelector sel;
+  ModikeDirection dir;
+  guint32 spi;
+  gboolean hard;
+  ModikeAddr local, remote;
+  GBytes *data;
+} Call;
+
+static GMutex calls_lock;
+static GCond calls_cond;
+static GPtrArray *calls;
+
+static void
+call_free (gpointer p)
+{
+  Call *c = p;
+
+  if (c->data != NULL)
+    g_bytes_unref (c->data);
+  g_free (c);
+}
+
+static void
+record (Call *c)
+{
+  g_mutex_lock (&calls_lock);
+  g_ptr_array_add (calls, c);
+  g_cond_broadcast (&calls_cond);
+  g_mutex_unlock (&calls_lock);
+}
+
+void
+modike_datapath_acquire (ModikeDatapathHost *host, guint32 spd_id, const ModikeSelector *sel)
+{
+  Call *c = g_new0 (Call, 1);
+
+  c->kind = CALL_ACQUIRE;
+  c->host = host;
+  c->spd_id = spd_id;
+  c->sel = *sel;
+  record (c);
+}
+
+void
+modike_datapath_expire (ModikeDatapathHost *host, ModikeDirection dir, guint32 spi, gboolean hard)
+{
+  Call *c = g_new0 (Call, 1);
+
+  c->kind = CALL_EXPIRE;
+  c->host = host;
+  c->dir = dir;
+  c->spi = spi;
+  c->hard = hard;
+  record (c);
+}
+
+void
+modike_datapath_ike_input (ModikeDatapathHost *host, const ModikeAddr *local, const ModikeAddr *remote,
+                           const guint8 *data, gsize len)
+{
+  Call *c = g_new0 (Call, 1);
+
+  c->kind = CALL_IKE;
+  c->host = host;
+  c->local = *local;
+  c->remote = *remote;
+  c->data = g_bytes_new (data, len);
+  record (c);
+}
+
+static void
+calls_reset (void)
+{
+  g_mutex_lock (&calls_lock);
+  g_ptr_array_set_size (calls, 0);
+  g_mutex_unlock (&calls_lock);
+}
+
+static guint
+calls_count_locked (CallKind kind, ModikeDatapathHost *host, gint hard)
+{
+  guint n = 0;
+
+  for (guint i = 0; i < calls->len; i++)
+    {
+      Call *c = calls->pdata[i];
+      if (c->kind == kind && (host == NULL || c->host == host) && (hard < 0 || c->hard == hard))
+        n++;
+    }
+  return n;
+}
+
+static guint
+calls_count (CallKind kind, ModikeDatapathHost *host, gint hard)
+{
+  guint n;
+
+  g_mutex_lock (&calls_lock);
+  n = calls_count_locked (kind, host, hard);
+  g_mutex_unlock (&calls_lock);
+  return n;
+}
+
+/* Waits until at least n such calls were made; FALSE on the guard timeout. */
+static gboolean
+calls_wait (CallKind kind, ModikeDatapathHost *host, gint hard, guint n)
+{
+  gint64 end = g_get_monotonic_time () + WAIT_MS * G_TIME_SPAN_MILLISECOND;
+  gboolean ok = TRUE;
+
+  g_mutex_lock (&calls_lock);
+  while (calls_count_locked (kind, host, hard) < n)
+    if (!g_cond_wait_until (&calls_cond, &calls_lock, end))
+      {
+        ok = calls_count_locked (kind, host, hard) >= n;
+        break;
+      }
+  g_mutex_unlock (&calls_lock);
+  return ok;
+}
+
+static Call *
+calls_first (CallKind kind, ModikeDatapathHost *host)
+{
+  Call *found = NULL;
+
+  g_mutex_lock (&calls_lock);
+  for (guint i = 0; i < calls->len && found == NULL; i++)
+    {
+      Call *c = calls->pdata[i];
+      if (c->kind == kind && c->host == host)
+        found = c;
+    }
+  g_mutex_unlock (&calls_lock);
+  return found;
+}
+
+/* ------------------------------------------------------------------ */
+/* Packets                                                             */
+
+static void
+addr_of (const char *text, ModikeAddr *a)
+{
+  g_assert_true (modike_addr_parse (text, 0, a, NULL));
+}
+
+/* A UDP packet (v4 or v6 by the addresses) with valid checksums. */
+static GByteArray *
+udp_packet (const char *src, const char *dst, guint16 sport, guint16 dport, gsize payload, guint8 fill)
+{
+  ModikeAddr s, d;
+  GByteArray *p = g_byte_array_new ();
+  gsize ip_len, l4 = 8 + payload;
+  guint8 *b, *u, ph[40];
+  guint16 c;
+  gsize phl;
+
+  addr_of (src, &s);
+  addr_of (dst, &d);
+  ip_len = s.family == AF_INET ? 20 : 40;
+  g_byte_array_set_size (p, ip_len + l4);
+  b = p->data;
+  memset (b, 0, p->len);
+  if (s.family == AF_INET)
+    {
+      b[0] = 0x45;
+      b[2] = p->len >> 8, b[3] = p->len & 0xff;
+      b[4] = 0x12, b[5] = fill;
+      b[8] = 64;
+      b[9] = IPPROTO_UDP;
+      memcpy (b + 12, s.addr, 4);
+      memcpy (b + 16, d.addr, 4);
+      c = datapath_checksum (b, 20);
+      memcpy (b + 10, &c, 2);
+      memcpy (ph, s.addr, 4);
+      memcpy (ph + 4, d.addr, 4);
+      ph[8] = 0, ph[9] = IPPROTO_UDP, ph[10] = l4 >> 8, ph[11] = l4 & 0xff;
+      phl = 12;
+    }
+  else
+    {
+      b[0] = 0x60;
+      b[4] = l4 >> 8, b[5] = l4 & 0xff;
+      b[6] = IPPROTO_UDP;
+      b[7] = 64;
+      memcpy (b + 8, s.addr, 16);
+      memcpy (b + 24, d.addr, 16);
+      memcpy (ph, s.addr, 16);
+      memcpy (ph + 16, d.addr, 16);
+      ph[32] = ph[33] = 0, ph[34] = l4 >> 8, ph[35] = l4 & 0xff;
+      ph[36] = ph[37] = ph[38] = 0, ph[39] = IPPROTO_UDP;
+      phl = 40;
+    }
+  u = b + ip_len;
+  u[0] = sport >> 8, u[1] = sport & 0xff, u[2] = dport >> 8, u[3] = dport & 0xff;
+  u[4] = l4 >> 8, u[5] = l4 & 0xff;
+  for (gsize i = 0; i < payload; i++)
+    u[8 + i] = (guint8) (fill + i * 7);
+  {
+    g_autoptr (GByteArray) tmp = g_byte_array_new ();
+    g_byte_array_append (tmp, ph, phl);
+    g_byte_array_append (tmp, u, l4);
+    c = datapath_checksum (tmp->data, tmp->len);
+    if (c == 0)
+      c = 0xffff;
+    memcpy (u + 6, &c, 2);
+  }
+  return p;
+}
+
+/* Checks the L4 checksum of an IP packet (TCP or UDP, no options). */
+static void
+assert_l4_checksum (const guint8 *pkt, gsize len)
+{
+  g_autoptr (GByteArray) tmp = g_byte_array_new ();
+  guint8 ph[40];
+  gsize ip_len;
+  guint8 proto;
+
+  if (pkt[0] >> 4 == 4)
+    {
+      ip_len = (pkt[0] & 15) * 4;
+      proto = pkt[9];
+      g_assert_cmpuint (datapath_checksum (pkt, ip_len), ==, 0);
+      memcpy (ph, pkt + 12, 8);
+      ph[8] = 0, ph[9] = proto, ph[10] = (len - ip_len) >> 8, ph[11] = (len - ip_len) & 0xff;
+      g_byte_array_append (tmp, ph, 12);
+    }
+  else
+    {
+      ip_len = 40;
+      proto = pkt[6];
+      memcpy (ph, pkt + 8, 32);
+      ph[32] = ph[33] = 0, ph[34] = (len - ip_len) >> 8, ph[35] = (len - ip_len) & 0xff;
+      ph[36] = ph[37] = ph[38] = 0, ph[39] = proto;
+      g_byte_array_append (tmp, ph, 40);
+    }
+  g_byte_array_append (tmp, pkt + ip_len, len - ip_len);
+  g_assert_cmpuint (datapath_checksum (tmp->data, tmp->len), ==, 0);
+}
+
+/* A TCP packet of `payload` bytes, checksum left as CHECKSUM_PARTIAL
+ * would (pseudo-header sum only) when partial, else complete. */
+static GByteArray *
+tcp_packet (const char *src, const char *dst, guint32 seq, gsize payload, guint8 flags, gboolean partial)
+{
+  ModikeAddr s, d;
+  GByteArray *p = g_byte_array_new ();
+  gsize ip_len, l4 = 20 + payload;
+  guint8 *b, *t;
+  guint16 c;
+
+  addr_of (src, &s);
+  addr_of (dst, &d);
+  ip_len = s.family == AF_INET ? 20 : 40;
+  g_byte_array_set_size (p, ip_len + l4);
+  b = p->data;
+  memset (b, 0, p->len);
+  if (s.family == AF_INET)
+    {
+      b[0] = 0x45;
+      b[2] = p->len >> 8, b[3] = p->len & 0xff;
+      b[4] = 0x40, b[5] = 0x00;
+      b[6] = 0x40; /* DF */
+      b[8] = 64;
+      b[9] = IPPROTO_TCP;
+      memcpy (b + 12, s.addr, 4);
+      memcpy (b + 16, d.addr, 4);
+      c = datapath_checksum (b, 20);
+      memcpy (b + 10, &c, 2);
+    }
+  else
+    {
+      b[0] = 0x60;
+      b[4] = l4 >> 8, b[5] = l4 & 0xff;
+      b[6] = IPPROTO_TCP;
+      b[7] = 64;
+      memcpy (b + 8, s.addr, 16);
+      memcpy (b + 24, d.addr, 16);
+    }
+  t = b + ip_len;
+  t[0] = 0x30, t[1] = 0x39, t[2] = 0x00, t[3] = 0x50;
+  t[4] = seq >> 24, t[5] = (seq >> 16) & 0xff, t[6] = (seq >> 8) & 0xff, t[7] = seq & 0xff;
+  t[8] = 0, t[9] = 0, t[10] = 0x10, t[11] = 0x01;
+  t[12] = 5 << 4;
+  t[13] = flags;
+  t[14] = 0xff, t[15] = 0xff;
+  for (gsize i = 0; i < payload; i++)
+    t[20 + i] = (guint8) (i * 13 + i / 251);
+  {
+    g_autoptr (GByteArray) tmp = g_byte_array_new ();
+    guint8 ph[40];
+    gsize phl;
+
+    if (s.family == AF_INET)
+      {
+        memcpy (ph, s.addr, 4);
+        memcpy (ph + 4, d.addr, 4);
+        ph[8] = 0, ph[9] = IPPROTO_TCP, ph[10] = l4 >> 8, ph[11] = l4 & 0xff;
+        phl = 12;
+      }
+    else
+      {
+        memcpy (ph, s.addr, 16);
+        memcpy (ph + 16, d.addr, 16);
+        ph[32] = ph[33] = 0, ph[34] = l4 >> 8, ph[35] = l4 & 0xff;
+        ph[36] = ph[37] = ph[38] = 0, ph[39] = IPPROTO_TCP;
+        phl = 40;
+      }
+    g_byte_array_append (tmp, ph, phl);
+    if (partial)
+      {
+        /* The kernel stores the folded, uncomplemented pseudo sum. */
+        c = (guint16) ~datapath_checksum (tmp->data, tmp->len);
+      }
+    else
+      {
+        g_byte_array_append (tmp, t, l4);
+        c = datapath_checksum (tmp->data, tmp->len);
+      }
+    memcpy (t + 16, &c, 2);
+  }
+  return p;
+}
+
+static void
+vnet_hdr (guint8 out[10], guint8 flags, guint8 type, guint16 hdr_len, guint16 gso, guint16 cstart, guint16 coff)
+{
+  out[0] = flags;
+  out[1] = type;
+  memcpy (out + 2, &hdr_len, 2);
+  memcpy (out + 4, &gso, 2);
+  memcpy (out + 6, &cstart, 2);
+  memcpy (out + 8, &coff, 2);
+}
+
+/* ------------------------------------------------------------------ */
+/* Packet helper tests                                                 */
+
+static void
+test_checksum (void)
+{
+  /* RFC 1071 section 3: the sum of these words is ddf2, checksum 220d. */
+  static const guint8 words[] = { 0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7 };
+  guint16 c = datapath_checksum (words, sizeof words);
+  guint8 be[2];
+
+  memcpy (be, &c, 2);
+  g_assert_cmpuint (be[0], ==, 0x22);
+  g_assert_cmpuint (be[1], ==, 0x0d);
+  /* Odd lengths pad with a zero byte. */
+  c = datapath_checksum ((const guint8[]) { 0x12 }, 1);
+  memcpy (be, &c, 2);
+  g_assert_cmpuint (be[0], ==, 0xed);
+  g_assert_cmpuint (be[1], ==, 0xff);
+}
+
+static void
+test_selector (void)
+{
+  g_autoptr (GByteArray) u4 = udp_packet ("10.1.0.5", "10.2.0.7", 1111, 53, 10, 1);
+  g_autoptr (GByteArray) u6 = udp_packet ("fd00:1::5", "fd00:2::7", 2222, 443, 10, 1);
+  g_autoptr (GByteArray) t4 = tcp_packet ("10.1.0.5", "10.2.0.7", 1, 10, 0x18, FALSE);
+  ModikeSelector sel;
+  ModikeAddr a;
+  guint8 icmp[28] = { 0x45, 0, 0, 28, 0, 0, 0, 0, 64, IPPROTO_ICMP, 0, 0, 10, 1, 0, 5, 10, 2, 0, 7, 8, 0 };
+  guint8 frag[28];
+  guint8 v6ext[40 + 8 + 8 + 8];
+
+  g_assert_true (datapath_packet_selector (u4->data, u4->len, &sel));
+  addr_of ("10.1.0.5", &a);
+  g_assert_true (modike_addr_equal_ip (&sel.local, &a));
+  addr_of ("10.2.0.7", &a);
+  g_assert_true (modike_addr_equal_ip (&sel.remote, &a));
+  g_assert_cmpuint (sel.proto, ==, IPPROTO_UDP);
+  g_assert_cmpuint (sel.local_port, ==, 1111);
+  g_assert_cmpuint (sel.remote_port, ==, 53);
+
+  g_assert_true (datapath_packet_selector (u6->data, u6->len, &sel));
+  g_assert_cmpint (sel.local.family, ==, AF_INET6);
+  addr_of ("fd00:2::7", &a);
+  g_assert_true (modike_addr_equal_ip (&sel.remote, &a));
+  g_assert_cmpuint (sel.remote_port, ==, 443);
+
+  g_assert_true (datapath_packet_selector (t4->data, t4->len, &sel));
+  g_assert_cmpuint (sel.proto, ==, IPPROTO_TCP);
+  g_assert_cmpuint (sel.local_port, ==, 12345);
+  g_assert_cmpuint (sel.remote_port, ==, 80);
+
+  /* ICMP: type<<8|code in local_port (echo request 8/0). */
+  g_assert_true (datapath_packet_selector (icmp, sizeof icmp, &sel));
+  g_assert_cmpuint (sel.proto, ==, IPPROTO_ICMP);
+  g_assert_cmpuint (sel.local_port, ==, 8 << 8);
+
+  /* A later fragment has no ports. */
+  memcpy (frag, u4->data, sizeof frag);
+  frag[2] = 0, frag[3] = sizeof frag;
+  frag[6] = 0x00, frag[7] = 0x10;
+  g_assert_true (datapath_packet_selector (frag, sizeof frag, &sel));
+  g_assert_cmpuint (sel.local_port, ==, 0);
+  g_assert_cmpuint (sel.remote_port, ==, 0);
+
+  /* IPv6 hop-by-hop + destination options, then UDP. */
+  memset (v6ext, 0, sizeof v6ext);
+  memcpy (v6ext, u6->data, 40);
+  v6ext[4] = 0, v6ext[5] = 24;
+  v6ext[6] = IPPROTO_HOPOPTS;
+  v6ext[40] = IPPROTO_DSTOPTS;
+  v6ext[48] = IPPROTO_UDP;
+  v6ext[56] = 0x04, v6ext[57] = 0xd2, v6ext[58] = 0x00, v6ext[59] = 0x35;
+  g_assert_true (datapath_packet_selector (v6ext, sizeof v6ext, &sel));
+  g_assert_cmpuint (sel.proto, ==, IPPROTO_UDP);
+  g_assert_cmpuint (sel.local_port, ==, 1234);
+  g_assert_cmpuint (sel.remote_port, ==, 53);
+
+  /* Truncations never read past the end; headers cut short fail. */
+  for (gsize n = 0; n < 20; n++)
+    g_assert_false (datapath_packet_selector (u4->data, n, &sel));
+  for (gsize n = 0; n < 40; n++)
+    g_assert_false (datapath_packet_selector (u6->data, n, &sel));
+  for (gsize n = 0; n < sizeof v6ext; n++)
+    datapath_packet_selector (v6ext, n, &sel);
+  /* Total length past the buffer, bad version, short IHL. */
+  g_assert_false (datapath_packet_selector (u4->data, u4->len - 1, &sel));
+  icmp[0] = 0x55;
+  g_assert_false (datapath_packet_selector (icmp, sizeof icmp, &sel));
+  icmp[0] = 0x44;
+  g_assert_false (datapath_packet_selector (icmp, sizeof icmp, &sel));
+}
+
+static void
+check_tso (const char *src, const char *dst, guint8 type, gsize payload, guint16 mss)
+{
+  g_autoptr (GByteArray) big = tcp_packet (src, dst, 0xfffff000u, payload, 0x19 | 0x80, TRUE); /* FIN|PSH|ACK|CWR */
+  g_autoptr (GByteArray) joined = g_byte_array_new ();
+  gsize ip_len = big->data[0] >> 4 == 4 ? 20 : 40, hdr = ip_len + 20;
+  guint8 raw[10], seg[65536 + 128];
+  DatapathVnetHdr vh;
+  DatapathGso g;
+  gsize len;
+  guint n = 0;
+
+  vnet_hdr (raw, VIRTIO_NET_HDR_F_NEEDS_CSUM, type, (guint16) hdr, mss, (guint16) ip_len, 16);
+  datapath_vnet_hdr_parse (raw, &vh);
+  g_assert_cmpuint (vh.gso_size, ==, mss);
+  g_assert_true (datapath_gso_init (&g, &vh, big->data, big->len));
+  while ((len = datapath_gso_next (&g, seg)) != 0)
+    {
+      guint8 *t = seg + ip_len;
+      guint32 seq = (guint32) t[4] << 24 | t[5] << 16 | t[6] << 8 | t[7];
+      gboolean last = joined->len + (len - hdr) == payload;
+
+      g_assert_cmpuint (len, <=, hdr + mss);
+      if (!last)
+        g_assert_cmpuint (len, ==, hdr + mss);
+      if (ip_len == 20)
+        {
+          g_assert_cmpuint ((gsize) (seg[2] << 8 | seg[3]), ==, len);
+          g_assert_cmpuint ((guint) (seg[4] << 8 | seg[5]), ==, 0x4000 + n);
+        }
+      else
+        g_assert_cmpuint ((gsize) (seg[4] << 8 | seg[5]), ==, len - 40);
+      g_assert_cmpuint (seq, ==, 0xfffff000u + (guint32) joined->len);
+      /* FIN and PSH only on the last, CWR only on the first. */
+      g_assert_cmpuint (t[13] & 0x09, ==, last ? 0x09 : 0);
+      g_assert_cmpuint (t[13] & 0x80, ==, n == 0 ? 0x80 : 0);
+      g_assert_cmpuint (t[13] & 0x10, ==, 0x10);
+      assert_l4_checksum (seg, len);
+      g_byte_array_append (joined, seg + hdr, len - hdr);
+      n++;
+    }
+  g_assert_cmpuint (n, ==, (payload + mss - 1) / mss);
+  g_assert_cmpmem (joined->data, joined->len, big->data + hdr, payload);
+}
+
+static void
+test_gso_tcp (void)
+{
+  check_tso ("10.1.0.5", "10.2.0.7", VIRTIO_NET_HDR_GSO_TCPV4, 65000, 1348);
+  check_tso ("10.1.0.5", "10.2.0.7", VIRTIO_NET_HDR_GSO_TCPV4 | VIRTIO_NET_HDR_GSO_ECN, 3000, 1000);
+  check_tso ("10.1.0.5", "10.2.0.7", VIRTIO_NET_HDR_GSO_TCPV4, 2001, 1000);
+  check_tso ("fd00:1::5", "fd00:2::7", VIRTIO_NET_HDR_GSO_TCPV6, 64000, 1328);
+  check_tso ("fd00:1::5", "fd00:2::7", VIRTIO_NET_HDR_GSO_TCPV6, 1, 1328);
+}
+
+static void
+test_gso_udp (void)
+{
+  g_autoptr (GByteArray) big = udp_packet ("10.1.0.5", "10.2.0.7", 4000, 5000, 5000, 3);
+  guint8 raw[10], seg[8192];
+  DatapathVnetHdr vh;
+  DatapathGso g;
+  gsize len, done = 0;
+  guint n = 0;
+
+  vnet_hdr (raw, VIRTIO_NET_HDR_F_NEEDS_CSUM, 5 /* UDP_L4 */, 28, 1200, 20, 6);
+  datapath_vnet_hdr_parse (raw, &vh);
+  g_assert_true (datapath_gso_init (&g, &vh, big->data, big->len));
+  while ((len = datapath_gso_next (&g, seg)) != 0)
+    {
+      g_assert_cmpuint ((gsize) (seg[24] << 8 | seg[25]), ==, len - 20);
+      assert_l4_checksum (seg, len);
+      g_assert_cmpmem (seg + 28, len - 28, big->data + 28 + done, len - 28);
+      done += len - 28;
+      n++;
+    }
+  g_assert_cmpuint (done, ==, 5000);
+  g_assert_cmpuint (n, ==, 5);
+
+  /* What cannot be segmented: wrong type for the packet, no gso_size, UFO,
+   * a header longer than the packet. */
+  vnet_hdr (raw, 0, VIRTIO_NET_HDR_GSO_TCPV4, 28, 1200, 0, 0);
+  datapath_vnet_hdr_parse (raw, &vh);
+  g_assert_false (datapath_gso_init (&g, &vh, big->data, big->len));
+  vnet_hdr (raw, 0, 5, 28, 0, 0, 0);
+  datapath_vnet_hdr_parse (raw, &vh);
+  g_assert_false (datapath_gso_init (&g, &vh, big->data, big->len));
+  vnet_hdr (raw, 0, VIRTIO_NET_HDR_GSO_UDP, 28, 1200, 0, 0);
+  datapath_vnet_hdr_parse (raw, &vh);
+  g_assert_false (datapath_gso_init (&g, &vh, big->data, big->len));
+  vnet_hdr (raw, 0, 5, 28, 1200, 0, 0);
+  datapath_vnet_hdr_parse (raw, &vh);
+  for (gsize cut = 0; cut <= 28; cut++)
+    g_assert_false (datapath_gso_init (&g, &vh, big->data, cut));
+}
+
+static void
+test_complete_csum (void)
+{
+  g_autoptr (GByteArray) t = tcp_packet ("10.1.0.5", "10.2.0.7", 7, 999, 0x18, TRUE);
+  g_autoptr (GByteArray) t6 = tcp_packet ("fd00:1::5", "fd00:2::7", 7, 1000, 0x18, TRUE);
+  guint8 raw[10];
+  DatapathVnetHdr vh;
+
+  vnet_hdr (raw, VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 20, 16);
+  datapath_vnet_hdr_parse (raw, &vh);
+  g_assert_true (datapath_complete_csum (&vh, t->data, t->len));
+  assert_l4_checksum (t->data, t->len);
+  vnet_hdr (raw, VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 40, 16);
+  datapath_vnet_hdr_parse (raw, &vh);
+  g_assert_true (datapath_complete_csum (&vh, t6->data, t6->len));
+  assert_l4_checksum (t6->data, t6->len);
+  /* The checksum field must lie inside the packet. */
+  vnet_hdr (raw, VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 20, 16);
+  datapath_vnet_hdr_parse (raw, &vh);
+  g_assert_false (datapath_complete_csum (&vh, t->data, 37));
+  g_assert_true (datapath_complete_csum (&vh, t->data, 38));
+}
+
+/* ------------------------------------------------------------------ */
+/* Two datapaths                                                       */
+
+typedef struct {
+  guint16 transform, key_bits, auth;
+  gsize enc_len, auth_len;
+} Alg;
+
+static const Alg alg_cbc_sha1 = { MODIKE_ESP_AES_CBC, 128, MODIKE_AUTH_ALG_HMAC_SHA1, 16, 20 };
+static const Alg alg_cbc_sha256 = { MODIKE_ESP_AES_CBC, 128, MODIKE_AUTH_ALG_HMAC_SHA2_256, 16, 32 };
+static const Alg alg_cbc256_sha256 = { MODIKE_ESP_AES_CBC, 256, MODIKE_AUTH_ALG_HMAC_SHA2_256, 32, 32 };
+static const Alg alg_gcm128 = { MODIKE_ESP_AES_GCM_16, 128, MODIKE_AUTH_ALG_NONE, 20, 0 };
+static const Alg alg_gcm256 = { MODIKE_ESP_AES_GCM_16, 256, MODIKE_AUTH_ALG_NONE, 36, 0 };
+
+typedef struct {
+  const char *name;       /* this side's name, the peer name the other uses */
+  Datapath *dp;
+  ModikeDatapathHost *host;
+  int adapter[2];         /* [0] the datapath's end, [1] the test's */
+  int udp;
+  ModikeAddr addr;        /* the UDP socket's address */
+  const char *net4, *net6; /* inner addresses behind this side */
+} Side;
+
+typedef struct {
+  Side a, b;
+} Pair;
+
+static int host_tag_a, host_tag_b;
+
+static int
+udp_socket (int family, ModikeAddr *bound)
+{
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  ModikeAddr a;
+  int fd = socket (family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+  g_assert_cmpint (fd, >=, 0);
+  addr_of (family == AF_INET ? "127.0.0.1" : "::1", &a);
+  modike_addr_to_sockaddr (&a, &ss, &sl);
+  g_assert_cmpint (bind (fd, (struct sockaddr *) &ss, sl), ==, 0);
+  sl = sizeof ss;
+  g_assert_cmpint (getsockname (fd, (struct sockaddr *) &ss, &sl), ==, 0);
+  g_assert_true (modike_addr_from_sockaddr ((struct sockaddr *) &ss, sl, bound));
+  return fd;
+}
+
+static void
+side_init (Side *s, const char *name, const char *other, ModikeDatapathHost *host, int outer_family,
+           guint adapter_flags, gboolean raw, guint queue)
+{
+  g_autoptr (GError) error = NULL;
+
+  memset (s, 0, sizeof *s);
+  s->name = name;
+  s->host = host;
+  s->dp = datapath_new ();
+  datapath_configure (s->dp, 2, 1024, queue);
+  datapath_set_acquire_retry (s->dp, G_MAXINT64 / 2);
+  datapath_set_raw_sockets (s->dp, raw);
+  g_assert_true (datapath_ops.start (s->dp, host, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (datapath_get_n_threads (s->dp), ==, 2);
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, s->adapter), ==, 0);
+  /* The adapter carries the packets of the other side's SAs; the
+   * datapath makes its end non-blocking. */
+  g_assert_true (datapath_ops.adapter_attach (s->dp, other, &s->adapter[0], 1, adapter_flags, &error));
+  g_assert_no_error (error);
+  g_assert_true (fcntl (s->adapter[0], F_GETFL) & O_NONBLOCK);
+  s->udp = udp_socket (outer_family, &s->addr);
+  g_assert_true (datapath_ops.socket_attach (s->dp, s->udp, &s->addr, &error));
+  g_assert_no_error (error);
+}
+
+static void
+side_clear (Side *s)
+{
+  datapath_ops.stop (s->dp);
+  datapath_free (s->dp);
+  close (s->adapter[0]);
+  close (s->adapter[1]);
+  close (s->udp);
+}
+
+static void
+pair_init_full (Pair *p, int outer_family, guint flags, gboolean raw, guint queue)
+{
+  calls_reset ();
+  side_init (&p->a, "a", "b", (ModikeDatapathHost *) &host_tag_a, outer_family, flags, raw, queue);
+  side_init (&p->b, "b", "a", (ModikeDatapathHost *) &host_tag_b, outer_family, flags, raw, queue);
+  p->a.net4 = "10.1.0.0/16", p->a.net6 = "fd00:1::/64";
+  p->b.net4 = "10.2.0.0/16", p->b.net6 = "fd00:2::/64";
+}
+
+static void
+pair_init (Pair *p, int outer_family)
+{
+  pair_init_full (p, outer_family, 0, FALSE, 64);
+}
+
+static void
+pair_clear (Pair *p)
+{
+  side_clear (&p->a);
+  side_clear (&p->b);
+  calls_reset ();
+}
+
+static void
+range_of (const char *prefix, ModikeAddrRange *r)
+{
+  ModikePrefix p;
+
+  g_assert_true (modike_prefix_parse (prefix, &p, NULL));
+  g_assert_true (modike_addr_range_from_prefix (&p, r));
+}
+
+static ModikeSpdEntry *
+policy_new (guint32 id, ModikeSpdAction action, const char *local, const char *remote, const char *peer)
+{
+  ModikeSpdEntry *e = modike_spd_entry_new ();
+
+  e->id = id;
+  e->name = g_strdup_printf ("p%u", id);
+  e->peer = g_strdup (peer);
+  e->action = action;
+  range_of (local, &e->local);
+  range_of (remote, &e->remote);
+  return e;
+}
+
+/* PROTECT between the sides' v4 nets (id 1) and v6 nets (id 2), on both. */
+static void
+pair_policies (Pair *p, ModikeSpdEntry *extra_a)
+{
+  GPtrArray *pa = g_ptr_array_new_with_free_func ((GDestroyNotify) modike_spd_entry_free);
+  GPtrArray *pb = g_ptr_array_new_with_free_func ((GDestroyNotify) modike_spd_entry_free);
+
+  if (extra_a != NULL)
+    g_ptr_array_add (pa, extra_a);
+  g_ptr_array_add (pa, policy_new (1, MODIKE_SPD_PROTECT, p->a.net4, p->b.net4, "b"));
+  g_ptr_array_add (pa, policy_new (2, MODIKE_SPD_PROTECT, p->a.net6, p->b.net6, "b"));
+  g_ptr_array_add (pb, policy_new (1, MODIKE_SPD_PROTECT, p->b.net4, p->a.net4, "a"));
+  g_ptr_array_add (pb, policy_new (2, MODIKE_SPD_PROTECT, p->b.net6, p->a.net6, "a"));
+  datapath_ops.policies_set (p->a.dp, pa);
+  datapath_ops.policies_set (p->b.dp, pb);
+}
+
+typedef struct {
+  ModikeLifetime soft, hard;
+  gboolean raw;           /* ESP over IP instead of UDP */
+  ModikeIpsecMode mode;
+} SaOpts;
+
+/* The SA from -> to with this SPI: outbound on `from`, inbound on `to`. */
+static void
+add_sa (Side *from, Side *to, guint32 spi, guint32 spd_id, const Alg *alg, gboolean v6_inner, const SaOpts *o,
+        ModikeDirection only)
+{
+  g_autoptr (GError) error = NULL;
+  guint8 keys[64];
+  GRand *rnd = g_rand_new_with_seed (spi);
+
+  for (gsize i = 0; i < sizeof keys; i++)
+    keys[i] = (guint8) g_rand_int (rnd);
+  g_rand_free (rnd);
+  for (int dir = MODIKE_DIR_IN; dir <= MODIKE_DIR_OUT; dir++)
+    {
+      g_autoptr (ModikeSadEntry) e = modike_sad_entry_new ();
+      Side *owner = dir == MODIKE_DIR_OUT ? from : to;
+      const char *fnet = v6_inner ? from->net6 : from->net4;
+      const char *tnet = v6_inner ? to->net6 : to->net4;
+
+      if (only != 0 && only != (ModikeDirection) dir)
+        continue;
+      e->spi = spi;
+      e->dir = dir;
+      e->protocol = MODIKE_PROTO_ESP;
+      e->replay_window = 32;
+      e->seq_overflow = TRUE;
+      e->esp_transform = alg->transform;
+      e->key_bits = alg->key_bits;
+      e->auth_alg = alg->auth;
+      e->enc_key = modike_secret_new_from (keys, alg->enc_len);
+      e->auth_key = alg->auth_len ? modike_secret_new_from (keys + 32, alg->auth_len) : NULL;
+      if (o != NULL)
+        e->soft = o->soft, e->hard = o->hard;
+      e->mode = o != NULL && o->mode != 0 ? o->mode : MODIKE_MODE_TUNNEL;
+      e->udp_encap = !(o != NULL && o->raw);
+      e->src = from->addr;
+      e->dst = to->addr;
+      e->encap_sport = from->addr.port;
+      e->encap_dport = to->addr.port;
+      if (e->mode == MODIKE_MODE_TRANSPORT)
+        {
+          /* Transport: the selectors are the outer addresses. */
+          ModikePrefix a = { from->addr, from->addr.family == AF_INET ? 32 : 128 };
+          ModikePrefix b = { to->addr, to->addr.family == AF_INET ? 32 : 128 };
+          ModikeAddrRange ra, rb;
+          a.net.port = b.net.port = 0;
+          g_assert_true (modike_addr_range_from_prefix (&a, &ra));
+          g_assert_true (modike_addr_range_from_prefix (&b, &rb));
+          e->local_ts = dir == MODIKE_DIR_OUT ? ra : rb;
+          e->remote_ts = dir == MODIKE_DIR_OUT ? rb : ra;
+        }
+      else
+        {
+          range_of (dir == MODIKE_DIR_OUT ? fnet : tnet, &e->local_ts);
+          range_of (dir == MODIKE_DIR_OUT ? tnet : fnet, &e->remote_ts);
+        }
+      e->spd_id = spd_id;
+      e->reqid = spi;
+      e->peer = g_strdup (dir == MODIKE_DIR_OUT ? to->name : from->name);
+      g_assert_true (datapath_ops.sa_add (owner->dp, e, &error));
+      g_assert_no_error (error);
+    }
+}
+
+static void
+send_packet (Side *s, const GByteArray *pkt)
+{
+  g_assert_cmpint (send (s->adapter[1], pkt->data, pkt->len, 0), ==, (gssize) pkt->len);
+}
+
+/* The next packet the datapath wrote to this side's adapter. */
+static GByteArray *
+recv_packet (Side *s)
+{
+  struct pollfd pfd = { .fd = s->adapter[1], .events = POLLIN };
+  GByteArray *b = g_byte_array_sized_new (65600);
+  gssize n;
+
+  if (poll (&pfd, 1, WAIT_MS) != 1)
+    {
+      g_byte_array_unref (b);
+      return NULL;
+    }
+  g_byte_array_set_size (b, 65600);
+  n = recv (s->adapter[1], b->data, b->len, 0);
+  g_assert_cmpint (n, >, 0);
+  g_byte_array_set_size (b, (guint) n);
+  return b;
+}
+
+static void
+assert_arrives (Side *s, const GByteArray *want)
+{
+  g_autoptr (GByteArray) got = recv_packet (s);
+
+  g_assert_nonnull (got);
+  g_assert_cmpmem (got->data, got->len, want->data, want->len);
+}
+
+static void
+get_counters (Side *s, DatapathCounters *c)
+{
+  datapath_get_counters (s->dp, c);
+}
+
+/* Polls a counter (the workers update it asynchronously). */
+#define WAIT_COUNTER(side, field, want)                                         \
+  G_STMT_START {                                                                \
+    DatapathCounters c_;                                                        \
+    gint64 end_ = g_get_monotonic_time () + WAIT_MS * G_TIME_SPAN_MILLISECOND;  \
+    for (;;) {                                                                  \
+      get_counters ((side), &c_);                                               \
+      if (c_.field >= (want) || g_get_monotonic_time () > end_)                 \
+        break;                                                                  \
+      g_usleep (1000);                                                          \
+    }                                                                           \
+    g_assert_cmpuint (c_.field, ==, (want));                                    \
+  } G_STMT_END
+
+typedef struct {
+  const Alg *alg;
+  gboolean v6_inner;
+  int outer;
+} FlowCase;
+
+static void
+test_tunnel (gconstpointer data)
+{
+  const FlowCase *fc = data;
+  Pair p;
+  ModikeSaStats st;
+  gsize bytes = 0;
+
+  pair_init (&p, fc->outer);
+  pair_policies (&p, NULL);
+  add_sa (&p.a, &p.b, 0x1001, fc->v6_inner ? 2 : 1, fc->alg, fc->v6_inner, NULL, 0);
+  add_sa (&p.b, &p.a, 0x2002, fc->v6_inner ? 2 : 1, fc->alg, fc->v6_inner, NULL, 0);
+  for (guint i = 0; i < 20; i++)
+    {
+      gsize size = 1 + i * 71;
+      g_autoptr (GByteArray) ab = fc->v6_inner ? udp_packet ("fd00:1::5", "fd00:2::7", 1000, 2000, size, i)
+                                               : udp_packet ("10.1.0.5", "10.2.0.7", 1000, 2000, size, i);
+      g_autoptr (GByteArray) ba = fc->v6_inner ? udp_packet ("fd00:2::7", "fd00:1::5", 2000, 1000, size, i)
+                                               : udp_packet ("10.2.0.7", "10.1.0.5", 2000, 1000, size, i);
+      send_packet (&p.a, ab);
+      assert_arrives (&p.b, ab);
+      send_packet (&p.b, ba);
+      assert_arrives (&p.a, ba);
+      bytes += ab->len;
+    }
+  /* The counters of both ends of one SA agree. */
+  datapath_ops.sa_stats (p.a.dp, MODIKE_DIR_OUT, 0x1001, &st);
+  g_assert_cmpuint (st.packets, ==, 20);
+  g_assert_cmpuint (st.bytes, >=, bytes);
+  datapath_ops.sa_stats (p.b.dp, MODIKE_DIR_IN, 0x1001, &st);
+  g_assert_cmpuint (st.packets, ==, 20);
+  g_assert_cmpuint (st.bytes, ==, bytes);
+  for (guint r = 0; r < MODIKE_DROP_N; r++)
+    g_assert_cmpuint (st.drops[r], ==, 0);
+  datapath_ops.sa_stats (p.a.dp, MODIKE_DIR_IN, 0x2002, &st);
+  g_assert_cmpuint (st.packets, ==, 20);
+  /* Unknown SAs have zero counters. */
+  datapath_ops.sa_stats (p.a.dp, MODIKE_DIR_IN, 0x9999, &st);
+  g_assert_cmpuint (st.packets, ==, 0);
+  pair_clear (&p);
+}
+
+static void
+test_transport (gconstpointer data)
+{
+  const FlowCase *fc = data;
+  const char *addr = fc->outer == AF_INET ? "127.0.0.1" : "::1";
+  SaOpts o = { .mode = MODIKE_MODE_TRANSPORT };
+  Pair p;
+  GPtrArray *pa = g_ptr_array_new_with_free_func ((GDestroyNotify) modike_spd_entry_free);
+  const char *host = fc->outer == AF_INET ? "127.0.0.1/32" : "::1/128";
+
+  pair_init (&p, fc->outer);
+  g_ptr_array_add (pa, policy_new (7, MODIKE_SPD_PROTECT, host, host, "b"));
+  ((ModikeSpdEntry *) pa->pdata[0])->mode = MODIKE_MODE_TRANSPORT;
+  datapath_ops.policies_set (p.a.dp, pa);
+  add_sa (&p.a, &p.b, 0x3003, 7, fc->alg, FALSE, &o, 0);
+  for (guint i = 0; i < 5; i++)
+    {
+      g_autoptr (GByteArray) pkt = udp_packet (addr, addr, 3000, 4000, 100 + i * 300, i);
+      g_autoptr (GByteArray) got = NULL;
+      gsize ip_len = fc->outer == AF_INET ? 20 : 40;
+
+      send_packet (&p.a, pkt);
+      got = recv_packet (&p.b);
+      g_assert_nonnull (got);
+      /* The header is rebuilt from the outer addresses; the rest intact. */
+      g_assert_cmpuint (got->len, ==, pkt->len);
+      g_assert_cmpmem (got->data + ip_len, got->len - ip_len, pkt->data + ip_len, pkt->len - ip_len);
+      if (fc->outer == AF_INET)
+        {
+          g_assert_cmpuint (got->data[0], ==, 0x45);
+          g_assert_cmpuint (got->data[9], ==, IPPROTO_UDP);
+          g_assert_cmpmem (got->data + 12, 8, pkt->data + 12, 8);
+          g_assert_cmpuint ((gsize) (got->data[2] << 8 | got->data[3]), ==, got->len);
+        }
+      else
+        {
+          g_assert_cmpuint (got->data[0] >> 4, ==, 6);
+          g_assert_cmpuint (got->data[6], ==, IPPROTO_UDP);
+          g_assert_cmpmem (got->data + 8, 32, pkt->data + 8, 32);
+        }
+      assert_l4_checksum (got->data, got->len);
+    }
+  pair_clear (&p);
+}
+
+static void
+test_acquire_queue (void)
+{
+  Pair p;
+  DatapathPolicyCounters pc;
+  Call *c;
+  GPtrArray *sent = g_ptr_array_new_with_free_func ((GDestroyNotify) g_byte_array_unref);
+  ModikeAddr want;
+
+  pair_init (&p, AF_INET);
+  pair_policies (&p, NULL);
+  /* B can decrypt already; A has no SA yet. */
+  add_sa (&p.a, &p.b, 0x4004, 1, &alg_gcm128, FALSE, NULL, MODIKE_DIR_IN);
+  for (guint i = 0; i < 10; i++)
+    {
+      GByteArray *pkt = udp_packet ("10.1.0.5", "10.2.0.9", 1000 + i, 53, 50 + i, i);
+      send_packet (&p.a, pkt);
+      g_ptr_array_add (sent, pkt);
+    }
+  WAIT_COUNTER (&p.a, queued, 10);
+  /* One acquire for the policy, with the first packet's selector. */
+  g_assert_true (calls_wait (CALL_ACQUIRE, p.a.host, -1, 1));
+  g_assert_cmpuint (calls_count (CALL_ACQUIRE, p.a.host, -1), ==, 1);
+  c = calls_first (CALL_ACQUIRE, p.a.host);
+  g_assert_cmpuint (c->spd_id, ==, 1);
+  g_assert_cmpuint (c->sel.proto, ==, IPPROTO_UDP);
+  g_assert_cmpuint (c->sel.local_port, ==, 1000);
+  g_assert_cmpuint (c->sel.remote_port, ==, 53);
+  addr_of ("10.2.0.9", &want);
+  g_assert_true (modike_addr_equal_ip (&c->sel.remote, &want));
+  g_assert_true (datapath_get_policy_counters (p.a.dp, 1, &pc));
+  g_assert_cmpuint (pc.queue_len, ==, 10);
+  g_assert_cmpuint (pc.acquires, ==, 1);
+  g_assert_false (datapath_get_policy_counters (p.a.dp, 99, &pc));
+
+  /* The SA arrives: the queue goes out in order, then new packets. */
+  add_sa (&p.a, &p.b, 0x4004, 1, &alg_gcm128, FALSE, NULL, MODIKE_DIR_OUT);
+  for (guint i = 0; i < sent->len; i++)
+    assert_arrives (&p.b, sent->pdata[i]);
+  {
+    g_autoptr (GByteArray) after = udp_packet ("10.1.0.5", "10.2.0.9", 999, 53, 10, 0xaa);
+    send_packet (&p.a, after);
+    assert_arrives (&p.b, after);
+  }
+  g_assert_true (datapath_get_policy_counters (p.a.dp, 1, &pc));
+  g_assert_cmpuint (pc.queue_len, ==, 0);
+  g_assert_cmpuint (pc.queued, ==, 10);
+  g_assert_cmpuint (pc.queue_drops, ==, 0);
+  g_assert_cmpuint (calls_count (CALL_ACQUIRE, p.a.host, -1), ==, 1);
+
+  /* The SA goes away: the next packet acquires again. */
+  datapath_ops.sa_del (p.a.dp, MODIKE_DIR_OUT, 0x4004);
+  {
+    g_autoptr (GByteArray) pkt = udp_packet ("10.1.0.5", "10.2.0.9", 1000, 53, 10, 1);
+    send_packet (&p.a, pkt);
+  }
+  g_assert_true (calls_wait (CALL_ACQUIRE, p.a.host, -1, 2));
+  g_ptr_array_unref (sent);
+  pair_clear (&p);
+}
+
+static void
+test_acquire_bound (void)
+{
+  Pair p;
+  DatapathPolicyCounters pc;
+  GPtrArray *sent = g_ptr_array_new_with_free_func ((GDestroyNotify) g_byte_array_unref);
+
+  pair_init_full (&p, AF_INET, 0, FALSE, 4);
+  pair_policies (&p, NULL);
+  add_sa (&p.a, &p.b, 0x5005, 1, &alg_cbc_sha256, FALSE, NULL, MODIKE_DIR_IN);
+  for (guint i = 0; i < 7; i++)
+    {
+      GByteArray *pkt = udp_packet ("10.1.0.5", "10.2.0.9", 1000, 53, 20, i);
+      send_packet (&p.a, pkt);
+      g_ptr_array_add (sent, pkt);
+    }
+  WAIT_COUNTER (&p.a, queue_drops, 3);
+  WAIT_COUNTER (&p.a, queued, 4);
+  g_assert_true (datapath_get_policy_counters (p.a.dp, 1, &pc));
+  g_assert_cmpuint (pc.queue_len, ==, 4);
+  g_assert_cmpuint (pc.queue_drops, ==, 3);
+  /* The first four wait and go; the overflow was dropped. */
+  add_sa (&p.a, &p.b, 0x5005, 1, &alg_cbc_sha256, FALSE, NULL, MODIKE_DIR_OUT);
+  for (guint i = 0; i < 4; i++)
+    assert_arrives (&p.b, sent->pdata[i]);
+  {
+    g_autoptr (GByteArray) marker = udp_packet ("10.1.0.5", "10.2.0.9", 1, 2, 5, 0xee);
+    send_packet (&p.a, marker);
+    assert_arrives (&p.b, marker);
+  }
+  /* A policy that goes away drops what it queued. */
+  datapath_ops.sa_del (p.a.dp, MODIKE_DIR_OUT, 0x5005);
+  {
+    g_autoptr (GByteArray) pkt = udp_packet ("10.1.0.5", "10.2.0.9", 1000, 53, 20, 9);
+    send_packet (&p.a, pkt);
+  }
+  WAIT_COUNTER (&p.a, queued, 5);
+  datapath_ops.policies_set (p.a.dp, g_ptr_array_new ());
+  WAIT_COUNTER (&p.a, queue_drops, 4);
+  g_assert_false (datapath_get_policy_counters (p.a.dp, 1, &pc));
+  g_ptr_array_unref (sent);
+  pair_clear (&p);
+}
+
+static void
+test_discard_nopolicy (void)
+{
+  Pair p;
+  DatapathPolicyCounters pc;
+
+  pair_init (&p, AF_INET);
+  pair_policies (&p, policy_new (9, MODIKE_SPD_DISCARD, "10.1.0.0/16", "10.2.9.0/24", NULL));
+  add_sa (&p.a, &p.b, 0x6006, 1, &alg_cbc_sha1, FALSE, NULL, 0);
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autoptr (GByteArray) pkt = udp_packet ("10.1.0.5", "10.2.9.1", 1000, 53, 20, i);
+      send_packet (&p.a, pkt);
+    }
+  {
+    /* Matches no policy at all. */
+    g_autoptr (GByteArray) pkt = udp_packet ("10.7.0.5", "10.2.0.1", 1000, 53, 20, 0);
+    send_packet (&p.a, pkt);
+  }
+  {
+    /* Garbage from the adapter. */
+    static const guint8 junk[] = { 0x45, 0x00, 0x00 };
+    g_assert_cmpint (send (p.a.adapter[1], junk, sizeof junk, 0), ==, (gssize) sizeof junk);
+  }
+  {
+    /* Same queue, so this one comes out first if the others went nowhere. */
+    g_autoptr (GByteArray) marker = udp_packet ("10.1.0.5", "10.2.0.1", 1, 2, 5, 0xee);
+    send_packet (&p.a, marker);
+    assert_arrives (&p.b, marker);
+  }
+  WAIT_COUNTER (&p.a, discarded, 3);
+  WAIT_COUNTER (&p.a, no_policy, 1);
+  WAIT_COUNTER (&p.a, malformed, 1);
+  g_assert_true (datapath_get_policy_counters (p.a.dp, 9, &pc));
+  g_assert_cmpuint (pc.discarded, ==, 3);
+  g_assert_true (datapath_get_policy_counters (p.a.dp, 1, &pc));
+  g_assert_cmpuint (pc.discarded, ==, 0);
+  pair_clear (&p);
+}
+
+static void
+send_udp_to (Side *s, int from_fd, const guint8 *data, gsize len)
+{
+  struct sockaddr_storage ss;
+  socklen_t sl;
+
+  modike_addr_to_sockaddr (&s->addr, &ss, &sl);
+  g_assert_cmpint (sendto (from_fd, data, len, 0, (struct sockaddr *) &ss, sl), ==, (gssize) len);
+}
+
+static void
+test_ike_marker (void)
+{
+  Pair p;
+  ModikeAddr from;
+  int fd;
+  static const guint8 ike[] = { 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3 };
+  static const guint8 keepalive[] = { 0xff };
+  Call *c;
+  gsize len;
+  const guint8 *d;
+
+  pair_init (&p, AF_INET);
+  fd = udp_socket (AF_INET, &from);
+  send_udp_to (&p.a, fd, keepalive, sizeof keepalive);
+  send_udp_to (&p.a, fd, ike, sizeof ike);
+  g_assert_true (calls_wait (CALL_IKE, p.a.host, -1, 1));
+  c = calls_first (CALL_IKE, p.a.host);
+  d = g_bytes_get_data (c->data, &len);
+  g_assert_cmpmem (d, len, ike + 4, sizeof ike - 4);
+  g_assert_true (modike_addr_equal (&c->remote, &from));
+  g_assert_true (modike_addr_equal (&c->local, &p.a.addr));
+  WAIT_COUNTER (&p.a, keepalives, 1);
+  WAIT_COUNTER (&p.a, ike, 1);
+  g_assert_cmpuint (calls_count (CALL_IKE, NULL, -1), ==, 1);
+  close (fd);
+  pair_clear (&p);
+}
+
+static void
+test_garbage (void)
+{
+  Pair p;
+  ModikeAddr from;
+  int fd;
+  guint8 buf[300];
+  GRand *rnd = g_rand_new_with_seed (42);
+  DatapathCounters c;
+  ModikeSaStats st;
+  guint n = 0;
+
+  pair_init (&p, AF_INET);
+  pair_policies (&p, NULL);
+  add_sa (&p.a, &p.b, 0x7007, 1, &alg_cbc_sha256, FALSE, NULL, 0);
+  add_sa (&p.b, &p.a, 0x8008, 1, &alg_gcm128, FALSE, NULL, 0);
+  fd = udp_socket (AF_INET, &from);
+  /* Random bytes of every short length, never the IKE marker. */
+  for (gsize len = 0; len < 200; len++, n++)
+    {
+      for (gsize i = 0; i < len; i++)
+        buf[i] = (guint8) g_rand_int (rnd);
+      if (len >= 4)
+        buf[0] |= 0x80;
+      send_udp_to (&p.a, fd, buf, len);
+    }
+  /* Known SPIs with garbage after them: counted on the SA. */
+  for (gsize len = 4; len < 300; len += 7, n++)
+    {
+      for (gsize i = 0; i < len; i++)
+        buf[i] = (guint8) g_rand_int (rnd);
+      buf[0] = 0, buf[1] = 0, buf[2] = 0x80, buf[3] = 0x08;
+      send_udp_to (&p.a, fd, buf, len);
+    }
+  {
+    /* Still works. */
+    g_autoptr (GByteArray) pkt = udp_packet ("10.2.0.7", "10.1.0.5", 1, 2, 100, 0x77);
+    send_packet (&p.b, pkt);
+    assert_arrives (&p.a, pkt);
+  }
+  /* Every datagram is accounted for somewhere (keepalive 0xff is possible). */
+  for (gint64 end = g_get_monotonic_time () + WAIT_MS * 1000;;)
+    {
+      guint64 on_sa = 0;
+
+      get_counters (&p.a, &c);
+      datapath_ops.sa_stats (p.a.dp, MODIKE_DIR_IN, 0x8008, &st);
+      for (guint r = 0; r < MODIKE_DROP_N; r++)
+        on_sa += st.drops[r];
+      if (c.unknown_spi + c.malformed + c.keepalives + on_sa >= n || g_get_monotonic_time () > end)
+        {
+          g_assert_cmpuint (c.unknown_spi + c.malformed + c.keepalives + on_sa, ==, n);
+          g_assert_cmpuint (on_sa, >, 0);
+          break;
+        }
+      g_usleep (1000);
+    }
+  g_assert_cmpuint (st.packets, ==, 1);
+  g_assert_cmpuint (st.drops[MODIKE_DROP_NO_SA], ==, 0);
+  g_assert_cmpuint (calls_count (CALL_IKE, NULL, -1), ==, 0);
+  g_rand_free (rnd);
+  close (fd);
+  pair_clear (&p);
+}
+
+static void
+test_sa_del (void)
+{
+  Pair p;
+  ModikeSaStats st;
+
+  pair_init (&p, AF_INET);
+  pair_policies (&p, NULL);
+  add_sa (&p.a, &p.b, 0x9009, 1, &alg_gcm256, FALSE, NULL, 0);
+  {
+    g_autoptr (GByteArray) pkt = udp_packet ("10.1.0.5", "10.2.0.7", 1, 2, 100, 1);
+    send_packet (&p.a, pkt);
+    assert_arrives (&p.b, pkt);
+  }
+  /* Inbound gone: B no longer knows the SPI. */
+  datapath_ops.sa_del (p.b.dp, MODIKE_DIR_IN, 0x9009);
+  {
+    g_autoptr (GByteArray) pkt = udp_packet ("10.1.0.5", "10.2.0.7", 1, 2, 100, 2);
+    send_packet (&p.a, pkt);
+  }
+  WAIT_COUNTER (&p.b, unknown_spi, 1);
+  datapath_ops.sa_stats (p.a.dp, MODIKE_DIR_OUT, 0x9009, &st);
+  g_assert_cmpuint (st.packets, ==, 2);
+  /* Outbound gone: the flow stops and asks for a new SA. */
+  datapath_ops.sa_del (p.a.dp, MODIKE_DIR_OUT, 0x9009);
+  datapath_ops.sa_stats (p.a.dp, MODIKE_DIR_OUT, 0x9009, &st);
+  g_assert_cmpuint (st.packets, ==, 0);
+  {
+    g_autoptr (GByteArray) pkt = udp_packet ("10.1.0.5", "10.2.0.7", 1, 2, 100, 3);
+    send_packet (&p.a, pkt);
+  }
+  g_assert_true (calls_wait (CALL_ACQUIRE, p.a.host, -1, 1));
+  WAIT_COUNTER (&p.b, unknown_spi, 1);
+  /* Deleting what does not exist is harmless. */
+  datapath_ops.sa_del (p.a.dp, MODIKE_DIR_OUT, 0x9009);
+  datapath_ops.sa_del (p.a.dp, MODIKE_DIR_IN, 0x1234);
+  pair_clear (&p);
+}
+
+static void
+test_rekey (void)
+{
+  Pair p;
+  ModikeSaStats old_out, new_out, new_in;
+
+  pair_init (&p, AF_INET);
+  pair_policies (&p, NULL);
+  add_sa (&p.a, &p.b, 0xa00a, 1, &alg_cbc_sha256, FALSE, NULL, 0);
+  {
+    g_autoptr (GByteArray) pkt = udp_packet ("10.1.0.5", "10.2.0.7", 1, 2, 100, 1);
+    send_packet (&p.a, pkt);
+    assert_arrives (&p.b, pkt);
+  }
+  /* The newer SA for the policy takes over; the old one stays valid. */
+  add_sa (&p.a, &p.b, 0xb00b, 1, &alg_cbc_sha256, FALSE, NULL, 0);
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autoptr (GByteArray) pkt = udp_packet ("10.1.0.5", "10.2.0.7", 1, 2, 100, i);
+      send_packet (&p.a, pkt);
+      assert_arrives (&p.b, pkt);
+    }
+  datapath_ops.sa_stats (p.a.dp, MODIKE_DIR_OUT, 0xa00a, &old_out);
+  datapath_ops.sa_stats (p.a.dp, MODIKE_DIR_OUT, 0xb00b, &new_out);
+  datapath_ops.sa_stats (p.b.dp, MODIKE_DIR_IN, 0xb00b, &new_in);
+  g_assert_cmpuint (old_out.packets, ==, 1);
+  g_assert_cmpuint (new_out.packets, ==, 3);
+  g_assert_cmpuint (new_in.packets, ==, 3);
+  /* The newest goes: back to the older one. */
+  datapath_ops.sa_del (p.a.dp, MODIKE_DIR_OUT, 0xb00b);
+  {
+    g_autoptr (GByteArray) pkt = udp_packet ("10.1.0.5", "10.2.0.7", 1, 2, 100, 9);
+    send_packet (&p.a, pkt);
+    assert_arrives (&p.b, pkt);
+  }
+  datapath_ops.sa_stats (p.a.dp, MODIKE_DIR_OUT, 0xa00a, &old_out);
+  g_assert_cmpuint (old_out.packets, ==, 2);
+  pair_clear (&p);
+}
+
+/* A reload numbers the policies anew; the SAs follow them by name. */
+static void
+test_reload_renumber (void)
+{
+  Pair p;
+  GPtrArray *pa = g_ptr_array_new_with_free_func ((GDestroyNotify) modike_spd_entry_free);
+  ModikeSpdEntry *e;
+  DatapathPolicyCounters pc;
+
+  pair_init (&p, AF_INET);
+  pair_policies (&p, NULL);
+  add_sa (&p.a, &p.b, 0xf00f, 1, &alg_gcm128, FALSE, NULL, 0);
+  {
+    g_autoptr (GByteArray) pkt = udp_packet ("10.1.0.5", "10.2.0.7", 1, 2, 100, 1);
+    send_packet (&p.a, pkt);
+    assert_arrives (&p.b, pkt);
+  }
+  /* The same policy "p1" under a new id. */
+  e = policy_new (11, MODIKE_SPD_PROTECT, p.a.net4, p.b.net4, "b");
+  g_free (e->name);
+  e->name = g_strdup ("p1");
+  g_ptr_array_add (pa, e);
+  datapath_ops.policies_set (p.a.dp, pa);
+  {
+    g_autoptr (GByteArray) pkt = udp_packet ("10.1.0.5", "10.2.0.7", 1, 2, 100, 2);
+    send_packet (&p.a, pkt);
+    assert_arrives (&p.b, pkt);
+  }
+  g_assert_cmpuint (calls_count (CALL_ACQUIRE, NULL, -1), ==, 0);
+  g_assert_true (datapath_get_policy_counters (p.a.dp, 11, &pc));
+  g_assert_false (datapath_get_policy_counters (p.a.dp, 1, &pc));
+  /* A policy under another name does not inherit the SA. */
+  pa = g_ptr_array_new_with_free_func ((GDestroyNotify) modike_spd_entry_free);
+  g_ptr_array_add (pa, policy_new (12, MODIKE_SPD_PROTECT, p.a.net4, p.b.net4, "b"));
+  datapath_ops.policies_set (p.a.dp, pa);
+  {
+    g_autoptr (GByteArray) pkt = udp_packet ("10.1.0.5", "10.2.0.7", 1, 2, 100, 3);
+    send_packet (&p.a, pkt);
+  }
+  g_assert_true (calls_wait (CALL_ACQUIRE, p.a.host, -1, 1));
+  g_assert_cmpuint (calls_first (CALL_ACQUIRE, p.a.host)->spd_id, ==, 12);
+  pair_clear (&p);
+}
+
+static void
+test_lifetimes (void)
+{
+  Pair p;
+  SaOpts out_limits = { .soft = { .packets = 3 }, .hard = { .packets = 5 } };
+  SaOpts in_limits = { .soft = { .bytes = 250 }, .hard = { .bytes = 450 } };
+  ModikeSaStats st;
+  guint got = 0;
+
+  pair_init (&p, AF_INET);
+  pair_policies (&p, NULL);
+  /* Packet lifetimes on A's outbound SA. */
+  add_sa (&p.a, &p.b, 0xc00c, 1, &alg_cbc_sha256, FALSE, &out_limits, MODIKE_DIR_OUT);
+  add_sa (&p.a, &p.b, 0xc00c, 1, &alg_cbc_sha256, FALSE, NULL, MODIKE_DIR_IN);
+  for (guint i = 0; i < 7; i++)
+    {
+      g_autoptr (GByteArray) pkt = udp_packet ("10.1.0.5", "10.2.0.7", 1, 2, 50, i);
+      send_packet (&p.a, pkt);
+    }
+  g_assert_true (calls_wait (CALL_EXPIRE, p.a.host, TRUE, 1));
+  g_assert_true (calls_wait (CALL_EXPIRE, p.a.host, FALSE, 1));
+  for (GByteArray *b; got < 5 && (b = recv_packet (&p.b)) != NULL; got++)
+    g_byte_array_unref (b);
+  g_assert_cmpuint (got, ==, 5);
+  datapath_ops.sa_stats (p.a.dp, MODIKE_DIR_OUT, 0xc00c, &st);
+  g_assert_cmpuint (st.packets, ==, 5);
+  g_assert_cmpuint (st.drops[MODIKE_DROP_LIFETIME], ==, 2);
+  {
+    Call *c = calls_first (CALL_EXPIRE, p.a.host);
+    g_assert_cmpint (c->dir, ==, MODIKE_DIR_OUT);
+    g_assert_cmpuint (c->spi, ==, 0xc00c);
+  }
+  /* Each crossing once. */
+  g_assert_cmpuint (calls_count (CALL_EXPIRE, p.a.host, FALSE), ==, 1);
+  g_assert_cmpuint (calls_count (CALL_EXPIRE, p.a.host, TRUE), ==, 1);
+
+  /* Byte lifetimes on B's inbound SA (100-byte inner packets). */
+  add_sa (&p.b, &p.a, 0xd00d, 1, &alg_gcm128, FALSE, &in_limits, MODIKE_DIR_IN);
+  add_sa (&p.b, &p.a, 0xd00d, 1, &alg_gcm128, FALSE, NULL, MODIKE_DIR_OUT);
+  for (guint i = 0; i < 6; i++)
+    {
+      g_autoptr (GByteArray) pkt = udp_packet ("10.2.0.7", "10.1.0.5", 1, 2, 72, i);
+      g_assert_cmpuint (pkt->len, ==, 100);
+      send_packet (&p.b, pkt);
+    }
+  g_assert_true (calls_wait (CALL_EXPIRE, p.a.host, TRUE, 2));
+  g_assert_cmpuint (calls_count (CALL_EXPIRE, p.a.host, FALSE), ==, 2);
+  g_assert_cmpuint (calls_count (CALL_EXPIRE, p.a.host, TRUE), ==, 2);
+  datapath_ops.sa_stats (p.a.dp, MODIKE_DIR_IN, 0xd00d, &st);
+  g_assert_cmpuint (st.packets, ==, 4);
+  g_assert_cmpuint (calls_count (CALL_EXPIRE, p.b.host, -1), ==, 0);
+  pair_clear (&p);
+}
+
+/* What B's adapter got, with a virtio_net_hdr: a plain packet (DATA_VALID)
+ * or a GRO super packet. Appends the TCP payload to `joined` after
+ * checking that the packet is what TSO would have made of it. */
+static guint
+check_received_tcp (const GByteArray *got, guint16 mss, GByteArray *joined)
+{
+  DatapathVnetHdr vh;
+  const guint8 *ip = got->data + 10;
+  gsize len = got->len - 10, ip_len = ip[0] >> 4 == 4 ? 20 : 40;
+
+  g_assert_cmpuint (got->len, >, 10 + ip_len + 20);
+  datapath_vnet_hdr_parse (got->data, &vh);
+  if (vh.gso_type == VIRTIO_NET_HDR_GSO_NONE)
+    {
+      g_assert_cmpuint (vh.flags, ==, VIRTIO_NET_HDR_F_DATA_VALID);
+      g_assert_cmpuint (len, <=, ip_len + 20 + mss);
+      assert_l4_checksum (ip, len);
+      g_byte_array_append (joined, ip + ip_len + 20, len - ip_len - 20);
+      return 1;
+    }
+  else
+    {
+      g_autoptr (GByteArray) copy = g_byte_array_new ();
+      guint8 seg[2048];
+      DatapathGso g;
+      gsize n;
+      guint segs = 0;
+
+      /* Coalesced: a TSO-style packet with a partial checksum. */
+      g_assert_cmpuint (vh.gso_type, ==, ip_len == 20 ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_TCPV6);
+      g_assert_cmpuint (vh.flags, ==, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+      g_assert_cmpuint (vh.gso_size, ==, mss);
+      g_assert_cmpuint (vh.hdr_len, ==, ip_len + 20);
+      g_assert_cmpuint (vh.csum_start, ==, ip_len);
+      g_assert_cmpuint (vh.csum_offset, ==, 16);
+      if (ip_len == 20)
+        {
+          g_assert_cmpuint ((gsize) (ip[2] << 8 | ip[3]), ==, len);
+          g_assert_cmpuint (datapath_checksum (ip, 20), ==, 0);
+        }
+      else
+        g_assert_cmpuint ((gsize) (ip[4] << 8 | ip[5]), ==, len - 40);
+      /* The partial checksum completes to a valid one ... */
+      g_byte_array_append (copy, ip, len);
+      g_assert_true (datapath_complete_csum (&vh, copy->data, copy->len));
+      assert_l4_checksum (copy->data, copy->len);
+      /* ... and segmenting it again gives valid MSS-sized segments. */
+      g_assert_true (datapath_gso_init (&g, &vh, ip, len));
+      while ((n = datapath_gso_next (&g, seg)) != 0)
+        {
+          assert_l4_checksum (seg, n);
+          segs++;
+        }
+      g_assert_cmpuint (segs, >=, 2);
+      g_byte_array_append (joined, ip + ip_len + 20, len - ip_len - 20);
+      return segs;
+    }
+}
+
+/* Segments of a TCP packet (checksums complete), each in its own buffer. */
+static GPtrArray *
+tcp_segments (const char *src, const char *dst, guint16 sport, guint32 seq, gsize payload, guint16 mss)
+{
+  g_autoptr (GByteArray) big = tcp_packet (src, dst, seq, payload, 0x10, FALSE);
+  GPtrArray *segs = g_ptr_array_new_with_free_func ((GDestroyNotify) g_byte_array_unref);
+  gsize ip_len = big->data[0] >> 4 == 4 ? 20 : 40, n;
+  guint8 raw[10], buf[4096];
+  DatapathVnetHdr vh;
+  DatapathGso g;
+
+  big->data[ip_len] = sport >> 8, big->data[ip_len + 1] = sport & 0xff;
+  vnet_hdr (raw, 0, ip_len == 20 ? VIRTIO_NET_HDR_GSO_TCPV4 : VIRTIO_NET_HDR_GSO_TCPV6, 0, mss, 0, 0);
+  datapath_vnet_hdr_parse (raw, &vh);
+  g_assert_true (datapath_gso_init (&g, &vh, big->data, big->len));
+  while ((n = datapath_gso_next (&g, buf)) != 0)
+    {
+      GByteArray *b = g_byte_array_new ();
+      g_byte_array_append (b, buf, n);
+      g_ptr_array_add (segs, b);
+    }
+  return segs;
+}
+
+static GByteArray *
+recv_now (int fd)
+{
+  GByteArray *b = g_byte_array_sized_new (65600);
+  gssize n;
+
+  g_byte_array_set_size (b, 65600);
+  n = recv (fd, b->data, b->len, MSG_DONTWAIT);
+  if (n < 0)
+    {
+      g_assert_true (errno == EAGAIN || errno == EWOULDBLOCK);
+      g_byte_array_unref (b);
+      return NULL;
+    }
+  g_byte_array_set_size (b, (guint) n);
+  return b;
+}
+
+static guint check_received_tcp (const GByteArray *got, guint16 mss, GByteArray *joined);
+
+/* Expects exactly these packets (segment counts) in the socket, in order. */
+static void
+expect_gro_output (int fd, const guint *segs, guint n, guint16 mss, GByteArray *joined)
+{
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr (GByteArray) got = recv_now (fd);
+      g_assert_nonnull (got);
+      g_assert_cmpuint (check_received_tcp (got, mss, joined), ==, segs[i]);
+    }
+  g_assert_null (recv_now (fd));
+}
+
+static void
+test_gro (gconstpointer data)
+{
+  const gboolean v6 = GPOINTER_TO_INT (data);
+  const char *src = v6 ? "fd00:1::5" : "10.1.0.5", *dst = v6 ? "fd00:2::7" : "10.2.0.7";
+  gsize hl = (v6 ? 40 : 20) + 20;
+  DatapathGro *gro = datapath_gro_new ();
+  int sp[2];
+  static int adapter_tag;
+  g_autoptr (GPtrArray) a = tcp_segments (src, dst, 1111, 5000, 10000, 1000);
+  g_autoptr (GPtrArray) b = tcp_segments (src, dst, 2222, 9000, 3000, 1000);
+  g_autoptr (GPtrArray) c = tcp_segments (src, dst, 3333, 1, 42000, 1400);
+  g_autoptr (GPtrArray) c2 = tcp_segments (src, dst, 3333, 42001, 42000, 1400);
+  g_autoptr (GByteArray) joined = g_byte_array_new ();
+  g_autoptr (GByteArray) fin = tcp_packet (src, dst, 15000, 0, 0x11, FALSE);
+  g_autoptr (GByteArray) udp = udp_packet (src, dst, 1, 2, 100, 1);
+
+  g_assert_cmpint (socketpair (AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sp), ==, 0);
+  g_assert_cmpuint (a->len, ==, 10);
+  fin->data[hl - 20] = 1111 >> 8, fin->data[hl - 19] = 1111 & 0xff; /* flow a's port */
+
+  /* Ten in-order segments: one super packet. */
+  for (guint i = 0; i < a->len; i++)
+    {
+      GByteArray *seg = a->pdata[i];
+      g_assert_true (datapath_gro_add (gro, &adapter_tag, sp[0], seg->data, seg->len));
+    }
+  g_assert_cmpuint (datapath_gro_flush (gro), ==, 0);
+  expect_gro_output (sp[1], (const guint[]) { 10 }, 1, 1000, joined);
+  g_assert_cmpuint (joined->len, ==, 10000);
+  for (guint i = 0; i < a->len; i++)
+    {
+      GByteArray *seg = a->pdata[i];
+      g_assert_cmpmem (joined->data + i * 1000, 1000, seg->data + hl, 1000);
+    }
+
+  /* Two flows interleaved: one packet each. A non-TCP packet is not
+   * taken and leaves the flows alone. */
+  g_byte_array_set_size (joined, 0);
+  for (guint i = 0; i < 3; i++)
+    {
+      GByteArray *sa = a->pdata[i], *sb = b->pdata[i];
+      g_assert_true (datapath_gro_add (gro, &adapter_tag, sp[0], sa->data, sa->len));
+      g_assert_true (datapath_gro_add (gro, &adapter_tag, sp[0], sb->data, sb->len));
+      g_assert_false (datapath_gro_add (gro, &adapter_tag, sp[0], udp->data, udp->len));
+    }
+  g_assert_null (recv_now (sp[1]));
+  datapath_gro_flush (gro);
+  expect_gro_output (sp[1], (const guint[]) { 3, 3 }, 2, 1000, joined);
+
+  /* A gap in the sequence starts a new packet. */
+  g_byte_array_set_size (joined, 0);
+  for (guint i = 0; i < 5; i++)
+    if (i != 2)
+      {
+        GByteArray *seg = a->pdata[i];
+        g_assert_true (datapath_gro_add (gro, &adapter_tag, sp[0], seg->data, seg->len));
+      }
+  datapath_gro_flush (gro);
+  expect_gro_output (sp[1], (const guint[]) { 2, 2 }, 2, 1000, joined);
+
+  /* A FIN is not taken: its flow goes out first. */
+  for (guint i = 0; i < 3; i++)
+    {
+      GByteArray *seg = a->pdata[i];
+      g_assert_true (datapath_gro_add (gro, &adapter_tag, sp[0], seg->data, seg->len));
+    }
+  g_assert_false (datapath_gro_add (gro, &adapter_tag, sp[0], fin->data, fin->len));
+  g_byte_array_set_size (joined, 0);
+  expect_gro_output (sp[1], (const guint[]) { 3 }, 1, 1000, joined);
+  datapath_gro_flush (gro);
+  g_assert_null (recv_now (sp[1]));
+
+  /* The same flow for another adapter is another flow. */
+  {
+    static int other_tag;
+    GByteArray *s0 = a->pdata[0], *s1 = a->pdata[1];
+    g_assert_true (datapath_gro_add (gro, &adapter_tag, sp[0], s0->data, s0->len));
+    g_assert_true (datapath_gro_add (gro, &other_tag, sp[0], s1->data, s1->len));
+    datapath_gro_flush (gro);
+    expect_gro_output (sp[1], (const guint[]) { 1, 1 }, 2, 1000, joined);
+  }
+
+  /* 64 KiB at most: 60 segments of 1400 make two packets. */
+  g_byte_array_set_size (joined, 0);
+  for (guint i = 0; i < c2->len; i++)
+    g_ptr_array_add (c, g_byte_array_ref (c2->pdata[i]));
+  for (guint i = 0; i < c->len; i++)
+    {
+      GByteArray *seg = c->pdata[i];
+      g_assert_true (datapath_gro_add (gro, &adapter_tag, sp[0], seg->data, seg->len));
+    }
+  datapath_gro_flush (gro);
+  {
+    guint got_segs = 0, packets = 0;
+    GByteArray *got;
+    while ((got = recv_now (sp[1])) != NULL)
+      {
+        g_assert_cmpuint (got->len - 10, <=, 65535);
+        got_segs += check_received_tcp (got, 1400, joined);
+        packets++;
+        g_byte_array_unref (got);
+      }
+    g_assert_cmpuint (got_segs, ==, c->len);
+    g_assert_cmpuint (packets, ==, 2);
+    g_assert_cmpuint (joined->len, ==, 84000);
+  }
+
+  /* More flows than slots: all are written, none lost. */
+  {
+    GPtrArray *many[10];
+    g_byte_array_set_size (joined, 0);
+    for (guint f = 0; f < 10; f++)
+      {
+        many[f] = tcp_segments (src, dst, (guint16) (4000 + f), 7, 2000, 1000);
+        for (guint i = 0; i < many[f]->len; i++)
+          {
+            GByteArray *seg = many[f]->pdata[i];
+            g_assert_true (datapath_gro_add (gro, &adapter_tag, sp[0], seg->data, seg->len));
+          }
+      }
+    datapath_gro_flush (gro);
+    {
+      guint got_segs = 0;
+      GByteArray *got;
+      while ((got = recv_now (sp[1])) != NULL)
+        {
+          got_segs += check_received_tcp (got, 1000, joined);
+          g_byte_array_unref (got);
+        }
+      g_assert_cmpuint (got_segs, ==, 20);
+    }
+    for (guint f = 0; f < 10; f++)
+      g_ptr_array_unref (many[f]);
+  }
+
+  /* A write error is reported by the flush. */
+  {
+    GByteArray *seg = a->pdata[0];
+    g_assert_true (datapath_gro_add (gro, &adapter_tag, -1, seg->data, seg->len));
+    g_assert_cmpuint (datapath_gro_flush (gro), ==, 1);
+  }
+  datapath_gro_free (gro);
+  close (sp[0]);
+  close (sp[1]);
+}
+
+/* Offloads: a TSO super packet from A's adapter is segmented, encrypted,
+ * and arrives on B's adapter with a virtio_net_hdr, coalesced again (GRO)
+ * where consecutive segments came in one batch. */
+static void
+test_vnet (gconstpointer data)
+{
+  const gboolean v6 = GPOINTER_TO_INT (data);
+  const char *src = v6 ? "fd00:1::5" : "10.1.0.5", *dst = v6 ? "fd00:2::7" : "10.2.0.7";
+  gsize ip_len = v6 ? 40 : 20;
+  Pair p;
+  guint8 raw[10];
+  g_autoptr (GByteArray) big = tcp_packet (src, dst, 1000, 20000, 0x18, TRUE);
+  g_autoptr (GByteArray) framed = g_byte_array_new ();
+  g_autoptr (GByteArray) joined = g_byte_array_new ();
+  g_autoptr (GByteArray) small = udp_packet (src, dst, 1, 2, 30, 5);
+  g_autoptr (GByteArray) small_framed = g_byte_array_new ();
+  g_autoptr (GByteArray) fin = tcp_packet (src, dst, 21000, 0, 0x11, FALSE);
+  g_autoptr (GByteArray) fin_framed = g_byte_array_new ();
+  guint n = 0;
+
+  pair_init_full (&p, AF_INET, MODIKE_ADAPTER_VNET_HDR, FALSE, 64);
+  pair_policies (&p, NULL);
+  add_sa (&p.a, &p.b, 0xe00e, v6 ? 2 : 1, &alg_gcm128, v6, NULL, 0);
+  vnet_hdr (raw, VIRTIO_NET_HDR_F_NEEDS_CSUM, v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4,
+            (guint16) (ip_len + 20), 1400, (guint16) ip_len, 16);
+  g_byte_array_append (framed, raw, 10);
+  g_byte_array_append (framed, big->data, big->len);
+  send_packet (&p.a, framed);
+  while (joined->len < 20000)
+    {
+      g_autoptr (GByteArray) got = recv_packet (&p.b);
+      g_assert_nonnull (got);
+      n += check_received_tcp (got, 1400, joined);
+    }
+  g_assert_cmpuint (n, ==, (20000 + 1399) / 1400);
+  g_assert_cmpmem (joined->data, joined->len, big->data + ip_len + 20, 20000);
+  /* A FIN is never coalesced; a plain UDP packet passes with DATA_VALID. */
+  memset (raw, 0, sizeof raw);
+  g_byte_array_append (fin_framed, raw, 10);
+  g_byte_array_append (fin_framed, fin->data, fin->len);
+  send_packet (&p.a, fin_framed);
+  {
+    g_autoptr (GByteArray) got = recv_packet (&p.b);
+    g_assert_nonnull (got);
+    g_assert_cmpuint (got->data[0], ==, VIRTIO_NET_HDR_F_DATA_VALID);
+    g_assert_cmpuint (got->data[1], ==, VIRTIO_NET_HDR_GSO_NONE);
+    g_assert_cmpmem (got->data + 10, got->len - 10, fin->data, fin->len);
+  }
+  g_byte_array_append (small_framed, raw, 10);
+  g_byte_array_append (small_framed, small->data, small->len);
+  send_packet (&p.a, small_framed);
+  {
+    g_autoptr (GByteArray) got = recv_packet (&p.b);
+    g_assert_nonnull (got);
+    g_assert_cmpuint (got->data[0], ==, VIRTIO_NET_HDR_F_DATA_VALID);
+    g_assert_cmpmem (got->data + 10, got->len - 10, small->data, small->len);
+  }
+  pair_clear (&p);
+}
+
+/* Many packets both ways at once, to shake out races between the
+ * workers and SA changes made meanwhile. */
+static void
+test_concurrent_changes (void)
+{
+  Pair p;
+  guint sent = 0, got = 0;
+
+  pair_init (&p, AF_INET);
+  pair_policies (&p, NULL);
+  add_sa (&p.a, &p.b, 0x10001, 1, &alg_gcm128, FALSE, NULL, 0);
+  for (guint round = 0; round < 20; round++)
+    {
+      for (guint i = 0; i < 20; i++, sent++)
+        {
+          g_autoptr (GByteArray) pkt = udp_packet ("10.1.0.5", "10.2.0.7", 1, 2, 200, i);
+          send_packet (&p.a, pkt);
+        }
+      /* A rekey while packets fly: the old SA stays until after it. */
+      add_sa (&p.a, &p.b, 0x10002 + round, 1, &alg_gcm128, FALSE, NULL, 0);
+      datapath_ops.sa_del (p.a.dp, MODIKE_DIR_OUT, 0x10001 + round);
+      for (GByteArray *b; got < sent && (b = recv_packet (&p.b)) != NULL; got++)
+        g_byte_array_unref (b);
+    }
+  g_assert_cmpuint (got, ==, sent);
+  pair_clear (&p);
+}
+
+/* ESP over IP (protocol 50) and BYPASS need raw sockets: the private
+ * network namespace gives them to us. */
+static void
+test_esp_over_ip (gconstpointer data)
+{
+  int family = GPOINTER_TO_INT (data);
+  Pair p;
+  SaOpts o = { .raw = TRUE };
+
+  if (!in_netns)
+    g_error ("no private network namespace for raw sockets: %s", netns_error);
+  pair_init_full (&p, family, 0, TRUE, 64);
+  g_assert_cmpuint (datapath_get_n_raw_esp (p.a.dp), ==, 2);
+  pair_policies (&p, NULL);
+  add_sa (&p.a, &p.b, 0x11011, 1, &alg_cbc_sha256, FALSE, &o, 0);
+  add_sa (&p.b, &p.a, 0x12012, 1, &alg_gcm128, FALSE, &o, 0);
+  for (guint i = 0; i < 5; i++)
+    {
+      g_autoptr (GByteArray) ab = udp_packet ("10.1.0.5", "10.2.0.7", 1, 2, 300, i);
+      g_autoptr (GByteArray) ba = udp_packet ("10.2.0.7", "10.1.0.5", 2, 1, 300, i);
+      send_packet (&p.a, ab);
+      assert_arrives (&p.b, ab);
+      send_packet (&p.b, ba);
+      assert_arrives (&p.a, ba);
+    }
+  pair_clear (&p);
+}
+
+static void
+test_bypass (void)
+{
+  Pair p;
+  ModikeAddr local;
+  int fd;
+  g_autoptr (GByteArray) pkt = NULL;
+  guint8 buf[256];
+  struct pollfd pfd;
+  ModikeSpdEntry *bypass;
+
+  if (!in_netns)
+    g_error ("no private network namespace for raw sockets: %s", netns_error);
+  pair_init_full (&p, AF_INET, 0, TRUE, 64);
+  fd = udp_socket (AF_INET, &local);
+  bypass = policy_new (5, MODIKE_SPD_BYPASS, "127.0.0.0/8", "127.0.0.0/8", NULL);
+  pair_policies (&p, bypass);
+  /* A clear packet from the adapter reaches a local socket directly. */
+  pkt = udp_packet ("127.0.0.1", "127.0.0.1", 999, local.port, 42, 0x33);
+  send_packet (&p.a, pkt);
+  pfd = (struct pollfd) { .fd = fd, .events = POLLIN };
+  g_assert_cmpint (poll (&pfd, 1, WAIT_MS), ==, 1);
+  g_assert_cmpint (recv (fd, buf, sizeof buf, 0), ==, 42);
+  g_assert_cmpmem (buf, 42, pkt->data + 28, 42);
+  WAIT_COUNTER (&p.a, bypassed, 1);
+  close (fd);
+  pair_clear (&p);
+}
+
+/* The plugin through the loader: registers the datapath and its config
+ * section; the section's values reach the runtime. */
+static void
+test_plugin (void)
+{
+  g_autoptr (ModikeRegistry) reg = modike_registry_new ();
+  g_autoptr (ModikeLoader) loader = modike_loader_new (reg, NULL);
+  g_autoptr (GError) error = NULL;
+  const char *names[] = { "esp_user", NULL };
+  static const char cfg_fmt[] =
+    "<?xml version=\"1.0\"?><modike>%s<peer name=\"x\"><auth method=\"psk\" secret=\"s3cret-s3cret\"/>"
+    "<phase1><proposal encryption=\"aes256\" hash=\"sha256\" group=\"modp2048\"/></phase1></peer></modike>";
+  static const char *bad[] = {
+    "<esp_user threads=\"0\"/>", "<esp_user threads=\"17\"/>", "<esp_user replay-window=\"5000\"/>",
+    "<esp_user acquire-queue=\"-1\"/>", "<esp_user colour=\"red\"/>",
+  };
+  const ModikeDatapathOps *ops;
+  gpointer user = NULL;
+  g_autoptr (GHashTable) frags = NULL;
+  g_autofree char *good = g_strdup_printf (cfg_fmt, "<esp_user replay-window=\"128\" threads=\"3\" acquire-queue=\"8\"/>");
+  g_autoptr (ModikeConfig) cfg = NULL;
+
+  g_assert_true (modike_ike_register_core (reg, &error));
+  modike_loader_add_static (loader, modike_plugin_descriptor ());
+  g_assert_true (modike_loader_load (loader, names, &error));
+  g_assert_no_error (error);
+  ops = modike_registry_datapath (reg, &user);
+  g_assert_nonnull (ops);
+  g_assert_cmpstr (ops->name, ==, "esp_user");
+  g_assert_nonnull (user);
+  frags = modike_registry_config_fragments (reg);
+  g_assert_nonnull (g_hash_table_lookup (frags, "esp_user"));
+
+  cfg = modike_config_load_string (good, "good", &error);
+  g_assert_no_error (error);
+  g_assert_true (modike_config_check_plugins (cfg, frags, &error));
+  g_assert_no_error (error);
+  g_assert_true (modike_registry_apply_config (reg, cfg, &error));
+  g_assert_no_error (error);
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autofree char *text = g_strdup_printf (cfg_fmt, bad[i]);
+      g_autoptr (ModikeConfig) b = modike_config_load_string (text, "bad", NULL);
+      g_autoptr (GError) e = NULL;
+
+      g_assert_nonnull (b);
+      g_assert_false (modike_config_check_plugins (b, frags, &e));
+      g_assert_nonnull (e);
+    }
+
+  g_assert_true (ops->start (user, (ModikeDatapathHost *) &host_tag_a, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (datapath_get_n_threads (user), ==, 3);
+  /* Twice is refused. */
+  g_assert_false (ops->start (user, (ModikeDatapathHost *) &host_tag_a, &error));
+  g_assert_nonnull (error);
+  g_clear_error (&error);
+  ops->stop (user);
+  /* Without the section: one thread per CPU (at most the maximum). */
+  {
+    g_autofree char *none = g_strdup_printf (cfg_fmt, "");
+    g_autoptr (ModikeConfig) c2 = modike_config_load_string (none, "none", &error);
+    g_assert_true (modike_registry_apply_config (reg, c2, &error));
+    g_assert_true (ops->start (user, (ModikeDatapathHost *) &host_tag_a, &error));
+    g_assert_cmpuint (datapath_get_n_threads (user), ==, MIN (g_get_num_processors (), DATAPATH_MAX_WORKERS));
+    ops->stop (user);
+  }
+  /* A second datapath plugin is refused. */
+  g_assert_false (modike_loader_load (loader, names, &error));
+  g_assert_nonnull (error);
+}
+
+static void
+test_not_started (void)
+{
+  g_autoptr (Datapath) dp = datapath_new ();
+  g_autoptr (ModikeSadEntry) e = modike_sad_entry_new ();
+  g_autoptr (GError) error = NULL;
+  ModikeAddr local;
+  int fd = udp_socket (AF_INET, &local), fds[1] = { fd };
+
+  e->spi = 1;
+  e->dir = MODIKE_DIR_IN;
+  g_assert_false (datapath_ops.sa_add (dp, e, &error));
+  g_assert_nonnull (error);
+  g_clear_error (&error);
+  g_assert_false (datapath_ops.socket_attach (dp, fd, &local, &error));
+  g_assert_nonnull (error);
+  g_clear_error (&error);
+  g_assert_false (datapath_ops.adapter_attach (dp, "x", fds, 1, 0, &error));
+  g_assert_nonnull (error);
+  g_clear_error (&error);
+  /* These are no-ops before start. */
+  datapath_ops.policies_set (dp, g_ptr_array_new ());
+  datapath_ops.sa_del (dp, MODIKE_DIR_IN, 1);
+  datapath_ops.adapter_detach (dp, "x");
+  datapath_ops.stop (dp);
+  close (fd);
+}
+
+static void
+test_bad_sas (void)
+{
+  Pair p;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (ModikeSadEntry) e = modike_sad_entry_new ();
+
+  pair_init (&p, AF_INET);
+  add_sa (&p.a, &p.b, 0x13013, 1, &alg_gcm128, FALSE, NULL, 0);
+  /* A duplicate SPI in one direction is refused. */
+  e->spi = 0x13013;
+  e->dir = MODIKE_DIR_OUT;
+  e->protocol = MODIKE_PROTO_ESP;
+  e->esp_transform = MODIKE_ESP_AES_GCM_16;
+  e->key_bits = 128;
+  e->enc_key = modike_secret_new (20);
+  g_assert_false (datapath_ops.sa_add (p.a.dp, e, &error));
+  g_assert_nonnull (error);
+  g_clear_error (&error);
+  /* An algorithm ESP refuses (3DES) fails with the transform's message. */
+  e->spi = 0x13014;
+  e->esp_transform = MODIKE_ESP_3DES;
+  g_assert_false (datapath_ops.sa_add (p.a.dp, e, &error));
+  g_assert_nonnull (error);
+  g_clear_error (&error);
+  /* Not ESP. */
+  e->protocol = MODIKE_PROTO_AH;
+  g_assert_false (datapath_ops.sa_add (p.a.dp, e, &error));
+  g_assert_nonnull (error);
+  pair_clear (&p);
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+enter_netns (void)
+{
+  struct ifreq ifr = { 0 };
+  int fd;
+  int flags = CLONE_NEWNET | (geteuid () == 0 ? 0 : CLONE_NEWUSER);
+
+  if (unshare (flags) < 0)
+    {
+      g_snprintf (netns_error, sizeof netns_error, "unshare: %s", g_strerror (errno));
+      return;
+    }
+  /* A new namespace has lo down. */
+  fd = socket (AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  g_strlcpy (ifr.ifr_name, "lo", sizeof ifr.ifr_name);
+  if (fd < 0 || ioctl (fd, SIOCGIFFLAGS, &ifr) < 0
+      || (ifr.ifr_flags |= IFF_UP, ioctl (fd, SIOCSIFFLAGS, &ifr) < 0))
+    g_snprintf (netns_error, sizeof netns_error, "lo up: %s", g_strerror (errno));
+  else
+    in_netns = TRUE;
+  if (fd >= 0)
+    close (fd);
+}
+
+int
+main (int argc, char **argv)
+{
+  static const FlowCase flows[] = {
+    { &alg_cbc_sha1, FALSE, AF_INET },
+    { &alg_cbc_sha256, FALSE, AF_INET },
+    { &alg_cbc256_sha256, FALSE, AF_INET },
+    { &alg_gcm128, FALSE, AF_INET },
+    { &alg_gcm256, FALSE, AF_INET },
+    { &alg_cbc_sha256, TRUE, AF_INET },
+    { &alg_gcm128, TRUE, AF_INET },
+    { &alg_cbc_sha256, FALSE, AF_INET6 },
+    { &alg_gcm256, TRUE, AF_INET6 },
+  };
+  static const char *flow_names[] = {
+    "cbc128-sha1/v4-in-v4", "cbc128-sha256/v4-in-v4", "cbc256-sha256/v4-in-v4", "gcm128/v4-in-v4",
+    "gcm256/v4-in-v4", "cbc128-sha256/v6-in-v4", "gcm128/v6-in-v4", "cbc128-sha256/v4-in-v6",
+    "gcm256/v6-in-v6",
+  };
+  static const FlowCase transport4 = { &alg_cbc_sha256, FALSE, AF_INET };
+  static const FlowCase transport6 = { &alg_gcm128, FALSE, AF_INET6 };
+
+  /* Before any thread exists (a user namespace needs that). */
+  enter_netns ();
+  g_test_init (&argc, &argv, NULL);
+  calls = g_ptr_array_new_with_free_func (call_free);
+
+  g_test_add_func ("/datapath/checksum", test_checksum);
+  g_test_add_func ("/datapath/selector", test_selector);
+  g_test_add_func ("/datapath/gso-tcp", test_gso_tcp);
+  g_test_add_func ("/datapath/gso-udp", test_gso_udp);
+  g_test_add_func ("/datapath/complete-csum", test_complete_csum);
+  for (gsize i = 0; i < G_N_ELEMENTS (flows); i++)
+    {
+      g_autofree char *path = g_strdup_printf ("/datapath/tunnel/%s", flow_names[i]);
+      g_test_add_data_func (path, &flows[i], test_tunnel);
+    }
+  g_test_add_data_func ("/datapath/transport/v4", &transport4, test_transport);
+  g_test_add_data_func ("/datapath/transport/v6", &transport6, test_transport);
+  g_test_add_func ("/datapath/acquire-queue", test_acquire_queue);
+  g_test_add_func ("/datapath/acquire-bound", test_acquire_bound);
+  g_test_add_func ("/datapath/discard-no-policy", test_discard_nopolicy);
+  g_test_add_func ("/datapath/ike-marker", test_ike_marker);
+  g_test_add_func ("/datapath/garbage", test_garbage);
+  g_test_add_func ("/datapath/sa-del", test_sa_del);
+  g_test_add_func ("/datapath/rekey", test_rekey);
+  g_test_add_func ("/datapath/reload-renumber", test_reload_renumber);
+  g_test_add_func ("/datapath/lifetimes", test_lifetimes);
+  g_test_add_data_func ("/datapath/gro/v4", GINT_TO_POINTER (FALSE), test_gro);
+  g_test_add_data_func ("/datapath/gro/v6", GINT_TO_POINTER (TRUE), test_gro);
+  g_test_add_data_func ("/datapath/vnet-gso/v4", GINT_TO_POINTER (FALSE), test_vnet);
+  g_test_add_data_func ("/datapath/vnet-gso/v6", GINT_TO_POINTER (TRUE), test_vnet);
+  g_test_add_func ("/datapath/concurrent-changes", test_concurrent_changes);
+  g_test_add_data_func ("/datapath/esp-over-ip/v4", GINT_TO_POINTER (AF_INET), test_esp_over_ip);
+  g_test_add_data_func ("/datapath/esp-over-ip/v6", GINT_TO_POINTER (AF_INET6), test_esp_over_ip);
+  g_test_add_func ("/datapath/bypass", test_bypass);
+  g_test_add_func ("/datapath/plugin", test_plugin);
+  g_test_add_func ("/datapath/not-started", test_not_started);
+  g_test_add_func ("/datapath/bad-sas", test_bad_sas);
+  return g_test_run ();
+}
