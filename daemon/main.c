@@ -323,6 +323,13 @@ main (int argc, char **argv)
       return 2;
     }
   d.loop = g_main_loop_new (NULL, FALSE);
+  /* Before start: it can take a while (adapters, datapath threads) and a
+   * signal in that window must not kill the daemon. The handlers run only
+   * once the loop does. */
+  g_unix_signal_add (SIGHUP, on_sighup, &d);
+  g_unix_signal_add (SIGUSR1, on_sigusr1, &d);
+  g_unix_signal_add (SIGTERM, on_sigterm, &d);
+  g_unix_signal_add (SIGINT, on_sigterm, &d);
   if (!start (&d, check, &error))
     {
       g_printerr ("modiked: %s\n", error->message);
@@ -331,10 +338,6 @@ main (int argc, char **argv)
     }
   if (check)
     goto out;
-  g_unix_signal_add (SIGHUP, on_sighup, &d);
-  g_unix_signal_add (SIGUSR1, on_sigusr1, &d);
-  g_unix_signal_add (SIGTERM, on_sigterm, &d);
-  g_unix_signal_add (SIGINT, on_sigterm, &d);
   g_main_loop_run (d.loop);
 
 out:

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages modike needs to build, test and run its
-# interop tests, if any is missing. Runs as root (or through sudo).
+# interop tests and benchmark (iperf3, ping), if any is missing. Runs as
+# root (or through sudo); idempotent and non-interactive.
 set -euo pipefail
 
 pkgs=(
   meson ninja-build pkg-config gcc binutils
   libglib2.0-dev libglib2.0-dev-bin libgnutls28-dev nettle-dev libgmp-dev libxml2-dev
   clang libclang-rt-14-dev
-  iproute2 procps psmisc tshark python3
+  iproute2 procps psmisc tshark python3 coreutils
+  iputils-ping iperf3
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins
 )
 

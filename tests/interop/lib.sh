@@ -12,6 +12,13 @@
 #   mki_modiked_status SIDE           SIGUSR1, wait for the status file
 #   mki_capture_start / _stop         dumpcap on the gw side of the veth
 #   cleanup runs on EXIT (trap set by mki_setup).
+# Traffic (issue 4, the datapath; see "Traffic" near the end):
+#   mki_plugin_dir DEST NAME...       a directory holding NAME.so for each
+#   mki_drop_lo_host SIDE             the inner /32 off lo (an adapter has it)
+#   mki_libipsec_route SIDE           route the far net into charon's ipsec0
+#   mki_ping SIDE COUNT [ARGS]        ping the far host from this side's host
+#   mki_transfer FROM TO FILE ...     TCP transfer, SHA-256 checked at TO
+#   mki_iperf3 FROM TO SECONDS        iperf3 TCP, prints receiver Mbit/s
 #
 # Only the documentation ranges are used, only inside our own namespaces:
 # gw = 192.0.2.1/24 + 2001:db8::1/64, cl = 192.0.2.2/24 + 2001:db8::2/64 on
@@ -39,7 +46,8 @@ mki_log () { printf '[%s] %s\n' "${MKI_CASE:-interop}" "$*" >&2; }
 mki_fail () { mki_log "FAIL: $*"; exit 1; }
 
 # A missing prerequisite is a failure, never a skip. Arguments: what the
-# caller runs, "charon" and/or "modiked" (MODIKED, MODIKE_PLUGIN_DIR set).
+# caller runs, "charon" and/or "modiked" (MODIKED, MODIKE_PLUGIN_DIR set),
+# "traffic" (ping, python3, /dev/net/tun), "iperf3".
 mki_require_prereqs () {
   [ "$(id -u)" = 0 ] || mki_fail "must run as root (network namespaces)"
   local tool what
@@ -58,6 +66,17 @@ mki_require_prereqs () {
         [ -n "${MODIKED:-}" ] || mki_fail "MODIKED is not set (path of the built modiked)"
         [ -x "$MODIKED" ] || mki_fail "modiked not found or not executable: $MODIKED"
         [ -n "${MODIKE_PLUGIN_DIR:-}" ] || mki_fail "MODIKE_PLUGIN_DIR is not set (build dir of plugins)"
+        ;;
+      traffic)  # ping and the python3 transfer script
+        for tool in ping python3 sha256sum; do
+          command -v "$tool" >/dev/null 2>&1 ||
+            mki_fail "missing prerequisite: $tool (scripts/deps.sh installs iputils-ping python3 coreutils)"
+        done
+        [ -r "$MKI_HERE/xfer.py" ] || mki_fail "missing $MKI_HERE/xfer.py"
+        [ -c /dev/net/tun ] || mki_fail "missing prerequisite: /dev/net/tun (TUN devices)"
+        ;;
+      iperf3)
+        command -v iperf3 >/dev/null 2>&1 || mki_fail "missing prerequisite: iperf3 (scripts/deps.sh installs it)"
         ;;
     esac
   done
@@ -244,6 +263,15 @@ mki_modiked_alive () {
 mki_modiked_status () {
   local side=$1 file=$MKI_DIR/$1/modiked.status pid i
   pid=$(mki_modiked_pid "$side")
+  # modiked installs its SIGUSR1 handler at the end of its start (after
+  # creating adapters and starting the datapath); before that SIGUSR1
+  # kills it. So wait (5 s) until the kernel says it catches SIGUSR1.
+  for i in $(seq 1 50); do
+    mki_catches_usr1 "$pid" && break
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  mki_catches_usr1 "$pid" || return 1
   rm -f "$file"
   kill -USR1 "$pid" 2>/dev/null || return 1
   for i in $(seq 1 30); do
@@ -251,6 +279,14 @@ mki_modiked_status () {
     sleep 0.1
   done
   return 1
+}
+
+# True when process PID has a handler for SIGUSR1 (signal 10: bit 9 of
+# SigCgt in /proc/PID/status).
+mki_catches_usr1 () {
+  local mask
+  mask=$(awk '/^SigCgt:/ { print $2 }' "/proc/$1/status" 2>/dev/null)
+  [ -n "$mask" ] && (( (16#$mask >> 9) & 1 ))
 }
 
 mki_modiked_stop () {
@@ -272,6 +308,15 @@ mki_modiked_stop () {
 # LOCAL_ID REMOTE_ID PSK EXCHANGE P1_ENCR P1_HASH P1_GROUP PFS LOCAL_TS
 # REMOTE_TS ESP_ENCR ESP_INTEG STATUS LOGLEVEL; P1_FIRST ("encr-hash-group
 # ...") and ESP_FIRST ("encr-integ ...") are offered before the main ones.
+# For the datapath (all optional; unset, the file is what it always was):
+#   PLUGINS="natt esp_user tun"  plugins to load (default natt); the
+#                                directory comes from mki_plugin_dir
+#   ESP_USER='threads="2"'       attributes of <esp_user/> (written whenever
+#                                esp_user is loaded)
+#   NATT_FORCE=yes               <natt force-encap="yes"/>
+#   ADAPTER=mk0 ADAPTER_ADDR=203.0.113.1/32 ADAPTER_MTU ADAPTER_QUEUES
+#   ADAPTER_OFFLOAD              the peer's <adapter/> (only with ADAPTER)
+#   P2_LIFE=3600                 the policy's lifetime in seconds
 mki_modiked_conf () {
   local file=$1; shift
   local kv
@@ -279,18 +324,32 @@ mki_modiked_conf () {
   local EXCHANGE=main P1_ENCR=aes128 P1_HASH=sha256 P1_GROUP=modp2048 PFS=none
   local LOCAL_TS="" REMOTE_TS="" ESP_ENCR=aes128 ESP_INTEG=sha256 STATUS="" LOGLEVEL=debug
   local P1_FIRST="" ESP_FIRST="" p e h g
+  local PLUGINS=natt ESP_USER="" NATT_FORCE="" P2_LIFE=3600
+  local ADAPTER="" ADAPTER_ADDR="" ADAPTER_MTU=1400 ADAPTER_QUEUES=1 ADAPTER_OFFLOAD=yes
   for kv in "$@"; do local "$kv"; done
+  local plugin_dir=$MODIKE_PLUGIN_DIR
+  # Only natt from one directory: as before (fake-modiked.sh passes a
+  # directory that does not exist).
+  if [ "$PLUGINS" != natt ] || [ "${MODIKE_PLUGIN_DIR#*:}" != "$MODIKE_PLUGIN_DIR" ]; then
+    # shellcheck disable=SC2086  # PLUGINS is a word list
+    mki_plugin_dir "$(dirname "$file")/plugins" $PLUGINS
+    plugin_dir=$MKI_PLUGIN_DIR_OUT
+  fi
   {
     echo '<?xml version="1.0"?>'
     echo '<modike>'
     echo '  <daemon>'
     [ -n "$LISTEN" ] && echo "    <listen address=\"$LISTEN\"/>"
-    echo "    <plugins dir=\"$MODIKE_PLUGIN_DIR\">"
-    echo '      <plugin name="natt"/>'
+    echo "    <plugins dir=\"$plugin_dir\">"
+    for p in $PLUGINS; do
+      echo "      <plugin name=\"$p\"/>"
+    done
     echo '    </plugins>'
     echo "    <log level=\"$LOGLEVEL\"/>"
     echo "    <status file=\"$STATUS\"/>"
     echo '  </daemon>'
+    [ "$NATT_FORCE" = yes ] && echo '  <natt force-encap="yes"/>'
+    case " $PLUGINS " in *" esp_user "*) echo "  <esp_user${ESP_USER:+ $ESP_USER}/>" ;; esac
     echo "  <peer name=\"$NAME\" initiate=\"$INITIATE\">"
     [ -n "$LOCAL" ] && echo "    <local address=\"$LOCAL\"/>"
     [ -n "$REMOTE" ] && echo "    <remote address=\"$REMOTE\"/>"
@@ -305,9 +364,12 @@ mki_modiked_conf () {
     echo "      <proposal encryption=\"$P1_ENCR\" hash=\"$P1_HASH\" group=\"$P1_GROUP\"/>"
     echo '    </phase1>'
     echo '    <retransmit interval="1000" tries="5" half-open="30"/>'
+    if [ -n "$ADAPTER" ]; then
+      echo "    <adapter name=\"$ADAPTER\"${ADAPTER_ADDR:+ address=\"$ADAPTER_ADDR\"} mtu=\"$ADAPTER_MTU\" queues=\"$ADAPTER_QUEUES\" offload=\"$ADAPTER_OFFLOAD\"/>"
+    fi
     echo '  </peer>'
     echo "  <policy name=\"net\" peer=\"$NAME\" action=\"protect\" mode=\"tunnel\""
-    echo "          local=\"$LOCAL_TS\" remote=\"$REMOTE_TS\" pfs=\"$PFS\" lifetime=\"3600\">"
+    echo "          local=\"$LOCAL_TS\" remote=\"$REMOTE_TS\" pfs=\"$PFS\" lifetime=\"$P2_LIFE\">"
     for p in $ESP_FIRST; do
       IFS=- read -r e h <<<"$p"
       echo "    <proposal encryption=\"$e\" integrity=\"$h\"/>"
@@ -320,6 +382,39 @@ mki_modiked_conf () {
     echo '  </policy>'
     echo '</modike>'
   } > "$file"
+}
+
+# mki_plugin_dir DEST NAME...: sets MKI_PLUGIN_DIR_OUT to a directory that
+# holds NAME.so for every NAME (modiked takes one plugin directory; meson
+# builds each plugin in its own). MODIKE_PLUGIN_DIR is a ':'-separated list
+# of directories; each NAME.so is looked up in every entry, in its NAME/
+# subdirectory and in its sibling NAME/ (so the natt build directory alone,
+# as the older cases pass it, finds plugins/esp_user/esp_user.so too). One
+# entry holding them all is used as it is; otherwise DEST gets symlinks.
+# A plugin not found fails the caller (a missing prerequisite).
+mki_plugin_dir () {
+  local dest=$1; shift
+  local name d f found all_in="" entries=()
+  IFS=: read -r -a entries <<<"$MODIKE_PLUGIN_DIR"
+  for d in "${entries[@]}"; do
+    [ -n "$d" ] || continue
+    all_in=$d
+    for name in "$@"; do [ -f "$d/$name.so" ] || { all_in=""; break; }; done
+    [ -n "$all_in" ] && { MKI_PLUGIN_DIR_OUT=$all_in; return 0; }
+  done
+  mkdir -p "$dest" || mki_fail "cannot create $dest"
+  for name in "$@"; do
+    found=""
+    for d in "${entries[@]}"; do
+      [ -n "$d" ] || continue
+      for f in "$d/$name.so" "$d/$name/$name.so" "$(dirname "$d")/$name/$name.so"; do
+        [ -f "$f" ] && { found=$(cd "$(dirname "$f")" && pwd)/$name.so; break 2; }
+      done
+    done
+    [ -n "$found" ] || mki_fail "missing prerequisite: plugin $name.so not found under MODIKE_PLUGIN_DIR=$MODIKE_PLUGIN_DIR (build it: ninja -C <build> plugins/$name/$name.so)"
+    ln -sf "$found" "$dest/$name.so"
+  done
+  MKI_PLUGIN_DIR_OUT=$dest
 }
 
 # Packet capture on the gw end of the veth (all of IKE passes there).
@@ -401,21 +496,29 @@ mki_dump_logs () {
 # mki_pair_conf KEY=VALUE...: writes gw/modiked.xml (responder 192.0.2.1)
 # and cl/modiked.xml (initiator 192.0.2.2) protecting the nets behind them;
 # extra keys go to mki_modiked_conf (EXCHANGE, PFS, ESP_ENCR, ...).
+# DATAPATH=yes: both load natt, esp_user and tun and get an adapter mk0
+# holding their own inner host (gw 198.51.100.1/32, cl 203.0.113.1/32);
+# take that address off lo with mki_drop_lo_host.
 mki_pair_conf () {
-  local side me peer myid peerid name initiate lnet rnet
+  local side me peer myid peerid name initiate lnet rnet host kv datapath=no extra=() dp=()
+  for kv in "$@"; do
+    if [ "$kv" = DATAPATH=yes ]; then datapath=yes; else extra+=("$kv"); fi
+  done
   for side in gw cl; do
     if [ $side = gw ]; then
       me=$MKI_GW_V4 peer=$MKI_CL_V4 myid=gw peerid=client name=client initiate=no
-      lnet=$MKI_GW_NET rnet=$MKI_CL_NET
+      lnet=$MKI_GW_NET rnet=$MKI_CL_NET host=$MKI_GW_HOST
     else
       me=$MKI_CL_V4 peer=$MKI_GW_V4 myid=client peerid=gw name=gw initiate=yes
-      lnet=$MKI_CL_NET rnet=$MKI_GW_NET
+      lnet=$MKI_CL_NET rnet=$MKI_GW_NET host=$MKI_CL_HOST
     fi
+    dp=()
+    [ $datapath = yes ] && dp=(PLUGINS="natt esp_user tun" ADAPTER=mk0 ADAPTER_ADDR="$host/32")
     mki_modiked_conf "$MKI_DIR/$side/modiked.xml" LISTEN="$me" NAME=$name INITIATE=$initiate \
       LOCAL="$me" REMOTE="$peer" LOCAL_ID=$myid REMOTE_ID=$peerid PSK=demo-secret \
       EXCHANGE=main P1_ENCR=aes128 P1_HASH=sha256 P1_GROUP=modp2048 PFS=modp2048 \
       LOCAL_TS=$lnet REMOTE_TS=$rnet ESP_ENCR=aes128 ESP_INTEG=sha256 \
-      STATUS="$MKI_DIR/$side/modiked.status" LOGLEVEL=info "$@"
+      STATUS="$MKI_DIR/$side/modiked.status" LOGLEVEL=info "${dp[@]}" "${extra[@]}"
   done
 }
 
@@ -455,4 +558,155 @@ mki_pair_agree () {
     [ "$(mki_status_field "$g_ike" r)" = "$(mki_status_field "$c_ike" r)" ] || return 1
   [ "$(mki_status_field "$g_esp" in)" = "$(mki_status_field "$c_esp" out)" ] &&
     [ "$(mki_status_field "$g_esp" out)" = "$(mki_status_field "$c_esp" in)" ]
+}
+
+# ---- Traffic (issue 4: the datapath) ----
+# Inside the tunnel the hosts are gw 198.51.100.1 and cl 203.0.113.1 (the
+# first hosts of the protected nets). With modiked's datapath they live on
+# its adapter; with charon's kernel-libipsec on lo, and a route sends the
+# far net into charon's TUN device ipsec0 (the template sets
+# install_routes = no).
+
+mki_host () { if [ "$1" = gw ]; then echo "$MKI_GW_HOST"; else echo "$MKI_CL_HOST"; fi; }
+mki_far_host () { if [ "$1" = gw ]; then echo "$MKI_CL_HOST"; else echo "$MKI_GW_HOST"; fi; }
+mki_far_net () { if [ "$1" = gw ]; then echo "$MKI_CL_NET"; else echo "$MKI_GW_NET"; fi; }
+
+# The inner host's /32 off lo in SIDE: the adapter that modiked creates
+# holds it (and must, for the test to mean anything).
+mki_drop_lo_host () {
+  ip -n "$(mki_ns "$1")" addr del "$(mki_host "$1")/32" dev lo 2>/dev/null || true
+}
+
+# Waits (5 s) for charon's ipsec0 in SIDE and routes the far net into it,
+# source address the inner host on lo.
+mki_libipsec_route () {
+  local side=$1 ns i
+  ns=$(mki_ns "$side")
+  for i in $(seq 1 50); do
+    ip -n "$ns" link show ipsec0 >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  ip -n "$ns" route replace "$(mki_far_net "$side")" dev ipsec0 src "$(mki_host "$side")" ||
+    mki_fail "no ipsec0 (kernel-libipsec) in $side to route $(mki_far_net "$side") into"
+}
+
+# mki_ping SIDE COUNT [PING ARGS...]: from SIDE's inner host to the far
+# one; output in $MKI_DIR/SIDE/ping.out (and on stderr); sets MKI_PING_TX,
+# MKI_PING_RX and MKI_PING_SUMMARY (the two summary lines). Returns ping's
+# status (0: at least one reply).
+mki_ping () {
+  local side=$1 count=$2 out=$MKI_DIR/$1/ping.out rc; shift 2
+  ip netns exec "$(mki_ns "$side")" ping -n -c "$count" -I "$(mki_host "$side")" "$@" \
+    "$(mki_far_host "$side")" >"$out" 2>&1
+  rc=$?
+  sed 's/^/    /' "$out" >&2
+  MKI_PING_SUMMARY=$(grep -A1 'packets transmitted' "$out")
+  MKI_PING_TX=$(grep -o '^[0-9]* packets transmitted' "$out" | cut -d' ' -f1)
+  MKI_PING_RX=$(grep -o '[0-9]* received' "$out" | cut -d' ' -f1)
+  MKI_PING_TX=${MKI_PING_TX:-0} MKI_PING_RX=${MKI_PING_RX:-0}
+  return $rc
+}
+
+# mki_make_data FILE MBYTES: random data for a transfer (new every run).
+mki_make_data () {
+  head -c "$(($2 * 1024 * 1024))" /dev/urandom > "$1" || mki_fail "cannot write $1"
+}
+
+# mki_transfer_start FROM TO FILE [RATE_BYTES_PER_S] [TIMEOUT_S] [PORT]:
+# a receiver on TO's inner host, then a sender from FROM's inner host, both
+# python3 (xfer.py), in the background. mki_transfer_wait checks the result.
+mki_transfer_start () {
+  local from=$1 to=$2 file=$3 rate=${4:-0} tmo=${5:-60} port=${6:-5001} i
+  MKI_XFER_TAG=$MKI_DIR/xfer-$from-$to-$port
+  MKI_XFER_FILE=$file MKI_XFER_FROM=$from MKI_XFER_TO=$to
+  rm -f "$MKI_XFER_TAG".*
+  ip netns exec "$(mki_ns "$to")" python3 "$MKI_HERE/xfer.py" recv --bind "$(mki_host "$to")" \
+    --port "$port" --ready "$MKI_XFER_TAG.ready" --timeout "$tmo" \
+    >"$MKI_XFER_TAG.recv" 2>"$MKI_XFER_TAG.recv.err" &
+  MKI_XFER_RECV_PID=$!
+  MKI_PIDS+=("$MKI_XFER_RECV_PID")
+  for i in $(seq 1 50); do
+    [ -e "$MKI_XFER_TAG.ready" ] && break
+    kill -0 "$MKI_XFER_RECV_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -e "$MKI_XFER_TAG.ready" ] ||
+    { cat "$MKI_XFER_TAG.recv.err" >&2; mki_log "the receiver in $to did not start"; return 1; }
+  ip netns exec "$(mki_ns "$from")" python3 "$MKI_HERE/xfer.py" send --src "$(mki_host "$from")" \
+    --dst "$(mki_host "$to")" --port "$port" --file "$file" --rate "$rate" --timeout "$tmo" \
+    >"$MKI_XFER_TAG.send" 2>"$MKI_XFER_TAG.send.err" &
+  MKI_XFER_SEND_PID=$!
+  MKI_PIDS+=("$MKI_XFER_SEND_PID")
+  MKI_XFER_T0=$SECONDS
+}
+
+mki_transfer_running () { kill -0 "$MKI_XFER_SEND_PID" 2>/dev/null; }
+
+# Waits for both ends; 0 when the receiver read exactly FILE (size and
+# SHA-256). Sets MKI_XFER_RESULT (a line for the log).
+mki_transfer_wait () {
+  local s_rc r_rc want size got_sum got_len secs gap mbit
+  wait "$MKI_XFER_SEND_PID"; s_rc=$?
+  wait "$MKI_XFER_RECV_PID"; r_rc=$?
+  want=$(sha256sum "$MKI_XFER_FILE" | cut -d' ' -f1)
+  size=$(stat -c %s "$MKI_XFER_FILE")
+  read -r got_sum got_len secs gap < "$MKI_XFER_TAG.recv" 2>/dev/null
+  if [ $s_rc != 0 ] || [ $r_rc != 0 ]; then
+    cat "$MKI_XFER_TAG.send.err" "$MKI_XFER_TAG.recv.err" >&2
+    MKI_XFER_RESULT="$MKI_XFER_FROM->$MKI_XFER_TO: sender status $s_rc, receiver status $r_rc"
+    return 1
+  fi
+  if [ "$got_sum" != "$want" ] || [ "$got_len" != "$size" ]; then
+    MKI_XFER_RESULT="$MKI_XFER_FROM->$MKI_XFER_TO: received $got_len bytes sha256 $got_sum, sent $size bytes sha256 $want"
+    return 1
+  fi
+  mbit=$(awk -v b="$size" -v s="$secs" 'BEGIN { if (s > 0) printf "%.1f", b * 8 / s / 1e6; else print "?" }')
+  MKI_XFER_RESULT="$MKI_XFER_FROM->$MKI_XFER_TO: $size bytes in $secs s ($mbit Mbit/s, longest stall $gap s), sha256 $want matches"
+  return 0
+}
+
+mki_transfer () {
+  mki_transfer_start "$@" || return 1
+  mki_transfer_wait
+}
+
+# mki_esp_counters LINE: the counters modiked appends to an ESP status line
+# ("packets=<in>/<out> bytes=<in>/<out> drops=<n>") into MKI_PKT_IN,
+# MKI_PKT_OUT, MKI_BYTES_IN, MKI_BYTES_OUT, MKI_DROPS. 1 if absent.
+mki_esp_counters () {
+  local p b d
+  p=$(mki_status_field "$1" packets) b=$(mki_status_field "$1" bytes) d=$(mki_status_field "$1" drops)
+  [ -n "$p" ] && [ -n "$b" ] && [ -n "$d" ] || return 1
+  MKI_PKT_IN=${p%/*} MKI_PKT_OUT=${p#*/} MKI_BYTES_IN=${b%/*} MKI_BYTES_OUT=${b#*/} MKI_DROPS=$d
+}
+
+# mki_iperf3 FROM TO SECONDS [IPERF ARGS...]: iperf3 TCP from FROM's inner
+# host to TO's (a one-shot server there); prints the receiver's Mbit/s.
+# FROM/TO "gw-veth"/"cl-veth": the veth addresses instead (no tunnel).
+mki_iperf3 () {
+  local from=$1 to=$2 secs=$3 src dst i out; shift 3
+  case $from in *-veth) src=$([ "${from%-veth}" = gw ] && echo "$MKI_GW_V4" || echo "$MKI_CL_V4") ;;
+    *) src=$(mki_host "$from") ;; esac
+  case $to in *-veth) dst=$([ "${to%-veth}" = gw ] && echo "$MKI_GW_V4" || echo "$MKI_CL_V4") ;;
+    *) dst=$(mki_host "$to") ;; esac
+  local server rc
+  out=$MKI_DIR/iperf3-$from-$to
+  ip netns exec "$(mki_ns "${to%-veth}")" iperf3 -s -1 -B "$dst" -p 5201 >"$out.server" 2>&1 &
+  server=$!
+  MKI_PIDS+=("$server")   # (lost when called in $(...): hence the kill below)
+  for i in $(seq 1 50); do
+    ip netns exec "$(mki_ns "${to%-veth}")" ss -Hltn 'sport = :5201' 2>/dev/null | grep -q . && break
+    sleep 0.1
+  done
+  timeout $((secs + 30)) ip netns exec "$(mki_ns "${from%-veth}")" iperf3 -c "$dst" -B "$src" -p 5201 \
+    -t "$secs" -J "$@" >"$out.json" 2>"$out.err"
+  rc=$?
+  kill "$server" 2>/dev/null; wait "$server" 2>/dev/null
+  [ $rc = 0 ] || { cat "$out.err" "$out.json" >&2; return 1; }
+  python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+if "error" in d:
+    sys.exit("iperf3: " + d["error"])
+print("%.1f" % (d["end"]["sum_received"]["bits_per_second"] / 1e6))' "$out.json"
 }
