@@ -496,20 +496,27 @@ mki_dump_logs () {
 # mki_pair_conf KEY=VALUE...: writes gw/modiked.xml (responder 192.0.2.1)
 # and cl/modiked.xml (initiator 192.0.2.2) protecting the nets behind them;
 # extra keys go to mki_modiked_conf (EXCHANGE, PFS, ESP_ENCR, ...).
+# OUTER=6: IKE and ESP between the IPv6 addresses of the veth.
 # DATAPATH=yes: both load natt, esp_user and tun and get an adapter mk0
 # holding their own inner host (gw 198.51.100.1/32, cl 203.0.113.1/32);
 # take that address off lo with mki_drop_lo_host.
 mki_pair_conf () {
-  local side me peer myid peerid name initiate lnet rnet host kv datapath=no extra=() dp=()
+  local side me peer myid peerid name initiate lnet rnet host kv datapath=no extra=() dp=() outer=4
   for kv in "$@"; do
-    if [ "$kv" = DATAPATH=yes ]; then datapath=yes; else extra+=("$kv"); fi
+    case $kv in
+      DATAPATH=yes) datapath=yes ;;
+      OUTER=6) outer=6 ;;   # IKE and ESP over the IPv6 veth addresses
+      *) extra+=("$kv") ;;
+    esac
   done
   for side in gw cl; do
     if [ $side = gw ]; then
       me=$MKI_GW_V4 peer=$MKI_CL_V4 myid=gw peerid=client name=client initiate=no
+      [ $outer = 6 ] && me=$MKI_GW_V6 peer=$MKI_CL_V6
       lnet=$MKI_GW_NET rnet=$MKI_CL_NET host=$MKI_GW_HOST
     else
       me=$MKI_CL_V4 peer=$MKI_GW_V4 myid=client peerid=gw name=gw initiate=yes
+      [ $outer = 6 ] && me=$MKI_CL_V6 peer=$MKI_GW_V6
       lnet=$MKI_CL_NET rnet=$MKI_GW_NET host=$MKI_CL_HOST
     fi
     dp=()
