@@ -187,16 +187,21 @@ prop (const xmlNode *n, const char *name)
   return copy;
 }
 
+/* A-Z a-z 0-9 _ . - only; names and interface names share the set. */
 static gboolean
-valid_name (const char *s)
+name_chars_ok (const char *s)
 {
-  gsize len = strlen (s);
-  if (len == 0 || len > NAME_MAX_LEN)
-    return FALSE;
   for (const char *p = s; *p != '\0'; p++)
     if (!g_ascii_isalnum (*p) && *p != '_' && *p != '.' && *p != '-')
       return FALSE;
   return TRUE;
+}
+
+static gboolean
+valid_name (const char *s)
+{
+  gsize len = strlen (s);
+  return len > 0 && len <= NAME_MAX_LEN && name_chars_ok (s);
 }
 
 /* Decimal digits only: no sign, no spaces (strtoull would accept both). */
@@ -221,6 +226,18 @@ typedef struct {
   ModikeConfig *cfg;
 } Ctx;
 
+/* A peer's or policy's own name: valid, and not one already taken. */
+static gboolean
+new_name_check (Ctx *c, const xmlNode *n, const char *what, const char *name, gboolean taken, GError **error)
+{
+  if (!valid_name (name))
+    return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "bad %s name '%s' (1..64 of A-Z a-z 0-9 _ . -)",
+                 what, name);
+  if (taken)
+    return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "duplicate %s name '%s'", what, name);
+  return TRUE;
+}
+
 /* An optional numeric attribute with a range and a default. */
 static gboolean
 get_number (Ctx *c, const xmlNode *n, const char *attr, guint64 min, guint64 max, guint64 def, guint64 *out,
@@ -235,6 +252,15 @@ get_number (Ctx *c, const xmlNode *n, const char *attr, guint64 min, guint64 max
     return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n,
                  "%s '%s' is not a number in %" G_GUINT64_FORMAT "..%" G_GUINT64_FORMAT, attr, v, min, max);
   return TRUE;
+}
+
+/* lifetime (seconds, at least 1) and lifetime-kbytes (default 0), as
+ * phase 1 and policies both take them. */
+static gboolean
+get_lifetime (Ctx *c, const xmlNode *n, guint64 def_seconds, guint64 *seconds, guint64 *kbytes, GError **error)
+{
+  return get_number (c, n, "lifetime", 1, G_MAXUINT32, def_seconds, seconds, error) &&
+         get_number (c, n, "lifetime-kbytes", 0, G_MAXUINT32, 0, kbytes, error);
 }
 
 static gboolean
@@ -620,8 +646,7 @@ phase1_parse (Ctx *c, const xmlNode *n, ModikePeerConfig *p, GError **error)
   else
     return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "unknown exchange '%s' (main or aggressive)", ex);
 
-  if (!get_number (c, n, "lifetime", 1, G_MAXUINT32, 28800, &p->p1_life_seconds, error) ||
-      !get_number (c, n, "lifetime-kbytes", 0, G_MAXUINT32, 0, &p->p1_life_kbytes, error))
+  if (!get_lifetime (c, n, 28800, &p->p1_life_seconds, &p->p1_life_kbytes, error))
     return FALSE;
 
   for (const xmlNode *k = n->children; k != NULL; k = k->next) {
@@ -676,10 +701,7 @@ valid_ifname (const char *s)
   gsize len = strlen (s);
   if (len == 0 || len > 15 || strcmp (s, ".") == 0 || strcmp (s, "..") == 0)
     return FALSE;
-  for (const char *p = s; *p != '\0'; p++)
-    if (!g_ascii_isalnum (*p) && *p != '_' && *p != '.' && *p != '-')
-      return FALSE;
-  return TRUE;
+  return name_chars_ok (s);
 }
 
 /* An interface address with its prefix length, "10.99.0.1/24"; unlike a
@@ -749,11 +771,8 @@ peer_parse (Ctx *c, xmlNode *n, GError **error)
   p->line = (guint) node_line (n);
   if (!get_required (c, n, "name", &p->name, error))
     return FALSE;
-  if (!valid_name (p->name))
-    return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "bad peer name '%s' (1..64 of A-Z a-z 0-9 _ . -)",
-                 p->name);
-  if (modike_config_find_peer (c->cfg, p->name) != NULL)
-    return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "duplicate peer name '%s'", p->name);
+  if (!new_name_check (c, n, "peer", p->name, modike_config_find_peer (c->cfg, p->name) != NULL, error))
+    return FALSE;
   if (!get_yes_no (c, n, "initiate", FALSE, &p->initiate, error))
     return FALSE;
 
@@ -825,11 +844,8 @@ policy_parse (Ctx *c, xmlNode *n, GError **error)
 
   if (!get_required (c, n, "name", &e->name, error) || !get_required (c, n, "action", &action, error))
     return FALSE;
-  if (!valid_name (e->name))
-    return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "bad policy name '%s' (1..64 of A-Z a-z 0-9 _ . -)",
-                 e->name);
-  if (find_policy (c->cfg, e->name) != NULL)
-    return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "duplicate policy name '%s'", e->name);
+  if (!new_name_check (c, n, "policy", e->name, find_policy (c->cfg, e->name) != NULL, error))
+    return FALSE;
 
   if (strcmp (action, "protect") == 0)
     e->action = MODIKE_SPD_PROTECT;
@@ -882,8 +898,7 @@ policy_parse (Ctx *c, xmlNode *n, GError **error)
       return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "unknown pfs group '%s'", pfs);
     e->pfs_group = g;
   }
-  if (!get_number (c, n, "lifetime", 1, G_MAXUINT32, 3600, &e->life_seconds, error) ||
-      !get_number (c, n, "lifetime-kbytes", 0, G_MAXUINT32, 0, &e->life_kbytes, error))
+  if (!get_lifetime (c, n, 3600, &e->life_seconds, &e->life_kbytes, error))
     return FALSE;
 
   for (const xmlNode *k = n->children; k != NULL; k = k->next) {

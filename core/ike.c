@@ -997,14 +997,32 @@ find_any_sa (ModikeIke *ike, const char *peer)
   return sa;
 }
 
+/* A live Quick Mode on sa for the policy; with initiator_only, only one
+ * we started. */
+static gboolean
+quick_running (ModikeIkeSa *sa, guint32 spd_id, gboolean initiator_only)
+{
+  GHashTableIter it;
+  gpointer value;
+
+  g_hash_table_iter_init (&it, sa->exchanges);
+  while (g_hash_table_iter_next (&it, NULL, &value))
+    {
+      ModikeExchange *x = value;
+
+      if (x->type == MODIKE_EX_QUICK && (!initiator_only || x->role == MODIKE_ROLE_INITIATOR) && !x->done &&
+          !x->dead && x->data != NULL && qm_data_spd_id (x) == spd_id)
+        return TRUE;
+    }
+  return FALSE;
+}
+
 static gboolean
 child_exists (ModikeIke *ike, const char *peer, guint32 spd_id)
 {
   for (guint i = 0; i < ike->sas->len; i++)
     {
       ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
-      GHashTableIter it;
-      gpointer value;
 
       if (sa->dead || g_strcmp0 (sa->peer_name, peer) != 0)
         continue;
@@ -1018,15 +1036,8 @@ child_exists (ModikeIke *ike, const char *peer, guint32 spd_id)
       for (guint j = 0; j < sa->pending_spd->len; j++)
         if (g_array_index (sa->pending_spd, guint32, j) == spd_id)
           return TRUE;
-      g_hash_table_iter_init (&it, sa->exchanges);
-      while (g_hash_table_iter_next (&it, NULL, &value))
-        {
-          ModikeExchange *x = value;
-
-          if (x->type == MODIKE_EX_QUICK && x->role == MODIKE_ROLE_INITIATOR && !x->done && !x->dead &&
-              x->data != NULL && qm_data_spd_id (x) == spd_id)
-            return TRUE;
-        }
+      if (quick_running (sa, spd_id, TRUE))
+        return TRUE;
     }
   return FALSE;
 }
@@ -1140,19 +1151,9 @@ policy_busy (ModikeIke *ike, const char *peer, guint32 spd_id)
   for (guint i = 0; i < ike->sas->len; i++)
     {
       ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
-      GHashTableIter it;
-      gpointer value;
 
-      if (sa->dead || g_strcmp0 (sa->peer_name, peer) != 0)
-        continue;
-      g_hash_table_iter_init (&it, sa->exchanges);
-      while (g_hash_table_iter_next (&it, NULL, &value))
-        {
-          ModikeExchange *x = value;
-
-          if (x->type == MODIKE_EX_QUICK && !x->done && !x->dead && x->data != NULL && qm_data_spd_id (x) == spd_id)
-            return TRUE;
-        }
+      if (!sa->dead && g_strcmp0 (sa->peer_name, peer) == 0 && quick_running (sa, spd_id, FALSE))
+        return TRUE;
     }
   return FALSE;
 }

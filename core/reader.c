@@ -20,88 +20,83 @@ modike_reader_left (const ModikeReader *r)
   return r->left;
 }
 
-gboolean
-modike_reader_u8 (ModikeReader *r, guint8 *out)
-{
-  if (r->left < 1)
-    return FALSE;
-  *out = r->p[0];
-  r->p += 1;
-  r->left -= 1;
-  return TRUE;
-}
-
-gboolean
-modike_reader_u16 (ModikeReader *r, guint16 *out)
-{
-  if (r->left < 2)
-    return FALSE;
-  *out = (guint16) ((r->p[0] << 8) | r->p[1]);
-  r->p += 2;
-  r->left -= 2;
-  return TRUE;
-}
-
-gboolean
-modike_reader_u32 (ModikeReader *r, guint32 *out)
-{
-  if (r->left < 4)
-    return FALSE;
-  *out = ((guint32) r->p[0] << 24) | ((guint32) r->p[1] << 16) | ((guint32) r->p[2] << 8) | r->p[3];
-  r->p += 4;
-  r->left -= 4;
-  return TRUE;
-}
-
+/* The one place that checks `left` and advances; every other read goes
+ * through it. n == 0 on an empty reader keeps p (possibly NULL) as is. */
 gboolean
 modike_reader_bytes (ModikeReader *r, gsize n, const guint8 **out)
 {
   if (r->left < n)
     return FALSE;
   *out = r->p;
-  /* n == 0 on an empty reader keeps p (possibly NULL) as is. */
   if (n > 0)
     r->p += n;
   r->left -= n;
+  return TRUE;
+}
+
+gboolean
+modike_reader_u8 (ModikeReader *r, guint8 *out)
+{
+  const guint8 *b;
+
+  if (!modike_reader_bytes (r, 1, &b))
+    return FALSE;
+  *out = b[0];
+  return TRUE;
+}
+
+gboolean
+modike_reader_u16 (ModikeReader *r, guint16 *out)
+{
+  const guint8 *b;
+
+  if (!modike_reader_bytes (r, 2, &b))
+    return FALSE;
+  *out = (guint16) ((b[0] << 8) | b[1]);
+  return TRUE;
+}
+
+gboolean
+modike_reader_u32 (ModikeReader *r, guint32 *out)
+{
+  const guint8 *b;
+
+  if (!modike_reader_bytes (r, 4, &b))
+    return FALSE;
+  *out = ((guint32) b[0] << 24) | ((guint32) b[1] << 16) | ((guint32) b[2] << 8) | b[3];
   return TRUE;
 }
 
 gboolean
 modike_reader_copy (ModikeReader *r, void *dst, gsize n)
 {
-  if (r->left < n)
+  const guint8 *src;
+
+  if (!modike_reader_bytes (r, n, &src))
     return FALSE;
   if (n > 0)
-    {
-      memcpy (dst, r->p, n);
-      r->p += n;
-    }
-  r->left -= n;
+    memcpy (dst, src, n);
   return TRUE;
 }
 
 gboolean
 modike_reader_sub (ModikeReader *r, gsize n, ModikeReader *out)
 {
-  if (r->left < n)
+  const guint8 *p;
+
+  if (!modike_reader_bytes (r, n, &p))
     return FALSE;
-  out->p = r->p;
+  out->p = p;
   out->left = n;
-  if (n > 0)
-    r->p += n;
-  r->left -= n;
   return TRUE;
 }
 
 gboolean
 modike_reader_skip (ModikeReader *r, gsize n)
 {
-  if (r->left < n)
-    return FALSE;
-  if (n > 0)
-    r->p += n;
-  r->left -= n;
-  return TRUE;
+  const guint8 *unused;
+
+  return modike_reader_bytes (r, n, &unused);
 }
 
 void

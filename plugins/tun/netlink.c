@@ -506,6 +506,16 @@ tun_nl_route (TunNetlink *nl, gboolean add, guint32 index, const ModikePrefix *d
 
 /* ---- Dumps ---- */
 
+/* A dump request with its family header; fn sees every message of the reply. */
+static int
+nl_dump (TunNetlink *nl, guint16 type, const void *hdr, gsize hdr_len, TunNlFunc fn, GArray *out, char **ext)
+{
+  g_auto (TunNlMsg) m = { 0 };
+
+  tun_nl_msg_init (&m, type, NLM_F_DUMP, hdr, hdr_len);
+  return tun_netlink_talk (nl, &m, fn, out, ext);
+}
+
 /* An address attribute of the family's exact size. */
 static gboolean
 attr_addr (const ModikeReader *a, int family, guint8 *out)
@@ -548,11 +558,9 @@ on_addr (guint16 type, ModikeReader *p, gpointer user)
 int
 tun_nl_addr_dump (TunNetlink *nl, int family, GArray *out, char **ext)
 {
-  g_auto (TunNlMsg) m = { 0 };
   struct ifaddrmsg ifa = { .ifa_family = (guint8) family };
 
-  tun_nl_msg_init (&m, RTM_GETADDR, NLM_F_DUMP, &ifa, sizeof ifa);
-  return tun_netlink_talk (nl, &m, on_addr, out, ext);
+  return nl_dump (nl, RTM_GETADDR, &ifa, sizeof ifa, on_addr, out, ext);
 }
 
 static gboolean
@@ -588,11 +596,9 @@ on_route (guint16 type, ModikeReader *p, gpointer user)
 int
 tun_nl_route_dump (TunNetlink *nl, int family, GArray *out, char **ext)
 {
-  g_auto (TunNlMsg) m = { 0 };
   struct rtmsg rt = { .rtm_family = (guint8) family };
 
-  tun_nl_msg_init (&m, RTM_GETROUTE, NLM_F_DUMP, &rt, sizeof rt);
-  return tun_netlink_talk (nl, &m, on_route, out, ext);
+  return nl_dump (nl, RTM_GETROUTE, &rt, sizeof rt, on_route, out, ext);
 }
 
 int
