@@ -587,6 +587,50 @@ pair_new (const Params *p, Node **a, Node **b)
   return net;
 }
 
+/* A starts towards B; both come up with `children` ESP pairs each way. */
+static void
+bring_up (Net *net, Node *a, Node *b, guint children)
+{
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  g_assert_true (run_until_up (net, a, b, children, 30000));
+}
+
+/* A pair from p with A's phase 1 under way. */
+static Net *
+pair_start (const Params *p, Node **a, Node **b)
+{
+  Net *net = pair_new (p, a, b);
+
+  g_assert_true (modike_ike_initiate ((*a)->ike, "b", NULL));
+  return net;
+}
+
+/* A pair from p, brought up by A. */
+static Net *
+pair_up (const Params *p, Node **a, Node **b, guint children)
+{
+  Net *net = pair_new (p, a, b);
+
+  bring_up (net, *a, *b, children);
+  return net;
+}
+
+/* Each end saw phase 1 come up p1 times and Quick Mode p2 times. */
+static void
+assert_up_counts (Node *a, Node *b, guint p1, guint p2)
+{
+  g_assert_cmpuint (a->p1_up, ==, p1);
+  g_assert_cmpuint (b->p1_up, ==, p1);
+  g_assert_cmpuint (a->p2_up, ==, p2);
+  g_assert_cmpuint (b->p2_up, ==, p2);
+}
+
+static void
+assert_no_failures (Node *a, Node *b)
+{
+  g_assert_cmpuint (a->p1_failed + b->p1_failed + a->p2_failed + b->p2_failed, ==, 0);
+}
+
 static void
 establish (const Params *p, gboolean a_initiates)
 {
@@ -599,11 +643,8 @@ establish (const Params *p, gboolean a_initiates)
   g_assert_no_error (error);
   g_assert_true (run_until_up (net, a, b, p->two_policies ? 2 : 1, 30000));
   check_pair (a, b, p->two_policies ? 2 : 1);
-  g_assert_cmpuint (a->p1_up, ==, 1);
-  g_assert_cmpuint (b->p1_up, ==, 1);
-  g_assert_cmpuint (a->p2_up, ==, p->two_policies ? 2 : 1);
-  g_assert_cmpuint (b->p2_up, ==, p->two_policies ? 2 : 1);
-  g_assert_cmpuint (a->p1_failed + b->p1_failed + a->p2_failed + b->p2_failed, ==, 0);
+  assert_up_counts (a, b, 1, p->two_policies ? 2 : 1);
+  assert_no_failures (a, b);
   g_assert_cmpint (only_sa (init)->role, ==, MODIKE_ROLE_INITIATOR);
   g_assert_cmpuint (only_sa (a)->p1_exchange, ==,
                     g_strcmp0 (p->exchange, "aggressive") == 0 ? MODIKE_EX_AGGRESSIVE : MODIKE_EX_MAIN);
@@ -612,76 +653,32 @@ establish (const Params *p, gboolean a_initiates)
 
 /* ---- cases ---- */
 
-static void
-test_mm_a_nopfs (void)
-{
-  Params p = params_default ();
+typedef struct {
+  const char *path, *exchange, *pfs;
+  gboolean a_initiates;
+} EstablishCase;
 
-  establish (&p, TRUE);
-}
-
-static void
-test_mm_a_pfs (void)
-{
-  Params p = params_default ();
-
-  p.pfs = "modp2048";
-  establish (&p, TRUE);
-}
-
-static void
-test_mm_b_nopfs (void)
-{
-  Params p = params_default ();
-
-  establish (&p, FALSE);
-}
+/* Both exchanges, with and without PFS, started from either end. */
+static const EstablishCase establish_cases[] = {
+  { "/fsm/main/a-initiates/no-pfs", "main", "none", TRUE },
+  { "/fsm/main/a-initiates/pfs", "main", "modp2048", TRUE },
+  { "/fsm/main/b-initiates/no-pfs", "main", "none", FALSE },
+  { "/fsm/main/b-initiates/pfs", "main", "ecp256", FALSE },
+  { "/fsm/aggressive/a-initiates/no-pfs", "aggressive", "none", TRUE },
+  { "/fsm/aggressive/a-initiates/pfs", "aggressive", "modp2048", TRUE },
+  { "/fsm/aggressive/b-initiates/no-pfs", "aggressive", "none", FALSE },
+  { "/fsm/aggressive/b-initiates/pfs", "aggressive", "curve25519", FALSE },
+};
 
 static void
-test_mm_b_pfs (void)
+test_establish (gconstpointer data)
 {
+  const EstablishCase *c = data;
   Params p = params_default ();
 
-  p.pfs = "ecp256";
-  establish (&p, FALSE);
-}
-
-static void
-test_am_a_nopfs (void)
-{
-  Params p = params_default ();
-
-  p.exchange = "aggressive";
-  establish (&p, TRUE);
-}
-
-static void
-test_am_a_pfs (void)
-{
-  Params p = params_default ();
-
-  p.exchange = "aggressive";
-  p.pfs = "modp2048";
-  establish (&p, TRUE);
-}
-
-static void
-test_am_b_nopfs (void)
-{
-  Params p = params_default ();
-
-  p.exchange = "aggressive";
-  establish (&p, FALSE);
-}
-
-static void
-test_am_b_pfs (void)
-{
-  Params p = params_default ();
-
-  p.exchange = "aggressive";
-  p.pfs = "curve25519";
-  establish (&p, FALSE);
+  p.exchange = c->exchange;
+  p.pfs = c->pfs;
+  establish (&p, c->a_initiates);
 }
 
 typedef struct {
@@ -735,13 +732,10 @@ test_transport (void)
   Params p = params_default ();
   Node *a, *b;
   Net *net;
-  g_autoptr (GError) error = NULL;
   g_autoptr (GPtrArray) entries = NULL;
 
   p.mode = "transport";
-  net = pair_new (&p, &a, &b);
-  g_assert_true (modike_ike_initiate (a->ike, "b", &error));
-  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  net = pair_up (&p, &a, &b, 1);
   check_pair (a, b, 1);
   entries = modike_sad_entries (modike_ike_get_sad (a->ike));
   g_assert_cmpint (((ModikeSadEntry *) g_ptr_array_index (entries, 0))->mode, ==, MODIKE_MODE_TRANSPORT);
@@ -866,10 +860,7 @@ test_loss (gconstpointer data)
       if (!run_until_up (net, a, b, 1, 60000))
         g_error ("%s: lost packet %u was not recovered", p.exchange, n);
       check_pair (a, b, 1);
-      g_assert_cmpuint (a->p1_up, ==, 1);
-      g_assert_cmpuint (b->p1_up, ==, 1);
-      g_assert_cmpuint (a->p2_up, ==, 1);
-      g_assert_cmpuint (b->p2_up, ==, 1);
+      assert_up_counts (a, b, 1, 1);
       /* Somebody retransmitted. */
       g_assert_cmpuint (a->ike->stats.retransmits + b->ike->stats.retransmits, >=, 1);
       net_free (net);
@@ -889,9 +880,7 @@ test_duplicates (gconstpointer data)
     Net *net;
 
     p.exchange = aggressive ? "aggressive" : "main";
-    net = pair_new (&p, &a, &b);
-    g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
-    g_assert_true (run_until_up (net, a, b, 1, 30000));
+    net = pair_up (&p, &a, &b, 1);
     base_a = a->ike->stats.handler_calls;
     base_b = b->ike->stats.handler_calls;
     g_assert_cmpuint (base_a, >=, 4);
@@ -906,8 +895,7 @@ test_duplicates (gconstpointer data)
       p.exchange = aggressive ? "aggressive" : "main";
       net = pair_new (&p, &a, &b);
       g_hash_table_add (net->dup, GUINT_TO_POINTER (n));
-      g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
-      g_assert_true (run_until_up (net, a, b, 1, 30000));
+      bring_up (net, a, b, 1);
       check_pair (a, b, 1);
       /* Never processed twice: the same handler runs as without the copy. */
       g_assert_cmpuint (a->ike->stats.handler_calls, ==, base_a);
@@ -943,8 +931,7 @@ test_no_proposal (void)
   p.encr_b = "aes128";
   p.hash_b = "sha256";
   p.group_b = "modp2048";
-  net = pair_new (&p, &a, &b);
-  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  net = pair_start (&p, &a, &b);
   net_run (net, 5000, NULL, NULL);
   g_assert_cmpuint (a->p1_failed, ==, 1);
   g_assert_error (a->p1_error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN);
@@ -971,8 +958,7 @@ test_no_esp_proposal (void)
   p.integ = "sha512";
   p.esp_b = "aes128";
   p.integ_b = "sha256";
-  net = pair_new (&p, &a, &b);
-  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  net = pair_start (&p, &a, &b);
   net_run (net, 5000, NULL, NULL);
   g_assert_cmpuint (a->p1_up, ==, 1);
   g_assert_cmpuint (b->p1_up, ==, 1);
@@ -996,8 +982,7 @@ test_wrong_psk (gconstpointer data)
 
   p.exchange = aggressive ? "aggressive" : "main";
   p.psk_b = "otherpsk";
-  net = pair_new (&p, &a, &b);
-  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  net = pair_start (&p, &a, &b);
   net_run (net, 5000, NULL, NULL);
   g_assert_cmpuint (a->p1_failed, ==, 1);
   g_assert_cmpuint (b->p1_failed, ==, 1);
@@ -1065,9 +1050,7 @@ test_delete (void)
   Net *net;
 
   p.two_policies = TRUE;
-  net = pair_new (&p, &a, &b);
-  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
-  g_assert_true (run_until_up (net, a, b, 2, 30000));
+  net = pair_up (&p, &a, &b, 2);
   modike_ike_terminate (a->ike, "b");
   assert_no_sas (a);
   g_assert_cmpuint (a->deleted, ==, 1);
@@ -1086,9 +1069,7 @@ test_delete_child_only (void)
   Net *net;
   ModikeIkeSa *sa;
 
-  net = pair_new (&p, &a, &b);
-  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
-  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  net = pair_up (&p, &a, &b, 1);
   sa = only_sa (a);
   engine_enter (a->ike);
   engine_child_remove (g_ptr_array_index (sa->children, 0), TRUE);
@@ -1108,9 +1089,7 @@ test_initial_contact (void)
   Net *net;
   guint8 old_icookie[8];
 
-  net = pair_new (&p, &a, &b);
-  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
-  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  net = pair_up (&p, &a, &b, 1);
   memcpy (old_icookie, only_sa (b)->icookie, 8);
   /* A reboots: its state is gone without a word to B. */
   node_free (a);
@@ -1146,9 +1125,7 @@ test_lifetimes (void)
 
   p.p1_life = 200;
   p.p2_life = 100;
-  net = pair_new (&p, &a, &b);
-  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
-  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  net = pair_up (&p, &a, &b, 1);
   memcpy (old_a, only_sa (a)->icookie, 8);
   memcpy (old_b, only_sa (b)->icookie, 8);
   collect_spis (a, old_spis);
@@ -1169,7 +1146,7 @@ test_lifetimes (void)
   net_run (net, 150000, NULL, NULL);
   g_assert_cmpuint (a->p1_up, ==, 2);
   g_assert_cmpuint (b->p1_up, ==, 2);
-  g_assert_cmpuint (a->p1_failed + b->p1_failed + a->p2_failed + b->p2_failed, ==, 0);
+  assert_no_failures (a, b);
   check_pair (a, b, 1);
   g_assert_false (memcmp (only_sa (a)->icookie, old_a, 8) == 0);
   g_assert_false (memcmp (only_sa (b)->icookie, old_b, 8) == 0);
@@ -1188,9 +1165,7 @@ test_responder_lifetime (void)
   g_autoptr (GPtrArray) entries = NULL;
 
   p.p2_life_b = 600;
-  net = pair_new (&p, &a, &b);
-  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
-  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  net = pair_up (&p, &a, &b, 1);
   check_pair (a, b, 1);
   entries = modike_sad_entries (modike_ike_get_sad (a->ike));
   g_assert_cmpuint (((ModikeSadEntry *) g_ptr_array_index (entries, 0))->hard.seconds, ==, 600);
@@ -1247,8 +1222,7 @@ test_am_peer_by_id (void)
   Node *a = node_new_xml (net, "a", "192.0.2.2", xa);
   Node *b = node_new_xml (net, "b", "192.0.2.1", am_b_xml);
 
-  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
-  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  bring_up (net, a, b, 1);
   check_pair (a, b, 1);
   g_assert_cmpstr (modike_ike_sa_get_peer_name (only_sa (b)), ==, "a");
   net_free (net);
@@ -1273,33 +1247,38 @@ test_am_peer_by_id (void)
 
 /* ---- reload, forged messages, races ---- */
 
+/* A takes a new config built from p; `name` labels its source. */
+static void
+reload_a (Node *a, const Params *p, const char *name)
+{
+  g_autofree char *xml = config_xml (p, TRUE);
+  g_autoptr (GError) error = NULL;
+  ModikeConfig *cfg = modike_config_load_string (xml, name, &error);
+
+  g_assert_no_error (error);
+  g_assert_true (modike_ike_set_config (a->ike, cfg, &error));
+  g_assert_no_error (error);
+  modike_config_free (a->cfg);
+  a->cfg = cfg;
+}
+
 static void
 test_reload (void)
 {
   Params p = params_default ();
   Node *a, *b;
   Net *net;
-  g_autoptr (GError) error = NULL;
-  g_autofree char *same = NULL, *changed = NULL;
-  ModikeConfig *cfg;
   guint8 icookie[8];
 
-  net = pair_new (&p, &a, &b);
-  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
-  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  net = pair_up (&p, &a, &b, 1);
   memcpy (icookie, only_sa (a)->icookie, 8);
 
   /* The same config again (a new object): everything stays. */
-  same = config_xml (&p, TRUE);
-  cfg = modike_config_load_string (same, "same", &error);
-  g_assert_no_error (error);
-  g_assert_true (modike_ike_set_config (a->ike, cfg, &error));
-  modike_config_free (a->cfg);
-  a->cfg = cfg;
+  reload_a (a, &p, "same");
   net_run (net, 1000, NULL, NULL);
   check_pair (a, b, 1);
   g_assert_true (memcmp (only_sa (a)->icookie, icookie, 8) == 0);
-  g_assert_true (only_sa (a)->peer == g_ptr_array_index (cfg->peers, 0));
+  g_assert_true (only_sa (a)->peer == g_ptr_array_index (a->cfg->peers, 0));
   {
     /* The child follows its policy into the new SPD. */
     EngineChild *c = g_ptr_array_index (only_sa (a)->children, 0);
@@ -1315,12 +1294,7 @@ test_reload (void)
 
   /* A new secret: the SA goes, with DELETEs the peer acts on. */
   p.psk_a = "newpsk";
-  changed = config_xml (&p, TRUE);
-  cfg = modike_config_load_string (changed, "changed", &error);
-  g_assert_no_error (error);
-  g_assert_true (modike_ike_set_config (a->ike, cfg, &error));
-  modike_config_free (a->cfg);
-  a->cfg = cfg;
+  reload_a (a, &p, "changed");
   assert_no_sas (a);
   net_run (net, 1000, NULL, NULL);
   assert_no_sas (b);
@@ -1343,9 +1317,7 @@ test_forged_info (void)
   guint32 msgid = 0x01020304;
   guint64 failures;
 
-  net = pair_new (&p, &a, &b);
-  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
-  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  net = pair_up (&p, &a, &b, 1);
   /* A DELETE of the ISAKMP SA with the right keys but a wrong HASH(1). */
   sa = only_sa (a);
   memcpy (spi, sa->icookie, 8);
@@ -1390,11 +1362,10 @@ test_simultaneous (void)
   Net *net;
   g_autoptr (GPtrArray) ea = NULL;
 
-  net = pair_new (&p, &a, &b);
-  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  net = pair_start (&p, &a, &b);
   g_assert_true (modike_ike_initiate (b->ike, "a", NULL));
   net_run (net, 10000, NULL, NULL);
-  g_assert_cmpuint (a->p1_failed + b->p1_failed + a->p2_failed + b->p2_failed, ==, 0);
+  assert_no_failures (a, b);
   g_assert_cmpuint (modike_ike_count_sas (a->ike, TRUE), ==, 2);
   g_assert_cmpuint (modike_ike_count_sas (b->ike, TRUE), ==, 2);
   g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (a->ike)), >=, 2);
@@ -1590,8 +1561,7 @@ test_garbage (void)
   net_run (net, 120000, NULL, NULL);
   g_assert_cmpuint (modike_ike_count_sas (b->ike, FALSE), ==, 0);
   /* The engine still works afterwards. */
-  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
-  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  bring_up (net, a, b, 1);
   check_pair (a, b, 1);
   net_free (net);
 }
@@ -1641,14 +1611,10 @@ test_corruption (gconstpointer data)
       net = pair_new (&p, &a, &b);
       net->filter = filter_corrupt;
       net->filter_user = &copies;
-      g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
-      g_assert_true (run_until_up (net, a, b, 1, 30000));
+      bring_up (net, a, b, 1);
       net_run (net, 1000, NULL, NULL);
-      g_assert_cmpuint (a->p1_up, ==, 1);
-      g_assert_cmpuint (b->p1_up, ==, 1);
-      g_assert_cmpuint (a->p2_up, ==, 1);
-      g_assert_cmpuint (b->p2_up, ==, 1);
-      g_assert_cmpuint (a->p1_failed + b->p1_failed + a->p2_failed + b->p2_failed, ==, 0);
+      assert_up_counts (a, b, 1, 1);
+      assert_no_failures (a, b);
       check_pair (a, b, 1);
       /* The copies were seen and thrown away somewhere along the path. */
       {
@@ -1777,8 +1743,7 @@ test_plugin_hooks (gconstpointer data)
   fake_natt_register (b, &fake_counts[1], aggressive);
   net->filter = filter_count_float;
   net->filter_user = &floated;
-  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
-  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  bring_up (net, a, b, 1);
   check_pair (a, b, 1);
   /* Vendor IDs in the first message of each side, NAT-D both ways. */
   g_assert_cmpuint (fake_counts[0].vids, ==, 1);
@@ -2417,8 +2382,7 @@ test_dp_sad_mirror (void)
       g_assert_cmpint (mine->action, ==, MODIKE_SPD_PROTECT);
     }
 
-  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
-  g_assert_true (run_until_up (net, a, b, 2, 30000));
+  bring_up (net, a, b, 2);
   check_pair (a, b, 2);
   g_assert_cmpuint (da.sa_adds, ==, 4);
   fake_dp_assert_mirror (&da, a);
@@ -2436,16 +2400,7 @@ test_dp_sad_mirror (void)
   g_assert_false (modike_ike_offer_socket (a->ike, 1001, &local));
 
   /* A reload gives the policies again, never a second start. */
-  {
-    g_autofree char *xml = config_xml (&p, TRUE);
-    g_autoptr (GError) error = NULL;
-    ModikeConfig *cfg = modike_config_load_string (xml, "again", &error);
-
-    g_assert_true (modike_ike_set_config (a->ike, cfg, &error));
-    g_assert_no_error (error);
-    modike_config_free (a->cfg);
-    a->cfg = cfg;
-  }
+  reload_a (a, &p, "again");
   g_assert_cmpuint (da.starts, ==, 1);
   g_assert_cmpuint (da.policy_sets, ==, 2);
   fake_dp_assert_mirror (&da, a);
@@ -2542,8 +2497,7 @@ test_dp_acquire_quick_mode_thread (void)
 
   fake_dp_init (&da, log);
   net = dp_pair_new (&p, &da, NULL, NULL, &a, &b);
-  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
-  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  bring_up (net, a, b, 1);
   engine_enter (a->ike);
   engine_child_remove (g_ptr_array_index (only_sa (a)->children, 0), TRUE);
   engine_leave (a->ike);
@@ -2632,8 +2586,7 @@ test_dp_expire_soft (void)
   fake_dp_init (&da, log);
   fake_dp_init (&db, log);
   net = dp_pair_new (&p, &da, &db, NULL, &a, &b);
-  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
-  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  bring_up (net, a, b, 1);
   /* Half way through the lifetime, the volume runs out in A's datapath. */
   net_run (net, 50000, NULL, NULL);
   g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (a->ike)), ==, 2);
@@ -2676,7 +2629,7 @@ test_dp_expire_soft (void)
   g_assert_cmpuint (b->p2_up, ==, 3);
   g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (b->ike)), ==, 4);
   g_assert_true (c->rekeyed);
-  g_assert_cmpuint (a->p1_failed + b->p1_failed + a->p2_failed + b->p2_failed, ==, 0);
+  assert_no_failures (a, b);
   net_free (net);
   fake_dp_clear (&da);
   fake_dp_clear (&db);
@@ -2813,20 +2766,6 @@ static const char range_policies[] =
   "  <policy name=\"dns\" action=\"bypass\" remote=\"10.5.0.53\"/>\n";
 
 static void
-reload_a (Node *a, const Params *p)
-{
-  g_autofree char *xml = config_xml (p, TRUE);
-  g_autoptr (GError) error = NULL;
-  ModikeConfig *cfg = modike_config_load_string (xml, "reload", &error);
-
-  g_assert_no_error (error);
-  g_assert_true (modike_ike_set_config (a->ike, cfg, &error));
-  g_assert_no_error (error);
-  modike_config_free (a->cfg);
-  a->cfg = cfg;
-}
-
-static void
 test_adapters (void)
 {
   Params p = params_default ();
@@ -2854,12 +2793,11 @@ test_adapters (void)
   }
   g_assert_cmpuint (os.live, ==, 1);
   /* (B has no policy "range": only "net" comes up.) */
-  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
-  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  bring_up (net, a, b, 1);
 
   /* The same config again: nothing moves. */
   mark = log->len;
-  reload_a (a, &p);
+  reload_a (a, &p, "reload");
   {
     static const char *const want[] = { "policies 3", NULL };
     assert_log (log, mark, want);
@@ -2870,7 +2808,7 @@ test_adapters (void)
     "  <policy name=\"wide\" peer=\"b\" action=\"protect\" local=\"10.1.0.0/24\" remote=\"10.4.0.0/16\">\n"
     "    <proposal encryption=\"aes128\" integrity=\"sha256\"/>\n"
     "  </policy>\n";
-  reload_a (a, &p);
+  reload_a (a, &p, "reload");
   {
     static const char *const want[] = {
       "policies 2", "route- mk0 10.3.0.6/32", "route- mk0 10.3.0.4/31", "route- mk0 10.3.0.2/31",
@@ -2882,7 +2820,7 @@ test_adapters (void)
   /* A changed adapter is replaced (and the peer's SAs renegotiated). */
   mark = log->len;
   p.peer_extra_a = adapter_mk0_mtu;
-  reload_a (a, &p);
+  reload_a (a, &p, "reload");
   {
     static const char *const want[] = {
       "detach b", "destroy mk0", "create mk0 queues=2 flags=1", "address mk0 203.0.113.1/32 mtu=1300",
@@ -2914,7 +2852,7 @@ test_adapters (void)
   p.peer_extra_a = "    <adapter name=\"mk1\"/>\n";
   p.policies_extra_a = NULL;
   mark = log->len;
-  reload_a (a, &p);
+  reload_a (a, &p, "reload");
   net_free (net);
   {
     static const char *const want[] = {
@@ -3080,14 +3018,8 @@ main (int argc, char **argv)
 
   g_test_add_func ("/fsm/table", test_table);
   g_test_add_func ("/fsm/selectors", test_selectors);
-  g_test_add_func ("/fsm/main/a-initiates/no-pfs", test_mm_a_nopfs);
-  g_test_add_func ("/fsm/main/a-initiates/pfs", test_mm_a_pfs);
-  g_test_add_func ("/fsm/main/b-initiates/no-pfs", test_mm_b_nopfs);
-  g_test_add_func ("/fsm/main/b-initiates/pfs", test_mm_b_pfs);
-  g_test_add_func ("/fsm/aggressive/a-initiates/no-pfs", test_am_a_nopfs);
-  g_test_add_func ("/fsm/aggressive/a-initiates/pfs", test_am_a_pfs);
-  g_test_add_func ("/fsm/aggressive/b-initiates/no-pfs", test_am_b_nopfs);
-  g_test_add_func ("/fsm/aggressive/b-initiates/pfs", test_am_b_pfs);
+  for (guint i = 0; i < G_N_ELEMENTS (establish_cases); i++)
+    g_test_add_data_func (establish_cases[i].path, &establish_cases[i], test_establish);
   for (guint i = 0; i < G_N_ELEMENTS (algos); i++)
     {
       g_autofree char *path = g_strdup_printf ("/fsm/algorithms/%s-%s-%s/%s%s%s/pfs-%s", algos[i].encr, algos[i].hash,
