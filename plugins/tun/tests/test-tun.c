@@ -415,6 +415,71 @@ assert_gone (const char *name, guint32 index)
   g_assert_cmpuint (count_our_routes (index), ==, 0);
 }
 
+/* Steps that must succeed, each failing the test where it does not. */
+static TunAdapter *
+adapter_new_ok (const char *name, guint queues, guint flags)
+{
+  g_autoptr (GError) error = NULL;
+  TunAdapter *a = tun_adapter_new (name, queues, flags, &error);
+
+  g_assert_no_error (error);
+  g_assert_nonnull (a);
+  return a;
+}
+
+static void
+set_address_ok (TunAdapter *a, const ModikePrefix *p, guint mtu)
+{
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (tun_adapter_set_address (a, p, mtu, &error));
+  g_assert_no_error (error);
+}
+
+static void
+add_route_ok (TunAdapter *a, const ModikePrefix *p)
+{
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (tun_adapter_add_route (a, p, &error));
+  g_assert_no_error (error);
+}
+
+static void
+del_route_ok (TunAdapter *a, const ModikePrefix *p)
+{
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (tun_adapter_del_route (a, p, &error));
+  g_assert_no_error (error);
+}
+
+static void
+assert_mtu (const char *name, guint mtu)
+{
+  TunLinkInfo info;
+
+  g_assert_cmpint (link_get (name, &info), ==, 0);
+  g_assert_cmpuint (info.mtu, ==, mtu);
+}
+
+/* A TUN device of this name left open (and persistent if asked) as
+ * someone else's leftover; returns its fd. */
+static int
+leftover_tun (const char *name, gboolean persist)
+{
+  struct ifreq ifr = { 0 };
+  int fd = open ("/dev/net/tun", O_RDWR | O_CLOEXEC);
+
+  g_assert_cmpint (fd, >=, 0);
+  g_strlcpy (ifr.ifr_name, name, sizeof ifr.ifr_name);
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  g_assert_cmpint (ioctl (fd, TUNSETIFF, &ifr), ==, 0);
+  if (persist)
+    g_assert_cmpint (ioctl (fd, TUNSETPERSIST, 1), ==, 0);
+  return fd;
+}
+
 /* ---- Tests ---- */
 
 typedef struct {
@@ -427,7 +492,6 @@ static void
 test_lifecycle (gconstpointer data)
 {
   const Shape *shape = data;
-  g_autoptr (GError) error = NULL;
   g_autofree char *name = g_strdup_printf ("mkt-q%u%s", shape->queues, shape->vnet ? "v" : "");
   ModikePrefix a4 = pfx ("198.51.100.1/32"), a6 = pfx ("2001:db8:1::1/128");
   ModikePrefix r4 = pfx ("203.0.113.0/24"), r6 = pfx ("2001:db8:2::/64");
@@ -437,9 +501,7 @@ test_lifecycle (gconstpointer data)
 
   if (!prereq ())
     return;
-  a = tun_adapter_new (name, shape->queues, shape->vnet ? MODIKE_ADAPTER_VNET_HDR : 0, &error);
-  g_assert_no_error (error);
-  g_assert_nonnull (a);
+  a = adapter_new_ok (name, shape->queues, shape->vnet ? MODIKE_ADAPTER_VNET_HDR : 0);
   index = tun_adapter_get_index (a);
   g_assert_cmpstr (tun_adapter_get_name (a), ==, name);
   g_assert_cmpuint (tun_adapter_get_n_queues (a), ==, shape->queues);
@@ -473,14 +535,10 @@ test_lifecycle (gconstpointer data)
       g_assert_cmpuint (info.tun_vnet_hdr, ==, 0);
     }
 
-  g_assert_true (tun_adapter_set_address (a, &a4, 1400, &error));
-  g_assert_no_error (error);
-  g_assert_true (tun_adapter_set_address (a, &a6, 1400, &error));
-  g_assert_no_error (error);
-  g_assert_true (tun_adapter_add_route (a, &r4, &error));
-  g_assert_no_error (error);
-  g_assert_true (tun_adapter_add_route (a, &r6, &error));
-  g_assert_no_error (error);
+  set_address_ok (a, &a4, 1400);
+  set_address_ok (a, &a6, 1400);
+  add_route_ok (a, &r4);
+  add_route_ok (a, &r6);
 
   check_outbound (a, "198.51.100.1", "203.0.113.7");
   check_outbound (a, "2001:db8:1::1", "2001:db8:2::7");
@@ -509,49 +567,39 @@ test_address_mtu (void)
 
   if (!prereq ())
     return;
-  a = tun_adapter_new ("mkt-addr", 1, 0, &error);
-  g_assert_no_error (error);
+  a = adapter_new_ok ("mkt-addr", 1, 0);
   index = tun_adapter_get_index (a);
   g_assert_cmpint (link_get ("mkt-addr", &info), ==, 0);
   g_assert_false (info.flags & IFF_UP);
 
-  g_assert_true (tun_adapter_set_address (a, &v4, 1400, &error));
-  g_assert_no_error (error);
+  set_address_ok (a, &v4, 1400);
   g_assert_cmpint (link_get ("mkt-addr", &info), ==, 0);
   g_assert_cmpuint (info.mtu, ==, 1400);
   g_assert_true (info.flags & IFF_UP);
   g_assert_true (has_addr (index, &v4, NULL));
 
   /* v6 without duplicate address detection: usable at once. */
-  g_assert_true (tun_adapter_set_address (a, &v6, 1280, &error));
-  g_assert_no_error (error);
-  g_assert_cmpint (link_get ("mkt-addr", &info), ==, 0);
-  g_assert_cmpuint (info.mtu, ==, 1280);
+  set_address_ok (a, &v6, 1280);
+  assert_mtu ("mkt-addr", 1280);
   g_assert_true (has_addr (index, &v6, &flags));
   g_assert_true (flags & IFA_F_NODAD);
   g_assert_false (flags & IFA_F_TENTATIVE);
   g_assert_true (has_addr (index, &v4, NULL));  /* one per family */
 
   /* A new v4 address replaces ours; the same one again changes nothing. */
-  g_assert_true (tun_adapter_set_address (a, &v4b, 0, &error));
-  g_assert_no_error (error);
-  g_assert_true (tun_adapter_set_address (a, &v4b, 0, &error));
-  g_assert_no_error (error);
+  set_address_ok (a, &v4b, 0);
+  set_address_ok (a, &v4b, 0);
   g_assert_true (has_addr (index, &v4b, NULL));
   g_assert_false (has_addr (index, &v4, NULL));
   g_assert_true (has_addr (index, &v6, NULL));
-  g_assert_cmpint (link_get ("mkt-addr", &info), ==, 0);
-  g_assert_cmpuint (info.mtu, ==, 1280);
+  assert_mtu ("mkt-addr", 1280);
 
   /* No address: MTU only. */
-  g_assert_true (tun_adapter_set_address (a, &none, 1500, &error));
-  g_assert_no_error (error);
-  g_assert_cmpint (link_get ("mkt-addr", &info), ==, 0);
-  g_assert_cmpuint (info.mtu, ==, 1500);
+  set_address_ok (a, &none, 1500);
+  assert_mtu ("mkt-addr", 1500);
 
   /* A network address with a shorter prefix, in place of the host one. */
-  g_assert_true (tun_adapter_set_address (a, &v6net, 0, &error));
-  g_assert_no_error (error);
+  set_address_ok (a, &v6net, 0);
   g_assert_true (has_addr (index, &v6net, NULL));
   g_assert_false (has_addr (index, &v6, NULL));
 
@@ -561,15 +609,12 @@ test_address_mtu (void)
     ModikePrefix v6_64 = v6, v4_24 = v4b;
     v6_64.plen = 64;
     v4_24.plen = 24;
-    g_assert_true (tun_adapter_set_address (a, &v6, 0, &error));
-    g_assert_no_error (error);
-    g_assert_true (tun_adapter_set_address (a, &v6_64, 0, &error));
-    g_assert_no_error (error);
+    set_address_ok (a, &v6, 0);
+    set_address_ok (a, &v6_64, 0);
     g_assert_true (has_addr (index, &v6_64, NULL));
     g_assert_false (has_addr (index, &v6, NULL));
     g_assert_false (has_addr (index, &v6net, NULL));
-    g_assert_true (tun_adapter_set_address (a, &v4_24, 0, &error));
-    g_assert_no_error (error);
+    set_address_ok (a, &v4_24, 0);
     g_assert_true (has_addr (index, &v4_24, NULL));
     g_assert_false (has_addr (index, &v4b, NULL));
   }
@@ -580,8 +625,7 @@ test_address_mtu (void)
   g_test_message ("%s", error->message);
   g_assert_nonnull (strstr (error->message, "mkt-addr"));
   g_assert_nonnull (strstr (error->message, g_strerror (EINVAL)));
-  g_assert_cmpint (link_get ("mkt-addr", &info), ==, 0);
-  g_assert_cmpuint (info.mtu, ==, 1500);
+  assert_mtu ("mkt-addr", 1500);
 }
 
 static void
@@ -597,18 +641,13 @@ test_routes (void)
 
   if (!prereq ())
     return;
-  a = tun_adapter_new ("mkt-rt", 1, 0, &error);
-  g_assert_no_error (error);
+  a = adapter_new_ok ("mkt-rt", 1, 0);
   index = tun_adapter_get_index (a);
-  g_assert_true (tun_adapter_set_address (a, &a4, 1400, &error));
-  g_assert_no_error (error);
+  set_address_ok (a, &a4, 1400);
 
-  g_assert_true (tun_adapter_add_route (a, &r4, &error));
-  g_assert_no_error (error);
-  g_assert_true (tun_adapter_add_route (a, &r6, &error));
-  g_assert_no_error (error);
-  g_assert_true (tun_adapter_add_route (a, &host, &error));
-  g_assert_no_error (error);
+  add_route_ok (a, &r4);
+  add_route_ok (a, &r6);
+  add_route_ok (a, &host);
 
   g_assert_cmpuint (count_routes (&r4, index, &r), ==, 1);
   g_assert_cmpuint (r.protocol, ==, TUN_RTPROT);
@@ -620,15 +659,12 @@ test_routes (void)
   g_assert_cmpuint (count_our_routes (index), ==, 3);
 
   /* Twice is fine, and still one route. */
-  g_assert_true (tun_adapter_add_route (a, &r4, &error));
-  g_assert_no_error (error);
-  g_assert_true (tun_adapter_add_route (a, &r6, &error));
-  g_assert_no_error (error);
+  add_route_ok (a, &r4);
+  add_route_ok (a, &r6);
   g_assert_cmpuint (count_routes (&r4, index, NULL), ==, 1);
   g_assert_cmpuint (count_routes (&r6, index, NULL), ==, 1);
 
-  g_assert_true (tun_adapter_del_route (a, &r4, &error));
-  g_assert_no_error (error);
+  del_route_ok (a, &r4);
   g_assert_cmpuint (count_routes (&r4, index, NULL), ==, 0);
   g_assert_cmpuint (count_routes (&r6, index, NULL), ==, 1);
   /* Deleting what is not there fails, naming the interface. */
@@ -639,18 +675,14 @@ test_routes (void)
   g_assert_nonnull (strstr (error->message, "203.0.113.0/24"));
   g_assert_nonnull (strstr (error->message, g_strerror (ESRCH)));
   g_clear_error (&error);
-  g_assert_true (tun_adapter_del_route (a, &r6, &error));
-  g_assert_no_error (error);
+  del_route_ok (a, &r6);
   g_assert_cmpuint (count_routes (&r6, index, NULL), ==, 0);
 
   /* The same prefix already routed elsewhere: refused, not silently
    * left to carry what should be protected. */
-  b = tun_adapter_new ("mkt-rt2", 1, 0, &error);
-  g_assert_no_error (error);
-  g_assert_true (tun_adapter_set_address (b, &none, 0, &error));
-  g_assert_no_error (error);
-  g_assert_true (tun_adapter_add_route (b, &theirs, &error));
-  g_assert_no_error (error);
+  b = adapter_new_ok ("mkt-rt2", 1, 0);
+  set_address_ok (b, &none, 0);
+  add_route_ok (b, &theirs);
   g_assert_false (tun_adapter_add_route (a, &theirs, &error));
   g_assert_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS);
   g_test_message ("%s", error->message);
@@ -662,10 +694,8 @@ test_routes (void)
   {
     ModikePrefix a24 = a4, net24 = pfx ("198.51.100.0/24");
     a24.plen = 24;
-    g_assert_true (tun_adapter_set_address (a, &a24, 0, &error));
-    g_assert_no_error (error);
-    g_assert_true (tun_adapter_add_route (a, &net24, &error));
-    g_assert_no_error (error);
+    set_address_ok (a, &a24, 0);
+    add_route_ok (a, &net24);
     g_assert_cmpuint (count_routes (&net24, index, &r), ==, 1);
     g_assert_cmpuint (r.protocol, ==, RTPROT_KERNEL);
   }
@@ -685,7 +715,6 @@ test_routes (void)
 static void
 test_destroy_held (void)
 {
-  g_autoptr (GError) error = NULL;
   ModikePrefix r4 = pfx ("203.0.113.0/24"), a4 = pfx ("198.51.100.1/32");
   TunAdapter *a;
   TunLinkInfo info;
@@ -694,13 +723,10 @@ test_destroy_held (void)
 
   if (!prereq ())
     return;
-  a = tun_adapter_new ("mkt-held", 2, 0, &error);
-  g_assert_no_error (error);
+  a = adapter_new_ok ("mkt-held", 2, 0);
   index = tun_adapter_get_index (a);
-  g_assert_true (tun_adapter_set_address (a, &a4, 1400, &error));
-  g_assert_no_error (error);
-  g_assert_true (tun_adapter_add_route (a, &r4, &error));
-  g_assert_no_error (error);
+  set_address_ok (a, &a4, 1400);
+  add_route_ok (a, &r4);
   held = dup (tun_adapter_get_fd (a, 1));
   g_assert_cmpint (held, >=, 0);
 
@@ -716,30 +742,19 @@ test_destroy_held (void)
 static void
 test_stale_persistent (void)
 {
-  g_autoptr (GError) error = NULL;
-  struct ifreq ifr = { 0 };
   TunAdapter *a;
   TunLinkInfo info;
   guint32 old, index;
-  int fd;
 
   if (!prereq ())
     return;
-  fd = open ("/dev/net/tun", O_RDWR | O_CLOEXEC);
-  g_assert_cmpint (fd, >=, 0);
-  g_strlcpy (ifr.ifr_name, "mkt-stale", sizeof ifr.ifr_name);
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
-  g_assert_cmpint (ioctl (fd, TUNSETIFF, &ifr), ==, 0);
-  g_assert_cmpint (ioctl (fd, TUNSETPERSIST, 1), ==, 0);
-  close (fd);
+  close (leftover_tun ("mkt-stale", TRUE));
   g_assert_cmpint (link_get ("mkt-stale", &info), ==, 0);
   g_assert_cmpuint (info.tun_persist, ==, 1);
   old = info.index;
 
   /* Different queue count and flags than the leftover: no attaching. */
-  a = tun_adapter_new ("mkt-stale", 2, MODIKE_ADAPTER_VNET_HDR, &error);
-  g_assert_no_error (error);
-  g_assert_nonnull (a);
+  a = adapter_new_ok ("mkt-stale", 2, MODIKE_ADAPTER_VNET_HDR);
   index = tun_adapter_get_index (a);
   g_assert_cmpuint (index, !=, old);
   g_assert_cmpint (link_get ("mkt-stale", &info), ==, 0);
@@ -757,8 +772,6 @@ test_stale_persistent (void)
 static void
 test_stale_open (void)
 {
-  g_autoptr (GError) error = NULL;
-  struct ifreq ifr = { 0 };
   g_autoptr (TunAdapter) a = NULL;
   TunLinkInfo info;
   guint32 old;
@@ -766,16 +779,11 @@ test_stale_open (void)
 
   if (!prereq ())
     return;
-  fd = open ("/dev/net/tun", O_RDWR | O_CLOEXEC);
-  g_assert_cmpint (fd, >=, 0);
-  g_strlcpy (ifr.ifr_name, "mkt-open", sizeof ifr.ifr_name);
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
-  g_assert_cmpint (ioctl (fd, TUNSETIFF, &ifr), ==, 0);
+  fd = leftover_tun ("mkt-open", FALSE);
   g_assert_cmpint (link_get ("mkt-open", &info), ==, 0);
   old = info.index;
 
-  a = tun_adapter_new ("mkt-open", 1, 0, &error);
-  g_assert_no_error (error);
+  a = adapter_new_ok ("mkt-open", 1, 0);
   g_assert_cmpuint (tun_adapter_get_index (a), !=, old);
   g_assert_cmpint (link_get ("mkt-open", &info), ==, 0);
   g_assert_cmpuint (info.index, ==, tun_adapter_get_index (a));
@@ -896,10 +904,8 @@ test_offload_fallback (void)
   g_assert_cmpint (link_get ("mkt-nooff", &info), ==, 0);
   g_assert_cmpuint (info.tun_vnet_hdr, ==, 0);
   g_assert_cmpuint (info.tun_num_queues, ==, 2);
-  g_assert_true (tun_adapter_set_address (a, &a4, 1400, &error));
-  g_assert_no_error (error);
-  g_assert_true (tun_adapter_add_route (a, &r4, &error));
-  g_assert_no_error (error);
+  set_address_ok (a, &a4, 1400);
+  add_route_ok (a, &r4);
   check_outbound (a, "198.51.100.1", "203.0.113.9");
   check_inbound (a, 1, "198.51.100.1", "203.0.113.9");
   tun_adapter_free (a);
