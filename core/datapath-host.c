@@ -260,13 +260,11 @@ engine_dp_refused (ModikeIke *ike, guint32 spi_in, guint32 spi_out)
                         g_hash_table_contains (dp->refused_out, GUINT_TO_POINTER (spi_out)));
 }
 
-static gboolean
-reap_cb (gpointer data)
+static void
+reap_failed_children (gpointer data)
 {
   ModikeIke *ike = data;
 
-  ike->dp->reap_timer = 0;
-  engine_enter (ike);
   for (guint i = ike->sas->len; i-- > 0;)
     {
       ModikeIkeSa *sa;
@@ -285,8 +283,14 @@ reap_cb (gpointer data)
             engine_child_remove (c, TRUE);
         }
     }
-  engine_leave (ike);
-  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+reap_cb (gpointer data)
+{
+  ModikeIke *ike = data;
+
+  return engine_timer_fire (ike, &ike->dp->reap_timer, reap_failed_children, ike);
 }
 
 void

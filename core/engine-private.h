@@ -184,6 +184,10 @@ const ModikeIkeStats *modike_ike_get_stats (ModikeIke *ike); /* tests */
 void engine_enter (ModikeIke *ike);
 void engine_leave (ModikeIke *ike);   /* frees what died when depth reaches 0 */
 guint engine_timer_add (ModikeIke *ike, guint ms, GSourceFunc fn, gpointer data);
+/* A one-shot timer callback's own work; engine_timer_fire runs it inside
+ * the engine after clearing the timer's id, and returns G_SOURCE_REMOVE. */
+typedef void (*EngineTimerWork) (gpointer data);
+gboolean engine_timer_fire (ModikeIke *ike, guint *id, EngineTimerWork work, gpointer data);
 void engine_timer_cancel (ModikeIke *ike, guint *id);
 guint engine_ms_from_s (guint64 s);
 const ModikePeerConfig *engine_find_peer (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote,

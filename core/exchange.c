@@ -384,15 +384,15 @@ retransmit_tries (const ModikeExchange *x)
   return peer != NULL && peer->retransmit_tries > 0 ? peer->retransmit_tries : ENGINE_DEFAULT_TRIES;
 }
 
-static gboolean
-retransmit_cb (gpointer data)
+static gboolean retransmit_cb (gpointer data);
+
+static void
+retransmit (gpointer data)
 {
   ModikeExchange *x = data;
   ModikeIkeSa *sa = x->sa;
   ModikeIke *ike = sa->ike;
 
-  x->timer = 0;
-  engine_enter (ike);
   if (x->tries >= retransmit_tries (x) || x->last_sent == NULL)
     {
       g_autoptr (GError) error = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_TIMEOUT,
@@ -411,21 +411,28 @@ retransmit_cb (gpointer data)
       x->interval_ms = x->interval_ms > G_MAXUINT / 2 ? G_MAXUINT : x->interval_ms * 2;
       x->timer = engine_timer_add (ike, x->interval_ms, retransmit_cb, x);
     }
-  engine_leave (ike);
-  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+retransmit_cb (gpointer data)
+{
+  ModikeExchange *x = data;
+
+  return engine_timer_fire (x->sa->ike, &x->timer, retransmit, x);
+}
+
+static void
+linger_over (gpointer data)
+{
+  engine_exchange_discard (data);
 }
 
 static gboolean
 linger_cb (gpointer data)
 {
   ModikeExchange *x = data;
-  ModikeIke *ike = x->sa->ike;
 
-  x->linger_timer = 0;
-  engine_enter (ike);
-  engine_exchange_discard (x);
-  engine_leave (ike);
-  return G_SOURCE_REMOVE;
+  return engine_timer_fire (x->sa->ike, &x->linger_timer, linger_over, x);
 }
 
 static void

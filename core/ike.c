@@ -315,6 +315,16 @@ engine_timer_add (ModikeIke *ike, guint ms, GSourceFunc fn, gpointer data)
   return ike->env.timer_add (ike->env.env, ms, fn, data);
 }
 
+gboolean
+engine_timer_fire (ModikeIke *ike, guint *id, EngineTimerWork work, gpointer data)
+{
+  *id = 0; /* fired: the id is no longer valid to cancel */
+  engine_enter (ike);
+  work (data);
+  engine_leave (ike);
+  return G_SOURCE_REMOVE;
+}
+
 void
 engine_timer_cancel (ModikeIke *ike, guint *id)
 {
@@ -574,48 +584,51 @@ engine_sa_initial_contact (ModikeIkeSa *sa)
 
 static ModikeIkeSa *start_p1 (ModikeIke *ike, const ModikePeerConfig *peer, GError **error);
 
-static gboolean
-p1_rekey_cb (gpointer data)
+static void
+p1_rekey (gpointer data)
 {
   ModikeIkeSa *sa = data;
-  ModikeIke *ike = sa->ike;
   g_autoptr (GError) error = NULL;
 
-  sa->rekey_timer = 0;
-  engine_enter (ike);
   if (!sa->dead && sa->peer != NULL)
     {
       ELOG_INFO (sa, NULL, "rekeying the IKE SA");
       sa->rekeyed = TRUE;
-      if (start_p1 (ike, sa->peer, &error) == NULL)
+      if (start_p1 (sa->ike, sa->peer, &error) == NULL)
         ELOG_MSG (sa, NULL, "rekey failed to start: %s", error->message);
     }
-  engine_leave (ike);
-  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+p1_rekey_cb (gpointer data)
+{
+  ModikeIkeSa *sa = data;
+
+  return engine_timer_fire (sa->ike, &sa->rekey_timer, p1_rekey, sa);
+}
+
+static void
+p1_expire (gpointer data)
+{
+  ModikeIkeSa *sa = data;
+
+  ELOG_INFO (sa, NULL, "IKE SA lifetime expired");
+  engine_sa_delete (sa, TRUE);
 }
 
 static gboolean
 p1_expire_cb (gpointer data)
 {
   ModikeIkeSa *sa = data;
-  ModikeIke *ike = sa->ike;
 
-  sa->expire_timer = 0;
-  engine_enter (ike);
-  ELOG_INFO (sa, NULL, "IKE SA lifetime expired");
-  engine_sa_delete (sa, TRUE);
-  engine_leave (ike);
-  return G_SOURCE_REMOVE;
+  return engine_timer_fire (sa->ike, &sa->expire_timer, p1_expire, sa);
 }
 
-static gboolean
-half_open_cb (gpointer data)
+static void
+half_open (gpointer data)
 {
   ModikeIkeSa *sa = data;
-  ModikeIke *ike = sa->ike;
 
-  sa->half_open_timer = 0;
-  engine_enter (ike);
   if (sa->state != SA_ESTABLISHED)
     {
       g_autoptr (GError) error = g_error_new (
@@ -624,8 +637,14 @@ half_open_cb (gpointer data)
         sa->peer != NULL && sa->peer->half_open_s > 0 ? sa->peer->half_open_s : ENGINE_DEFAULT_HALF_OPEN_S);
       engine_sa_fail (sa, error);
     }
-  engine_leave (ike);
-  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+half_open_cb (gpointer data)
+{
+  ModikeIkeSa *sa = data;
+
+  return engine_timer_fire (sa->ike, &sa->half_open_timer, half_open, sa);
 }
 
 static void
@@ -1211,17 +1230,20 @@ acquire_run (ModikeIke *ike, guint32 spd_id, const ModikeSelector *sel)
     engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "acquire for policy %s: %s", e->name, error->message);
 }
 
+static void
+acquire_deferred (gpointer data)
+{
+  AcquireState *st = data;
+
+  acquire_run (st->ike, st->spd_id, NULL);
+}
+
 static gboolean
 acquire_deferred_cb (gpointer data)
 {
   AcquireState *st = data;
-  ModikeIke *ike = st->ike;
 
-  st->timer = 0;
-  engine_enter (ike);
-  acquire_run (ike, st->spd_id, NULL);
-  engine_leave (ike);
-  return G_SOURCE_REMOVE;
+  return engine_timer_fire (st->ike, &st->timer, acquire_deferred, st);
 }
 
 void

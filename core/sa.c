@@ -303,33 +303,39 @@ engine_child_rekey (EngineChild *c, GError **error)
   return engine_start_qm (sa, c->spd_id, c->spi_in, error);
 }
 
+static void
+child_rekey (gpointer data)
+{
+  EngineChild *c = data;
+  g_autoptr (GError) error = NULL;
+
+  if (!engine_child_rekey (c, &error))
+    ELOG_MSG (c->sa, NULL, "rekey of ESP SA in=%08x failed to start: %s", c->spi_in, error->message);
+}
+
 static gboolean
 child_rekey_cb (gpointer data)
 {
   EngineChild *c = data;
-  ModikeIke *ike = c->sa->ike;
-  g_autoptr (GError) error = NULL;
 
-  c->rekey_timer = 0;
-  engine_enter (ike);
-  if (!engine_child_rekey (c, &error))
-    ELOG_MSG (c->sa, NULL, "rekey of ESP SA in=%08x failed to start: %s", c->spi_in, error->message);
-  engine_leave (ike);
-  return G_SOURCE_REMOVE;
+  return engine_timer_fire (c->sa->ike, &c->rekey_timer, child_rekey, c);
+}
+
+static void
+child_expire (gpointer data)
+{
+  EngineChild *c = data;
+
+  ELOG_INFO (c->sa, NULL, "ESP SA in=%08x out=%08x expired", c->spi_in, c->spi_out);
+  engine_child_remove (c, TRUE);
 }
 
 static gboolean
 child_expire_cb (gpointer data)
 {
   EngineChild *c = data;
-  ModikeIke *ike = c->sa->ike;
 
-  c->expire_timer = 0;
-  engine_enter (ike);
-  ELOG_INFO (c->sa, NULL, "ESP SA in=%08x out=%08x expired", c->spi_in, c->spi_out);
-  engine_child_remove (c, TRUE);
-  engine_leave (ike);
-  return G_SOURCE_REMOVE;
+  return engine_timer_fire (c->sa->ike, &c->expire_timer, child_expire, c);
 }
 
 void
