@@ -827,6 +827,10 @@ esp_sa_decrypt (EspSa *sa, guint thread, guint8 *esp, gsize len, guint8 **payloa
   out_len = data_len;
   if (sa->entry->mode == MODIKE_MODE_TUNNEL && !inner_check (sa, ct, data_len, nh, &out_len, &reason))
     return drop (sa, reason, why);
+  /* Transport mode: the packet's addresses are the SA's own, so only the
+   * protocol can fall outside the selectors (RFC 4301 5.2 step 4). */
+  if (sa->entry->mode == MODIKE_MODE_TRANSPORT && sa->entry->ts_proto != 0 && sa->entry->ts_proto != nh)
+    return drop (sa, MODIKE_DROP_POLICY, why);
 
   if (!account (sa, out_len, 0, &ev))
     {

@@ -61,7 +61,8 @@ gboolean esp_sa_encrypt (EspSa *sa, guint thread, guint8 *pkt, gsize len, guint8
  * packet (tunnel) or the upper-layer payload (transport) whose protocol
  * is *next_header. Tunnel mode also checks the inner packet against the
  * SA's selectors (local_ts/remote_ts/ts_proto: inbound, so its source
- * must be in remote_ts and destination in local_ts). */
+ * must be in remote_ts and destination in local_ts); transport mode checks
+ * the upper-layer protocol against ts_proto. */
 gboolean esp_sa_decrypt (EspSa *sa, guint thread, guint8 *esp, gsize len, guint8 **payload, gsize *payload_len,
                          guint8 *next_header, EspLifeEvent *life, ModikeDropReason *why);
 

@@ -1720,6 +1720,45 @@ sel_tweak (ModikeSadEntry *e, gpointer user)
 }
 
 static void
+udp_only_tweak (ModikeSadEntry *e, gpointer user)
+{
+  e->ts_proto = 17;
+}
+
+/* Transport mode: the upper-layer protocol must be the SA's. */
+static void
+test_selectors_transport (void)
+{
+  for (guint f = 0; f < 2; f++)
+    {
+      int family = f == 0 ? AF_INET : AF_INET6;
+      ModikeAddr src, dst;
+      Pair p;
+
+      if (family == AF_INET)
+        ip4_addr (&src, 10, 1, 0, 1), ip4_addr (&dst, 10, 2, 0, 1);
+      else
+        ip6_addr (&src, 0x10), ip6_addr (&dst, 0x20);
+      pair_init_full (&p, ALG_GCM128, MODIKE_MODE_TRANSPORT, udp_only_tweak, NULL);
+      for (guint proto = 0; proto < 2; proto++)
+        {
+          guint8 want = proto == 0 ? 17 : 6;
+          g_autoptr (GByteArray) ip = ip_packet (family, &src, &dst, want, 20, 1);
+          g_autoptr (GByteArray) esp = seal (p.out, ip->data, ip->len, NULL);
+          ModikeDropReason why;
+          guint8 nh = 0;
+
+          g_assert_cmpint (open_esp (p.in, 0, esp->data, esp->len, NULL, &nh, NULL, &why), ==, want == 17);
+          if (want == 17)
+            g_assert_cmpuint (nh, ==, 17);
+          else
+            g_assert_cmpint (why, ==, MODIKE_DROP_POLICY);
+        }
+      pair_clear (&p);
+    }
+}
+
+static void
 test_selectors (void)
 {
   for (guint f = 0; f < 2; f++)
@@ -2016,6 +2055,7 @@ main (int argc, char **argv)
   g_test_add_func ("/esp/malformed/outbound", test_malformed_outbound);
   g_test_add_func ("/esp/malformed/unknown-spi-and-replay", test_unknown_spi_and_replay);
   g_test_add_func ("/esp/selectors", test_selectors);
+  g_test_add_func ("/esp/selectors-transport", test_selectors_transport);
   g_test_add_func ("/esp/tfc-and-dummy", test_tfc);
   g_test_add_func ("/esp/threads", test_threads);
   g_test_add_func ("/esp/throughput", test_throughput);
