@@ -943,7 +943,7 @@ daemon_parse (Ctx *c, const xmlNode *n, GError **error)
         return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, k, "bad address '%s': %s", addr, sub->message);
       for (guint i = 0; i < cfg->listen->len; i++) {
         const ModikeAddr *o = &g_array_index (cfg->listen, ModikeAddr, i);
-        if (o->family == a.family && o->port == a.port && memcmp (o->addr, a.addr, modike_addr_len (&a)) == 0)
+        if (modike_addr_equal (o, &a))
           return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, k, "address '%s' port %u listed twice", addr,
                        a.port);
       }
@@ -1293,16 +1293,6 @@ modike_config_find_peer (const ModikeConfig *cfg, const char *name)
 }
 
 static gboolean
-addr_same (const ModikeAddr *a, const ModikeAddr *b)
-{
-  if (a->family != b->family)
-    return FALSE;
-  if (a->family == 0)
-    return TRUE;
-  return a->port == b->port && memcmp (a->addr, b->addr, a->family == AF_INET ? 4 : 16) == 0;
-}
-
-static gboolean
 secret_same (const ModikeSecret *a, const ModikeSecret *b)
 {
   if (a == NULL || b == NULL)
@@ -1347,7 +1337,8 @@ modike_peer_config_equal (const ModikePeerConfig *a, const ModikePeerConfig *b)
 {
   if (a == NULL || b == NULL)
     return a == b;
-  if (g_strcmp0 (a->name, b->name) != 0 || !addr_same (&a->local, &b->local) || !addr_same (&a->remote, &b->remote))
+  if (g_strcmp0 (a->name, b->name) != 0 || !modike_addr_equal (&a->local, &b->local)
+      || !modike_addr_equal (&a->remote, &b->remote))
     return FALSE;
   if (a->local_id_type != b->local_id_type || g_strcmp0 (a->local_id, b->local_id) != 0 ||
       a->remote_id_type != b->remote_id_type || g_strcmp0 (a->remote_id, b->remote_id) != 0)

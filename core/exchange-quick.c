@@ -476,6 +476,9 @@ install (ModikeExchange *x, QmData *qm, GError **error)
           return FALSE;
         }
     }
+  /* The PFS secret is spent once the KEYMAT exists. */
+  g_clear_pointer (&qm->gxy, modike_secret_free);
+  g_clear_pointer (&qm->dh, modike_dh_free);
   child = engine_child_new (sa);
   child->spi_in = qm->spi_in;
   child->spi_out = qm->spi_out;

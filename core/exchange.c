@@ -179,15 +179,17 @@ engine_build_packet (ModikeIkeSa *sa, guint8 exchange, guint32 msgid, ModikeBuil
   if (iv != NULL)
     {
       gsize bl = sa->block_len;
-      /* Zero padding up to the block size; receivers go by payload lengths. */
-      gsize padded = len == 0 ? bl : (len + bl - 1) / bl * bl;
-      g_autofree guint8 *buf = g_malloc0 (padded);
+      gsize padded;
+      g_autofree guint8 *buf = NULL;
 
       if (!sa->have_keys || bl == 0)
         {
           g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "no keys to encrypt with");
           return NULL;
         }
+      /* Zero padding up to the block size; receivers go by payload lengths. */
+      padded = len == 0 ? bl : (len + bl - 1) / bl * bl;
+      buf = g_malloc0 (padded);
       memcpy (buf, data, len);
       hdr.flags |= MODIKE_FLAG_ENCRYPTION;
       if (!modike_cbc_encrypt (sa->choice.encr, sa->keys.enc_key, iv, buf, padded, error))
@@ -328,24 +330,23 @@ engine_hash_a (ModikeIkeSa *sa, gboolean zero, guint32 msgid, GBytes *extra, con
 
 /* ---- replay ---- */
 
+/* What identifies a retransmitted datagram. */
 static void
-datagram_digest (GBytes *packet, guint8 out[32])
+datagram_digest (const guint8 *data, gsize len, guint8 out[32])
 {
-  gsize len;
-  const guint8 *data = g_bytes_get_data (packet, &len);
-
   modike_hash (MODIKE_HASH_SHA2_256, data, len, out);
 }
+
 
 gboolean
 engine_exchange_is_replay (ModikeExchange *x, const guint8 *data, gsize len)
 {
   ModikeIke *ike = x->sa->ike;
-  guint8 d[32];
+  guint8 d[sizeof x->rx_digest];
 
   if (!x->have_rx_digest)
     return FALSE;
-  modike_hash (MODIKE_HASH_SHA2_256, data, len, d);
+  datagram_digest (data, len, d);
   if (!modike_memeq (d, x->rx_digest, sizeof d))
     return FALSE;
   /* Answer only when our last message answered that one: otherwise two
@@ -567,7 +568,7 @@ apply_verdict (ModikeExchange *x, const ModikeFsmRow *row, ModikeMessage *msg, M
       if (msg != NULL)
         {
           x->rx_no = row->msg_no;
-          datagram_digest (msg->packet, x->rx_digest);
+          datagram_digest (g_bytes_get_data (msg->packet, NULL), g_bytes_get_size (msg->packet), x->rx_digest);
           x->have_rx_digest = TRUE;
           /* The peer moved to another port (NAT-T float, NAT rebinding). */
           if (!sa->floated && x->rx_local.family != 0 && x->rx_local.port != sa->local.port &&

@@ -874,13 +874,9 @@ modike_ike_receive (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *r
         }
       else
         {
-          char ic[17], rc[17];
+          g_autofree char *ic = modike_hex (hdr->icookie, MODIKE_COOKIE_LEN);
+          g_autofree char *rc = modike_hex (hdr->rcookie, MODIKE_COOKIE_LEN);
 
-          for (guint i = 0; i < MODIKE_COOKIE_LEN; i++)
-            {
-              g_snprintf (ic + 2 * i, 3, "%02x", hdr->icookie[i]);
-              g_snprintf (rc + 2 * i, 3, "%02x", hdr->rcookie[i]);
-            }
           ike->stats.rx_unknown_sa++;
           engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "%s message from %s for unknown SA i=%s r=%s dropped",
                       engine_exchange_name (hdr->exchange), modike_addr_format (remote, buf, sizeof buf), ic, rc);

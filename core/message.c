@@ -47,18 +47,18 @@ modike_header_parse (const guint8 *data, gsize len, ModikeHeader *out, GError **
 void
 modike_header_encode (const ModikeHeader *hdr, guint8 out[MODIKE_ISAKMP_HEADER_LEN])
 {
-  g_autoptr (GByteArray) b = g_byte_array_sized_new (MODIKE_ISAKMP_HEADER_LEN);
+  /* Fixed layout into the caller's buffer: no allocation per packet. */
+  guint32 msgid = GUINT32_TO_BE (hdr->msgid), length = GUINT32_TO_BE (hdr->length);
 
-  modike_put_bytes (b, hdr->icookie, sizeof hdr->icookie);
-  modike_put_bytes (b, hdr->rcookie, sizeof hdr->rcookie);
-  modike_put_u8 (b, hdr->next_payload);
-  modike_put_u8 (b, hdr->version);
-  modike_put_u8 (b, hdr->exchange);
-  modike_put_u8 (b, hdr->flags);
-  modike_put_u32 (b, hdr->msgid);
-  modike_put_u32 (b, hdr->length);
-  g_assert (b->len == MODIKE_ISAKMP_HEADER_LEN);
-  memcpy (out, b->data, MODIKE_ISAKMP_HEADER_LEN);
+  G_STATIC_ASSERT (MODIKE_ISAKMP_HEADER_LEN == 28);
+  memcpy (out, hdr->icookie, 8);
+  memcpy (out + 8, hdr->rcookie, 8);
+  out[16] = hdr->next_payload;
+  out[17] = hdr->version;
+  out[18] = hdr->exchange;
+  out[19] = hdr->flags;
+  memcpy (out + 20, &msgid, 4);
+  memcpy (out + 24, &length, 4);
 }
 
 void

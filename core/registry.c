@@ -6,6 +6,8 @@
 
 #include "registry-private.h"
 
+#include <modike/log.h>
+
 #include <libxml/parser.h>
 #include <string.h>
 
@@ -144,16 +146,6 @@ notify_name (guint16 type)
     case MODIKE_N_DPD_R_U_THERE_ACK: return "R-U-THERE-ACK";
     default: return type < 16384 ? "error" : "status";
     }
-}
-
-static char *
-hex (const guint8 *data, gsize len)
-{
-  GString *s = g_string_sized_new (len * 2 + 1);
-
-  for (gsize i = 0; i < len; i++)
-    g_string_append_printf (s, "%02x", data[i]);
-  return g_string_free (s, FALSE);
 }
 
 /* Same mapping as modike_payload_bit (exchange.h); kept local so the
@@ -834,7 +826,7 @@ modike_register_vendor_id (ModikePlugin *plugin, const char *name, const guint8 
 
   if (vid == NULL || len == 0)
     return INVALID (plugin, error, "registers an empty vendor ID (%s)", name != NULL ? name : "unnamed");
-  vid_hex = hex (vid, len);
+  vid_hex = modike_hex (vid, len);
   if (name == NULL)
     name = vid_hex;
   if ((flags & ~(guint) (MODIKE_VID_SEND | MODIKE_VID_PREFIX)) != 0)
@@ -1271,7 +1263,7 @@ modike_registry_describe (const ModikeRegistry *reg)
       const ModikeVendorIdReg *v = g_ptr_array_index (reg->vids, i);
       gsize len;
       const guint8 *data = g_bytes_get_data (v->vid, &len);
-      g_autofree char *h = hex (data, len);
+      g_autofree char *h = modike_hex (data, len);
 
       g_string_append_printf (s, "vendor-id %s (%s) flags 0x%x by %s\n", h, v->name, v->flags,
                               modike_plugin_get_name (v->owner));

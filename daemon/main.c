@@ -132,6 +132,21 @@ check_adapters (Daemon *d, GError **error)
   return TRUE;
 }
 
+/* On reload, MODIKE_IKE_ERROR_FAILED is not worth a warning. */
+static void
+initiate_peers (Daemon *d, gboolean reload)
+{
+  for (guint i = 0; i < d->cfg->peers->len; i++)
+    {
+      const ModikePeerConfig *p = d->cfg->peers->pdata[i];
+      g_autoptr (GError) local_error = NULL;
+
+      if (p->initiate && !modike_ike_initiate (d->ike, p->name, &local_error)
+          && !(reload && g_error_matches (local_error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED)))
+        g_warning ("peer %s: cannot initiate: %s", p->name, local_error->message);
+    }
+}
+
 static gboolean
 start (Daemon *d, gboolean check_only, GError **error)
 {
@@ -187,14 +202,7 @@ start (Daemon *d, gboolean check_only, GError **error)
     if (taken > 0)
       g_message ("the datapath reads %u NAT-T socket(s)", taken);
   }
-  for (guint i = 0; i < d->cfg->peers->len; i++)
-    {
-      const ModikePeerConfig *p = d->cfg->peers->pdata[i];
-      g_autoptr (GError) local_error = NULL;
-
-      if (p->initiate && !modike_ike_initiate (d->ike, p->name, &local_error))
-        g_warning ("peer %s: cannot initiate: %s", p->name, local_error->message);
-    }
+  initiate_peers (d, FALSE);
   g_message ("modiked started: %u peer(s), %u policy(ies)", d->cfg->peers->len, d->cfg->policies->len);
   return TRUE;
 }
@@ -241,24 +249,19 @@ on_sighup (gpointer data)
     }
   if (!apply_plugin_sections (d, cfg, &error) || !modike_ike_set_config (d->ike, cfg, &error))
     {
+      g_autoptr (GError) back_error = NULL;
+
       g_warning ("reload refused, old configuration kept: %s", error->message);
       /* Plugins saw the new sections: give them the old ones back. */
-      apply_plugin_sections (d, d->cfg, NULL);
+      if (!apply_plugin_sections (d, d->cfg, &back_error))
+        g_warning ("reload: restoring the old plugin sections: %s", back_error->message);
       return G_SOURCE_CONTINUE;
     }
-  if (cfg->log_level)
-    modike_log_set_level (cfg->log_level, NULL);
+  if (cfg->log_level && !modike_log_set_level (cfg->log_level, &error))
+    g_warning ("reload: log level kept: %s", error->message);
   modike_config_free (d->cfg);
   d->cfg = g_steal_pointer (&cfg);
-  for (guint i = 0; i < d->cfg->peers->len; i++)
-    {
-      const ModikePeerConfig *p = d->cfg->peers->pdata[i];
-      g_autoptr (GError) local_error = NULL;
-
-      if (p->initiate && !modike_ike_initiate (d->ike, p->name, &local_error)
-          && !g_error_matches (local_error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED))
-        g_warning ("peer %s: cannot initiate: %s", p->name, local_error->message);
-    }
+  initiate_peers (d, TRUE);
   g_message ("configuration reloaded from %s", d->config_path);
   return G_SOURCE_CONTINUE;
 }

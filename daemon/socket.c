@@ -78,8 +78,9 @@ on_readable (gint fd, GIOCondition cond, gpointer data)
                            .msg_iovlen = 1, .msg_control = cbuf.buf, .msg_controllen = sizeof cbuf.buf };
       ModikeAddr local, remote;
       ssize_t n = recvmsg (fd, &mh, MSG_DONTWAIT);
-      const guint8 *data_p = all->buf;
-      gsize len;
+      ModikeReader r;
+      guint8 first;
+      guint32 marker;
 
       if (n < 0)
         {
@@ -87,7 +88,7 @@ on_readable (gint fd, GIOCondition cond, gpointer data)
             g_warning ("recvmsg: %s", g_strerror (errno));
           break;
         }
-      len = (gsize) n;
+      modike_reader_init (&r, all->buf, (gsize) n);
       if (!modike_addr_from_sockaddr ((struct sockaddr *) &from, mh.msg_namelen, &remote)
           || !local_from_cmsg (&mh, s, &local))
         continue;
@@ -95,16 +96,15 @@ on_readable (gint fd, GIOCondition cond, gpointer data)
         {
           /* RFC 3948 2.2: 0xff alone is a keepalive, 4 zero bytes mark IKE,
            * anything else is ESP in UDP (the datapath's, not ours). */
-          if (len == 1 && data_p[0] == 0xff)
+          if (n == 1 && modike_reader_u8 (&r, &first) && first == 0xff)
             continue;
-          if (len < 4 || data_p[0] || data_p[1] || data_p[2] || data_p[3])
+          if (!modike_reader_u32 (&r, &marker) || marker != 0)
             {
-              g_debug ("port %u: %zu-byte non-IKE datagram dropped (no datapath)", s->bound.port, len);
+              g_debug ("port %u: %zd-byte non-IKE datagram dropped (no datapath)", s->bound.port, n);
               continue;
             }
-          data_p += 4, len -= 4;
         }
-      all->fn (&local, &remote, data_p, len, all->user);
+      all->fn (&local, &remote, r.p, modike_reader_left (&r), all->user);
     }
   return G_SOURCE_CONTINUE;
 }
@@ -115,7 +115,7 @@ open_one (DaemonSockets *all, const ModikeAddr *addr, gboolean marker, GError **
   g_autofree DaemonSocket *s = g_new0 (DaemonSocket, 1);
   struct sockaddr_storage ss;
   socklen_t sl;
-  int on = 1;
+  int on = 1, saved;
   char buf[MODIKE_ADDR_STRLEN];
   static const guint8 zero[16];
 
@@ -142,8 +142,9 @@ open_one (DaemonSockets *all, const ModikeAddr *addr, gboolean marker, GError **
   return g_steal_pointer (&s);
 
 fail:
-  g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno), "cannot listen on %s: %s",
-               modike_addr_format (addr, buf, sizeof buf), g_strerror (errno));
+  saved = errno; /* before anything else can change it */
+  g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved), "cannot listen on %s: %s",
+               modike_addr_format (addr, buf, sizeof buf), g_strerror (saved));
   if (s->fd >= 0)
     close (s->fd);
   return NULL;

@@ -177,10 +177,9 @@ datapath_packet_selector (const guint8 *pkt, gsize len, ModikeSelector *sel)
           || !modike_reader_u16 (&r, &frag) || !modike_reader_skip (&r, 1) || !modike_reader_u8 (&r, &proto)
           || !modike_reader_skip (&r, 2) || !modike_reader_copy (&r, sel->local.addr, 4)
           || !modike_reader_copy (&r, sel->remote.addr, 4) || tot < ihl || tot > len
-          || !modike_reader_skip (&r, ihl - 20))
+          || !modike_reader_skip (&r, ihl - 20) || !modike_reader_sub (&r, tot - ihl, &l4))
         return FALSE;
       /* l4: the rest of this packet as its header says (trailing bytes ignored). */
-      modike_reader_init (&l4, r.p, tot - ihl);
       sel->local.family = sel->remote.family = AF_INET;
       first_fragment = (frag & 0x1fff) == 0;
     }
@@ -1512,7 +1511,9 @@ datapath_gro_add (DatapathGro *gro, gconstpointer ad, int fd, guint8 *pkt, gsize
     }
   if (free_slot == NULL)
     {
-      datapath_gro_flush (gro);
+      /* Not datapath_gro_flush: that would reset the error count. */
+      for (guint i = 0; i < DP_GRO_FLOWS; i++)
+        gro_flush (gro, &gro->flow[i]);
       free_slot = &gro->flow[0];
     }
   f = free_slot;

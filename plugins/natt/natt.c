@@ -129,18 +129,14 @@ natt_forced (ModikePlugin *plugin, ModikeIkeSa *sa)
   return np && np->force_encap;
 }
 
+/* The core calls this only for the VID it was registered with, whose
+ * version is the user data. */
 static void
 on_vendor_id (ModikeIkeSa *sa, const guint8 *vid, gsize len, gpointer user)
 {
   NattSa *s = natt_sa (sa, TRUE);
-  NattVersion v = NATT_NONE;
+  NattVersion v = GPOINTER_TO_INT (user);
 
-  if (len == 16 && memcmp (vid, vid_rfc, 16) == 0)
-    v = NATT_RFC;
-  else if (len == 16 && memcmp (vid, vid_03, 16) == 0)
-    v = NATT_DRAFT_03;
-  else if (len == 16 && (memcmp (vid, vid_02, 16) == 0 || memcmp (vid, vid_02n, 16) == 0))
-    v = NATT_DRAFT_02;
   if (v > s->version)
     s->version = v;
 }
@@ -185,6 +181,7 @@ on_natd (ModikeExchange *x, const ModikeMessage *msg, const ModikePayload *const
   NattSa *s = natt_sa (sa, FALSE);
   ModikeHashAlg alg = modike_ike_sa_get_hash (sa);
   char lb[MODIKE_ADDR_STRLEN], rb[MODIKE_ADDR_STRLEN];
+  gboolean local_nat, remote_nat;
 
   if (!s || s->version == NATT_NONE)
     {
@@ -194,22 +191,21 @@ on_natd (ModikeExchange *x, const ModikeMessage *msg, const ModikePayload *const
     }
   natt_detect (alg, modike_ike_sa_get_icookie (sa), modike_ike_sa_get_rcookie (sa),
                modike_ike_sa_get_local (sa), modike_ike_sa_get_remote (sa), payloads, n,
-               &s->local_nat, &s->remote_nat);
+               &local_nat, &remote_nat);
   if (natt_forced (plugin, sa))
-    s->local_nat = TRUE;
-  s->detected = TRUE;
-  modike_ike_sa_set_nat (sa, s->local_nat, s->remote_nat);
+    local_nat = TRUE;
+  modike_ike_sa_set_nat (sa, local_nat, remote_nat);
   g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO, "MESSAGE",
                     "peer %s: NAT-T %s, local %s %s NAT, remote %s %s NAT",
                     modike_ike_sa_get_peer_name (sa),
                     s->version == NATT_RFC ? "RFC 3947" : "draft",
                     modike_addr_format (modike_ike_sa_get_local (sa), lb, sizeof lb),
-                    s->local_nat ? "behind" : "not behind",
+                    local_nat ? "behind" : "not behind",
                     modike_addr_format (modike_ike_sa_get_remote (sa), rb, sizeof rb),
-                    s->remote_nat ? "behind" : "not behind");
+                    remote_nat ? "behind" : "not behind");
   /* The initiator moves to 4500 with its next message (RFC 3947 4); the
    * responder follows when that message arrives there. */
-  if ((s->local_nat || s->remote_nat) && modike_ike_sa_get_role (sa) == MODIKE_ROLE_INITIATOR)
+  if ((local_nat || remote_nat) && modike_ike_sa_get_role (sa) == MODIKE_ROLE_INITIATOR)
     modike_ike_sa_float (sa, NATT_PORT);
   return MODIKE_V_OK;
 }
@@ -219,7 +215,7 @@ encap_out (ModikeIkeSa *sa, guint16 mode, gpointer user)
 {
   NattSa *s = natt_sa (sa, FALSE);
 
-  if (!s || s->version == NATT_NONE || !(s->local_nat || s->remote_nat))
+  if (!s || s->version == NATT_NONE || !modike_ike_sa_nat_detected (sa))
     return mode;
   return natt_encap_value (s->version, mode);
 }
@@ -269,7 +265,7 @@ natt_init (ModikePlugin *plugin, GError **error)
   modike_plugin_set_data (plugin, g_new0 (NattPlugin, 1), g_free);
   for (gsize i = 0; i < G_N_ELEMENTS (vids); i++)
     if (!modike_register_vendor_id (plugin, vids[i].name, natt_vendor_id (vids[i].v, vids[i].nl), 16,
-                                    MODIKE_VID_SEND, on_vendor_id, plugin, error))
+                                    MODIKE_VID_SEND, on_vendor_id, GINT_TO_POINTER (vids[i].v), error))
       return FALSE;
   if (!modike_register_payload (plugin, MODIKE_PL_NAT_D, natd_in, G_N_ELEMENTS (natd_in), 8,
                                 on_natd, plugin, error)

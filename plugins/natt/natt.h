@@ -15,12 +15,10 @@ typedef enum {
   NATT_RFC = 3947,
 } NattVersion;
 
-/* What natt knows about one IKE SA. */
+/* What natt knows about one IKE SA; the NAT verdict itself is the
+ * core's (modike_ike_sa_set_nat / modike_ike_sa_nat_detected). */
 typedef struct {
   NattVersion version;     /* best version both ends support */
-  gboolean local_nat;      /* our address differs from what the peer sees */
-  gboolean remote_nat;     /* the peer's address differs from what it thinks */
-  gboolean detected;       /* NAT-D payloads were received and compared */
 } NattSa;
 
 gboolean natt_init (ModikePlugin *plugin, GError **error);
