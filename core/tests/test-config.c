@@ -946,7 +946,7 @@ test_schema_path (void)
 static void
 test_schema_resource (void)
 {
-  g_autofree char *path = g_test_build_filename (G_TEST_DIST, "..", "core", "schema", "modike.rng", NULL);
+  g_autofree char *path = g_test_build_filename (G_TEST_DIST, "..", "core", "policy", "schema", "modike.rng", NULL);
   g_autofree char *text = NULL;
   gsize len = 0;
   g_autoptr (GError) error = NULL;

@@ -303,7 +303,7 @@ mki_modiked_stop () {
   return 1
 }
 
-# A modiked config (the XML contract of core/schema/modike.rng).
+# A modiked config (the XML contract of core/policy/schema/modike.rng).
 # mki_modiked_conf FILE KEY=VALUE...: keys LISTEN NAME INITIATE LOCAL REMOTE
 # LOCAL_ID REMOTE_ID PSK EXCHANGE P1_ENCR P1_HASH P1_GROUP PFS LOCAL_TS
 # REMOTE_TS ESP_ENCR ESP_INTEG STATUS LOGLEVEL; P1_FIRST ("encr-hash-group

@@ -17,7 +17,7 @@
 #   rekey-transfer-charon: a ~20 s transfer; charon rekeys the child
 #       midway (swanctl --rekey --child net).
 #   rekey-transfer-modiked: the same; modiked's policy lifetime (12 s) makes
-#       its engine rekey midway (core/sa.c rekeys at life - 10 % - up to
+#       its engine rekey midway (core/engine/sa.c rekeys at life - 10 % - up to
 #       5 % jitter: second 11 here; the old pair goes at second 12).
 #   Both rekey cases: the transfer completes with the right checksum, and
 #   modiked's status shows the new SPIs, the ones charon has, carrying data.
