@@ -179,7 +179,7 @@ const char *engine_exchange_name (guint8 type);
 const char *engine_notify_name (guint16 type);
 const char *engine_payload_name (guint8 type);
 
-/* ---- the engine (ike.c) ---- */
+/* ---- the engine (ike.c; the SA lifecycle: sa.c) ---- */
 const ModikeIkeStats *modike_ike_get_stats (ModikeIke *ike); /* tests */
 void engine_enter (ModikeIke *ike);
 void engine_leave (ModikeIke *ike);   /* frees what died when depth reaches 0 */
@@ -203,6 +203,8 @@ void engine_p2_failed (ModikeIkeSa *sa, const GError *error);
 void engine_p2_up (ModikeIkeSa *sa, EngineChild *child);
 guint32 engine_alloc_spi (ModikeIke *ike);
 guint32 engine_alloc_msgid (ModikeIkeSa *sa);
+/* Starts phase 1 with a configured peer as initiator. */
+ModikeIkeSa *engine_start_p1 (ModikeIke *ike, const ModikePeerConfig *peer, GError **error);
 
 /* ---- IKE SAs and children (sa.c) ---- */
 ModikeIkeSa *engine_sa_new (ModikeIke *ike, ModikeRole role, guint8 p1_exchange, const ModikeAddr *local,
@@ -210,6 +212,8 @@ ModikeIkeSa *engine_sa_new (ModikeIke *ike, ModikeRole role, guint8 p1_exchange,
 void engine_sa_free (ModikeIkeSa *sa);
 void engine_sa_apply_float (ModikeIkeSa *sa);
 void engine_sa_set_peer (ModikeIkeSa *sa, const ModikePeerConfig *peer);
+/* The half-open timeout of a phase 1 that is not established yet. */
+void engine_sa_arm_half_open (ModikeIkeSa *sa);
 EngineChild *engine_child_new (ModikeIkeSa *sa);
 void engine_child_free (EngineChild *c);
 void engine_child_arm_timers (EngineChild *c);
@@ -275,7 +279,7 @@ const char *engine_auth_alg_name (guint16 auth_alg);
  * a zero lifetime is left out. */
 void engine_attrs_add_lifetimes (GArray *attrs, guint16 type_attr, guint16 dur_attr, guint64 seconds, guint64 kbytes);
 
-/* ---- phase 1 helpers shared by Main and Aggressive Mode (exchange-main.c) ---- */
+/* ---- phase 1 helpers shared by Main and Aggressive Mode (phase1.c) ---- */
 GBytes *p1_local_id (ModikeIkeSa *sa, GError **error);
 gboolean p1_id_matches (const ModikePeerConfig *peer, const guint8 *body, gsize len);
 gboolean p1_check_remote_id (ModikeIkeSa *sa, const ModikePayload *id, GError **error);

@@ -1,5 +1,6 @@
-/* The IKE engine: SA tables, the receive path, initiation, phase 1/2
- * outcomes, lifetimes, config apply/reload and the observer. Everything
+/* The IKE engine: SA tables and lookups, the receive path, initiation,
+ * host calls from the datapath, config apply/reload and the observer (the
+ * SA lifecycle is in sa.c). Everything
  * runs on one thread; objects that die while a call is on the stack are
  * freed when the outermost engine call returns (engine_leave). */
 #include "engine-private.h"
@@ -491,291 +492,6 @@ engine_alloc_spi (ModikeIke *ike)
   return spi;
 }
 
-/* ---- phase 1 outcomes and lifetimes ---- */
-
-static void
-cancel_exchanges (ModikeIkeSa *sa)
-{
-  GHashTableIter it;
-  gpointer value;
-
-  g_hash_table_iter_init (&it, sa->exchanges);
-  while (g_hash_table_iter_next (&it, NULL, &value))
-    {
-      ModikeExchange *x = value;
-
-      engine_timer_cancel (sa->ike, &x->timer);
-      engine_timer_cancel (sa->ike, &x->linger_timer);
-      x->dead = TRUE;
-    }
-}
-
-void
-engine_sa_delete (ModikeIkeSa *sa, gboolean send_delete)
-{
-  ModikeIke *ike = sa->ike;
-  gboolean was_up = sa->state == SA_ESTABLISHED;
-
-  if (sa->dead)
-    return;
-  while (sa->children->len > 0)
-    engine_child_remove (g_ptr_array_index (sa->children, sa->children->len - 1), send_delete);
-  if (send_delete && was_up && sa->have_keys)
-    {
-      guint8 spi[2 * MODIKE_COOKIE_LEN];
-
-      memcpy (spi, sa->icookie, MODIKE_COOKIE_LEN);
-      memcpy (spi + MODIKE_COOKIE_LEN, sa->rcookie, MODIKE_COOKIE_LEN);
-      engine_send_delete (sa, MODIKE_PROTO_ISAKMP, spi, sizeof spi);
-    }
-  sa->dead = TRUE;
-  engine_timer_cancel (ike, &sa->half_open_timer);
-  engine_timer_cancel (ike, &sa->rekey_timer);
-  engine_timer_cancel (ike, &sa->expire_timer);
-  cancel_exchanges (sa);
-  if (g_hash_table_lookup (ike->by_icookie, &sa->icookie_key) == sa)
-    g_hash_table_remove (ike->by_icookie, &sa->icookie_key);
-  g_ptr_array_remove (ike->sas, sa);
-  g_ptr_array_add (ike->dead_sas, sa);
-  ELOG_INFO (sa, NULL, "IKE SA removed");
-  if (was_up)
-    {
-      modike_registry_emit (ike->registry, MODIKE_EVENT_P1_DOWN, sa, NULL);
-      if (ike->obs.sa_deleted != NULL)
-        ike->obs.sa_deleted (sa, ike->obs_user);
-    }
-}
-
-void
-engine_sa_fail (ModikeIkeSa *sa, const GError *error)
-{
-  ModikeIke *ike = sa->ike;
-
-  if (sa->dead)
-    return;
-  ELOG_MSG (sa, NULL, "phase 1 failed: %s", error->message);
-  if (sa->state != SA_ESTABLISHED && ike->obs.p1_failed != NULL)
-    ike->obs.p1_failed (sa->peer_name != NULL ? sa->peer_name : "", error, ike->obs_user);
-  engine_sa_delete (sa, FALSE);
-}
-
-void
-engine_sa_initial_contact (ModikeIkeSa *sa)
-{
-  ModikeIke *ike = sa->ike;
-  g_autoptr (GPtrArray) old = g_ptr_array_new ();
-
-  /* The peer rebooted: everything we hold with it before this SA is stale. */
-  for (guint i = 0; i < ike->sas->len; i++)
-    {
-      ModikeIkeSa *o = g_ptr_array_index (ike->sas, i);
-
-      if (o != sa && !o->dead && o->serial < sa->serial && g_strcmp0 (o->peer_name, sa->peer_name) == 0 &&
-          modike_addr_equal_ip (&o->remote, &sa->remote))
-        g_ptr_array_add (old, o);
-    }
-  for (guint i = 0; i < old->len; i++)
-    {
-      ELOG_INFO (g_ptr_array_index (old, i), NULL, "INITIAL-CONTACT: removing older SA");
-      engine_sa_delete (g_ptr_array_index (old, i), FALSE);
-    }
-  sa->peer_initial_contact = FALSE;
-}
-
-static ModikeIkeSa *start_p1 (ModikeIke *ike, const ModikePeerConfig *peer, GError **error);
-
-static void
-p1_rekey (gpointer data)
-{
-  ModikeIkeSa *sa = data;
-  g_autoptr (GError) error = NULL;
-
-  if (!sa->dead && sa->peer != NULL)
-    {
-      ELOG_INFO (sa, NULL, "rekeying the IKE SA");
-      sa->rekeyed = TRUE;
-      if (start_p1 (sa->ike, sa->peer, &error) == NULL)
-        ELOG_MSG (sa, NULL, "rekey failed to start: %s", error->message);
-    }
-}
-
-static gboolean
-p1_rekey_cb (gpointer data)
-{
-  ModikeIkeSa *sa = data;
-
-  return engine_timer_fire (sa->ike, &sa->rekey_timer, p1_rekey, sa);
-}
-
-static void
-p1_expire (gpointer data)
-{
-  ModikeIkeSa *sa = data;
-
-  ELOG_INFO (sa, NULL, "IKE SA lifetime expired");
-  engine_sa_delete (sa, TRUE);
-}
-
-static gboolean
-p1_expire_cb (gpointer data)
-{
-  ModikeIkeSa *sa = data;
-
-  return engine_timer_fire (sa->ike, &sa->expire_timer, p1_expire, sa);
-}
-
-static void
-half_open (gpointer data)
-{
-  ModikeIkeSa *sa = data;
-
-  if (sa->state != SA_ESTABLISHED)
-    {
-      g_autoptr (GError) error = g_error_new (
-        MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_TIMEOUT, "peer %s: phase 1 not complete after %u s",
-        sa->peer_name != NULL ? sa->peer_name : "?",
-        sa->peer != NULL && sa->peer->half_open_s > 0 ? sa->peer->half_open_s : ENGINE_DEFAULT_HALF_OPEN_S);
-      engine_sa_fail (sa, error);
-    }
-}
-
-static gboolean
-half_open_cb (gpointer data)
-{
-  ModikeIkeSa *sa = data;
-
-  return engine_timer_fire (sa->ike, &sa->half_open_timer, half_open, sa);
-}
-
-static void
-arm_half_open (ModikeIkeSa *sa)
-{
-  guint s = sa->peer != NULL && sa->peer->half_open_s > 0 ? sa->peer->half_open_s : ENGINE_DEFAULT_HALF_OPEN_S;
-
-  sa->half_open_timer = engine_timer_add (sa->ike, engine_ms_from_s (s), half_open_cb, sa);
-}
-
-void
-engine_p1_established (ModikeIkeSa *sa)
-{
-  ModikeIke *ike = sa->ike;
-  guint64 life = sa->choice.life_s;
-  g_autoptr (GArray) pending = NULL;
-
-  if (sa->dead || sa->state == SA_ESTABLISHED)
-    return;
-  sa->state = SA_ESTABLISHED;
-  sa->established_us = ike->env.now_us (ike->env.env);
-  engine_timer_cancel (ike, &sa->half_open_timer);
-  ELOG_INFO (sa, NULL, "IKE SA established (%s-%s-%s, %s, %s, life %" G_GUINT64_FORMAT " s)",
-             modike_encr_name (sa->choice.encr, sa->choice.keybits), modike_hash_name (sa->choice.hash),
-             modike_dh_name (sa->choice.group), sa->p1_exchange == MODIKE_EX_AGGRESSIVE ? "aggressive" : "main",
-             sa->role == MODIKE_ROLE_INITIATOR ? "initiator" : "responder", life);
-  if (sa->peer_initial_contact)
-    engine_sa_initial_contact (sa);
-
-  /* Children of older SAs with this peer move here (phase 1 rekeying). */
-  for (guint i = 0; i < ike->sas->len; i++)
-    {
-      ModikeIkeSa *o = g_ptr_array_index (ike->sas, i);
-
-      if (o == sa || o->dead || g_strcmp0 (o->peer_name, sa->peer_name) != 0)
-        continue;
-      while (o->children->len > 0)
-        engine_child_move (g_ptr_array_index (o->children, 0), sa);
-      if (o->state == SA_ESTABLISHED)
-        o->rekeyed = TRUE;
-    }
-
-  if (life > 0)
-    {
-      /* The initiator rekeys at life - 10 % - up to 5 % jitter. */
-      if (sa->role == MODIKE_ROLE_INITIATOR)
-        {
-          guint64 margin = life / 10 + g_random_int_range (0, (gint32) MIN (life / 20 + 1, G_MAXINT32));
-
-          sa->rekey_timer = engine_timer_add (ike, engine_ms_from_s (life > margin ? life - margin : 1), p1_rekey_cb, sa);
-        }
-      sa->expire_timer = engine_timer_add (ike, engine_ms_from_s (life), p1_expire_cb, sa);
-    }
-  modike_registry_emit (ike->registry, MODIKE_EVENT_P1_UP, sa, NULL);
-  if (ike->obs.p1_up != NULL)
-    ike->obs.p1_up (sa, ike->obs_user);
-
-  pending = g_steal_pointer (&sa->pending_spd);
-  sa->pending_spd = g_array_new (FALSE, FALSE, sizeof (guint32));
-  for (guint i = 0; i < pending->len && !sa->dead; i++)
-    {
-      g_autoptr (GError) error = NULL;
-
-      if (!engine_start_qm (sa, g_array_index (pending, guint32, i), 0, &error))
-        ELOG_MSG (sa, NULL, "Quick Mode not started: %s", error->message);
-    }
-}
-
-/* ---- phase 2 ---- */
-
-void
-engine_p2_up (ModikeIkeSa *sa, EngineChild *child)
-{
-  ModikeIke *ike = sa->ike;
-  const ModikeSadEntry *in = modike_sad_lookup (ike->sad, MODIKE_DIR_IN, child->spi_in);
-  const ModikeSadEntry *out = modike_sad_lookup (ike->sad, MODIKE_DIR_OUT, child->spi_out);
-  char encr[32];
-  const char *integ = engine_auth_alg_name (child->choice.auth_alg);
-
-  if (engine_dp_refused (ike, child->spi_in, child->spi_out))
-    {
-      g_autoptr (GError) error = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED,
-                                              "peer %s: the datapath refused ESP SA in=%08x out=%08x",
-                                              sa->peer_name != NULL ? sa->peer_name : "?", child->spi_in,
-                                              child->spi_out);
-
-      /* It cannot carry traffic: no P2_UP, and it is deleted (with a
-       * DELETE to the peer) once this exchange is done. */
-      child->dp_failed = TRUE;
-      engine_p2_failed (sa, error);
-      engine_dp_schedule_reap (ike);
-      return;
-    }
-  engine_child_arm_timers (child);
-  ELOG_INFO (sa, NULL, "ESP SA established in=%08x out=%08x %s%s%s %s%s life %" G_GUINT64_FORMAT " s",
-             child->spi_in, child->spi_out,
-             engine_esp_name (child->choice.esp_transform, child->choice.key_bits, encr, sizeof encr),
-             integ != NULL ? "-" : "", integ != NULL ? integ : "",
-             child->choice.mode == MODIKE_MODE_TRANSPORT ? "transport" : "tunnel", child->choice.udp ? " udp-encap" : "",
-             child->choice.life_s);
-  modike_registry_emit (ike->registry, MODIKE_EVENT_P2_UP, sa, in);
-  if (ike->obs.p2_up != NULL)
-    ike->obs.p2_up (sa, in, out, ike->obs_user);
-}
-
-void
-engine_p2_failed (ModikeIkeSa *sa, const GError *error)
-{
-  ModikeIke *ike = sa->ike;
-
-  ELOG_MSG (sa, NULL, "Quick Mode failed: %s", error->message);
-  if (ike->obs.p2_failed != NULL)
-    ike->obs.p2_failed (sa->peer_name != NULL ? sa->peer_name : "", error, ike->obs_user);
-}
-
-gboolean
-engine_start_qm (ModikeIkeSa *sa, guint32 spd_id, guint32 rekey_spi, GError **error)
-{
-  ModikeExchange *x;
-
-  if (!modike_ike_sa_is_established (sa))
-    {
-      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "peer %s: IKE SA not established",
-                   sa->peer_name);
-      return FALSE;
-    }
-  x = engine_exchange_new (sa, MODIKE_EX_QUICK, engine_alloc_msgid (sa), MODIKE_ROLE_INITIATOR);
-  modike_exchange_set_data (x, qm_data_new (spd_id, rekey_spi), (GDestroyNotify) qm_data_free);
-  return engine_exchange_initiate (x, error);
-}
-
 /* ---- receive ---- */
 
 static guint
@@ -824,7 +540,7 @@ new_responder_sa (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *rem
   sa = engine_sa_new (ike, MODIKE_ROLE_RESPONDER, hdr->exchange, &l, remote, peer);
   memcpy (sa->icookie, hdr->icookie, MODIKE_COOKIE_LEN);
   sa_register (ike, sa);
-  arm_half_open (sa);
+  engine_sa_arm_half_open (sa);
   ELOG_INFO (sa, NULL, "%s request from %s", engine_exchange_name (hdr->exchange),
              modike_addr_format (remote, buf, sizeof buf));
   return sa;
@@ -946,8 +662,8 @@ out:
 
 /* ---- initiation ---- */
 
-static ModikeIkeSa *
-start_p1 (ModikeIke *ike, const ModikePeerConfig *peer, GError **error)
+ModikeIkeSa *
+engine_start_p1 (ModikeIke *ike, const ModikePeerConfig *peer, GError **error)
 {
   ModikeAddr local = peer->local, remote = peer->remote;
   ModikeIkeSa *sa;
@@ -982,7 +698,7 @@ start_p1 (ModikeIke *ike, const ModikePeerConfig *peer, GError **error)
     local.port = 500;
   sa = engine_sa_new (ike, MODIKE_ROLE_INITIATOR, exchange, &local, &remote, peer);
   sa_register (ike, sa);
-  arm_half_open (sa);
+  engine_sa_arm_half_open (sa);
   ELOG_INFO (sa, NULL, "initiating %s", exchange == MODIKE_EX_AGGRESSIVE ? "Aggressive Mode" : "Main Mode");
   x = engine_exchange_new (sa, exchange, 0, MODIKE_ROLE_INITIATOR);
   if (!engine_exchange_initiate (x, error))
@@ -1082,7 +798,7 @@ modike_ike_initiate (ModikeIke *ike, const char *name, GError **error)
   engine_enter (ike);
   sa = find_any_sa (ike, peer->name);
   if (sa == NULL)
-    sa = start_p1 (ike, peer, error);
+    sa = engine_start_p1 (ike, peer, error);
   if (sa == NULL)
     {
       ok = FALSE;
@@ -1130,7 +846,7 @@ modike_ike_initiate_child (ModikeIke *ike, guint32 spd_id, GError **error)
   engine_enter (ike);
   sa = find_any_sa (ike, peer->name);
   if (sa == NULL)
-    sa = start_p1 (ike, peer, error);
+    sa = engine_start_p1 (ike, peer, error);
   ok = sa != NULL && child_for (ike, sa, spd_id, error);
   engine_leave (ike);
   return ok;

@@ -1,0 +1,446 @@
+/* Phase 1 pieces Main and Aggressive Mode share (RFC 2409 5): identities,
+ * vendor IDs, KE and nonce, key derivation, HASH_I/HASH_R, proposals,
+ * notifies and INITIAL-CONTACT. */
+#include "engine-private.h"
+
+#include <string.h>
+
+/* Type and data of a configured identity; addresses parsed, families
+ * normalised (config "address" may hold IPv4 or IPv6). */
+static gboolean
+config_id (guint8 type, const char *value, const ModikeAddr *fallback, guint8 *out_type, GByteArray *out,
+           GError **error)
+{
+  ModikeAddr a;
+
+  if (type == 0 || ((type == MODIKE_ID_IPV4_ADDR || type == MODIKE_ID_IPV6_ADDR) && value == NULL))
+    {
+      if (fallback == NULL || fallback->family == 0)
+        {
+          g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "no address to use as identity");
+          return FALSE;
+        }
+      a = *fallback;
+    }
+  else if (type == MODIKE_ID_IPV4_ADDR || type == MODIKE_ID_IPV6_ADDR)
+    {
+      if (!modike_addr_parse (value, 0, &a, error))
+        return FALSE;
+    }
+  else
+    {
+      switch (type)
+        {
+        case MODIKE_ID_FQDN:
+        case MODIKE_ID_USER_FQDN:
+        case MODIKE_ID_KEY_ID:
+          if (value == NULL || value[0] == '\0')
+            {
+              g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "empty identity");
+              return FALSE;
+            }
+          *out_type = type;
+          g_byte_array_append (out, (const guint8 *) value, strlen (value));
+          return TRUE;
+        default:
+          g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "identity type %u not supported with PSK",
+                       type);
+          return FALSE;
+        }
+    }
+  *out_type = a.family == AF_INET6 ? MODIKE_ID_IPV6_ADDR : MODIKE_ID_IPV4_ADDR;
+  g_byte_array_append (out, a.addr, modike_addr_len (&a));
+  return TRUE;
+}
+
+GBytes *
+p1_local_id (ModikeIkeSa *sa, GError **error)
+{
+  const ModikePeerConfig *peer = sa->peer;
+  g_autoptr (GByteArray) data = g_byte_array_new ();
+  g_autoptr (ModikeIdPayload) id = NULL;
+  guint8 type = 0;
+
+  if (!config_id (peer != NULL ? peer->local_id_type : 0, peer != NULL ? peer->local_id : NULL, &sa->local, &type,
+                  data, error))
+    return NULL;
+  /* Phase 1 IDs carry protocol 0 and port 0 (RFC 2407 4.6.2). */
+  id = modike_id_payload_new (type, 0, 0, data->data, data->len);
+  return engine_id_bytes (id);
+}
+
+gboolean
+p1_add_local_id (ModikeIkeSa *sa, ModikeBuilder *b, GError **error)
+{
+  GBytes **slot = sa->role == MODIKE_ROLE_INITIATOR ? &sa->idi_b : &sa->idr_b;
+  GBytes *id = p1_local_id (sa, error);
+
+  if (id == NULL)
+    return FALSE;
+  g_clear_pointer (slot, g_bytes_unref);
+  *slot = id;
+  engine_builder_add_bytes (b, MODIKE_PL_ID, id);
+  return TRUE;
+}
+
+gboolean
+p1_id_matches (const ModikePeerConfig *peer, const guint8 *body, gsize len)
+{
+  g_autoptr (ModikeIdPayload) id = NULL;
+  g_autoptr (GByteArray) want = g_byte_array_new ();
+  g_autoptr (GError) error = NULL;
+  guint8 type = 0;
+  gsize dlen;
+  const guint8 *d;
+
+  if (peer->remote_id_type == 0)
+    return TRUE; /* any identity (the PSK binds the peer) */
+  id = modike_id_payload_parse (body, len, &error);
+  if (id == NULL || !config_id (peer->remote_id_type, peer->remote_id, &peer->remote, &type, want, &error))
+    return FALSE;
+  d = g_bytes_get_data (id->data, &dlen);
+  return id->type == type && dlen == want->len && memcmp (d, want->data, dlen) == 0;
+}
+
+gboolean
+p1_check_remote_id (ModikeIkeSa *sa, const ModikePayload *id, GError **error)
+{
+  GBytes **slot = sa->role == MODIKE_ROLE_INITIATOR ? &sa->idr_b : &sa->idi_b;
+
+  g_clear_pointer (slot, g_bytes_unref);
+  *slot = engine_payload_bytes (id);
+  if (!p1_id_matches (sa->peer, id->body, id->len))
+    {
+      g_autoptr (ModikeIdPayload) got = modike_id_payload_parse (id->body, id->len, NULL);
+      g_autofree char *text = got != NULL ? modike_id_payload_to_string (got) : g_strdup ("(unparseable)");
+
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "peer %s: identity %s is not the configured %s",
+                   sa->peer_name, text, sa->peer->remote_id != NULL ? sa->peer->remote_id : "one");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+void
+p1_add_vendor_ids (ModikeExchange *x, ModikeBuilder *b)
+{
+  g_autoptr (GPtrArray) vids = modike_registry_vendor_ids (x->sa->ike->registry);
+
+  for (guint i = 0; vids != NULL && i < vids->len; i++)
+    {
+      const ModikeVendorIdReg *v = g_ptr_array_index (vids, i);
+      gsize len;
+      const guint8 *data;
+
+      if (!(v->flags & MODIKE_VID_SEND) || v->vid == NULL)
+        continue;
+      data = g_bytes_get_data (v->vid, &len);
+      modike_builder_add (b, MODIKE_PL_VID, data, len);
+    }
+}
+
+void
+p1_process_vendor_ids (ModikeIkeSa *sa, const ModikeMessage *msg)
+{
+  ModikeRegistry *reg = sa->ike->registry;
+
+  for (guint i = 0; i < msg->payloads->len; i++)
+    {
+      const ModikePayload *p = &g_array_index (msg->payloads, ModikePayload, i);
+      const ModikeVendorIdReg *v;
+
+      if (p->type != MODIKE_PL_VID)
+        continue;
+      v = modike_registry_match_vendor_id (reg, p->body, p->len);
+      if (v != NULL)
+        {
+          ELOG_DEBUG (sa, NULL, "vendor ID '%s' (plugin %s)", v->name, modike_plugin_get_name (v->owner));
+          if (v->fn != NULL)
+            v->fn (sa, p->body, p->len, v->user);
+        }
+      else
+        {
+          g_autofree char *hex = modike_hex (p->body, p->len);
+
+          ELOG_DEBUG (sa, NULL, "unknown vendor ID %s", hex);
+        }
+    }
+}
+
+gboolean
+p1_add_ke_nonce (ModikeIkeSa *sa, ModikeBuilder *b, GError **error)
+{
+  g_autoptr (GBytes) pub = NULL;
+  guint8 nonce[ENGINE_NONCE_LEN];
+  gboolean initiator = sa->role == MODIKE_ROLE_INITIATOR;
+
+  g_clear_pointer (&sa->dh, modike_dh_free);
+  sa->dh = modike_dh_new (sa->choice.group, error);
+  if (sa->dh == NULL)
+    return FALSE;
+  pub = modike_dh_public (sa->dh);
+  modike_random_nonce (nonce, sizeof nonce);
+  modike_builder_add (b, MODIKE_PL_KE, g_bytes_get_data (pub, NULL), g_bytes_get_size (pub));
+  modike_builder_add (b, MODIKE_PL_NONCE, nonce, sizeof nonce);
+  g_clear_pointer (initiator ? &sa->gxi : &sa->gxr, g_bytes_unref);
+  g_clear_pointer (initiator ? &sa->ni : &sa->nr, g_bytes_unref);
+  *(initiator ? &sa->gxi : &sa->gxr) = g_steal_pointer (&pub);
+  *(initiator ? &sa->ni : &sa->nr) = g_bytes_new (nonce, sizeof nonce);
+  return TRUE;
+}
+
+gboolean
+p1_take_ke_nonce (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+{
+  ModikeIkeSa *sa = x->sa;
+  const ModikePayload *ke = modike_message_find (msg, MODIKE_PL_KE);
+  const ModikePayload *nonce = modike_message_find (msg, MODIKE_PL_NONCE);
+  gboolean initiator = sa->role == MODIKE_ROLE_INITIATOR;
+
+  if (ke == NULL || nonce == NULL)
+    {
+      engine_fail (x, MODIKE_N_PAYLOAD_MALFORMED, MODIKE_IKE_ERROR_FAILED, error, "KE or NONCE missing");
+      return FALSE;
+    }
+  if (ke->len != modike_dh_public_len (sa->choice.group))
+    {
+      engine_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error,
+                   "KE of %" G_GSIZE_FORMAT " bytes for group %s", ke->len, modike_dh_name (sa->choice.group));
+      return FALSE;
+    }
+  g_clear_pointer (initiator ? &sa->gxr : &sa->gxi, g_bytes_unref);
+  g_clear_pointer (initiator ? &sa->nr : &sa->ni, g_bytes_unref);
+  *(initiator ? &sa->gxr : &sa->gxi) = engine_payload_bytes (ke);
+  *(initiator ? &sa->nr : &sa->ni) = engine_payload_bytes (nonce);
+  return TRUE;
+}
+
+gboolean
+p1_derive_keys (ModikeIkeSa *sa, GError **error)
+{
+  GBytes *peer_pub = sa->role == MODIKE_ROLE_INITIATOR ? sa->gxr : sa->gxi;
+  g_autoptr (ModikeSecret) gxy = NULL;
+  ModikeSecret *skeyid;
+  gsize ni_len, nr_len, gxi_len, gxr_len;
+  const guint8 *ni, *nr, *gxi, *gxr;
+
+  if (sa->peer == NULL || sa->peer->psk == NULL)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "peer %s: no pre-shared key configured",
+                   sa->peer_name != NULL ? sa->peer_name : "?");
+      return FALSE;
+    }
+  gxy = modike_dh_compute (sa->dh, g_bytes_get_data (peer_pub, NULL), g_bytes_get_size (peer_pub), error);
+  if (gxy == NULL)
+    return FALSE;
+  ni = g_bytes_get_data (sa->ni, &ni_len);
+  nr = g_bytes_get_data (sa->nr, &nr_len);
+  skeyid = modike_skeyid_psk (sa->choice.hash, sa->peer->psk, ni, ni_len, nr, nr_len);
+  modike_p1_keys_clear (&sa->keys);
+  modike_p1_keys_derive (&sa->keys, sa->choice.hash, skeyid, gxy, sa->icookie, sa->rcookie,
+                         modike_encr_key_len (sa->choice.encr, sa->choice.keybits));
+  sa->block_len = modike_encr_block_len (sa->choice.encr);
+  if (sa->block_len == 0 || sa->block_len > ENGINE_IV_MAX)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "cipher %u has no usable block size",
+                   sa->choice.encr);
+      return FALSE;
+    }
+  gxi = g_bytes_get_data (sa->gxi, &gxi_len);
+  gxr = g_bytes_get_data (sa->gxr, &gxr_len);
+  modike_p1_iv (sa->choice.hash, gxi, gxi_len, gxr, gxr_len, sa->p1_iv, sa->block_len);
+  sa->have_keys = TRUE;
+  g_clear_pointer (&sa->dh, modike_dh_free);
+  return TRUE;
+}
+
+gboolean
+p1_key_exchange (ModikeExchange *x, ModikeBuilder *b, GError **error)
+{
+  ModikeIkeSa *sa = x->sa;
+
+  if ((b != NULL && !p1_add_ke_nonce (sa, b, error)) || !p1_derive_keys (sa, error))
+    {
+      engine_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "key exchange failed");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+prf_bytes (ModikePrf *prf, GBytes *b)
+{
+  if (b != NULL)
+    modike_prf_update (prf, g_bytes_get_data (b, NULL), g_bytes_get_size (b));
+}
+
+void
+p1_hash (ModikeIkeSa *sa, gboolean of_initiator, guint8 *out)
+{
+  ModikePrf *prf = modike_prf_new (sa->choice.hash, sa->keys.skeyid->data, sa->keys.skeyid->len);
+
+  /* HASH_I = prf(SKEYID, g^xi | g^xr | CKY-I | CKY-R | SAi_b | IDii_b)
+   * HASH_R = prf(SKEYID, g^xr | g^xi | CKY-R | CKY-I | SAi_b | IDir_b) */
+  prf_bytes (prf, of_initiator ? sa->gxi : sa->gxr);
+  prf_bytes (prf, of_initiator ? sa->gxr : sa->gxi);
+  modike_prf_update (prf, of_initiator ? sa->icookie : sa->rcookie, MODIKE_COOKIE_LEN);
+  modike_prf_update (prf, of_initiator ? sa->rcookie : sa->icookie, MODIKE_COOKIE_LEN);
+  prf_bytes (prf, sa->sai_b);
+  prf_bytes (prf, of_initiator ? sa->idi_b : sa->idr_b);
+  modike_prf_final (prf, out);
+}
+
+gboolean
+p1_verify_hash (ModikeExchange *x, gboolean of_initiator, const ModikePayload *hash, GError **error)
+{
+  guint8 want[MODIKE_HASH_MAX];
+
+  p1_hash (x->sa, of_initiator, want);
+  if (!engine_hash_matches (x->sa, hash, want))
+    {
+      engine_fail (x, MODIKE_N_INVALID_HASH_INFORMATION, MODIKE_IKE_ERROR_AUTH, error,
+                   "HASH_%s does not verify (pre-shared key mismatch?)", of_initiator ? "I" : "R");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+void
+p1_add_hash (ModikeIkeSa *sa, ModikeBuilder *b)
+{
+  guint8 hash[MODIKE_HASH_MAX];
+
+  p1_hash (sa, sa->role == MODIKE_ROLE_INITIATOR, hash);
+  modike_builder_add (b, MODIKE_PL_HASH, hash, modike_hash_len (sa->choice.hash));
+  modike_memwipe (hash, sizeof hash);
+}
+
+gboolean
+p1_add_id_hash (ModikeExchange *x, ModikeBuilder *b, GError **error)
+{
+  if (!p1_add_local_id (x->sa, b, error))
+    return FALSE;
+  p1_add_hash (x->sa, b);
+  return TRUE;
+}
+
+/* INITIAL-CONTACT when this is our only SA with the peer (RFC 2407 4.6.3.3). */
+void
+p1_maybe_initial_contact (ModikeIkeSa *sa, ModikeBuilder *b)
+{
+  if (engine_sa_is_first_with_peer (sa))
+    modike_builder_add_array (b, MODIKE_PL_N, engine_notify_body (sa, MODIKE_N_INITIAL_CONTACT, 0, NULL, 0, NULL, 0));
+}
+
+void
+p1_process_notifies (ModikeExchange *x, const ModikeMessage *msg)
+{
+  ModikeIkeSa *sa = x->sa;
+  gboolean authenticated = (msg->hdr.flags & MODIKE_FLAG_ENCRYPTION) != 0;
+  g_autoptr (GPtrArray) notifies = engine_parse_notifies (x, msg);
+
+  for (guint i = 0; i < notifies->len; i++)
+    {
+      const ModikeNotifyPayload *n = g_ptr_array_index (notifies, i);
+
+      if (n->type == MODIKE_N_INITIAL_CONTACT)
+        {
+          ELOG_INFO (sa, x, "peer sent INITIAL-CONTACT");
+          sa->peer_initial_contact = TRUE;
+          continue;
+        }
+      engine_handle_notify (sa, n, authenticated);
+    }
+}
+
+gboolean
+p1_authenticate (ModikeExchange *x, const ModikeMessage *msg, gboolean check_id, GError **error)
+{
+  ModikeIkeSa *sa = x->sa;
+
+  if (check_id && !p1_check_remote_id (sa, modike_message_find (msg, MODIKE_PL_ID), error))
+    {
+      modike_exchange_set_notify (x, MODIKE_N_INVALID_ID_INFORMATION);
+      return FALSE;
+    }
+  /* The peer's HASH: HASH_I when we respond, HASH_R when we initiated. */
+  if (!p1_verify_hash (x, sa->role == MODIKE_ROLE_RESPONDER, modike_message_find (msg, MODIKE_PL_HASH), error))
+    return FALSE;
+  p1_process_notifies (x, msg);
+  return TRUE;
+}
+
+gboolean
+p1_add_offer (ModikeExchange *x, ModikeBuilder *b, gboolean one_group, GError **error)
+{
+  ModikeIkeSa *sa = x->sa;
+  guint16 group = 0;
+  g_autoptr (ModikeSaPayload) offer = proposal_p1_offer (sa->peer, one_group, &group);
+  const ModikeProposal *p = g_ptr_array_index (offer->proposals, 0);
+
+  if (p->transforms->len == 0)
+    {
+      engine_fail (x, 0, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN, error, "no phase 1 proposals configured");
+      return FALSE;
+    }
+  if (one_group)
+    sa->choice.group = group;
+  g_clear_pointer (&sa->sai_b, g_bytes_unref);
+  sa->sai_b = engine_sa_bytes (offer);
+  engine_builder_add_bytes (b, MODIKE_PL_SA, sa->sai_b);
+  return TRUE;
+}
+
+gboolean
+p1_choose (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error)
+{
+  ModikeIkeSa *sa = x->sa;
+  g_autoptr (ModikeSaPayload) offer = engine_parse_sa (x, msg, error);
+  g_autoptr (ModikeSaPayload) reply = NULL;
+  g_autoptr (GBytes) reply_b = NULL;
+
+  if (offer == NULL)
+    return FALSE;
+  if (!proposal_p1_select (offer, sa->peer, 0, &sa->choice, &reply, error))
+    {
+      modike_exchange_set_notify (x, MODIKE_N_NO_PROPOSAL_CHOSEN);
+      return FALSE;
+    }
+  g_clear_pointer (&sa->sai_b, g_bytes_unref);
+  sa->sai_b = engine_payload_bytes (modike_message_find (msg, MODIKE_PL_SA));
+  reply_b = engine_sa_bytes (reply);
+  engine_builder_add_bytes (b, MODIKE_PL_SA, reply_b);
+  return TRUE;
+}
+
+/* Initiator: the responder's SA reply, and its cookie. */
+gboolean
+p1_take_reply_sa (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+{
+  ModikeIkeSa *sa = x->sa;
+  g_autoptr (ModikeSaPayload) reply = engine_parse_sa (x, msg, error);
+  guint16 want_group = sa->choice.group;
+
+  if (reply == NULL)
+    return FALSE;
+  if (!proposal_p1_check_reply (reply, sa->peer, &sa->choice, error))
+    {
+      modike_exchange_set_notify (x, MODIKE_N_NO_PROPOSAL_CHOSEN);
+      return FALSE;
+    }
+  if (want_group != 0 && sa->choice.group != want_group)
+    {
+      engine_fail (x, MODIKE_N_NO_PROPOSAL_CHOSEN, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN, error,
+                   "responder chose group %u, we sent KE for %u", sa->choice.group, want_group);
+      return FALSE;
+    }
+  if (modike_memeq (msg->hdr.rcookie, "\0\0\0\0\0\0\0\0", MODIKE_COOKIE_LEN))
+    {
+      engine_fail (x, MODIKE_N_INVALID_COOKIE, MODIKE_IKE_ERROR_FAILED, error, "responder cookie is zero");
+      return FALSE;
+    }
+  memcpy (sa->rcookie, msg->hdr.rcookie, MODIKE_COOKIE_LEN);
+  sa->rcookie_set = TRUE;
+  p1_process_vendor_ids (sa, msg);
+  return TRUE;
+}

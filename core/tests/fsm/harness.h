@@ -1,0 +1,120 @@
+/* The fsm suite's harness: two (or more) engines in one process, a manual
+ * clock and timer list, and an in-memory network that can drop, duplicate,
+ * hold or rewrite the Nth packet. Peer A is 192.0.2.2, peer B 192.0.2.1. */
+#pragma once
+
+#include "engine-private.h"
+
+#include <gio/gio.h>
+#include <string.h>
+
+typedef struct _Net Net;
+typedef struct _Node Node;
+
+typedef struct {
+  guint id;
+  gint64 due_us;
+  GSourceFunc fn;
+  gpointer data;
+} Timer;
+
+typedef struct {
+  Node *to;
+  ModikeAddr dst, src;
+  GBytes *data;
+} Packet;
+
+/* What a filter did with a packet. */
+typedef enum {
+  FILTER_PASS,  /* deliver normally */
+  FILTER_DROP,  /* lose it */
+  FILTER_TAKEN, /* the filter owns it now */
+} FilterResult;
+typedef FilterResult (*NetFilter) (Net *net, guint n, Packet *p, gpointer user);
+
+struct _Node {
+  Net *net;
+  char *name;
+  ModikeAddr addr;
+  ModikeEnv env;
+  ModikeRegistry *reg;
+  ModikeIke *ike;
+  ModikeConfig *cfg;
+  guint p1_up, p2_up, deleted, p1_failed, p2_failed;
+  GError *p1_error, *p2_error;
+};
+
+struct _Net {
+  gint64 now_us;
+  GPtrArray *timers;
+  guint next_timer;
+  GQueue queue;
+  Node *nodes[4];
+  guint n_nodes;
+  guint sent;
+  GHashTable *drop, *dup;
+  NetFilter filter;
+  gpointer filter_user;
+  GPtrArray *held; /* Packet* kept by filters */
+};
+
+
+typedef gboolean (*NetPred) (Net *net, gpointer user);
+
+typedef struct {
+  const char *exchange;        /* main | aggressive */
+  const char *encr, *hash, *group;
+  const char *psk_a, *psk_b;
+  const char *pfs;             /* none | group name */
+  const char *esp, *integ;     /* integ NULL for AEAD */
+  const char *esp_b, *integ_b; /* B's ESP offer when it differs */
+  const char *encr_b, *hash_b, *group_b;
+  const char *mode;            /* tunnel | transport */
+  guint p1_life, p2_life;
+  guint p2_life_b;             /* B's policy lifetime when it differs */
+  gboolean v6;
+  guint interval, tries, half_open;
+  gboolean two_policies;
+  const char *peer_extra_a;     /* XML inside A's <peer> (an <adapter>) */
+  const char *policies_extra_a; /* more <policy> elements for A */
+} Params;
+
+typedef struct {
+  Node *a, *b;
+  guint children;
+} UpWant;
+
+void packet_free (Packet *p);
+gboolean net_run (Net *net, guint limit_ms, NetPred pred, gpointer user);
+Params params_default (void);
+char *config_xml (const Params *p, gboolean is_a);
+Node *node_alloc (Net *net, const char *name, const char *addr);
+void node_configure (Node *n, const char *xml);
+Node *node_new_xml (Net *net, const char *name, const char *addr, const char *xml);
+Node *node_new (Net *net, const char *name, const Params *p, gboolean is_a);
+void node_free (Node *n);
+Net *net_new (void);
+void net_free (Net *net);
+gboolean pred_up (Net *net, gpointer user);
+gboolean run_until_up (Net *net, Node *a, Node *b, guint children, guint limit_ms);
+ModikeIkeSa *only_sa (Node *n);
+void assert_secret_equal (const ModikeSecret *x, const ModikeSecret *y);
+void assert_range_equal (const ModikeAddrRange *x, const ModikeAddrRange *y);
+void check_pair (Node *a, Node *b, guint children);
+Net *pair_new (const Params *p, Node **a, Node **b);
+void bring_up (Net *net, Node *a, Node *b, guint children);
+Net *pair_start (const Params *p, Node **a, Node **b);
+Net *pair_up (const Params *p, Node **a, Node **b, guint children);
+void assert_up_counts (Node *a, Node *b, guint p1, guint p2);
+void assert_no_failures (Node *a, Node *b);
+void establish (const Params *p, gboolean a_initiates);
+void assert_no_sas (Node *n);
+void reload_a (Node *a, const Params *p, const char *name);
+
+/* Each test file adds its cases. */
+void fsm_add_exchange_tests (void);
+void fsm_add_fault_tests (void);
+void fsm_add_lifecycle_tests (void);
+void fsm_add_plugin_hook_tests (void);
+void fsm_add_datapath_tests (void);
+

@@ -1,0 +1,15 @@
+/* Suite fsm: the engine with two peers in one process (mock clock and
+ * network); the harness is in harness.c, the cases in test-*.c by topic. */
+#include "harness.h"
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  fsm_add_exchange_tests ();
+  fsm_add_fault_tests ();
+  fsm_add_lifecycle_tests ();
+  fsm_add_plugin_hook_tests ();
+  fsm_add_datapath_tests ();
+  return g_test_run ();
+}
