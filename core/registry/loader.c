@@ -14,6 +14,8 @@ G_DEFINE_QUARK (modike-loader-error-quark, modike_loader_error)
  * a plugin built for minor m must carry at least known_size[m]. */
 static const gsize known_size[MODIKE_ABI_MINOR + 1] = {
   [0] = G_STRUCT_OFFSET (ModikePluginDescriptor, fini) + G_SIZEOF_MEMBER (ModikePluginDescriptor, fini),
+  /* 1.1 grew the SDK's calls and ModikeSaStats, not the descriptor. */
+  [1] = G_STRUCT_OFFSET (ModikePluginDescriptor, fini) + G_SIZEOF_MEMBER (ModikePluginDescriptor, fini),
 };
 
 typedef struct {
