@@ -1,5 +1,6 @@
 /* ISAKMP header, payload chain and chain builder (RFC 2408 3.1, 3.2). */
 #include <modike/message.h>
+#include <modike/names.h>
 #include <modike/payload.h>
 #include <modike/reader.h>
 
@@ -118,23 +119,9 @@ modike_message_parse (GBytes *packet, GError **error)
 static const char *
 type_name (guint8 type)
 {
-  static const char *const names[] = {
-    [MODIKE_PL_SA] = "SA", [MODIKE_PL_P] = "P", [MODIKE_PL_T] = "T", [MODIKE_PL_KE] = "KE",
-    [MODIKE_PL_ID] = "ID", [MODIKE_PL_CERT] = "CERT", [MODIKE_PL_CR] = "CR", [MODIKE_PL_HASH] = "HASH",
-    [MODIKE_PL_SIG] = "SIG", [MODIKE_PL_NONCE] = "NONCE", [MODIKE_PL_N] = "N", [MODIKE_PL_D] = "D",
-    [MODIKE_PL_VID] = "VID", [MODIKE_PL_ATTR] = "ATTR", [MODIKE_PL_NAT_D] = "NAT-D", [MODIKE_PL_NAT_OA] = "NAT-OA",
-  };
-  switch (type)
-    {
-    case MODIKE_PL_NAT_D_DRAFT:
-      return "NAT-D (draft)";
-    case MODIKE_PL_NAT_OA_DRAFT:
-      return "NAT-OA (draft)";
-    case MODIKE_PL_FRAG:
-      return "FRAG";
-    default:
-      return type < G_N_ELEMENTS (names) && names[type] ? names[type] : "unknown";
-    }
+  const char *name = modike_payload_name (type);
+
+  return name != NULL ? name : "unknown";
 }
 
 gboolean
