@@ -6,6 +6,8 @@
 
 #include <string.h>
 
+#define CODEC_LOG_DOMAIN "modike-codec"
+
 gboolean
 modike_header_parse (const guint8 *data, gsize len, ModikeHeader *out, GError **error)
 {
@@ -109,7 +111,9 @@ modike_message_parse (GBytes *packet, GError **error)
     {
       g_autoptr (GBytes) plain = g_bytes_new_from_bytes (packet, MODIKE_ISAKMP_HEADER_LEN,
                                                          len - MODIKE_ISAKMP_HEADER_LEN);
-      if (!modike_message_set_plain (msg, plain, FALSE, error))
+      /* Some gateways pad plain messages too (to 4 bytes): the header
+       * length covers that padding, so it is taken like cipher padding. */
+      if (!modike_message_set_plain (msg, plain, TRUE, error))
         return NULL;
     }
   return g_steal_pointer (&msg);
@@ -178,12 +182,19 @@ modike_message_set_plain (ModikeMessage *msg, GBytes *plain, gboolean padded, GE
       g_array_append_val (msg->payloads, pl);
       type = next;
     }
-  /* Cipher padding may follow a decrypted chain; nothing else may. */
-  if (!padded && modike_reader_left (&r) > 0)
+  /* Padding (cipher padding, or zeros some gateways append to plain
+   * messages) may follow a complete chain when the caller allows it; it
+   * stays out of every payload, hence out of HASH inputs. */
+  if (modike_reader_left (&r) > 0)
     {
-      g_set_error (error, MODIKE_CODEC_ERROR, MODIKE_CODEC_ERROR_MALFORMED,
-                   "message: %" G_GSIZE_FORMAT " bytes after the last payload", modike_reader_left (&r));
-      goto fail;
+      if (!padded)
+        {
+          g_set_error (error, MODIKE_CODEC_ERROR, MODIKE_CODEC_ERROR_MALFORMED,
+                       "message: %" G_GSIZE_FORMAT " bytes after the last payload", modike_reader_left (&r));
+          goto fail;
+        }
+      g_log (CODEC_LOG_DOMAIN, G_LOG_LEVEL_DEBUG, "message: %" G_GSIZE_FORMAT " bytes of padding after %u payloads",
+             modike_reader_left (&r), n);
     }
   msg->plain = g_bytes_ref (plain);
   return TRUE;
