@@ -466,7 +466,7 @@ test_exports (void)
 
 /* ---- Static descriptors and the core's own claims ---- */
 
-/* MODIKE_PB calls modike_payload_bit (engine); types below 48 map to
+/* MODIKE_PB calls modike_payload_bit (codec); types below 48 map to
  * themselves, which is all these constant tables need. */
 #define PB(type) (G_GUINT64_CONSTANT (1) << (type))
 
