@@ -14,44 +14,39 @@ static const guint8 zero_addr[16];
 
 /* ---- names and logging ---- */
 
-/* The codec's names, with the number for values it has no name for
- * (peers send those); the engine runs on one thread, so one buffer each. */
+/* The codec's name, or KIND(number) for a value it has none for (peers
+ * send those); the engine runs on one thread, so one buffer per kind. */
+static const char *
+name_or_number (const char *name, char *buf, gsize size, const char *kind, guint value)
+{
+  if (name != NULL)
+    return name;
+  g_snprintf (buf, size, "%s(%u)", kind, value);
+  return buf;
+}
+
 const char *
 engine_exchange_name (guint8 type)
 {
   static char other[24];
-  const char *name = modike_exchange_name (type);
 
-  if (name != NULL)
-    return name;
-  g_snprintf (other, sizeof other, "EXCHANGE(%u)", type);
-  return other;
+  return name_or_number (modike_exchange_name (type), other, sizeof other, "EXCHANGE", type);
 }
 
 const char *
 engine_notify_name (guint16 type)
 {
   static char other[24];
-  const char *name = modike_notify_name (type);
 
-  if (name != NULL)
-    return name;
-  if (type == 0)
-    return "none";
-  g_snprintf (other, sizeof other, "NOTIFY(%u)", type);
-  return other;
+  return type == 0 ? "none" : name_or_number (modike_notify_name (type), other, sizeof other, "NOTIFY", type);
 }
 
 const char *
 engine_payload_name (guint8 type)
 {
   static char other[24];
-  const char *name = modike_payload_name (type);
 
-  if (name != NULL)
-    return name;
-  g_snprintf (other, sizeof other, "PAYLOAD(%u)", type);
-  return other;
+  return name_or_number (modike_payload_name (type), other, sizeof other, "PAYLOAD", type);
 }
 
 void
