@@ -3,11 +3,13 @@
 #include <modike/names.h>
 
 static const char *const payload_names[] = {
-  [MODIKE_PL_SA] = "SA",       [MODIKE_PL_P] = "P",         [MODIKE_PL_T] = "T",       [MODIKE_PL_KE] = "KE",
-  [MODIKE_PL_ID] = "ID",       [MODIKE_PL_CERT] = "CERT",   [MODIKE_PL_CR] = "CR",     [MODIKE_PL_HASH] = "HASH",
-  [MODIKE_PL_SIG] = "SIG",     [MODIKE_PL_NONCE] = "NONCE", [MODIKE_PL_N] = "N",       [MODIKE_PL_D] = "D",
+  [MODIKE_PL_SA] = "SA",       [MODIKE_PL_P] = "P",         [MODIKE_PL_T] = "T",         [MODIKE_PL_KE] = "KE",
+  [MODIKE_PL_ID] = "ID",       [MODIKE_PL_CERT] = "CERT",   [MODIKE_PL_CR] = "CR",       [MODIKE_PL_HASH] = "HASH",
+  [MODIKE_PL_SIG] = "SIG",     [MODIKE_PL_NONCE] = "NONCE", [MODIKE_PL_N] = "N",         [MODIKE_PL_D] = "D",
   [MODIKE_PL_VID] = "VID",     [MODIKE_PL_ATTR] = "ATTR",   [MODIKE_PL_NAT_D] = "NAT-D", [MODIKE_PL_NAT_OA] = "NAT-OA",
-  [MODIKE_PL_NAT_D_DRAFT] = "NAT-D (draft)", [MODIKE_PL_NAT_OA_DRAFT] = "NAT-OA (draft)", [MODIKE_PL_FRAG] = "FRAG",
+  [MODIKE_PL_NAT_D_DRAFT] = "NAT-D (draft)",
+  [MODIKE_PL_NAT_OA_DRAFT] = "NAT-OA (draft)",
+  [MODIKE_PL_FRAG] = "FRAG",
 };
 
 const char *

@@ -177,7 +177,8 @@ modike_opaque_payload_check (guint8 type, gsize len, GError **error)
     case MODIKE_PL_NAT_D_DRAFT:
       if (len == 0)
         {
-          g_set_error (error, MODIKE_CODEC_ERROR, MODIKE_CODEC_ERROR_MALFORMED, "%s: empty", modike_payload_name (type));
+          g_set_error (error, MODIKE_CODEC_ERROR, MODIKE_CODEC_ERROR_MALFORMED, "%s: empty",
+                       modike_payload_name (type));
           return FALSE;
         }
       return TRUE;
