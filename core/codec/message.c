@@ -1,9 +1,12 @@
 /* ISAKMP header, payload chain and chain builder (RFC 2408 3.1, 3.2). */
 #include <modike/message.h>
+#include <modike/names.h>
 #include <modike/payload.h>
 #include <modike/reader.h>
 
 #include <string.h>
+
+#define CODEC_LOG_DOMAIN "modike-codec"
 
 gboolean
 modike_header_parse (const guint8 *data, gsize len, ModikeHeader *out, GError **error)
@@ -108,7 +111,9 @@ modike_message_parse (GBytes *packet, GError **error)
     {
       g_autoptr (GBytes) plain = g_bytes_new_from_bytes (packet, MODIKE_ISAKMP_HEADER_LEN,
                                                          len - MODIKE_ISAKMP_HEADER_LEN);
-      if (!modike_message_set_plain (msg, plain, FALSE, error))
+      /* Some gateways pad plain messages too (to 4 bytes): the header
+       * length covers that padding, so it is taken like cipher padding. */
+      if (!modike_message_set_plain (msg, plain, TRUE, error))
         return NULL;
     }
   return g_steal_pointer (&msg);
@@ -118,23 +123,9 @@ modike_message_parse (GBytes *packet, GError **error)
 static const char *
 type_name (guint8 type)
 {
-  static const char *const names[] = {
-    [MODIKE_PL_SA] = "SA", [MODIKE_PL_P] = "P", [MODIKE_PL_T] = "T", [MODIKE_PL_KE] = "KE",
-    [MODIKE_PL_ID] = "ID", [MODIKE_PL_CERT] = "CERT", [MODIKE_PL_CR] = "CR", [MODIKE_PL_HASH] = "HASH",
-    [MODIKE_PL_SIG] = "SIG", [MODIKE_PL_NONCE] = "NONCE", [MODIKE_PL_N] = "N", [MODIKE_PL_D] = "D",
-    [MODIKE_PL_VID] = "VID", [MODIKE_PL_ATTR] = "ATTR", [MODIKE_PL_NAT_D] = "NAT-D", [MODIKE_PL_NAT_OA] = "NAT-OA",
-  };
-  switch (type)
-    {
-    case MODIKE_PL_NAT_D_DRAFT:
-      return "NAT-D (draft)";
-    case MODIKE_PL_NAT_OA_DRAFT:
-      return "NAT-OA (draft)";
-    case MODIKE_PL_FRAG:
-      return "FRAG";
-    default:
-      return type < G_N_ELEMENTS (names) && names[type] ? names[type] : "unknown";
-    }
+  const char *name = modike_payload_name (type);
+
+  return name != NULL ? name : "unknown";
 }
 
 gboolean
@@ -191,12 +182,19 @@ modike_message_set_plain (ModikeMessage *msg, GBytes *plain, gboolean padded, GE
       g_array_append_val (msg->payloads, pl);
       type = next;
     }
-  /* Cipher padding may follow a decrypted chain; nothing else may. */
-  if (!padded && modike_reader_left (&r) > 0)
+  /* Padding (cipher padding, or zeros some gateways append to plain
+   * messages) may follow a complete chain when the caller allows it; it
+   * stays out of every payload, hence out of HASH inputs. */
+  if (modike_reader_left (&r) > 0)
     {
-      g_set_error (error, MODIKE_CODEC_ERROR, MODIKE_CODEC_ERROR_MALFORMED,
-                   "message: %" G_GSIZE_FORMAT " bytes after the last payload", modike_reader_left (&r));
-      goto fail;
+      if (!padded)
+        {
+          g_set_error (error, MODIKE_CODEC_ERROR, MODIKE_CODEC_ERROR_MALFORMED,
+                       "message: %" G_GSIZE_FORMAT " bytes after the last payload", modike_reader_left (&r));
+          goto fail;
+        }
+      g_log (CODEC_LOG_DOMAIN, G_LOG_LEVEL_DEBUG, "message: %" G_GSIZE_FORMAT " bytes of padding after %u payloads",
+             modike_reader_left (&r), n);
     }
   msg->plain = g_bytes_ref (plain);
   return TRUE;

@@ -1,5 +1,6 @@
 /* Codec errors and their notify types, CERT/CR, NAT-OA, size checks for
  * opaque payloads, and modike_payload_validate. */
+#include <modike/names.h>
 #include <modike/payload.h>
 #include <modike/reader.h>
 
@@ -146,25 +147,6 @@ modike_nat_oa_payload_encode (const ModikeNatOaPayload *oa, GByteArray *out)
 
 /* ---- Opaque payloads and the dispatcher. ---- */
 
-static const char *
-payload_name (guint8 type)
-{
-  switch (type)
-    {
-    case MODIKE_PL_KE: return "KE";
-    case MODIKE_PL_HASH: return "HASH";
-    case MODIKE_PL_SIG: return "SIG";
-    case MODIKE_PL_NONCE: return "NONCE";
-    case MODIKE_PL_VID: return "VID";
-    case MODIKE_PL_NAT_D: return "NAT-D";
-    case MODIKE_PL_NAT_D_DRAFT: return "NAT-D (draft)";
-    case MODIKE_PL_FRAG: return "FRAG";
-    case MODIKE_PL_P: return "P";
-    case MODIKE_PL_T: return "T";
-    default: return "payload";
-    }
-}
-
 #define NONCE_MIN 8
 #define NONCE_MAX 256
 
@@ -195,7 +177,8 @@ modike_opaque_payload_check (guint8 type, gsize len, GError **error)
     case MODIKE_PL_NAT_D_DRAFT:
       if (len == 0)
         {
-          g_set_error (error, MODIKE_CODEC_ERROR, MODIKE_CODEC_ERROR_MALFORMED, "%s: empty", payload_name (type));
+          g_set_error (error, MODIKE_CODEC_ERROR, MODIKE_CODEC_ERROR_MALFORMED, "%s: empty",
+                       modike_payload_name (type));
           return FALSE;
         }
       return TRUE;
@@ -225,7 +208,7 @@ modike_payload_validate (guint8 type, const guint8 *body, gsize len, GError **er
     case MODIKE_PL_T:
       /* Only nested inside an SA. */
       g_set_error (error, MODIKE_CODEC_ERROR, MODIKE_CODEC_ERROR_BAD_PAYLOAD_TYPE,
-                              "%s: outside an SA payload", payload_name (type));
+                              "%s: outside an SA payload", modike_payload_name (type));
       return FALSE;
     case MODIKE_PL_ID:
       DECODES (modike_id_payload_free, modike_id_payload_parse (body, len, error));

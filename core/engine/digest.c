@@ -3,24 +3,6 @@
  * and repeatable there, including those plugins claimed at that point. */
 #include "engine-private.h"
 
-guint
-modike_payload_bit (guint8 type)
-{
-  if (type <= 47)
-    return type;
-  switch (type)
-    {
-    case MODIKE_PL_NAT_D_DRAFT:
-      return 48;
-    case MODIKE_PL_NAT_OA_DRAFT:
-      return 49;
-    case MODIKE_PL_FRAG:
-      return 50;
-    default:
-      return 63;
-    }
-}
-
 static const ModikePayloadClaim *
 find_claim (GPtrArray *claims, guint8 type)
 {
@@ -42,7 +24,7 @@ in_mask (guint64 mask, guint8 type)
   guint bit = modike_payload_bit (type);
 
   /* Bit 63 stands for every other type: rows cannot name those. */
-  return bit != 63 && (mask & (G_GUINT64_CONSTANT (1) << bit)) != 0;
+  return bit != MODIKE_PAYLOAD_BIT_OTHER && (mask & (G_GUINT64_CONSTANT (1) << bit)) != 0;
 }
 
 static gboolean
@@ -107,13 +89,13 @@ engine_digest (const ModikeRegistry *reg, const ModikeFsmRow *row, const ModikeM
                        engine_payload_name (t), counts[t]);
     }
 
-  for (guint bit = 0; bit < 63; bit++)
+  for (guint bit = 0; bit < MODIKE_PAYLOAD_BIT_OTHER; bit++)
     {
       guint8 type;
 
       if (!(row->required & (G_GUINT64_CONSTANT (1) << bit)))
         continue;
-      type = bit <= 47 ? bit : bit == 48 ? MODIKE_PL_NAT_D_DRAFT : bit == 49 ? MODIKE_PL_NAT_OA_DRAFT : MODIKE_PL_FRAG;
+      type = modike_payload_bit_type (bit);
       if (counts[type] == 0)
         return reject (notify, MODIKE_N_PAYLOAD_MALFORMED, error, "%s: %s payload missing", row->name,
                        engine_payload_name (type));

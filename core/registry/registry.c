@@ -106,63 +106,22 @@ G_DEFINE_QUARK (modike-registry-error-quark, modike_registry_error)
 
 /* ---- Names for messages ---- */
 
+/* The codec's names; the number is printed next to them, so a value
+ * without a name needs no more than a marker. */
 static const char *
 payload_name (guint8 type)
 {
-  static const char *const names[] = {
-    [1] = "SA", [2] = "P", [3] = "T", [4] = "KE", [5] = "ID", [6] = "CERT", [7] = "CR",
-    [8] = "HASH", [9] = "SIG", [10] = "NONCE", [11] = "N", [12] = "D", [13] = "VID",
-    [14] = "ATTR", [20] = "NAT-D", [21] = "NAT-OA",
-  };
+  const char *name = modike_payload_name (type);
 
-  if (type < G_N_ELEMENTS (names) && names[type] != NULL)
-    return names[type];
-  switch (type)
-    {
-    case MODIKE_PL_NAT_D_DRAFT: return "NAT-D draft";
-    case MODIKE_PL_NAT_OA_DRAFT: return "NAT-OA draft";
-    case MODIKE_PL_FRAG: return "FRAG";
-    default: return "private";
-    }
+  return name != NULL ? name : "unknown";
 }
 
 static const char *
 notify_name (guint16 type)
 {
-  switch (type)
-    {
-    case MODIKE_N_INVALID_PAYLOAD_TYPE: return "INVALID-PAYLOAD-TYPE";
-    case MODIKE_N_INVALID_COOKIE: return "INVALID-COOKIE";
-    case MODIKE_N_INVALID_SPI: return "INVALID-SPI";
-    case MODIKE_N_NO_PROPOSAL_CHOSEN: return "NO-PROPOSAL-CHOSEN";
-    case MODIKE_N_PAYLOAD_MALFORMED: return "PAYLOAD-MALFORMED";
-    case MODIKE_N_INVALID_ID_INFORMATION: return "INVALID-ID-INFORMATION";
-    case MODIKE_N_INVALID_HASH_INFORMATION: return "INVALID-HASH-INFORMATION";
-    case MODIKE_N_AUTHENTICATION_FAILED: return "AUTHENTICATION-FAILED";
-    case MODIKE_N_RESPONDER_LIFETIME: return "RESPONDER-LIFETIME";
-    case MODIKE_N_REPLAY_STATUS: return "REPLAY-STATUS";
-    case MODIKE_N_INITIAL_CONTACT: return "INITIAL-CONTACT";
-    case MODIKE_N_DPD_R_U_THERE: return "R-U-THERE";
-    case MODIKE_N_DPD_R_U_THERE_ACK: return "R-U-THERE-ACK";
-    default: return type < 16384 ? "error" : "status";
-    }
-}
+  const char *name = modike_notify_name (type);
 
-/* Same mapping as modike_payload_bit (exchange.h); kept local so the
- * registry area does not depend on the engine. Bit 63 ("other") is shared
- * by every unknown type, so it proves nothing about a specific type. */
-static guint
-payload_bit (guint8 type)
-{
-  if (type < 48)
-    return type;
-  switch (type)
-    {
-    case MODIKE_PL_NAT_D_DRAFT: return 48;
-    case MODIKE_PL_NAT_OA_DRAFT: return 49;
-    case MODIKE_PL_FRAG: return 50;
-    default: return 63;
-    }
+  return name != NULL ? name : "unknown";
 }
 
 /* ---- Errors ---- */
@@ -566,9 +525,9 @@ claim_overlapping_row (const ModikeRegistry *reg, const ModikeFsmRow *row)
   for (guint i = 0; claims != NULL && i < claims->len; i++)
     {
       const ModikePayloadClaim *c = g_ptr_array_index (claims, i);
-      guint bit = payload_bit (c->type);
+      guint bit = modike_payload_bit (c->type);
 
-      if (bit != 63 && ((row->required | row->optional) & (G_GUINT64_CONSTANT (1) << bit)) != 0)
+      if (bit != MODIKE_PAYLOAD_BIT_OTHER && ((row->required | row->optional) & (G_GUINT64_CONSTANT (1) << bit)) != 0)
         return c;
     }
   return NULL;
@@ -725,12 +684,12 @@ modike_register_payload (ModikePlugin *plugin, guint8 type, const ModikeMsgPoint
         if (points[j].exchange == points[i].exchange && points[j].msg_no == points[i].msg_no)
           return INVALID (plugin, error, "claims payload type %u (%s) twice at exchange %u message %u",
                           type, payload_name (type), points[i].exchange, points[i].msg_no);
-      for (guint j = 0; x != NULL && j < x->rows->len && payload_bit (type) != 63; j++)
+      for (guint j = 0; x != NULL && j < x->rows->len && modike_payload_bit (type) != MODIKE_PAYLOAD_BIT_OTHER; j++)
         {
           const ModikeFsmRow *r = &g_array_index (x->rows, ModikeFsmRow, j);
 
           if (r->msg_no == points[i].msg_no
-              && ((r->required | r->optional) & (G_GUINT64_CONSTANT (1) << payload_bit (type))) != 0)
+              && ((r->required | r->optional) & (G_GUINT64_CONSTANT (1) << modike_payload_bit (type))) != 0)
             return refuse (plugin, MODIKE_REGISTRY_ERROR_CONFLICT, error,
                            "claims payload type %u (%s) at exchange %u (%s) message %u, which row '%s' of '%s' "
                            "already lists", type, payload_name (type), x->type, x->name, r->msg_no,

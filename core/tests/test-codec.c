@@ -12,6 +12,7 @@
 #include <modike/log.h>
 #include <modike/payload.h>
 #include <modike/message.h>
+#include <modike/names.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -696,9 +697,33 @@ vec_nat_oa_5 (void)
   return vec_single (MODIKE_PL_NAT_OA, oa);
 }
 
+/* A message with `n` bytes after its chain that the header length covers
+ * (gateways pad plain messages to 4 bytes): zeros, or `fill` when non-zero. */
+static GBytes *
+vec_padded (GBytes *m, gsize n, guint8 fill)
+{
+  GByteArray *a = g_bytes_unref_to_array (m);
+
+  for (gsize i = 0; i < n; i++)
+    modike_put_u8 (a, fill != 0 ? (guint8) (fill + i * 0x35) : 0);
+  modike_patch_u16 (a, 26, (guint16) a->len);
+  return g_byte_array_free_to_bytes (a);
+}
+
+/* A chain whose last payload names one more, then zeros: the walk reads
+ * the padding as a payload header and must not take it as padding. */
+static GBytes *
+vec_pad_unterminated (gsize n)
+{
+  return vec_padded (vec_unterminated (), n, 0);
+}
+
+/* outcome: VECTOR_OK, or the ModikeCodecError the parse must fail with. */
+#define VECTOR_OK (-1)
+
 typedef struct {
   const char *file;
-  gboolean ok;
+  gint outcome;
   const char *what;
   GBytes *(*make) (void);
 } GenVector;
@@ -723,50 +748,134 @@ vec_id_range (void)
   return vec_single (MODIKE_PL_ID, id_body (MODIKE_ID_IPV4_ADDR_RANGE, 0, 0, "0a0000ff0a000001", FALSE));
 }
 static GBytes *vec_p_top (void) { return vec_single (MODIKE_PL_P, filled (8, 0)); }
+static GBytes *vec_pad1 (void) { return vec_padded (vec_mm1 (), 1, 0); }
+static GBytes *vec_pad2 (void) { return vec_padded (vec_mm3 (), 2, 0); }
+static GBytes *vec_pad3 (void) { return vec_padded (vec_am1_ipv6 (), 3, 0); }
+static GBytes *vec_pad3_nonzero (void) { return vec_padded (vec_info (), 3, 0xff); }
+static GBytes *vec_pad4 (void) { return vec_padded (vec_am1_ipv6 (), 4, 0); }
+static GBytes *
+vec_pad_header (void)
+{
+  /* A well-formed VID payload after a chain that ended: padding all the same. */
+  GByteArray *a = g_bytes_unref_to_array (vec_mm1 ());
+  g_autoptr (GByteArray) vid = filled (8, 0x42);
+
+  modike_put_u8 (a, MODIKE_PL_NONE);
+  modike_put_u8 (a, 0);
+  modike_put_u16 (a, 12);
+  modike_put_bytes (a, vid->data, vid->len);
+  modike_patch_u16 (a, 26, (guint16) a->len);
+  return g_byte_array_free_to_bytes (a);
+}
+static GBytes *vec_pad64 (void) { return vec_padded (vec_qm1 (), 64, 0); }
+static GBytes *vec_pad_unterminated3 (void) { return vec_pad_unterminated (3); }
+static GBytes *vec_pad_unterminated8 (void) { return vec_pad_unterminated (8); }
+static GBytes *
+vec_pad_uncovered (void)
+{
+  /* Padding the header length does not cover. */
+  g_autoptr (GBytes) m = vec_pad1 ();
+  GByteArray *a = g_bytes_unref_to_array (g_bytes_ref (m));
+  modike_put_u8 (a, 0);
+  return g_byte_array_free_to_bytes (a);
+}
 
 static const GenVector gen_vectors[] = {
-  { "mm1.bin", TRUE, "Main Mode 1: SA (1 proposal, 2 transforms, 4-byte lifetime TLV), 2 VIDs", vec_mm1 },
-  { "mm3.bin", TRUE, "Main Mode 3: KE, NONCE, 2 NAT-D", vec_mm3 },
-  { "am1-ipv6.bin", TRUE, "Aggressive 1: SA, KE, NONCE (8 bytes), ID IPV6_ADDR, VID", vec_am1_ipv6 },
-  { "qm1.bin", TRUE, "Quick 1: HASH, SA (ESP+IPCOMP bundle, ESP; 3+1+1 transforms), NONCE 256, KE, ID subnet, ID IPv6 range, NAT-OA v4/v6", vec_qm1 },
-  { "info.bin", TRUE, "Informational: HASH, 3 N (spi 16, DPD data, spi 0), D ESP x3, D ISAKMP", vec_info },
-  { "txn-attr.bin", TRUE, "Transaction: HASH, ATTR REPLY with TLV (empty too) and TV attributes", vec_txn_attr },
-  { "cert.bin", TRUE, "ID DER_ASN1_DN, CERT, empty CR, SIG", vec_cert },
-  { "ids.bin", TRUE, "ID IPV4_ADDR, FQDN, USER_FQDN, KEY_ID, IPV4 range, IPV6 subnet, DER_ASN1_GN", vec_ids },
-  { "many.bin", TRUE, "14 payloads incl. unknown type 200 and draft NAT-D", vec_many },
-  { "vid-64.bin", TRUE, "64 payloads, the bound", vec_vids64 },
-  { "encrypted.bin", TRUE, "encryption flag: body not parsed", vec_encrypted },
-  { "hdr-truncated.bin", FALSE, "20 bytes, shorter than the header", vec_hdr_truncated },
-  { "hdr-bad-version.bin", FALSE, "major version 2", vec_hdr_bad_version },
-  { "hdr-trailing.bin", FALSE, "4 bytes after the length the header gives", vec_hdr_trailing },
-  { "hdr-length-short.bin", FALSE, "header length 4 below the datagram", vec_len_short },
-  { "hdr-length-long.bin", FALSE, "header length 4 above the datagram", vec_len_long },
-  { "pl-len-0.bin", FALSE, "payload length 0", vec_pl_len0 },
-  { "pl-len-3.bin", FALSE, "payload length 3", vec_pl_len3 },
-  { "pl-past-end.bin", FALSE, "payload length past the end", vec_pl_past_end },
-  { "pl-unterminated.bin", FALSE, "last payload names a next payload", vec_unterminated },
-  { "vid-65.bin", FALSE, "65 payloads, one over the bound", vec_vids65 },
-  { "p-top-level.bin", FALSE, "proposal payload outside an SA", vec_p_top },
-  { "sa-transform-count.bin", FALSE, "proposal announces 3 transforms, 2 present", vec_sa_count },
-  { "sa-transform-next.bin", FALSE, "transform next payload 2", vec_sa_transform_next },
-  { "sa-proposal-len-0.bin", FALSE, "proposal length 0", vec_sa_proposal_len0 },
-  { "n-spi-17.bin", FALSE, "notify spi size 17", vec_n_spi17 },
-  { "nonce-7.bin", FALSE, "NONCE of 7 bytes", vec_nonce7 },
-  { "nonce-257.bin", FALSE, "NONCE of 257 bytes", vec_nonce257 },
-  { "id-mask.bin", FALSE, "ID subnet with a non-contiguous mask", vec_id_mask },
-  { "id-range.bin", FALSE, "ID range with start above end", vec_id_range },
-  { "d-count.bin", FALSE, "delete count 3, 2 SPIs present", vec_d_count },
-  { "attr-tlv-past-end.bin", FALSE, "ATTR TLV length past the payload", vec_attr_tlv_past_end },
-  { "nat-oa-5.bin", FALSE, "NAT-OA IPv4 with 5 address bytes", vec_nat_oa_5 },
+  { "mm1.bin", VECTOR_OK, "Main Mode 1: SA (1 proposal, 2 transforms, 4-byte lifetime TLV), 2 VIDs", vec_mm1 },
+  { "mm3.bin", VECTOR_OK, "Main Mode 3: KE, NONCE, 2 NAT-D", vec_mm3 },
+  { "am1-ipv6.bin", VECTOR_OK, "Aggressive 1: SA, KE, NONCE (8 bytes), ID IPV6_ADDR, VID", vec_am1_ipv6 },
+  { "qm1.bin", VECTOR_OK, "Quick 1: HASH, SA (ESP+IPCOMP bundle, ESP; 3+1+1 transforms), NONCE 256, KE, ID subnet, ID IPv6 range, NAT-OA v4/v6", vec_qm1 },
+  { "info.bin", VECTOR_OK, "Informational: HASH, 3 N (spi 16, DPD data, spi 0), D ESP x3, D ISAKMP", vec_info },
+  { "txn-attr.bin", VECTOR_OK, "Transaction: HASH, ATTR REPLY with TLV (empty too) and TV attributes", vec_txn_attr },
+  { "cert.bin", VECTOR_OK, "ID DER_ASN1_DN, CERT, empty CR, SIG", vec_cert },
+  { "ids.bin", VECTOR_OK, "ID IPV4_ADDR, FQDN, USER_FQDN, KEY_ID, IPV4 range, IPV6 subnet, DER_ASN1_GN", vec_ids },
+  { "many.bin", VECTOR_OK, "14 payloads incl. unknown type 200 and draft NAT-D", vec_many },
+  { "vid-64.bin", VECTOR_OK, "64 payloads, the bound", vec_vids64 },
+  { "encrypted.bin", VECTOR_OK, "encryption flag: body not parsed", vec_encrypted },
+  { "pad-1.bin", VECTOR_OK, "Main Mode 1 padded with 1 zero byte the header length covers", vec_pad1 },
+  { "pad-2.bin", VECTOR_OK, "Main Mode 3 padded with 2 zero bytes", vec_pad2 },
+  { "pad-3.bin", VECTOR_OK, "Aggressive 1 padded with 3 zero bytes", vec_pad3 },
+  { "pad-3-nonzero.bin", VECTOR_OK, "Informational padded with 3 non-zero bytes", vec_pad3_nonzero },
+  { "pad-4.bin", VECTOR_OK, "Aggressive 1 padded with 4 zero bytes", vec_pad4 },
+  { "pad-12-header.bin", VECTOR_OK, "Main Mode 1 padded with 12 bytes that form a VID payload", vec_pad_header },
+  { "pad-64.bin", VECTOR_OK, "Quick 1 padded with 64 zero bytes", vec_pad64 },
+  { "hdr-truncated.bin", MODIKE_CODEC_ERROR_TRUNCATED, "20 bytes, shorter than the header", vec_hdr_truncated },
+  { "hdr-bad-version.bin", MODIKE_CODEC_ERROR_BAD_VERSION, "major version 2", vec_hdr_bad_version },
+  { "hdr-trailing.bin", MODIKE_CODEC_ERROR_UNEQUAL_LENGTHS, "4 bytes after the length the header gives",
+    vec_hdr_trailing },
+  { "hdr-length-short.bin", MODIKE_CODEC_ERROR_UNEQUAL_LENGTHS, "header length 4 below the datagram", vec_len_short },
+  { "hdr-length-long.bin", MODIKE_CODEC_ERROR_UNEQUAL_LENGTHS, "header length 4 above the datagram", vec_len_long },
+  { "pl-len-0.bin", MODIKE_CODEC_ERROR_MALFORMED, "payload length 0", vec_pl_len0 },
+  { "pl-len-3.bin", MODIKE_CODEC_ERROR_MALFORMED, "payload length 3", vec_pl_len3 },
+  { "pl-past-end.bin", MODIKE_CODEC_ERROR_TRUNCATED, "payload length past the end", vec_pl_past_end },
+  { "pl-unterminated.bin", MODIKE_CODEC_ERROR_TRUNCATED, "last payload names a next payload", vec_unterminated },
+  { "vid-65.bin", MODIKE_CODEC_ERROR_TOO_LONG, "65 payloads, one over the bound", vec_vids65 },
+  { "p-top-level.bin", MODIKE_CODEC_ERROR_BAD_PAYLOAD_TYPE, "proposal payload outside an SA", vec_p_top },
+  { "sa-transform-count.bin", MODIKE_CODEC_ERROR_BAD_PROPOSAL, "proposal announces 3 transforms, 2 present",
+    vec_sa_count },
+  { "sa-transform-next.bin", MODIKE_CODEC_ERROR_BAD_PROPOSAL, "transform next payload 2", vec_sa_transform_next },
+  { "sa-proposal-len-0.bin", MODIKE_CODEC_ERROR_MALFORMED, "proposal length 0", vec_sa_proposal_len0 },
+  { "n-spi-17.bin", MODIKE_CODEC_ERROR_BAD_SPI, "notify spi size 17", vec_n_spi17 },
+  { "nonce-7.bin", MODIKE_CODEC_ERROR_MALFORMED, "NONCE of 7 bytes", vec_nonce7 },
+  { "nonce-257.bin", MODIKE_CODEC_ERROR_TOO_LONG, "NONCE of 257 bytes", vec_nonce257 },
+  { "id-mask.bin", MODIKE_CODEC_ERROR_BAD_ID, "ID subnet with a non-contiguous mask", vec_id_mask },
+  { "id-range.bin", MODIKE_CODEC_ERROR_BAD_ID, "ID range with start above end", vec_id_range },
+  { "d-count.bin", MODIKE_CODEC_ERROR_MALFORMED, "delete count 3, 2 SPIs present", vec_d_count },
+  { "attr-tlv-past-end.bin", MODIKE_CODEC_ERROR_TRUNCATED, "ATTR TLV length past the payload",
+    vec_attr_tlv_past_end },
+  { "nat-oa-5.bin", MODIKE_CODEC_ERROR_MALFORMED, "NAT-OA IPv4 with 5 address bytes", vec_nat_oa_5 },
+  { "pad-uncovered.bin", MODIKE_CODEC_ERROR_UNEQUAL_LENGTHS, "1 byte of padding the header length does not cover",
+    vec_pad_uncovered },
+  { "pad-unterminated-3.bin", MODIKE_CODEC_ERROR_TRUNCATED, "last payload names a next one, 3 zero bytes follow",
+    vec_pad_unterminated3 },
+  { "pad-unterminated-8.bin", MODIKE_CODEC_ERROR_MALFORMED, "last payload names a next one, 8 zero bytes follow",
+    vec_pad_unterminated8 },
 };
+
+static const char *const codec_error_names[] = {
+  [MODIKE_CODEC_ERROR_TRUNCATED] = "TRUNCATED",
+  [MODIKE_CODEC_ERROR_MALFORMED] = "MALFORMED",
+  [MODIKE_CODEC_ERROR_TOO_LONG] = "TOO_LONG",
+  [MODIKE_CODEC_ERROR_UNSUPPORTED] = "UNSUPPORTED",
+  [MODIKE_CODEC_ERROR_BAD_VERSION] = "BAD_VERSION",
+  [MODIKE_CODEC_ERROR_UNEQUAL_LENGTHS] = "UNEQUAL_LENGTHS",
+  [MODIKE_CODEC_ERROR_BAD_ID] = "BAD_ID",
+  [MODIKE_CODEC_ERROR_BAD_PROPOSAL] = "BAD_PROPOSAL",
+  [MODIKE_CODEC_ERROR_BAD_SPI] = "BAD_SPI",
+  [MODIKE_CODEC_ERROR_BAD_DOI] = "BAD_DOI",
+  [MODIKE_CODEC_ERROR_BAD_SITUATION] = "BAD_SITUATION",
+  [MODIKE_CODEC_ERROR_BAD_PROTOCOL] = "BAD_PROTOCOL",
+  [MODIKE_CODEC_ERROR_BAD_PAYLOAD_TYPE] = "BAD_PAYLOAD_TYPE",
+};
+
+static const char *
+codec_error_name (gint code)
+{
+  g_assert_true (code >= 0 && (gsize) code < G_N_ELEMENTS (codec_error_names) && codec_error_names[code] != NULL);
+  return codec_error_names[code];
+}
+
+/* The code an index names ("UNEQUAL_LENGTHS"); -1 when it names none. */
+static gint
+codec_error_code (const char *name)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (codec_error_names); i++)
+    if (codec_error_names[i] != NULL && g_str_equal (codec_error_names[i], name))
+      return (gint) i;
+  return -1;
+}
 
 static char *
 gen_index (void)
 {
-  GString *s = g_string_new ("# <file> ok|error <what>; made by core/tests/test-codec.c --write-vectors\n");
+  GString *s = g_string_new ("# <file> ok|error:<ModikeCodecError> <what>; made by core/tests/test-codec.c "
+                              "--write-vectors\n");
   for (gsize i = 0; i < G_N_ELEMENTS (gen_vectors); i++)
-    g_string_append_printf (s, "%s %s %s\n", gen_vectors[i].file, gen_vectors[i].ok ? "ok" : "error",
-                            gen_vectors[i].what);
+    if (gen_vectors[i].outcome == VECTOR_OK)
+      g_string_append_printf (s, "%s ok %s\n", gen_vectors[i].file, gen_vectors[i].what);
+    else
+      g_string_append_printf (s, "%s error:%s %s\n", gen_vectors[i].file, codec_error_name (gen_vectors[i].outcome),
+                              gen_vectors[i].what);
   return g_string_free (s, FALSE);
 }
 
@@ -1723,6 +1832,89 @@ parse_packet (GBytes *packet, GError **error)
   return modike_message_parse (c, error);
 }
 
+/* Where the payload chain of a parsed message ends in its datagram: what
+ * follows (up to the header length) is padding. Encrypted: the end. */
+static gsize
+chain_end (const ModikeMessage *msg)
+{
+  const ModikePayload *last;
+  const guint8 *plain;
+
+  if (msg->plain == NULL)
+    return g_bytes_get_size (msg->packet);
+  plain = g_bytes_get_data (msg->plain, NULL);
+  if (msg->payloads->len == 0)
+    return MODIKE_ISAKMP_HEADER_LEN;
+  last = &g_array_index (msg->payloads, ModikePayload, msg->payloads->len - 1);
+  return MODIKE_ISAKMP_HEADER_LEN + (gsize) (last->body + last->len - plain);
+}
+
+/* The datagram without its padding: what re-encoding a parse gives. */
+static GBytes *
+strip_padding (GBytes *packet)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (ModikeMessage) msg = modike_message_parse (packet, &error);
+  g_autoptr (GBytes) cut = NULL;
+
+  g_assert_no_error (error);
+  cut = g_bytes_new_from_bytes (packet, 0, chain_end (msg));
+  return patch_u32 (cut, 24, (guint32) g_bytes_get_size (cut));
+}
+
+/* A parsed chain agrees with the bytes it came from: the header names the
+ * first payload, each generic header names the next one and its own
+ * length, the bodies follow one another from the start of the body, and
+ * the chain ends inside the datagram. */
+static void
+assert_chain_consistent (const ModikeMessage *msg)
+{
+  const guint8 *plain;
+  gsize plen, off = 0;
+
+  if (msg->hdr.flags & MODIKE_FLAG_ENCRYPTION)
+    {
+      g_assert_null (msg->plain);
+      g_assert_cmpuint (msg->payloads->len, ==, 0);
+      return;
+    }
+  g_assert_nonnull (msg->plain);
+  plain = g_bytes_get_data (msg->plain, &plen);
+  g_assert_cmpuint (plen, ==, g_bytes_get_size (msg->packet) - MODIKE_ISAKMP_HEADER_LEN);
+  if (msg->payloads->len == 0)
+    g_assert_cmpuint (msg->hdr.next_payload, ==, MODIKE_PL_NONE);
+  else
+    g_assert_cmpuint (msg->hdr.next_payload, ==, g_array_index (msg->payloads, ModikePayload, 0).type);
+  for (guint i = 0; i < msg->payloads->len; i++)
+    {
+      const ModikePayload *p = &g_array_index (msg->payloads, ModikePayload, i);
+      guint8 next = i + 1 < msg->payloads->len ? g_array_index (msg->payloads, ModikePayload, i + 1).type : 0;
+
+      g_assert_cmpuint (off + MODIKE_PAYLOAD_HEADER_LEN + p->len, <=, plen);
+      g_assert_true (p->body == plain + off + MODIKE_PAYLOAD_HEADER_LEN);
+      g_assert_cmpuint (plain[off], ==, next);
+      g_assert_cmpuint ((guint) plain[off + 2] << 8 | plain[off + 3], ==, p->len + MODIKE_PAYLOAD_HEADER_LEN);
+      off += MODIKE_PAYLOAD_HEADER_LEN + p->len;
+    }
+}
+
+/* The same payloads (types, lengths, offsets) as the original parse. */
+static void
+assert_same_layout (const ModikeMessage *a, const ModikeMessage *b)
+{
+  g_assert_cmpuint (a->payloads->len, ==, b->payloads->len);
+  for (guint i = 0; i < a->payloads->len; i++)
+    {
+      const ModikePayload *p = &g_array_index (a->payloads, ModikePayload, i);
+      const ModikePayload *q = &g_array_index (b->payloads, ModikePayload, i);
+
+      g_assert_cmpuint (p->type, ==, q->type);
+      g_assert_cmpuint (p->len, ==, q->len);
+      g_assert_cmpuint (p->body - (const guint8 *) g_bytes_get_data (a->plain, NULL), ==,
+                        q->body - (const guint8 *) g_bytes_get_data (b->plain, NULL));
+    }
+}
+
 static void
 expect_message_error (GBytes *packet, gint code, guint16 notify, const char *needle)
 {
@@ -1927,14 +2119,29 @@ test_message_bounds (void)
     expect_message_error (x, MODIKE_CODEC_ERROR_MALFORMED, 0, "proposal 1: length 0");
   }
   {
-    /* Trailing bytes after the chain of an unencrypted message. */
-    g_autoptr (GBytes) m = vec_mm3 ();
-    GByteArray *a = g_bytes_unref_to_array (g_bytes_ref (m));
+    /* Padding after the chain of an unencrypted message, covered by the
+     * header length: taken, and kept out of every payload. */
+    g_autoptr (GError) error = NULL;
+    g_autoptr (GBytes) m3 = vec_mm3 ();
+    g_autoptr (ModikeMessage) plain_msg = parse_packet (m3, &error);
+    g_autoptr (GBytes) x = vec_padded (g_bytes_ref (m3), 4, 0);
+    g_autoptr (ModikeMessage) msg = NULL;
+
+    g_assert_no_error (error);
+    msg = parse_packet (x, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (g_bytes_get_size (msg->plain), ==, g_bytes_get_size (plain_msg->plain) + 4);
+    g_assert_cmpuint (chain_end (msg), ==, g_bytes_get_size (m3));
+    assert_same_layout (msg, plain_msg);
+  }
+  {
+    /* The same bytes past the header length are not padding. */
+    g_autoptr (GBytes) m3 = vec_mm3 ();
+    GByteArray *a = g_bytes_unref_to_array (g_bytes_ref (m3));
     g_autoptr (GBytes) x = NULL;
     modike_put_u32 (a, 0);
-    modike_patch_u16 (a, 26, (guint16) a->len);
     x = g_byte_array_free_to_bytes (a);
-    expect_message_error (x, MODIKE_CODEC_ERROR_MALFORMED, 0, "4 bytes after the last payload");
+    expect_message_error (x, MODIKE_CODEC_ERROR_UNEQUAL_LENGTHS, MODIKE_N_UNEQUAL_PAYLOAD_LENGTHS, "length field");
   }
 }
 
@@ -2046,27 +2253,173 @@ test_builder (void)
 /* ------------------------------------------------------------------ */
 /* Vectors and sweeps                                                  */
 
-/* Parses one mutated datagram: error or a valid parse whose re-encoding
- * is stable; never a crash (ASan/valgrind watch the exact-size copies). */
-static gboolean
-mutant_parses (GBytes *packet)
+/* Parses one mutated datagram: a codec error, or a parse whose chain agrees
+ * with its bytes and whose re-encoding is stable; never a crash (ASan and
+ * valgrind watch the exact-size copies). Returns the parse, or NULL with
+ * *error set. */
+static ModikeMessage *
+mutant_parse (GBytes *packet, GError **error)
 {
-  g_autoptr (GError) error = NULL;
-  g_autoptr (GBytes) re = reencode_message (packet, &error);
+  g_autoptr (ModikeMessage) msg = parse_packet (packet, error);
+  g_autoptr (GBytes) re = NULL;
   g_autoptr (GBytes) re2 = NULL;
+  g_autoptr (GError) local = NULL;
 
-  if (re == NULL)
+  if (msg == NULL)
     {
-      g_assert_nonnull (error);
-      g_assert_true (error->domain == MODIKE_CODEC_ERROR);
-      g_assert_cmpstr (error->message, !=, "");
-      return FALSE;
+      g_assert_nonnull (*error);
+      g_assert_true ((*error)->domain == MODIKE_CODEC_ERROR);
+      g_assert_cmpstr ((*error)->message, !=, "");
+      return NULL;
     }
-  g_assert_no_error (error);
-  re2 = reencode_message (re, &error);
-  g_assert_no_error (error);
+  assert_chain_consistent (msg);
+  /* The typed decoders may still refuse what validation took: that would
+   * be a bug, so re-encoding must work and be stable. */
+  re = reencode_message (packet, &local);
+  g_assert_no_error (local);
+  re2 = reencode_message (re, &local);
+  g_assert_no_error (local);
   assert_bytes_equal (re2, re);
-  return TRUE;
+  return g_steal_pointer (&msg);
+}
+
+/* What a flipped bit may do, by what it hit. */
+typedef enum {
+  FLIP_SAME,      /* a field the codec does not judge: parses, same payloads */
+  FLIP_CODE,      /* fails with exactly `code` */
+  FLIP_DECRYPT,   /* the E flag set: parses, chain left for decryption */
+  FLIP_BODY,      /* inside a typed body: same payloads, or one of `codes` */
+  FLIP_CHAIN,     /* a generic next/length field: any chain or payload error */
+} FlipKind;
+
+typedef struct {
+  FlipKind kind;
+  gint code;
+  guint32 codes;  /* bit per ModikeCodecError */
+} FlipRule;
+
+#define CODE_BIT(c) (1u << MODIKE_CODEC_ERROR_##c)
+
+/* The errors each typed decoder reports (the bodies' own validation). */
+static guint32
+body_codes (guint8 type)
+{
+  guint32 attrs = CODE_BIT (TRUNCATED) | CODE_BIT (UNSUPPORTED);
+
+  switch (type)
+    {
+    case MODIKE_PL_SA:
+      return attrs | CODE_BIT (MALFORMED) | CODE_BIT (BAD_PROPOSAL) | CODE_BIT (BAD_SPI) | CODE_BIT (BAD_DOI)
+             | CODE_BIT (BAD_SITUATION) | CODE_BIT (BAD_PROTOCOL) | CODE_BIT (TOO_LONG);
+    case MODIKE_PL_ID:
+      return CODE_BIT (BAD_ID);
+    case MODIKE_PL_N:
+    case MODIKE_PL_D:
+      return CODE_BIT (TRUNCATED) | CODE_BIT (MALFORMED) | CODE_BIT (BAD_DOI) | CODE_BIT (BAD_PROTOCOL)
+             | CODE_BIT (BAD_SPI);
+    case MODIKE_PL_ATTR:
+      return attrs | CODE_BIT (MALFORMED);
+    case MODIKE_PL_NAT_OA:
+    case MODIKE_PL_NAT_OA_DRAFT:
+      return CODE_BIT (TRUNCATED) | CODE_BIT (MALFORMED) | CODE_BIT (UNSUPPORTED);
+    default:
+      /* KE, NONCE, HASH, SIG, VID, NAT-D, CERT, CR, FRAG, unknown: only
+       * their length is judged, and a flip inside does not change it. */
+      return 0;
+    }
+}
+
+static FlipRule
+flip_rule (const ModikeMessage *orig, gsize off, guint bit)
+{
+  const FlipRule same = { FLIP_SAME, 0, 0 };
+  const FlipRule chain = { FLIP_CHAIN, 0, ~(CODE_BIT (BAD_VERSION) | CODE_BIT (UNEQUAL_LENGTHS)) };
+  const guint8 *plain;
+  gsize rel;
+
+  if (off == 16) /* first payload type */
+    return orig->plain != NULL ? chain : same;
+  if (off == 17) /* version: the major nibble is checked, the minor not */
+    return bit >= 4 ? (FlipRule){ FLIP_CODE, MODIKE_CODEC_ERROR_BAD_VERSION, 0 } : same;
+  if (off == 19 && bit == 0)
+    return orig->plain != NULL ? (FlipRule){ FLIP_DECRYPT, 0, 0 } : chain;
+  if (off >= 24 && off < 28)
+    return (FlipRule){ FLIP_CODE, MODIKE_CODEC_ERROR_UNEQUAL_LENGTHS, 0 };
+  if (off < MODIKE_ISAKMP_HEADER_LEN || orig->plain == NULL)
+    return same; /* cookies, exchange, other flags, message id; ciphertext */
+  plain = g_bytes_get_data (orig->plain, NULL);
+  rel = off - MODIKE_ISAKMP_HEADER_LEN;
+  for (guint i = 0; i < orig->payloads->len; i++)
+    {
+      const ModikePayload *p = &g_array_index (orig->payloads, ModikePayload, i);
+      gsize start = (gsize) (p->body - plain);
+
+      if (rel == start - 4 || rel == start - 2 || rel == start - 1) /* next payload, length */
+        return chain;
+      if (rel == start - 3) /* reserved: not judged */
+        return same;
+      if (rel >= start && rel < start + p->len)
+        {
+          guint32 codes = body_codes (p->type);
+          return codes != 0 ? (FlipRule){ FLIP_BODY, 0, codes } : same;
+        }
+    }
+  return same; /* padding */
+}
+
+/* Flips every bit of every byte (each generic, nested and attribute
+ * length field among them) and checks the outcome against what the bit
+ * hit. Returns the number of mutants that parsed. */
+static guint
+flip_sweep (GBytes *packet, const ModikeMessage *orig, guint *n_err)
+{
+  const guint8 *d = g_bytes_get_data (packet, NULL);
+  gsize len = g_bytes_get_size (packet);
+  guint n_ok = 0;
+
+  for (gsize i = 0; i < len; i++)
+    for (guint bit = 0; bit < 8; bit++)
+      {
+        g_autoptr (GBytes) f = patch_u8 (packet, i, (guint8) (d[i] ^ (1u << bit)));
+        g_autoptr (GError) error = NULL;
+        g_autoptr (ModikeMessage) msg = mutant_parse (f, &error);
+        FlipRule rule = flip_rule (orig, i, bit);
+
+        if (msg != NULL)
+          n_ok++;
+        else
+          (*n_err)++;
+        switch (rule.kind)
+          {
+          case FLIP_SAME:
+            if (msg == NULL)
+              g_error ("byte %" G_GSIZE_FORMAT " bit %u: should parse as before: %s", i, bit, error->message);
+            if (orig->plain != NULL)
+              assert_same_layout (msg, orig);
+            break;
+          case FLIP_CODE:
+            g_assert_null (msg);
+            g_assert_error (error, MODIKE_CODEC_ERROR, rule.code);
+            break;
+          case FLIP_DECRYPT:
+            g_assert_no_error (error);
+            g_assert_null (msg->plain);
+            break;
+          case FLIP_BODY:
+            if (msg != NULL)
+              assert_same_layout (msg, orig);
+            else if (!(rule.codes & (1u << error->code)))
+              g_error ("byte %" G_GSIZE_FORMAT " bit %u (payload body): unexpected code %d: %s", i, bit, error->code,
+                       error->message);
+            break;
+          case FLIP_CHAIN:
+            if (msg == NULL && !(rule.codes & (1u << error->code)))
+              g_error ("byte %" G_GSIZE_FORMAT " bit %u (chain): unexpected code %d: %s", i, bit, error->code,
+                       error->message);
+            break;
+          }
+      }
+  return n_ok;
 }
 
 static void
@@ -2075,41 +2428,48 @@ sweep (GBytes *packet, guint *n_ok, guint *n_err)
   const guint8 *d = g_bytes_get_data (packet, NULL);
   gsize len = g_bytes_get_size (packet);
   g_autoptr (GError) error = NULL;
-  g_autoptr (ModikeMessage) msg = NULL;
+  g_autoptr (ModikeMessage) msg = parse_packet (packet, &error);
+  gsize end;
 
+  g_assert_no_error (error);
+  end = chain_end (msg);
   /* Every truncation, with the header length fixed up so the chain walk
-   * (not just the length check) sees it: always an error. */
+   * (not just the length check) sees it: an error, unless only padding or
+   * an encrypted body was cut. */
   for (gsize l = 0; l < len; l++)
     {
       g_autoptr (GBytes) t = g_bytes_new (d, l);
+      g_autoptr (ModikeMessage) m = NULL;
+
       if (l >= MODIKE_ISAKMP_HEADER_LEN)
         {
           g_autoptr (GBytes) u = patch_u32 (t, 24, (guint32) l);
           g_bytes_unref (t);
           t = g_steal_pointer (&u);
         }
-      if (mutant_parses (t))
+      m = mutant_parse (t, &error);
+      if (m != NULL)
         {
-          /* Only an encrypted body can be cut without notice. */
-          g_assert_true (l >= MODIKE_ISAKMP_HEADER_LEN && (d[19] & MODIKE_FLAG_ENCRYPTION));
+          g_assert_true (l >= MODIKE_ISAKMP_HEADER_LEN && (l >= end || (d[19] & MODIKE_FLAG_ENCRYPTION)));
+          if (msg->plain != NULL)
+            assert_same_layout (m, msg);
           (*n_ok)++;
         }
       else
-        (*n_err)++;
-    }
-  /* Every bit of every byte: covers each generic, nested and attribute length field. */
-  for (gsize i = 0; i < len; i++)
-    for (guint bit = 0; bit < 8; bit++)
-      {
-        g_autoptr (GBytes) f = patch_u8 (packet, i, (guint8) (d[i] ^ (1u << bit)));
-        if (mutant_parses (f))
-          (*n_ok)++;
-        else
+        {
+          g_assert_true (l < end);
+          /* A cut header is short; a cut chain is not a header fault. */
+          if (l < MODIKE_ISAKMP_HEADER_LEN)
+            g_assert_error (error, MODIKE_CODEC_ERROR, MODIKE_CODEC_ERROR_TRUNCATED);
+          else
+            g_assert_true (error->code != MODIKE_CODEC_ERROR_BAD_VERSION
+                           && error->code != MODIKE_CODEC_ERROR_UNEQUAL_LENGTHS);
+          g_clear_error (&error);
           (*n_err)++;
-      }
+        }
+    }
+  *n_ok += flip_sweep (packet, msg, n_err);
   /* Every payload body at every length through its typed decoder. */
-  msg = modike_message_parse (packet, &error);
-  g_assert_no_error (error);
   for (guint i = 0; i < msg->payloads->len; i++)
     {
       const ModikePayload *p = &g_array_index (msg->payloads, ModikePayload, i);
@@ -2156,7 +2516,7 @@ run_index (const char *dir)
       f = g_strsplit_set (line, " \t", 3);
       g_assert_nonnull (f[0]);
       g_assert_nonnull (f[1]);
-      g_assert_true (g_str_equal (f[1], "ok") || g_str_equal (f[1], "error"));
+      g_assert_true (g_str_equal (f[1], "ok") || g_str_has_prefix (f[1], "error:"));
       vpath = g_test_build_filename (G_TEST_DIST, "vectors", dir, f[0], NULL);
       g_file_get_contents (vpath, &contents, &len, &error);
       g_assert_no_error (error);
@@ -2166,18 +2526,26 @@ run_index (const char *dir)
       if (g_str_equal (f[1], "ok"))
         {
           g_autoptr (GBytes) re = NULL;
+          g_autoptr (GBytes) want = NULL;
+
           if (error)
             g_error ("%s (%s) should parse: %s", f[0], f[2] ? f[2] : "", error->message);
+          /* Padding is not a payload: it does not come back. */
+          want = strip_padding (packet);
           re = parse_ok_and_reencode (packet);
-          assert_bytes_equal (re, packet);
+          assert_bytes_equal (re, want);
           sweep (packet, &n_ok, &n_err);
         }
       else
         {
+          gint code = codec_error_code (f[1] + strlen ("error:"));
+
+          if (code < 0)
+            g_error ("%s: unknown codec error '%s'", f[0], f[1]);
           if (msg != NULL)
             g_error ("%s (%s) should fail to parse", f[0], f[2] ? f[2] : "");
-          g_assert_true (error->domain == MODIKE_CODEC_ERROR);
           g_test_message ("%s: %s", f[0], error->message);
+          g_assert_error (error, MODIKE_CODEC_ERROR, code);
           g_clear_error (&error);
         }
     }
@@ -2221,6 +2589,58 @@ test_vectors_generated (void)
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* Names and payload bits                                              */
+
+static void
+test_names (void)
+{
+  guint64 seen = 0;
+
+  g_assert_cmpstr (modike_payload_name (MODIKE_PL_SA), ==, "SA");
+  g_assert_cmpstr (modike_payload_name (MODIKE_PL_NAT_OA), ==, "NAT-OA");
+  g_assert_cmpstr (modike_payload_name (MODIKE_PL_NAT_D_DRAFT), ==, "NAT-D (draft)");
+  g_assert_cmpstr (modike_payload_name (MODIKE_PL_FRAG), ==, "FRAG");
+  g_assert_null (modike_payload_name (MODIKE_PL_NONE));
+  g_assert_null (modike_payload_name (15));
+  g_assert_null (modike_payload_name (200));
+  g_assert_cmpstr (modike_notify_name (MODIKE_N_INVALID_ID_INFORMATION), ==, "INVALID_ID_INFORMATION");
+  g_assert_cmpstr (modike_notify_name (MODIKE_N_UNEQUAL_PAYLOAD_LENGTHS), ==, "UNEQUAL_PAYLOAD_LENGTHS");
+  g_assert_cmpstr (modike_notify_name (MODIKE_N_DPD_R_U_THERE_ACK), ==, "R_U_THERE_ACK");
+  g_assert_null (modike_notify_name (0));
+  g_assert_null (modike_notify_name (40000));
+  g_assert_cmpstr (modike_exchange_name (MODIKE_EX_AGGRESSIVE), ==, "AM");
+  g_assert_cmpstr (modike_exchange_name (MODIKE_EX_QUICK), ==, "QM");
+  g_assert_null (modike_exchange_name (200));
+  /* Every notify and payload type the protocol header defines has a name. */
+  for (guint t = MODIKE_N_INVALID_PAYLOAD_TYPE; t <= MODIKE_N_UNEQUAL_PAYLOAD_LENGTHS; t++)
+    g_assert_nonnull (modike_notify_name ((guint16) t));
+  for (guint t = MODIKE_PL_SA; t <= MODIKE_PL_ATTR; t++)
+    g_assert_nonnull (modike_payload_name ((guint8) t));
+
+  /* The bit mapping: one bit per type a row can name, and back. */
+  for (guint t = 0; t < 256; t++)
+    {
+      guint bit = modike_payload_bit ((guint8) t);
+
+      g_assert_cmpuint (bit, <=, MODIKE_PAYLOAD_BIT_OTHER);
+      if (bit == MODIKE_PAYLOAD_BIT_OTHER)
+        {
+          g_assert_true (t >= 48);
+          continue;
+        }
+      g_assert_cmpuint (modike_payload_bit_type (bit), ==, t);
+      g_assert_false (seen & (G_GUINT64_CONSTANT (1) << bit));
+      seen |= G_GUINT64_CONSTANT (1) << bit;
+    }
+  g_assert_cmpuint (modike_payload_bit (MODIKE_PL_NAT_D_DRAFT), ==, 48);
+  g_assert_cmpuint (modike_payload_bit (MODIKE_PL_NAT_OA_DRAFT), ==, 49);
+  g_assert_cmpuint (modike_payload_bit (MODIKE_PL_FRAG), ==, 50);
+  g_assert_cmpuint (modike_payload_bit (200), ==, MODIKE_PAYLOAD_BIT_OTHER);
+  for (guint bit = 51; bit < MODIKE_PAYLOAD_BIT_OTHER; bit++)
+    g_assert_cmpuint (modike_payload_bit_type (bit), ==, MODIKE_PL_NONE);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -2251,6 +2671,7 @@ main (int argc, char **argv)
   g_test_add_func ("/codec/message/bounds", test_message_bounds);
   g_test_add_func ("/codec/message/encrypted", test_message_encrypted);
   g_test_add_func ("/codec/builder", test_builder);
+  g_test_add_func ("/codec/names", test_names);
   g_test_add_func ("/codec/vectors/generated", test_vectors_generated);
   g_test_add_func ("/codec/vectors/codec", test_vectors_codec);
   g_test_add_func ("/codec/vectors/strongswan", test_vectors_strongswan);

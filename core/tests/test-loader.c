@@ -336,9 +336,9 @@ typedef struct {
 
 static const Clash clashes[] = {
   { "clashexchange", "claims exchange type 200 (TestEx) already claimed by 'base'" },
-  { "clashpayload", "claims payload type 150 (private) already claimed by 'base'" },
+  { "clashpayload", "claims payload type 150 (unknown) already claimed by 'base'" },
   { "clashvid", "claims vendor ID 6d6f64696b652d746573742d766964 (test), overlapping 'test' already claimed by 'base'" },
-  { "clashnotify", "claims notify type 40000 (status) already claimed by 'base'" },
+  { "clashnotify", "claims notify type 40000 (unknown) already claimed by 'base'" },
   { "clashsection", "claims config section <tpsection> already claimed by 'base'" },
   { "clashport", "claims port 4600 already claimed by 'base'" },
   { "clashencap", "claims the encapsulation hook already claimed by 'base'" },
@@ -466,7 +466,7 @@ test_exports (void)
 
 /* ---- Static descriptors and the core's own claims ---- */
 
-/* MODIKE_PB calls modike_payload_bit (engine); types below 48 map to
+/* MODIKE_PB calls modike_payload_bit (codec); types below 48 map to
  * themselves, which is all these constant tables need. */
 #define PB(type) (G_GUINT64_CONSTANT (1) << (type))
 

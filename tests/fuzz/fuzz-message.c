@@ -185,6 +185,8 @@ check_message (GBytes *packet)
   if (msg->hdr.flags & MODIKE_FLAG_ENCRYPTION)
     return;
   re = reencode_message (msg);
+  /* Padding after the chain is not a payload: it never comes back. */
+  CHECK (g_bytes_get_size (re) <= g_bytes_get_size (packet));
   back = modike_message_parse (re, &error);
   CHECK (back != NULL);
   CHECK (back->payloads->len == msg->payloads->len);

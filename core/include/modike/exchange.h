@@ -7,6 +7,7 @@
 #include <modike/addr.h>
 #include <modike/crypto.h>
 #include <modike/message.h>
+#include <modike/names.h>
 #include <modike/payload.h>
 
 G_BEGIN_DECLS
@@ -30,7 +31,6 @@ typedef enum {
 
 /* Bit for a payload type in the row masks. */
 #define MODIKE_PB(type) (G_GUINT64_CONSTANT (1) << modike_payload_bit (type))
-guint modike_payload_bit (guint8 type); /* 0..47 direct, 130->48, 131->49, 132->50, other->63 */
 
 typedef enum {
   MODIKE_ROW_ENCRYPTED = 1 << 0,   /* the message must carry the E flag */

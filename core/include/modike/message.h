@@ -37,10 +37,12 @@ gboolean modike_header_parse (const guint8 *data, gsize len, ModikeHeader *out, 
 void modike_header_encode (const ModikeHeader *hdr, guint8 out[MODIKE_ISAKMP_HEADER_LEN]);
 
 /* Parses a datagram: header, and the payload chain unless the encryption
- * flag is set (then call modike_message_set_plain after decrypting). */
+ * flag is set (then call modike_message_set_plain after decrypting). Bytes
+ * after a complete chain that the header length covers are padding. */
 ModikeMessage *modike_message_parse (GBytes *packet, GError **error);
-/* Walks the chain in plain starting at type `first`; bytes after the last
- * payload (cipher padding) are ignored when `padded`, an error otherwise.
+/* Walks the chain in plain starting at the header's next payload; bytes
+ * after the last payload (padding) are ignored when `padded`, an error
+ * otherwise.
  * Each known payload body is validated (modike_payload_validate). */
 gboolean modike_message_set_plain (ModikeMessage *msg, GBytes *plain, gboolean padded, GError **error);
 void modike_message_free (ModikeMessage *msg);

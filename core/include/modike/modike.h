@@ -2,6 +2,7 @@
 #pragma once
 
 #include <modike/protocol.h>
+#include <modike/names.h>
 #include <modike/reader.h>
 #include <modike/addr.h>
 #include <modike/payload.h>
