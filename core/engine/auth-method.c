@@ -59,15 +59,14 @@ engine_auth_usable (const ModikePeerConfig *peer, GError **error)
   if (peer->auth == 0)
     {
       g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN,
-                   "peer %s: auth method '%s' is not resolved (no plugin registers it)", peer->name,
-                   peer->auth_name != NULL ? peer->auth_name : "?");
+                   "auth method '%s' is not resolved (no plugin registers it)", peer->auth_name != NULL ? peer->auth_name : "?");
       return FALSE;
     }
   if (peer->auth_base == MODIKE_AUTH_RSA_SIG)
     {
       g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN,
-                   "peer %s: auth method '%s' is based on RSA signatures: RSA signatures not supported yet",
-                   peer->name, peer->auth_name != NULL ? peer->auth_name : "rsa-sig");
+                   "auth method '%s' is based on RSA signatures: RSA signatures not supported yet",
+                   peer->auth_name != NULL ? peer->auth_name : "rsa-sig");
       return FALSE;
     }
   return TRUE;

@@ -438,8 +438,8 @@ void engine_adapters_sa_gone (ModikeIkeSa *sa);
 /* ---- plugin auth methods (auth-method.c) ---- */
 /* Phase 1 is up: the owner of a plugin method hears of it. */
 void engine_auth_established (ModikeIkeSa *sa);
-/* FALSE (NO_PROPOSAL_CHOSEN) when phase 1 cannot run the peer's method
- * (unresolved, or RSA based). */
+/* FALSE (NO_PROPOSAL_CHOSEN, without the peer's name) when phase 1 cannot
+ * run the peer's method (unresolved, or RSA based). */
 gboolean engine_auth_usable (const ModikePeerConfig *peer, GError **error);
 
 G_END_DECLS
