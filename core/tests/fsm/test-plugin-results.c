@@ -263,7 +263,8 @@ enum {
   T_IP4_NETMASK = 2,
   T_IP4_DNS = 3,
   T_APPLICATION_VERSION = 7,
-  T_IP6_ADDRESS = 8,
+  T_IP6_DNS = 10,
+  T_IP6_SUBNET = 15,
   T_IP4_SUBNET = 13,
   T_SUPPORTED = 14,
   T_XAUTH_TYPE = 16520,
@@ -277,7 +278,8 @@ static const ModikeAttrSpec modecfg_specs[] = {
   { T_IP4_NETMASK, MODIKE_ATTR_FMT_IP4, "INTERNAL_IP4_NETMASK" },
   { T_IP4_DNS, MODIKE_ATTR_FMT_IP4, "INTERNAL_IP4_DNS" },
   { T_APPLICATION_VERSION, MODIKE_ATTR_FMT_TEXT, "APPLICATION_VERSION" },
-  { T_IP6_ADDRESS, MODIKE_ATTR_FMT_IP6_PREFIX, "INTERNAL_IP6_ADDRESS" },
+  { T_IP6_DNS, MODIKE_ATTR_FMT_IP6, "INTERNAL_IP6_DNS" },
+  { T_IP6_SUBNET, MODIKE_ATTR_FMT_IP6_PREFIX, "INTERNAL_IP6_SUBNET" },
   { T_IP4_SUBNET, MODIKE_ATTR_FMT_IP4_SUBNET, "INTERNAL_IP4_SUBNET" },
   { T_SUPPORTED, MODIKE_ATTR_FMT_U16_LIST, "SUPPORTED_ATTRIBUTES" },
   { T_UNITY_BANNER, MODIKE_ATTR_FMT_TEXT, "UNITY_BANNER" },
@@ -405,7 +407,7 @@ test_attributes (void)
   g_autoptr (ModikeAttrPayload) request = attr_payload (MODIKE_CFG_REQUEST, 8);
   g_autoptr (ModikeAttrPayload) wire = NULL;
   ModikePrefix v6, subnet;
-  ModikeAddr ip4;
+  ModikeAddr ip4, ip6;
   static const guint8 mask[] = { 255, 255, 255, 0 }, dns[] = { 10, 8, 0, 53 }, supported[] = { 0, 1, 0, 2 };
 
   mc.seen = g_ptr_array_new_with_free_func (g_free);
@@ -422,7 +424,9 @@ test_attributes (void)
   modike_attr_add_tlv (reply->attrs, T_IP4_DNS, dns, sizeof dns);
   g_assert_true (modike_prefix_parse ("2001:db8:99::/64", &v6, NULL));
   v6.net.addr[15] = 5; /* an interface address keeps its host bits */
-  modike_attr_add_prefix (reply->attrs, T_IP6_ADDRESS, &v6);
+  modike_attr_add_prefix (reply->attrs, T_IP6_SUBNET, &v6);
+  g_assert_true (modike_addr_parse ("2001:db8::53", 0, &ip6, NULL));
+  modike_attr_add_addr (reply->attrs, T_IP6_DNS, &ip6);
   g_assert_true (modike_prefix_parse ("10.8.0.0/16", &subnet, NULL));
   modike_attr_add_prefix (reply->attrs, T_IP4_SUBNET, &subnet);
   modike_attr_add_tlv (reply->attrs, T_APPLICATION_VERSION, (const guint8 *) "modike 0.1", 10);
@@ -435,7 +439,7 @@ test_attributes (void)
   g_assert_no_error (error);
   {
     static const char *const want[] = {
-      "2/7 1:10.99.0.5", "2/7 2:255.255.255.0", "2/7 3:10.8.0.53", "2/7 8:2001:db8:99::5/64",
+      "2/7 1:10.99.0.5", "2/7 2:255.255.255.0", "2/7 3:10.8.0.53", "2/7 15:2001:db8:99::5/64", "2/7 10:2001:db8::53",
       "2/7 13:10.8.0.0/16", "2/7 7:modike 0.1", "2/7 14:4 bytes", "2/7 16520:0", "2/7 28679:1",
       "2/7 28672:h\xc3\xa9", NULL,
     };
@@ -445,13 +449,13 @@ test_attributes (void)
   /* A REQUEST names the attributes with empty values. */
   g_ptr_array_set_size (mc.seen, 0);
   modike_attr_add_tlv (request->attrs, T_IP4_ADDRESS, NULL, 0);
-  modike_attr_add_tlv (request->attrs, T_IP6_ADDRESS, NULL, 0);
+  modike_attr_add_tlv (request->attrs, T_IP6_SUBNET, NULL, 0);
   modike_attr_add_tlv (request->attrs, T_XAUTH_TYPE, NULL, 0);
   g_clear_pointer (&wire, modike_attr_payload_free);
   wire = reparse (request);
   g_assert_true (modike_attr_payload_dispatch (sa, wire, &error));
   {
-    static const char *const want[] = { "1/8 1:empty", "1/8 8:empty", "1/8 16520:empty", NULL };
+    static const char *const want[] = { "1/8 1:empty", "1/8 15:empty", "1/8 16520:empty", NULL };
     assert_seen (mc.seen, want);
   }
 
@@ -459,15 +463,16 @@ test_attributes (void)
   {
     static const guint8 five[] = { 10, 0, 0, 1, 9 }, hole[] = { 10, 8, 0, 0, 255, 0, 255, 0 };
     static const guint8 v6_129[17] = { 0x20, 0x01, [16] = 129 }, nul[] = { 'a', 0, 'b' }, bad_utf8[] = { 0xc3 };
-    static const guint8 three[] = { 0, 1, 0 }, big[] = { 1, 2, 3, 4, 5 };
+    static const guint8 three[] = { 0, 1, 0 }, big[] = { 1, 2, 3, 4, 5 }, short6[4] = { 0x20, 0x01 };
 
     assert_malformed (sa, &mc, T_IP4_ADDRESS, five, sizeof five, "attribute 1: value of 5 bytes is not an IPv4");
     assert_malformed (sa, &mc, T_IP4_SUBNET, hole, sizeof hole, "INTERNAL_IP4_SUBNET");
-    assert_malformed (sa, &mc, T_IP6_ADDRESS, v6_129, sizeof v6_129, "length <= 128");
+    assert_malformed (sa, &mc, T_IP6_SUBNET, v6_129, sizeof v6_129, "length <= 128");
     assert_malformed (sa, &mc, T_APPLICATION_VERSION, nul, sizeof nul, "UTF-8 text without NUL");
     assert_malformed (sa, &mc, T_UNITY_BANNER, bad_utf8, sizeof bad_utf8, "UTF-8");
     assert_malformed (sa, &mc, T_SUPPORTED, three, sizeof three, "list of 16-bit");
     assert_malformed (sa, &mc, T_UNITY_PFS, big, sizeof big, "32-bit");
+    assert_malformed (sa, &mc, T_IP6_DNS, short6, sizeof short6, "IPv6 address (16 bytes)");
   }
   /* A TV value where an address belongs. */
   {
