@@ -106,6 +106,7 @@ apply_plugin_sections (Daemon *d, ModikeConfig *cfg, GError **error)
   g_autoptr (GHashTable) fragments = modike_registry_config_fragments (d->reg);
 
   return modike_config_check_plugins (cfg, fragments, error)
+         && modike_registry_resolve_auth (d->reg, cfg, error)
          && modike_registry_apply_config (d->reg, cfg, error);
 }
 

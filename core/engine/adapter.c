@@ -2,7 +2,11 @@
  * OS adapter plugin (tun on Linux), addressed, with a route for every
  * remote selector of the peer's protect policies, its packet queues
  * attached to the datapath. Reloads keep unchanged adapters (their routes
- * follow the policies) and replace changed or removed ones. */
+ * follow the policies) and replace changed or removed ones.
+ *
+ * A plugin's result for an IKE SA (sa-result.h: mode config) goes on the
+ * peer's adapter, one made for it when the peer has none: its addresses,
+ * routes and DNS last as long as the SA or its successor with the peer. */
 #include "engine-private.h"
 
 #include <string.h>
@@ -18,6 +22,18 @@ struct _EngineAdapter {
   gpointer handle;          /* the OS adapter's object */
   gboolean attached;
   GArray *routes;           /* ModikePrefix: the routes we added */
+  gboolean dynamic;         /* made for a result, goes with it */
+  ModikeIkeSa *result_sa;   /* whose result is applied; NULL = none */
+  ModikeSaResult *result;   /* a copy of it */
+  GArray *result_routes;    /* ModikePrefix: its networks less the peer's address */
+  gboolean dns_set;
+};
+
+struct _ModikeSaResult {
+  ModikePrefix addr4, addr6;  /* family 0 = none */
+  GArray *routes;             /* ModikePrefix */
+  GArray *dns;                /* ModikeAddr */
+  GPtrArray *domains;         /* char* */
 };
 
 /* ---- ranges to prefixes ---- */
@@ -207,19 +223,25 @@ adapter_destroy (ModikeIke *ike, EngineAdapter *a)
 
   if (a->attached && dp != NULL && dp->adapter_detach != NULL)
     dp->adapter_detach (dp_user, a->peer);
+  if (a->dns_set && os != NULL && os->clear_dns != NULL)
+    os->clear_dns (a->handle);
   if (a->handle != NULL && os != NULL && os->destroy != NULL)
     {
       os->destroy (a->handle);
       engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "peer %s: adapter %s removed", a->peer, a->ifname);
     }
   g_array_unref (a->routes);
+  g_array_unref (a->result_routes);
+  g_clear_pointer (&a->result, modike_sa_result_free);
   g_free (a->ifname);
   g_free (a->peer);
   g_free (a);
 }
 
+/* For the peer named `peer`, with p's <adapter> settings (NULL: a result's
+ * adapter named ifname, with the defaults). */
 static EngineAdapter *
-adapter_create (ModikeIke *ike, const ModikePeerConfig *p, GError **error)
+adapter_create (ModikeIke *ike, const char *peer, const char *ifname, const ModikePeerConfig *p, GError **error)
 {
   gpointer os_user = NULL;
   const ModikeOsAdapterOps *os = modike_registry_os_adapter (ike->registry, &os_user);
@@ -230,24 +252,24 @@ adapter_create (ModikeIke *ike, const ModikePeerConfig *p, GError **error)
   g_autofree int *fds = NULL;
   char buf[MODIKE_ADDR_STRLEN + 8];
 
-  a->peer = g_strdup (p->name);
-  a->ifname = g_strdup (p->adapter_name);
-  a->addr = p->adapter_addr;
-  a->mtu = p->adapter_mtu != 0 ? p->adapter_mtu : DEFAULT_MTU;
-  a->queues = MAX (p->adapter_queues, 1u);
-  a->offload = p->adapter_offload;
+  a->peer = g_strdup (peer);
+  a->ifname = g_strdup (p != NULL ? p->adapter_name : ifname);
+  if (p != NULL)
+    a->addr = p->adapter_addr;
+  a->mtu = p != NULL && p->adapter_mtu != 0 ? p->adapter_mtu : DEFAULT_MTU;
+  a->queues = p != NULL ? MAX (p->adapter_queues, 1u) : 1;
+  a->offload = p != NULL ? p->adapter_offload : TRUE;
   a->routes = g_array_new (FALSE, TRUE, sizeof (ModikePrefix));
+  a->result_routes = g_array_new (FALSE, TRUE, sizeof (ModikePrefix));
   if (dp == NULL)
     {
-      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "peer %s: adapter %s: the datapath is not running",
-                   p->name, a->ifname);
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "the datapath is not running");
       goto fail;
     }
-  if (os->create == NULL || os->get_fd == NULL)
+  if (os == NULL || os->create == NULL || os->get_fd == NULL)
     {
-      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED,
-                   "peer %s: adapter %s: OS adapter %s cannot create interfaces", p->name, a->ifname,
-                   os->name != NULL ? os->name : "?");
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "OS adapter %s cannot create interfaces",
+                   os != NULL && os->name != NULL ? os->name : "(none)");
       goto fail;
     }
   a->handle = os->create (os_user, a->ifname, a->queues, a->offload ? MODIKE_ADAPTER_VNET_HDR : 0, error);
@@ -263,21 +285,20 @@ adapter_create (ModikeIke *ike, const ModikePeerConfig *p, GError **error)
     fds[q] = os->get_fd (a->handle, q);
   if (dp->adapter_attach == NULL)
     {
-      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED,
-                   "peer %s: adapter %s: datapath %s takes no adapters", p->name, a->ifname,
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "datapath %s takes no adapters",
                    dp->name != NULL ? dp->name : "?");
       goto fail;
     }
   if (!dp->adapter_attach (dp_user, a->peer, fds, n, flags, error))
     goto fail;
   a->attached = TRUE;
-  engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "peer %s: adapter %s up (%s, mtu %u, %u queue%s%s)", p->name, a->ifname,
+  engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "peer %s: adapter %s up (%s, mtu %u, %u queue%s%s)", peer, a->ifname,
               a->addr.net.family != 0 ? prefix_format (&a->addr, buf, sizeof buf) : "no address", a->mtu, n,
               n == 1 ? "" : "s", (flags & MODIKE_ADAPTER_VNET_HDR) ? ", offloads" : "");
   return a;
 
 fail:
-  g_prefix_error (error, "peer %s: adapter %s: ", p->name, a->ifname);
+  g_prefix_error (error, "peer %s: adapter %s: ", peer, a->ifname);
   adapter_destroy (ike, a);
   return NULL;
 }
@@ -324,7 +345,9 @@ engine_adapters_prepare (ModikeIke *ike, const ModikeConfig *cfg, GError **error
       EngineAdapter *a = g_ptr_array_index (ike->adapters, i);
       const ModikePeerConfig *p = modike_config_find_peer (cfg, a->peer);
 
-      if (p != NULL && same_settings (a, p))
+      /* A result's adapter follows its SA; it goes now only when the
+       * peer is gone or gets a configured adapter. */
+      if (a->dynamic ? p != NULL && !p->has_adapter : p != NULL && same_settings (a, p))
         continue;
       g_ptr_array_remove_index (ike->adapters, i);
       adapter_destroy (ike, a);
@@ -336,7 +359,7 @@ engine_adapters_prepare (ModikeIke *ike, const ModikeConfig *cfg, GError **error
 
       if (!p->has_adapter || find_adapter (ike, p->name) != NULL)
         continue;
-      a = adapter_create (ike, p, error);
+      a = adapter_create (ike, p->name, NULL, p, error);
       if (a == NULL)
         {
           /* The config is refused: take back what it created. */
@@ -351,57 +374,64 @@ engine_adapters_prepare (ModikeIke *ike, const ModikeConfig *cfg, GError **error
   return TRUE;
 }
 
+/* Installs exactly the routes a wants: its peer's policies (when the peer
+ * is configured) and its result's networks. */
+static void
+adapter_sync_routes (ModikeIke *ike, EngineAdapter *a, const ModikeConfig *cfg)
+{
+  const ModikeOsAdapterOps *os = os_ops (ike);
+  const ModikePeerConfig *p = cfg != NULL ? modike_config_find_peer (cfg, a->peer) : NULL;
+  g_autoptr (GArray) want = NULL;
+  char buf[MODIKE_ADDR_STRLEN + 8];
+
+  if (os == NULL || (p == NULL && !a->dynamic))
+    return;
+  want = p != NULL ? wanted_routes (cfg, p) : g_array_new (FALSE, TRUE, sizeof (ModikePrefix));
+  for (guint k = 0; k < a->result_routes->len; k++)
+    if (!prefix_in (want, &g_array_index (a->result_routes, ModikePrefix, k)))
+      g_array_append_val (want, g_array_index (a->result_routes, ModikePrefix, k));
+  for (guint k = a->routes->len; k-- > 0;)
+    {
+      ModikePrefix r = g_array_index (a->routes, ModikePrefix, k);
+      g_autoptr (GError) error = NULL;
+
+      if (prefix_in (want, &r))
+        continue;
+      g_array_remove_index (a->routes, k);
+      if (os->del_route != NULL && !os->del_route (a->handle, &r, &error))
+        engine_log (G_LOG_LEVEL_WARNING, NULL, NULL, "peer %s: adapter %s: route %s not removed: %s", a->peer,
+                    a->ifname, prefix_format (&r, buf, sizeof buf), error != NULL ? error->message : "failed");
+      else
+        engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "peer %s: adapter %s: route %s removed", a->peer, a->ifname,
+                    prefix_format (&r, buf, sizeof buf));
+    }
+  for (guint k = 0; k < want->len; k++)
+    {
+      const ModikePrefix *r = &g_array_index (want, ModikePrefix, k);
+      g_autoptr (GError) error = NULL;
+
+      if (prefix_in (a->routes, r))
+        continue;
+      /* The config is applied already: a route that fails is logged
+       * and tried again at the next reload. */
+      if (os->add_route == NULL || !os->add_route (a->handle, r, &error))
+        {
+          engine_log (G_LOG_LEVEL_WARNING, NULL, NULL, "peer %s: adapter %s: route %s not added: %s", a->peer,
+                      a->ifname, prefix_format (r, buf, sizeof buf),
+                      error != NULL ? error->message : "the OS adapter has no routes");
+          continue;
+        }
+      g_array_append_val (a->routes, *r);
+      engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "peer %s: adapter %s: route %s", a->peer, a->ifname,
+                  prefix_format (r, buf, sizeof buf));
+    }
+}
+
 void
 engine_adapters_sync_routes (ModikeIke *ike, const ModikeConfig *cfg)
 {
-  const ModikeOsAdapterOps *os = os_ops (ike);
-
-  for (guint i = 0; os != NULL && i < ike->adapters->len; i++)
-    {
-      EngineAdapter *a = g_ptr_array_index (ike->adapters, i);
-      const ModikePeerConfig *p = modike_config_find_peer (cfg, a->peer);
-      g_autoptr (GArray) want = NULL;
-      char buf[MODIKE_ADDR_STRLEN + 8];
-
-      if (p == NULL)
-        continue;
-      want = wanted_routes (cfg, p);
-      for (guint k = a->routes->len; k-- > 0;)
-        {
-          ModikePrefix r = g_array_index (a->routes, ModikePrefix, k);
-          g_autoptr (GError) error = NULL;
-
-          if (prefix_in (want, &r))
-            continue;
-          g_array_remove_index (a->routes, k);
-          if (os->del_route != NULL && !os->del_route (a->handle, &r, &error))
-            engine_log (G_LOG_LEVEL_WARNING, NULL, NULL, "peer %s: adapter %s: route %s not removed: %s", a->peer,
-                        a->ifname, prefix_format (&r, buf, sizeof buf), error != NULL ? error->message : "failed");
-          else
-            engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "peer %s: adapter %s: route %s removed", a->peer, a->ifname,
-                        prefix_format (&r, buf, sizeof buf));
-        }
-      for (guint k = 0; k < want->len; k++)
-        {
-          const ModikePrefix *r = &g_array_index (want, ModikePrefix, k);
-          g_autoptr (GError) error = NULL;
-
-          if (prefix_in (a->routes, r))
-            continue;
-          /* The config is applied already: a route that fails is logged
-           * and tried again at the next reload. */
-          if (os->add_route == NULL || !os->add_route (a->handle, r, &error))
-            {
-              engine_log (G_LOG_LEVEL_WARNING, NULL, NULL, "peer %s: adapter %s: route %s not added: %s", a->peer,
-                          a->ifname, prefix_format (r, buf, sizeof buf),
-                          error != NULL ? error->message : "the OS adapter has no routes");
-              continue;
-            }
-          g_array_append_val (a->routes, *r);
-          engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "peer %s: adapter %s: route %s", a->peer, a->ifname,
-                      prefix_format (r, buf, sizeof buf));
-        }
-    }
+  for (guint i = 0; i < ike->adapters->len; i++)
+    adapter_sync_routes (ike, g_ptr_array_index (ike->adapters, i), cfg);
 }
 
 void
@@ -409,4 +439,336 @@ engine_adapters_destroy_all (ModikeIke *ike)
 {
   while (ike->adapters->len > 0)
     adapter_destroy (ike, g_ptr_array_steal_index (ike->adapters, ike->adapters->len - 1));
+}
+
+/* ---- results (sa-result.h) ---- */
+
+ModikeSaResult *
+modike_sa_result_new (void)
+{
+  ModikeSaResult *r = g_new0 (ModikeSaResult, 1);
+
+  r->routes = g_array_new (FALSE, TRUE, sizeof (ModikePrefix));
+  r->dns = g_array_new (FALSE, TRUE, sizeof (ModikeAddr));
+  r->domains = g_ptr_array_new_null_terminated (0, g_free, TRUE);
+  return r;
+}
+
+void
+modike_sa_result_free (ModikeSaResult *r)
+{
+  if (r == NULL)
+    return;
+  g_array_unref (r->routes);
+  g_array_unref (r->dns);
+  g_ptr_array_unref (r->domains);
+  g_free (r);
+}
+
+/* Addresses without ports: the OS adapter gets bare ones. */
+static ModikePrefix
+bare_prefix (const ModikePrefix *p)
+{
+  ModikePrefix c = *p;
+
+  c.net.port = 0;
+  return c;
+}
+
+void
+modike_sa_result_add_address (ModikeSaResult *r, const ModikePrefix *addr)
+{
+  g_return_if_fail (r != NULL && addr != NULL);
+  g_return_if_fail (addr->net.family == AF_INET || addr->net.family == AF_INET6);
+  *(addr->net.family == AF_INET ? &r->addr4 : &r->addr6) = bare_prefix (addr);
+}
+
+void
+modike_sa_result_add_route (ModikeSaResult *r, const ModikePrefix *net)
+{
+  ModikePrefix c;
+
+  g_return_if_fail (r != NULL && net != NULL);
+  g_return_if_fail (net->net.family == AF_INET || net->net.family == AF_INET6);
+  c = bare_prefix (net);
+  g_array_append_val (r->routes, c);
+}
+
+void
+modike_sa_result_add_dns (ModikeSaResult *r, const ModikeAddr *server)
+{
+  ModikeAddr c;
+
+  g_return_if_fail (r != NULL && server != NULL);
+  g_return_if_fail (server->family == AF_INET || server->family == AF_INET6);
+  c = *server;
+  c.port = 0;
+  g_array_append_val (r->dns, c);
+}
+
+void
+modike_sa_result_add_domain (ModikeSaResult *r, const char *domain)
+{
+  g_return_if_fail (r != NULL && domain != NULL);
+  g_ptr_array_add (r->domains, g_strdup (domain));
+}
+
+static ModikeSaResult *
+result_copy (const ModikeSaResult *r)
+{
+  ModikeSaResult *c = modike_sa_result_new ();
+
+  c->addr4 = r->addr4;
+  c->addr6 = r->addr6;
+  g_array_append_vals (c->routes, r->routes->data, r->routes->len);
+  g_array_append_vals (c->dns, r->dns->data, r->dns->len);
+  for (guint i = 0; i < r->domains->len; i++)
+    g_ptr_array_add (c->domains, g_strdup (g_ptr_array_index (r->domains, i)));
+  return c;
+}
+
+/* The result's networks as routes: host bits cleared, and never the peer's
+ * own address (its IKE and ESP packets must not loop into the adapter). */
+static void
+result_routes (const ModikeSaResult *r, const ModikeAddr *peer, GArray *out)
+{
+  g_array_set_size (out, 0);
+  for (guint i = 0; i < r->routes->len; i++)
+    {
+      const ModikePrefix *p = &g_array_index (r->routes, ModikePrefix, i);
+      gsize len = modike_addr_len (&p->net);
+      guint host = (guint) len * 8 - MIN (p->plen, (guint) len * 8);
+      ModikeAddrRange range = { .from = p->net, .to = p->net };
+      g_autoptr (GArray) pre = NULL;
+
+      for (guint b = 0; b < host; b++)
+        range.from.addr[len - 1 - b / 8] &= (guint8) ~(1u << (b % 8));
+      set_host_bits (range.to.addr, range.from.addr, len, host);
+      pre = engine_range_to_prefixes (&range, peer != NULL && peer->family != 0 ? peer : NULL);
+      for (guint k = 0; k < pre->len; k++)
+        if (!prefix_in (out, &g_array_index (pre, ModikePrefix, k)))
+          g_array_append_val (out, g_array_index (pre, ModikePrefix, k));
+    }
+}
+
+static void
+log_dns_unsupported (const ModikeOsAdapterOps *os)
+{
+  static gboolean told;
+
+  if (!told)
+    engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "OS adapter %s cannot set DNS servers: results' DNS are ignored",
+                os->name != NULL ? os->name : "?");
+  told = TRUE;
+}
+
+static void
+apply_dns (ModikeIke *ike, EngineAdapter *a, const ModikeSaResult *r)
+{
+  const ModikeOsAdapterOps *os = os_ops (ike);
+  gboolean want = r != NULL && (r->dns->len > 0 || r->domains->len > 0);
+  g_autoptr (GError) error = NULL;
+
+  if (!want)
+    {
+      if (a->dns_set && os->clear_dns != NULL)
+        os->clear_dns (a->handle);
+      a->dns_set = FALSE;
+      return;
+    }
+  if (os->set_dns == NULL)
+    {
+      log_dns_unsupported (os);
+      return;
+    }
+  if (!os->set_dns (a->handle, (const ModikeAddr *) (gpointer) r->dns->data, r->dns->len,
+                    (const char *const *) r->domains->pdata, &error))
+    {
+      /* The tunnel works without them: say so and go on. */
+      engine_log (G_LOG_LEVEL_WARNING, NULL, NULL, "peer %s: adapter %s: DNS not set: %s", a->peer, a->ifname,
+                  error != NULL ? error->message : "failed");
+      return;
+    }
+  a->dns_set = TRUE;
+  engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "peer %s: adapter %s: %u DNS server%s, %u domain%s", a->peer, a->ifname,
+              r->dns->len, r->dns->len == 1 ? "" : "s", r->domains->len, r->domains->len == 1 ? "" : "s");
+}
+
+/* "modike<N>" with the lowest N no adapter and no configured peer uses. */
+static char *
+free_ifname (ModikeIke *ike)
+{
+  for (guint n = 0;; n++)
+    {
+      g_autofree char *name = g_strdup_printf ("modike%u", n);
+      gboolean taken = FALSE;
+
+      for (guint i = 0; i < ike->adapters->len && !taken; i++)
+        taken = g_strcmp0 (((EngineAdapter *) g_ptr_array_index (ike->adapters, i))->ifname, name) == 0;
+      for (guint i = 0; ike->cfg != NULL && i < ike->cfg->peers->len && !taken; i++)
+        {
+          const ModikePeerConfig *p = g_ptr_array_index (ike->cfg->peers, i);
+
+          taken = p->has_adapter && g_strcmp0 (p->adapter_name, name) == 0;
+        }
+      if (!taken)
+        return g_steal_pointer (&name);
+    }
+}
+
+static gboolean
+set_addresses (EngineAdapter *a, const ModikeOsAdapterOps *os, const ModikeSaResult *r, GError **error)
+{
+  const ModikePrefix *addrs[] = { &r->addr4, &r->addr6 };
+  char buf[MODIKE_ADDR_STRLEN + 8];
+
+  for (guint i = 0; i < G_N_ELEMENTS (addrs); i++)
+    {
+      if (addrs[i]->net.family == 0)
+        continue;
+      if (os->set_address == NULL)
+        {
+          g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "OS adapter %s cannot set addresses",
+                       os->name != NULL ? os->name : "?");
+          return FALSE;
+        }
+      if (!os->set_address (a->handle, addrs[i], a->mtu, error))
+        return FALSE;
+      engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "peer %s: adapter %s: address %s", a->peer, a->ifname,
+                  prefix_format (addrs[i], buf, sizeof buf));
+    }
+  return TRUE;
+}
+
+gboolean
+modike_ike_sa_set_result (ModikeIkeSa *sa, const ModikeSaResult *r, GError **error)
+{
+  ModikeIke *ike;
+  const ModikeOsAdapterOps *os;
+  EngineAdapter *a;
+  gboolean created = FALSE;
+
+  g_return_val_if_fail (sa != NULL && r != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  ike = sa->ike;
+  os = os_ops (ike);
+  if (sa->dead || sa->peer_name == NULL)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "peer %s: the IKE SA is gone",
+                   sa->peer_name != NULL ? sa->peer_name : "?");
+      return FALSE;
+    }
+  if (os == NULL || engine_dp_ops (ike, NULL) == NULL)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED,
+                   "peer %s: a result needs %s, and none is loaded (list it in <plugins>)", sa->peer_name,
+                   os == NULL ? "an OS adapter plugin (tun on Linux)" : "a running datapath plugin (esp_user)");
+      return FALSE;
+    }
+  a = find_adapter (ike, sa->peer_name);
+  if (a == NULL)
+    {
+      g_autofree char *ifname = free_ifname (ike);
+
+      a = adapter_create (ike, sa->peer_name, ifname, NULL, error);
+      if (a == NULL)
+        return FALSE;
+      a->dynamic = created = TRUE;
+      g_ptr_array_add (ike->adapters, a);
+    }
+  if (!set_addresses (a, os, r, error))
+    {
+      g_prefix_error (error, "peer %s: adapter %s: ", a->peer, a->ifname);
+      if (created)
+        {
+          g_ptr_array_remove (ike->adapters, a);
+          adapter_destroy (ike, a);
+        }
+      return FALSE;
+    }
+  if (a->result_sa != NULL && a->result_sa != sa)
+    ELOG_INFO (sa, NULL, "result replaces the one of an older SA with the peer");
+  g_clear_pointer (&a->result, modike_sa_result_free);
+  a->result = result_copy (r);
+  a->result_sa = sa;
+  result_routes (r, &sa->remote, a->result_routes);
+  apply_dns (ike, a, r);
+  adapter_sync_routes (ike, a, ike->cfg);
+  return TRUE;
+}
+
+/* The result leaves a: a result's own adapter goes; a configured one
+ * returns to its configured state (recreated if the result addressed it:
+ * OS adapters cannot remove an address). */
+static void
+withdraw (ModikeIke *ike, EngineAdapter *a)
+{
+  const ModikePeerConfig *p = ike->cfg != NULL ? modike_config_find_peer (ike->cfg, a->peer) : NULL;
+  gboolean addressed = a->result != NULL && (a->result->addr4.net.family != 0 || a->result->addr6.net.family != 0);
+  guint index;
+
+  engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "peer %s: adapter %s: the result goes with its IKE SA", a->peer, a->ifname);
+  if (a->dynamic || (addressed && p != NULL && p->has_adapter))
+    {
+      g_autoptr (GError) error = NULL;
+      EngineAdapter *fresh = NULL;
+
+      if (!g_ptr_array_find (ike->adapters, a, &index))
+        return;
+      g_ptr_array_remove_index (ike->adapters, index);
+      adapter_destroy (ike, a);
+      if (!(p != NULL && p->has_adapter))
+        return;
+      fresh = adapter_create (ike, p->name, NULL, p, &error);
+      if (fresh == NULL)
+        {
+          engine_log (G_LOG_LEVEL_WARNING, NULL, NULL, "%s", error->message);
+          return;
+        }
+      g_ptr_array_insert (ike->adapters, (gint) index, fresh);
+      adapter_sync_routes (ike, fresh, ike->cfg);
+      return;
+    }
+  apply_dns (ike, a, NULL);
+  g_clear_pointer (&a->result, modike_sa_result_free);
+  a->result_sa = NULL;
+  g_array_set_size (a->result_routes, 0);
+  adapter_sync_routes (ike, a, ike->cfg);
+}
+
+void
+modike_ike_sa_clear_result (ModikeIkeSa *sa)
+{
+  g_return_if_fail (sa != NULL);
+  for (guint i = sa->ike->adapters->len; i-- > 0;)
+    {
+      EngineAdapter *a = g_ptr_array_index (sa->ike->adapters, i);
+
+      if (a->result_sa == sa)
+        withdraw (sa->ike, a);
+    }
+}
+
+void
+engine_adapters_sa_gone (ModikeIkeSa *sa)
+{
+  ModikeIke *ike = sa->ike;
+
+  for (guint i = ike->adapters->len; i-- > 0;)
+    {
+      EngineAdapter *a = g_ptr_array_index (ike->adapters, i);
+      ModikeIkeSa *next;
+
+      if (a->result_sa != sa)
+        continue;
+      next = engine_find_established (ike, sa->peer_name, sa);
+      if (next != NULL)
+        {
+          /* Phase 1 rekeyed: the successor keeps what this SA set up. */
+          a->result_sa = next;
+          ELOG_INFO (next, NULL, "adapter %s: keeps the result of the replaced IKE SA", a->ifname);
+          continue;
+        }
+      withdraw (ike, a);
+    }
 }

@@ -431,5 +431,15 @@ void engine_adapters_destroy_all (ModikeIke *ike);
 /* The minimal set of prefixes covering r minus `except` (NULL = none);
  * family 0 (any) covers both families. A new GArray of ModikePrefix. */
 GArray *engine_range_to_prefixes (const ModikeAddrRange *r, const ModikeAddr *except);
+/* The SA is gone (deleted, expired, failed): its result (sa-result.h)
+ * moves to an established SA with the same peer, else it is taken down. */
+void engine_adapters_sa_gone (ModikeIkeSa *sa);
+
+/* ---- plugin auth methods (auth-method.c) ---- */
+/* Phase 1 is up: the owner of a plugin method hears of it. */
+void engine_auth_established (ModikeIkeSa *sa);
+/* FALSE (NO_PROPOSAL_CHOSEN, without the peer's name) when phase 1 cannot
+ * run the peer's method (unresolved, or RSA based). */
+gboolean engine_auth_usable (const ModikePeerConfig *peer, GError **error);
 
 G_END_DECLS

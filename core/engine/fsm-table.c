@@ -69,7 +69,8 @@ modike_ike_register_core (ModikeRegistry *registry, GError **error)
 {
   ModikePlugin *core = modike_registry_core_plugin (registry);
 
-  return modike_register_exchange (core, MODIKE_EX_MAIN, "Main Mode", main_rows, G_N_ELEMENTS (main_rows), error) &&
+  return modike_register_auth_method (core, MODIKE_AUTH_PSK, "psk", MODIKE_AUTH_PSK, 0, NULL, NULL, error) &&
+         modike_register_exchange (core, MODIKE_EX_MAIN, "Main Mode", main_rows, G_N_ELEMENTS (main_rows), error) &&
          modike_register_exchange (core, MODIKE_EX_AGGRESSIVE, "Aggressive Mode", aggressive_rows,
                                    G_N_ELEMENTS (aggressive_rows), error) &&
          modike_register_exchange (core, MODIKE_EX_QUICK, "Quick Mode", quick_rows, G_N_ELEMENTS (quick_rows),

@@ -949,8 +949,10 @@ modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error)
 
   g_return_val_if_fail (cfg != NULL, FALSE);
   /* What can fail comes first, before anything of the old config changes:
-   * the datapath (started once) and the virtual adapters. */
-  if (!engine_dp_start (ike, error) || !engine_adapters_prepare (ike, cfg, error))
+   * the plugins' auth methods, the datapath (started once) and the virtual
+   * adapters. */
+  if (!modike_registry_resolve_auth (ike->registry, cfg, error) || !engine_dp_start (ike, error) ||
+      !engine_adapters_prepare (ike, cfg, error))
     return FALSE;
   engine_enter (ike);
   /* Policy ids are about to change. */

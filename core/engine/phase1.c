@@ -377,7 +377,13 @@ p1_add_offer (ModikeExchange *x, ModikeBuilder *b, gboolean one_group, GError **
   guint16 group = 0;
   g_autoptr (ModikeSaPayload) offer = proposal_p1_offer (sa->peer, one_group, &group);
   const ModikeProposal *p = g_ptr_array_index (offer->proposals, 0);
+  g_autoptr (GError) auth_error = NULL;
 
+  if (!engine_auth_usable (sa->peer, &auth_error))
+    {
+      engine_fail (x, 0, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN, error, "%s", auth_error->message);
+      return FALSE;
+    }
   if (p->transforms->len == 0)
     {
       engine_fail (x, 0, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN, error, "no phase 1 proposals configured");

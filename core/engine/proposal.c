@@ -16,7 +16,10 @@ p1_keybits (guint16 encr, guint16 bits)
 guint16
 engine_p1_auth (const ModikePeerConfig *peer)
 {
-  return peer != NULL && peer->auth != 0 ? peer->auth : MODIKE_AUTH_PSK;
+  if (peer == NULL)
+    return MODIKE_AUTH_PSK;
+  /* A plugin's method not resolved yet matches nothing. */
+  return peer->auth != 0 ? peer->auth : peer->auth_name != NULL ? 0 : MODIKE_AUTH_PSK;
 }
 
 static guint64
@@ -259,6 +262,11 @@ proposal_p1_select (const ModikeSaPayload *offer, const ModikePeerConfig *peer, 
     {
       g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN,
                    "peer %s: DOI %u / situation %u not supported", peer->name, offer->doi, offer->situation);
+      return FALSE;
+    }
+  if (!engine_auth_usable (peer, error))
+    {
+      g_prefix_error (error, "peer %s: ", peer->name);
       return FALSE;
     }
   for (guint i = 0; i < offer->proposals->len; i++)

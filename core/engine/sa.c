@@ -437,6 +437,7 @@ engine_sa_delete (ModikeIkeSa *sa, gboolean send_delete)
     g_hash_table_remove (ike->by_icookie, &sa->icookie_key);
   g_ptr_array_remove (ike->sas, sa);
   g_ptr_array_add (ike->dead_sas, sa);
+  engine_adapters_sa_gone (sa);
   ELOG_INFO (sa, NULL, "IKE SA removed");
   if (was_up)
     {
@@ -597,6 +598,7 @@ engine_p1_established (ModikeIkeSa *sa)
         }
       sa->expire_timer = engine_timer_add (ike, engine_ms_from_s (life), p1_expire_cb, sa);
     }
+  engine_auth_established (sa);
   modike_registry_emit (ike->registry, MODIKE_EVENT_P1_UP, sa, NULL);
   if (ike->obs.p1_up != NULL)
     ike->obs.p1_up (sa, ike->obs_user);

@@ -51,6 +51,19 @@ fail (GError **error, gint code, const char *file, const xmlNode *node, const ch
   return FALSE;
 }
 
+/* The same message for an element known by its line only (checks after
+ * the document was parsed). */
+static gboolean G_GNUC_PRINTF (5, 6)
+fail_line (GError **error, const char *file, guint line, const char *element, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  g_set_error (error, MODIKE_CONFIG_ERROR, MODIKE_CONFIG_ERROR_INVALID, "%s:%u: <%s>: %s", file, line, element, msg);
+  return FALSE;
+}
+
 /* libxml2 errors collected through a structured handler (never stderr). */
 typedef struct {
   long line;
@@ -533,6 +546,7 @@ peer_config_free (ModikePeerConfig *p)
   g_free (p->local_id);
   g_free (p->remote_id);
   g_free (p->adapter_name);
+  g_free (p->auth_name);
   modike_secret_free (p->psk);
   if (p->p1_proposals != NULL)
     g_array_unref (p->p1_proposals);
@@ -548,6 +562,7 @@ peer_config_new (void)
   ModikePeerConfig *p = g_new0 (ModikePeerConfig, 1);
   p->exchange = MODIKE_EX_MAIN;
   p->auth = MODIKE_AUTH_PSK;
+  p->auth_base = MODIKE_AUTH_PSK;
   p->p1_proposals = g_array_new (FALSE, TRUE, sizeof (ModikeP1Proposal));
   p->p1_life_seconds = 28800;
   p->retransmit_ms = 2000;
@@ -611,10 +626,20 @@ auth_parse (Ctx *c, xmlNode *n, ModikePeerConfig *p, GError **error)
   g_autofree char *method = NULL;
   if (!get_required (c, n, "method", &method, error))
     return FALSE;
-  if (strcmp (method, "psk") != 0)
-    return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "unknown auth method '%s' (psk)", method);
+  p->auth_line = (guint) node_line (n);
+  /* Other names belong to plugins, which are not loaded yet:
+   * modike_config_resolve_auth checks them later. */
+  if (strcmp (method, "psk") != 0) {
+    if (!valid_name (method))
+      return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "unknown auth method '%s' (psk)", method);
+    p->auth = 0;
+    p->auth_base = 0;
+    p->auth_name = g_steal_pointer (&method);
+  }
 
   xmlAttr *a = xmlHasNsProp (n, (const xmlChar *) "secret", NULL);
+  if (a == NULL && p->auth_name != NULL)
+    return TRUE; /* whether the method needs one is known once resolved */
   if (a == NULL)
     return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "method psk needs a secret");
   xmlChar *v = xmlNodeListGetString (n->doc, a->children, 1);
@@ -1278,6 +1303,30 @@ modike_config_section (const ModikeConfig *cfg, const char *name)
 /* ---------------------------------------------------------------- */
 /* Peers: lookups and comparison */
 
+/* ---------------------------------------------------------------- */
+/* Plugin auth methods */
+
+gboolean
+modike_config_resolve_auth (ModikeConfig *cfg, ModikeAuthLookupFunc lookup, gpointer user, GError **error)
+{
+  g_return_val_if_fail (cfg != NULL, FALSE);
+  for (guint i = 0; cfg->peers != NULL && i < cfg->peers->len; i++) {
+    ModikePeerConfig *p = cfg->peers->pdata[i];
+    guint16 method = 0, base = 0;
+    if (p->auth_name == NULL)
+      continue;
+    if (lookup == NULL || !lookup (p->auth_name, &method, &base, user) || method == 0)
+      return fail_line (error, cfg->path, p->auth_line, "auth",
+                        "unknown auth method '%s' (psk, or a method of a loaded plugin)", p->auth_name);
+    if (base == MODIKE_AUTH_PSK && p->psk == NULL)
+      return fail_line (error, cfg->path, p->auth_line, "auth", "method %s is based on a pre-shared key and needs a secret",
+                        p->auth_name);
+    p->auth = method;
+    p->auth_base = base;
+  }
+  return TRUE;
+}
+
 const ModikePeerConfig *
 modike_config_find_peer (const ModikeConfig *cfg, const char *name)
 {
@@ -1343,7 +1392,7 @@ modike_peer_config_equal (const ModikePeerConfig *a, const ModikePeerConfig *b)
   if (a->local_id_type != b->local_id_type || g_strcmp0 (a->local_id, b->local_id) != 0 ||
       a->remote_id_type != b->remote_id_type || g_strcmp0 (a->remote_id, b->remote_id) != 0)
     return FALSE;
-  if (a->auth != b->auth || !secret_same (a->psk, b->psk) || a->exchange != b->exchange)
+  if (a->auth != b->auth || g_strcmp0 (a->auth_name, b->auth_name) != 0 || !secret_same (a->psk, b->psk) || a->exchange != b->exchange)
     return FALSE;
   if (a->p1_proposals->len != b->p1_proposals->len)
     return FALSE;

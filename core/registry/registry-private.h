@@ -79,4 +79,31 @@ void modike_registry_emit (const ModikeRegistry *reg, ModikeEventType ev, Modike
 const ModikeDatapathOps *modike_registry_datapath (const ModikeRegistry *reg, gpointer *user);
 const ModikeOsAdapterOps *modike_registry_os_adapter (const ModikeRegistry *reg, gpointer *user);
 
+/* Phase 1 authentication methods (auth-method.h). */
+typedef struct {
+  ModikePlugin *owner;
+  guint16 method;
+  char *name;
+  guint16 base;                /* MODIKE_AUTH_PSK or MODIKE_AUTH_RSA_SIG */
+  ModikeRole authenticated;    /* 0 = none */
+  ModikeAuthMethodFunc fn;
+  gpointer user;
+} ModikeAuthMethodReg;
+/* By value / by config name; NULL when nobody registered it. */
+const ModikeAuthMethodReg *modike_registry_auth_method (const ModikeRegistry *reg, guint16 method);
+const ModikeAuthMethodReg *modike_registry_auth_method_named (const ModikeRegistry *reg, const char *name);
+/* modike_config_resolve_auth with the registered methods. */
+gboolean modike_registry_resolve_auth (const ModikeRegistry *reg, ModikeConfig *cfg, GError **error);
+
+/* Configuration attribute claims (cfg-attr.h). */
+typedef struct {
+  ModikePlugin *owner;
+  guint16 type;
+  ModikeAttrFormat format;
+  char *name;
+  ModikeAttrFunc fn;
+  gpointer user;
+} ModikeAttrClaim;
+const ModikeAttrClaim *modike_registry_attribute (const ModikeRegistry *reg, guint16 type);
+
 G_END_DECLS

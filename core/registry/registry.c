@@ -83,6 +83,8 @@ struct _ModikeRegistry {
   GPtrArray *ports;      /* PortReg* */
   GPtrArray *events;     /* EventReg* */
   SingleReg encap, datapath, os_adapter;
+  GPtrArray *auth_methods; /* ModikeAuthMethodReg* */
+  GPtrArray *attributes;   /* ModikeAttrClaim* */
   /* (exchange << 8 | msg_no) -> GPtrArray of claims / builders, borrowed
    * from the lists above; rebuilt whenever those change. */
   GHashTable *payload_index;
@@ -258,6 +260,20 @@ section_reg_free (SectionReg *s)
   g_free (s);
 }
 
+static void
+auth_method_reg_free (ModikeAuthMethodReg *m)
+{
+  g_free (m->name);
+  g_free (m);
+}
+
+static void
+attr_claim_free (ModikeAttrClaim *c)
+{
+  g_free (c->name);
+  g_free (c);
+}
+
 static guint
 point_key (guint8 exchange, guint8 msg_no)
 {
@@ -320,6 +336,8 @@ modike_registry_new (void)
   reg->builder_index = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL,
                                               (GDestroyNotify) g_ptr_array_unref);
   reg->empty = g_ptr_array_new ();
+  reg->auth_methods = g_ptr_array_new_with_free_func ((GDestroyNotify) auth_method_reg_free);
+  reg->attributes = g_ptr_array_new_with_free_func ((GDestroyNotify) attr_claim_free);
   reg->core = plugin_new (reg, &core_descriptor);
   return reg;
 }
@@ -351,6 +369,8 @@ modike_registry_free (ModikeRegistry *reg)
   g_hash_table_unref (reg->payload_index);
   g_hash_table_unref (reg->builder_index);
   g_ptr_array_unref (reg->empty);
+  g_ptr_array_unref (reg->auth_methods);
+  g_ptr_array_unref (reg->attributes);
   /* Last: plugin data may be referenced by the entries' user pointers. */
   g_ptr_array_unref (reg->plugins);
   g_free (reg);
@@ -398,6 +418,8 @@ modike_registry_remove_plugin (ModikeRegistry *reg, ModikePlugin *plugin)
   G_STATIC_ASSERT (G_STRUCT_OFFSET (SectionReg, owner) == 0);
   G_STATIC_ASSERT (G_STRUCT_OFFSET (PortReg, owner) == 0);
   G_STATIC_ASSERT (G_STRUCT_OFFSET (EventReg, owner) == 0);
+  G_STATIC_ASSERT (G_STRUCT_OFFSET (ModikeAuthMethodReg, owner) == 0);
+  G_STATIC_ASSERT (G_STRUCT_OFFSET (ModikeAttrClaim, owner) == 0);
 
   drop_owned (reg->exchanges, plugin);
   drop_owned (reg->payloads, plugin);
@@ -407,6 +429,8 @@ modike_registry_remove_plugin (ModikeRegistry *reg, ModikePlugin *plugin)
   drop_owned (reg->sections, plugin);
   drop_owned (reg->ports, plugin);
   drop_owned (reg->events, plugin);
+  drop_owned (reg->auth_methods, plugin);
+  drop_owned (reg->attributes, plugin);
   if (reg->encap.owner == plugin)
     single_clear (&reg->encap);
   if (reg->datapath.owner == plugin)
@@ -1120,7 +1144,21 @@ modike_register_os_adapter (ModikePlugin *plugin, const ModikeOsAdapterOps *ops,
 {
   g_return_val_if_fail (plugin != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-  return claim_single (plugin, &plugin->reg->os_adapter, "OS adapter", ops, sizeof *ops, user, error);
+  if (!claim_single (plugin, &plugin->reg->os_adapter, "OS adapter", ops,
+                     plugin->desc->abi_minor >= 2 ? sizeof *ops : G_STRUCT_OFFSET (ModikeOsAdapterOps, set_dns), user,
+                     error))
+    return FALSE;
+  /* A plugin built for an older minor passed a shorter struct: the ops
+   * it does not know are NULL in our copy. */
+  if (plugin->desc->abi_minor < 2)
+    {
+      gpointer copy = g_malloc0 (sizeof *ops);
+
+      memcpy (copy, plugin->reg->os_adapter.ops, G_STRUCT_OFFSET (ModikeOsAdapterOps, set_dns));
+      g_free (plugin->reg->os_adapter.ops);
+      plugin->reg->os_adapter.ops = copy;
+    }
+  return TRUE;
 }
 
 const ModikeOsAdapterOps *
@@ -1164,6 +1202,167 @@ modike_registry_emit (const ModikeRegistry *reg, ModikeEventType ev, ModikeIkeSa
       if (e->ev == ev)
         e->fn (ev, sa, child, e->user);
     }
+}
+
+/* ---- Phase 1 authentication methods ---- */
+
+/* The methods of RFC 2409 (pre-shared key, DSS and RSA signatures, RSA
+ * encryption and its revised form) are the core's to implement. */
+#define CORE_AUTH_LAST 5
+
+static const char *
+auth_base_name (guint16 base)
+{
+  return base == MODIKE_AUTH_PSK ? "psk" : base == MODIKE_AUTH_RSA_SIG ? "rsa-sig" : "?";
+}
+
+gboolean
+modike_register_auth_method (ModikePlugin *plugin, guint16 method, const char *name, guint16 base,
+                             ModikeRole authenticated, ModikeAuthMethodFunc established, gpointer user,
+                             GError **error)
+{
+  ModikeRegistry *reg;
+  const ModikeAuthMethodReg *held;
+  ModikeAuthMethodReg *m;
+
+  g_return_val_if_fail (plugin != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  reg = plugin->reg;
+
+  if (name == NULL || *name == '\0' || strlen (name) > 64 || strspn (name, "abcdefghijklmnopqrstuvwxyz0123456789-_.") != strlen (name))
+    return INVALID (plugin, error, "registers auth method %u with a bad name '%s' (a-z 0-9 - _ ., at most 64)", method,
+                    name != NULL ? name : "(null)");
+  if ((held = modike_registry_auth_method (reg, method)) != NULL)
+    return CONFLICT (plugin, error, held->owner, "auth method %u (%s)", method, held->name);
+  if ((held = modike_registry_auth_method_named (reg, name)) != NULL)
+    return CONFLICT (plugin, error, held->owner, "auth method name '%s' (method %u)", name, held->method);
+  if (plugin != reg->core && (method == 0 || method <= CORE_AUTH_LAST || strcmp (name, "psk") == 0))
+    return CONFLICT (plugin, error, reg->core, "auth method %u (%s)", method, name);
+  if (base != MODIKE_AUTH_PSK && base != MODIKE_AUTH_RSA_SIG)
+    return INVALID (plugin, error, "registers auth method %u (%s) on base method %u (psk 1 or rsa-sig 3)", method, name,
+                    base);
+  if (authenticated != 0 && authenticated != MODIKE_ROLE_INITIATOR && authenticated != MODIKE_ROLE_RESPONDER)
+    return INVALID (plugin, error, "registers auth method %u (%s) for role %u", method, name, (guint) authenticated);
+
+  m = g_new0 (ModikeAuthMethodReg, 1);
+  m->owner = plugin;
+  m->method = method;
+  m->name = g_strdup (name);
+  m->base = base;
+  m->authenticated = authenticated;
+  m->fn = established;
+  m->user = user;
+  g_ptr_array_add (reg->auth_methods, m);
+  return TRUE;
+}
+
+const ModikeAuthMethodReg *
+modike_registry_auth_method (const ModikeRegistry *reg, guint16 method)
+{
+  g_return_val_if_fail (reg != NULL, NULL);
+  for (guint i = 0; i < reg->auth_methods->len; i++)
+    {
+      const ModikeAuthMethodReg *m = g_ptr_array_index (reg->auth_methods, i);
+
+      if (m->method == method)
+        return m;
+    }
+  return NULL;
+}
+
+const ModikeAuthMethodReg *
+modike_registry_auth_method_named (const ModikeRegistry *reg, const char *name)
+{
+  g_return_val_if_fail (reg != NULL, NULL);
+  for (guint i = 0; i < reg->auth_methods->len; i++)
+    {
+      const ModikeAuthMethodReg *m = g_ptr_array_index (reg->auth_methods, i);
+
+      if (g_strcmp0 (m->name, name) == 0)
+        return m;
+    }
+  return NULL;
+}
+
+static gboolean
+lookup_auth (const char *name, guint16 *method, guint16 *base, gpointer user)
+{
+  const ModikeAuthMethodReg *m = modike_registry_auth_method_named (user, name);
+
+  if (m == NULL)
+    return FALSE;
+  *method = m->method;
+  *base = m->base;
+  return TRUE;
+}
+
+gboolean
+modike_registry_resolve_auth (const ModikeRegistry *reg, ModikeConfig *cfg, GError **error)
+{
+  g_return_val_if_fail (reg != NULL, FALSE);
+  return modike_config_resolve_auth (cfg, lookup_auth, (gpointer) reg, error);
+}
+
+/* ---- Configuration attributes ---- */
+
+const ModikeAttrClaim *
+modike_registry_attribute (const ModikeRegistry *reg, guint16 type)
+{
+  g_return_val_if_fail (reg != NULL, NULL);
+  for (guint i = 0; i < reg->attributes->len; i++)
+    {
+      const ModikeAttrClaim *c = g_ptr_array_index (reg->attributes, i);
+
+      if (c->type == type)
+        return c;
+    }
+  return NULL;
+}
+
+gboolean
+modike_register_attributes (ModikePlugin *plugin, const ModikeAttrSpec *specs, gsize n_specs, ModikeAttrFunc fn,
+                            gpointer user, GError **error)
+{
+  ModikeRegistry *reg;
+
+  g_return_val_if_fail (plugin != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  reg = plugin->reg;
+
+  if (specs == NULL || n_specs == 0 || fn == NULL)
+    return INVALID (plugin, error, "claims %" G_GSIZE_FORMAT " attribute types %s", specs != NULL ? n_specs : 0,
+                    fn == NULL ? "without a handler" : "(none given)");
+  /* All checked before any is taken: a refused call leaves nothing. */
+  for (gsize i = 0; i < n_specs; i++)
+    {
+      const ModikeAttrSpec *sp = &specs[i];
+      const char *sname = sp->name != NULL ? sp->name : "unnamed";
+      const ModikeAttrClaim *held = modike_registry_attribute (reg, sp->type);
+
+      if (held != NULL)
+        return CONFLICT (plugin, error, held->owner, "attribute type %u (%s)", sp->type, held->name);
+      if (sp->type == 0 || (sp->type & MODIKE_ATTR_AF) != 0)
+        return INVALID (plugin, error, "claims attribute type %u (%s): types are 1..32767", sp->type, sname);
+      if ((guint) sp->format > MODIKE_ATTR_FMT_U16_LIST)
+        return INVALID (plugin, error, "claims attribute type %u (%s) with unknown format %u", sp->type, sname,
+                        (guint) sp->format);
+      for (gsize k = 0; k < i; k++)
+        if (specs[k].type == sp->type)
+          return INVALID (plugin, error, "claims attribute type %u (%s) twice in one call", sp->type, sname);
+    }
+  for (gsize i = 0; i < n_specs; i++)
+    {
+      ModikeAttrClaim *c = g_new0 (ModikeAttrClaim, 1);
+
+      c->owner = plugin;
+      c->type = specs[i].type;
+      c->format = specs[i].format;
+      c->name = g_strdup (specs[i].name != NULL ? specs[i].name : "unnamed");
+      c->fn = fn;
+      c->user = user;
+      g_ptr_array_add (reg->attributes, c);
+    }
+  return TRUE;
 }
 
 /* ---- Description ---- */
@@ -1250,6 +1449,20 @@ modike_registry_describe (const ModikeRegistry *reg)
       const EventReg *e = g_ptr_array_index (reg->events, i);
 
       g_string_append_printf (s, "event %u by %s\n", e->ev, modike_plugin_get_name (e->owner));
+    }
+  for (guint i = 0; i < reg->auth_methods->len; i++)
+    {
+      const ModikeAuthMethodReg *m = g_ptr_array_index (reg->auth_methods, i);
+
+      g_string_append_printf (s, "auth-method %u (%s) base %s role %u by %s\n", m->method, m->name,
+                              auth_base_name (m->base), (guint) m->authenticated, modike_plugin_get_name (m->owner));
+    }
+  for (guint i = 0; i < reg->attributes->len; i++)
+    {
+      const ModikeAttrClaim *c = g_ptr_array_index (reg->attributes, i);
+
+      g_string_append_printf (s, "attribute %u (%s) format %u by %s\n", c->type, c->name, (guint) c->format,
+                              modike_plugin_get_name (c->owner));
     }
   if (reg->encap.owner != NULL)
     g_string_append_printf (s, "encap by %s\n", modike_plugin_get_name (reg->encap.owner));

@@ -492,6 +492,8 @@ static const BadVector bad_vectors[] = {
   { "bad-address.xml", 4, "remote", INV, "bad address '192.0.2.300'" },
   { "bad-aead-integrity.xml", 11, "proposal", INV, "takes no integrity" },
   { "bad-auth-method.xml", 5, "auth", INV, "unknown auth method 'rsa'" },
+  { "bad-auth-method-name.xml", 5, "auth", INV, "unknown auth method 'xauth psk'" },
+  { "bad-auth-plugin-method.xml", 5, "auth", INV, "unknown auth method 'xauth-psk'" },
   { "bad-bypass-proposal.xml", 11, "proposal", INV, "only protect policies take proposals" },
   { "bad-daemon-twice.xml", 4, "daemon", INV, "given twice" },
   { "bad-doctype.xml", 6, "modike", PAR, "DOCTYPE is not allowed" },
@@ -570,7 +572,9 @@ test_bad_vectors (void)
     g_autoptr (GError) error = NULL;
     g_assert_true (g_file_test (path, G_FILE_TEST_EXISTS));
     g_autoptr (ModikeConfig) cfg = modike_config_load (path, &error);
-    g_assert_null (cfg);
+    /* Auth methods are checked once the plugins are loaded: here none is. */
+    if (cfg != NULL)
+      g_assert_false (modike_config_resolve_auth (cfg, NULL, NULL, &error));
     assert_bad_message (error, path, v->line, v->element, v->code, v->text);
   }
 }
@@ -933,6 +937,79 @@ test_good_adapter (void)
   g_assert_nonnull (strstr (error->message, "adapter"));
 }
 
+/* What a loaded plugin would register: xauth-psk (65001, on a PSK) and
+ * xauth-rsa (65005, on RSA signatures). */
+static gboolean
+fake_auth_lookup (const char *name, guint16 *method, guint16 *base, gpointer user)
+{
+  guint *calls = user;
+
+  (*calls)++;
+  if (strcmp (name, "xauth-psk") == 0) {
+    *method = MODIKE_AUTH_XAUTH_INIT_PSK;
+    *base = MODIKE_AUTH_PSK;
+    return TRUE;
+  }
+  if (strcmp (name, "xauth-rsa") == 0) {
+    *method = MODIKE_AUTH_XAUTH_INIT_RSA;
+    *base = MODIKE_AUTH_RSA_SIG;
+    return TRUE;
+  }
+  return FALSE;
+}
+
+static void
+test_good_auth_plugin (void)
+{
+  g_autoptr (ModikeConfig) cfg = load_ok (vector_path ("good-auth-plugin.xml"));
+  g_autoptr (ModikeConfig) again = load_ok (vector_path ("good-auth-plugin.xml"));
+  g_autoptr (ModikeConfig) plain = load_ok (vector_path ("good-minimal.xml"));
+  g_autoptr (GError) error = NULL;
+  const ModikePeerConfig *office = modike_config_find_peer (cfg, "office");
+  const ModikePeerConfig *signed_peer = modike_config_find_peer (cfg, "signed");
+  guint calls = 0;
+
+  /* Parsed, not resolved: the method matches nothing until then. */
+  g_assert_cmpstr (office->auth_name, ==, "xauth-psk");
+  g_assert_cmpuint (office->auth, ==, 0);
+  g_assert_cmpuint (office->auth_line, ==, 6);
+  assert_psk (office, "testpsk");
+  g_assert_null (signed_peer->psk);
+  g_assert_true (modike_config_resolve_auth (cfg, fake_auth_lookup, &calls, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (calls, ==, 2);
+  g_assert_cmpuint (office->auth, ==, 65001);
+  g_assert_cmpuint (office->auth_base, ==, MODIKE_AUTH_PSK);
+  g_assert_cmpuint (signed_peer->auth, ==, 65005);
+  g_assert_cmpuint (signed_peer->auth_base, ==, MODIKE_AUTH_RSA_SIG);
+  /* Resolving again (a reload) changes nothing. */
+  g_assert_true (modike_config_resolve_auth (cfg, fake_auth_lookup, &calls, &error));
+  g_assert_cmpuint (office->auth, ==, 65001);
+  /* A reload resolves the new config before comparing peers. */
+  g_assert_true (modike_config_resolve_auth (again, fake_auth_lookup, &calls, &error));
+  g_assert_true (modike_peer_config_equal (office, modike_config_find_peer (again, "office")));
+
+  /* Core psk peers need no lookup and stay as they were. */
+  g_assert_null (modike_config_find_peer (plain, "anyone")->auth_name);
+  g_assert_true (modike_config_resolve_auth (plain, NULL, NULL, &error));
+  g_assert_cmpuint (modike_config_find_peer (plain, "anyone")->auth, ==, MODIKE_AUTH_PSK);
+  g_assert_false (modike_peer_config_equal (modike_config_find_peer (plain, "anyone"), office));
+
+  /* A PSK-based method without a secret: refused when resolved. */
+  g_autoptr (ModikeConfig) nosecret = load_string_ok (
+    "<modike>\n<peer name=\"p\">\n<auth method=\"xauth-psk\"/>\n"
+    "<phase1><proposal encryption=\"aes128\" hash=\"sha256\" group=\"modp2048\"/></phase1></peer></modike>");
+  g_assert_false (modike_config_resolve_auth (nosecret, fake_auth_lookup, &calls, &error));
+  assert_bad_message (error, "inline.xml", 3, "auth", MODIKE_CONFIG_ERROR_INVALID, "xauth-psk is based on a pre-shared key and needs a secret");
+  /* An empty secret is refused at once, whatever the method. */
+  g_clear_error (&error);
+  g_assert_null (modike_config_load_string (
+    "<modike>\n<peer name=\"p\">\n\n<auth method=\"xauth-psk\" secret=\"\"/>\n"
+    "<phase1><proposal encryption=\"aes128\" hash=\"sha256\" group=\"modp2048\"/></phase1></peer></modike>",
+    "inline.xml", &error));
+  assert_bad_message (error, "inline.xml", 4, "auth", MODIKE_CONFIG_ERROR_INVALID, "empty secret");
+}
+
 static void
 test_schema_path (void)
 {
@@ -985,6 +1062,7 @@ main (int argc, char **argv)
   g_test_add_func ("/config/peer-equal", test_peer_equal);
   g_test_add_func ("/config/peer-equal-adapter", test_peer_equal_adapter);
   g_test_add_func ("/config/good/adapter", test_good_adapter);
+  g_test_add_func ("/config/good/auth-plugin", test_good_auth_plugin);
   g_test_add_func ("/config/schema-path", test_schema_path);
   g_test_add_func ("/config/schema-resource", test_schema_resource);
   return g_test_run ();

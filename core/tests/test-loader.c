@@ -889,6 +889,172 @@ test_plugin_data (void)
   g_assert_cmpint (freed_b, ==, 1);
 }
 
+static void
+auth_noop (ModikeIkeSa *sa, guint16 method, gboolean local, gpointer user)
+{
+}
+
+static void
+test_auth_methods (void)
+{
+  g_autoptr (ModikeRegistry) reg = modike_registry_new ();
+  ModikePlugin *core = modike_registry_core_plugin (reg);
+  ModikePlugin *p = modike_registry_add_plugin (reg, &p_desc);
+  ModikePlugin *q = modike_registry_add_plugin (reg, &q_desc);
+  g_autoptr (GError) error = NULL;
+  g_autofree char *before = NULL, *after = NULL;
+  const ModikeAuthMethodReg *m;
+
+  g_assert_true (modike_register_auth_method (core, MODIKE_AUTH_PSK, "psk", MODIKE_AUTH_PSK, 0, NULL, NULL, &error));
+  g_assert_true (modike_register_auth_method (p, MODIKE_AUTH_XAUTH_INIT_PSK, "xauth-psk", MODIKE_AUTH_PSK,
+                                              MODIKE_ROLE_INITIATOR, auth_noop, NULL, &error));
+  /* An RSA based method registers even though phase 1 cannot run it yet. */
+  g_assert_true (modike_register_auth_method (p, MODIKE_AUTH_XAUTH_INIT_RSA, "xauth-rsa", MODIKE_AUTH_RSA_SIG,
+                                              MODIKE_ROLE_INITIATOR, auth_noop, NULL, &error));
+  g_assert_no_error (error);
+  before = modike_registry_describe (reg);
+  g_assert_nonnull (strstr (before, "auth-method 65001 (xauth-psk) base psk role 1 by p\n"));
+
+  /* The value, the name and the core's methods are exclusive. */
+  g_assert_false (modike_register_auth_method (q, MODIKE_AUTH_XAUTH_INIT_PSK, "other", MODIKE_AUTH_PSK,
+                                               MODIKE_ROLE_INITIATOR, auth_noop, NULL, &error));
+  g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_CONFLICT);
+  g_assert_cmpstr (error->message, ==, "plugin 'q' claims auth method 65001 (xauth-psk) already claimed by 'p'");
+  g_clear_error (&error);
+  g_assert_false (modike_register_auth_method (q, MODIKE_AUTH_XAUTH_RESP_PSK, "xauth-psk", MODIKE_AUTH_PSK,
+                                               MODIKE_ROLE_RESPONDER, auth_noop, NULL, &error));
+  g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_CONFLICT);
+  g_assert_cmpstr (error->message, ==, "plugin 'q' claims auth method name 'xauth-psk' (method 65001) already claimed by 'p'");
+  g_clear_error (&error);
+  g_assert_false (modike_register_auth_method (q, MODIKE_AUTH_PSK, "mine", MODIKE_AUTH_PSK, 0, auth_noop, NULL, &error));
+  g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_CONFLICT);
+  g_assert_cmpstr (error->message, ==, "plugin 'q' claims auth method 1 (psk) already claimed by 'core'");
+  g_clear_error (&error);
+  g_assert_false (modike_register_auth_method (q, MODIKE_AUTH_RSA_SIG, "rsa", MODIKE_AUTH_RSA_SIG, 0, auth_noop, NULL,
+                                               &error));
+  g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_CONFLICT);
+  g_clear_error (&error);
+  /* Bad arguments. */
+  g_assert_false (modike_register_auth_method (q, MODIKE_AUTH_HYBRID_INIT_RSA, "Hybrid RSA", MODIKE_AUTH_RSA_SIG,
+                                               MODIKE_ROLE_INITIATOR, auth_noop, NULL, &error));
+  g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID);
+  g_clear_error (&error);
+  g_assert_false (modike_register_auth_method (q, MODIKE_AUTH_HYBRID_INIT_RSA, "hybrid-rsa", MODIKE_AUTH_DSS,
+                                               MODIKE_ROLE_INITIATOR, auth_noop, NULL, &error));
+  g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID);
+  g_clear_error (&error);
+  g_assert_false (modike_register_auth_method (q, MODIKE_AUTH_HYBRID_INIT_RSA, "hybrid-rsa", MODIKE_AUTH_RSA_SIG, 7,
+                                               auth_noop, NULL, &error));
+  g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID);
+  g_clear_error (&error);
+  after = modike_registry_describe (reg);
+  g_assert_cmpstr (after, ==, before);
+
+  m = modike_registry_auth_method_named (reg, "xauth-rsa");
+  g_assert_nonnull (m);
+  g_assert_cmpuint (m->method, ==, 65005);
+  g_assert_cmpuint (m->base, ==, MODIKE_AUTH_RSA_SIG);
+  g_assert_true (modike_registry_auth_method (reg, 65001)->owner == p);
+  /* Unloading p frees its values for q. */
+  modike_registry_remove_plugin (reg, p);
+  g_assert_null (modike_registry_auth_method (reg, 65001));
+  g_assert_nonnull (modike_registry_auth_method (reg, MODIKE_AUTH_PSK));
+  g_assert_true (modike_register_auth_method (q, MODIKE_AUTH_XAUTH_INIT_PSK, "xauth-psk", MODIKE_AUTH_PSK,
+                                              MODIKE_ROLE_INITIATOR, auth_noop, NULL, &error));
+  g_assert_no_error (error);
+}
+
+static gboolean
+attr_noop (ModikeIkeSa *sa, const ModikeAttrPayload *payload, const ModikeAttrValue *value, gpointer user,
+           GError **error)
+{
+  return TRUE;
+}
+
+static void
+test_attribute_claims (void)
+{
+  g_autoptr (ModikeRegistry) reg = modike_registry_new ();
+  ModikePlugin *p = modike_registry_add_plugin (reg, &p_desc);
+  ModikePlugin *q = modike_registry_add_plugin (reg, &q_desc);
+  static const ModikeAttrSpec modecfg[] = {
+    { 1, MODIKE_ATTR_FMT_IP4, "INTERNAL_IP4_ADDRESS" },
+    { 2, MODIKE_ATTR_FMT_IP4, "INTERNAL_IP4_NETMASK" },
+    { 28676, MODIKE_ATTR_FMT_BYTES, "UNITY_SPLIT_INCLUDE" },
+  };
+  static const ModikeAttrSpec overlapping[] = {
+    { 16520, MODIKE_ATTR_FMT_U16, "XAUTH_TYPE" },
+    { 2, MODIKE_ATTR_FMT_IP4, "MY_NETMASK" },
+  };
+  static const ModikeAttrSpec doubled[] = {
+    { 16521, MODIKE_ATTR_FMT_TEXT, "XAUTH_USER_NAME" },
+    { 16521, MODIKE_ATTR_FMT_TEXT, "XAUTH_USER_NAME" },
+  };
+  static const ModikeAttrSpec af_bit[] = { { 0x8001, MODIKE_ATTR_FMT_U16, "TV" } };
+  static const ModikeAttrSpec bad_format[] = { { 16522, (ModikeAttrFormat) 99, "X" } };
+  g_autoptr (GError) error = NULL;
+  g_autofree char *before = NULL, *after = NULL;
+
+  g_assert_true (modike_register_attributes (p, modecfg, G_N_ELEMENTS (modecfg), attr_noop, NULL, &error));
+  g_assert_no_error (error);
+  before = modike_registry_describe (reg);
+  /* All or nothing: XAUTH_TYPE is not taken either. */
+  g_assert_false (modike_register_attributes (q, overlapping, G_N_ELEMENTS (overlapping), attr_noop, NULL, &error));
+  g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_CONFLICT);
+  g_assert_cmpstr (error->message, ==, "plugin 'q' claims attribute type 2 (INTERNAL_IP4_NETMASK) already claimed by 'p'");
+  g_clear_error (&error);
+  g_assert_null (modike_registry_attribute (reg, 16520));
+  g_assert_false (modike_register_attributes (q, doubled, G_N_ELEMENTS (doubled), attr_noop, NULL, &error));
+  g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID);
+  g_clear_error (&error);
+  g_assert_false (modike_register_attributes (q, af_bit, 1, attr_noop, NULL, &error));
+  g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID);
+  g_clear_error (&error);
+  g_assert_false (modike_register_attributes (q, bad_format, 1, attr_noop, NULL, &error));
+  g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID);
+  g_clear_error (&error);
+  g_assert_false (modike_register_attributes (q, overlapping, 1, NULL, NULL, &error));
+  g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID);
+  g_clear_error (&error);
+  after = modike_registry_describe (reg);
+  g_assert_cmpstr (after, ==, before);
+  g_assert_nonnull (strstr (after, "attribute 28676 (UNITY_SPLIT_INCLUDE) format 0 by p\n"));
+
+  g_assert_true (modike_register_attributes (q, overlapping, 1, attr_noop, NULL, &error));
+  g_assert_true (modike_registry_attribute (reg, 16520)->owner == q);
+  g_assert_cmpuint (modike_registry_attribute (reg, 1)->format, ==, MODIKE_ATTR_FMT_IP4);
+  modike_registry_remove_plugin (reg, p);
+  g_assert_null (modike_registry_attribute (reg, 1));
+  g_assert_nonnull (modike_registry_attribute (reg, 16520));
+}
+
+/* A plugin built for ABI 1.1 passes OS adapter ops without set_dns and
+ * clear_dns: the core must not read past them and sees them as NULL. */
+static void
+test_os_adapter_older_minor (void)
+{
+  g_autoptr (ModikeRegistry) reg = modike_registry_new ();
+  static const ModikePluginDescriptor old_minor = {
+    .abi_major = MODIKE_ABI_MAJOR, .abi_minor = 1, .struct_size = sizeof (ModikePluginDescriptor), .name = "old",
+  };
+  ModikePlugin *p = modike_registry_add_plugin (reg, &old_minor);
+  gsize short_len = G_STRUCT_OFFSET (ModikeOsAdapterOps, set_dns);
+  /* Exactly the 1.1 size on the heap: ASan catches a longer read. */
+  guint8 *ops = g_malloc0 (short_len);
+  const char *name = "old-tun";
+  g_autoptr (GError) error = NULL;
+  const ModikeOsAdapterOps *got;
+
+  memcpy (ops + G_STRUCT_OFFSET (ModikeOsAdapterOps, name), &name, sizeof name);
+  g_assert_true (modike_register_os_adapter (p, (const ModikeOsAdapterOps *) (gpointer) ops, NULL, &error));
+  g_assert_no_error (error);
+  g_free (ops);
+  got = modike_registry_os_adapter (reg, NULL);
+  g_assert_cmpstr (got->name, ==, "old-tun");
+  g_assert_null (got->set_dns);
+  g_assert_null (got->clear_dns);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -919,6 +1085,9 @@ main (int argc, char **argv)
   g_test_add_func ("/registry/config-sections", test_config_sections);
   g_test_add_func ("/registry/ports-and-singletons", test_ports_and_singletons);
   g_test_add_func ("/registry/plugin-data", test_plugin_data);
+  g_test_add_func ("/registry/auth-methods", test_auth_methods);
+  g_test_add_func ("/registry/attribute-claims", test_attribute_claims);
+  g_test_add_func ("/registry/os-adapter-older-minor", test_os_adapter_older_minor);
 
   return g_test_run ();
 }

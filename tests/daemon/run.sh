@@ -56,6 +56,10 @@ bad-config)
   # A plugin section for a plugin that is not loaded.
   sed 's|</daemon>|</daemon><dpd delay="10"/>|' "$good" > "$MKI_DIR/section.xml"
   expect_refusal "$MKI_DIR/section.xml" 'dpd'
+  # An auth method no loaded plugin registers: file, line and element.
+  sed 's|method="psk"|method="xauth-psk"|' "$good" > "$MKI_DIR/authmethod.xml"
+  line=$(grep -n xauth-psk "$MKI_DIR/authmethod.xml" | cut -d: -f1)
+  expect_refusal "$MKI_DIR/authmethod.xml" "authmethod\.xml:$line:" '<auth>' "unknown auth method 'xauth-psk'"
   timeout 5 "$MODIKED" -c "$MKI_DIR/missing.xml" --check >/dev/null 2>&1 && mki_fail "a missing file passes --check"
   mki_log "PASS: bad configs refused with file, line and element"
   ;;

@@ -39,7 +39,7 @@ typedef struct {
   char *local_id;
   guint8 remote_id_type;   /* 0 = accept any / the peer address */
   char *remote_id;
-  guint8 auth;             /* ModikeAuthMethod; PSK for now */
+  guint16 auth;            /* ModikeAuthMethod value offered/accepted; 0 until resolved (see auth_name) */
   ModikeSecret *psk;
   guint8 exchange;         /* MODIKE_EX_MAIN or MODIKE_EX_AGGRESSIVE */
   GArray *p1_proposals;    /* ModikeP1Proposal, in preference order */
@@ -60,6 +60,12 @@ typedef struct {
   guint adapter_mtu;          /* default 1400 */
   guint adapter_queues;       /* default 1 */
   gboolean adapter_offload;   /* ask for GSO/GRO (MODIKE_ADAPTER_VNET_HDR); default yes */
+  /* <auth method="xauth-psk">: a method a plugin registers, resolved to
+   * auth/auth_base by modike_config_resolve_auth once plugins are loaded;
+   * NULL for the core's psk. */
+  char *auth_name;
+  guint16 auth_base;          /* MODIKE_AUTH_PSK or MODIKE_AUTH_RSA_SIG: what phase 1 computes with */
+  guint auth_line;            /* of <auth>, for messages */
 } ModikePeerConfig;
 
 typedef struct {
@@ -89,6 +95,12 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (ModikeConfig, modike_config_free)
 gboolean modike_config_check_plugins (ModikeConfig *cfg, GHashTable *fragments, GError **error);
 /* The top-level element of that name, or NULL. */
 xmlNode *modike_config_section (const ModikeConfig *cfg, const char *name);
+
+/* Maps a registered auth method name to its value and base method. */
+typedef gboolean (*ModikeAuthLookupFunc) (const char *name, guint16 *method, guint16 *base, gpointer user);
+/* Resolves every peer's plugin auth method (lookup NULL: none known); an
+ * unknown one fails with "file:line: <auth>: unknown auth method 'x'". */
+gboolean modike_config_resolve_auth (ModikeConfig *cfg, ModikeAuthLookupFunc lookup, gpointer user, GError **error);
 
 const ModikePeerConfig *modike_config_find_peer (const ModikeConfig *cfg, const char *name);
 /* TRUE if the two peers would negotiate the same thing (reload keeps SAs). */

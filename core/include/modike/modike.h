@@ -16,4 +16,7 @@
 #include <modike/exchange.h>
 #include <modike/registry.h>
 #include <modike/ike.h>
+#include <modike/auth-method.h>
+#include <modike/cfg-attr.h>
+#include <modike/sa-result.h>
 #include <modike/log.h>

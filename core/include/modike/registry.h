@@ -143,6 +143,12 @@ typedef struct {
   guint (*get_n_queues) (gpointer adapter);
   guint (*get_flags) (gpointer adapter);   /* ModikeAdapterFlags actually in effect */
   const char *(*get_name) (gpointer adapter);
+  /* ABI 1.2, optional (NULL: not supported, the core logs it once): the
+   * resolver for traffic through the adapter: servers (port 0) and search
+   * domains (NULL-terminated, may be empty); set again replaces. */
+  gboolean (*set_dns) (gpointer adapter, const ModikeAddr *servers, guint n_servers, const char *const *domains,
+                       GError **error);
+  void (*clear_dns) (gpointer adapter);
 } ModikeOsAdapterOps;
 gboolean modike_register_os_adapter (ModikePlugin *plugin, const ModikeOsAdapterOps *ops, gpointer user,
                                      GError **error);

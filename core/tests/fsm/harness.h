@@ -111,6 +111,41 @@ void establish (const Params *p, gboolean a_initiates);
 void assert_no_sas (Node *n);
 void reload_a (Node *a, const Params *p, const char *name);
 
+/* ---- fake datapath and OS adapter plugins (fakes.c): they record the
+ * engine's calls in one log ("create mk0 ...", "route+ mk0 ...") ---- */
+typedef struct {
+  GPtrArray *log;            /* char*, shared with the FakeOs */
+  ModikeDatapathHost *host;
+  guint starts, stops, sa_adds, sa_dels, policy_sets;
+  GHashTable *sas;           /* "in:%08x" / "out:%08x" -> ModikeSadEntry* (copies) */
+  GPtrArray *policies;       /* the last policies_set */
+  gboolean refuse;           /* sa_add fails */
+  gboolean calls_in_stop;    /* host calls from stop, as a racing thread would */
+} FakeDp;
+
+typedef struct {
+  GPtrArray *log;
+  gboolean no_offload;       /* VNET_HDR asked for but not granted */
+  gboolean fail_create;
+  gboolean no_dns;           /* registers ops without set_dns/clear_dns */
+  guint live;
+} FakeOs;
+
+void fake_log (GPtrArray *log, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
+const char *fmt_prefix (const ModikePrefix *p, char *buf, gsize len);
+void fake_dp_init (FakeDp *dp, GPtrArray *log);
+void fake_dp_clear (FakeDp *dp);
+void fake_dp_register (Node *n, FakeDp *dp);
+/* The datapath holds exactly the SAD, keys included. */
+void fake_dp_assert_mirror (FakeDp *dp, Node *n);
+void fake_os_register (Node *n, FakeOs *os);
+/* A and B from params, with the fakes given (NULL: none) registered
+ * before the config is applied. */
+Net *dp_pair_new (const Params *p, FakeDp *dpa, FakeDp *dpb, FakeOs *osa, Node **a, Node **b);
+gboolean log_has (GPtrArray *log, const char *line);
+/* The log from `from` on equals `want` (NULL-terminated), in order. */
+void assert_log (GPtrArray *log, guint from, const char *const *want);
+
 /* Each test file adds its cases. */
 void fsm_add_exchange_tests (void);
 void fsm_add_fault_tests (void);
@@ -118,4 +153,5 @@ void fsm_add_lifecycle_tests (void);
 void fsm_add_plugin_hook_tests (void);
 void fsm_add_datapath_tests (void);
 void fsm_add_padding_tests (void);
+void fsm_add_plugin_result_tests (void);
 

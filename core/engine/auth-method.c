@@ -1,0 +1,73 @@
+/* Phase 1 authentication methods plugins register (XAuth, hybrid): what
+ * the SA negotiated, who owns it, and the owner's call once phase 1 is up.
+ * Phase 1 computes with the method's base; only pre-shared keys exist so
+ * far. */
+#include "engine-private.h"
+
+static const ModikeAuthMethodReg *
+sa_method (const ModikeIkeSa *sa)
+{
+  return sa->choice.auth != 0 ? modike_registry_auth_method (sa->ike->registry, sa->choice.auth) : NULL;
+}
+
+guint16
+modike_ike_sa_get_auth_method (const ModikeIkeSa *sa)
+{
+  g_return_val_if_fail (sa != NULL, 0);
+  return sa->choice.auth;
+}
+
+const char *
+modike_ike_sa_get_auth_owner (const ModikeIkeSa *sa)
+{
+  const ModikeAuthMethodReg *m;
+
+  g_return_val_if_fail (sa != NULL, NULL);
+  m = sa_method (sa);
+  return m != NULL ? modike_plugin_get_name (m->owner) : NULL;
+}
+
+gboolean
+modike_ike_sa_auth_is_local (const ModikeIkeSa *sa)
+{
+  const ModikeAuthMethodReg *m;
+
+  g_return_val_if_fail (sa != NULL, FALSE);
+  m = sa_method (sa);
+  return m != NULL && m->authenticated != 0 && m->authenticated == sa->role;
+}
+
+void
+engine_auth_established (ModikeIkeSa *sa)
+{
+  const ModikeAuthMethodReg *m = sa_method (sa);
+
+  if (m == NULL || m->owner == modike_registry_core_plugin (sa->ike->registry))
+    return;
+  ELOG_INFO (sa, NULL, "authenticated with %s (method %u, plugin %s): %s", m->name, m->method,
+             modike_plugin_get_name (m->owner),
+             m->authenticated == 0 ? "no further step"
+             : modike_ike_sa_auth_is_local (sa) ? "the peer authenticates us next"
+                                                 : "we authenticate the peer next");
+  if (m->fn != NULL)
+    m->fn (sa, m->method, modike_ike_sa_auth_is_local (sa), m->user);
+}
+
+gboolean
+engine_auth_usable (const ModikePeerConfig *peer, GError **error)
+{
+  if (peer->auth == 0)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN,
+                   "auth method '%s' is not resolved (no plugin registers it)", peer->auth_name != NULL ? peer->auth_name : "?");
+      return FALSE;
+    }
+  if (peer->auth_base == MODIKE_AUTH_RSA_SIG)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN,
+                   "auth method '%s' is based on RSA signatures: RSA signatures not supported yet",
+                   peer->auth_name != NULL ? peer->auth_name : "rsa-sig");
+      return FALSE;
+    }
+  return TRUE;
+}

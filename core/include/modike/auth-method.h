@@ -1,0 +1,38 @@
+/* Phase 1 authentication methods beyond the core's pre-shared key: the
+ * XAuth (draft-ietf-ipsec-isakmp-xauth) and hybrid
+ * (draft-ietf-ipsec-isakmp-hybrid-auth) values a plugin claims. Phase 1
+ * itself runs with the method's base (HASH_I/HASH_R and SKEYID of a
+ * pre-shared key or RSA signature); the plugin adds its own authentication
+ * of one side after phase 1. */
+#pragma once
+
+#include <glib.h>
+#include <modike/exchange.h>
+#include <modike/plugin.h>
+
+G_BEGIN_DECLS
+
+/* A phase 1 with the method is established. `local`: TRUE when this end is
+ * the side the method authenticates in addition (the XAuth client), FALSE
+ * when this end checks the peer (the XAuth server). */
+typedef void (*ModikeAuthMethodFunc) (ModikeIkeSa *sa, guint16 method, gboolean local, gpointer user);
+
+/* Claims the Authentication Method value `method` (exclusive; 1..5 are the
+ * core's) under the config name `name` (<auth method="xauth-psk">): base is
+ * MODIKE_AUTH_PSK or MODIKE_AUTH_RSA_SIG; authenticated is the phase 1 role
+ * the plugin authenticates in addition (INITIATOR for XAUTHInit*, 0 = none). */
+gboolean modike_register_auth_method (ModikePlugin *plugin, guint16 method, const char *name, guint16 base,
+                                      ModikeRole authenticated, ModikeAuthMethodFunc established, gpointer user,
+                                      GError **error);
+
+/* The negotiated Authentication Method value (65001 ...), 0 before phase 1
+ * chose one. */
+guint16 modike_ike_sa_get_auth_method (const ModikeIkeSa *sa);
+/* The name of the plugin owning the negotiated method ("core" for psk),
+ * NULL before one was chosen. */
+const char *modike_ike_sa_get_auth_owner (const ModikeIkeSa *sa);
+/* TRUE when the negotiated method authenticates this end in addition
+ * (we are the XAuth client); FALSE otherwise. */
+gboolean modike_ike_sa_auth_is_local (const ModikeIkeSa *sa);
+
+G_END_DECLS
