@@ -281,7 +281,7 @@ void engine_attrs_add_lifetimes (GArray *attrs, guint16 type_attr, guint16 dur_a
 
 /* ---- phase 1 helpers shared by Main and Aggressive Mode (phase1.c) ---- */
 GBytes *p1_local_id (ModikeIkeSa *sa, GError **error);
-gboolean p1_id_matches (const ModikePeerConfig *peer, const guint8 *body, gsize len);
+gboolean p1_id_matches (const ModikePeerConfig *peer, const ModikeIdPayload *id);
 gboolean p1_check_remote_id (ModikeIkeSa *sa, const ModikePayload *id, GError **error);
 void p1_add_vendor_ids (ModikeExchange *x, ModikeBuilder *b);
 void p1_process_vendor_ids (ModikeIkeSa *sa, const ModikeMessage *msg);
@@ -367,11 +367,11 @@ guint32 engine_spi_value (const guint8 spi[4]);
 /* A notify body; protocol 0 or spi NULL: about the ISAKMP SA (SPI = cookies). */
 GByteArray *engine_notify_body (ModikeIkeSa *sa, guint16 type, guint8 protocol, const guint8 *spi, gsize spi_len,
                                 const guint8 *data, gsize data_len);
-/* The message's notify payloads decoded, in order (ModikeNotifyPayload*,
- * owned); one that does not decode is logged and left out. */
-GPtrArray *engine_parse_notifies (ModikeExchange *x, const ModikeMessage *msg);
-/* The message's SA payload decoded; NULL after failing x with the codec's notify. */
-ModikeSaPayload *engine_parse_sa (ModikeExchange *x, const ModikeMessage *msg, GError **error);
+/* The message's index-th notify as the chain parser decoded it (borrowed
+ * from msg), NULL past the last: for (i = 0; (n = engine_msg_notify (msg, i)); i++). */
+const ModikeNotifyPayload *engine_msg_notify (const ModikeMessage *msg, guint index);
+/* The message's SA payload, decoded (borrowed); only for rows that require one. */
+const ModikeSaPayload *engine_msg_sa (const ModikeMessage *msg);
 /* Runs the builders of message msg_no on b and sends it: the handler's verdict. */
 ModikeVerdict engine_send_msg (ModikeExchange *x, guint8 msg_no, ModikeBuilder *b, gboolean encrypt, GError **error);
 /* Constant-time check of a received HASH (NULL: missing) against want, which

@@ -220,26 +220,11 @@ info_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   for (guint i = 1; i < msg->payloads->len && !sa->dead; i++)
     {
       const ModikePayload *p = &g_array_index (msg->payloads, ModikePayload, i);
-      g_autoptr (GError) local = NULL;
 
       if (p->type == MODIKE_PL_N)
-        {
-          g_autoptr (ModikeNotifyPayload) n = modike_notify_payload_parse (p->body, p->len, &local);
-
-          if (n != NULL)
-            engine_handle_notify (sa, n, TRUE);
-          else
-            ELOG_MSG (sa, x, "bad notify: %s", local->message);
-        }
+        engine_handle_notify (sa, modike_payload_get_notify (p), TRUE);
       else if (p->type == MODIKE_PL_D)
-        {
-          g_autoptr (ModikeDeletePayload) d = modike_delete_payload_parse (p->body, p->len, &local);
-
-          if (d != NULL)
-            handle_delete (sa, d);
-          else
-            ELOG_MSG (sa, x, "bad delete: %s", local->message);
-        }
+        handle_delete (sa, modike_payload_get_delete (p));
     }
   return MODIKE_V_OK;
 }
@@ -258,19 +243,11 @@ engine_plain_info (ModikeIkeSa *sa, ModikeMessage *msg)
   for (guint i = 0; msg->payloads != NULL && i < msg->payloads->len && !sa->dead; i++)
     {
       const ModikePayload *p = &g_array_index (msg->payloads, ModikePayload, i);
-      g_autoptr (ModikeNotifyPayload) n = NULL;
-      g_autoptr (GError) local = NULL;
+      const ModikeNotifyPayload *n = modike_payload_get_notify (p);
 
-      if (p->type != MODIKE_PL_N)
-        {
-          ELOG_DEBUG (sa, NULL, "unencrypted Informational: %s payload ignored", engine_payload_name (p->type));
-          continue;
-        }
-      n = modike_notify_payload_parse (p->body, p->len, &local);
       if (n == NULL)
         {
-          ike->stats.rx_garbage++;
-          ELOG_MSG (sa, NULL, "unencrypted Informational: %s", local->message);
+          ELOG_DEBUG (sa, NULL, "unencrypted Informational: %s payload ignored", engine_payload_name (p->type));
           continue;
         }
       if (n->type < 16384)

@@ -278,17 +278,12 @@ static gboolean
 parse_ids (const ModikeMessage *msg, ModikeAddrRange *ci, ModikePortRange *pi, ModikeAddrRange *cr,
            ModikePortRange *pr, guint8 *proto, GError **error)
 {
-  const ModikePayload *pci = modike_message_find_nth (msg, MODIKE_PL_ID, 0);
-  const ModikePayload *pcr = modike_message_find_nth (msg, MODIKE_PL_ID, 1);
-  g_autoptr (ModikeIdPayload) idci = NULL;
-  g_autoptr (ModikeIdPayload) idcr = NULL;
+  const ModikeIdPayload *idci = modike_payload_get_id (modike_message_find_nth (msg, MODIKE_PL_ID, 0));
+  const ModikeIdPayload *idcr = modike_payload_get_id (modike_message_find_nth (msg, MODIKE_PL_ID, 1));
   g_autoptr (GError) local = NULL;
   guint8 proto_r = 0;
 
-  idci = modike_id_payload_parse (pci->body, pci->len, &local);
-  idcr = idci != NULL ? modike_id_payload_parse (pcr->body, pcr->len, &local) : NULL;
-  if (idcr == NULL || !qm_range_from_id (idci, ci, proto, pi, &local) ||
-      !qm_range_from_id (idcr, cr, &proto_r, pr, &local))
+  if (!qm_range_from_id (idci, ci, proto, pi, &local) || !qm_range_from_id (idcr, cr, &proto_r, pr, &local))
     {
       g_propagate_prefixed_error (error, g_steal_pointer (&local), "IDs: ");
       return FALSE;
@@ -342,12 +337,10 @@ take_ke (ModikeExchange *x, QmData *qm, const ModikeMessage *msg, GError **error
 static void
 process_notifies (ModikeExchange *x, QmData *qm, const ModikeMessage *msg)
 {
-  g_autoptr (GPtrArray) notifies = engine_parse_notifies (x, msg);
+  const ModikeNotifyPayload *n;
 
-  for (guint i = 0; i < notifies->len; i++)
+  for (guint i = 0; (n = engine_msg_notify (msg, i)) != NULL; i++)
     {
-      const ModikeNotifyPayload *n = g_ptr_array_index (notifies, i);
-
       if (n->type == MODIKE_N_RESPONDER_LIFETIME && n->data != NULL)
         {
           g_autoptr (GArray) attrs = modike_attr_array_new ();
@@ -594,7 +587,7 @@ qm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   ModikeIkeSa *sa = x->sa;
   QmData *qm = qm_data_new (0, 0);
   guint n_ids = modike_message_count (msg, MODIKE_PL_ID);
-  g_autoptr (ModikeSaPayload) offer = NULL;
+  const ModikeSaPayload *offer = engine_msg_sa (msg);
   g_autoptr (ModikeSaPayload) reply = NULL;
   g_autoptr (ModikeBuilder) b = modike_builder_new ();
   g_autoptr (GError) local = NULL;
@@ -607,9 +600,6 @@ qm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   /* A message that fails its HASH proves nothing about the peer: drop it. */
   if (!engine_verify_hash (x, msg, FALSE, NULL, NULL, error))
     return MODIKE_V_DROP;
-  offer = engine_parse_sa (x, msg, error);
-  if (offer == NULL)
-    return MODIKE_V_FAIL;
   /* Report failures against the initiator's SPI from here on. */
   for (guint i = 0; i < offer->proposals->len; i++)
     {
@@ -703,17 +693,13 @@ qm_i2 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
   ModikeIkeSa *sa = x->sa;
   QmData *qm = x->data;
-  g_autoptr (ModikeSaPayload) reply = NULL;
   g_autoptr (ModikeBuilder) b = modike_builder_new ();
 
   if (!engine_verify_hash (x, msg, FALSE, qm->ni, NULL, error))
     return MODIKE_V_DROP;
-  reply = engine_parse_sa (x, msg, error);
-  if (reply == NULL)
-    return MODIKE_V_FAIL;
   x->notify_proto = MODIKE_PROTO_ESP;
   engine_spi_bytes (qm->spi_in, x->notify_spi);
-  if (!proposal_p2_check_reply (sa, reply, qm->policy, &qm->choice, &qm->spi_out, error))
+  if (!proposal_p2_check_reply (sa, engine_msg_sa (msg), qm->policy, &qm->choice, &qm->spi_out, error))
     {
       modike_exchange_set_notify (x, MODIKE_N_NO_PROPOSAL_CHOSEN);
       return MODIKE_V_FAIL;

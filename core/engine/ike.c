@@ -374,15 +374,9 @@ engine_find_peer (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *rem
 {
   const ModikePeerConfig *best = NULL;
   int best_score = -1;
-  g_autoptr (GByteArray) id_body = NULL;
 
   if (ike->cfg == NULL || ike->cfg->peers == NULL)
     return NULL;
-  if (peer_id != NULL)
-    {
-      id_body = g_byte_array_new ();
-      modike_id_payload_encode (peer_id, id_body);
-    }
   for (guint i = 0; i < ike->cfg->peers->len; i++)
     {
       const ModikePeerConfig *p = g_ptr_array_index (ike->cfg->peers, i);
@@ -397,9 +391,9 @@ engine_find_peer (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *rem
         continue;
       if (p->remote.family != 0)
         score += 2;
-      if (id_body != NULL && p->remote_id_type != 0)
+      if (peer_id != NULL && p->remote_id_type != 0)
         {
-          if (!p1_id_matches (p, id_body->data, id_body->len))
+          if (!p1_id_matches (p, peer_id))
             continue;
           score += 4;
         }
