@@ -88,15 +88,18 @@ fail_pending_quick_modes (ModikeIkeSa *sa, const ModikeNotifyPayload *n)
   gpointer value;
   g_autoptr (GPtrArray) victims = g_ptr_array_new ();
   guint32 spi = n->spi_len == 4 ? engine_spi_value (n->spi) : 0;
+  ModikeExchange *owner = engine_spi_owner (sa->ike, spi);
 
+  /* Naming our SPI: the exchange that reserved it; else every phase 2
+   * exchange we started here (those negotiating for a policy). */
   g_hash_table_iter_init (&it, sa->exchanges);
   while (g_hash_table_iter_next (&it, NULL, &value))
     {
       ModikeExchange *x = value;
 
-      if (x->type != MODIKE_EX_QUICK || x->done || x->dead || x->role != MODIKE_ROLE_INITIATOR)
+      if (x->done || x->dead || x->role != MODIKE_ROLE_INITIATOR)
         continue;
-      if (spi != 0 && qm_data_spi (x) != spi)
+      if (spi != 0 ? x != owner : x->spd_id == 0)
         continue;
       g_ptr_array_add (victims, x);
     }

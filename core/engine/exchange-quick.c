@@ -52,22 +52,6 @@ qm_data_free (QmData *qm)
   g_free (qm);
 }
 
-guint32
-qm_data_spi (const ModikeExchange *x)
-{
-  const QmData *qm = x->type == MODIKE_EX_QUICK ? x->data : NULL;
-
-  return qm != NULL ? qm->spi_in : 0;
-}
-
-guint32
-qm_data_spd_id (const ModikeExchange *x)
-{
-  const QmData *qm = x->type == MODIKE_EX_QUICK ? x->data : NULL;
-
-  return qm != NULL ? qm->spd_id : 0;
-}
-
 /* ---- selectors <-> ID payloads ---- */
 
 static gsize
@@ -505,6 +489,8 @@ qm_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   g_autoptr (ModikeIdPayload) idcr = NULL;
   ModikeVerdict v;
 
+  /* The engine learns what we negotiate through the SDK, as from a plugin. */
+  modike_exchange_set_policy (x, qm->spd_id);
   policy = modike_spd_get (sa->ike->spd, qm->spd_id);
   if (policy == NULL || policy->action != MODIKE_SPD_PROTECT)
     return engine_fail (x, 0, MODIKE_IKE_ERROR_FAILED, error, "policy %u is gone or not PROTECT", qm->spd_id);
@@ -512,7 +498,7 @@ qm_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
     return engine_fail (x, 0, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN, error, "policy %s has no ESP proposals",
                         policy->name);
   qm->policy = modike_spd_entry_dup (policy);
-  qm->spi_in = engine_alloc_spi (sa->ike);
+  qm->spi_in = modike_exchange_alloc_spi (x);
   offer = proposal_p2_offer (sa, policy, qm->spi_in, NULL);
   if (policy->pfs_group != 0)
     {
@@ -564,6 +550,7 @@ r1_choose (ModikeExchange *x, QmData *qm, const ModikeSaPayload *offer, const Mo
           continue;
         }
       qm->spd_id = e->id;
+      modike_exchange_set_policy (x, e->id);
       qm->policy = modike_spd_entry_dup (e);
       qm->spi_out = peer_spi;
       return MODIKE_V_OK;
@@ -628,7 +615,7 @@ qm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
       host_range (&sa->remote, &ci);
       host_range (&sa->local, &cr);
     }
-  qm->spi_in = engine_alloc_spi (sa->ike);
+  qm->spi_in = modike_exchange_alloc_spi (x);
   v = r1_choose (x, qm, offer, &ci, &cr, proto, &pi, &pr, &reply, error);
   if (v != MODIKE_V_OK)
     return v;

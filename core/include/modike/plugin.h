@@ -8,7 +8,7 @@
 G_BEGIN_DECLS
 
 #define MODIKE_ABI_MAJOR 1  /* incompatible changes */
-#define MODIKE_ABI_MINOR 1  /* additions; struct_size grows append-only */
+#define MODIKE_ABI_MINOR 2  /* additions; struct_size grows append-only */
 
 typedef struct _ModikePlugin ModikePlugin; /* a loaded plugin, as the core sees it */
 
