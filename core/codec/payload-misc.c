@@ -324,44 +324,13 @@ decoded_as (const ModikePayload *p, guint8 type, guint8 alt)
   return p != NULL && (p->type == type || p->type == alt) ? p->decoded : NULL;
 }
 
-const ModikeSaPayload *
-modike_payload_get_sa (const ModikePayload *p)
-{
-  return decoded_as (p, MODIKE_PL_SA, MODIKE_PL_SA);
-}
+#define ACCESSOR(T, name, type, alt) \
+  const T *modike_payload_get_##name (const ModikePayload *p) { return decoded_as (p, type, alt); }
 
-const ModikeIdPayload *
-modike_payload_get_id (const ModikePayload *p)
-{
-  return decoded_as (p, MODIKE_PL_ID, MODIKE_PL_ID);
-}
-
-const ModikeCertPayload *
-modike_payload_get_cert (const ModikePayload *p)
-{
-  return decoded_as (p, MODIKE_PL_CERT, MODIKE_PL_CR);
-}
-
-const ModikeNotifyPayload *
-modike_payload_get_notify (const ModikePayload *p)
-{
-  return decoded_as (p, MODIKE_PL_N, MODIKE_PL_N);
-}
-
-const ModikeDeletePayload *
-modike_payload_get_delete (const ModikePayload *p)
-{
-  return decoded_as (p, MODIKE_PL_D, MODIKE_PL_D);
-}
-
-const ModikeAttrPayload *
-modike_payload_get_attr (const ModikePayload *p)
-{
-  return decoded_as (p, MODIKE_PL_ATTR, MODIKE_PL_ATTR);
-}
-
-const ModikeNatOaPayload *
-modike_payload_get_nat_oa (const ModikePayload *p)
-{
-  return decoded_as (p, MODIKE_PL_NAT_OA, MODIKE_PL_NAT_OA_DRAFT);
-}
+ACCESSOR (ModikeSaPayload, sa, MODIKE_PL_SA, MODIKE_PL_SA)
+ACCESSOR (ModikeIdPayload, id, MODIKE_PL_ID, MODIKE_PL_ID)
+ACCESSOR (ModikeCertPayload, cert, MODIKE_PL_CERT, MODIKE_PL_CR)
+ACCESSOR (ModikeNotifyPayload, notify, MODIKE_PL_N, MODIKE_PL_N)
+ACCESSOR (ModikeDeletePayload, delete, MODIKE_PL_D, MODIKE_PL_D)
+ACCESSOR (ModikeAttrPayload, attr, MODIKE_PL_ATTR, MODIKE_PL_ATTR)
+ACCESSOR (ModikeNatOaPayload, nat_oa, MODIKE_PL_NAT_OA, MODIKE_PL_NAT_OA_DRAFT)
