@@ -40,9 +40,10 @@ const ModikeNotifyPayload *modike_payload_get_notify (const ModikePayload *p);
 const ModikeDeletePayload *modike_payload_get_delete (const ModikePayload *p);
 const ModikeAttrPayload *modike_payload_get_attr (const ModikePayload *p);
 const ModikeNatOaPayload *modike_payload_get_nat_oa (const ModikePayload *p);
-/* Decodes p->body by p->type into p->decoded (typed payloads) or checks its
- * size bounds (opaque ones), with the codec's errors; the chain parser
- * calls it for every payload. modike_payload_clear frees the decoded form. */
+/* Decodes p->body by p->type into p->decoded (typed payloads; p->decoded
+ * must be NULL or from an earlier decode) or checks its size bounds (opaque
+ * ones), with the codec's errors; the chain parser calls it for every
+ * payload. modike_payload_clear frees the decoded form. */
 gboolean modike_payload_decode (ModikePayload *p, GError **error);
 void modike_payload_clear (ModikePayload *p);
 
