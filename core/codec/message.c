@@ -104,6 +104,7 @@ modike_message_parse (GBytes *packet, GError **error)
   g_return_val_if_fail (packet != NULL, NULL);
   data = g_bytes_get_data (packet, &len);
   msg->payloads = g_array_new (FALSE, TRUE, sizeof (ModikePayload));
+  g_array_set_clear_func (msg->payloads, (GDestroyNotify) modike_payload_clear);
   if (!modike_header_parse (data, len, &msg->hdr, error))
     return NULL;
   msg->packet = g_bytes_ref (packet);
@@ -177,7 +178,8 @@ modike_message_set_plain (ModikeMessage *msg, GBytes *plain, gboolean padded, GE
                        n, type_name (type), length, modike_reader_left (&r) + MODIKE_PAYLOAD_HEADER_LEN);
           goto fail;
         }
-      if (!modike_payload_validate (type, pl.body, pl.len, error))
+      /* Decoded once here; handlers read the result (modike_payload_get_*). */
+      if (!modike_payload_decode (&pl, error))
         goto fail;
       g_array_append_val (msg->payloads, pl);
       type = next;

@@ -1,5 +1,7 @@
 /* Codec errors and their notify types, CERT/CR, NAT-OA, size checks for
- * opaque payloads, and modike_payload_validate. */
+ * opaque payloads, and the dispatcher decoding a chain's payloads
+ * (modike_payload_decode, the accessors, modike_payload_validate). */
+#include <modike/message.h>
 #include <modike/names.h>
 #include <modike/payload.h>
 #include <modike/reader.h>
@@ -187,44 +189,88 @@ modike_opaque_payload_check (guint8 type, gsize len, GError **error)
     }
 }
 
-/* Runs a decoder and drops the result: the check is all we want. */
-#define DECODES(free_fn, expr) \
-  G_STMT_START { void *x_ = (expr); if (x_ == NULL) return FALSE; free_fn (x_); return TRUE; } G_STMT_END
+/* The destroy function of a type's decoded form; NULL for opaque types. */
+static GDestroyNotify
+decoded_free_func (guint8 type)
+{
+  switch (type)
+    {
+    case MODIKE_PL_SA:
+      return (GDestroyNotify) modike_sa_payload_free;
+    case MODIKE_PL_ID:
+      return (GDestroyNotify) modike_id_payload_free;
+    case MODIKE_PL_CERT:
+    case MODIKE_PL_CR:
+      return (GDestroyNotify) modike_cert_payload_free;
+    case MODIKE_PL_N:
+      return (GDestroyNotify) modike_notify_payload_free;
+    case MODIKE_PL_D:
+      return (GDestroyNotify) modike_delete_payload_free;
+    case MODIKE_PL_ATTR:
+      return (GDestroyNotify) modike_attr_payload_free;
+    case MODIKE_PL_NAT_OA:
+    case MODIKE_PL_NAT_OA_DRAFT:
+      return g_free;
+    default:
+      return NULL;
+    }
+}
+
+void
+modike_payload_clear (ModikePayload *p)
+{
+  GDestroyNotify destroy = decoded_free_func (p->type);
+
+  if (p->decoded != NULL && destroy != NULL)
+    destroy (p->decoded);
+  p->decoded = NULL;
+}
 
 gboolean
-modike_payload_validate (guint8 type, const guint8 *body, gsize len, GError **error)
+modike_payload_decode (ModikePayload *p, GError **error)
 {
+  const guint8 *body = p->body;
+  gsize len = p->len;
   ModikeNatOaPayload oa;
+  gpointer d = NULL;
 
-  switch (type)
+  modike_payload_clear (p);
+  switch (p->type)
     {
     case MODIKE_PL_NONE:
       g_set_error (error, MODIKE_CODEC_ERROR, MODIKE_CODEC_ERROR_BAD_PAYLOAD_TYPE,
                               "payload type 0 is not a payload");
       return FALSE;
     case MODIKE_PL_SA:
-      DECODES (modike_sa_payload_free, modike_sa_payload_parse (body, len, error));
+      d = modike_sa_payload_parse (body, len, error);
+      break;
     case MODIKE_PL_P:
     case MODIKE_PL_T:
       /* Only nested inside an SA. */
       g_set_error (error, MODIKE_CODEC_ERROR, MODIKE_CODEC_ERROR_BAD_PAYLOAD_TYPE,
-                              "%s: outside an SA payload", modike_payload_name (type));
+                              "%s: outside an SA payload", modike_payload_name (p->type));
       return FALSE;
     case MODIKE_PL_ID:
-      DECODES (modike_id_payload_free, modike_id_payload_parse (body, len, error));
+      d = modike_id_payload_parse (body, len, error);
+      break;
     case MODIKE_PL_CERT:
-      DECODES (modike_cert_payload_free, modike_cert_payload_parse (body, len, FALSE, error));
     case MODIKE_PL_CR:
-      DECODES (modike_cert_payload_free, modike_cert_payload_parse (body, len, TRUE, error));
+      d = modike_cert_payload_parse (body, len, p->type == MODIKE_PL_CR, error);
+      break;
     case MODIKE_PL_N:
-      DECODES (modike_notify_payload_free, modike_notify_payload_parse (body, len, error));
+      d = modike_notify_payload_parse (body, len, error);
+      break;
     case MODIKE_PL_D:
-      DECODES (modike_delete_payload_free, modike_delete_payload_parse (body, len, error));
+      d = modike_delete_payload_parse (body, len, error);
+      break;
     case MODIKE_PL_ATTR:
-      DECODES (modike_attr_payload_free, modike_attr_payload_parse (body, len, error));
+      d = modike_attr_payload_parse (body, len, error);
+      break;
     case MODIKE_PL_NAT_OA:
     case MODIKE_PL_NAT_OA_DRAFT:
-      return modike_nat_oa_payload_parse (body, len, &oa, error);
+      if (modike_nat_oa_payload_parse (body, len, &oa, error))
+        d = g_memdup2 (&oa, sizeof oa);
+      break;
     case MODIKE_PL_FRAG:
       /* Fragment id (2), number (1), flags (1), then some data. */
       if (len <= 4)
@@ -237,6 +283,37 @@ modike_payload_validate (guint8 type, const guint8 *body, gsize len, GError **er
     default:
       /* KE, HASH, ...: size bounds; unknown types: opaque, the state
        * table decides whether they are allowed. */
-      return modike_opaque_payload_check (type, len, error);
+      return modike_opaque_payload_check (p->type, len, error);
     }
+  p->decoded = d;
+  return d != NULL;
 }
+
+gboolean
+modike_payload_validate (guint8 type, const guint8 *body, gsize len, GError **error)
+{
+  ModikePayload p = { .type = type, .body = body, .len = len };
+  gboolean ok = modike_payload_decode (&p, error);
+
+  modike_payload_clear (&p);
+  return ok;
+}
+
+/* ---- Accessors of the decoded form. ---- */
+
+static gconstpointer
+decoded_as (const ModikePayload *p, guint8 type, guint8 alt)
+{
+  return p != NULL && (p->type == type || p->type == alt) ? p->decoded : NULL;
+}
+
+#define ACCESSOR(T, name, type, alt) \
+  const T *modike_payload_get_##name (const ModikePayload *p) { return decoded_as (p, type, alt); }
+
+ACCESSOR (ModikeSaPayload, sa, MODIKE_PL_SA, MODIKE_PL_SA)
+ACCESSOR (ModikeIdPayload, id, MODIKE_PL_ID, MODIKE_PL_ID)
+ACCESSOR (ModikeCertPayload, cert, MODIKE_PL_CERT, MODIKE_PL_CR)
+ACCESSOR (ModikeNotifyPayload, notify, MODIKE_PL_N, MODIKE_PL_N)
+ACCESSOR (ModikeDeletePayload, delete, MODIKE_PL_D, MODIKE_PL_D)
+ACCESSOR (ModikeAttrPayload, attr, MODIKE_PL_ATTR, MODIKE_PL_ATTR)
+ACCESSOR (ModikeNatOaPayload, nat_oa, MODIKE_PL_NAT_OA, MODIKE_PL_NAT_OA_DRAFT)

@@ -96,6 +96,8 @@ struct _ModikeIke {
   EngineDatapath *dp;         /* the started datapath plugin, NULL without one */
   GPtrArray *adapters;        /* EngineAdapter*: virtual adapters, one per peer with <adapter> */
   GHashTable *acquires;       /* spd_id -> rate limit state of datapath acquires (ike.c) */
+  GHashTable *spis;           /* reserved inbound SPI -> ModikeExchange* holding it (inflight.c) */
+  GHashTable *policy_xs;      /* spd_id -> GPtrArray of ModikeExchange* negotiating for it */
 };
 
 struct _ModikeIkeSa {
@@ -167,6 +169,8 @@ struct _ModikeExchange {
   const ModikeFsmRow *susp_row;
   ModikeMessage *susp_msg;
   ModikeAddr rx_local, rx_remote; /* where the message in process came from */
+  guint32 spd_id;             /* the policy it negotiates for (modike_exchange_set_policy), 0 = none */
+  GArray *spis;               /* guint32: inbound SPIs it reserved (modike_exchange_alloc_spi) */
 };
 
 /* ---- logging (ike.c) ---- */
@@ -201,7 +205,6 @@ void engine_sa_initial_contact (ModikeIkeSa *sa);
 gboolean engine_start_qm (ModikeIkeSa *sa, guint32 spd_id, guint32 rekey_spi, GError **error);
 void engine_p2_failed (ModikeIkeSa *sa, const GError *error);
 void engine_p2_up (ModikeIkeSa *sa, EngineChild *child);
-guint32 engine_alloc_spi (ModikeIke *ike);
 guint32 engine_alloc_msgid (ModikeIkeSa *sa);
 /* Starts phase 1 with a configured peer as initiator. */
 ModikeIkeSa *engine_start_p1 (ModikeIke *ike, const ModikePeerConfig *peer, GError **error);
@@ -222,6 +225,19 @@ void engine_child_arm_timers (EngineChild *c);
 void engine_child_remove (EngineChild *c, gboolean send_delete);
 EngineChild *engine_child_find_spi (ModikeIkeSa *sa, guint32 spi, gboolean outbound);
 void engine_child_move (EngineChild *c, ModikeIkeSa *to);
+
+/* ---- what exchanges in flight hold: SPIs, policies (inflight.c) ---- */
+void engine_inflight_init (ModikeIke *ike);
+void engine_inflight_free (ModikeIke *ike);
+/* Reserved by an exchange in flight or held by an inbound SAD entry. */
+gboolean engine_spi_in_use (ModikeIke *ike, guint32 spi);
+/* The exchange that reserved inbound spi, or NULL. */
+ModikeExchange *engine_spi_owner (ModikeIke *ike, guint32 spi);
+/* A live exchange (of a live SA with that peer) negotiates for the policy;
+ * with initiator_only, one we started. */
+gboolean engine_policy_negotiating (ModikeIke *ike, guint32 spd_id, const char *peer, gboolean initiator_only);
+/* Drops x's SPI reservations and policy tag (engine_exchange_free). */
+void engine_exchange_release (ModikeExchange *x);
 
 /* ---- exchanges (exchange.c) ---- */
 ModikeExchange *engine_exchange_new (ModikeIkeSa *sa, guint8 type, guint32 msgid, ModikeRole role);
@@ -281,7 +297,7 @@ void engine_attrs_add_lifetimes (GArray *attrs, guint16 type_attr, guint16 dur_a
 
 /* ---- phase 1 helpers shared by Main and Aggressive Mode (phase1.c) ---- */
 GBytes *p1_local_id (ModikeIkeSa *sa, GError **error);
-gboolean p1_id_matches (const ModikePeerConfig *peer, const guint8 *body, gsize len);
+gboolean p1_id_matches (const ModikePeerConfig *peer, const ModikeIdPayload *id);
 gboolean p1_check_remote_id (ModikeIkeSa *sa, const ModikePayload *id, GError **error);
 void p1_add_vendor_ids (ModikeExchange *x, ModikeBuilder *b);
 void p1_process_vendor_ids (ModikeIkeSa *sa, const ModikeMessage *msg);
@@ -333,8 +349,6 @@ ModikeVerdict info_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **err
 typedef struct _QmData QmData;
 QmData *qm_data_new (guint32 spd_id, guint32 rekey_spi);
 void qm_data_free (QmData *qm);
-guint32 qm_data_spi (const ModikeExchange *x); /* our SPI, 0 if none */
-guint32 qm_data_spd_id (const ModikeExchange *x);
 ModikeIdPayload *qm_id_from_range (const ModikeAddrRange *r, guint8 proto, const ModikePortRange *ports);
 gboolean qm_range_from_id (const ModikeIdPayload *id, ModikeAddrRange *r, guint8 *proto, ModikePortRange *ports,
                            GError **error);
@@ -367,11 +381,11 @@ guint32 engine_spi_value (const guint8 spi[4]);
 /* A notify body; protocol 0 or spi NULL: about the ISAKMP SA (SPI = cookies). */
 GByteArray *engine_notify_body (ModikeIkeSa *sa, guint16 type, guint8 protocol, const guint8 *spi, gsize spi_len,
                                 const guint8 *data, gsize data_len);
-/* The message's notify payloads decoded, in order (ModikeNotifyPayload*,
- * owned); one that does not decode is logged and left out. */
-GPtrArray *engine_parse_notifies (ModikeExchange *x, const ModikeMessage *msg);
-/* The message's SA payload decoded; NULL after failing x with the codec's notify. */
-ModikeSaPayload *engine_parse_sa (ModikeExchange *x, const ModikeMessage *msg, GError **error);
+/* The message's index-th notify as the chain parser decoded it (borrowed
+ * from msg), NULL past the last: for (i = 0; (n = engine_msg_notify (msg, i)); i++). */
+const ModikeNotifyPayload *engine_msg_notify (const ModikeMessage *msg, guint index);
+/* The message's SA payload, decoded (borrowed); only for rows that require one. */
+const ModikeSaPayload *engine_msg_sa (const ModikeMessage *msg);
 /* Runs the builders of message msg_no on b and sends it: the handler's verdict. */
 ModikeVerdict engine_send_msg (ModikeExchange *x, guint8 msg_no, ModikeBuilder *b, gboolean encrypt, GError **error);
 /* Constant-time check of a received HASH (NULL: missing) against want, which

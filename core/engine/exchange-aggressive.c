@@ -24,17 +24,9 @@ static gboolean
 choose_peer (ModikeExchange *x, const ModikePayload *idp, GError **error)
 {
   ModikeIkeSa *sa = x->sa;
-  g_autoptr (ModikeIdPayload) id = NULL;
-  g_autoptr (GError) local = NULL;
+  const ModikeIdPayload *id = modike_payload_get_id (idp);
   const ModikePeerConfig *peer;
 
-  id = modike_id_payload_parse (idp->body, idp->len, &local);
-  if (id == NULL)
-    {
-      engine_fail (x, MODIKE_N_INVALID_ID_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "ID payload: %s",
-                   local->message);
-      return FALSE;
-    }
   peer = engine_find_peer (sa->ike, &sa->local, &sa->remote, MODIKE_EX_AGGRESSIVE, id);
   if (peer == NULL)
     {

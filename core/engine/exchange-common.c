@@ -1,6 +1,6 @@
 /* What the core exchanges (Main, Aggressive, Quick, Informational) share:
- * failing a handler, payload bodies as bytes, SPIs, notify bodies, the SA
- * payload a message carries, sending a built message, and the HASH payloads
+ * failing a handler, payload bodies as bytes, SPIs, notify bodies, the
+ * decoded N and SA payloads a message carries, sending a built message, and the HASH payloads
  * keyed with SKEYID_a (Quick Mode HASH(1..3), Informational HASH(1),
  * RFC 2409 5.5, 5.7). */
 #include "engine-private.h"
@@ -124,42 +124,21 @@ engine_notify_body (ModikeIkeSa *sa, guint16 type, guint8 protocol, const guint8
   return body;
 }
 
-GPtrArray *
-engine_parse_notifies (ModikeExchange *x, const ModikeMessage *msg)
+const ModikeNotifyPayload *
+engine_msg_notify (const ModikeMessage *msg, guint index)
 {
-  GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify) modike_notify_payload_free);
-
-  for (guint i = 0; i < msg->payloads->len; i++)
-    {
-      const ModikePayload *p = &g_array_index (msg->payloads, ModikePayload, i);
-      g_autoptr (GError) local = NULL;
-      ModikeNotifyPayload *n;
-
-      if (p->type != MODIKE_PL_N)
-        continue;
-      n = modike_notify_payload_parse (p->body, p->len, &local);
-      if (n != NULL)
-        g_ptr_array_add (out, n);
-      else
-        ELOG_MSG (x->sa, x, "bad notify payload: %s", local->message);
-    }
-  return out;
+  return modike_payload_get_notify (modike_message_find_nth (msg, MODIKE_PL_N, index));
 }
 
-ModikeSaPayload *
-engine_parse_sa (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+const ModikeSaPayload *
+engine_msg_sa (const ModikeMessage *msg)
 {
-  const ModikePayload *sap = modike_message_find (msg, MODIKE_PL_SA);
-  g_autoptr (GError) local = NULL;
-  ModikeSaPayload *sa_payload;
+  const ModikeSaPayload *sap = modike_payload_get_sa (modike_message_find (msg, MODIKE_PL_SA));
 
-  /* The row requires the SA payload; the digest checked it is there. */
-  g_return_val_if_fail (sap != NULL, NULL);
-  sa_payload = modike_sa_payload_parse (sap->body, sap->len, &local);
-  if (sa_payload == NULL)
-    engine_fail (x, modike_codec_error_notify (local), MODIKE_IKE_ERROR_FAILED, error, "SA payload: %s",
-                 local->message);
-  return sa_payload;
+  /* The rows calling this require the SA payload: the digest saw it, and
+   * the chain parser decoded it (or dropped the message). */
+  g_assert (sap != NULL);
+  return sap;
 }
 
 /* ---- sending ---- */

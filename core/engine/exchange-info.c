@@ -88,15 +88,18 @@ fail_pending_quick_modes (ModikeIkeSa *sa, const ModikeNotifyPayload *n)
   gpointer value;
   g_autoptr (GPtrArray) victims = g_ptr_array_new ();
   guint32 spi = n->spi_len == 4 ? engine_spi_value (n->spi) : 0;
+  ModikeExchange *owner = engine_spi_owner (sa->ike, spi);
 
+  /* Naming our SPI: the exchange that reserved it; else every phase 2
+   * exchange we started here (those negotiating for a policy). */
   g_hash_table_iter_init (&it, sa->exchanges);
   while (g_hash_table_iter_next (&it, NULL, &value))
     {
       ModikeExchange *x = value;
 
-      if (x->type != MODIKE_EX_QUICK || x->done || x->dead || x->role != MODIKE_ROLE_INITIATOR)
+      if (x->done || x->dead || x->role != MODIKE_ROLE_INITIATOR)
         continue;
-      if (spi != 0 && qm_data_spi (x) != spi)
+      if (spi != 0 ? x != owner : x->spd_id == 0)
         continue;
       g_ptr_array_add (victims, x);
     }
@@ -220,26 +223,11 @@ info_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   for (guint i = 1; i < msg->payloads->len && !sa->dead; i++)
     {
       const ModikePayload *p = &g_array_index (msg->payloads, ModikePayload, i);
-      g_autoptr (GError) local = NULL;
 
       if (p->type == MODIKE_PL_N)
-        {
-          g_autoptr (ModikeNotifyPayload) n = modike_notify_payload_parse (p->body, p->len, &local);
-
-          if (n != NULL)
-            engine_handle_notify (sa, n, TRUE);
-          else
-            ELOG_MSG (sa, x, "bad notify: %s", local->message);
-        }
+        engine_handle_notify (sa, modike_payload_get_notify (p), TRUE);
       else if (p->type == MODIKE_PL_D)
-        {
-          g_autoptr (ModikeDeletePayload) d = modike_delete_payload_parse (p->body, p->len, &local);
-
-          if (d != NULL)
-            handle_delete (sa, d);
-          else
-            ELOG_MSG (sa, x, "bad delete: %s", local->message);
-        }
+        handle_delete (sa, modike_payload_get_delete (p));
     }
   return MODIKE_V_OK;
 }
@@ -258,19 +246,11 @@ engine_plain_info (ModikeIkeSa *sa, ModikeMessage *msg)
   for (guint i = 0; msg->payloads != NULL && i < msg->payloads->len && !sa->dead; i++)
     {
       const ModikePayload *p = &g_array_index (msg->payloads, ModikePayload, i);
-      g_autoptr (ModikeNotifyPayload) n = NULL;
-      g_autoptr (GError) local = NULL;
+      const ModikeNotifyPayload *n = modike_payload_get_notify (p);
 
-      if (p->type != MODIKE_PL_N)
-        {
-          ELOG_DEBUG (sa, NULL, "unencrypted Informational: %s payload ignored", engine_payload_name (p->type));
-          continue;
-        }
-      n = modike_notify_payload_parse (p->body, p->len, &local);
       if (n == NULL)
         {
-          ike->stats.rx_garbage++;
-          ELOG_MSG (sa, NULL, "unencrypted Informational: %s", local->message);
+          ELOG_DEBUG (sa, NULL, "unencrypted Informational: %s payload ignored", engine_payload_name (p->type));
           continue;
         }
       if (n->type < 16384)

@@ -52,22 +52,6 @@ qm_data_free (QmData *qm)
   g_free (qm);
 }
 
-guint32
-qm_data_spi (const ModikeExchange *x)
-{
-  const QmData *qm = x->type == MODIKE_EX_QUICK ? x->data : NULL;
-
-  return qm != NULL ? qm->spi_in : 0;
-}
-
-guint32
-qm_data_spd_id (const ModikeExchange *x)
-{
-  const QmData *qm = x->type == MODIKE_EX_QUICK ? x->data : NULL;
-
-  return qm != NULL ? qm->spd_id : 0;
-}
-
 /* ---- selectors <-> ID payloads ---- */
 
 static gsize
@@ -278,17 +262,12 @@ static gboolean
 parse_ids (const ModikeMessage *msg, ModikeAddrRange *ci, ModikePortRange *pi, ModikeAddrRange *cr,
            ModikePortRange *pr, guint8 *proto, GError **error)
 {
-  const ModikePayload *pci = modike_message_find_nth (msg, MODIKE_PL_ID, 0);
-  const ModikePayload *pcr = modike_message_find_nth (msg, MODIKE_PL_ID, 1);
-  g_autoptr (ModikeIdPayload) idci = NULL;
-  g_autoptr (ModikeIdPayload) idcr = NULL;
+  const ModikeIdPayload *idci = modike_payload_get_id (modike_message_find_nth (msg, MODIKE_PL_ID, 0));
+  const ModikeIdPayload *idcr = modike_payload_get_id (modike_message_find_nth (msg, MODIKE_PL_ID, 1));
   g_autoptr (GError) local = NULL;
   guint8 proto_r = 0;
 
-  idci = modike_id_payload_parse (pci->body, pci->len, &local);
-  idcr = idci != NULL ? modike_id_payload_parse (pcr->body, pcr->len, &local) : NULL;
-  if (idcr == NULL || !qm_range_from_id (idci, ci, proto, pi, &local) ||
-      !qm_range_from_id (idcr, cr, &proto_r, pr, &local))
+  if (!qm_range_from_id (idci, ci, proto, pi, &local) || !qm_range_from_id (idcr, cr, &proto_r, pr, &local))
     {
       g_propagate_prefixed_error (error, g_steal_pointer (&local), "IDs: ");
       return FALSE;
@@ -342,12 +321,10 @@ take_ke (ModikeExchange *x, QmData *qm, const ModikeMessage *msg, GError **error
 static void
 process_notifies (ModikeExchange *x, QmData *qm, const ModikeMessage *msg)
 {
-  g_autoptr (GPtrArray) notifies = engine_parse_notifies (x, msg);
+  const ModikeNotifyPayload *n;
 
-  for (guint i = 0; i < notifies->len; i++)
+  for (guint i = 0; (n = engine_msg_notify (msg, i)) != NULL; i++)
     {
-      const ModikeNotifyPayload *n = g_ptr_array_index (notifies, i);
-
       if (n->type == MODIKE_N_RESPONDER_LIFETIME && n->data != NULL)
         {
           g_autoptr (GArray) attrs = modike_attr_array_new ();
@@ -512,6 +489,8 @@ qm_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   g_autoptr (ModikeIdPayload) idcr = NULL;
   ModikeVerdict v;
 
+  /* The engine learns what we negotiate through the SDK, as from a plugin. */
+  modike_exchange_set_policy (x, qm->spd_id);
   policy = modike_spd_get (sa->ike->spd, qm->spd_id);
   if (policy == NULL || policy->action != MODIKE_SPD_PROTECT)
     return engine_fail (x, 0, MODIKE_IKE_ERROR_FAILED, error, "policy %u is gone or not PROTECT", qm->spd_id);
@@ -519,7 +498,7 @@ qm_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
     return engine_fail (x, 0, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN, error, "policy %s has no ESP proposals",
                         policy->name);
   qm->policy = modike_spd_entry_dup (policy);
-  qm->spi_in = engine_alloc_spi (sa->ike);
+  qm->spi_in = modike_exchange_alloc_spi (x);
   offer = proposal_p2_offer (sa, policy, qm->spi_in, NULL);
   if (policy->pfs_group != 0)
     {
@@ -571,6 +550,7 @@ r1_choose (ModikeExchange *x, QmData *qm, const ModikeSaPayload *offer, const Mo
           continue;
         }
       qm->spd_id = e->id;
+      modike_exchange_set_policy (x, e->id);
       qm->policy = modike_spd_entry_dup (e);
       qm->spi_out = peer_spi;
       return MODIKE_V_OK;
@@ -594,7 +574,7 @@ qm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   ModikeIkeSa *sa = x->sa;
   QmData *qm = qm_data_new (0, 0);
   guint n_ids = modike_message_count (msg, MODIKE_PL_ID);
-  g_autoptr (ModikeSaPayload) offer = NULL;
+  const ModikeSaPayload *offer = engine_msg_sa (msg);
   g_autoptr (ModikeSaPayload) reply = NULL;
   g_autoptr (ModikeBuilder) b = modike_builder_new ();
   g_autoptr (GError) local = NULL;
@@ -607,9 +587,6 @@ qm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   /* A message that fails its HASH proves nothing about the peer: drop it. */
   if (!engine_verify_hash (x, msg, FALSE, NULL, NULL, error))
     return MODIKE_V_DROP;
-  offer = engine_parse_sa (x, msg, error);
-  if (offer == NULL)
-    return MODIKE_V_FAIL;
   /* Report failures against the initiator's SPI from here on. */
   for (guint i = 0; i < offer->proposals->len; i++)
     {
@@ -638,7 +615,7 @@ qm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
       host_range (&sa->remote, &ci);
       host_range (&sa->local, &cr);
     }
-  qm->spi_in = engine_alloc_spi (sa->ike);
+  qm->spi_in = modike_exchange_alloc_spi (x);
   v = r1_choose (x, qm, offer, &ci, &cr, proto, &pi, &pr, &reply, error);
   if (v != MODIKE_V_OK)
     return v;
@@ -703,17 +680,13 @@ qm_i2 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
   ModikeIkeSa *sa = x->sa;
   QmData *qm = x->data;
-  g_autoptr (ModikeSaPayload) reply = NULL;
   g_autoptr (ModikeBuilder) b = modike_builder_new ();
 
   if (!engine_verify_hash (x, msg, FALSE, qm->ni, NULL, error))
     return MODIKE_V_DROP;
-  reply = engine_parse_sa (x, msg, error);
-  if (reply == NULL)
-    return MODIKE_V_FAIL;
   x->notify_proto = MODIKE_PROTO_ESP;
   engine_spi_bytes (qm->spi_in, x->notify_spi);
-  if (!proposal_p2_check_reply (sa, reply, qm->policy, &qm->choice, &qm->spi_out, error))
+  if (!proposal_p2_check_reply (sa, engine_msg_sa (msg), qm->policy, &qm->choice, &qm->spi_out, error))
     {
       modike_exchange_set_notify (x, MODIKE_N_NO_PROPOSAL_CHOSEN);
       return MODIKE_V_FAIL;

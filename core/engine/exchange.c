@@ -39,6 +39,7 @@ engine_exchange_free (ModikeExchange *x)
   ike = x->sa->ike;
   engine_timer_cancel (ike, &x->timer);
   engine_timer_cancel (ike, &x->linger_timer);
+  engine_exchange_release (x);
   if (x->destroy != NULL && x->data != NULL)
     x->destroy (x->data);
   g_clear_pointer (&x->last_sent, g_bytes_unref);

@@ -134,6 +134,7 @@ modike_ike_new (const ModikeEnv *env, ModikeRegistry *registry)
   ike->dead_exchanges = g_ptr_array_new ();
   ike->adapters = g_ptr_array_new ();
   ike->acquires = g_hash_table_new_full (NULL, NULL, NULL, acquire_state_free);
+  engine_inflight_init (ike);
   return ike;
 }
 
@@ -175,6 +176,7 @@ modike_ike_free (ModikeIke *ike)
   g_ptr_array_unref (ike->dead_sas);
   g_ptr_array_unref (ike->dead_exchanges);
   g_hash_table_destroy (ike->by_icookie);
+  engine_inflight_free (ike);
   modike_sad_free (ike->sad);
   modike_spd_free (ike->spd);
   g_free (ike);
@@ -301,15 +303,9 @@ engine_find_peer (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *rem
 {
   const ModikePeerConfig *best = NULL;
   int best_score = -1;
-  g_autoptr (GByteArray) id_body = NULL;
 
   if (ike->cfg == NULL || ike->cfg->peers == NULL)
     return NULL;
-  if (peer_id != NULL)
-    {
-      id_body = g_byte_array_new ();
-      modike_id_payload_encode (peer_id, id_body);
-    }
   for (guint i = 0; i < ike->cfg->peers->len; i++)
     {
       const ModikePeerConfig *p = g_ptr_array_index (ike->cfg->peers, i);
@@ -324,9 +320,9 @@ engine_find_peer (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *rem
         continue;
       if (p->remote.family != 0)
         score += 2;
-      if (id_body != NULL && p->remote_id_type != 0)
+      if (peer_id != NULL && p->remote_id_type != 0)
         {
-          if (!p1_id_matches (p, id_body->data, id_body->len))
+          if (!p1_id_matches (p, peer_id))
             continue;
           score += 4;
         }
@@ -382,41 +378,6 @@ engine_alloc_msgid (ModikeIkeSa *sa)
     modike_random_nonce (&id, sizeof id);
   while (id == 0 || g_hash_table_contains (sa->exchanges, GUINT_TO_POINTER (id)));
   return id;
-}
-
-static gboolean
-spi_in_use (ModikeIke *ike, guint32 spi)
-{
-  if (modike_sad_lookup (ike->sad, MODIKE_DIR_IN, spi) != NULL)
-    return TRUE;
-  for (guint i = 0; i < ike->sas->len; i++)
-    {
-      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
-      GHashTableIter it;
-      gpointer value;
-
-      g_hash_table_iter_init (&it, sa->exchanges);
-      while (g_hash_table_iter_next (&it, NULL, &value))
-        if (qm_data_spi (value) == spi)
-          return TRUE;
-    }
-  return FALSE;
-}
-
-guint32
-engine_alloc_spi (ModikeIke *ike)
-{
-  guint8 b[4];
-  guint32 spi;
-
-  /* SPIs 1..255 are reserved (RFC 4303 2.1). */
-  do
-    {
-      modike_random (b, sizeof b);
-      spi = (guint32) b[0] << 24 | (guint32) b[1] << 16 | (guint32) b[2] << 8 | b[3];
-    }
-  while (spi < 256 || spi_in_use (ike, spi));
-  return spi;
 }
 
 /* ---- receive ---- */
@@ -655,26 +616,6 @@ find_any_sa (ModikeIke *ike, const char *peer)
   return sa;
 }
 
-/* A live Quick Mode on sa for the policy; with initiator_only, only one
- * we started. */
-static gboolean
-quick_running (ModikeIkeSa *sa, guint32 spd_id, gboolean initiator_only)
-{
-  GHashTableIter it;
-  gpointer value;
-
-  g_hash_table_iter_init (&it, sa->exchanges);
-  while (g_hash_table_iter_next (&it, NULL, &value))
-    {
-      ModikeExchange *x = value;
-
-      if (x->type == MODIKE_EX_QUICK && (!initiator_only || x->role == MODIKE_ROLE_INITIATOR) && !x->done &&
-          !x->dead && x->data != NULL && qm_data_spd_id (x) == spd_id)
-        return TRUE;
-    }
-  return FALSE;
-}
-
 static gboolean
 child_exists (ModikeIke *ike, const char *peer, guint32 spd_id)
 {
@@ -694,10 +635,8 @@ child_exists (ModikeIke *ike, const char *peer, guint32 spd_id)
       for (guint j = 0; j < sa->pending_spd->len; j++)
         if (g_array_index (sa->pending_spd, guint32, j) == spd_id)
           return TRUE;
-      if (quick_running (sa, spd_id, TRUE))
-        return TRUE;
     }
-  return FALSE;
+  return engine_policy_negotiating (ike, spd_id, peer, TRUE);
 }
 
 static gboolean
@@ -804,16 +743,7 @@ modike_ike_terminate (ModikeIke *ike, const char *peer)
 static gboolean
 policy_busy (ModikeIke *ike, const char *peer, guint32 spd_id)
 {
-  if (child_exists (ike, peer, spd_id))
-    return TRUE;
-  for (guint i = 0; i < ike->sas->len; i++)
-    {
-      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
-
-      if (!sa->dead && g_strcmp0 (sa->peer_name, peer) == 0 && quick_running (sa, spd_id, FALSE))
-        return TRUE;
-    }
-  return FALSE;
+  return child_exists (ike, peer, spd_id) || engine_policy_negotiating (ike, spd_id, peer, FALSE);
 }
 
 static gboolean acquire_deferred_cb (gpointer data);

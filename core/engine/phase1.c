@@ -84,9 +84,8 @@ p1_add_local_id (ModikeIkeSa *sa, ModikeBuilder *b, GError **error)
 }
 
 gboolean
-p1_id_matches (const ModikePeerConfig *peer, const guint8 *body, gsize len)
+p1_id_matches (const ModikePeerConfig *peer, const ModikeIdPayload *id)
 {
-  g_autoptr (ModikeIdPayload) id = NULL;
   g_autoptr (GByteArray) want = g_byte_array_new ();
   g_autoptr (GError) error = NULL;
   guint8 type = 0;
@@ -95,8 +94,7 @@ p1_id_matches (const ModikePeerConfig *peer, const guint8 *body, gsize len)
 
   if (peer->remote_id_type == 0)
     return TRUE; /* any identity (the PSK binds the peer) */
-  id = modike_id_payload_parse (body, len, &error);
-  if (id == NULL || !config_id (peer->remote_id_type, peer->remote_id, &peer->remote, &type, want, &error))
+  if (!config_id (peer->remote_id_type, peer->remote_id, &peer->remote, &type, want, &error))
     return FALSE;
   d = g_bytes_get_data (id->data, &dlen);
   return id->type == type && dlen == want->len && memcmp (d, want->data, dlen) == 0;
@@ -109,10 +107,9 @@ p1_check_remote_id (ModikeIkeSa *sa, const ModikePayload *id, GError **error)
 
   g_clear_pointer (slot, g_bytes_unref);
   *slot = engine_payload_bytes (id);
-  if (!p1_id_matches (sa->peer, id->body, id->len))
+  if (!p1_id_matches (sa->peer, modike_payload_get_id (id)))
     {
-      g_autoptr (ModikeIdPayload) got = modike_id_payload_parse (id->body, id->len, NULL);
-      g_autofree char *text = got != NULL ? modike_id_payload_to_string (got) : g_strdup ("(unparseable)");
+      g_autofree char *text = modike_id_payload_to_string (modike_payload_get_id (id));
 
       g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "peer %s: identity %s is not the configured %s",
                    sa->peer_name, text, sa->peer->remote_id != NULL ? sa->peer->remote_id : "one");
@@ -337,12 +334,10 @@ p1_process_notifies (ModikeExchange *x, const ModikeMessage *msg)
 {
   ModikeIkeSa *sa = x->sa;
   gboolean authenticated = (msg->hdr.flags & MODIKE_FLAG_ENCRYPTION) != 0;
-  g_autoptr (GPtrArray) notifies = engine_parse_notifies (x, msg);
+  const ModikeNotifyPayload *n;
 
-  for (guint i = 0; i < notifies->len; i++)
+  for (guint i = 0; (n = engine_msg_notify (msg, i)) != NULL; i++)
     {
-      const ModikeNotifyPayload *n = g_ptr_array_index (notifies, i);
-
       if (n->type == MODIKE_N_INITIAL_CONTACT)
         {
           ELOG_INFO (sa, x, "peer sent INITIAL-CONTACT");
@@ -401,13 +396,10 @@ gboolean
 p1_choose (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error)
 {
   ModikeIkeSa *sa = x->sa;
-  g_autoptr (ModikeSaPayload) offer = engine_parse_sa (x, msg, error);
   g_autoptr (ModikeSaPayload) reply = NULL;
   g_autoptr (GBytes) reply_b = NULL;
 
-  if (offer == NULL)
-    return FALSE;
-  if (!proposal_p1_select (offer, sa->peer, 0, &sa->choice, &reply, error))
+  if (!proposal_p1_select (engine_msg_sa (msg), sa->peer, 0, &sa->choice, &reply, error))
     {
       modike_exchange_set_notify (x, MODIKE_N_NO_PROPOSAL_CHOSEN);
       return FALSE;
@@ -424,12 +416,9 @@ gboolean
 p1_take_reply_sa (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
   ModikeIkeSa *sa = x->sa;
-  g_autoptr (ModikeSaPayload) reply = engine_parse_sa (x, msg, error);
   guint16 want_group = sa->choice.group;
 
-  if (reply == NULL)
-    return FALSE;
-  if (!proposal_p1_check_reply (reply, sa->peer, &sa->choice, error))
+  if (!proposal_p1_check_reply (engine_msg_sa (msg), sa->peer, &sa->choice, error))
     {
       modike_exchange_set_notify (x, MODIKE_N_NO_PROPOSAL_CHOSEN);
       return FALSE;

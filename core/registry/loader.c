@@ -16,7 +16,9 @@ static const gsize known_size[MODIKE_ABI_MINOR + 1] = {
   [0] = G_STRUCT_OFFSET (ModikePluginDescriptor, fini) + G_SIZEOF_MEMBER (ModikePluginDescriptor, fini),
   /* 1.1 grew the SDK's calls and ModikeSaStats, not the descriptor. */
   [1] = G_STRUCT_OFFSET (ModikePluginDescriptor, fini) + G_SIZEOF_MEMBER (ModikePluginDescriptor, fini),
-  /* 1.2: auth methods, attribute claims, SA results, DNS in the OS adapter ops. */
+  /* 1.2: auth methods, attribute claims, SA results, DNS in the OS adapter
+   * ops; decoded payloads (ModikePayload.decoded and its accessors),
+   * modike_exchange_alloc_spi and _set_policy; the descriptor is the same. */
   [2] = G_STRUCT_OFFSET (ModikePluginDescriptor, fini) + G_SIZEOF_MEMBER (ModikePluginDescriptor, fini),
 };
 

@@ -2200,6 +2200,128 @@ test_message_encrypted (void)
   }
 }
 
+/* The chain parser keeps each typed payload's decoded form; the accessors
+ * give it for their own type only, and NULL for opaque payloads. */
+static void
+test_message_decoded (void)
+{
+  g_autoptr (ModikeBuilder) b = modike_builder_new ();
+  g_autoptr (GBytes) m = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (ModikeMessage) msg = NULL;
+  GByteArray *body;
+  ModikeDeletePayload d = { .doi = MODIKE_DOI_IPSEC, .protocol = MODIKE_PROTO_ESP, .spi_len = 4 };
+  ModikeAttrPayload a = { .type = 2, .identifier = 7 };
+  ModikeCertPayload c = { .encoding = 4 };
+  ModikeNatOaPayload oa = { .id_type = MODIKE_ID_IPV4_ADDR, .addr = { 192, 0, 2, 9 } };
+  const ModikePayload *p;
+  const ModikeSaPayload *sa;
+  const ModikeIdPayload *id;
+  const ModikeNotifyPayload *n;
+  const ModikeDeletePayload *dd;
+  const ModikeAttrPayload *aa;
+  const ModikeNatOaPayload *oo;
+  gsize len;
+
+  modike_builder_add_array (b, MODIKE_PL_SA, sa_phase1 ());
+  add_filled (b, MODIKE_PL_KE, 128, 0x21);
+  modike_builder_add_array (b, MODIKE_PL_ID, id_body (MODIKE_ID_FQDN, 17, 500, "peer.example", TRUE));
+  modike_builder_add_array (b, MODIKE_PL_N, notify_body (MODIKE_N_INITIAL_CONTACT, MODIKE_PROTO_ISAKMP, NULL, 0, ""));
+  d.spis = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  g_ptr_array_add (d.spis, g_bytes_new ("\x12\x34\x56\x78", 4));
+  body = g_byte_array_new ();
+  modike_delete_payload_encode (&d, body);
+  modike_builder_add_array (b, MODIKE_PL_D, body);
+  g_ptr_array_unref (d.spis);
+  a.attrs = modike_attr_array_new ();
+  modike_attr_add_tv (a.attrs, 1, 0x0a00);
+  body = g_byte_array_new ();
+  modike_attr_payload_encode (&a, body);
+  modike_builder_add_array (b, MODIKE_PL_ATTR, body);
+  g_array_unref (a.attrs);
+  c.data = g_bytes_new ("cert", 4);
+  body = g_byte_array_new ();
+  modike_cert_payload_encode (&c, body);
+  modike_builder_add_array (b, MODIKE_PL_CERT, body);
+  g_bytes_unref (c.data);
+  modike_builder_add (b, MODIKE_PL_CR, "\x04", 1);
+  body = g_byte_array_new ();
+  modike_nat_oa_payload_encode (&oa, body);
+  modike_builder_add_array (b, MODIKE_PL_NAT_OA_DRAFT, body);
+  m = build_message (header (MODIKE_EX_MAIN, 0, 0, TRUE), b);
+  msg = parse_packet (m, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (msg->payloads->len, ==, 9);
+
+  sa = modike_payload_get_sa (modike_message_find (msg, MODIKE_PL_SA));
+  g_assert_nonnull (sa);
+  g_assert_cmpuint (sa->doi, ==, MODIKE_DOI_IPSEC);
+  g_assert_cmpuint (sa->proposals->len, ==, 1);
+  /* The same pointer each time: decoded once, owned by the message. */
+  g_assert_true (sa == modike_payload_get_sa (modike_message_find (msg, MODIKE_PL_SA)));
+  id = modike_payload_get_id (modike_message_find (msg, MODIKE_PL_ID));
+  g_assert_nonnull (id);
+  g_assert_cmpuint (id->type, ==, MODIKE_ID_FQDN);
+  g_assert_cmpuint (id->port, ==, 500);
+  g_assert_cmpmem (g_bytes_get_data (id->data, &len), len, "peer.example", 12);
+  n = modike_payload_get_notify (modike_message_find (msg, MODIKE_PL_N));
+  g_assert_nonnull (n);
+  g_assert_cmpuint (n->type, ==, MODIKE_N_INITIAL_CONTACT);
+  dd = modike_payload_get_delete (modike_message_find (msg, MODIKE_PL_D));
+  g_assert_nonnull (dd);
+  g_assert_cmpuint (dd->spis->len, ==, 1);
+  aa = modike_payload_get_attr (modike_message_find (msg, MODIKE_PL_ATTR));
+  g_assert_nonnull (aa);
+  g_assert_cmpuint (aa->identifier, ==, 7);
+  g_assert_cmpuint (modike_attrs_find (aa->attrs, 1)->value, ==, 0x0a00);
+  g_assert_cmpuint (modike_payload_get_cert (modike_message_find (msg, MODIKE_PL_CERT))->encoding, ==, 4);
+  g_assert_cmpuint (g_bytes_get_size (modike_payload_get_cert (modike_message_find (msg, MODIKE_PL_CR))->data), ==, 0);
+  oo = modike_payload_get_nat_oa (modike_message_find (msg, MODIKE_PL_NAT_OA_DRAFT));
+  g_assert_nonnull (oo);
+  g_assert_cmpmem (oo->addr, 4, oa.addr, 4);
+
+  /* Wrong type, opaque payloads, no payload: NULL. */
+  p = modike_message_find (msg, MODIKE_PL_SA);
+  g_assert_null (modike_payload_get_id (p));
+  g_assert_null (modike_payload_get_notify (p));
+  g_assert_null (modike_payload_get_cert (modike_message_find (msg, MODIKE_PL_ID)));
+  p = modike_message_find (msg, MODIKE_PL_KE);
+  g_assert_cmpuint (p->len, ==, 128);
+  g_assert_null (p->decoded);
+  g_assert_null (modike_payload_get_sa (p));
+  g_assert_null (modike_payload_get_sa (NULL));
+
+  /* A chain set again replaces the decoded forms; a bad ID after a good SA
+   * fails the whole chain and frees what was decoded already (the ASan
+   * build checks both). */
+  {
+    ModikeHeader h = header (MODIKE_EX_MAIN, MODIKE_FLAG_ENCRYPTION, 0, TRUE);
+    g_autoptr (ModikeBuilder) b2 = modike_builder_new ();
+    g_autoptr (GBytes) packet = NULL;
+    g_autoptr (GBytes) good = NULL;
+    g_autoptr (GBytes) broken = NULL;
+    guint8 first;
+
+    modike_builder_add_array (b2, MODIKE_PL_SA, sa_phase1 ());
+    modike_builder_add_array (b2, MODIKE_PL_N, notify_body (MODIKE_N_INITIAL_CONTACT, MODIKE_PROTO_ISAKMP, NULL, 0, ""));
+    good = modike_builder_serialize (b2, 0, &first);
+    h.next_payload = first;
+    packet = modike_message_encode (&h, g_bytes_get_data (good, NULL), g_bytes_get_size (good));
+    g_clear_pointer (&msg, modike_message_free);
+    msg = parse_packet (packet, &error);
+    g_assert_no_error (error);
+    g_assert_true (modike_message_set_plain (msg, good, TRUE, &error));
+    g_assert_true (modike_message_set_plain (msg, good, TRUE, &error));
+    g_assert_no_error (error);
+    g_assert_nonnull (modike_payload_get_sa (modike_message_find (msg, MODIKE_PL_SA)));
+    modike_builder_add_array (b2, MODIKE_PL_ID, id_body (MODIKE_ID_IPV4_ADDR, 0, 0, "c00002", FALSE));
+    broken = modike_builder_serialize (b2, 0, &first);
+    g_assert_false (modike_message_set_plain (msg, broken, TRUE, &error));
+    g_assert_error (error, MODIKE_CODEC_ERROR, MODIKE_CODEC_ERROR_BAD_ID);
+    g_assert_cmpuint (msg->payloads->len, ==, 0);
+  }
+}
+
 static void
 test_builder (void)
 {
@@ -2670,6 +2792,7 @@ main (int argc, char **argv)
   g_test_add_func ("/codec/message/many", test_message_many);
   g_test_add_func ("/codec/message/bounds", test_message_bounds);
   g_test_add_func ("/codec/message/encrypted", test_message_encrypted);
+  g_test_add_func ("/codec/message/decoded", test_message_decoded);
   g_test_add_func ("/codec/builder", test_builder);
   g_test_add_func ("/codec/names", test_names);
   g_test_add_func ("/codec/vectors/generated", test_vectors_generated);

@@ -76,6 +76,14 @@ gboolean modike_exchange_run_builders (ModikeExchange *x, guint8 msg_no, ModikeB
 gboolean modike_exchange_send (ModikeExchange *x, ModikeBuilder *b, gboolean encrypt, GError **error);
 /* Completes a SUSPENDed handler: applies `verdict` as if returned. */
 void modike_exchange_resume (ModikeExchange *x, ModikeVerdict verdict, GError *error);
+/* SDK 1.2: a fresh inbound SPI (>= 256, host order) for an SA x negotiates,
+ * reserved for x until x is freed; an installed inbound SA keeps it taken. */
+guint32 modike_exchange_alloc_spi (ModikeExchange *x);
+/* SDK 1.2: x negotiates SAs for SPD entry spd_id (0 = none). Until x is
+ * done the policy counts as busy: acquires for it are ignored and no second
+ * Quick Mode is started for it. */
+void modike_exchange_set_policy (ModikeExchange *x, guint32 spd_id);
+guint32 modike_exchange_get_policy (const ModikeExchange *x);
 
 /* ---- IKE SAs ---- */
 const guint8 *modike_ike_sa_get_icookie (const ModikeIkeSa *sa);

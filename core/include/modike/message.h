@@ -2,6 +2,7 @@
 #pragma once
 
 #include <glib.h>
+#include <modike/payload.h>
 #include <modike/protocol.h>
 
 G_BEGIN_DECLS
@@ -17,12 +18,34 @@ typedef struct {
   guint32 length;
 } ModikeHeader;
 
-/* One payload of a decoded chain; body is borrowed from the message. */
+/* One payload of a decoded chain; body is borrowed from the message.
+ * Typed payloads (SA, ID, CERT, CR, N, D, ATTR, NAT-OA) are decoded once,
+ * when the chain is parsed: read that form with modike_payload_get_*().
+ * Opaque ones (KE, HASH, SIG, NONCE, VID, NAT-D, FRAG, unknown) have only
+ * body and len. */
 typedef struct {
   guint8 type;
   const guint8 *body;
   gsize len;
+  gpointer decoded;   /* SDK 1.2; private: owned with the payload, use the accessors */
 } ModikePayload;
+
+/* The decoded form of p (borrowed, lives as long as the message), or NULL
+ * when p is NULL or of another type. get_cert takes CERT and CR, get_nat_oa
+ * both NAT-OA types (RFC 3947 and draft). */
+const ModikeSaPayload *modike_payload_get_sa (const ModikePayload *p);
+const ModikeIdPayload *modike_payload_get_id (const ModikePayload *p);
+const ModikeCertPayload *modike_payload_get_cert (const ModikePayload *p);
+const ModikeNotifyPayload *modike_payload_get_notify (const ModikePayload *p);
+const ModikeDeletePayload *modike_payload_get_delete (const ModikePayload *p);
+const ModikeAttrPayload *modike_payload_get_attr (const ModikePayload *p);
+const ModikeNatOaPayload *modike_payload_get_nat_oa (const ModikePayload *p);
+/* Decodes p->body by p->type into p->decoded (typed payloads; p->decoded
+ * must be NULL or from an earlier decode) or checks its size bounds (opaque
+ * ones), with the codec's errors; the chain parser calls it for every
+ * payload. modike_payload_clear frees the decoded form. */
+gboolean modike_payload_decode (ModikePayload *p, GError **error);
+void modike_payload_clear (ModikePayload *p);
 
 typedef struct {
   ModikeHeader hdr;
@@ -42,8 +65,8 @@ void modike_header_encode (const ModikeHeader *hdr, guint8 out[MODIKE_ISAKMP_HEA
 ModikeMessage *modike_message_parse (GBytes *packet, GError **error);
 /* Walks the chain in plain starting at the header's next payload; bytes
  * after the last payload (padding) are ignored when `padded`, an error
- * otherwise.
- * Each known payload body is validated (modike_payload_validate). */
+ * otherwise. Each payload is decoded (modike_payload_decode); a payload
+ * that does not decode fails the whole chain. */
 gboolean modike_message_set_plain (ModikeMessage *msg, GBytes *plain, gboolean padded, GError **error);
 void modike_message_free (ModikeMessage *msg);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (ModikeMessage, modike_message_free)

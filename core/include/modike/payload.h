@@ -161,8 +161,9 @@ void modike_nat_oa_payload_encode (const ModikeNatOaPayload *oa, GByteArray *out
  * (NONCE 8..256 bytes per RFC 2409 5; KE, HASH, SIG, VID, NAT-D non-empty). */
 gboolean modike_opaque_payload_check (guint8 type, gsize len, GError **error);
 
-/* Validates the body of any known payload type by decoding it (used by the
- * message decoder and the fuzzer). Unknown types are accepted as opaque. */
+/* Validates the body of any known payload type by decoding it and dropping
+ * the result (the fuzzer, tests); the chain parser keeps the decoded form
+ * (modike_payload_decode, message.h). Unknown types are accepted as opaque. */
 gboolean modike_payload_validate (guint8 type, const guint8 *body, gsize len, GError **error);
 
 G_END_DECLS

@@ -13,5 +13,6 @@ main (int argc, char **argv)
   fsm_add_datapath_tests ();
   fsm_add_padding_tests ();
   fsm_add_plugin_result_tests ();
+  fsm_add_inflight_tests ();
   return g_test_run ();
 }
