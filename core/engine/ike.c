@@ -767,7 +767,7 @@ child_exists (ModikeIke *ike, const char *peer, guint32 spd_id)
       for (guint j = 0; j < sa->pending_spd->len; j++)
         if (g_array_index (sa->pending_spd, guint32, j) == spd_id)
           return TRUE;
-      if (quick_running (sa, spd_id, TRUE))
+      if (quick_running (sa, spd_id, TRUE) || engine_gate_waits_for (sa, spd_id))
         return TRUE;
     }
   return FALSE;
