@@ -723,6 +723,50 @@ test_start_refused (void)
   net_free (net);
 }
 
+/* examples/plugin-hello, linked into this program: its own exchange on a
+ * private type runs between two nodes that both load it. */
+const ModikePluginDescriptor *modike_plugin_descriptor (void);
+
+static void
+test_hello_example (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  Net *net = pair_new (&p, &a, &b);
+  TxFilter fa = { .type = 240 };
+  Node *nodes[] = { a, b };
+  guint64 rejects;
+
+  fa.from = a;
+  for (guint i = 0; i < G_N_ELEMENTS (nodes); i++)
+    {
+      const ModikePluginDescriptor *desc = modike_plugin_descriptor ();
+      ModikePlugin *pl = modike_registry_add_plugin (nodes[i]->reg, desc);
+      g_autoptr (GError) error = NULL;
+
+      g_assert_true (desc->init (pl, &error));
+      g_assert_no_error (error);
+      g_assert_true (modike_registry_check_table (nodes[i]->reg, &error));
+    }
+  net->filter = tx_filter;
+  net->filter_user = &fa;
+  rejects = a->ike->stats.rx_no_row + b->ike->stats.rx_no_row + a->ike->stats.rx_dropped + b->ike->stats.rx_dropped;
+  bring_up (net, a, b, 1);
+  settle (net);
+  check_pair (a, b, 1);
+  /* A (phase 1 initiator) greeted once, encrypted; B answered; nothing
+   * was refused or retransmitted. */
+  g_assert_cmpuint (fa.seen, ==, 1);
+  g_assert_cmpuint (fa.encrypted, ==, 1);
+  g_assert_cmpuint (a->ike->stats.rx_no_row + b->ike->stats.rx_no_row + a->ike->stats.rx_dropped +
+                      b->ike->stats.rx_dropped, ==, rejects);
+  g_assert_cmpuint (a->ike->stats.retransmits, ==, 0);
+  net_run (net, 20000, NULL, NULL);
+  g_assert_cmpuint (fa.seen, ==, 1);
+  g_assert_cmpuint (a->ike->stats.retransmits, ==, 0);
+  net_free (net);
+}
+
 void
 fsm_add_plugin_exchange_tests (void)
 {
@@ -738,4 +782,5 @@ fsm_add_plugin_exchange_tests (void)
   g_test_add_func ("/fsm/plugin-exchange/suspend", test_suspend);
   g_test_add_func ("/fsm/plugin-exchange/suspend-delete", test_suspend_delete);
   g_test_add_func ("/fsm/plugin-exchange/start-refused", test_start_refused);
+  g_test_add_func ("/fsm/plugin-exchange/hello-example", test_hello_example);
 }
