@@ -854,20 +854,31 @@ engine_exchange_receive (ModikeExchange *x, ModikeMessage *msg, gboolean new_exc
   run_row (x, row, g_steal_pointer (&owned), new_exchange);
 }
 
+/* Ends a suspension (parked: a wait at the phase-2 gate), handing over the
+ * row and message to go on with; NULL when x is not in that state. */
+static const ModikeFsmRow *
+unsuspend (ModikeExchange *x, gboolean parked, ModikeMessage **msg)
+{
+  const ModikeFsmRow *row = x->susp_row;
+
+  *msg = NULL;
+  if (!x->suspended || x->parked != parked || x->dead || row == NULL)
+    return NULL;
+  *msg = g_steal_pointer (&x->susp_msg);
+  x->suspended = FALSE;
+  x->parked = FALSE;
+  x->susp_row = NULL;
+  return row;
+}
+
 void
 engine_exchange_run_parked (ModikeExchange *x)
 {
-  const ModikeFsmRow *row = x->susp_row;
-  ModikeMessage *msg = g_steal_pointer (&x->susp_msg);
+  ModikeMessage *msg;
+  const ModikeFsmRow *row = unsuspend (x, TRUE, &msg);
 
-  if (!x->parked || x->dead || row == NULL)
-    {
-      modike_message_free (msg);
-      return;
-    }
-  x->parked = FALSE;
-  x->suspended = FALSE;
-  x->susp_row = NULL;
+  if (row == NULL)
+    return;
   x->have_rx_digest = FALSE;
   run_row (x, row, msg, TRUE);
 }
@@ -876,19 +887,16 @@ void
 modike_exchange_resume (ModikeExchange *x, ModikeVerdict verdict, GError *error)
 {
   ModikeIke *ike = x->sa->ike;
-  const ModikeFsmRow *row = x->susp_row;
-  ModikeMessage *msg = g_steal_pointer (&x->susp_msg);
+  ModikeMessage *msg;
+  const ModikeFsmRow *row = unsuspend (x, FALSE, &msg);
 
-  if (!x->suspended || x->parked || row == NULL)
+  if (row == NULL)
     {
       if (error != NULL)
         g_error_free (error);
-      modike_message_free (msg);
       return;
     }
   engine_enter (ike);
-  x->suspended = FALSE;
-  x->susp_row = NULL;
   if (verdict == MODIKE_V_OK)
     {
       x->in_handler = TRUE;
