@@ -512,28 +512,33 @@ test_hold_responder (void)
 }
 
 /* The plugin fails the SA instead of releasing: the waiting Quick Mode
+ * (ours at the phase 1 initiator, the peer's parked one at the responder)
  * fails with its error, no children anywhere, the peer gets a DELETE. */
 static void
-test_hold_fail (void)
+test_hold_fail (gconstpointer data)
 {
+  gboolean responder = GPOINTER_TO_INT (data);
   Params p = params_default ();
-  Node *a, *b;
-  TxPlugin *ta, *tb;
+  Node *a, *b, *holder, *other;
+  TxPlugin *ta, *tb, *th;
   Net *net = tx_pair (&p, &a, &b, &ta, &tb);
 
-  ta->start_on_up = ta->hold = ta->fail_on_reply = TRUE;
+  holder = responder ? b : a;
+  other = responder ? a : b;
+  th = responder ? tb : ta;
+  th->start_on_up = th->hold = th->fail_on_reply = TRUE;
   g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
   net_run (net, 5000, NULL, NULL);
-  g_assert_cmpuint (ta->done, ==, 1);
-  g_assert_cmpuint (ta->waiting_at_release, ==, 1);
-  g_assert_cmpuint (a->p2_failed, ==, 1);
-  g_assert_error (a->p2_error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH);
-  g_assert_nonnull (strstr (a->p2_error->message, "extended authentication failed"));
-  g_assert_cmpuint (a->p1_failed, ==, 1);
+  g_assert_cmpuint (th->done, ==, 1);
+  g_assert_cmpuint (th->waiting_at_release, ==, 1);
+  g_assert_cmpuint (holder->p2_failed, ==, 1);
+  g_assert_error (holder->p2_error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH);
+  g_assert_nonnull (strstr (holder->p2_error->message, "extended authentication failed"));
+  g_assert_cmpuint (holder->p1_failed, ==, 1);
   g_assert_cmpuint (a->p2_up + b->p2_up, ==, 0);
   assert_no_sas (a);
   assert_no_sas (b);
-  g_assert_cmpuint (b->deleted, ==, 1);
+  g_assert_cmpuint (other->deleted, ==, 1);
   net_free (net);
 }
 
@@ -775,7 +780,8 @@ fsm_add_plugin_exchange_tests (void)
   g_test_add_func ("/fsm/plugin-exchange/loss-dup", test_loss_dup);
   g_test_add_func ("/fsm/plugin-exchange/hold-initiator", test_hold_initiator);
   g_test_add_func ("/fsm/plugin-exchange/hold-responder", test_hold_responder);
-  g_test_add_func ("/fsm/plugin-exchange/hold-fail", test_hold_fail);
+  g_test_add_data_func ("/fsm/plugin-exchange/hold-fail/initiator", GINT_TO_POINTER (FALSE), test_hold_fail);
+  g_test_add_data_func ("/fsm/plugin-exchange/hold-fail/responder", GINT_TO_POINTER (TRUE), test_hold_fail);
   g_test_add_data_func ("/fsm/plugin-exchange/hold-bound/default", GINT_TO_POINTER (FALSE), test_hold_bound);
   g_test_add_data_func ("/fsm/plugin-exchange/hold-bound/configured", GINT_TO_POINTER (TRUE), test_hold_bound);
   g_test_add_func ("/fsm/plugin-exchange/hold-bound-responder", test_hold_bound_responder);
