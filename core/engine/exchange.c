@@ -919,8 +919,9 @@ modike_exchange_start (ModikeIkeSa *sa, guint8 type, gpointer data, GDestroyNoti
   ModikeExchange *x = NULL;
 
   if (!modike_ike_sa_is_established (sa) || !sa->have_keys)
-    g_set_error (&local, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "peer %s: %s exchange needs an established IKE SA",
-                 sa->peer_name != NULL ? sa->peer_name : "?", engine_exchange_name (type));
+    g_set_error (&local, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED,
+                 "peer %s: exchange type %u needs an established IKE SA", sa->peer_name != NULL ? sa->peer_name : "?",
+                 type);
   else if (owner == NULL || owner == modike_registry_core_plugin (ike->registry))
     g_set_error (&local, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "exchange type %u is %s", type,
                  owner == NULL ? "not registered" : "the core's own");

@@ -715,7 +715,12 @@ test_start_refused (void)
   ModikeIkeSa *sa;
   g_autoptr (GError) error = NULL;
 
-  bring_up (net, a, b, 1);
+  /* Not before phase 1 is up. */
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  g_assert_null (modike_exchange_start (only_sa (a), MODIKE_EX_TRANSACTION, NULL, NULL, &error));
+  g_assert_nonnull (strstr (error->message, "needs an established IKE SA"));
+  g_clear_error (&error);
+  g_assert_true (run_until_up (net, a, b, 1, 30000));
   sa = only_sa (a);
   g_assert_null (modike_exchange_start (sa, MODIKE_EX_QUICK, NULL, NULL, &error));
   g_assert_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED);
