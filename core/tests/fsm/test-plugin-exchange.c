@@ -733,6 +733,23 @@ test_start_refused (void)
   net_free (net);
 }
 
+/* The table check: a HASH row must require encryption. */
+static void
+test_hash_row_check (void)
+{
+  g_autoptr (ModikeRegistry) reg = modike_registry_new ();
+  ModikePlugin *pl = modike_registry_add_plugin (reg, &tx_desc);
+  ModikeFsmRow rows[G_N_ELEMENTS (tx_rows)];
+  g_autoptr (GError) error = NULL;
+
+  memcpy (rows, tx_rows, sizeof rows);
+  rows[1].flags &= ~MODIKE_ROW_ENCRYPTED;
+  g_assert_false (modike_register_exchange (pl, MODIKE_EX_TRANSACTION, "Transaction", rows, G_N_ELEMENTS (rows),
+                                            &error));
+  g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID);
+  g_assert_nonnull (strstr (error->message, "row 'TX_R1' carries a HASH but does not require the message encrypted"));
+}
+
 /* examples/plugin-hello, linked into this program: its own exchange on a
  * private type runs between two nodes that both load it. */
 const ModikePluginDescriptor *modike_plugin_descriptor (void);
@@ -793,5 +810,6 @@ fsm_add_plugin_exchange_tests (void)
   g_test_add_func ("/fsm/plugin-exchange/suspend", test_suspend);
   g_test_add_func ("/fsm/plugin-exchange/suspend-delete", test_suspend_delete);
   g_test_add_func ("/fsm/plugin-exchange/start-refused", test_start_refused);
+  g_test_add_func ("/fsm/plugin-exchange/hash-row-check", test_hash_row_check);
   g_test_add_func ("/fsm/plugin-exchange/hello-example", test_hello_example);
 }
