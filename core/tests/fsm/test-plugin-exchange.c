@@ -733,6 +733,38 @@ test_start_refused (void)
   net_free (net);
 }
 
+/* A hashed packet is byte for byte HASH(1) over the rest as RFC 2409 5.7
+ * lays it out: the same as adding the HASH payload by hand. */
+static void
+test_hashed_layout (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  Net *net = pair_up (&p, &a, &b, 1);
+  ModikeIkeSa *sa = only_sa (a);
+  g_autoptr (ModikeBuilder) mine = modike_builder_new ();
+  g_autoptr (ModikeBuilder) manual = modike_builder_new ();
+  g_autoptr (GBytes) rest = NULL, p1 = NULL, p2 = NULL;
+  guint8 hash[MODIKE_HASH_MAX], iv1[ENGINE_IV_MAX], iv2[ENGINE_IV_MAX];
+  const guint32 msgid = 0x01020304;
+
+  modike_builder_add (mine, MODIKE_PL_N, "notify-body", 11);
+  modike_builder_add (mine, MODIKE_PL_D, "delete-body", 11);
+  rest = modike_builder_serialize (mine, 0, NULL);
+  engine_hash_a (sa, FALSE, msgid, NULL, g_bytes_get_data (rest, NULL), g_bytes_get_size (rest), hash);
+  modike_builder_add (manual, MODIKE_PL_HASH, hash, modike_hash_len (sa->choice.hash));
+  modike_builder_add (manual, MODIKE_PL_N, "notify-body", 11);
+  modike_builder_add (manual, MODIKE_PL_D, "delete-body", 11);
+  modike_p2_iv (sa->choice.hash, sa->p1_iv, sa->block_len, msgid, iv1);
+  memcpy (iv2, iv1, sizeof iv2);
+  p1 = engine_build_hashed_packet (sa, MODIKE_EX_INFO, msgid, mine, NULL, iv1, NULL);
+  p2 = engine_build_packet (sa, MODIKE_EX_INFO, msgid, manual, iv2, NULL);
+  g_assert_nonnull (p1);
+  g_assert_true (g_bytes_equal (p1, p2));
+  g_assert_true (memcmp (iv1, iv2, sa->block_len) == 0);
+  net_free (net);
+}
+
 /* The table check: a HASH row must require encryption. */
 static void
 test_hash_row_check (void)
@@ -811,5 +843,6 @@ fsm_add_plugin_exchange_tests (void)
   g_test_add_func ("/fsm/plugin-exchange/suspend-delete", test_suspend_delete);
   g_test_add_func ("/fsm/plugin-exchange/start-refused", test_start_refused);
   g_test_add_func ("/fsm/plugin-exchange/hash-row-check", test_hash_row_check);
+  g_test_add_func ("/fsm/plugin-exchange/hashed-layout", test_hashed_layout);
   g_test_add_func ("/fsm/plugin-exchange/hello-example", test_hello_example);
 }
