@@ -85,25 +85,31 @@ send_greeting (ModikeExchange *x, guint8 type, GError **error)
   return ok;
 }
 
-/* The peer's greeting (the row guarantees one ATTR payload). */
-static char *
-peer_greeting (const ModikeMessage *msg, guint8 want, GError **error)
+/* Logs the peer's greeting (the row guarantees one ATTR payload). */
+static gboolean
+log_greeting (ModikeExchange *x, const ModikeMessage *msg, guint8 want, const char *verb, GError **error)
 {
   const ModikePayload *p = modike_message_find (msg, MODIKE_PL_ATTR);
   ModikeAttrPayload *a = modike_attr_payload_parse (p->body, p->len, error);
   const ModikeAttr *g;
-  char *text = NULL;
+  gboolean ok = FALSE;
 
   if (a == NULL)
-    return NULL;
+    return FALSE;
   g = modike_attrs_find (a->attrs, HELLO_ATTR_GREETING);
   if (a->type != want || g == NULL || g->tv || g->data == NULL)
     g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "hello: ATTR of type %u without a greeting",
                  a->type);
   else
-    text = g_strndup (g_bytes_get_data (g->data, NULL), g_bytes_get_size (g->data));
+    {
+      char *text = g_strndup (g_bytes_get_data (g->data, NULL), g_bytes_get_size (g->data));
+
+      g_message ("peer %s %s: %s", modike_ike_sa_get_peer_name (modike_exchange_get_sa (x)), verb, text);
+      g_free (text);
+      ok = TRUE;
+    }
   modike_attr_payload_free (a);
-  return text;
+  return ok;
 }
 
 static ModikeVerdict
@@ -115,25 +121,15 @@ hello_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 static ModikeVerdict
 hello_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
-  char *text = peer_greeting (msg, HELLO_ATTR_REQUEST, error);
-
-  if (text == NULL)
-    return MODIKE_V_FAIL;
-  g_message ("peer %s says: %s", modike_ike_sa_get_peer_name (modike_exchange_get_sa (x)), text);
-  g_free (text);
-  return send_greeting (x, HELLO_ATTR_REPLY, error) ? MODIKE_V_OK : MODIKE_V_FAIL;
+  return log_greeting (x, msg, HELLO_ATTR_REQUEST, "says", error) && send_greeting (x, HELLO_ATTR_REPLY, error)
+           ? MODIKE_V_OK
+           : MODIKE_V_FAIL;
 }
 
 static ModikeVerdict
 hello_i2 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
-  char *text = peer_greeting (msg, HELLO_ATTR_REPLY, error);
-
-  if (text == NULL)
-    return MODIKE_V_FAIL;
-  g_message ("peer %s replies: %s", modike_ike_sa_get_peer_name (modike_exchange_get_sa (x)), text);
-  g_free (text);
-  return MODIKE_V_OK;
+  return log_greeting (x, msg, HELLO_ATTR_REPLY, "replies", error) ? MODIKE_V_OK : MODIKE_V_FAIL;
 }
 
 /* Each row is a message this end receives (0: our start). */
