@@ -51,7 +51,9 @@ engine_digest (const ModikeRegistry *reg, const ModikeFsmRow *row, const ModikeM
   gboolean encrypted = (msg->hdr.flags & MODIKE_FLAG_ENCRYPTION) != 0;
   GPtrArray *claims = modike_registry_payloads_at (reg, row->exchange, row->msg_no);
   guint counts[256] = { 0 };
-  guint64 allowed = row->required | row->optional;
+  /* A hashed row's HASH payload is implied (its place is checked with it). */
+  guint64 required = row->required | ((row->flags & MODIKE_ROW_HASH) ? MODIKE_PB (MODIKE_PL_HASH) : 0);
+  guint64 allowed = required | row->optional;
 
   *notify = 0;
   if ((row->flags & MODIKE_ROW_ENCRYPTED) && !encrypted)
@@ -93,7 +95,7 @@ engine_digest (const ModikeRegistry *reg, const ModikeFsmRow *row, const ModikeM
     {
       guint8 type;
 
-      if (!(row->required & (G_GUINT64_CONSTANT (1) << bit)))
+      if (!(required & (G_GUINT64_CONSTANT (1) << bit)))
         continue;
       type = modike_payload_bit_type (bit);
       if (counts[type] == 0)

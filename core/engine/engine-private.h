@@ -140,6 +140,7 @@ struct _ModikeIkeSa {
 
   gint64 created_us, established_us;
   guint half_open_timer, rekey_timer, expire_timer;
+  struct _EngineGate *gate;   /* phase-2 gate (phase2-gate.c); NULL until held */
 };
 
 struct _ModikeExchange {
@@ -171,6 +172,8 @@ struct _ModikeExchange {
   ModikeAddr rx_local, rx_remote; /* where the message in process came from */
   guint32 spd_id;             /* the policy it negotiates for (modike_exchange_set_policy), 0 = none */
   GArray *spis;               /* guint32: inbound SPIs it reserved (modike_exchange_alloc_spi) */
+  const ModikeFsmRow *cur_row; /* row of the handler running or suspended (ROW_HASH sends) */
+  gboolean parked;            /* a peer's Quick Mode waiting at the phase-2 gate (susp_row/msg) */
 };
 
 /* ---- logging (ike.c) ---- */
@@ -261,6 +264,15 @@ GBytes *engine_decrypt (ModikeIkeSa *sa, const ModikeMessage *msg, guint8 *iv, G
 void engine_transmit (ModikeIkeSa *sa, GBytes *packet, gboolean may_float);
 /* Chain bytes after payload `index` up to the end of the last payload. */
 gboolean engine_message_rest (const ModikeMessage *msg, guint index, const guint8 **data, gsize *len);
+/* Like engine_build_packet, with HASH = prf(SKEYID_a, M-ID | extra | chain
+ * of b) in front: MODIKE_ROW_HASH messages, Informational HASH(1), Quick
+ * Mode HASH(1) (extra NULL) and HASH(2) (extra Ni_b). */
+GBytes *engine_build_hashed_packet (ModikeIkeSa *sa, guint8 exchange, guint32 msgid, ModikeBuilder *b, GBytes *extra,
+                                    guint8 *iv, GError **error);
+/* modike_exchange_send of an encrypted message with that HASH in front. */
+gboolean engine_exchange_send_hashed (ModikeExchange *x, ModikeBuilder *b, GBytes *extra, GError **error);
+/* Runs the row of a Quick Mode parked at the phase-2 gate. */
+void engine_exchange_run_parked (ModikeExchange *x);
 /* prf(SKEYID_a, [0 |] M-ID | extra | rest) as QM/Informational HASHes use it. */
 void engine_hash_a (ModikeIkeSa *sa, gboolean zero, guint32 msgid, GBytes *extra, const guint8 *rest, gsize rest_len,
                     guint8 *out);
@@ -392,17 +404,26 @@ ModikeVerdict engine_send_msg (ModikeExchange *x, guint8 msg_no, ModikeBuilder *
  * is wiped; a mismatch counts as an authentication failure. */
 gboolean engine_hash_matches (ModikeIkeSa *sa, const ModikePayload *hash, guint8 *want);
 /* HASHes keyed with SKEYID_a: prf(SKEYID_a, [0 |] M-ID | extra | tail).
- * Quick Mode HASH(1)/(2), Informational HASH(1): a zero placeholder as the
- * first payload of an empty builder, filled over payloads 1..end once the
- * message is final. */
-void engine_add_hash_placeholder (ModikeIkeSa *sa, ModikeBuilder *b);
-void engine_fill_hash (ModikeIkeSa *sa, guint32 msgid, ModikeBuilder *b, GBytes *extra);
-/* Appended over a given tail (Quick Mode HASH(3): 0 | M-ID | Ni_b | Nr_b). */
+ * HASH(1)/(2) in front of a message: engine_build_hashed_packet. This one
+ * is appended over a given tail (Quick Mode HASH(3): 0 | M-ID | Ni_b | Nr_b). */
 void engine_add_hash (ModikeIkeSa *sa, guint32 msgid, ModikeBuilder *b, gboolean zero, GBytes *extra, GBytes *tail);
 /* Checks msg's first payload over `tail`, or with tail NULL the rest of msg.
  * On failure x gets no notify (the message proves nothing), *error says why. */
 gboolean engine_verify_hash (ModikeExchange *x, const ModikeMessage *msg, gboolean zero, GBytes *extra, GBytes *tail,
                              GError **error);
+
+/* ---- the phase-2 gate (phase2-gate.c) ---- */
+#define ENGINE_GATE_MAX_WAITING 8    /* Quick Modes waiting per held SA (phase2.hold-queue) */
+#define ENGINE_GATE_WAIT_S 30        /* longest wait of one (phase2.hold-timeout) */
+gboolean engine_gate_held (const ModikeIkeSa *sa);
+/* Queues a Quick Mode we would start; FALSE with an error when full. */
+gboolean engine_gate_queue_qm (ModikeIkeSa *sa, guint32 spd_id, guint32 rekey_spi, GError **error);
+/* A peer's Quick Mode whose first message is parked on a held SA: FALSE
+ * with an error when full. */
+gboolean engine_gate_add_peer (ModikeExchange *x, GError **error);
+gboolean engine_gate_waits_for (const ModikeIkeSa *sa, guint32 spd_id);
+guint engine_gate_n_waiting (const ModikeIkeSa *sa);
+void engine_gate_free (ModikeIkeSa *sa);
 
 /* ---- status (status.c) ---- */
 const char *engine_sa_state_name (const ModikeIkeSa *sa);

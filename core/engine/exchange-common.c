@@ -177,26 +177,6 @@ hash_a_bytes (ModikeIkeSa *sa, gboolean zero, guint32 msgid, GBytes *extra, GByt
 }
 
 void
-engine_add_hash_placeholder (ModikeIkeSa *sa, ModikeBuilder *b)
-{
-  guint8 zero[MODIKE_HASH_MAX] = { 0 };
-
-  g_return_if_fail (modike_builder_count (b) == 0);
-  modike_builder_add (b, MODIKE_PL_HASH, zero, modike_hash_len (sa->choice.hash));
-}
-
-void
-engine_fill_hash (ModikeIkeSa *sa, guint32 msgid, ModikeBuilder *b, GBytes *extra)
-{
-  g_autoptr (GBytes) rest = modike_builder_serialize (b, 1, NULL);
-  guint8 hash[MODIKE_HASH_MAX];
-
-  hash_a_bytes (sa, FALSE, msgid, extra, rest, hash);
-  modike_builder_set_body (b, 0, hash, modike_hash_len (sa->choice.hash));
-  modike_memwipe (hash, sizeof hash);
-}
-
-void
 engine_add_hash (ModikeIkeSa *sa, guint32 msgid, ModikeBuilder *b, gboolean zero, GBytes *extra, GBytes *tail)
 {
   guint8 hash[MODIKE_HASH_MAX];

@@ -1,5 +1,6 @@
 /* Informational exchanges (RFC 2408 4.8, RFC 2409 5.7): notifications and
- * deletes, HASH(1) = prf(SKEYID_a, M-ID | N/D) checked before acting.
+ * deletes, HASH(1) = prf(SKEYID_a, M-ID | N/D) added and checked by the
+ * core as for every MODIKE_ROW_HASH row.
  * Plain notifies are only believed while phase 1 runs (a peer that refuses
  * our proposal has no keys to protect its answer). */
 #include "engine-private.h"
@@ -12,17 +13,15 @@ engine_send_info (ModikeIkeSa *sa, guint8 type, GByteArray *body, GError **error
   gboolean protect = modike_ike_sa_is_established (sa) && sa->have_keys;
   g_autoptr (GBytes) packet = NULL;
 
-  if (protect)
-    engine_add_hash_placeholder (sa, b);
   modike_builder_add_array (b, type, body);
   if (protect)
     {
       guint8 iv[MODIKE_HASH_MAX];
 
-      engine_fill_hash (sa, msgid, b, NULL);
-      /* Its own IV chain from the last phase 1 block; phase 1's is untouched. */
+      /* HASH(1) as MODIKE_ROW_HASH rows send it; its own IV chain from the
+       * last phase 1 block, so phase 1's is untouched. */
       modike_p2_iv (sa->choice.hash, sa->p1_iv, sa->block_len, msgid, iv);
-      packet = engine_build_packet (sa, MODIKE_EX_INFO, msgid, b, iv, error);
+      packet = engine_build_hashed_packet (sa, MODIKE_EX_INFO, msgid, b, NULL, iv, error);
       modike_memwipe (iv, sizeof iv);
     }
   else
@@ -217,9 +216,7 @@ info_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
   ModikeIkeSa *sa = x->sa;
 
-  /* Never act on (or answer) an unauthenticated Informational. */
-  if (!engine_verify_hash (x, msg, FALSE, NULL, NULL, error))
-    return MODIKE_V_DROP;
+  /* The row's HASH(1) was checked before we run (MODIKE_ROW_HASH). */
   for (guint i = 1; i < msg->payloads->len && !sa->dead; i++)
     {
       const ModikePayload *p = &g_array_index (msg->payloads, ModikePayload, i);

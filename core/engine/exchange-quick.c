@@ -218,7 +218,7 @@ host_range (const ModikeAddr *a, ModikeAddrRange *r)
 
 /* ---- messages ---- */
 
-/* HASH placeholder, SA, our nonce, [KE], [IDci IDcr]: messages 1 and 2. */
+/* SA, our nonce, [KE], [IDci IDcr]: messages 1 and 2 (HASH goes in front on send). */
 static void
 add_payloads (ModikeExchange *x, QmData *qm, ModikeBuilder *b, const ModikeSaPayload *sap)
 {
@@ -226,7 +226,6 @@ add_payloads (ModikeExchange *x, QmData *qm, ModikeBuilder *b, const ModikeSaPay
   GBytes **nonce = x->role == MODIKE_ROLE_INITIATOR ? &qm->ni : &qm->nr;
   guint8 data[ENGINE_NONCE_LEN];
 
-  engine_add_hash_placeholder (x->sa, b);
   engine_builder_add_bytes (b, MODIKE_PL_SA, sa_b);
   modike_random_nonce (data, sizeof data);
   g_clear_pointer (nonce, g_bytes_unref);
@@ -252,8 +251,7 @@ send_hashed (ModikeExchange *x, guint8 msg_no, ModikeBuilder *b, GBytes *extra, 
 {
   if (!modike_exchange_run_builders (x, msg_no, b, error))
     return MODIKE_V_FAIL;
-  engine_fill_hash (x->sa, x->msgid, b, extra);
-  return modike_exchange_send (x, b, TRUE, error) ? MODIKE_V_OK : MODIKE_V_FAIL;
+  return engine_exchange_send_hashed (x, b, extra, error) ? MODIKE_V_OK : MODIKE_V_FAIL;
 }
 
 /* IDci and IDcr (two ID payloads, checked by the caller) as selectors in

@@ -162,14 +162,12 @@ modike_exchange_run_builders (ModikeExchange *x, guint8 msg_no, ModikeBuilder *b
 
 /* ---- packets ---- */
 
-GBytes *
-engine_build_packet (ModikeIkeSa *sa, guint8 exchange, guint32 msgid, ModikeBuilder *b, guint8 *iv, GError **error)
+/* Header + chain, encrypted in place of the chain when iv is given. */
+static GBytes *
+encode_packet (ModikeIkeSa *sa, guint8 exchange, guint32 msgid, guint8 first, const guint8 *data, gsize len,
+               guint8 *iv, GError **error)
 {
-  guint8 first = MODIKE_PL_NONE;
-  g_autoptr (GBytes) chain = modike_builder_serialize (b, 0, &first);
   ModikeHeader hdr = { 0 };
-  gsize len;
-  const guint8 *data = g_bytes_get_data (chain, &len);
 
   memcpy (hdr.icookie, sa->icookie, MODIKE_COOKIE_LEN);
   memcpy (hdr.rcookie, sa->rcookie, MODIKE_COOKIE_LEN);
@@ -198,6 +196,45 @@ engine_build_packet (ModikeIkeSa *sa, guint8 exchange, guint32 msgid, ModikeBuil
       return modike_message_encode (&hdr, buf, padded);
     }
   return modike_message_encode (&hdr, data, len);
+}
+
+GBytes *
+engine_build_packet (ModikeIkeSa *sa, guint8 exchange, guint32 msgid, ModikeBuilder *b, guint8 *iv, GError **error)
+{
+  guint8 first = MODIKE_PL_NONE;
+  g_autoptr (GBytes) chain = modike_builder_serialize (b, 0, &first);
+  gsize len;
+  const guint8 *data = g_bytes_get_data (chain, &len);
+
+  return encode_packet (sa, exchange, msgid, first, data, len, iv, error);
+}
+
+GBytes *
+engine_build_hashed_packet (ModikeIkeSa *sa, guint8 exchange, guint32 msgid, ModikeBuilder *b, GBytes *extra,
+                            guint8 *iv, GError **error)
+{
+  guint8 first = MODIKE_PL_NONE;
+  g_autoptr (GBytes) chain = modike_builder_serialize (b, 0, &first);
+  gsize len, hlen = modike_hash_len (sa->choice.hash);
+  const guint8 *data = g_bytes_get_data (chain, &len);
+  g_autoptr (GByteArray) all = NULL;
+  guint8 gen[MODIKE_PAYLOAD_HEADER_LEN] = { first, 0, (4 + hlen) >> 8, (4 + hlen) & 0xff };
+  guint8 hash[MODIKE_HASH_MAX];
+
+  if (!sa->have_keys || hlen == 0)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "no keys for the HASH payload");
+      return NULL;
+    }
+  /* The payloads after HASH are exactly b's chain, so HASH goes in front
+   * of it with a generic header of its own. */
+  engine_hash_a (sa, FALSE, msgid, extra, data, len, hash);
+  all = g_byte_array_sized_new (sizeof gen + hlen + len);
+  g_byte_array_append (all, gen, sizeof gen);
+  g_byte_array_append (all, hash, hlen);
+  g_byte_array_append (all, data, len);
+  modike_memwipe (hash, sizeof hash);
+  return encode_packet (sa, exchange, msgid, MODIKE_PL_HASH, all->data, all->len, iv, error);
 }
 
 GBytes *
@@ -258,27 +295,32 @@ engine_transmit (ModikeIkeSa *sa, GBytes *packet, gboolean float_ok)
     ELOG_DEBUG (sa, NULL, "send of %" G_GSIZE_FORMAT " bytes failed", len);
 }
 
-gboolean
-modike_exchange_send (ModikeExchange *x, ModikeBuilder *b, gboolean encrypt, GError **error)
+static gboolean
+exchange_send (ModikeExchange *x, ModikeBuilder *b, gboolean encrypt, gboolean hashed, GBytes *extra,
+               GError **error)
 {
   ModikeIkeSa *sa = x->sa;
   guint8 msg_no = x->cur_no + 1;
+  guint8 *iv;
   GBytes *packet;
 
-  if (encrypt && !sa->have_keys)
+  if ((encrypt || hashed) && !sa->have_keys)
     {
       g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "%s message %u: no keys to encrypt with",
                    engine_exchange_name (x->type), msg_no);
       return FALSE;
     }
-  packet = engine_build_packet (sa, x->type, x->msgid, b, encrypt ? engine_exchange_iv (x) : NULL, error);
+  /* A hashed message is always encrypted. */
+  iv = encrypt || hashed ? engine_exchange_iv (x) : NULL;
+  packet = hashed ? engine_build_hashed_packet (sa, x->type, x->msgid, b, extra, iv, error)
+                  : engine_build_packet (sa, x->type, x->msgid, b, iv, error);
   if (packet == NULL)
     return FALSE;
   g_clear_pointer (&x->last_sent, g_bytes_unref);
   x->last_sent = packet;
   x->sent_no = msg_no;
-  ELOG_DEBUG (sa, x, "built %s message %u (%" G_GSIZE_FORMAT " bytes%s)", engine_exchange_name (x->type), msg_no,
-              g_bytes_get_size (packet), encrypt ? ", encrypted" : "");
+  ELOG_DEBUG (sa, x, "built %s message %u (%" G_GSIZE_FORMAT " bytes%s%s)", engine_exchange_name (x->type), msg_no,
+              g_bytes_get_size (packet), iv != NULL ? ", encrypted" : "", hashed ? ", hashed" : "");
   if (x->in_handler)
     {
       /* Sent once the verdict is known and plugins (natt) had their say. */
@@ -288,6 +330,20 @@ modike_exchange_send (ModikeExchange *x, ModikeBuilder *b, gboolean encrypt, GEr
   else
     engine_transmit (sa, packet, may_float (x, msg_no));
   return TRUE;
+}
+
+gboolean
+modike_exchange_send (ModikeExchange *x, ModikeBuilder *b, gboolean encrypt, GError **error)
+{
+  gboolean hashed = x->cur_row != NULL && (x->cur_row->flags & MODIKE_ROW_HASH) != 0;
+
+  return exchange_send (x, b, encrypt, hashed, NULL, error);
+}
+
+gboolean
+engine_exchange_send_hashed (ModikeExchange *x, ModikeBuilder *b, GBytes *extra, GError **error)
+{
+  return exchange_send (x, b, TRUE, TRUE, extra, error);
 }
 
 gboolean
@@ -617,6 +673,8 @@ apply_verdict (ModikeExchange *x, const ModikeFsmRow *row, ModikeMessage *msg, M
       break;
 
     case MODIKE_V_SUSPEND:
+      /* The peer's answer is here: no more retransmits of our request. */
+      engine_timer_cancel (ike, &x->timer);
       x->suspended = TRUE;
       x->susp_row = row;
       g_clear_pointer (&x->susp_msg, modike_message_free);
@@ -648,6 +706,7 @@ run_row (ModikeExchange *x, const ModikeFsmRow *row, ModikeMessage *msg, gboolea
   ModikeVerdict v;
 
   x->cur_no = row->msg_no;
+  x->cur_row = row;
   x->notify = 0;
   x->in_handler = TRUE;
   x->sa->ike->stats.handler_calls++;
@@ -674,6 +733,44 @@ engine_exchange_initiate (ModikeExchange *x, GError **error)
     }
   run_row (x, row, NULL, TRUE);
   return TRUE;
+}
+
+/* HASH(1) style: prf(SKEYID_a, M-ID | payloads after HASH). */
+static gboolean
+verify_row_hash (ModikeExchange *x, const ModikeFsmRow *row, const ModikeMessage *msg, GError **error)
+{
+  guint8 cur = x->cur_no;
+  gboolean ok;
+
+  x->cur_no = row->msg_no; /* names the message in the error */
+  ok = engine_verify_hash (x, msg, FALSE, NULL, NULL, error);
+  x->cur_no = cur;
+  return ok;
+}
+
+/* The peer's first Quick Mode message on an SA whose phase 2 is held:
+ * kept (decrypted) until the gate opens; its retransmissions are
+ * duplicates meanwhile. Only an authentic message takes a place (qm_r1
+ * checks HASH(1) again when it runs). */
+static void
+park (ModikeExchange *x, const ModikeFsmRow *row, ModikeMessage *msg)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (!verify_row_hash (x, row, msg, &error) || !engine_gate_add_peer (x, &error))
+    {
+      x->sa->ike->stats.rx_dropped++;
+      ELOG_MSG (x->sa, x, "%s: message dropped: %s", row->name, error->message);
+      modike_message_free (msg);
+      engine_exchange_discard (x);
+      return;
+    }
+  x->parked = TRUE;
+  x->suspended = TRUE;
+  x->susp_row = row;
+  x->susp_msg = msg;
+  datagram_digest (g_bytes_get_data (msg->packet, NULL), g_bytes_get_size (msg->packet), x->rx_digest);
+  x->have_rx_digest = TRUE;
 }
 
 void
@@ -741,26 +838,66 @@ engine_exchange_receive (ModikeExchange *x, ModikeMessage *msg, gboolean new_exc
       drop_new (x, new_exchange);
       return;
     }
+  /* Never act on a message whose HASH fails: the handler does not run. */
+  if ((row->flags & MODIKE_ROW_HASH) && !verify_row_hash (x, row, msg, &error))
+    {
+      ike->stats.rx_dropped++;
+      restore_iv (x);
+      ELOG_MSG (sa, x, "%s: message dropped: %s", row->name, error->message);
+      drop_new (x, new_exchange);
+      return;
+    }
+  if (new_exchange && x->type == MODIKE_EX_QUICK && engine_gate_held (sa))
+    {
+      park (x, row, g_steal_pointer (&owned));
+      return;
+    }
   run_row (x, row, g_steal_pointer (&owned), new_exchange);
+}
+
+/* Ends a suspension (parked: a wait at the phase-2 gate), handing over the
+ * row and message to go on with; NULL when x is not in that state. */
+static const ModikeFsmRow *
+unsuspend (ModikeExchange *x, gboolean parked, ModikeMessage **msg)
+{
+  const ModikeFsmRow *row = x->susp_row;
+
+  *msg = NULL;
+  if (!x->suspended || x->parked != parked || x->dead || row == NULL)
+    return NULL;
+  *msg = g_steal_pointer (&x->susp_msg);
+  x->suspended = FALSE;
+  x->parked = FALSE;
+  x->susp_row = NULL;
+  return row;
+}
+
+void
+engine_exchange_run_parked (ModikeExchange *x)
+{
+  ModikeMessage *msg;
+  const ModikeFsmRow *row = unsuspend (x, TRUE, &msg);
+
+  if (row == NULL)
+    return;
+  x->have_rx_digest = FALSE;
+  run_row (x, row, msg, TRUE);
 }
 
 void
 modike_exchange_resume (ModikeExchange *x, ModikeVerdict verdict, GError *error)
 {
   ModikeIke *ike = x->sa->ike;
-  const ModikeFsmRow *row = x->susp_row;
-  ModikeMessage *msg = g_steal_pointer (&x->susp_msg);
+  ModikeMessage *msg;
+  const ModikeFsmRow *row = unsuspend (x, FALSE, &msg);
 
-  if (!x->suspended || row == NULL)
+  if (row == NULL)
     {
       if (error != NULL)
         g_error_free (error);
-      modike_message_free (msg);
       return;
     }
   engine_enter (ike);
-  x->suspended = FALSE;
-  x->susp_row = NULL;
   if (verdict == MODIKE_V_OK)
     {
       x->in_handler = TRUE;
@@ -771,4 +908,45 @@ modike_exchange_resume (ModikeExchange *x, ModikeVerdict verdict, GError *error)
     error = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "%s failed", row->name);
   apply_verdict (x, row, msg, verdict, error, FALSE);
   engine_leave (ike);
+}
+
+ModikeExchange *
+modike_exchange_start (ModikeIkeSa *sa, guint8 type, gpointer data, GDestroyNotify destroy, GError **error)
+{
+  ModikeIke *ike = sa->ike;
+  const ModikeFsmRow *row = modike_registry_find_row (ike->registry, type, 0, 0, MODIKE_ROLE_INITIATOR);
+  const ModikePlugin *owner = modike_registry_exchange_owner (ike->registry, type);
+  g_autoptr (GError) local = NULL;
+  ModikeExchange *x = NULL;
+
+  if (!modike_ike_sa_is_established (sa) || !sa->have_keys)
+    g_set_error (&local, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED,
+                 "peer %s: exchange type %u needs an established IKE SA", sa->peer_name != NULL ? sa->peer_name : "?",
+                 type);
+  else if (owner == NULL || owner == modike_registry_core_plugin (ike->registry))
+    g_set_error (&local, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "exchange type %u is %s", type,
+                 owner == NULL ? "not registered" : "the core's own");
+  else if (row == NULL || !(row->flags & MODIKE_ROW_INITIATE))
+    g_set_error (&local, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "exchange type %u of plugin '%s' has no initiate row",
+                 type, modike_plugin_get_name (owner));
+  if (local != NULL)
+    {
+      if (destroy != NULL && data != NULL)
+        destroy (data);
+      g_propagate_error (error, g_steal_pointer (&local));
+      return NULL;
+    }
+  engine_enter (ike);
+  x = engine_exchange_new (sa, type, engine_alloc_msgid (sa), MODIKE_ROLE_INITIATOR);
+  modike_exchange_set_data (x, data, destroy);
+  ELOG_DEBUG (sa, x, "plugin '%s' starts exchange type %u", modike_plugin_get_name (owner), type);
+  run_row (x, row, NULL, TRUE);
+  if (x->dead)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "peer %s: %s (type %u) failed to start",
+                   sa->peer_name != NULL ? sa->peer_name : "?", row->name, type);
+      x = NULL;
+    }
+  engine_leave (ike);
+  return x;
 }

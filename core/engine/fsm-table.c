@@ -59,7 +59,7 @@ static const ModikeFsmRow quick_rows[] = {
 
 static const ModikeFsmRow info_rows[] = {
   { "INFO_R1", 0, MODIKE_EX_INFO, 1, MODIKE_ROLE_RESPONDER,
-    MODIKE_ROW_START | MODIKE_ROW_ENCRYPTED | MODIKE_ROW_DONE,
+    MODIKE_ROW_START | MODIKE_ROW_ENCRYPTED | MODIKE_ROW_HASH | MODIKE_ROW_DONE,
     PB (MODIKE_PL_HASH), PB (MODIKE_PL_N) | PB (MODIKE_PL_D), PB (MODIKE_PL_N) | PB (MODIKE_PL_D),
     info_r1, INFO_DONE, 0 },
 };

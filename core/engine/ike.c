@@ -635,6 +635,8 @@ child_exists (ModikeIke *ike, const char *peer, guint32 spd_id)
       for (guint j = 0; j < sa->pending_spd->len; j++)
         if (g_array_index (sa->pending_spd, guint32, j) == spd_id)
           return TRUE;
+      if (engine_gate_waits_for (sa, spd_id))
+        return TRUE;
     }
   return engine_policy_negotiating (ike, spd_id, peer, TRUE);
 }

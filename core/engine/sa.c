@@ -83,6 +83,7 @@ engine_sa_free (ModikeIkeSa *sa)
   g_ptr_array_unref (sa->children);
   g_hash_table_destroy (sa->exchanges);
   g_hash_table_destroy (sa->plugin_data);
+  engine_gate_free (sa);
   g_array_unref (sa->pending_spd);
   modike_p1_keys_clear (&sa->keys);
   g_clear_pointer (&sa->dh, modike_dh_free);
@@ -672,6 +673,8 @@ engine_start_qm (ModikeIkeSa *sa, guint32 spd_id, guint32 rekey_spi, GError **er
                    sa->peer_name);
       return FALSE;
     }
+  if (engine_gate_held (sa))
+    return engine_gate_queue_qm (sa, spd_id, rekey_spi, error);
   x = engine_exchange_new (sa, MODIKE_EX_QUICK, engine_alloc_msgid (sa), MODIKE_ROLE_INITIATOR);
   modike_exchange_set_data (x, qm_data_new (spd_id, rekey_spi), (GDestroyNotify) qm_data_free);
   return engine_exchange_initiate (x, error);

@@ -31,6 +31,8 @@ const ModikeFsmRow *modike_registry_find_row (const ModikeRegistry *reg, guint8 
  * of borrowed rows: free it with g_ptr_array_unref. */
 GPtrArray *modike_registry_rows (const ModikeRegistry *reg);
 gboolean modike_registry_has_exchange (const ModikeRegistry *reg, guint8 exchange);
+/* The plugin (or the core's pseudo-plugin) that registered the type, NULL if none. */
+ModikePlugin *modike_registry_exchange_owner (const ModikeRegistry *reg, guint8 exchange);
 /* Checks every row: known next states, no duplicate keys, masks sane. */
 gboolean modike_registry_check_table (const ModikeRegistry *reg, GError **error);
 

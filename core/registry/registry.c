@@ -474,7 +474,7 @@ check_rows (const char *owner, guint8 type, const char *xname, const ModikeFsmRo
             GError **error)
 {
   const guint64 known_flags = MODIKE_ROW_ENCRYPTED | MODIKE_ROW_PLAIN | MODIKE_ROW_START
-                              | MODIKE_ROW_P1_DONE | MODIKE_ROW_DONE | MODIKE_ROW_INITIATE;
+                              | MODIKE_ROW_P1_DONE | MODIKE_ROW_DONE | MODIKE_ROW_INITIATE | MODIKE_ROW_HASH;
 
   for (gsize i = 0; i < n; i++)
     {
@@ -498,6 +498,8 @@ check_rows (const char *owner, guint8 type, const char *xname, const ModikeFsmRo
         detail = g_strdup_printf ("is a start row but has from-state %u (must be 0)", r->from);
       else if ((r->flags & MODIKE_ROW_ENCRYPTED) && (r->flags & MODIKE_ROW_PLAIN))
         problem = "requires the message both encrypted and plain";
+      else if ((r->flags & MODIKE_ROW_HASH) && !(r->flags & (MODIKE_ROW_ENCRYPTED | MODIKE_ROW_INITIATE)))
+        problem = "carries a HASH but does not require the message encrypted";
       else if ((r->required & r->optional) != 0)
         detail = g_strdup_printf ("lists payload bits 0x%" G_GINT64_MODIFIER "x as both required and optional",
                                   r->required & r->optional);
@@ -641,6 +643,16 @@ modike_registry_rows (const ModikeRegistry *reg)
         g_ptr_array_add (all, &g_array_index (x->rows, ModikeFsmRow, j));
     }
   return all;
+}
+
+ModikePlugin *
+modike_registry_exchange_owner (const ModikeRegistry *reg, guint8 exchange)
+{
+  const ExchangeReg *x;
+
+  g_return_val_if_fail (reg != NULL, NULL);
+  x = find_exchange (reg, exchange);
+  return x != NULL ? x->owner : NULL;
 }
 
 gboolean

@@ -45,8 +45,9 @@ check_exports () {
   syms=$(nm -D --defined-only "$1" | awk '$2 ~ /^[TtWi]$/ { print $3 }')
   [ "$syms" = "modike_plugin_descriptor" ] \
     || fail "$1 exports functions other than modike_plugin_descriptor: $syms"
-  nm -D --undefined-only "$1" | grep -q ' modike_register_vendor_id$' \
-    || fail "$1 does not use the registry"
+  for call in modike_register_vendor_id modike_register_exchange modike_exchange_start modike_exchange_send; do
+    nm -D --undefined-only "$1" | grep -q " $call\$" || fail "$1 does not call $call"
+  done
   echo "# $1 exports only modike_plugin_descriptor"
 }
 

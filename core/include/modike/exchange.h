@@ -9,6 +9,7 @@
 #include <modike/message.h>
 #include <modike/names.h>
 #include <modike/payload.h>
+#include <modike/plugin.h>
 
 G_BEGIN_DECLS
 
@@ -39,6 +40,12 @@ typedef enum {
   MODIKE_ROW_P1_DONE = 1 << 3,     /* the ISAKMP SA is established after this row */
   MODIKE_ROW_DONE = 1 << 4,        /* the exchange completes after this row */
   MODIKE_ROW_INITIATE = 1 << 5,    /* msg_no 0: local start, no message */
+  /* ABI 1.1: the message received on this row and the one its handler
+   * sends carry HASH = prf(SKEYID_a, M-ID | payloads after HASH) as their
+   * first payload (RFC 2409 5.5 HASH(1), 5.7; the transaction exchange).
+   * The core adds it when sending and checks it before the handler runs;
+   * such messages are always encrypted. */
+  MODIKE_ROW_HASH = 1 << 6,
 } ModikeRowFlags;
 
 typedef ModikeVerdict (*ModikeStateFunc) (ModikeExchange *x, const ModikeMessage *msg, GError **error);
@@ -85,6 +92,13 @@ guint32 modike_exchange_alloc_spi (ModikeExchange *x);
 void modike_exchange_set_policy (ModikeExchange *x, guint32 spd_id);
 guint32 modike_exchange_get_policy (const ModikeExchange *x);
 
+/* ABI 1.1: starts an exchange of a plugin-owned type on an established
+ * ISAKMP SA as its initiator: a fresh message ID and IV, then the type's
+ * INITIATE row. `data` becomes the exchange data (freed with destroy, also
+ * on failure). Returns the exchange (borrowed; valid while it runs). */
+ModikeExchange *modike_exchange_start (ModikeIkeSa *sa, guint8 type, gpointer data, GDestroyNotify destroy,
+                                       GError **error);
+
 /* ---- IKE SAs ---- */
 const guint8 *modike_ike_sa_get_icookie (const ModikeIkeSa *sa);
 const guint8 *modike_ike_sa_get_rcookie (const ModikeIkeSa *sa);
@@ -105,5 +119,15 @@ gboolean modike_ike_sa_nat_detected (const ModikeIkeSa *sa);
 /* Per-plugin data on an SA, freed with the SA. */
 void modike_ike_sa_set_plugin_data (ModikeIkeSa *sa, const char *plugin, gpointer data, GDestroyNotify destroy);
 gpointer modike_ike_sa_get_plugin_data (const ModikeIkeSa *sa, const char *plugin);
+
+/* ABI 1.1: the phase-2 gate. While any plugin holds an SA, Quick Modes on
+ * it (ours and the peer's) wait, bounded in number and time (peer options
+ * phase2.hold-queue, default 8, and phase2.hold-timeout in s, default 30);
+ * they run when the last hold is released. Holding twice is one hold. */
+void modike_ike_sa_hold_phase2 (ModikeIkeSa *sa, ModikePlugin *plugin);
+void modike_ike_sa_release_phase2 (ModikeIkeSa *sa, ModikePlugin *plugin);
+/* Fails the SA (e.g. extended authentication failed): waiting Quick Modes
+ * fail with `error`, the peer gets a DELETE, the SA goes. */
+void modike_ike_sa_fail (ModikeIkeSa *sa, const GError *error);
 
 G_END_DECLS

@@ -14,5 +14,6 @@ main (int argc, char **argv)
   fsm_add_padding_tests ();
   fsm_add_plugin_result_tests ();
   fsm_add_inflight_tests ();
+  fsm_add_plugin_exchange_tests ();
   return g_test_run ();
 }
