@@ -117,4 +117,5 @@ void fsm_add_fault_tests (void);
 void fsm_add_lifecycle_tests (void);
 void fsm_add_plugin_hook_tests (void);
 void fsm_add_datapath_tests (void);
+void fsm_add_plugin_service_tests (void);
 
