@@ -730,6 +730,21 @@ modike_ike_sa_send_notify (ModikeIkeSa *sa, guint16 type, guint8 protocol, const
                          error);
 }
 
+gboolean
+modike_ike_sa_send_raw (ModikeIkeSa *sa, const guint8 *data, gsize len, GError **error)
+{
+  ModikeIke *ike = sa->ike;
+
+  g_return_val_if_fail (data != NULL || len == 0, FALSE);
+  if (sa->dead || ike->env.send == NULL || !ike->env.send (ike->env.env, &sa->local, &sa->remote, data, len))
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "peer %s: datagram of %" G_GSIZE_FORMAT
+                   " bytes not sent", sa->peer_name != NULL ? sa->peer_name : "?", len);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* A plugin's timer on an SA. */
 typedef struct {
   ModikeIkeSa *sa;

@@ -109,6 +109,11 @@ gboolean modike_ike_sa_send_notify (ModikeIkeSa *sa, guint16 type, guint8 protoc
  * receiver's digest must accept that type in an Informational. */
 gboolean modike_ike_sa_send_info (ModikeIkeSa *sa, guint8 type, const guint8 *body, gsize len, GError **error);
 
+/* Sends exactly these bytes to the SA's peer from its current local
+ * address and port: no non-ESP marker, no transmit hook (a NAT keepalive,
+ * RFC 3948 2.3, is the one byte 0xff). */
+gboolean modike_ike_sa_send_raw (ModikeIkeSa *sa, const guint8 *data, gsize len, GError **error);
+
 /* One-shot timers on the engine's clock, bound to the SA: they die with it
  * (no callback after the SA is deleted). fn runs inside the engine, so it
  * may send, add timers or delete the SA. destroy(data) runs after fn, on

@@ -27,6 +27,7 @@ typedef struct {
   guint reassembled;
   guint consume;         /* rx: datagrams still to consume */
   guint consumed, rx_seen, rx_after;
+  guint keepalives;
 } Svc;
 
 static const ModikePluginDescriptor svc_desc = {
@@ -135,6 +136,11 @@ svc_rx (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote, GByte
     {
       s->consume--;
       s->consumed++;
+      return MODIKE_RX_CONSUME;
+    }
+  if (len == 1 && d[0] == 0xff)
+    {
+      s->keepalives++;
       return MODIKE_RX_CONSUME;
     }
   if (len < SPLIT_HDR || memcmp (d, "SPLT", 4) != 0)
@@ -718,6 +724,33 @@ test_consume (void)
   net_free (net);
 }
 
+/* Raw bytes (a NAT keepalive) go out as they are, past the transmit hook. */
+static void
+test_raw (void)
+{
+  static const guint8 keepalive[1] = { 0xff };
+  Params p = params_default ();
+  Svc sa_, sb_;
+  Node *a, *b;
+  Net *net = svc_pair (&p, &a, &b, &sa_, &sb_, FALSE);
+  g_autoptr (GError) error = NULL;
+  guint tx_calls;
+  ModikeIkeSa *ia;
+
+  bring_up (net, a, b, 1);
+  ia = only_sa (a);
+  tx_calls = sa_.tx_calls;
+  g_assert_true (modike_ike_sa_send_raw (ia, keepalive, sizeof keepalive, &error));
+  g_assert_no_error (error);
+  net_run (net, 100, NULL, NULL);
+  g_assert_cmpuint (sb_.keepalives, ==, 1);
+  g_assert_cmpuint (sa_.tx_calls, ==, tx_calls);
+  g_assert_cmpuint (b->ike->stats.rx_garbage, ==, 0);
+  svc_clear (&sa_);
+  svc_clear (&sb_);
+  net_free (net);
+}
+
 static ModikeRxVerdict
 other_rx (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote, GBytes *datagram, GBytes **replace,
           gpointer user)
@@ -780,4 +813,5 @@ fsm_add_plugin_service_tests (void)
   g_test_add_func ("/fsm/plugin-services/split/after-failure", test_split_after_failure);
   g_test_add_func ("/fsm/plugin-services/consume", test_consume);
   g_test_add_func ("/fsm/plugin-services/hook-registry", test_hook_registry);
+  g_test_add_func ("/fsm/plugin-services/raw-datagram", test_raw);
 }
