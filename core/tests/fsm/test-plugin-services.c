@@ -212,21 +212,28 @@ svc_clear (Svc *s)
   g_clear_pointer (&s->parts, g_hash_table_unref);
 }
 
-/* A pair with the test plugin on both nodes; B's peer entry without a
- * remote address when responder_only. */
-static Net *
-svc_pair (const Params *p, Node **a, Node **b, Svc *sa, Svc *sb, gboolean responder_only)
-{
-  Net *net = net_new ();
-  g_autofree char *xa = config_xml (p, TRUE);
-  g_autofree char *xb = config_xml (p, FALSE);
+/* Two nodes with the test plugin; B's peer entry without a remote
+ * address when responder_only. */
+typedef struct {
+  Svc sa, sb;  /* the plugin on A, on B */
+  Node *a, *b;
+  Net *net;
+} Fix;
 
-  memset (sa, 0, sizeof *sa);
-  memset (sb, 0, sizeof *sb);
-  *a = node_alloc (net, "a", "192.0.2.2");
-  *b = node_alloc (net, "b", "192.0.2.1");
-  svc_register (*a, sa);
-  svc_register (*b, sb);
+static void
+fix_setup (Fix *f, gboolean two_policies, gboolean responder_only)
+{
+  Params p = params_default ();
+  g_autofree char *xa = NULL, *xb = NULL;
+
+  p.two_policies = two_policies;
+  xa = config_xml (&p, TRUE);
+  xb = config_xml (&p, FALSE);
+  f->net = net_new ();
+  f->a = node_alloc (f->net, "a", "192.0.2.2");
+  f->b = node_alloc (f->net, "b", "192.0.2.1");
+  svc_register (f->a, &f->sa);
+  svc_register (f->b, &f->sb);
   if (responder_only)
     {
       char *line = strstr (xb, "    <remote address=\"192.0.2.2\"/>\n");
@@ -234,9 +241,34 @@ svc_pair (const Params *p, Node **a, Node **b, Svc *sa, Svc *sb, gboolean respon
       g_assert_nonnull (line);
       memmove (line, strchr (line, '\n') + 1, strlen (strchr (line, '\n') + 1) + 1);
     }
-  node_configure (*a, xa);
-  node_configure (*b, xb);
-  return net;
+  node_configure (f->a, xa);
+  node_configure (f->b, xb);
+}
+
+static void
+fix_one (Fix *f, gconstpointer data)
+{
+  fix_setup (f, FALSE, FALSE);
+}
+
+static void
+fix_two_policies (Fix *f, gconstpointer data)
+{
+  fix_setup (f, TRUE, FALSE);
+}
+
+static void
+fix_responder_only (Fix *f, gconstpointer data)
+{
+  fix_setup (f, FALSE, TRUE);
+}
+
+static void
+fix_teardown (Fix *f, gconstpointer data)
+{
+  g_clear_pointer (&f->net, net_free);
+  svc_clear (&f->sa);
+  svc_clear (&f->sb);
 }
 
 static void
@@ -256,9 +288,10 @@ pred_a_has_rcookie (Net *net, gpointer user)
   return a->ike->sas->len == 1 && ((ModikeIkeSa *) g_ptr_array_index (a->ike->sas, 0))->rcookie_set;
 }
 
-/* An encrypted Informational whose HASH(1) is all zeros. */
+/* An Informational the core would never send on an established SA:
+ * encrypted with an all-zero HASH(1), or plain. */
 static void
-send_forged_info (ModikeIkeSa *sa, GByteArray *body)
+send_bad_info (ModikeIkeSa *sa, GByteArray *body, gboolean encrypted)
 {
   g_autoptr (ModikeBuilder) b = modike_builder_new ();
   g_autoptr (GBytes) packet = NULL;
@@ -266,25 +299,25 @@ send_forged_info (ModikeIkeSa *sa, GByteArray *body)
   guint8 iv[MODIKE_HASH_MAX];
   g_autoptr (GError) error = NULL;
 
-  engine_add_hash_placeholder (sa, b);
+  if (encrypted)
+    engine_add_hash_placeholder (sa, b);
   modike_builder_add_array (b, MODIKE_PL_N, body);
   modike_p2_iv (sa->choice.hash, sa->p1_iv, sa->block_len, msgid, iv);
-  packet = engine_build_packet (sa, MODIKE_EX_INFO, msgid, b, iv, &error);
+  packet = engine_build_packet (sa, MODIKE_EX_INFO, msgid, b, encrypted ? iv : NULL, &error);
   g_assert_no_error (error);
   engine_transmit (sa, packet, TRUE);
 }
 
 static void
-test_notify (void)
+test_notify (Fix *f, gconstpointer data)
 {
-  Params p = params_default ();
-  Svc sa_, sb_;
-  Node *a, *b;
-  Net *net = svc_pair (&p, &a, &b, &sa_, &sb_, FALSE);
+  Node *a = f->a, *b = f->b;
+  Net *net = f->net;
   ModikeIkeSa *ia;
   guint8 spi[16];
   guint8 seq[4] = { 0, 0, 0x12, 0x34 };
   guint32 want_seq;
+  guint64 auth_failures;
   g_autoptr (GError) error = NULL;
 
   /* During phase 1: no protected notify yet; a plain one reaches the
@@ -300,48 +333,40 @@ test_notify (void)
                                    engine_notify_body (ia, MODIKE_N_DPD_R_U_THERE, 0, NULL, 0, seq, 4), &error));
   g_assert_no_error (error);
   g_assert_true (run_until_up (net, a, b, 1, 30000));
-  g_assert_cmpuint (sb_.rut, ==, 1);
-  g_assert_cmpuint (sb_.rut_authenticated, ==, 0);
+  g_assert_cmpuint (f->sb.rut, ==, 1);
+  g_assert_cmpuint (f->sb.rut_authenticated, ==, 0);
 
   /* Established: R-U-THERE with the cookies as SPI and a sequence number,
    * answered from the handler with R-U-THERE-ACK. */
   ia = only_sa (a);
   cookies (ia, spi);
-  sb_.answer = TRUE;
+  f->sb.answer = TRUE;
   g_assert_true (modike_ike_sa_send_notify (ia, MODIKE_N_DPD_R_U_THERE, MODIKE_PROTO_ISAKMP, spi, sizeof spi, seq,
                                             sizeof seq, &error));
   g_assert_no_error (error);
   net_run (net, 100, NULL, NULL);
-  g_assert_cmpuint (sb_.rut, ==, 2);
-  g_assert_cmpuint (sb_.rut_authenticated, ==, 1);
-  g_assert_cmpuint (sb_.rut_spi_len, ==, 16);
-  g_assert_true (memcmp (sb_.rut_spi, spi, 16) == 0);
+  g_assert_cmpuint (f->sb.rut, ==, 2);
+  g_assert_cmpuint (f->sb.rut_authenticated, ==, 1);
+  g_assert_cmpuint (f->sb.rut_spi_len, ==, 16);
+  g_assert_true (memcmp (f->sb.rut_spi, spi, 16) == 0);
   memcpy (&want_seq, seq, 4);
-  g_assert_cmpuint (sb_.rut_seq, ==, want_seq);
-  g_assert_cmpuint (sa_.acks, ==, 1);
+  g_assert_cmpuint (f->sb.rut_seq, ==, want_seq);
+  g_assert_cmpuint (f->sa.acks, ==, 1);
 
   /* Forged (zero HASH) and unprotected ones on the established SA never
    * reach the plugin. */
-  send_forged_info (ia, engine_notify_body (ia, MODIKE_N_DPD_R_U_THERE, 0, NULL, 0, seq, 4));
+  auth_failures = b->ike->stats.auth_failures;
+  send_bad_info (ia, engine_notify_body (ia, MODIKE_N_DPD_R_U_THERE, 0, NULL, 0, seq, 4), TRUE);
+  send_bad_info (ia, engine_notify_body (ia, MODIKE_N_DPD_R_U_THERE, 0, NULL, 0, seq, 4), FALSE);
   g_assert_true (engine_send_info (ia, MODIKE_PL_N,
                                    engine_notify_body (ia, MODIKE_N_DPD_R_U_THERE, 0, NULL, 0, seq, 4), NULL));
-  {
-    ModikeIkeSa *plain = ia;
-
-    /* engine_send_info protects on an established SA: send a plain one by hand. */
-    g_autoptr (ModikeBuilder) bl = modike_builder_new ();
-    g_autoptr (GBytes) packet = NULL;
-
-    modike_builder_add_array (bl, MODIKE_PL_N, engine_notify_body (plain, MODIKE_N_DPD_R_U_THERE, 0, NULL, 0, seq, 4));
-    packet = engine_build_packet (plain, MODIKE_EX_INFO, engine_alloc_msgid (plain), bl, NULL, &error);
-    g_assert_no_error (error);
-    engine_transmit (plain, packet, TRUE);
-  }
   net_run (net, 100, NULL, NULL);
-  /* Only the genuine protected one (sent above with engine_send_info) counted. */
-  g_assert_cmpuint (sb_.rut, ==, 3);
-  g_assert_cmpuint (sb_.rut_authenticated, ==, 2);
-  g_assert_cmpuint (sa_.acks, ==, 2);
+  /* Only the genuine protected one (sent above with engine_send_info)
+   * counted; the forged one failed its HASH(1). */
+  g_assert_cmpuint (b->ike->stats.auth_failures, ==, auth_failures + 1);
+  g_assert_cmpuint (f->sb.rut, ==, 3);
+  g_assert_cmpuint (f->sb.rut_authenticated, ==, 2);
+  g_assert_cmpuint (f->sa.acks, ==, 2);
 
   /* Any one payload: a DELETE of the ISAKMP SA as an Informational. */
   {
@@ -362,20 +387,15 @@ test_notify (void)
   }
   net_run (net, 100, NULL, NULL);
   g_assert_cmpuint (modike_ike_count_sas (b->ike, FALSE), ==, 0);
-  svc_clear (&sa_);
-  svc_clear (&sb_);
-  net_free (net);
 }
 
 /* ---- SA timers ---- */
 
 static void
-test_timer (void)
+test_timer (Fix *f, gconstpointer data)
 {
-  Params p = params_default ();
-  Svc sa_, sb_;
-  Node *a, *b;
-  Net *net = svc_pair (&p, &a, &b, &sa_, &sb_, FALSE);
+  Node *a = f->a, *b = f->b;
+  Net *net = f->net;
   ModikeIkeSa *ia;
   gint64 t0;
   guint id;
@@ -386,30 +406,30 @@ test_timer (void)
   g_assert_cmpint (t0, ==, net->now_us);
 
   /* Fires at t0 + 5 s on the mock clock, not before; data destroyed once. */
-  id = modike_ike_sa_timer_add (ia, 5000, svc_timer, &sa_, svc_timer_destroy);
+  id = modike_ike_sa_timer_add (ia, 5000, svc_timer, &f->sa, svc_timer_destroy);
   g_assert_cmpuint (id, >, 0);
   net_run (net, 4999, NULL, NULL);
-  g_assert_cmpuint (sa_.fired, ==, 0);
+  g_assert_cmpuint (f->sa.fired, ==, 0);
   net_run (net, 1, NULL, NULL);
-  g_assert_cmpuint (sa_.fired, ==, 1);
-  g_assert_cmpint (sa_.fired_at, ==, t0 + 5 * G_USEC_PER_SEC);
-  g_assert_cmpuint (sa_.destroyed, ==, 1);
+  g_assert_cmpuint (f->sa.fired, ==, 1);
+  g_assert_cmpint (f->sa.fired_at, ==, t0 + 5 * G_USEC_PER_SEC);
+  g_assert_cmpuint (f->sa.destroyed, ==, 1);
   modike_ike_sa_timer_cancel (ia, id); /* fired: nothing happens */
 
   /* Cancelled: destroyed, never fires. */
-  id = modike_ike_sa_timer_add (ia, 1000, svc_timer, &sa_, svc_timer_destroy);
+  id = modike_ike_sa_timer_add (ia, 1000, svc_timer, &f->sa, svc_timer_destroy);
   modike_ike_sa_timer_cancel (ia, id);
-  g_assert_cmpuint (sa_.destroyed, ==, 2);
+  g_assert_cmpuint (f->sa.destroyed, ==, 2);
   net_run (net, 5000, NULL, NULL);
-  g_assert_cmpuint (sa_.fired, ==, 1);
+  g_assert_cmpuint (f->sa.fired, ==, 1);
 
   /* Dies with the SA: no callback after the delete. */
-  modike_ike_sa_timer_add (ia, 1000, svc_timer, &sa_, svc_timer_destroy);
-  modike_ike_sa_timer_add (ia, 2000, svc_timer, &sa_, svc_timer_destroy);
+  modike_ike_sa_timer_add (ia, 1000, svc_timer, &f->sa, svc_timer_destroy);
+  modike_ike_sa_timer_add (ia, 2000, svc_timer, &f->sa, svc_timer_destroy);
   modike_ike_sa_delete (ia, FALSE);
-  g_assert_cmpuint (sa_.destroyed, ==, 4);
+  g_assert_cmpuint (f->sa.destroyed, ==, 4);
   net_run (net, 10000, NULL, NULL);
-  g_assert_cmpuint (sa_.fired, ==, 1);
+  g_assert_cmpuint (f->sa.fired, ==, 1);
   assert_no_sas (a);
   assert_no_sas (b);
 
@@ -417,24 +437,22 @@ test_timer (void)
    * no timer; the sibling timer never fires. */
   bring_up (net, a, b, 1);
   ia = only_sa (a);
-  sa_.delete_in_timer = TRUE;
-  modike_ike_sa_timer_add (ia, 1000, svc_timer, &sa_, svc_timer_destroy);
-  modike_ike_sa_timer_add (ia, 1500, svc_timer, &sa_, svc_timer_destroy);
+  f->sa.delete_in_timer = TRUE;
+  modike_ike_sa_timer_add (ia, 1000, svc_timer, &f->sa, svc_timer_destroy);
+  modike_ike_sa_timer_add (ia, 1500, svc_timer, &f->sa, svc_timer_destroy);
   net_run (net, 5000, NULL, NULL);
-  g_assert_cmpuint (sa_.fired, ==, 2);
-  g_assert_cmpuint (sa_.after_delete_id, ==, 0);
-  g_assert_cmpuint (sa_.destroyed, ==, 6);
+  g_assert_cmpuint (f->sa.fired, ==, 2);
+  g_assert_cmpuint (f->sa.after_delete_id, ==, 0);
+  g_assert_cmpuint (f->sa.destroyed, ==, 6);
   assert_no_sas (a);
   assert_no_sas (b);
 
   /* Timers left on a live SA go with the engine. */
-  sa_.delete_in_timer = FALSE;
+  f->sa.delete_in_timer = FALSE;
   bring_up (net, a, b, 1);
-  modike_ike_sa_timer_add (only_sa (a), 60000, svc_timer, &sa_, svc_timer_destroy);
-  svc_clear (&sb_);
-  net_free (net);
-  g_assert_cmpuint (sa_.destroyed, ==, 7);
-  svc_clear (&sa_);
+  modike_ike_sa_timer_add (only_sa (a), 60000, svc_timer, &f->sa, svc_timer_destroy);
+  g_clear_pointer (&f->net, net_free);
+  g_assert_cmpuint (f->sa.destroyed, ==, 7);
 }
 
 /* ---- last inbound traffic ---- */
@@ -520,7 +538,7 @@ test_last_inbound (void)
 
   /* A protected Informational from the peer moves it; a forged one not. */
   net_run (net, 10000, NULL, NULL);
-  send_forged_info (only_sa (b), engine_notify_body (only_sa (b), MODIKE_N_DPD_R_U_THERE, 0, NULL, 0, NULL, 0));
+  send_bad_info (only_sa (b), engine_notify_body (only_sa (b), MODIKE_N_DPD_R_U_THERE, 0, NULL, 0, NULL, 0), TRUE);
   net_run (net, 100, NULL, NULL);
   g_assert_cmpint (modike_ike_sa_get_last_inbound (ia), ==, t);
   g_assert_true (modike_ike_sa_send_notify (only_sa (b), MODIKE_N_DPD_R_U_THERE, 0, NULL, 0, NULL, 0, &error));
@@ -535,12 +553,10 @@ test_last_inbound (void)
 /* ---- delete and restart ---- */
 
 static void
-test_delete (void)
+test_delete (Fix *f, gconstpointer data)
 {
-  Params p = params_default ();
-  Svc sa_, sb_;
-  Node *a, *b;
-  Net *net = svc_pair (&p, &a, &b, &sa_, &sb_, FALSE);
+  Node *a = f->a, *b = f->b;
+  Net *net = f->net;
 
   bring_up (net, a, b, 1);
   modike_ike_sa_delete (only_sa (a), FALSE);
@@ -552,36 +568,29 @@ test_delete (void)
   g_assert_cmpuint (a->deleted, ==, 1);
   g_assert_cmpuint (b->deleted, ==, 1);
   g_assert_cmpuint (a->p1_up, ==, 1);
-  svc_clear (&sa_);
-  svc_clear (&sb_);
-  net_free (net);
 }
 
 static void
-test_restart (gconstpointer data)
+test_restart (Fix *f, gconstpointer data)
 {
   gboolean from_responder = GPOINTER_TO_INT (data);
-  Params p = params_default ();
-  Svc sa_, sb_;
-  Node *a, *b;
-  Net *net;
+  Node *a = f->a, *b = f->b;
+  Net *net = f->net;
   guint8 old_a[16], now_a[16];
 
-  p.two_policies = TRUE;
-  net = svc_pair (&p, &a, &b, &sa_, &sb_, FALSE);
   bring_up (net, a, b, 2);
   cookies (only_sa (a), old_a);
   /* From a timer, as dead peer detection would; B (the responder of the
    * first SA) restarts as initiator. */
   if (from_responder)
     {
-      sb_.restart_in_timer = TRUE;
-      modike_ike_sa_timer_add (only_sa (b), 1000, svc_timer, &sb_, NULL);
+      f->sb.restart_in_timer = TRUE;
+      modike_ike_sa_timer_add (only_sa (b), 1000, svc_timer, &f->sb, NULL);
     }
   else
     {
-      sa_.restart_in_timer = TRUE;
-      modike_ike_sa_timer_add (only_sa (a), 1000, svc_timer, &sa_, NULL);
+      f->sa.restart_in_timer = TRUE;
+      modike_ike_sa_timer_add (only_sa (a), 1000, svc_timer, &f->sa, NULL);
     }
   net_run (net, 1000, NULL, NULL);
   g_assert_true (run_until_up (net, a, b, 2, 30000));
@@ -591,20 +600,15 @@ test_restart (gconstpointer data)
   g_assert_cmpint (only_sa (from_responder ? b : a)->role, ==, MODIKE_ROLE_INITIATOR);
   assert_up_counts (a, b, 2, 4);
   assert_no_failures (a, b);
-  svc_clear (&sa_);
-  svc_clear (&sb_);
-  net_free (net);
 }
 
 /* B's entry has no remote address: it cannot initiate, so its restart
  * only deletes (and says so). */
 static void
-test_restart_responder_only (void)
+test_restart_responder_only (Fix *f, gconstpointer data)
 {
-  Params p = params_default ();
-  Svc sa_, sb_;
-  Node *a, *b;
-  Net *net = svc_pair (&p, &a, &b, &sa_, &sb_, TRUE);
+  Node *a = f->a, *b = f->b;
+  Net *net = f->net;
   guint64 rx;
 
   bring_up (net, a, b, 1);
@@ -616,9 +620,6 @@ test_restart_responder_only (void)
   assert_no_sas (a);
   assert_no_sas (b);
   g_assert_cmpuint (b->p1_up, ==, 1);
-  svc_clear (&sa_);
-  svc_clear (&sb_);
-  net_free (net);
 }
 
 /* ---- packet-path hooks ---- */
@@ -637,16 +638,14 @@ filter_only_split (Net *net, guint n, Packet *pk, gpointer user)
 /* Every message travels as 3 datagrams and is put together before the
  * parser; with datagram `lose` lost, the retransmission is split again. */
 static void
-test_split (gconstpointer data)
+test_split (Fix *f, gconstpointer data)
 {
   guint lose = GPOINTER_TO_UINT (data);
-  Params p = params_default ();
-  Svc sa_, sb_;
-  Node *a, *b;
-  Net *net = svc_pair (&p, &a, &b, &sa_, &sb_, FALSE);
+  Node *a = f->a, *b = f->b;
+  Net *net = f->net;
   guint datagrams = 0;
 
-  sa_.split = sb_.split = TRUE;
+  f->sa.split = f->sb.split = TRUE;
   net->filter = filter_only_split;
   net->filter_user = &datagrams;
   if (lose != 0)
@@ -655,100 +654,82 @@ test_split (gconstpointer data)
   check_pair (a, b, 1);
   assert_no_failures (a, b);
   /* MM 1-6, QM 1-3: 9 messages of 3 datagrams (+ a resend when one was lost). */
-  g_assert_cmpuint (sa_.split_msgs + sb_.split_msgs, ==, lose != 0 ? 10 : 9);
-  g_assert_cmpuint (datagrams, ==, 3 * (sa_.split_msgs + sb_.split_msgs) - (lose != 0 ? 1 : 0));
+  g_assert_cmpuint (f->sa.split_msgs + f->sb.split_msgs, ==, lose != 0 ? 10 : 9);
+  g_assert_cmpuint (datagrams, ==, 3 * (f->sa.split_msgs + f->sb.split_msgs) - (lose != 0 ? 1 : 0));
   /* The message with the lost part is never put together; its resend is. */
-  g_assert_cmpuint (sa_.reassembled + sb_.reassembled, ==, 9);
-  g_assert_cmpuint (sa_.tx_resends + sb_.tx_resends, ==, lose != 0 ? 1 : 0);
+  g_assert_cmpuint (f->sa.reassembled + f->sb.reassembled, ==, 9);
+  g_assert_cmpuint (f->sa.tx_resends + f->sb.tx_resends, ==, lose != 0 ? 1 : 0);
   /* The second hook saw each reassembled message, never a fragment. */
-  g_assert_cmpuint (sa_.rx_after, ==, sa_.reassembled);
-  g_assert_cmpuint (sb_.rx_after, ==, sb_.reassembled);
+  g_assert_cmpuint (f->sa.rx_after, ==, f->sa.reassembled);
+  g_assert_cmpuint (f->sb.rx_after, ==, f->sb.reassembled);
   g_assert_cmpuint (a->ike->stats.rx_garbage + b->ike->stats.rx_garbage, ==, 0);
-  svc_clear (&sa_);
-  svc_clear (&sb_);
-  net_free (net);
 }
 
 /* Whole messages first; a plugin that splits only resends (fragmentation
  * after a failed retransmission). B's MM2 is lost: A's retransmitted MM1
  * goes split, and B's answer to it (a replay) goes split too. */
 static void
-test_split_after_failure (void)
+test_split_after_failure (Fix *f, gconstpointer data)
 {
-  Params p = params_default ();
-  Svc sa_, sb_;
-  Node *a, *b;
-  Net *net = svc_pair (&p, &a, &b, &sa_, &sb_, FALSE);
+  Node *a = f->a, *b = f->b;
+  Net *net = f->net;
 
-  sa_.split_after_failure = sb_.split_after_failure = TRUE;
+  f->sa.split_after_failure = f->sb.split_after_failure = TRUE;
   g_hash_table_add (net->drop, GUINT_TO_POINTER (2));
   bring_up (net, a, b, 1);
   check_pair (a, b, 1);
-  g_assert_cmpuint (sa_.tx_resends, ==, 1);
-  g_assert_cmpuint (sb_.tx_resends, ==, 1);
-  g_assert_cmpuint (sa_.split_msgs, ==, 1);
-  g_assert_cmpuint (sb_.split_msgs, ==, 1);
-  g_assert_cmpuint (sa_.reassembled, ==, 1);
-  g_assert_cmpuint (sb_.reassembled, ==, 1);
+  g_assert_cmpuint (f->sa.tx_resends, ==, 1);
+  g_assert_cmpuint (f->sb.tx_resends, ==, 1);
+  g_assert_cmpuint (f->sa.split_msgs, ==, 1);
+  g_assert_cmpuint (f->sb.split_msgs, ==, 1);
+  g_assert_cmpuint (f->sa.reassembled, ==, 1);
+  g_assert_cmpuint (f->sb.reassembled, ==, 1);
   g_assert_cmpuint (b->ike->stats.rx_replays, ==, 1);
-  svc_clear (&sa_);
-  svc_clear (&sb_);
-  net_free (net);
 }
 
 /* A hook that consumes without replacing drops the datagram: nothing of
  * it reaches the parser or the hooks after it. */
 static void
-test_consume (void)
+test_consume (Fix *f, gconstpointer data)
 {
-  Params p = params_default ();
-  Svc sa_, sb_;
-  Node *a, *b;
-  Net *net = svc_pair (&p, &a, &b, &sa_, &sb_, FALSE);
+  Node *a = f->a, *b = f->b;
+  Net *net = f->net;
   guint64 rx;
 
-  sb_.consume = 2; /* MM1 and its first retransmission */
+  f->sb.consume = 2; /* MM1 and its first retransmission */
   rx = b->ike->stats.rx_packets;
   g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
   net_run (net, 1500, NULL, NULL);
-  g_assert_cmpuint (sb_.consumed, ==, 2);
-  g_assert_cmpuint (sb_.rx_after, ==, 0);
+  g_assert_cmpuint (f->sb.consumed, ==, 2);
+  g_assert_cmpuint (f->sb.rx_after, ==, 0);
   g_assert_cmpuint (b->ike->stats.rx_packets, ==, rx + 2);
   g_assert_cmpuint (b->ike->stats.rx_garbage + b->ike->stats.rx_dropped, ==, 0);
   g_assert_cmpuint (modike_ike_count_sas (b->ike, FALSE), ==, 0);
   g_assert_true (run_until_up (net, a, b, 1, 30000));
-  g_assert_cmpuint (sb_.consumed, ==, 2);
+  g_assert_cmpuint (f->sb.consumed, ==, 2);
   g_assert_cmpuint (a->ike->stats.retransmits, ==, 2);
-  svc_clear (&sa_);
-  svc_clear (&sb_);
-  net_free (net);
 }
 
 /* Raw bytes (a NAT keepalive) go out as they are, past the transmit hook. */
 static void
-test_raw (void)
+test_raw (Fix *f, gconstpointer data)
 {
   static const guint8 keepalive[1] = { 0xff };
-  Params p = params_default ();
-  Svc sa_, sb_;
-  Node *a, *b;
-  Net *net = svc_pair (&p, &a, &b, &sa_, &sb_, FALSE);
+  Node *a = f->a, *b = f->b;
+  Net *net = f->net;
   g_autoptr (GError) error = NULL;
   guint tx_calls;
   ModikeIkeSa *ia;
 
   bring_up (net, a, b, 1);
   ia = only_sa (a);
-  tx_calls = sa_.tx_calls;
+  tx_calls = f->sa.tx_calls;
   g_assert_true (modike_ike_sa_send_raw (ia, keepalive, sizeof keepalive, &error));
   g_assert_no_error (error);
   net_run (net, 100, NULL, NULL);
-  g_assert_cmpuint (sb_.keepalives, ==, 1);
-  g_assert_cmpuint (sa_.tx_calls, ==, tx_calls);
+  g_assert_cmpuint (f->sb.keepalives, ==, 1);
+  g_assert_cmpuint (f->sa.tx_calls, ==, tx_calls);
   g_assert_cmpuint (b->ike->stats.rx_garbage, ==, 0);
-  svc_clear (&sa_);
-  svc_clear (&sb_);
-  net_free (net);
 }
 
 static ModikeRxVerdict
@@ -801,17 +782,19 @@ test_hook_registry (void)
 void
 fsm_add_plugin_service_tests (void)
 {
-  g_test_add_func ("/fsm/plugin-services/notify", test_notify);
-  g_test_add_func ("/fsm/plugin-services/timer", test_timer);
+#define ADD(path, data, setup, fn) g_test_add ("/fsm/plugin-services/" path, Fix, data, setup, fn, fix_teardown)
+  ADD ("notify", NULL, fix_one, test_notify);
+  ADD ("timer", NULL, fix_one, test_timer);
+  ADD ("delete", NULL, fix_one, test_delete);
+  ADD ("restart/initiator", GINT_TO_POINTER (FALSE), fix_two_policies, test_restart);
+  ADD ("restart/responder", GINT_TO_POINTER (TRUE), fix_two_policies, test_restart);
+  ADD ("restart/responder-only", NULL, fix_responder_only, test_restart_responder_only);
+  ADD ("split", GUINT_TO_POINTER (0), fix_one, test_split);
+  ADD ("split/lost-datagram", GUINT_TO_POINTER (2), fix_one, test_split);
+  ADD ("split/after-failure", NULL, fix_one, test_split_after_failure);
+  ADD ("consume", NULL, fix_one, test_consume);
+  ADD ("raw-datagram", NULL, fix_one, test_raw);
+#undef ADD
   g_test_add_func ("/fsm/plugin-services/last-inbound", test_last_inbound);
-  g_test_add_func ("/fsm/plugin-services/delete", test_delete);
-  g_test_add_data_func ("/fsm/plugin-services/restart/initiator", GINT_TO_POINTER (FALSE), test_restart);
-  g_test_add_data_func ("/fsm/plugin-services/restart/responder", GINT_TO_POINTER (TRUE), test_restart);
-  g_test_add_func ("/fsm/plugin-services/restart/responder-only", test_restart_responder_only);
-  g_test_add_data_func ("/fsm/plugin-services/split", GUINT_TO_POINTER (0), test_split);
-  g_test_add_data_func ("/fsm/plugin-services/split/lost-datagram", GUINT_TO_POINTER (2), test_split);
-  g_test_add_func ("/fsm/plugin-services/split/after-failure", test_split_after_failure);
-  g_test_add_func ("/fsm/plugin-services/consume", test_consume);
   g_test_add_func ("/fsm/plugin-services/hook-registry", test_hook_registry);
-  g_test_add_func ("/fsm/plugin-services/raw-datagram", test_raw);
 }
