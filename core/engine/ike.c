@@ -368,6 +368,17 @@ lookup_sa (ModikeIke *ike, const ModikeHeader *hdr)
   return sa;
 }
 
+ModikeIkeSa *
+modike_ike_find_sa (ModikeIke *ike, const guint8 *icookie, const guint8 *rcookie)
+{
+  ModikeHeader hdr = { 0 };
+
+  memcpy (hdr.icookie, icookie, MODIKE_COOKIE_LEN);
+  if (rcookie != NULL)
+    memcpy (hdr.rcookie, rcookie, MODIKE_COOKIE_LEN);
+  return lookup_sa (ike, &hdr);
+}
+
 const ModikePeerConfig *
 engine_find_peer (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote, guint8 exchange,
                   const ModikeIdPayload *peer_id)

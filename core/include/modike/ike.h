@@ -96,6 +96,9 @@ void modike_ike_set_observer (ModikeIke *ike, const ModikeIkeObserver *obs, gpoi
  * plugin callbacks or SA timers. ---- */
 
 ModikeIke *modike_ike_sa_get_ike (const ModikeIkeSa *sa);
+/* The live SA a message with these cookies belongs to, as the receive path
+ * finds it (rcookie NULL or zero: the initiator cookie alone), or NULL. */
+ModikeIkeSa *modike_ike_find_sa (ModikeIke *ike, const guint8 *icookie, const guint8 *rcookie);
 /* The engine's clock (ModikeEnv.now_us, monotonic microseconds): plugins
  * use it instead of g_get_monotonic_time so that a mocked clock holds. */
 gint64 modike_ike_now_us (ModikeIke *ike);

@@ -557,9 +557,19 @@ test_delete (Fix *f, gconstpointer data)
 {
   Node *a = f->a, *b = f->b;
   Net *net = f->net;
+  ModikeIkeSa *ia;
+  guint8 c[16], other[8] = { 1 };
 
   bring_up (net, a, b, 1);
-  modike_ike_sa_delete (only_sa (a), FALSE);
+  ia = only_sa (a);
+  cookies (ia, c);
+  /* Found by its cookies, or the initiator cookie alone; not by others. */
+  g_assert_true (modike_ike_find_sa (a->ike, c, c + 8) == ia);
+  g_assert_true (modike_ike_find_sa (b->ike, c, NULL) == only_sa (b));
+  g_assert_null (modike_ike_find_sa (a->ike, c, other));
+  g_assert_null (modike_ike_find_sa (a->ike, other, c + 8));
+  modike_ike_sa_delete (ia, FALSE);
+  g_assert_null (modike_ike_find_sa (a->ike, c, c + 8));
   assert_no_sas (a);
   net_run (net, 60000, NULL, NULL);
   /* B heard the DELETEs; nobody starts again. */
