@@ -1,8 +1,9 @@
 /* Everything a plugin (or the core itself) adds goes through these calls.
  * Claims are exclusive: a second claim on the same exchange type, payload
  * type, vendor ID, notify type, config section, port, encapsulation hook,
- * datapath or OS adapter fails with MODIKE_REGISTRY_ERROR_CONFLICT naming
- * both owners. Everything a plugin registered is undone when it unloads. */
+ * transmit hook, datapath or OS adapter fails with
+ * MODIKE_REGISTRY_ERROR_CONFLICT naming both owners (builders, events and
+ * receive hooks are not claims). Everything a plugin registered is undone when it unloads. */
 #pragma once
 
 #include <glib.h>
