@@ -417,6 +417,19 @@ engine_dp_child_stats (ModikeIke *ike, const EngineChild *c, ModikeSaStats *in, 
   return TRUE;
 }
 
+gint64
+engine_dp_child_last_in (ModikeIke *ike, const EngineChild *c)
+{
+  EngineDatapath *dp = ike->dp;
+  ModikeSaStats in;
+
+  if (dp == NULL || dp->ops->sa_stats == NULL)
+    return 0;
+  memset (&in, 0, sizeof in);
+  dp->ops->sa_stats (dp->user, MODIKE_DIR_IN, c->spi_in, &in);
+  return in.last_us;
+}
+
 gboolean
 modike_ike_offer_socket (ModikeIke *ike, int fd, const ModikeAddr *local)
 {

@@ -116,7 +116,6 @@ struct _ModikeIkeSa {
   ModikeAddr local, remote;   /* current endpoints (ports move on float) */
   guint16 float_port;         /* set by natt; 0 = none */
   gboolean floated;
-  gboolean nat_local, nat_remote;
 
   const ModikePeerConfig *peer; /* borrowed from ike->cfg */
   char *peer_name;
@@ -141,6 +140,10 @@ struct _ModikeIkeSa {
   gint64 created_us, established_us;
   guint half_open_timer, rekey_timer, expire_timer;
   struct _EngineGate *gate;   /* phase-2 gate (phase2-gate.c); NULL until held */
+
+  gint64 last_rx_us;          /* last authenticated (decrypted, accepted) message */
+  GHashTable *plugin_timers;  /* id -> timer of modike_ike_sa_timer_add; NULL until one */
+  guint next_timer_id;
 };
 
 struct _ModikeExchange {
@@ -174,6 +177,7 @@ struct _ModikeExchange {
   GArray *spis;               /* guint32: inbound SPIs it reserved (modike_exchange_alloc_spi) */
   const ModikeFsmRow *cur_row; /* row of the handler running or suspended (ROW_HASH sends) */
   gboolean parked;            /* a peer's Quick Mode waiting at the phase-2 gate (susp_row/msg) */
+  guint replays;              /* answers to retransmissions of the peer's last message */
 };
 
 /* ---- logging (ike.c) ---- */
@@ -217,6 +221,8 @@ ModikeIkeSa *engine_sa_new (ModikeIke *ike, ModikeRole role, guint8 p1_exchange,
                             const ModikeAddr *remote, const ModikePeerConfig *peer);
 void engine_sa_free (ModikeIkeSa *sa);
 void engine_sa_apply_float (ModikeIkeSa *sa);
+/* Cancels the plugins' timers on the SA (it dies). */
+void engine_sa_timers_clear (ModikeIkeSa *sa);
 void engine_sa_set_peer (ModikeIkeSa *sa, const ModikePeerConfig *peer);
 /* The half-open timeout of a phase 1 that is not established yet. */
 void engine_sa_arm_half_open (ModikeIkeSa *sa);
@@ -262,6 +268,8 @@ GBytes *engine_build_packet (ModikeIkeSa *sa, guint8 exchange, guint32 msgid, Mo
 GBytes *engine_decrypt (ModikeIkeSa *sa, const ModikeMessage *msg, guint8 *iv, GError **error);
 /* Sends to the SA's peer; may_float: a phase 1 message past the float point or any later one. */
 void engine_transmit (ModikeIkeSa *sa, GBytes *packet, gboolean may_float);
+/* The same for a resend: attempt 1, 2, ... (the transmit hook sees it). */
+void engine_transmit_attempt (ModikeIkeSa *sa, GBytes *packet, gboolean may_float, guint attempt);
 /* Chain bytes after payload `index` up to the end of the last payload. */
 gboolean engine_message_rest (const ModikeMessage *msg, guint index, const guint8 **data, gsize *len);
 /* Like engine_build_packet, with HASH = prf(SKEYID_a, M-ID | extra | chain
@@ -444,6 +452,8 @@ gboolean engine_dp_refused (ModikeIke *ike, guint32 spi_in, guint32 spi_out);
 void engine_dp_schedule_reap (ModikeIke *ike);
 /* Counters of a child pair; FALSE without a datapath. */
 gboolean engine_dp_child_stats (ModikeIke *ike, const EngineChild *c, ModikeSaStats *in, ModikeSaStats *out);
+/* When the datapath last processed a packet on the child's inbound SA (0: never, no datapath). */
+gint64 engine_dp_child_last_in (ModikeIke *ike, const EngineChild *c);
 
 /* ---- host calls, run on the main loop (ike.c, sa.c) ---- */
 void engine_acquire (ModikeIke *ike, guint32 spd_id, const ModikeSelector *sel);

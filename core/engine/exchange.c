@@ -265,20 +265,11 @@ engine_decrypt (ModikeIkeSa *sa, const ModikeMessage *msg, guint8 *iv, GError **
   return g_bytes_new_take (buf, len);
 }
 
-void
-engine_transmit (ModikeIkeSa *sa, GBytes *packet, gboolean float_ok)
+static void
+send_datagram (ModikeIkeSa *sa, const guint8 *data, gsize len)
 {
   ModikeIke *ike = sa->ike;
-  gsize len;
-  const guint8 *data = g_bytes_get_data (packet, &len);
 
-  if (float_ok && sa->float_port != 0 && !sa->floated)
-    engine_sa_apply_float (sa);
-  if (ike->env.send == NULL)
-    {
-      ELOG_MSG (sa, NULL, "no send function in the environment: packet of %" G_GSIZE_FORMAT " bytes dropped", len);
-      return;
-    }
   ike->stats.tx_packets++;
   if (sa->floated)
     {
@@ -293,6 +284,48 @@ engine_transmit (ModikeIkeSa *sa, GBytes *packet, gboolean float_ok)
     }
   if (!ike->env.send (ike->env.env, &sa->local, &sa->remote, data, len))
     ELOG_DEBUG (sa, NULL, "send of %" G_GSIZE_FORMAT " bytes failed", len);
+}
+
+void
+engine_transmit (ModikeIkeSa *sa, GBytes *packet, gboolean float_ok)
+{
+  engine_transmit_attempt (sa, packet, float_ok, 0);
+}
+
+void
+engine_transmit_attempt (ModikeIkeSa *sa, GBytes *packet, gboolean float_ok, guint attempt)
+{
+  ModikeIke *ike = sa->ike;
+  gpointer user = NULL;
+  ModikeTxHookFunc hook = modike_registry_tx_hook (ike->registry, &user);
+  g_autoptr (GPtrArray) parts = NULL;
+  gsize len;
+  const guint8 *data = g_bytes_get_data (packet, &len);
+
+  if (float_ok && sa->float_port != 0 && !sa->floated)
+    engine_sa_apply_float (sa);
+  if (ike->env.send == NULL)
+    {
+      ELOG_MSG (sa, NULL, "no send function in the environment: packet of %" G_GSIZE_FORMAT " bytes dropped", len);
+      return;
+    }
+  /* A plugin (fragmentation) may send the message as several datagrams;
+   * it sees the whole message again on every resend. */
+  if (hook != NULL)
+    parts = hook (sa, packet, attempt, user);
+  if (parts == NULL)
+    {
+      send_datagram (sa, data, len);
+      return;
+    }
+  g_ptr_array_set_free_func (parts, (GDestroyNotify) g_bytes_unref);
+  for (guint i = 0; i < parts->len; i++)
+    {
+      GBytes *part = g_ptr_array_index (parts, i);
+
+      data = g_bytes_get_data (part, &len);
+      send_datagram (sa, data, len);
+    }
 }
 
 static gboolean
@@ -319,6 +352,7 @@ exchange_send (ModikeExchange *x, ModikeBuilder *b, gboolean encrypt, gboolean h
   g_clear_pointer (&x->last_sent, g_bytes_unref);
   x->last_sent = packet;
   x->sent_no = msg_no;
+  x->replays = 0;
   ELOG_DEBUG (sa, x, "built %s message %u (%" G_GSIZE_FORMAT " bytes%s%s)", engine_exchange_name (x->type), msg_no,
               g_bytes_get_size (packet), iv != NULL ? ", encrypted" : "", hashed ? ", hashed" : "");
   if (x->in_handler)
@@ -412,7 +446,7 @@ engine_exchange_is_replay (ModikeExchange *x, const guint8 *data, gsize len)
     {
       ike->stats.rx_replays++;
       ELOG_DEBUG (x->sa, x, "retransmitted message %u: resending our message %u", x->rx_no, x->sent_no);
-      engine_transmit (x->sa, x->last_sent, may_float (x, x->sent_no));
+      engine_transmit_attempt (x->sa, x->last_sent, may_float (x, x->sent_no), ++x->replays);
     }
   else
     {
@@ -465,7 +499,7 @@ retransmit (gpointer data)
       x->tries++;
       ike->stats.retransmits++;
       ELOG_DEBUG (sa, x, "retransmit %u of message %u", x->tries, x->sent_no);
-      engine_transmit (sa, x->last_sent, may_float (x, x->sent_no));
+      engine_transmit_attempt (sa, x->last_sent, may_float (x, x->sent_no), x->tries);
       x->interval_ms = x->interval_ms > G_MAXUINT / 2 ? G_MAXUINT : x->interval_ms * 2;
       x->timer = engine_timer_add (ike, x->interval_ms, retransmit_cb, x);
     }
@@ -627,6 +661,9 @@ apply_verdict (ModikeExchange *x, const ModikeFsmRow *row, ModikeMessage *msg, M
           x->rx_no = row->msg_no;
           datagram_digest (g_bytes_get_data (msg->packet, NULL), g_bytes_get_size (msg->packet), x->rx_digest);
           x->have_rx_digest = TRUE;
+          /* It decrypted under the SA's keys and its handler took it. */
+          if (msg->hdr.flags & MODIKE_FLAG_ENCRYPTION)
+            sa->last_rx_us = ike->env.now_us (ike->env.env);
           /* The peer moved to another port (NAT-T float, NAT rebinding). */
           if (!sa->floated && x->rx_local.family != 0 && x->rx_local.port != sa->local.port &&
               x->rx_local.port != 500)

@@ -297,6 +297,17 @@ lookup_sa (ModikeIke *ike, const ModikeHeader *hdr)
   return sa;
 }
 
+ModikeIkeSa *
+modike_ike_find_sa (ModikeIke *ike, const guint8 *icookie, const guint8 *rcookie)
+{
+  ModikeHeader hdr = { 0 };
+
+  memcpy (hdr.icookie, icookie, MODIKE_COOKIE_LEN);
+  if (rcookie != NULL)
+    memcpy (hdr.rcookie, rcookie, MODIKE_COOKIE_LEN);
+  return lookup_sa (ike, &hdr);
+}
+
 const ModikePeerConfig *
 engine_find_peer (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote, guint8 exchange,
                   const ModikeIdPayload *peer_id)
@@ -434,6 +445,45 @@ new_responder_sa (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *rem
   return sa;
 }
 
+/* The plugins' receive hooks, in registration order, on *packet; FALSE
+ * when one consumed it. */
+static gboolean
+run_rx_hooks (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote, GBytes **packet)
+{
+  guint n = modike_registry_rx_hooks (ike->registry);
+
+  for (guint i = 0; i < n; i++)
+    {
+      gpointer user = NULL;
+      ModikeRxHookFunc fn = modike_registry_rx_hook (ike->registry, i, &user);
+      GBytes *replace = NULL;
+
+      switch (fn (ike, local, remote, *packet, &replace, user))
+        {
+        case MODIKE_RX_PASS:
+          g_clear_pointer (&replace, g_bytes_unref);
+          break;
+        case MODIKE_RX_REPLACE:
+          if (replace == NULL)
+            {
+              ike->stats.rx_dropped++;
+              engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "a receive hook replaced a datagram by nothing: dropped");
+              return FALSE;
+            }
+          g_bytes_unref (*packet);
+          *packet = replace;
+          break;
+        case MODIKE_RX_CONSUME:
+        default:
+          g_clear_pointer (&replace, g_bytes_unref);
+          engine_log (G_LOG_LEVEL_DEBUG, NULL, NULL, "datagram of %" G_GSIZE_FORMAT " bytes taken by a receive hook",
+                      g_bytes_get_size (*packet));
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
 void
 modike_ike_receive (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote, const guint8 *data, gsize len)
 {
@@ -449,6 +499,9 @@ modike_ike_receive (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *r
   engine_enter (ike);
   ike->stats.rx_packets++;
   packet = g_bytes_new (data, len);
+  if (!run_rx_hooks (ike, local, remote, &packet))
+    goto out;
+  data = g_bytes_get_data (packet, &len);
   msg = modike_message_parse (packet, &error);
   if (msg == NULL)
     {

@@ -77,6 +77,7 @@ engine_sa_free (ModikeIkeSa *sa)
   engine_timer_cancel (ike, &sa->half_open_timer);
   engine_timer_cancel (ike, &sa->rekey_timer);
   engine_timer_cancel (ike, &sa->expire_timer);
+  engine_sa_timers_clear (sa);
   /* Children were removed or moved before; free what is left silently. */
   for (guint i = 0; i < sa->children->len; i++)
     engine_child_free (g_ptr_array_index (sa->children, i));
@@ -177,21 +178,6 @@ modike_ike_sa_float (ModikeIkeSa *sa, guint16 port)
   /* Takes effect with the next message past MM4/AM2 (engine_transmit). */
   if (port != 0 && !sa->floated)
     sa->float_port = port;
-}
-
-void
-modike_ike_sa_set_nat (ModikeIkeSa *sa, gboolean local_behind, gboolean remote_behind)
-{
-  sa->nat_local = local_behind;
-  sa->nat_remote = remote_behind;
-  ELOG_INFO (sa, NULL, "NAT detection: local %s NAT, remote %s NAT", local_behind ? "behind" : "not behind",
-             remote_behind ? "behind" : "not behind");
-}
-
-gboolean
-modike_ike_sa_nat_detected (const ModikeIkeSa *sa)
-{
-  return sa->nat_local || sa->nat_remote;
 }
 
 void
@@ -433,6 +419,7 @@ engine_sa_delete (ModikeIkeSa *sa, gboolean send_delete)
   engine_timer_cancel (ike, &sa->half_open_timer);
   engine_timer_cancel (ike, &sa->rekey_timer);
   engine_timer_cancel (ike, &sa->expire_timer);
+  engine_sa_timers_clear (sa);
   cancel_exchanges (sa);
   if (g_hash_table_lookup (ike->by_icookie, &sa->icookie_key) == sa)
     g_hash_table_remove (ike->by_icookie, &sa->icookie_key);
@@ -678,4 +665,236 @@ engine_start_qm (ModikeIkeSa *sa, guint32 spd_id, guint32 rekey_spi, GError **er
   x = engine_exchange_new (sa, MODIKE_EX_QUICK, engine_alloc_msgid (sa), MODIKE_ROLE_INITIATOR);
   modike_exchange_set_data (x, qm_data_new (spd_id, rekey_spi), (GDestroyNotify) qm_data_free);
   return engine_exchange_initiate (x, error);
+}
+
+/* ---- services for plugins (DPD, NAT keepalives, fragmentation) ---- */
+
+ModikeIke *
+modike_ike_sa_get_ike (const ModikeIkeSa *sa)
+{
+  return sa->ike;
+}
+
+gint64
+modike_ike_now_us (ModikeIke *ike)
+{
+  return ike->env.now_us (ike->env.env);
+}
+
+/* Sends body (taken) as the one payload of a protected Informational. */
+static gboolean
+send_protected (ModikeIkeSa *sa, guint8 type, GByteArray *body, GError **error)
+{
+  gboolean ok;
+
+  if (!modike_ike_sa_is_established (sa) || !sa->have_keys)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED,
+                   "peer %s: no established IKE SA to protect an Informational with",
+                   sa->peer_name != NULL ? sa->peer_name : "?");
+      g_byte_array_unref (body);
+      return FALSE;
+    }
+  engine_enter (sa->ike);
+  ok = engine_send_info (sa, type, body, error);
+  engine_leave (sa->ike);
+  return ok;
+}
+
+gboolean
+modike_ike_sa_send_info (ModikeIkeSa *sa, guint8 type, const guint8 *body, gsize len, GError **error)
+{
+  GByteArray *copy;
+
+  g_return_val_if_fail (sa != NULL && (body != NULL || len == 0), FALSE);
+  if (type == MODIKE_PL_NONE || type == MODIKE_PL_HASH)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED,
+                   "Informational payload type %u: the core adds HASH(1) itself", type);
+      return FALSE;
+    }
+  copy = g_byte_array_sized_new ((guint) len);
+  g_byte_array_append (copy, body, (guint) len);
+  ELOG_DEBUG (sa, NULL, "plugin sends a protected Informational with a %s payload", engine_payload_name (type));
+  return send_protected (sa, type, copy, error);
+}
+
+gboolean
+modike_ike_sa_send_notify (ModikeIkeSa *sa, guint16 type, guint8 protocol, const guint8 *spi, gsize spi_len,
+                           const guint8 *data, gsize data_len, GError **error)
+{
+  g_return_val_if_fail (sa != NULL && (data != NULL || data_len == 0), FALSE);
+  if (spi != NULL && spi_len > 2 * MODIKE_COOKIE_LEN)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "notify %s: SPI of %" G_GSIZE_FORMAT " bytes",
+                   engine_notify_name (type), spi_len);
+      return FALSE;
+    }
+  ELOG_DEBUG (sa, NULL, "plugin sends a protected notify %s", engine_notify_name (type));
+  return send_protected (sa, MODIKE_PL_N, engine_notify_body (sa, type, protocol, spi, spi_len, data, data_len),
+                         error);
+}
+
+gboolean
+modike_ike_sa_send_raw (ModikeIkeSa *sa, const guint8 *data, gsize len, GError **error)
+{
+  ModikeIke *ike = sa->ike;
+
+  g_return_val_if_fail (data != NULL || len == 0, FALSE);
+  if (sa->dead || ike->env.send == NULL || !ike->env.send (ike->env.env, &sa->local, &sa->remote, data, len))
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "peer %s: datagram of %" G_GSIZE_FORMAT
+                   " bytes not sent", sa->peer_name != NULL ? sa->peer_name : "?", len);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* A plugin's timer on an SA. */
+typedef struct {
+  ModikeIkeSa *sa;
+  guint id;        /* the plugin's handle, unique on the SA */
+  guint source;    /* the environment's timer; 0 once fired */
+  ModikeSaTimerFunc fn;
+  gpointer data;
+  GDestroyNotify destroy;
+} SaTimer;
+
+static void
+sa_timer_free (gpointer p)
+{
+  SaTimer *t = p;
+
+  engine_timer_cancel (t->sa->ike, &t->source);
+  if (t->destroy != NULL)
+    t->destroy (t->data);
+  g_free (t);
+}
+
+static void
+sa_timer_run (gpointer p)
+{
+  SaTimer *t = p;
+
+  /* Off the table first: the callback may cancel it, add others or delete the SA. */
+  g_hash_table_steal (t->sa->plugin_timers, GUINT_TO_POINTER (t->id));
+  if (!t->sa->dead)
+    t->fn (t->sa, t->data);
+  sa_timer_free (t);
+}
+
+static gboolean
+sa_timer_cb (gpointer p)
+{
+  SaTimer *t = p;
+
+  return engine_timer_fire (t->sa->ike, &t->source, sa_timer_run, t);
+}
+
+guint
+modike_ike_sa_timer_add (ModikeIkeSa *sa, guint ms, ModikeSaTimerFunc fn, gpointer data, GDestroyNotify destroy)
+{
+  SaTimer *t;
+
+  g_return_val_if_fail (sa != NULL && fn != NULL, 0);
+  if (sa->dead)
+    {
+      if (destroy != NULL)
+        destroy (data);
+      return 0;
+    }
+  if (sa->plugin_timers == NULL)
+    sa->plugin_timers = g_hash_table_new_full (NULL, NULL, NULL, sa_timer_free);
+  t = g_new0 (SaTimer, 1);
+  t->sa = sa;
+  do
+    t->id = ++sa->next_timer_id;
+  while (t->id == 0 || g_hash_table_contains (sa->plugin_timers, GUINT_TO_POINTER (t->id)));
+  t->fn = fn;
+  t->data = data;
+  t->destroy = destroy;
+  t->source = engine_timer_add (sa->ike, ms, sa_timer_cb, t);
+  g_hash_table_insert (sa->plugin_timers, GUINT_TO_POINTER (t->id), t);
+  return t->id;
+}
+
+void
+modike_ike_sa_timer_cancel (ModikeIkeSa *sa, guint id)
+{
+  if (sa->plugin_timers != NULL && id != 0)
+    g_hash_table_remove (sa->plugin_timers, GUINT_TO_POINTER (id));
+}
+
+void
+engine_sa_timers_clear (ModikeIkeSa *sa)
+{
+  g_clear_pointer (&sa->plugin_timers, g_hash_table_destroy);
+}
+
+gint64
+modike_ike_sa_get_last_inbound (ModikeIkeSa *sa)
+{
+  gint64 last = sa->last_rx_us;
+
+  for (guint i = 0; i < sa->children->len; i++)
+    last = MAX (last, engine_dp_child_last_in (sa->ike, g_ptr_array_index (sa->children, i)));
+  return last;
+}
+
+/* Phase 1 again with the peer, carrying the policies of the old SA's
+ * children (others come with traffic, through acquires). */
+static void
+sa_restart (ModikeIke *ike, const ModikePeerConfig *peer, const char *name, GArray *policies)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (peer == NULL || peer->remote.family == 0)
+    {
+      engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL,
+                  "peer %s: cannot restart phase 1: the peer entry has no remote address (responder only)",
+                  name != NULL ? name : "?");
+      return;
+    }
+  engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "peer %s: restarting phase 1 with %u polic%s", peer->name,
+              policies->len, policies->len == 1 ? "y" : "ies");
+  if (policies->len == 0 && engine_start_p1 (ike, peer, &error) == NULL)
+    engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "peer %s: restart failed: %s", peer->name, error->message);
+  for (guint i = 0; i < policies->len; i++)
+    if (!modike_ike_initiate_child (ike, g_array_index (policies, guint32, i), &error))
+      {
+        engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "peer %s: restart of policy %u failed: %s", peer->name,
+                    g_array_index (policies, guint32, i), error->message);
+        g_clear_error (&error);
+      }
+}
+
+static void
+add_policy (GArray *policies, guint32 spd_id)
+{
+  for (guint i = 0; i < policies->len; i++)
+    if (g_array_index (policies, guint32, i) == spd_id)
+      return;
+  g_array_append_val (policies, spd_id);
+}
+
+void
+modike_ike_sa_delete (ModikeIkeSa *sa, gboolean restart)
+{
+  ModikeIke *ike = sa->ike;
+  const ModikePeerConfig *peer = sa->peer;
+  g_autofree char *name = g_strdup (sa->peer_name);
+  g_autoptr (GArray) policies = g_array_new (FALSE, FALSE, sizeof (guint32));
+
+  if (sa->dead)
+    return;
+  engine_enter (ike);
+  for (guint i = 0; i < sa->children->len; i++)
+    add_policy (policies, ((EngineChild *) g_ptr_array_index (sa->children, i))->spd_id);
+  for (guint i = 0; i < sa->pending_spd->len; i++)
+    add_policy (policies, g_array_index (sa->pending_spd, guint32, i));
+  ELOG_INFO (sa, NULL, "deleting the IKE SA on a plugin's request%s", restart ? ", then starting again" : "");
+  engine_sa_delete (sa, TRUE);
+  if (restart)
+    sa_restart (ike, peer, name, policies);
+  engine_leave (ike);
 }

@@ -80,6 +80,11 @@ const ModikeEncapOps *modike_registry_encap (const ModikeRegistry *reg, gpointer
 void modike_registry_emit (const ModikeRegistry *reg, ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child);
 const ModikeDatapathOps *modike_registry_datapath (const ModikeRegistry *reg, gpointer *user);
 const ModikeOsAdapterOps *modike_registry_os_adapter (const ModikeRegistry *reg, gpointer *user);
+/* Receive hooks in registration order: how many, and the i-th. */
+guint modike_registry_rx_hooks (const ModikeRegistry *reg);
+ModikeRxHookFunc modike_registry_rx_hook (const ModikeRegistry *reg, guint i, gpointer *user);
+/* The transmit hook, NULL when none is registered. */
+ModikeTxHookFunc modike_registry_tx_hook (const ModikeRegistry *reg, gpointer *user);
 
 /* Phase 1 authentication methods (auth-method.h). */
 typedef struct {

@@ -71,6 +71,13 @@ typedef struct {
   gpointer user;
 } SingleReg;
 
+/* Packet-path hooks: a function and its user data. */
+typedef struct {
+  ModikePlugin *owner;
+  gpointer fn;
+  gpointer user;
+} HookReg;
+
 struct _ModikeRegistry {
   ModikePlugin *core;
   GPtrArray *plugins;    /* ModikePlugin*, owned; the core first */
@@ -85,6 +92,8 @@ struct _ModikeRegistry {
   SingleReg encap, datapath, os_adapter;
   GPtrArray *auth_methods; /* ModikeAuthMethodReg* */
   GPtrArray *attributes;   /* ModikeAttrClaim* */
+  GPtrArray *rx_hooks;   /* HookReg*: run in registration order */
+  HookReg tx_hook;       /* one at most (owner NULL: none) */
   /* (exchange << 8 | msg_no) -> GPtrArray of claims / builders, borrowed
    * from the lists above; rebuilt whenever those change. */
   GHashTable *payload_index;
@@ -331,6 +340,7 @@ modike_registry_new (void)
   reg->sections = g_ptr_array_new_with_free_func ((GDestroyNotify) section_reg_free);
   reg->ports = g_ptr_array_new_with_free_func (g_free);
   reg->events = g_ptr_array_new_with_free_func (g_free);
+  reg->rx_hooks = g_ptr_array_new_with_free_func (g_free);
   reg->payload_index = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL,
                                               (GDestroyNotify) g_ptr_array_unref);
   reg->builder_index = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL,
@@ -363,6 +373,7 @@ modike_registry_free (ModikeRegistry *reg)
   g_ptr_array_unref (reg->sections);
   g_ptr_array_unref (reg->ports);
   g_ptr_array_unref (reg->events);
+  g_ptr_array_unref (reg->rx_hooks);
   single_clear (&reg->encap);
   single_clear (&reg->datapath);
   single_clear (&reg->os_adapter);
@@ -420,6 +431,7 @@ modike_registry_remove_plugin (ModikeRegistry *reg, ModikePlugin *plugin)
   G_STATIC_ASSERT (G_STRUCT_OFFSET (EventReg, owner) == 0);
   G_STATIC_ASSERT (G_STRUCT_OFFSET (ModikeAuthMethodReg, owner) == 0);
   G_STATIC_ASSERT (G_STRUCT_OFFSET (ModikeAttrClaim, owner) == 0);
+  G_STATIC_ASSERT (G_STRUCT_OFFSET (HookReg, owner) == 0);
 
   drop_owned (reg->exchanges, plugin);
   drop_owned (reg->payloads, plugin);
@@ -431,6 +443,9 @@ modike_registry_remove_plugin (ModikeRegistry *reg, ModikePlugin *plugin)
   drop_owned (reg->events, plugin);
   drop_owned (reg->auth_methods, plugin);
   drop_owned (reg->attributes, plugin);
+  drop_owned (reg->rx_hooks, plugin);
+  if (reg->tx_hook.owner == plugin)
+    memset (&reg->tx_hook, 0, sizeof reg->tx_hook);
   if (reg->encap.owner == plugin)
     single_clear (&reg->encap);
   if (reg->datapath.owner == plugin)
@@ -1476,6 +1491,14 @@ modike_registry_describe (const ModikeRegistry *reg)
       g_string_append_printf (s, "attribute %u (%s) format %u by %s\n", c->type, c->name, (guint) c->format,
                               modike_plugin_get_name (c->owner));
     }
+  for (guint i = 0; i < reg->rx_hooks->len; i++)
+    {
+      const HookReg *h = g_ptr_array_index (reg->rx_hooks, i);
+
+      g_string_append_printf (s, "rx-hook by %s\n", modike_plugin_get_name (h->owner));
+    }
+  if (reg->tx_hook.owner != NULL)
+    g_string_append_printf (s, "tx-hook by %s\n", modike_plugin_get_name (reg->tx_hook.owner));
   if (reg->encap.owner != NULL)
     g_string_append_printf (s, "encap by %s\n", modike_plugin_get_name (reg->encap.owner));
   if (reg->datapath.owner != NULL)
@@ -1485,4 +1508,69 @@ modike_registry_describe (const ModikeRegistry *reg)
     g_string_append_printf (s, "os-adapter %s by %s\n", single_name (((ModikeOsAdapterOps *) reg->os_adapter.ops)->name),
                             modike_plugin_get_name (reg->os_adapter.owner));
   return g_string_free (s, FALSE);
+}
+
+/* ---- Packet-path hooks ---- */
+
+gboolean
+modike_register_rx_hook (ModikePlugin *plugin, ModikeRxHookFunc fn, gpointer user, GError **error)
+{
+  HookReg *h;
+
+  g_return_val_if_fail (plugin != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  if (fn == NULL)
+    return INVALID (plugin, error, "registers a %s without a function", "receive hook");
+  h = g_new0 (HookReg, 1);
+  h->owner = plugin;
+  h->fn = (gpointer) fn;
+  h->user = user;
+  g_ptr_array_add (plugin->reg->rx_hooks, h);
+  return TRUE;
+}
+
+guint
+modike_registry_rx_hooks (const ModikeRegistry *reg)
+{
+  g_return_val_if_fail (reg != NULL, 0);
+  return reg->rx_hooks->len;
+}
+
+ModikeRxHookFunc
+modike_registry_rx_hook (const ModikeRegistry *reg, guint i, gpointer *user)
+{
+  const HookReg *h;
+
+  g_return_val_if_fail (reg != NULL && i < reg->rx_hooks->len, NULL);
+  h = g_ptr_array_index (reg->rx_hooks, i);
+  if (user != NULL)
+    *user = h->user;
+  return (ModikeRxHookFunc) h->fn;
+}
+
+gboolean
+modike_register_tx_hook (ModikePlugin *plugin, ModikeTxHookFunc fn, gpointer user, GError **error)
+{
+  ModikeRegistry *reg;
+
+  g_return_val_if_fail (plugin != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  reg = plugin->reg;
+  if (reg->tx_hook.owner != NULL)
+    return CONFLICT (plugin, error, reg->tx_hook.owner, "the %s", "transmit hook");
+  if (fn == NULL)
+    return INVALID (plugin, error, "registers a %s without a function", "transmit hook");
+  reg->tx_hook.owner = plugin;
+  reg->tx_hook.fn = (gpointer) fn;
+  reg->tx_hook.user = user;
+  return TRUE;
+}
+
+ModikeTxHookFunc
+modike_registry_tx_hook (const ModikeRegistry *reg, gpointer *user)
+{
+  g_return_val_if_fail (reg != NULL, NULL);
+  if (user != NULL)
+    *user = reg->tx_hook.user;
+  return (ModikeTxHookFunc) reg->tx_hook.fn;
 }

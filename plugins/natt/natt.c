@@ -194,7 +194,8 @@ on_natd (ModikeExchange *x, const ModikeMessage *msg, const ModikePayload *const
                &local_nat, &remote_nat);
   if (natt_forced (plugin, sa))
     local_nat = TRUE;
-  modike_ike_sa_set_nat (sa, local_nat, remote_nat);
+  s->nat_local = local_nat;
+  s->nat_remote = remote_nat;
   g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO, "MESSAGE",
                     "peer %s: NAT-T %s, local %s %s NAT, remote %s %s NAT",
                     modike_ike_sa_get_peer_name (sa),
@@ -204,7 +205,8 @@ on_natd (ModikeExchange *x, const ModikeMessage *msg, const ModikePayload *const
                     modike_addr_format (modike_ike_sa_get_remote (sa), rb, sizeof rb),
                     remote_nat ? "behind" : "not behind");
   /* The initiator moves to 4500 with its next message (RFC 3947 4); the
-   * responder follows when that message arrives there. */
+   * responder follows when that message arrives there. The float is a
+   * core call: the float point, the marker and the socket are its. */
   if ((local_nat || remote_nat) && modike_ike_sa_get_role (sa) == MODIKE_ROLE_INITIATOR)
     modike_ike_sa_float (sa, NATT_PORT);
   return MODIKE_V_OK;
@@ -215,7 +217,7 @@ encap_out (ModikeIkeSa *sa, guint16 mode, gpointer user)
 {
   NattSa *s = natt_sa (sa, FALSE);
 
-  if (!s || s->version == NATT_NONE || !modike_ike_sa_nat_detected (sa))
+  if (!s || s->version == NATT_NONE || !(s->nat_local || s->nat_remote))
     return mode;
   return natt_encap_value (s->version, mode);
 }

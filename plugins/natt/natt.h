@@ -15,10 +15,10 @@ typedef enum {
   NATT_RFC = 3947,
 } NattVersion;
 
-/* What natt knows about one IKE SA; the NAT verdict itself is the
- * core's (modike_ike_sa_set_nat / modike_ike_sa_nat_detected). */
+/* What natt knows about one IKE SA (its plugin data). */
 typedef struct {
   NattVersion version;     /* best version both ends support */
+  gboolean nat_local, nat_remote; /* NAT-D verdict: we / the peer are behind a NAT */
 } NattSa;
 
 gboolean natt_init (ModikePlugin *plugin, GError **error);

@@ -111,11 +111,10 @@ const char *modike_ike_sa_get_peer_name (const ModikeIkeSa *sa);
 const char *modike_ike_sa_get_option (const ModikeIkeSa *sa, const char *key);
 gboolean modike_ike_sa_is_established (const ModikeIkeSa *sa);
 /* Moves both ends to `port` (4500) with the non-ESP marker from the next
- * message on (RFC 3947 4). */
+ * message on (RFC 3947 4). NAT-T only, but it stays a core call: the
+ * float point (MM5/AM3), the marker and the socket choice are the core's
+ * send path. */
 void modike_ike_sa_float (ModikeIkeSa *sa, guint16 port);
-/* NAT detection result: set by natt; Quick Mode uses it for the modes. */
-void modike_ike_sa_set_nat (ModikeIkeSa *sa, gboolean local_behind, gboolean remote_behind);
-gboolean modike_ike_sa_nat_detected (const ModikeIkeSa *sa);
 /* Per-plugin data on an SA, freed with the SA. */
 void modike_ike_sa_set_plugin_data (ModikeIkeSa *sa, const char *plugin, gpointer data, GDestroyNotify destroy);
 gpointer modike_ike_sa_get_plugin_data (const ModikeIkeSa *sa, const char *plugin);

@@ -55,8 +55,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (ModikeIke, modike_ike_free)
 gboolean modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error);
 
 /* A datagram from the network; marker-stripped by the caller when
- * non_esp_marker (port 4500 style sockets). Bad input is logged, counted
- * and dropped; it never aborts. */
+ * non_esp_marker (port 4500 style sockets). The plugins' receive hooks
+ * see it first (registry.h). Bad input is logged, counted and dropped; it
+ * never aborts. */
 void modike_ike_receive (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote,
                          const guint8 *data, gsize len);
 
@@ -89,5 +90,52 @@ typedef struct {
   void (*sa_deleted) (ModikeIkeSa *sa, gpointer user);
 } ModikeIkeObserver;
 void modike_ike_set_observer (ModikeIke *ike, const ModikeIkeObserver *obs, gpointer user);
+
+/* ---- Services for plugins on an IKE SA (dead peer detection, NAT
+ * keepalives, fragmentation). Call them on the main loop thread, from
+ * plugin callbacks or SA timers. ---- */
+
+ModikeIke *modike_ike_sa_get_ike (const ModikeIkeSa *sa);
+/* The live SA a message with these cookies belongs to, as the receive path
+ * finds it (rcookie NULL or zero: the initiator cookie alone), or NULL. */
+ModikeIkeSa *modike_ike_find_sa (ModikeIke *ike, const guint8 *icookie, const guint8 *rcookie);
+/* The engine's clock (ModikeEnv.now_us, monotonic microseconds): plugins
+ * use it instead of g_get_monotonic_time so that a mocked clock holds. */
+gint64 modike_ike_now_us (ModikeIke *ike);
+
+/* A protected notify in an Informational of its own (HASH(1), its own
+ * message ID and IV) on an established SA; protocol 0 or spi NULL: about
+ * the ISAKMP SA, SPI = the cookies. FALSE when the SA is not established. */
+gboolean modike_ike_sa_send_notify (ModikeIkeSa *sa, guint16 type, guint8 protocol, const guint8 *spi,
+                                    gsize spi_len, const guint8 *data, gsize data_len, GError **error);
+/* The same for any one payload (its body, generic header excluded); the
+ * receiver's digest must accept that type in an Informational. */
+gboolean modike_ike_sa_send_info (ModikeIkeSa *sa, guint8 type, const guint8 *body, gsize len, GError **error);
+
+/* Sends exactly these bytes to the SA's peer from its current local
+ * address and port: no non-ESP marker, no transmit hook (a NAT keepalive,
+ * RFC 3948 2.3, is the one byte 0xff). */
+gboolean modike_ike_sa_send_raw (ModikeIkeSa *sa, const guint8 *data, gsize len, GError **error);
+
+/* One-shot timers on the engine's clock, bound to the SA: they die with it
+ * (no callback after the SA is deleted). fn runs inside the engine, so it
+ * may send, add timers or delete the SA. destroy(data) runs after fn, on
+ * cancel, or when the SA dies. Returns an id > 0 (0: the SA is dead and
+ * data was destroyed). Cancelling a fired or unknown id does nothing. */
+typedef void (*ModikeSaTimerFunc) (ModikeIkeSa *sa, gpointer data);
+guint modike_ike_sa_timer_add (ModikeIkeSa *sa, guint ms, ModikeSaTimerFunc fn, gpointer data,
+                               GDestroyNotify destroy);
+void modike_ike_sa_timer_cancel (ModikeIkeSa *sa, guint id);
+
+/* When traffic last arrived on the SA, on modike_ike_now_us's clock: the
+ * latest of its last authenticated IKE message and the datapath's last_us
+ * of its children's inbound ESP SAs; 0 = nothing yet. */
+gint64 modike_ike_sa_get_last_inbound (ModikeIkeSa *sa);
+
+/* Deletes the SA and its children (DELETEs sent when it is established).
+ * restart: phase 1 again with the peer as initiator, its children's
+ * policies following once it is up; impossible (logged) when the peer
+ * entry has no remote address. */
+void modike_ike_sa_delete (ModikeIkeSa *sa, gboolean restart);
 
 G_END_DECLS

@@ -1,8 +1,9 @@
 /* Everything a plugin (or the core itself) adds goes through these calls.
  * Claims are exclusive: a second claim on the same exchange type, payload
  * type, vendor ID, notify type, config section, port, encapsulation hook,
- * datapath or OS adapter fails with MODIKE_REGISTRY_ERROR_CONFLICT naming
- * both owners. Everything a plugin registered is undone when it unloads. */
+ * transmit hook, datapath or OS adapter fails with
+ * MODIKE_REGISTRY_ERROR_CONFLICT naming both owners (builders, events and
+ * receive hooks are not claims). Everything a plugin registered is undone when it unloads. */
 #pragma once
 
 #include <glib.h>
@@ -152,5 +153,29 @@ typedef struct {
 } ModikeOsAdapterOps;
 gboolean modike_register_os_adapter (ModikePlugin *plugin, const ModikeOsAdapterOps *ops, gpointer user,
                                      GError **error);
+
+/* ---- Packet-path hooks (IKE fragmentation and the like). ----
+ * Receive hooks see every IKE datagram (ports 500 and 4500, marker
+ * stripped) before the parser, in registration order; each sees what the
+ * previous one passed on. A hook may keep or drop the datagram (CONSUME),
+ * or hand back another one (REPLACE, *replace transfer full) that goes on
+ * to the next hook and then through the normal parse path. */
+typedef enum {
+  MODIKE_RX_PASS = 0,  /* go on with the datagram as it is */
+  MODIKE_RX_REPLACE,   /* go on with *replace instead */
+  MODIKE_RX_CONSUME,   /* stop here: the hook kept or dropped it */
+} ModikeRxVerdict;
+typedef ModikeRxVerdict (*ModikeRxHookFunc) (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote,
+                                             GBytes *datagram, GBytes **replace, gpointer user);
+gboolean modike_register_rx_hook (ModikePlugin *plugin, ModikeRxHookFunc fn, gpointer user, GError **error);
+
+/* The transmit hook (exclusive) sees every whole IKE message the engine
+ * sends on sa, without the non-ESP marker: the first send (attempt 0),
+ * each retransmission and each answer to a retransmitted request (attempt
+ * 1, 2, ...). NULL sends it unchanged; else a GPtrArray of GBytes
+ * (transfer full) sent instead, in order, each with the marker when the
+ * SA floated; an empty array sends nothing. */
+typedef GPtrArray *(*ModikeTxHookFunc) (ModikeIkeSa *sa, GBytes *message, guint attempt, gpointer user);
+gboolean modike_register_tx_hook (ModikePlugin *plugin, ModikeTxHookFunc fn, gpointer user, GError **error);
 
 G_END_DECLS

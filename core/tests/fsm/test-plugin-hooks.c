@@ -37,7 +37,7 @@ fake_on_natd (ModikeExchange *x, const ModikeMessage *msg, const ModikePayload *
 
   g_assert_cmpuint (n, ==, 2);
   ((FakeNatt *) user)->natd_claims++;
-  modike_ike_sa_set_nat (sa, FALSE, TRUE);
+  modike_ike_sa_set_plugin_data (sa, "fakenatt", GINT_TO_POINTER (1), NULL);
   if (modike_ike_sa_get_role (sa) == MODIKE_ROLE_INITIATOR)
     modike_ike_sa_float (sa, 4500);
   return MODIKE_V_OK;
@@ -46,7 +46,7 @@ fake_on_natd (ModikeExchange *x, const ModikeMessage *msg, const ModikePayload *
 static guint16
 fake_encap_out (ModikeIkeSa *sa, guint16 mode, gpointer user)
 {
-  return modike_ike_sa_nat_detected (sa) ? mode + 2 : mode;
+  return modike_ike_sa_get_plugin_data (sa, "fakenatt") != NULL ? mode + 2 : mode;
 }
 
 static gboolean
