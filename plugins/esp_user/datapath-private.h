@@ -184,6 +184,7 @@ struct _DpWorker {
   struct sockaddr_storage names[DP_BATCH];
   DpCmsg cmsg[DP_BATCH];
   DatapathGro *gro;
+  gint64 now_us;             /* monotonic time at this batch's start (SAs' last_us) */
 };
 
 struct _Datapath {

@@ -303,6 +303,8 @@ esp_input (DpWorker *w, const DpSnap *s, guint8 *esp, gsize len)
     modike_datapath_expire (dp->host, MODIKE_DIR_IN, spi, life == ESP_LIFE_HARD);
   if (!ok)
     return;
+  /* Authentic and not a replay: the peer is alive. */
+  esp_sa_touch (in->sa->esp, w->now_us);
   e = esp_sa_entry (in->sa->esp);
   if (e->mode == MODIKE_MODE_TRANSPORT)
     {

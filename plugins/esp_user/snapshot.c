@@ -256,6 +256,7 @@ static void
 flush_queue (Datapath *dp, DpPolicyState *st, const DpOut *o)
 {
   DpQueued *q;
+  gint64 now = g_get_monotonic_time ();
 
   while ((q = g_queue_pop_head (&st->queue)) != NULL)
     {
@@ -269,7 +270,10 @@ flush_queue (Datapath *dp, DpPolicyState *st, const DpOut *o)
       if (life != ESP_LIFE_OK)
         modike_datapath_expire (dp->host, MODIKE_DIR_OUT, o->sa->spi, life == ESP_LIFE_HARD);
       if (ok)
-        dp_tx_send_one (dp, o, esp, esp_len);
+        {
+          esp_sa_touch (o->sa->esp, now);
+          dp_tx_send_one (dp, o, esp, esp_len);
+        }
       g_free (q);
     }
 }

@@ -207,6 +207,7 @@ protect (DpWorker *w, const DpOut *o, guint8 *pkt, gsize len)
     modike_datapath_expire (dp->host, MODIKE_DIR_OUT, o->sa->spi, life == ESP_LIFE_HARD);
   if (!ok)
     return;
+  esp_sa_touch (o->sa->esp, w->now_us);
   if (o->fd < 0)
     {
       dp_count (dp, C_SEND_ERRORS);

@@ -38,6 +38,8 @@ dp_worker_main (gpointer data)
           io = s->io[slot];
           if (io == NULL || io->id != id)
             continue;
+          /* One clock read per batch (vDSO, no syscall) stamps its SAs. */
+          w->now_us = g_get_monotonic_time ();
           if (io->kind == DP_IO_ADAPTER)
             dp_adapter_readable (w, s, io);
           else

@@ -1173,6 +1173,75 @@ test_garbage (void)
   pair_clear (&p);
 }
 
+/* last_us: 0 until a packet passes, then the time of the newest one that
+ * did (inbound: authentic and not a replay), on g_get_monotonic_time's
+ * clock; never backwards. */
+static gint64
+last_used (Side *s, ModikeDirection dir, guint32 spi)
+{
+  ModikeSaStats st;
+
+  datapath_ops.sa_stats (s->dp, dir, spi, &st);
+  return st.last_us;
+}
+
+static void
+test_last_used (void)
+{
+  Pair p;
+  ModikeSaStats st;
+  ModikeAddr from;
+  guint8 forged[48];
+  gint64 t0, t1, in1, out1;
+  int fd;
+
+  pair_init (&p, AF_INET);
+  pair_policies (&p, NULL);
+  add_sa (&p.a, &p.b, 0xe00e, 1, &alg_gcm128, FALSE, NULL, 0);
+  g_assert_cmpint (last_used (&p.a, MODIKE_DIR_OUT, 0xe00e), ==, 0);
+  g_assert_cmpint (last_used (&p.b, MODIKE_DIR_IN, 0xe00e), ==, 0);
+
+  t0 = g_get_monotonic_time ();
+  assert_udp_passes (&p.a, &p.b, "10.1.0.5", "10.2.0.7", 1, 2, 100, 1);
+  t1 = g_get_monotonic_time ();
+  in1 = last_used (&p.b, MODIKE_DIR_IN, 0xe00e);
+  out1 = last_used (&p.a, MODIKE_DIR_OUT, 0xe00e);
+  g_assert_cmpint (in1, >=, t0);
+  g_assert_cmpint (in1, <=, t1);
+  g_assert_cmpint (out1, >=, t0);
+  g_assert_cmpint (out1, <=, in1);
+
+  /* A forged packet on the SPI (fresh sequence number, bad ICV) is no
+   * sign of life: dropped, last_us stays. */
+  g_usleep (2000);
+  memset (forged, 0x5a, sizeof forged);
+  forged[0] = 0, forged[1] = 0, forged[2] = 0xe0, forged[3] = 0x0e;
+  forged[4] = 0, forged[5] = 0, forged[6] = 0, forged[7] = 7;
+  fd = udp_socket (AF_INET, &from);
+  send_udp_to (&p.b, fd, forged, sizeof forged);
+  for (gint64 end = g_get_monotonic_time () + WAIT_MS * G_TIME_SPAN_MILLISECOND;;)
+    {
+      datapath_ops.sa_stats (p.b.dp, MODIKE_DIR_IN, 0xe00e, &st);
+      if (st.drops[MODIKE_DROP_AUTH] >= 1 || g_get_monotonic_time () > end)
+        break;
+      g_usleep (1000);
+    }
+  g_assert_cmpuint (st.drops[MODIKE_DROP_AUTH], ==, 1);
+  g_assert_cmpint (st.last_us, ==, in1);
+
+  /* The next packet moves both ends forward. */
+  g_usleep (2000);
+  t0 = g_get_monotonic_time ();
+  assert_udp_passes (&p.a, &p.b, "10.1.0.5", "10.2.0.7", 1, 2, 100, 2);
+  t1 = g_get_monotonic_time ();
+  g_assert_cmpint (last_used (&p.b, MODIKE_DIR_IN, 0xe00e), >=, t0);
+  g_assert_cmpint (last_used (&p.b, MODIKE_DIR_IN, 0xe00e), <=, t1);
+  g_assert_cmpint (last_used (&p.a, MODIKE_DIR_OUT, 0xe00e), >=, t0);
+  g_assert_cmpint (last_used (&p.a, MODIKE_DIR_OUT, 0xe00e), >, out1);
+  close (fd);
+  pair_clear (&p);
+}
+
 static void
 test_sa_del (void)
 {
@@ -1924,6 +1993,7 @@ main (int argc, char **argv)
   g_test_add_func ("/datapath/ike-marker", test_ike_marker);
   g_test_add_func ("/datapath/garbage", test_garbage);
   g_test_add_func ("/datapath/sa-del", test_sa_del);
+  g_test_add_func ("/datapath/last-used", test_last_used);
   g_test_add_func ("/datapath/rekey", test_rekey);
   g_test_add_func ("/datapath/reload-renumber", test_reload_renumber);
   g_test_add_func ("/datapath/lifetimes", test_lifetimes);
