@@ -586,9 +586,3 @@ esp_user_init (ModikePlugin *plugin, GError **error)
   return modike_register_datapath (plugin, &datapath_ops, dp, error)
          && modike_register_config_section (plugin, "esp_user", esp_user_rng, apply_config, NULL, error);
 }
-
-void
-esp_user_fini (ModikePlugin *plugin)
-{
-  /* The core stops the datapath; datapath_free (plugin data) stops it if not. */
-}
