@@ -60,9 +60,10 @@ typedef struct {
 /* FALSE if the policy is unknown. */
 gboolean datapath_get_policy_counters (Datapath *dp, guint32 spd_id, DatapathPolicyCounters *out);
 
-/* The plugin's init/fini (descriptor in esp_user-plugin.c). */
+/* The plugin's init (descriptor in esp_user-plugin.c). No fini: the core
+ * stops the datapath before unloading, and the plugin data's destroy
+ * (datapath_free) stops it if not and frees everything. */
 gboolean esp_user_init (ModikePlugin *plugin, GError **error);
-void esp_user_fini (ModikePlugin *plugin);
 
 /* ---- Packet helpers (exposed for the tests) ---- */
 

@@ -71,6 +71,7 @@ struct _EspSa {
   _Alignas (CACHE_LINE) _Atomic guint64 seq; /* last sequence number used (outbound) */
   _Alignas (CACHE_LINE) _Atomic guint64 packets;
   _Atomic guint64 bytes;
+  _Atomic gint64 last_us;     /* esp_sa_touch: newest time seen, 0 = none */
   _Atomic guint64 drops[MODIKE_DROP_N];
   atomic_bool soft_done, hard_done;
 };
@@ -278,6 +279,7 @@ esp_sa_new (const ModikeSadEntry *e, guint n_threads, GError **error)
   atomic_init (&sa->seq, e->seq);
   atomic_init (&sa->packets, 0);
   atomic_init (&sa->bytes, 0);
+  atomic_init (&sa->last_us, 0);
   for (guint i = 0; i < MODIKE_DROP_N; i++)
     atomic_init (&sa->drops[i], 0);
   atomic_init (&sa->soft_done, false);
@@ -411,8 +413,25 @@ esp_sa_stats (const EspSa *sa, ModikeSaStats *out)
   g_return_if_fail (sa != NULL && out != NULL);
   out->packets = atomic_load_explicit (&sa->packets, memory_order_relaxed);
   out->bytes = atomic_load_explicit (&sa->bytes, memory_order_relaxed);
+  out->last_us = atomic_load_explicit (&sa->last_us, memory_order_relaxed);
   for (guint i = 0; i < MODIKE_DROP_N; i++)
     out->drops[i] = atomic_load_explicit (&sa->drops[i], memory_order_relaxed);
+}
+
+void
+esp_sa_touch (EspSa *sa, gint64 now_us)
+{
+  gint64 seen;
+
+  g_return_if_fail (sa != NULL);
+  /* Usually one relaxed load of a line `packets` already holds: threads
+   * stamp with their own batch's time, so only a newer one is stored (and
+   * the value never goes back). */
+  seen = atomic_load_explicit (&sa->last_us, memory_order_relaxed);
+  while (seen < now_us
+         && !atomic_compare_exchange_weak_explicit (&sa->last_us, &seen, now_us, memory_order_relaxed,
+                                                    memory_order_relaxed))
+    ;
 }
 
 void

@@ -68,6 +68,9 @@ gboolean esp_sa_decrypt (EspSa *sa, guint thread, guint8 *esp, gsize len, guint8
 
 /* Counters (atomic snapshots). */
 void esp_sa_stats (const EspSa *sa, ModikeSaStats *out);
+/* A packet was processed at now_us (the caller's clock, read once per
+ * batch): stats' last_us becomes the newest time given. No lock. */
+void esp_sa_touch (EspSa *sa, gint64 now_us);
 /* Counts a drop that happened outside this file (e.g. queue full). */
 void esp_sa_count_drop (EspSa *sa, ModikeDropReason why);
 

@@ -11,7 +11,7 @@ static const ModikePluginDescriptor esp_user_descriptor = {
   .provides = esp_user_provides,
   .depends = NULL,
   .init = esp_user_init,
-  .fini = esp_user_fini,
+  .fini = NULL, /* datapath_free, the plugin data's destroy, does the work */
 };
 
 MODIKE_PLUGIN_DEFINE (esp_user_descriptor)

@@ -5,8 +5,13 @@
 #
 #   mki_require_prereqs [charon] [modiked]  fails (exit 1), clear message
 #   mki_setup NAME                    namespaces, veth, addresses, case dir
+#   mki_strongswan_conf SIDE [LEVELS [PLUGIN...]]  charon's config; the
+#                                     plugins it loads: MKI_CHARON_PLUGINS
+#                                     + PLUGIN... (what the case needs)
 #   mki_charon_start SIDE             SIDE = gw|cl; strongswan.conf and
-#                                     swanctl.conf must be in $MKI_DIR/SIDE
+#                                     swanctl.conf must be in $MKI_DIR/SIDE;
+#                                     fails at once if a plugin of the
+#                                     load line did not load
 #   mki_swanctl SIDE ARGS...          swanctl against that charon
 #   mki_modiked_start SIDE CFG        modiked -c CFG --foreground in SIDE
 #   mki_modiked_status SIDE           SIGUSR1, wait for the status file
@@ -38,6 +43,12 @@ MKI_GW_HOST=198.51.100.1
 MKI_CL_HOST=203.0.113.1
 MKI_CHARON=${MKI_CHARON:-/usr/lib/ipsec/charon}
 MKI_SWANCTL=${MKI_SWANCTL:-swanctl}
+# The charon plugins every case loads (kernel-libipsec: this kernel has no
+# ESP in XFRM; it forces UDP encapsulation). A case adds what it needs on
+# top when it calls mki_strongswan_conf (e.g. gcm for AES-GCM): the load
+# line written from both is the one list mki_charon_start checks.
+MKI_CHARON_PLUGINS="random nonce openssl pem pkcs1 x509 pubkey curve25519 aes sha1 sha2 md5 hmac gmp kernel-libipsec kernel-netlink socket-default vici"
+MKI_CHARON_PLUGIN_DIR=${MKI_CHARON_PLUGIN_DIR:-/usr/lib/ipsec/plugins}
 MKI_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 MKI_PIDS=()                     # every process we started, killed on exit
 MKI_KEEP=${MKI_KEEP:-0}         # 1: keep the case directory for inspection
@@ -168,17 +179,75 @@ mki_setup () {
 
 mki_ns () { if [ "$1" = gw ]; then echo "$MKI_NS_GW"; else echo "$MKI_NS_CL"; fi; }
 
-# mki_strongswan_conf SIDE [LOGLEVELS]: writes $MKI_DIR/SIDE/strongswan.conf
-# from the template. LOGLEVELS: filelog subsystem lines, "default = 1" style
-# separated by ';' (e.g. "default = 1; ike = 4; enc = 2").
+# mki_strongswan_conf SIDE [LOGLEVELS [PLUGIN...]]: writes
+# $MKI_DIR/SIDE/strongswan.conf from the template. LOGLEVELS: filelog
+# subsystem lines, "default = 1" style separated by ';' (e.g. "default = 1;
+# ike = 4; enc = 2"; empty: the default). PLUGIN...: charon plugins the case
+# needs besides MKI_CHARON_PLUGINS.
 mki_strongswan_conf () {
   local side=$1 levels=${2:-"default = 1; ike = 2; cfg = 2; knl = 1; enc = 1"}
-  local dir=$MKI_DIR/$side
+  local dir=$MKI_DIR/$side plugins=$MKI_CHARON_PLUGINS p
+  shift; [ $# -gt 0 ] && shift
+  for p in "$@"; do
+    case " $plugins " in *" $p "*) ;; *) plugins="$plugins $p" ;; esac
+  done
   levels=$(printf '%s' "$levels" | tr ';' '\n' | sed 's/^ */      /')
-  awk -v dir="$dir" -v levels="$levels" '
-    { gsub(/@DIR@/, dir) }
+  awk -v dir="$dir" -v levels="$levels" -v plugins="$plugins" '
+    { gsub(/@DIR@/, dir); gsub(/@PLUGINS@/, plugins) }
     /@LEVELS@/ { print levels; next }
     { print }' "$MKI_HERE/strongswan/strongswan.conf.in" > "$dir/strongswan.conf"
+}
+
+# The Debian 12 package that ships charon plugin NAME as
+# $MKI_CHARON_PLUGIN_DIR/libstrongswan-NAME.so (strongSwan 5.9.8; dpkg -S,
+# and dpkg -c for libcharon-extauth-plugins). Empty when none does.
+mki_charon_plugin_package () {
+  case $1 in
+    aes|attr|constraints|dnskey|drbg|fips-prf|gmp|hmac|kdf|kernel-netlink|md5|mgf1|nonce|pem|pgp|\
+    pkcs1|pkcs7|pkcs8|pkcs12|pubkey|random|rc2|resolve|revocation|sha1|sha2|sshkey|x509|xcbc)
+      echo libstrongswan ;;
+    aesni|agent|connmark|gcm|openssl)
+      echo libstrongswan-standard-plugins ;;
+    af-alg|ccm|chapoly|cmac|ctr|curl|curve25519|gcrypt|ldap|pkcs11|rdrand|test-vectors|tpm)
+      echo libstrongswan-extra-plugins ;;
+    addrblock|certexpire|dhcp|eap-aka|eap-gtc|eap-identity|eap-md5|eap-radius|eap-tls|eap-tnc|\
+    eap-ttls|error-notify|farp|forecast|ha|kernel-libipsec|led|lookip|tnc-tnccs|unity|xauth-eap|xauth-pam)
+      echo libcharon-extra-plugins ;;
+    eap-mschapv2|xauth-generic)
+      echo libcharon-extauth-plugins ;;
+    bypass-lan|counters|socket-default|updown)
+      echo strongswan-libcharon ;;
+    stroke)
+      echo strongswan-starter ;;
+    vici)
+      echo strongswan-swanctl ;;
+  esac
+}
+
+# mki_charon_check_plugins SIDE: 0 when every plugin on the load line of
+# SIDE's strongswan.conf is among those the running charon reports loaded
+# (swanctl --stats). Otherwise 1, and one line per missing plugin on
+# stderr: its name, the Debian package that ships it and why it is absent.
+mki_charon_check_plugins () {
+  local side=$1 dir=$MKI_DIR/$1 want have p pkg so why bad=0
+  want=$(sed -n 's/^[[:space:]]*load[[:space:]]*=[[:space:]]*//p' "$dir/strongswan.conf" | head -n1 | tr -d '!')
+  have=$(mki_swanctl "$side" --stats 2>/dev/null | sed -n 's/^loaded plugins: //p')
+  [ -n "$have" ] || { mki_log "charon ($side): swanctl --stats lists no loaded plugins"; return 1; }
+  for p in $want; do
+    case " $have " in *" $p "*) continue ;; esac
+    bad=1
+    pkg=$(mki_charon_plugin_package "$p")
+    so=$MKI_CHARON_PLUGIN_DIR/libstrongswan-$p.so
+    if [ -z "$pkg" ]; then
+      why="no Debian package is known to ship $so (misspelt in the case?)"
+    elif [ ! -e "$so" ]; then
+      why="$so is missing: install Debian package $pkg (apt-get install $pkg; scripts/deps.sh holds what the suites need)"
+    else
+      why="$so (Debian package $pkg) is there but did not load; charon said: $(grep -h "plugin '$p'" "$dir/charon.log" "$dir/charon.stderr" 2>/dev/null | head -n1)"
+    fi
+    mki_log "charon ($side) lacks plugin $p: $why"
+  done
+  return $bad
 }
 
 # mki_swanctl_conf SIDE KEY=VALUE...: writes $MKI_DIR/SIDE/swanctl.conf from
@@ -218,6 +287,10 @@ mki_charon_start () {
   for i in $(seq 1 100); do
     if [ -S "$dir/charon.vici" ] && mki_swanctl "$side" --stats >/dev/null 2>&1; then
       mki_log "charon ($side) up, pid $pid"
+      # A plugin that did not load shows up much later as a refused
+      # proposal or a timeout: fail here, naming it.
+      mki_charon_check_plugins "$side" ||
+        mki_fail "charon ($side) started without plugins this case needs (see above)"
       return 0
     fi
     kill -0 "$pid" 2>/dev/null || break

@@ -50,7 +50,10 @@ mki_swanctl_conf fake LOCAL_ADDR="$(attr local address)" REMOTE_ADDR="$(attr rem
   LOCAL_ID="$(attr local-id value)" REMOTE_ID="$(attr remote-id value)" AGGRESSIVE=$aggr \
   PROPOSALS="$p1" ESP_PROPOSALS="$esp" LOCAL_TS="$lts" REMOTE_TS="$rts" \
   PSK="$(attr auth secret)"
-mki_strongswan_conf fake
+charon_plugins=""
+case $esp in *gcm*) charon_plugins=gcm ;; esac
+# shellcheck disable=SC2086  # a word list
+mki_strongswan_conf fake "" $charon_plugins
 dir=$MKI_DIR/fake
 
 unshare -m --propagation private sh -c 'mount -t tmpfs none /run && mkdir -p /run/strongswan &&
@@ -94,6 +97,8 @@ for _ in $(seq 1 100); do
   mki_swanctl fake --stats >/dev/null 2>&1 && break
   sleep 0.1
 done
+mki_charon_check_plugins fake ||
+  { echo "fake-modiked: charon started without plugins it needs (see above)" >&2; kill "$CHARON" "$TAIL" 2>/dev/null; wait; rm -rf "$MKI_DIR"; exit 1; }
 mki_swanctl fake --load-all --file "$dir/swanctl.conf" >/dev/null 2>&1 ||
   { echo "fake-modiked: swanctl --load-all failed" >&2; stop; }
 if [ "$INITIATE" = yes ]; then

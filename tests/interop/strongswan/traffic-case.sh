@@ -69,10 +69,11 @@ fail () {
   exit 1
 }
 
+# CHARON_PLUGINS: what charon needs besides lib.sh's MKI_CHARON_PLUGINS.
 if [ $ALG = gcm ]; then
-  esp=aes128gcm16 esp_encr=aes128gcm16 esp_integ="" want_algs=aes128gcm16
+  esp=aes128gcm16 esp_encr=aes128gcm16 esp_integ="" want_algs=aes128gcm16 CHARON_PLUGINS=gcm
 else
-  esp=aes128-sha256 esp_encr=aes128 esp_integ=sha256 want_algs=aes128-sha256
+  esp=aes128-sha256 esp_encr=aes128 esp_integ=sha256 want_algs=aes128-sha256 CHARON_PLUGINS=""
 fi
 [ "$PFS" != none ] && esp=$esp-$PFS
 DATA=$MKI_DIR/data.bin
@@ -83,7 +84,8 @@ SIZE=$(stat -c %s "$DATA")
 mki_swanctl_conf gw LOCAL_ADDR=$MKI_GW_V4 REMOTE_ADDR=$MKI_CL_V4 LOCAL_ID=gw REMOTE_ID=client \
   AGGRESSIVE=no PROPOSALS=aes128-sha256-modp2048 ESP_PROPOSALS="$esp" \
   LOCAL_TS=$MKI_GW_NET REMOTE_TS=$MKI_CL_NET PSK=testpsk
-mki_strongswan_conf gw
+# shellcheck disable=SC2086  # a word list
+mki_strongswan_conf gw "" $CHARON_PLUGINS
 mki_charon_start gw
 mki_swanctl_load gw
 mki_libipsec_route gw
@@ -93,7 +95,8 @@ if [ "$REF" = 1 ]; then
   mki_swanctl_conf cl LOCAL_ADDR=$MKI_CL_V4 REMOTE_ADDR=$MKI_GW_V4 LOCAL_ID=client REMOTE_ID=gw \
     AGGRESSIVE=no PROPOSALS=aes128-sha256-modp2048 ESP_PROPOSALS="$esp" \
     LOCAL_TS=$MKI_CL_NET REMOTE_TS=$MKI_GW_NET PSK=testpsk
-  mki_strongswan_conf cl
+  # shellcheck disable=SC2086  # a word list
+  mki_strongswan_conf cl "" $CHARON_PLUGINS
   mki_charon_start cl
   mki_swanctl_load cl
   mki_libipsec_route cl

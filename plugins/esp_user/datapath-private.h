@@ -1,0 +1,345 @@
+/* What the files of the esp_user datapath runtime share (not the tests).
+ *
+ * Writers (the ops, on the main loop) build an immutable snapshot of the
+ * policies, SAs, adapters and fds, publish it with one atomic store and
+ * free the old one after every worker passed a quiescent point (QSBR: a
+ * worker is "offline" while it sleeps in epoll_wait and announces the
+ * epoch it saw when it wakes). Workers never lock on the fast path; the
+ * only lock they take is a per-policy one while a policy waits for its
+ * SA (the acquire queue). Each worker owns its epoll set and preallocated
+ * packet slots with room for ESP around them.
+ *
+ *   packet.c    checksums, selectors, virtio_net_hdr, TSO/USO segmentation
+ *   snapshot.c  building and publishing snapshots, QSBR reclamation
+ *   transmit.c  outbound: adapter reads, SPD lookup, acquire queue, sends
+ *   receive.c   inbound: socket reads, ESP input, delivery, GRO
+ *   worker.c    worker threads and the fds they watch
+ *   ops.c       the Datapath object, ModikeDatapathOps, the plugin's init */
+#pragma once
+
+#include "datapath.h"
+
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#ifndef VIRTIO_NET_HDR_GSO_UDP_L4
+#define VIRTIO_NET_HDR_GSO_UDP_L4 5
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef IPPROTO_ESP
+#define IPPROTO_ESP 50
+#endif
+
+G_BEGIN_DECLS
+
+#define DP_BATCH 64                 /* packets per read/send batch */
+#define DP_HEAD 128                 /* before a packet: vnet hdr, ESP, rebuilt IP header */
+#define DP_DATA 65536               /* largest packet (GSO, UDP GRO) */
+#define DP_TAIL 128
+#define DP_SLOT (DP_HEAD + DP_DATA + DP_TAIL)
+#define DP_MAX_IO 256               /* fds in all epoll sets */
+#define DP_STOP_SLOT 0xffff         /* epoll data of the stop eventfd */
+#define DP_MAX_QUEUES 16
+#define DP_UDP_GSO_MAX 64           /* segments per UDP_SEGMENT send (kernel limit) */
+#define DP_SOCK_BUF (4 * 1024 * 1024)
+
+/* ------------------------------------------------------------------ */
+/* Objects                                                             */
+
+typedef enum {
+  DP_IO_ADAPTER,
+  DP_IO_UDP,
+  DP_IO_RAW_ESP,
+} DpIoKind;
+
+typedef struct {
+  guint64 id;                /* unique; with the slot in the epoll data */
+  guint slot;
+  DpIoKind kind;
+  int fd;
+  int family;                /* sockets */
+  ModikeAddr local;          /* UDP: as attached */
+  gboolean wildcard;         /* UDP bound to any address */
+  gboolean vnet;             /* adapter: virtio_net_hdr on every packet */
+  guint worker;
+} DpIo;
+
+typedef struct {
+  char *peer;
+  guint n_fds;
+  int fds[DP_MAX_QUEUES];
+  gboolean vnet;
+  DpIo *ios[DP_MAX_QUEUES];
+} DpAdapter;
+
+typedef struct {
+  EspSa *esp;
+  guint32 spi;
+  ModikeDirection dir;
+  guint64 serial;            /* add order: the newest outbound SA wins */
+  guint32 spd_id;            /* its policy now (ids change at reloads); writers only */
+} DpSa;
+
+/* What survives snapshots for one policy: counters and the acquire queue. */
+typedef struct {
+  Datapath *dp;
+  guint32 spd_id;
+  GMutex lock;
+  GQueue queue;              /* DpQueued*, under lock */
+  gboolean acquired;         /* under lock: acquire sent, no SA yet */
+  gint64 last_acquire;
+  atomic_uint_fast64_t discarded, queued, queue_drops, acquires;
+} DpPolicyState;
+
+typedef struct {
+  gsize len;
+  guint8 data[];             /* ESP_HEADROOM + packet + ESP_TAILROOM */
+} DpQueued;
+
+/* Where a policy's ESP goes (resolved when the snapshot is built). */
+typedef struct {
+  DpSa *sa;
+  int fd;                    /* -1: no socket for it */
+  gboolean udp;
+  gboolean pktinfo;          /* wildcard socket: pick the SA's source */
+  ModikeAddr src;
+  struct sockaddr_storage dst;
+  socklen_t dst_len;
+} DpOut;
+
+typedef struct {
+  guint32 spd_id;
+  ModikeSpdAction action;
+  ModikeAddrRange local, remote;
+  guint8 proto;
+  ModikePortRange lport, rport;
+  DpPolicyState *state;
+  DpOut out;
+} DpPolicy;
+
+typedef struct {
+  guint32 spi;               /* 0 = empty bucket */
+  DpSa *sa;
+  DpAdapter *adapter;
+} DpIn;
+
+typedef struct {
+  guint n_pol;
+  DpPolicy *pol;
+  guint in_mask;
+  DpIn *in;
+  DpIo *io[DP_MAX_IO];
+  int raw_ip4, raw_ip6;      /* BYPASS (IP_HDRINCL) */
+} DpSnap;
+
+typedef enum {
+  C_NO_POLICY,
+  C_DISCARDED,
+  C_BYPASSED,
+  C_QUEUED,
+  C_QUEUE_DROPS,
+  C_ACQUIRES,
+  C_UNKNOWN_SPI,
+  C_MALFORMED,
+  C_KEEPALIVES,
+  C_IKE,
+  C_NO_ADAPTER,
+  C_SEND_ERRORS,
+  C_N
+} DpCounter;
+
+typedef struct {
+  int fd;
+  gboolean udp;
+  const DpOut *out;          /* into the snapshot: valid while online */
+  guint8 *data;
+  gsize len;
+} DpTx;
+
+typedef union {
+  char buf[CMSG_SPACE (sizeof (guint16)) + CMSG_SPACE (sizeof (struct in6_pktinfo))];
+  struct cmsghdr align;
+} DpCmsg;
+
+typedef struct _DpWorker DpWorker;
+struct _DpWorker {
+  /* Written by the worker, polled by writers: its own cache line. */
+  _Alignas (64) atomic_uint_fast64_t qs;  /* 0 = offline, else the epoch seen */
+  _Alignas (64) Datapath *dp;
+  guint index;
+  int epfd;
+  GThread *thread;
+  guint8 *mem;
+  guint8 *slot[DP_BATCH];
+  guint8 *spare;             /* swapped in when a GSO packet is segmented */
+  DpTx tx[DP_BATCH];
+  guint n_tx;
+  struct mmsghdr msgs[DP_BATCH];
+  struct iovec iov[DP_BATCH];
+  struct sockaddr_storage names[DP_BATCH];
+  DpCmsg cmsg[DP_BATCH];
+  DatapathGro *gro;
+  gint64 now_us;             /* monotonic time at this batch's start (SAs' last_us) */
+};
+
+struct _Datapath {
+  /* Settings. */
+  guint cfg_threads;
+  guint replay_window;
+  atomic_uint acquire_queue;
+  atomic_int_fast64_t acquire_retry_us;
+  gboolean raw_sockets;
+
+  /* Writer side: the ops, under wlock. */
+  GMutex wlock;
+  gboolean started;
+  ModikeDatapathHost *host;
+  guint n_threads;
+  GHashTable *sa_in, *sa_out;         /* spi -> DpSa* */
+  guint64 next_serial;
+  GPtrArray *policies;                /* ModikeSpdEntry*, lookup order */
+  GHashTable *pstates;                /* spd_id -> DpPolicyState* */
+  GHashTable *adapters;               /* peer -> DpAdapter* */
+  DpIo *io[DP_MAX_IO];
+  guint64 next_io_id;
+  guint n_sockets;                    /* sockets attached (spread over workers) */
+  int raw_esp4, raw_esp6, raw_ip4, raw_ip6;
+  int stop_fd;
+  GPtrArray *retired;                 /* freed after a grace period (snapshot.c) */
+
+  /* Shared with the workers. */
+  _Atomic (DpSnap *) snap;
+  atomic_uint_fast64_t epoch;
+  atomic_bool stopping;
+  atomic_bool udp_gso;                /* UDP_SEGMENT works (cleared on EIO) */
+  DpWorker *workers[DATAPATH_MAX_WORKERS];
+  atomic_uint_fast64_t counters[C_N];
+};
+
+static inline void
+dp_count (Datapath *dp, DpCounter c)
+{
+  atomic_fetch_add_explicit (&dp->counters[c], 1, memory_order_relaxed);
+}
+
+static inline void
+dp_pstate_inc (atomic_uint_fast64_t *c)
+{
+  atomic_fetch_add_explicit (c, 1, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------------ */
+/* packet.c                                                            */
+
+static inline void
+dp_put16 (guint8 *p, guint16 v)
+{
+  p[0] = v >> 8;
+  p[1] = v & 0xff;
+}
+
+static inline void
+dp_put32 (guint8 *p, guint32 v)
+{
+  p[0] = v >> 24;
+  p[1] = (v >> 16) & 0xff;
+  p[2] = (v >> 8) & 0xff;
+  p[3] = v & 0xff;
+}
+
+static inline void
+dp_store_csum (guint8 *p, guint16 c)
+{
+  memcpy (p, &c, 2);
+}
+
+static inline guint16
+dp_csum_fold (guint64 sum)
+{
+  while (sum >> 16)
+    sum = (sum & 0xffff) + (sum >> 16);
+  return (guint16) ~sum;
+}
+
+/* Sum of the pseudo header (RFC 768/793, RFC 8200 8.1) of an L4 segment. */
+guint64 dp_pseudo_sum (int family, const guint8 *ip, guint8 proto, gsize l4_len);
+
+/* ------------------------------------------------------------------ */
+/* snapshot.c                                                          */
+
+static inline guint
+dp_spi_hash (guint32 spi)
+{
+  /* SPIs are random, but a peer may pick them in sequence: mix anyway. */
+  spi ^= spi >> 16;
+  spi *= 0x45d9f3bu;
+  spi ^= spi >> 16;
+  return spi;
+}
+
+/* The inbound SA with this SPI in a snapshot, NULL if none. */
+static inline const DpIn *
+dp_in_lookup (const DpSnap *s, guint32 spi)
+{
+  guint i = dp_spi_hash (spi) & s->in_mask;
+
+  if (spi == 0)
+    return NULL;
+  for (;;)
+    {
+      const DpIn *e = &s->in[i];
+      if (e->spi == spi)
+        return e;
+      if (e->spi == 0)
+        return NULL;
+      i = (i + 1) & s->in_mask;
+    }
+}
+
+void dp_sa_free (gpointer p);
+void dp_adapter_free (gpointer p);
+void dp_pstate_free (gpointer p);
+void dp_snap_free (gpointer p);
+/* p goes to fn after the next grace period (writers, under wlock). */
+void dp_retire (Datapath *dp, GDestroyNotify fn, gpointer p);
+/* Frees what was retired, now: no worker may be running. */
+void dp_retired_free_all (Datapath *dp);
+/* Builds and publishes a new snapshot; what became unreachable is freed
+ * after a grace period. Caller holds wlock. */
+void dp_publish (Datapath *dp);
+
+/* ------------------------------------------------------------------ */
+/* transmit.c                                                          */
+
+/* One ESP packet to o's destination now (not batched). */
+gboolean dp_tx_send_one (Datapath *dp, const DpOut *o, guint8 *data, gsize len);
+/* Reads a batch from an adapter fd: encrypted, held or dropped. */
+void dp_adapter_readable (DpWorker *w, const DpSnap *s, const DpIo *io);
+
+/* ------------------------------------------------------------------ */
+/* receive.c                                                           */
+
+/* Reads a batch from a UDP or raw ESP socket: decrypted and delivered. */
+void dp_socket_readable (DpWorker *w, const DpSnap *s, const DpIo *io);
+
+/* ------------------------------------------------------------------ */
+/* worker.c                                                            */
+
+DpWorker *dp_worker_new (Datapath *dp, guint index, GError **error);
+void dp_worker_destroy (DpWorker *w);
+gpointer dp_worker_main (gpointer data);
+/* An fd that fails for good: stop watching it (from its worker). */
+void dp_io_broken (DpWorker *w, const DpIo *io, int err);
+DpIo *dp_io_add (Datapath *dp, DpIoKind kind, int fd, guint worker, GError **error);
+/* Unwatched now, freed after the grace period (publish follows). */
+void dp_io_remove (Datapath *dp, DpIo *io);
+void dp_socket_buffers (int fd);
+int dp_open_raw (int family, int proto, const char *what);
+void dp_close_fd (int *fd);
+
+G_END_DECLS

@@ -1,0 +1,588 @@
+/* The esp_user datapath: the Datapath object, its ModikeDatapathOps (the
+ * writers: start, stop, SAs, policies, adapters, sockets, stats; all under
+ * wlock, each change published as a new snapshot) and the plugin's init
+ * (descriptor in esp_user-plugin.c). */
+#include "datapath-private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <gio/gio.h>
+#include <sys/eventfd.h>
+
+Datapath *
+datapath_new (void)
+{
+  Datapath *dp = g_new0 (Datapath, 1);
+
+  g_mutex_init (&dp->wlock);
+  dp->replay_window = DATAPATH_DEFAULT_REPLAY_WINDOW;
+  atomic_init (&dp->acquire_queue, DATAPATH_DEFAULT_ACQUIRE_QUEUE);
+  atomic_init (&dp->acquire_retry_us, 2 * G_USEC_PER_SEC);
+  atomic_init (&dp->snap, NULL);
+  atomic_init (&dp->epoch, 1);
+  atomic_init (&dp->stopping, FALSE);
+  dp->raw_sockets = TRUE;
+  dp->sa_in = g_hash_table_new (NULL, NULL);
+  dp->sa_out = g_hash_table_new (NULL, NULL);
+  dp->policies = g_ptr_array_new_with_free_func ((GDestroyNotify) modike_spd_entry_free);
+  dp->pstates = g_hash_table_new (NULL, NULL);
+  dp->adapters = g_hash_table_new (g_str_hash, g_str_equal);
+  dp->retired = g_ptr_array_new ();
+  dp->raw_esp4 = dp->raw_esp6 = dp->raw_ip4 = dp->raw_ip6 = dp->stop_fd = -1;
+  return dp;
+}
+
+void
+datapath_configure (Datapath *dp, guint threads, guint replay_window, guint acquire_queue)
+{
+  g_mutex_lock (&dp->wlock);
+  if (dp->started && threads != dp->cfg_threads)
+    g_message ("esp_user: threads=%u takes effect at the next start", threads);
+  dp->cfg_threads = threads;
+  /* The window is a bitmap of 64-bit words. */
+  dp->replay_window = MIN ((replay_window + 63) / 64 * 64, 4096u);
+  atomic_store (&dp->acquire_queue, MIN (acquire_queue, (guint) DATAPATH_MAX_ACQUIRE_QUEUE));
+  g_mutex_unlock (&dp->wlock);
+}
+
+void
+datapath_set_acquire_retry (Datapath *dp, gint64 usec)
+{
+  atomic_store (&dp->acquire_retry_us, usec);
+}
+
+void
+datapath_set_raw_sockets (Datapath *dp, gboolean enable)
+{
+  dp->raw_sockets = enable;
+}
+
+guint
+datapath_get_n_threads (const Datapath *dp)
+{
+  return dp->n_threads;
+}
+
+guint
+datapath_get_n_raw_esp (const Datapath *dp)
+{
+  return (dp->raw_esp4 >= 0) + (dp->raw_esp6 >= 0);
+}
+
+void
+datapath_get_counters (Datapath *dp, DatapathCounters *out)
+{
+  guint64 c[C_N];
+
+  for (guint i = 0; i < C_N; i++)
+    c[i] = atomic_load (&dp->counters[i]);
+  *out = (DatapathCounters) {
+    .no_policy = c[C_NO_POLICY], .discarded = c[C_DISCARDED], .bypassed = c[C_BYPASSED],
+    .queued = c[C_QUEUED], .queue_drops = c[C_QUEUE_DROPS], .acquires = c[C_ACQUIRES],
+    .unknown_spi = c[C_UNKNOWN_SPI], .malformed = c[C_MALFORMED], .keepalives = c[C_KEEPALIVES],
+    .ike = c[C_IKE], .no_adapter = c[C_NO_ADAPTER], .send_errors = c[C_SEND_ERRORS],
+  };
+}
+
+gboolean
+datapath_get_policy_counters (Datapath *dp, guint32 spd_id, DatapathPolicyCounters *out)
+{
+  DpPolicyState *st;
+
+  g_mutex_lock (&dp->wlock);
+  st = g_hash_table_lookup (dp->pstates, GUINT_TO_POINTER (spd_id));
+  if (st != NULL)
+    {
+      out->discarded = atomic_load (&st->discarded);
+      out->queued = atomic_load (&st->queued);
+      out->queue_drops = atomic_load (&st->queue_drops);
+      out->acquires = atomic_load (&st->acquires);
+      g_mutex_lock (&st->lock);
+      out->queue_len = st->queue.length;
+      g_mutex_unlock (&st->lock);
+    }
+  g_mutex_unlock (&dp->wlock);
+  return st != NULL;
+}
+
+/* Frees all tables; no worker may be running. */
+static void
+clear_state (Datapath *dp)
+{
+  GHashTableIter it;
+  gpointer v;
+
+  for (guint i = 0; i < DP_MAX_IO; i++)
+    {
+      g_free (dp->io[i]);
+      dp->io[i] = NULL;
+    }
+  g_hash_table_iter_init (&it, dp->adapters);
+  while (g_hash_table_iter_next (&it, NULL, &v))
+    dp_adapter_free (v);
+  g_hash_table_remove_all (dp->adapters);
+  g_hash_table_iter_init (&it, dp->sa_in);
+  while (g_hash_table_iter_next (&it, NULL, &v))
+    dp_sa_free (v);
+  g_hash_table_remove_all (dp->sa_in);
+  g_hash_table_iter_init (&it, dp->sa_out);
+  while (g_hash_table_iter_next (&it, NULL, &v))
+    dp_sa_free (v);
+  g_hash_table_remove_all (dp->sa_out);
+  g_hash_table_iter_init (&it, dp->pstates);
+  while (g_hash_table_iter_next (&it, NULL, &v))
+    dp_pstate_free (v);
+  g_hash_table_remove_all (dp->pstates);
+  g_ptr_array_set_size (dp->policies, 0);
+  dp_retired_free_all (dp);
+  dp_snap_free (atomic_exchange (&dp->snap, NULL));
+  for (guint i = 0; i < G_N_ELEMENTS (dp->workers); i++)
+    {
+      dp_worker_destroy (dp->workers[i]);
+      dp->workers[i] = NULL;
+    }
+}
+
+static void
+dp_stop_locked (Datapath *dp)
+{
+  if (!dp->started)
+    return;
+  atomic_store (&dp->stopping, TRUE);
+  if (dp->stop_fd >= 0 && eventfd_write (dp->stop_fd, 1) < 0)
+    g_warning ("esp_user: cannot wake the workers: %s", g_strerror (errno));
+  for (guint i = 0; i < G_N_ELEMENTS (dp->workers); i++)
+    if (dp->workers[i] != NULL && dp->workers[i]->thread != NULL)
+      {
+        g_thread_join (dp->workers[i]->thread);
+        dp->workers[i]->thread = NULL;
+      }
+  clear_state (dp);
+  dp_close_fd (&dp->raw_esp4);
+  dp_close_fd (&dp->raw_esp6);
+  dp_close_fd (&dp->raw_ip4);
+  dp_close_fd (&dp->raw_ip6);
+  dp_close_fd (&dp->stop_fd);
+  dp->n_sockets = 0;
+  dp->host = NULL;
+  dp->started = FALSE;
+  atomic_store (&dp->stopping, FALSE);
+}
+
+void
+datapath_free (Datapath *dp)
+{
+  if (dp == NULL)
+    return;
+  g_mutex_lock (&dp->wlock);
+  dp_stop_locked (dp);
+  clear_state (dp); /* what was set before a start */
+  g_mutex_unlock (&dp->wlock);
+  g_hash_table_unref (dp->sa_in);
+  g_hash_table_unref (dp->sa_out);
+  g_ptr_array_unref (dp->policies);
+  g_hash_table_unref (dp->pstates);
+  g_hash_table_unref (dp->adapters);
+  g_ptr_array_unref (dp->retired);
+  g_mutex_clear (&dp->wlock);
+  g_free (dp);
+}
+
+static gboolean
+dp_start (gpointer user, ModikeDatapathHost *host, GError **error)
+{
+  Datapath *dp = user;
+  guint n;
+  gboolean ok = FALSE;
+
+  g_mutex_lock (&dp->wlock);
+  if (dp->started)
+    {
+      g_set_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID, "esp_user: already started");
+      goto out;
+    }
+  n = dp->cfg_threads != 0 ? dp->cfg_threads : g_get_num_processors ();
+  if (n > DATAPATH_MAX_WORKERS)
+    g_message ("esp_user: %u threads asked, using %u", n, (guint) DATAPATH_MAX_WORKERS);
+  dp->n_threads = CLAMP (n, 1u, (guint) DATAPATH_MAX_WORKERS);
+  dp->host = host;
+  atomic_store (&dp->udp_gso, TRUE);
+  dp->stop_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (dp->stop_fd < 0)
+    {
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno), "esp_user: eventfd: %s", g_strerror (errno));
+      goto out;
+    }
+  dp->started = TRUE; /* from here on, failures undo through dp_stop_locked */
+  for (guint i = 0; i < dp->n_threads; i++)
+    if ((dp->workers[i] = dp_worker_new (dp, i, error)) == NULL)
+      goto fail;
+  if (dp->raw_sockets)
+    {
+      dp->raw_esp4 = dp_open_raw (AF_INET, IPPROTO_ESP, "raw IPv4 ESP");
+      dp->raw_esp6 = dp_open_raw (AF_INET6, IPPROTO_ESP, "raw IPv6 ESP");
+      dp->raw_ip4 = dp_open_raw (AF_INET, IPPROTO_RAW, "raw IPv4 (bypass)");
+      dp->raw_ip6 = dp_open_raw (AF_INET6, IPPROTO_RAW, "raw IPv6 (bypass)");
+    }
+  for (int f = 0; f < 2; f++)
+    {
+      int fd = f == 0 ? dp->raw_esp4 : dp->raw_esp6;
+      DpIo *io;
+
+      if (fd < 0)
+        continue;
+      dp_socket_buffers (fd);
+      io = dp_io_add (dp, DP_IO_RAW_ESP, fd, dp->n_threads - 1 - dp->n_sockets++ % dp->n_threads, error);
+      if (io == NULL)
+        goto fail;
+      io->family = f == 0 ? AF_INET : AF_INET6;
+    }
+  dp_publish (dp);
+  for (guint i = 0; i < dp->n_threads; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("esp-worker-%u", i);
+      dp->workers[i]->thread = g_thread_try_new (name, dp_worker_main, dp->workers[i], error);
+      if (dp->workers[i]->thread == NULL)
+        goto fail;
+    }
+  g_info ("esp_user: started, %u worker thread(s), ESP over IP %s", dp->n_threads,
+          datapath_get_n_raw_esp (dp) > 0 ? "available" : "unavailable");
+  ok = TRUE;
+  goto out;
+
+fail:
+  dp_stop_locked (dp);
+out:
+  g_mutex_unlock (&dp->wlock);
+  return ok;
+}
+
+static void
+dp_stop (gpointer user)
+{
+  Datapath *dp = user;
+
+  g_mutex_lock (&dp->wlock);
+  dp_stop_locked (dp);
+  g_mutex_unlock (&dp->wlock);
+}
+
+static gboolean
+dp_sa_add (gpointer user, const ModikeSadEntry *e, GError **error)
+{
+  Datapath *dp = user;
+  GHashTable *table;
+  ModikeSadEntry copy;
+  DpSa *sa;
+  EspSa *esp;
+  gboolean ok = FALSE;
+
+  g_mutex_lock (&dp->wlock);
+  table = e->dir == MODIKE_DIR_IN ? dp->sa_in : dp->sa_out;
+  if (!dp->started)
+    g_set_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID,
+                 "esp_user: SA %08x added before the datapath started", e->spi);
+  else if (e->protocol != MODIKE_PROTO_ESP || e->spi == 0
+           || (e->dir != MODIKE_DIR_IN && e->dir != MODIKE_DIR_OUT))
+    g_set_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID,
+                 "esp_user: SA %08x is not an ESP SA with a direction", e->spi);
+  else if (g_hash_table_contains (table, GUINT_TO_POINTER (e->spi)))
+    g_set_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_CONFLICT,
+                 "esp_user: SA %08x (%s) exists", e->spi, e->dir == MODIKE_DIR_IN ? "in" : "out");
+  else
+    {
+      /* esp_sa_new copies the entry: a shallow copy for our window is enough. */
+      copy = *e;
+      if (e->dir == MODIKE_DIR_IN && e->replay_window != 0)
+        copy.replay_window = dp->replay_window;
+      esp = esp_sa_new (&copy, dp->n_threads + 1, error);
+      if (esp != NULL)
+        {
+          sa = g_new0 (DpSa, 1);
+          sa->esp = esp;
+          sa->spi = e->spi;
+          sa->dir = e->dir;
+          sa->serial = ++dp->next_serial;
+          sa->spd_id = e->spd_id;
+          g_hash_table_insert (table, GUINT_TO_POINTER (e->spi), sa);
+          dp_publish (dp);
+          ok = TRUE;
+        }
+    }
+  g_mutex_unlock (&dp->wlock);
+  return ok;
+}
+
+static void
+dp_sa_del (gpointer user, ModikeDirection dir, guint32 spi)
+{
+  Datapath *dp = user;
+  GHashTable *table = dir == MODIKE_DIR_IN ? dp->sa_in : dp->sa_out;
+  DpSa *sa;
+
+  g_mutex_lock (&dp->wlock);
+  sa = g_hash_table_lookup (table, GUINT_TO_POINTER (spi));
+  if (sa != NULL)
+    {
+      g_hash_table_remove (table, GUINT_TO_POINTER (spi));
+      dp_retire (dp, dp_sa_free, sa);
+      dp_publish (dp);
+    }
+  g_mutex_unlock (&dp->wlock);
+}
+
+static void
+dp_policies_set (gpointer user, GPtrArray *entries)
+{
+  Datapath *dp = user;
+  g_autoptr (GHashTable) keep = g_hash_table_new (NULL, NULL);
+  g_autoptr (GHashTable) renum = g_hash_table_new (NULL, NULL); /* old id -> new id */
+  GHashTableIter it;
+  gpointer k, v;
+
+  g_mutex_lock (&dp->wlock);
+  /* A reload numbers policies anew: SAs and queues follow their policy
+   * by name, as the core's children do. */
+  for (guint i = 0; entries != NULL && i < entries->len; i++)
+    {
+      const ModikeSpdEntry *e = entries->pdata[i];
+      for (guint j = 0; e->action == MODIKE_SPD_PROTECT && e->name != NULL && j < dp->policies->len; j++)
+        {
+          const ModikeSpdEntry *o = dp->policies->pdata[j];
+          if (o->action == MODIKE_SPD_PROTECT && g_strcmp0 (o->name, e->name) == 0 && o->id != e->id)
+            g_hash_table_insert (renum, GUINT_TO_POINTER (o->id), GUINT_TO_POINTER (e->id));
+        }
+    }
+  g_hash_table_iter_init (&it, dp->sa_out);
+  while (g_hash_table_iter_next (&it, NULL, &v))
+    {
+      DpSa *sa = v;
+      if (g_hash_table_lookup_extended (renum, GUINT_TO_POINTER (sa->spd_id), NULL, &k))
+        sa->spd_id = GPOINTER_TO_UINT (k);
+    }
+  g_hash_table_iter_init (&it, renum);
+  while (g_hash_table_iter_next (&it, &k, &v))
+    {
+      DpPolicyState *st = g_hash_table_lookup (dp->pstates, k);
+      if (st != NULL && !g_hash_table_contains (dp->pstates, v))
+        {
+          g_hash_table_steal (dp->pstates, k);
+          st->spd_id = GPOINTER_TO_UINT (v);
+          g_hash_table_insert (dp->pstates, v, st);
+        }
+    }
+  g_ptr_array_set_size (dp->policies, 0);
+  for (guint i = 0; entries != NULL && i < entries->len; i++)
+    {
+      ModikeSpdEntry *e = entries->pdata[i];
+      DpPolicyState *st = g_hash_table_lookup (dp->pstates, GUINT_TO_POINTER (e->id));
+
+      g_ptr_array_add (dp->policies, e);
+      if (st == NULL)
+        {
+          st = g_new0 (DpPolicyState, 1);
+          st->dp = dp;
+          st->spd_id = e->id;
+          g_mutex_init (&st->lock);
+          g_queue_init (&st->queue);
+          g_hash_table_insert (dp->pstates, GUINT_TO_POINTER (e->id), st);
+        }
+      g_hash_table_add (keep, GUINT_TO_POINTER (e->id));
+    }
+  if (entries != NULL)
+    {
+      /* We own the entries now; the array goes. */
+      g_ptr_array_set_free_func (entries, NULL);
+      g_ptr_array_unref (entries);
+    }
+  g_hash_table_iter_init (&it, dp->pstates);
+  while (g_hash_table_iter_next (&it, &k, &v))
+    if (!g_hash_table_contains (keep, k))
+      {
+        g_hash_table_iter_remove (&it);
+        dp_retire (dp, dp_pstate_free, v);
+      }
+  dp_publish (dp);
+  g_mutex_unlock (&dp->wlock);
+}
+
+static void
+adapter_detach_locked (Datapath *dp, const char *peer)
+{
+  DpAdapter *ad = g_hash_table_lookup (dp->adapters, peer);
+
+  if (ad == NULL)
+    return;
+  g_hash_table_remove (dp->adapters, peer);
+  for (guint i = 0; i < ad->n_fds; i++)
+    dp_io_remove (dp, ad->ios[i]);
+  dp_retire (dp, dp_adapter_free, ad);
+}
+
+static gboolean
+dp_adapter_attach (gpointer user, const char *peer, const int *fds, guint n_fds, guint flags, GError **error)
+{
+  Datapath *dp = user;
+  DpAdapter *ad;
+  gboolean ok = FALSE;
+
+  g_mutex_lock (&dp->wlock);
+  if (!dp->started || n_fds == 0 || n_fds > DP_MAX_QUEUES || peer == NULL)
+    {
+      g_set_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID,
+                   "esp_user: cannot attach an adapter for %s (%u queues%s)", peer ? peer : "(null)", n_fds,
+                   dp->started ? "" : ", not started");
+      goto out;
+    }
+  adapter_detach_locked (dp, peer);
+  ad = g_new0 (DpAdapter, 1);
+  ad->peer = g_strdup (peer);
+  ad->n_fds = n_fds;
+  ad->vnet = (flags & MODIKE_ADAPTER_VNET_HDR) != 0;
+  for (guint i = 0; i < n_fds; i++)
+    {
+      int fl = fcntl (fds[i], F_GETFL);
+
+      /* Workers read until EAGAIN: a blocking fd would stall one. */
+      if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl (fds[i], F_SETFL, fl | O_NONBLOCK) < 0))
+        g_warning ("esp_user: adapter fd %d of %s: cannot make it non-blocking: %s", fds[i], peer,
+                   g_strerror (errno));
+      ad->fds[i] = fds[i];
+      ad->ios[i] = dp_io_add (dp, DP_IO_ADAPTER, fds[i], i, error);
+      if (ad->ios[i] == NULL)
+        {
+          for (guint j = 0; j < i; j++)
+            dp_io_remove (dp, ad->ios[j]);
+          dp_retire (dp, dp_adapter_free, ad);
+          dp_publish (dp);
+          goto out;
+        }
+      ad->ios[i]->vnet = ad->vnet;
+    }
+  g_hash_table_insert (dp->adapters, ad->peer, ad);
+  dp_publish (dp);
+  g_info ("esp_user: adapter for %s attached (%u queue(s)%s)", peer, n_fds, ad->vnet ? ", offloads" : "");
+  ok = TRUE;
+out:
+  g_mutex_unlock (&dp->wlock);
+  return ok;
+}
+
+static void
+dp_adapter_detach (gpointer user, const char *peer)
+{
+  Datapath *dp = user;
+
+  g_mutex_lock (&dp->wlock);
+  adapter_detach_locked (dp, peer);
+  dp_publish (dp);
+  g_mutex_unlock (&dp->wlock);
+}
+
+static gboolean
+dp_socket_attach (gpointer user, int fd, const ModikeAddr *local, GError **error)
+{
+  Datapath *dp = user;
+  static const guint8 zero[16];
+  int type = 0;
+  socklen_t tl = sizeof type;
+  DpIo *io;
+  gboolean ok = FALSE;
+
+  g_mutex_lock (&dp->wlock);
+  if (!dp->started || local == NULL || (local->family != AF_INET && local->family != AF_INET6))
+    {
+      g_set_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID,
+                   "esp_user: cannot take socket %d%s", fd, dp->started ? "" : " (not started)");
+      goto out;
+    }
+  if (getsockopt (fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_DGRAM)
+    {
+      g_set_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID,
+                   "esp_user: socket %d is not a UDP socket", fd);
+      goto out;
+    }
+  dp_socket_buffers (fd);
+  io = dp_io_add (dp, DP_IO_UDP, fd, dp->n_threads - 1 - dp->n_sockets % dp->n_threads, error);
+  if (io == NULL)
+    goto out;
+  dp->n_sockets++;
+  io->family = local->family;
+  io->local = *local;
+  io->wildcard = memcmp (local->addr, zero, modike_addr_len (local)) == 0;
+  dp_publish (dp);
+  ok = TRUE;
+out:
+  g_mutex_unlock (&dp->wlock);
+  return ok;
+}
+
+static void
+dp_sa_stats (gpointer user, ModikeDirection dir, guint32 spi, ModikeSaStats *out)
+{
+  Datapath *dp = user;
+  DpSa *sa;
+
+  memset (out, 0, sizeof *out);
+  g_mutex_lock (&dp->wlock);
+  sa = g_hash_table_lookup (dir == MODIKE_DIR_IN ? dp->sa_in : dp->sa_out, GUINT_TO_POINTER (spi));
+  if (sa != NULL)
+    esp_sa_stats (sa->esp, out);
+  g_mutex_unlock (&dp->wlock);
+}
+
+const ModikeDatapathOps datapath_ops = {
+  .name = "esp_user",
+  .start = dp_start,
+  .stop = dp_stop,
+  .sa_add = dp_sa_add,
+  .sa_del = dp_sa_del,
+  .policies_set = dp_policies_set,
+  .adapter_attach = dp_adapter_attach,
+  .adapter_detach = dp_adapter_detach,
+  .socket_attach = dp_socket_attach,
+  .sa_stats = dp_sa_stats,
+};
+
+/* ------------------------------------------------------------------ */
+/* The plugin                                                          */
+
+static const char esp_user_rng[] =
+  "<element name=\"esp_user\" xmlns=\"http://relaxng.org/ns/structure/1.0\">"
+  "<optional><attribute name=\"replay-window\"><data type=\"nonNegativeInteger\">"
+  "<param name=\"maxInclusive\">4096</param></data></attribute></optional>"
+  "<optional><attribute name=\"threads\"><data type=\"positiveInteger\">"
+  "<param name=\"maxInclusive\">16</param></data></attribute></optional>"
+  "<optional><attribute name=\"acquire-queue\"><data type=\"nonNegativeInteger\">"
+  "<param name=\"maxInclusive\">4096</param></data></attribute></optional>"
+  "<empty/></element>";
+
+static guint
+attr_uint (xmlNode *section, const char *name, guint dflt)
+{
+  g_autofree xmlChar *v = section != NULL ? xmlGetProp (section, (const xmlChar *) name) : NULL;
+
+  /* The schema already checked the range. */
+  return v != NULL ? (guint) g_ascii_strtoull ((const char *) v, NULL, 10) : dflt;
+}
+
+static gboolean
+apply_config (ModikePlugin *plugin, xmlNode *section, gpointer user, GError **error)
+{
+  Datapath *dp = modike_plugin_get_data (plugin);
+
+  datapath_configure (dp, attr_uint (section, "threads", 0),
+                      attr_uint (section, "replay-window", DATAPATH_DEFAULT_REPLAY_WINDOW),
+                      attr_uint (section, "acquire-queue", DATAPATH_DEFAULT_ACQUIRE_QUEUE));
+  return TRUE;
+}
+
+gboolean
+esp_user_init (ModikePlugin *plugin, GError **error)
+{
+  Datapath *dp = datapath_new ();
+
+  modike_plugin_set_data (plugin, dp, (GDestroyNotify) datapath_free);
+  return modike_register_datapath (plugin, &datapath_ops, dp, error)
+         && modike_register_config_section (plugin, "esp_user", esp_user_rng, apply_config, NULL, error);
+}
