@@ -86,6 +86,7 @@ struct _ModikeIke {
   ModikeSad *sad;
   GPtrArray *sas;             /* ModikeIkeSa*, live ones */
   GHashTable *by_icookie;     /* guint64 key in the SA -> ModikeIkeSa* */
+  GHashTable *by_peer;        /* peer key -> GPtrArray of the SAs of one peer (sa.c) */
   GPtrArray *dead_sas;        /* freed when the engine returns to the caller */
   GPtrArray *dead_exchanges;
   guint depth;                /* nesting of entry points, for deferred frees */
@@ -118,6 +119,7 @@ struct _ModikeIkeSa {
 
   const ModikePeerConfig *peer; /* borrowed from ike->cfg */
   char *peer_name;
+  char *peer_key;             /* its bucket in ike->by_peer; NULL = none (yet) */
 
   EngineP1Choice choice;
   gboolean have_keys;
@@ -192,6 +194,17 @@ void engine_timer_cancel (ModikeIke *ike, guint *id);
 guint engine_ms_from_s (guint64 s);
 const ModikePeerConfig *engine_find_peer (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote,
                                           guint8 exchange, const ModikeIdPayload *peer_id);
+/* The SAs of one peer: every SA of a configured peer with a remote address
+ * (by name), or those of one client of a responder-only entry (by its
+ * authenticated identity; see docs/design.md). */
+/* The live SAs of the configured peer named peer (borrowed, NULL if none);
+ * never the clients of a responder-only entry. */
+GPtrArray *engine_peer_sas (ModikeIke *ike, const char *peer);
+/* The live SAs of sa's peer, sa included (a new array). */
+GPtrArray *engine_sa_peer_sas (ModikeIkeSa *sa);
+/* Among sas, the established SA to use: not being replaced, else the newest. */
+ModikeIkeSa *engine_best_established (GPtrArray *sas, const ModikeIkeSa *except);
+/* engine_best_established over the SAs of the configured peer named peer. */
 ModikeIkeSa *engine_find_established (ModikeIke *ike, const char *peer, const ModikeIkeSa *except);
 gboolean engine_sa_is_first_with_peer (ModikeIkeSa *sa);
 void engine_p1_established (ModikeIkeSa *sa);
@@ -221,7 +234,8 @@ void engine_child_arm_timers (EngineChild *c);
  * and frees it. */
 void engine_child_remove (EngineChild *c, gboolean send_delete);
 EngineChild *engine_child_find_spi (ModikeIkeSa *sa, guint32 spi, gboolean outbound);
-void engine_child_move (EngineChild *c, ModikeIkeSa *to);
+/* Every child of from moves to to (phase 1 rekeying), in time linear in their number. */
+void engine_children_move (ModikeIkeSa *from, ModikeIkeSa *to);
 
 /* ---- exchanges (exchange.c) ---- */
 ModikeExchange *engine_exchange_new (ModikeIkeSa *sa, guint8 type, guint32 msgid, ModikeRole role);
