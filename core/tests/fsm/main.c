@@ -11,5 +11,6 @@ main (int argc, char **argv)
   fsm_add_lifecycle_tests ();
   fsm_add_plugin_hook_tests ();
   fsm_add_datapath_tests ();
+  fsm_add_client_tests ();
   return g_test_run ();
 }
