@@ -194,11 +194,11 @@ void engine_timer_cancel (ModikeIke *ike, guint *id);
 guint engine_ms_from_s (guint64 s);
 const ModikePeerConfig *engine_find_peer (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote,
                                           guint8 exchange, const ModikeIdPayload *peer_id);
-/* The SAs of one peer: every SA of a configured peer with a remote address
- * (by name), or those of one client of a responder-only entry (by its
- * authenticated identity; see docs/design.md). */
-/* The live SAs of the configured peer named peer (borrowed, NULL if none);
- * never the clients of a responder-only entry. */
+/* The SAs of one peer (sa.c): every SA of a configured peer with a remote
+ * address (by name), or those of one client of a responder-only entry (by
+ * its authenticated identity; docs/design.md). engine_peer_sas: the live
+ * SAs of the configured peer named peer (borrowed, NULL if none), never
+ * the clients of a responder-only entry. */
 GPtrArray *engine_peer_sas (ModikeIke *ike, const char *peer);
 /* The live SAs of sa's peer, sa included (a new array). */
 GPtrArray *engine_sa_peer_sas (ModikeIkeSa *sa);

@@ -533,7 +533,13 @@ engine_child_remove (EngineChild *c, gboolean send_delete)
   modike_sad_remove (ike->sad, MODIKE_DIR_IN, c->spi_in);
   modike_sad_remove (ike->sad, MODIKE_DIR_OUT, c->spi_out);
   ELOG_INFO (sa, NULL, "ESP SA in=%08x out=%08x removed", c->spi_in, c->spi_out);
-  g_ptr_array_remove (sa->children, c);
+  /* From the end: engine_sa_delete removes the last one each time. */
+  for (guint i = sa->children->len; i-- > 0;)
+    if (g_ptr_array_index (sa->children, i) == c)
+      {
+        g_ptr_array_remove_index (sa->children, i);
+        break;
+      }
   engine_child_free (c);
 }
 
