@@ -87,6 +87,7 @@ struct _ModikeIke {
   GPtrArray *sas;             /* ModikeIkeSa*, live ones */
   GHashTable *by_icookie;     /* guint64 key in the SA -> ModikeIkeSa* */
   GHashTable *by_peer;        /* peer key -> GPtrArray of the SAs of one peer (sa.c) */
+  GHashTable *spis_reserved;  /* inbound SPIs of Quick Modes not yet freed */
   GPtrArray *dead_sas;        /* freed when the engine returns to the caller */
   GPtrArray *dead_exchanges;
   guint depth;                /* nesting of entry points, for deferred frees */
@@ -214,7 +215,10 @@ void engine_sa_initial_contact (ModikeIkeSa *sa);
 gboolean engine_start_qm (ModikeIkeSa *sa, guint32 spd_id, guint32 rekey_spi, GError **error);
 void engine_p2_failed (ModikeIkeSa *sa, const GError *error);
 void engine_p2_up (ModikeIkeSa *sa, EngineChild *child);
+/* A free inbound SPI, reserved until engine_release_spi (a hash lookup,
+ * however many SAs there are). */
 guint32 engine_alloc_spi (ModikeIke *ike);
+void engine_release_spi (ModikeIke *ike, guint32 spi);
 guint32 engine_alloc_msgid (ModikeIkeSa *sa);
 /* Starts phase 1 with a configured peer as initiator. */
 ModikeIkeSa *engine_start_p1 (ModikeIke *ike, const ModikePeerConfig *peer, GError **error);

@@ -25,6 +25,7 @@ struct _QmData {
   EngineP2Choice choice;
   ModikeAddrRange local_ts, remote_ts;
   guint8 ts_proto;
+  ModikeIke *ike;              /* holds the reservation of spi_in */
 };
 
 QmData *
@@ -42,6 +43,8 @@ qm_data_free (QmData *qm)
 {
   if (qm == NULL)
     return;
+  if (qm->ike != NULL)
+    engine_release_spi (qm->ike, qm->spi_in);
   g_clear_pointer (&qm->policy, modike_spd_entry_free);
   g_clear_pointer (&qm->ni, g_bytes_unref);
   g_clear_pointer (&qm->nr, g_bytes_unref);
@@ -50,6 +53,13 @@ qm_data_free (QmData *qm)
   g_clear_pointer (&qm->idci_b, g_bytes_unref);
   g_clear_pointer (&qm->idcr_b, g_bytes_unref);
   g_free (qm);
+}
+
+static void
+qm_take_spi (QmData *qm, ModikeIke *ike)
+{
+  qm->spi_in = engine_alloc_spi (ike);
+  qm->ike = ike;
 }
 
 guint32
@@ -519,7 +529,7 @@ qm_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
     return engine_fail (x, 0, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN, error, "policy %s has no ESP proposals",
                         policy->name);
   qm->policy = modike_spd_entry_dup (policy);
-  qm->spi_in = engine_alloc_spi (sa->ike);
+  qm_take_spi (qm, sa->ike);
   offer = proposal_p2_offer (sa, policy, qm->spi_in, NULL);
   if (policy->pfs_group != 0)
     {
@@ -638,7 +648,7 @@ qm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
       host_range (&sa->remote, &ci);
       host_range (&sa->local, &cr);
     }
-  qm->spi_in = engine_alloc_spi (sa->ike);
+  qm_take_spi (qm, sa->ike);
   v = r1_choose (x, qm, offer, &ci, &cr, proto, &pi, &pr, &reply, error);
   if (v != MODIKE_V_OK)
     return v;

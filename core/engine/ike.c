@@ -204,6 +204,7 @@ modike_ike_new (const ModikeEnv *env, ModikeRegistry *registry)
   ike->sas = g_ptr_array_new ();
   ike->by_icookie = g_hash_table_new (g_int64_hash, g_int64_equal);
   ike->by_peer = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_ptr_array_unref);
+  ike->spis_reserved = g_hash_table_new (NULL, NULL);
   ike->dead_sas = g_ptr_array_new ();
   ike->dead_exchanges = g_ptr_array_new ();
   ike->adapters = g_ptr_array_new ();
@@ -250,6 +251,7 @@ modike_ike_free (ModikeIke *ike)
   g_ptr_array_unref (ike->dead_exchanges);
   g_hash_table_destroy (ike->by_icookie);
   g_hash_table_destroy (ike->by_peer);
+  g_hash_table_destroy (ike->spis_reserved);
   modike_sad_free (ike->sad);
   modike_spd_free (ike->spd);
   g_free (ike);
@@ -445,20 +447,8 @@ engine_alloc_msgid (ModikeIkeSa *sa)
 static gboolean
 spi_in_use (ModikeIke *ike, guint32 spi)
 {
-  if (modike_sad_lookup (ike->sad, MODIKE_DIR_IN, spi) != NULL)
-    return TRUE;
-  for (guint i = 0; i < ike->sas->len; i++)
-    {
-      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
-      GHashTableIter it;
-      gpointer value;
-
-      g_hash_table_iter_init (&it, sa->exchanges);
-      while (g_hash_table_iter_next (&it, NULL, &value))
-        if (qm_data_spi (value) == spi)
-          return TRUE;
-    }
-  return FALSE;
+  return modike_sad_lookup (ike->sad, MODIKE_DIR_IN, spi) != NULL ||
+         g_hash_table_contains (ike->spis_reserved, GUINT_TO_POINTER (spi));
 }
 
 guint32
@@ -474,7 +464,14 @@ engine_alloc_spi (ModikeIke *ike)
       spi = (guint32) b[0] << 24 | (guint32) b[1] << 16 | (guint32) b[2] << 8 | b[3];
     }
   while (spi < 256 || spi_in_use (ike, spi));
+  g_hash_table_add (ike->spis_reserved, GUINT_TO_POINTER (spi));
   return spi;
+}
+
+void
+engine_release_spi (ModikeIke *ike, guint32 spi)
+{
+  g_hash_table_remove (ike->spis_reserved, GUINT_TO_POINTER (spi));
 }
 
 /* ---- receive ---- */

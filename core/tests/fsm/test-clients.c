@@ -440,6 +440,48 @@ test_no_initiate (void)
   net_free (net);
 }
 
+/* 64 clients from 64 addresses: every one keeps its own child, and the
+ * last one's DELETEs take only its own SAs. */
+static void
+test_many (void)
+{
+  Net *net = net_new ();
+  Node *gw = node_new_xml (net, "gw", GW_ADDR, gw_xml);
+  Node *last = NULL;
+  const guint n = 64;
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *addr = g_strdup_printf ("192.0.2.%u", 100 + i);
+      g_autofree char *id = g_strdup_printf ("c%u.example", i);
+
+      if (last != NULL)
+        {
+          /* Gone without a word: the gateway keeps its SA (and a slot frees). */
+          node_free (last);
+          net->n_nodes--;
+        }
+      last = client_new (net, "c", addr, id, 1, 1);
+      connect_client (net, gw, last, 1);
+    }
+  g_assert_cmpuint (modike_ike_count_sas (gw->ike, TRUE), ==, n);
+  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (gw->ike)), ==, 2 * n);
+  for (guint i = 0; i < gw->ike->sas->len; i++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (gw->ike->sas, i);
+
+      g_assert_false (sa->rekeyed);
+      g_assert_cmpuint (sa->children->len, ==, 1);
+    }
+  modike_ike_terminate (last->ike, "gw");
+  net_run (net, 1000, NULL, NULL);
+  g_assert_cmpuint (gw->deleted, ==, 1);
+  g_assert_cmpuint (modike_ike_count_sas (gw->ike, TRUE), ==, n - 1);
+  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (gw->ike)), ==, 2 * (n - 1));
+  g_assert_null (gw_sa_from (gw, &last->addr));
+  net_free (net);
+}
+
 void
 fsm_add_client_tests (void)
 {
@@ -447,4 +489,5 @@ fsm_add_client_tests (void)
   g_test_add_func ("/fsm/clients/initial-contact", test_initial_contact);
   g_test_add_func ("/fsm/clients/nat-move", test_nat_move);
   g_test_add_func ("/fsm/clients/no-initiate", test_no_initiate);
+  g_test_add_func ("/fsm/clients/many", test_many);
 }
