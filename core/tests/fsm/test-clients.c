@@ -417,7 +417,8 @@ test_nat_move (void)
 }
 
 /* The gateway never initiates to a responder-only entry: neither an
- * explicit initiate nor traffic picks one of its clients' SAs. */
+ * explicit initiate nor traffic picks one of its clients' SAs (which
+ * client a packet is for is not the gateway's to guess). */
 static void
 test_no_initiate (void)
 {
@@ -428,15 +429,34 @@ test_no_initiate (void)
   g_autoptr (GPtrArray) entries = modike_spd_entries (modike_ike_get_spd (gw->ike));
   const ModikeSpdEntry *e = g_ptr_array_index (entries, 0);
 
+  Node *const clients[] = { c1, c2, c3 };
+
   g_assert_false (modike_ike_initiate (gw->ike, "clients", &error));
   g_assert_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PEER);
+  g_assert_cmpuint (modike_ike_get_stats (gw->ike)->tx_packets, ==, tx);
+
+  /* Every client drops its children (DELETEs to the gateway); the IKE SAs
+   * stay. Traffic for the policy then finds no child, and still no client
+   * is picked to carry one. */
+  for (guint i = 0; i < G_N_ELEMENTS (clients); i++)
+    {
+      ModikeIkeSa *sa = only_sa (clients[i]);
+
+      engine_enter (clients[i]->ike);
+      while (sa->children->len > 0)
+        engine_child_remove (g_ptr_array_index (sa->children, 0), TRUE);
+      engine_leave (clients[i]->ike);
+    }
+  net_run (net, 1000, NULL, NULL);
+  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (gw->ike)), ==, 0);
+  g_assert_cmpuint (modike_ike_count_sas (gw->ike, TRUE), ==, 3);
   engine_acquire (gw->ike, e->id, NULL);
   net_run (net, 3000, NULL, NULL);
   g_assert_cmpuint (modike_ike_get_stats (gw->ike)->tx_packets, ==, tx);
   g_assert_cmpuint (gw->p2_up, ==, 4);
-  check_client (gw, c1, 1);
-  check_client (gw, c2, 2);
-  check_client (gw, c3, 1);
+  for (guint i = 0; i < G_N_ELEMENTS (clients); i++)
+    check_client (gw, clients[i], 0);
+  assert_gw_rx (gw, clients, G_N_ELEMENTS (clients));
   net_free (net);
 }
 
