@@ -88,6 +88,8 @@ struct _ModikeIke {
   GHashTable *by_icookie;     /* guint64 key in the SA -> ModikeIkeSa* */
   GHashTable *by_peer;        /* peer key -> GPtrArray of the SAs of one peer (sa.c) */
   GHashTable *spis_reserved;  /* inbound SPIs of Quick Modes not yet freed */
+  GHashTable *children_in;    /* our inbound SPI -> EngineChild* once up (sa.c) */
+  GHashTable *children_out;   /* outbound SPI -> EngineChild* (the SAD keeps it unique) */
   GPtrArray *dead_sas;        /* freed when the engine returns to the caller */
   GPtrArray *dead_exchanges;
   guint depth;                /* nesting of entry points, for deferred frees */

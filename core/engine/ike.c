@@ -205,6 +205,8 @@ modike_ike_new (const ModikeEnv *env, ModikeRegistry *registry)
   ike->by_icookie = g_hash_table_new (g_int64_hash, g_int64_equal);
   ike->by_peer = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_ptr_array_unref);
   ike->spis_reserved = g_hash_table_new (NULL, NULL);
+  ike->children_in = g_hash_table_new (NULL, NULL);
+  ike->children_out = g_hash_table_new (NULL, NULL);
   ike->dead_sas = g_ptr_array_new ();
   ike->dead_exchanges = g_ptr_array_new ();
   ike->adapters = g_ptr_array_new ();
@@ -252,6 +254,8 @@ modike_ike_free (ModikeIke *ike)
   g_hash_table_destroy (ike->by_icookie);
   g_hash_table_destroy (ike->by_peer);
   g_hash_table_destroy (ike->spis_reserved);
+  g_hash_table_destroy (ike->children_in);
+  g_hash_table_destroy (ike->children_out);
   modike_sad_free (ike->sad);
   modike_spd_free (ike->spd);
   g_free (ike);

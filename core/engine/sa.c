@@ -383,6 +383,10 @@ engine_child_free (EngineChild *c)
   if (c == NULL)
     return;
   ike = c->sa->ike;
+  if (g_hash_table_lookup (ike->children_in, GUINT_TO_POINTER (c->spi_in)) == c)
+    g_hash_table_remove (ike->children_in, GUINT_TO_POINTER (c->spi_in));
+  if (g_hash_table_lookup (ike->children_out, GUINT_TO_POINTER (c->spi_out)) == c)
+    g_hash_table_remove (ike->children_out, GUINT_TO_POINTER (c->spi_out));
   engine_timer_cancel (ike, &c->rekey_timer);
   engine_timer_cancel (ike, &c->expire_timer);
   g_free (c->policy);
@@ -420,18 +424,10 @@ engine_children_move (ModikeIkeSa *from, ModikeIkeSa *to)
 EngineChild *
 engine_find_child (ModikeIke *ike, ModikeDirection dir, guint32 spi)
 {
-  for (guint i = 0; i < ike->sas->len; i++)
-    {
-      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
-      EngineChild *c;
+  EngineChild *c = g_hash_table_lookup (dir == MODIKE_DIR_OUT ? ike->children_out : ike->children_in,
+                                        GUINT_TO_POINTER (spi));
 
-      if (sa->dead)
-        continue;
-      c = engine_child_find_spi (sa, spi, dir == MODIKE_DIR_OUT);
-      if (c != NULL)
-        return c;
-    }
-  return NULL;
+  return c != NULL && !c->sa->dead ? c : NULL;
 }
 
 gboolean
@@ -776,6 +772,9 @@ engine_p2_up (ModikeIkeSa *sa, EngineChild *child)
   char encr[32];
   const char *integ = engine_auth_alg_name (child->choice.auth_alg);
 
+  /* Found by SPI from here on (datapath expiries), whatever the SA count. */
+  g_hash_table_replace (ike->children_in, GUINT_TO_POINTER (child->spi_in), child);
+  g_hash_table_replace (ike->children_out, GUINT_TO_POINTER (child->spi_out), child);
   if (engine_dp_refused (ike, child->spi_in, child->spi_out))
     {
       g_autoptr (GError) error = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED,
