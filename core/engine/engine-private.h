@@ -86,6 +86,9 @@ struct _ModikeIke {
   ModikeSad *sad;
   GPtrArray *sas;             /* ModikeIkeSa*, live ones */
   GHashTable *by_icookie;     /* guint64 key in the SA -> ModikeIkeSa* */
+  GHashTable *by_peer;        /* peer key -> GPtrArray of the SAs of one peer (sa.c) */
+  GHashTable *children_in;    /* our inbound SPI -> EngineChild* once up (sa.c) */
+  GHashTable *children_out;   /* outbound SPI -> EngineChild* (the SAD keeps it unique) */
   GPtrArray *dead_sas;        /* freed when the engine returns to the caller */
   GPtrArray *dead_exchanges;
   guint depth;                /* nesting of entry points, for deferred frees */
@@ -116,9 +119,11 @@ struct _ModikeIkeSa {
   ModikeAddr local, remote;   /* current endpoints (ports move on float) */
   guint16 float_port;         /* set by natt; 0 = none */
   gboolean floated;
+  gboolean nat_local, nat_remote; /* NAT detection (modike_ike_sa_set_nat) */
 
   const ModikePeerConfig *peer; /* borrowed from ike->cfg */
   char *peer_name;
+  char *peer_key;             /* its bucket in ike->by_peer; NULL = none (yet) */
 
   EngineP1Choice choice;
   gboolean have_keys;
@@ -203,6 +208,17 @@ void engine_timer_cancel (ModikeIke *ike, guint *id);
 guint engine_ms_from_s (guint64 s);
 const ModikePeerConfig *engine_find_peer (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote,
                                           guint8 exchange, const ModikeIdPayload *peer_id);
+/* The SAs of one peer (sa.c): every SA of a configured peer with a remote
+ * address (by name), or those of one client of a responder-only entry (by
+ * its authenticated identity; docs/design.md). engine_peer_sas: the live
+ * SAs of the configured peer named peer (borrowed, NULL if none), never
+ * the clients of a responder-only entry. */
+GPtrArray *engine_peer_sas (ModikeIke *ike, const char *peer);
+/* The live SAs of sa's peer, sa included (a new array). */
+GPtrArray *engine_sa_peer_sas (ModikeIkeSa *sa);
+/* Among sas, the established SA to use: not being replaced, else the newest. */
+ModikeIkeSa *engine_best_established (GPtrArray *sas, const ModikeIkeSa *except);
+/* engine_best_established over the SAs of the configured peer named peer. */
 ModikeIkeSa *engine_find_established (ModikeIke *ike, const char *peer, const ModikeIkeSa *except);
 gboolean engine_sa_is_first_with_peer (ModikeIkeSa *sa);
 void engine_p1_established (ModikeIkeSa *sa);
@@ -233,7 +249,8 @@ void engine_child_arm_timers (EngineChild *c);
  * and frees it. */
 void engine_child_remove (EngineChild *c, gboolean send_delete);
 EngineChild *engine_child_find_spi (ModikeIkeSa *sa, guint32 spi, gboolean outbound);
-void engine_child_move (EngineChild *c, ModikeIkeSa *to);
+/* Every child of from moves to to (phase 1 rekeying), in time linear in their number. */
+void engine_children_move (ModikeIkeSa *from, ModikeIkeSa *to);
 
 /* ---- what exchanges in flight hold: SPIs, policies (inflight.c) ---- */
 void engine_inflight_init (ModikeIke *ike);

@@ -155,10 +155,12 @@ engine_handle_notify (ModikeIkeSa *sa, const ModikeNotifyPayload *n, gboolean au
              authenticated ? "authenticated" : "unauthenticated");
 }
 
+/* A peer deletes only its own SAs: for a client of a responder-only entry,
+ * the SAs of that client. */
 static void
 handle_delete (ModikeIkeSa *sa, const ModikeDeletePayload *d)
 {
-  ModikeIke *ike = sa->ike;
+  g_autoptr (GPtrArray) sas = engine_sa_peer_sas (sa);
 
   for (guint i = 0; i < d->spis->len; i++)
     {
@@ -167,12 +169,11 @@ handle_delete (ModikeIkeSa *sa, const ModikeDeletePayload *d)
 
       if (d->protocol == MODIKE_PROTO_ISAKMP && len == 16)
         {
-          for (guint j = 0; j < ike->sas->len; j++)
+          for (guint j = 0; j < sas->len; j++)
             {
-              ModikeIkeSa *o = g_ptr_array_index (ike->sas, j);
+              ModikeIkeSa *o = g_ptr_array_index (sas, j);
 
-              if (o->dead || g_strcmp0 (o->peer_name, sa->peer_name) != 0 ||
-                  !modike_memeq (o->icookie, spi, MODIKE_COOKIE_LEN) ||
+              if (o->dead || !modike_memeq (o->icookie, spi, MODIKE_COOKIE_LEN) ||
                   !modike_memeq (o->rcookie, spi + MODIKE_COOKIE_LEN, MODIKE_COOKIE_LEN))
                 continue;
               ELOG_INFO (o, NULL, "peer deleted the IKE SA");
@@ -186,12 +187,12 @@ handle_delete (ModikeIkeSa *sa, const ModikeDeletePayload *d)
           gboolean found = FALSE;
 
           /* The peer names its inbound SPI (our outbound); accept ours too. */
-          for (guint j = 0; j < ike->sas->len && !found; j++)
+          for (guint j = 0; j < sas->len && !found; j++)
             {
-              ModikeIkeSa *o = g_ptr_array_index (ike->sas, j);
+              ModikeIkeSa *o = g_ptr_array_index (sas, j);
               EngineChild *c;
 
-              if (o->dead || g_strcmp0 (o->peer_name, sa->peer_name) != 0)
+              if (o->dead)
                 continue;
               c = engine_child_find_spi (o, v, TRUE);
               if (c == NULL)

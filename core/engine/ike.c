@@ -130,6 +130,9 @@ modike_ike_new (const ModikeEnv *env, ModikeRegistry *registry)
   ike->sad = modike_sad_new ();
   ike->sas = g_ptr_array_new ();
   ike->by_icookie = g_hash_table_new (g_int64_hash, g_int64_equal);
+  ike->by_peer = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_ptr_array_unref);
+  ike->children_in = g_hash_table_new (NULL, NULL);
+  ike->children_out = g_hash_table_new (NULL, NULL);
   ike->dead_sas = g_ptr_array_new ();
   ike->dead_exchanges = g_ptr_array_new ();
   ike->adapters = g_ptr_array_new ();
@@ -177,6 +180,9 @@ modike_ike_free (ModikeIke *ike)
   g_ptr_array_unref (ike->dead_exchanges);
   g_hash_table_destroy (ike->by_icookie);
   engine_inflight_free (ike);
+  g_hash_table_destroy (ike->by_peer);
+  g_hash_table_destroy (ike->children_in);
+  g_hash_table_destroy (ike->children_out);
   modike_sad_free (ike->sad);
   modike_spd_free (ike->spd);
   g_free (ike);
@@ -349,34 +355,17 @@ engine_find_peer (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *rem
 ModikeIkeSa *
 engine_find_established (ModikeIke *ike, const char *peer, const ModikeIkeSa *except)
 {
-  ModikeIkeSa *best = NULL;
-
-  for (guint i = 0; i < ike->sas->len; i++)
-    {
-      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
-
-      if (sa == except || sa->dead || sa->state != SA_ESTABLISHED || g_strcmp0 (sa->peer_name, peer) != 0)
-        continue;
-      /* Prefer SAs that are not being replaced, then the newest. */
-      if (best == NULL || (best->rekeyed && !sa->rekeyed) ||
-          (best->rekeyed == sa->rekeyed && sa->serial > best->serial))
-        best = sa;
-    }
-  return best;
+  return engine_best_established (engine_peer_sas (ike, peer), except);
 }
 
 gboolean
 engine_sa_is_first_with_peer (ModikeIkeSa *sa)
 {
-  ModikeIke *ike = sa->ike;
+  g_autoptr (GPtrArray) sas = engine_sa_peer_sas (sa);
 
-  for (guint i = 0; i < ike->sas->len; i++)
-    {
-      ModikeIkeSa *o = g_ptr_array_index (ike->sas, i);
-
-      if (o != sa && !o->dead && g_strcmp0 (o->peer_name, sa->peer_name) == 0)
-        return FALSE;
-    }
+  for (guint i = 0; i < sas->len; i++)
+    if (g_ptr_array_index (sas, i) != sa)
+      return FALSE;
   return TRUE;
 }
 
@@ -652,18 +641,21 @@ engine_start_p1 (ModikeIke *ike, const ModikePeerConfig *peer, GError **error)
   return sa;
 }
 
+/* An SA of the configured peer to run Quick Modes on. A responder-only
+ * entry has none: its clients' SAs are theirs, and we cannot start one. */
 static ModikeIkeSa *
 find_any_sa (ModikeIke *ike, const char *peer)
 {
-  ModikeIkeSa *sa = engine_find_established (ike, peer, NULL);
+  GPtrArray *sas = engine_peer_sas (ike, peer);
+  ModikeIkeSa *sa = engine_best_established (sas, NULL);
 
   if (sa != NULL && !sa->rekeyed)
     return sa;
-  for (guint i = 0; i < ike->sas->len; i++)
+  for (guint i = 0; sas != NULL && i < sas->len; i++)
     {
-      ModikeIkeSa *o = g_ptr_array_index (ike->sas, i);
+      ModikeIkeSa *o = g_ptr_array_index (sas, i);
 
-      if (!o->dead && o->state != SA_ESTABLISHED && g_strcmp0 (o->peer_name, peer) == 0)
+      if (o->state != SA_ESTABLISHED)
         return o;
     }
   return sa;
@@ -672,12 +664,12 @@ find_any_sa (ModikeIke *ike, const char *peer)
 static gboolean
 child_exists (ModikeIke *ike, const char *peer, guint32 spd_id)
 {
-  for (guint i = 0; i < ike->sas->len; i++)
-    {
-      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
+  GPtrArray *sas = engine_peer_sas (ike, peer);
 
-      if (sa->dead || g_strcmp0 (sa->peer_name, peer) != 0)
-        continue;
+  for (guint i = 0; sas != NULL && i < sas->len; i++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (sas, i);
+
       for (guint j = 0; j < sa->children->len; j++)
         {
           EngineChild *c = g_ptr_array_index (sa->children, j);
@@ -773,6 +765,7 @@ modike_ike_initiate_child (ModikeIke *ike, guint32 spd_id, GError **error)
   return ok;
 }
 
+/* Every SA of the entry: for a responder-only one, those of all its clients. */
 void
 modike_ike_terminate (ModikeIke *ike, const char *peer)
 {
@@ -807,6 +800,7 @@ static void
 acquire_run (ModikeIke *ike, guint32 spd_id, const ModikeSelector *sel)
 {
   const ModikeSpdEntry *e = modike_spd_get (ike->spd, spd_id);
+  const ModikePeerConfig *peer;
   gint64 now = ike->env.now_us (ike->env.env);
   AcquireState *st;
   g_autoptr (GError) error = NULL;
@@ -815,6 +809,14 @@ acquire_run (ModikeIke *ike, guint32 spd_id, const ModikeSelector *sel)
   if (e == NULL || e->action != MODIKE_SPD_PROTECT || e->peer == NULL)
     {
       engine_log (G_LOG_LEVEL_DEBUG, NULL, NULL, "acquire for policy %u ignored: not a protect policy", spd_id);
+      return;
+    }
+  peer = ike->cfg != NULL ? modike_config_find_peer (ike->cfg, e->peer) : NULL;
+  if (peer != NULL && peer->remote.family == 0)
+    {
+      /* Which of its clients the packet is for is not ours to guess. */
+      engine_log (G_LOG_LEVEL_DEBUG, NULL, NULL, "acquire for policy %s ignored: peer %s is responder-only", e->name,
+                  e->peer);
       return;
     }
   if (policy_busy (ike, e->peer, spd_id))

@@ -26,6 +26,148 @@ exchange_unref_cb (gpointer p)
   engine_exchange_free (p);
 }
 
+/* ---- the SAs of one peer ---- */
+
+static gboolean
+id_is_address (guint8 type)
+{
+  switch (type)
+    {
+    case MODIKE_ID_IPV4_ADDR:
+    case MODIKE_ID_IPV6_ADDR:
+    case MODIKE_ID_IPV4_ADDR_SUBNET:
+    case MODIKE_ID_IPV6_ADDR_SUBNET:
+    case MODIKE_ID_IPV4_ADDR_RANGE:
+    case MODIKE_ID_IPV6_ADDR_RANGE:
+      return TRUE;
+    default:
+      return FALSE;
+    }
+}
+
+/* sa's bucket in ike->by_peer: the name of a configured peer with a remote
+ * address (one peer); for a responder-only entry (many clients) the name
+ * and the type and value of the client's authenticated identity, plus the
+ * address it came from when the identity is an address (behind NAT that is
+ * a private address other clients may use too). NULL until then. */
+static char *
+peer_key (const ModikeIkeSa *sa)
+{
+  GBytes *id = sa->role == MODIKE_ROLE_INITIATOR ? sa->idr_b : sa->idi_b;
+  g_autoptr (ModikeIdPayload) parsed = NULL;
+  g_autofree char *value = NULL;
+  g_autofree char *from = NULL;
+  const guint8 *data;
+  gsize len;
+
+  if (sa->peer == NULL || sa->peer_name == NULL)
+    return NULL;
+  if (sa->peer->remote.family != 0)
+    return g_strdup (sa->peer_name);
+  if (sa->state != SA_ESTABLISHED || id == NULL)
+    return NULL;
+  data = g_bytes_get_data (id, &len);
+  parsed = modike_id_payload_parse (data, len, NULL);
+  if (parsed == NULL)
+    return NULL;
+  data = g_bytes_get_data (parsed->data, &len);
+  value = modike_hex (data, len);
+  /* '/' never occurs in a peer name: no client's key is a peer's name. */
+  if (!id_is_address (parsed->type))
+    return g_strdup_printf ("%s/%u/%s", sa->peer_name, parsed->type, value);
+  from = modike_hex (sa->remote.addr, modike_addr_len (&sa->remote));
+  return g_strdup_printf ("%s/%u/%s/%s", sa->peer_name, parsed->type, value, from);
+}
+
+static void
+sa_unindex (ModikeIkeSa *sa)
+{
+  GPtrArray *bucket;
+
+  if (sa->peer_key == NULL)
+    return;
+  bucket = g_hash_table_lookup (sa->ike->by_peer, sa->peer_key);
+  if (bucket != NULL && g_ptr_array_remove (bucket, sa) && bucket->len == 0)
+    g_hash_table_remove (sa->ike->by_peer, sa->peer_key);
+  g_clear_pointer (&sa->peer_key, g_free);
+}
+
+/* Files sa under its peer key, again whenever the key changes. */
+static void
+sa_index (ModikeIkeSa *sa)
+{
+  g_autofree char *key = sa->dead ? NULL : peer_key (sa);
+  GPtrArray *bucket;
+
+  if (g_strcmp0 (key, sa->peer_key) == 0)
+    return;
+  sa_unindex (sa);
+  if (key == NULL)
+    return;
+  bucket = g_hash_table_lookup (sa->ike->by_peer, key);
+  if (bucket == NULL)
+    {
+      bucket = g_ptr_array_new ();
+      g_hash_table_insert (sa->ike->by_peer, g_strdup (key), bucket);
+    }
+  g_ptr_array_add (bucket, sa);
+  sa->peer_key = g_steal_pointer (&key);
+}
+
+GPtrArray *
+engine_peer_sas (ModikeIke *ike, const char *peer)
+{
+  return peer != NULL ? g_hash_table_lookup (ike->by_peer, peer) : NULL;
+}
+
+GPtrArray *
+engine_sa_peer_sas (ModikeIkeSa *sa)
+{
+  GPtrArray *out = g_ptr_array_new ();
+  GPtrArray *bucket = sa->peer_key != NULL ? g_hash_table_lookup (sa->ike->by_peer, sa->peer_key) : NULL;
+
+  if (bucket == NULL && !sa->dead)
+    g_ptr_array_add (out, sa);
+  for (guint i = 0; bucket != NULL && i < bucket->len; i++)
+    {
+      ModikeIkeSa *o = g_ptr_array_index (bucket, i);
+
+      /* The identity from another address is the same client only when NAT
+       * detection says one of the two came through a NAT. */
+      if (!o->dead && (o == sa || modike_addr_equal_ip (&o->remote, &sa->remote) || o->nat_remote || sa->nat_remote))
+        g_ptr_array_add (out, o);
+    }
+  return out;
+}
+
+ModikeIkeSa *
+engine_best_established (GPtrArray *sas, const ModikeIkeSa *except)
+{
+  ModikeIkeSa *best = NULL;
+
+  for (guint i = 0; sas != NULL && i < sas->len; i++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (sas, i);
+
+      if (sa == except || sa->dead || sa->state != SA_ESTABLISHED)
+        continue;
+      /* Prefer SAs that are not being replaced, then the newest. */
+      if (best == NULL || (best->rekeyed && !sa->rekeyed) ||
+          (best->rekeyed == sa->rekeyed && sa->serial > best->serial))
+        best = sa;
+    }
+  return best;
+}
+
+/* The established SA that speaks for sa's peer now (sa itself or a successor). */
+static ModikeIkeSa *
+sa_current (ModikeIkeSa *sa)
+{
+  g_autoptr (GPtrArray) sas = engine_sa_peer_sas (sa);
+
+  return engine_best_established (sas, NULL);
+}
+
 ModikeIkeSa *
 engine_sa_new (ModikeIke *ike, ModikeRole role, guint8 p1_exchange, const ModikeAddr *local,
                const ModikeAddr *remote, const ModikePeerConfig *peer)
@@ -64,6 +206,7 @@ engine_sa_set_peer (ModikeIkeSa *sa, const ModikePeerConfig *peer)
       g_free (sa->peer_name);
       sa->peer_name = g_strdup (peer->name);
     }
+  sa_index (sa);
 }
 
 void
@@ -74,6 +217,7 @@ engine_sa_free (ModikeIkeSa *sa)
   if (sa == NULL)
     return;
   ike = sa->ike;
+  sa_unindex (sa);
   engine_timer_cancel (ike, &sa->half_open_timer);
   engine_timer_cancel (ike, &sa->rekey_timer);
   engine_timer_cancel (ike, &sa->expire_timer);
@@ -226,6 +370,10 @@ engine_child_free (EngineChild *c)
   if (c == NULL)
     return;
   ike = c->sa->ike;
+  if (g_hash_table_lookup (ike->children_in, GUINT_TO_POINTER (c->spi_in)) == c)
+    g_hash_table_remove (ike->children_in, GUINT_TO_POINTER (c->spi_in));
+  if (g_hash_table_lookup (ike->children_out, GUINT_TO_POINTER (c->spi_out)) == c)
+    g_hash_table_remove (ike->children_out, GUINT_TO_POINTER (c->spi_out));
   engine_timer_cancel (ike, &c->rekey_timer);
   engine_timer_cancel (ike, &c->expire_timer);
   g_free (c->policy);
@@ -246,39 +394,33 @@ engine_child_find_spi (ModikeIkeSa *sa, guint32 spi, gboolean outbound)
 }
 
 void
-engine_child_move (EngineChild *c, ModikeIkeSa *to)
+engine_children_move (ModikeIkeSa *from, ModikeIkeSa *to)
 {
-  ModikeIkeSa *from = c->sa;
-
   if (from == to)
     return;
-  g_ptr_array_remove (from->children, c);
-  c->sa = to;
-  g_ptr_array_add (to->children, c);
+  for (guint i = 0; i < from->children->len; i++)
+    {
+      EngineChild *c = g_ptr_array_index (from->children, i);
+
+      c->sa = to;
+      g_ptr_array_add (to->children, c);
+    }
+  g_ptr_array_set_size (from->children, 0);
 }
 
 EngineChild *
 engine_find_child (ModikeIke *ike, ModikeDirection dir, guint32 spi)
 {
-  for (guint i = 0; i < ike->sas->len; i++)
-    {
-      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
-      EngineChild *c;
+  EngineChild *c = g_hash_table_lookup (dir == MODIKE_DIR_OUT ? ike->children_out : ike->children_in,
+                                        GUINT_TO_POINTER (spi));
 
-      if (sa->dead)
-        continue;
-      c = engine_child_find_spi (sa, spi, dir == MODIKE_DIR_OUT);
-      if (c != NULL)
-        return c;
-    }
-  return NULL;
+  return c != NULL && !c->sa->dead ? c : NULL;
 }
 
 gboolean
 engine_child_rekey (EngineChild *c, GError **error)
 {
-  ModikeIke *ike = c->sa->ike;
-  ModikeIkeSa *sa = engine_find_established (ike, c->sa->peer_name, NULL);
+  ModikeIkeSa *sa = sa_current (c->sa);
 
   if (sa == NULL)
     sa = c->sa;
@@ -355,7 +497,7 @@ engine_child_remove (EngineChild *c, gboolean send_delete)
 
   if (send_delete)
     {
-      ModikeIkeSa *via = modike_ike_sa_is_established (sa) ? sa : engine_find_established (ike, sa->peer_name, NULL);
+      ModikeIkeSa *via = modike_ike_sa_is_established (sa) ? sa : sa_current (sa);
       guint8 spi[4];
 
       if (via != NULL)
@@ -374,7 +516,13 @@ engine_child_remove (EngineChild *c, gboolean send_delete)
   modike_sad_remove (ike->sad, MODIKE_DIR_IN, c->spi_in);
   modike_sad_remove (ike->sad, MODIKE_DIR_OUT, c->spi_out);
   ELOG_INFO (sa, NULL, "ESP SA in=%08x out=%08x removed", c->spi_in, c->spi_out);
-  g_ptr_array_remove (sa->children, c);
+  /* From the end: engine_sa_delete removes the last one each time. */
+  for (guint i = sa->children->len; i-- > 0;)
+    if (g_ptr_array_index (sa->children, i) == c)
+      {
+        g_ptr_array_remove_index (sa->children, i);
+        break;
+      }
   engine_child_free (c);
 }
 
@@ -423,6 +571,7 @@ engine_sa_delete (ModikeIkeSa *sa, gboolean send_delete)
   cancel_exchanges (sa);
   if (g_hash_table_lookup (ike->by_icookie, &sa->icookie_key) == sa)
     g_hash_table_remove (ike->by_icookie, &sa->icookie_key);
+  sa_unindex (sa);
   g_ptr_array_remove (ike->sas, sa);
   g_ptr_array_add (ike->dead_sas, sa);
   engine_adapters_sa_gone (sa);
@@ -451,22 +600,18 @@ engine_sa_fail (ModikeIkeSa *sa, const GError *error)
 void
 engine_sa_initial_contact (ModikeIkeSa *sa)
 {
-  ModikeIke *ike = sa->ike;
-  g_autoptr (GPtrArray) old = g_ptr_array_new ();
+  g_autoptr (GPtrArray) sas = engine_sa_peer_sas (sa);
 
-  /* The peer rebooted: everything we hold with it before this SA is stale. */
-  for (guint i = 0; i < ike->sas->len; i++)
+  /* The peer rebooted: everything we hold with it before this SA is stale;
+   * for a client of a responder-only entry that is only its own SAs. */
+  for (guint i = 0; i < sas->len; i++)
     {
-      ModikeIkeSa *o = g_ptr_array_index (ike->sas, i);
+      ModikeIkeSa *o = g_ptr_array_index (sas, i);
 
-      if (o != sa && !o->dead && o->serial < sa->serial && g_strcmp0 (o->peer_name, sa->peer_name) == 0 &&
-          modike_addr_equal_ip (&o->remote, &sa->remote))
-        g_ptr_array_add (old, o);
-    }
-  for (guint i = 0; i < old->len; i++)
-    {
-      ELOG_INFO (g_ptr_array_index (old, i), NULL, "INITIAL-CONTACT: removing older SA");
-      engine_sa_delete (g_ptr_array_index (old, i), FALSE);
+      if (o == sa || o->dead || o->serial > sa->serial)
+        continue;
+      ELOG_INFO (o, NULL, "INITIAL-CONTACT: removing older SA");
+      engine_sa_delete (o, FALSE);
     }
   sa->peer_initial_contact = FALSE;
 }
@@ -549,6 +694,7 @@ engine_p1_established (ModikeIkeSa *sa)
   ModikeIke *ike = sa->ike;
   guint64 life = sa->choice.life_s;
   g_autoptr (GArray) pending = NULL;
+  g_autoptr (GPtrArray) sas = NULL;
 
   if (sa->dead || sa->state == SA_ESTABLISHED)
     return;
@@ -559,18 +705,21 @@ engine_p1_established (ModikeIkeSa *sa)
              modike_encr_name (sa->choice.encr, sa->choice.keybits), modike_hash_name (sa->choice.hash),
              modike_dh_name (sa->choice.group), sa->p1_exchange == MODIKE_EX_AGGRESSIVE ? "aggressive" : "main",
              sa->role == MODIKE_ROLE_INITIATOR ? "initiator" : "responder", life);
+  /* Its authenticated identity is known now: a client of a responder-only
+   * entry joins its own SAs. */
+  sa_index (sa);
   if (sa->peer_initial_contact)
     engine_sa_initial_contact (sa);
 
-  /* Children of older SAs with this peer move here (phase 1 rekeying). */
-  for (guint i = 0; i < ike->sas->len; i++)
+  /* Children of the other SAs of this peer move here (phase 1 rekeying). */
+  sas = engine_sa_peer_sas (sa);
+  for (guint i = 0; i < sas->len; i++)
     {
-      ModikeIkeSa *o = g_ptr_array_index (ike->sas, i);
+      ModikeIkeSa *o = g_ptr_array_index (sas, i);
 
-      if (o == sa || o->dead || g_strcmp0 (o->peer_name, sa->peer_name) != 0)
+      if (o == sa)
         continue;
-      while (o->children->len > 0)
-        engine_child_move (g_ptr_array_index (o->children, 0), sa);
+      engine_children_move (o, sa);
       if (o->state == SA_ESTABLISHED)
         o->rekeyed = TRUE;
     }
@@ -613,6 +762,9 @@ engine_p2_up (ModikeIkeSa *sa, EngineChild *child)
   char encr[32];
   const char *integ = engine_auth_alg_name (child->choice.auth_alg);
 
+  /* Found by SPI from here on (datapath expiries), whatever the SA count. */
+  g_hash_table_replace (ike->children_in, GUINT_TO_POINTER (child->spi_in), child);
+  g_hash_table_replace (ike->children_out, GUINT_TO_POINTER (child->spi_out), child);
   if (engine_dp_refused (ike, child->spi_in, child->spi_out))
     {
       g_autoptr (GError) error = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED,
@@ -897,4 +1049,19 @@ modike_ike_sa_delete (ModikeIkeSa *sa, gboolean restart)
   if (restart)
     sa_restart (ike, peer, name, policies);
   engine_leave (ike);
+}
+
+/* The core keeps the NAT verdict: a client of a responder-only entry that
+ * is behind a NAT is recognised by its identity alone when it moves. */
+void
+modike_ike_sa_set_nat (ModikeIkeSa *sa, gboolean local_behind, gboolean remote_behind)
+{
+  sa->nat_local = local_behind;
+  sa->nat_remote = remote_behind;
+}
+
+gboolean
+modike_ike_sa_nat_detected (const ModikeIkeSa *sa)
+{
+  return sa->nat_local || sa->nat_remote;
 }

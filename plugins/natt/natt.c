@@ -194,8 +194,7 @@ on_natd (ModikeExchange *x, const ModikeMessage *msg, const ModikePayload *const
                &local_nat, &remote_nat);
   if (natt_forced (plugin, sa))
     local_nat = TRUE;
-  s->nat_local = local_nat;
-  s->nat_remote = remote_nat;
+  modike_ike_sa_set_nat (sa, local_nat, remote_nat);
   g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO, "MESSAGE",
                     "peer %s: NAT-T %s, local %s %s NAT, remote %s %s NAT",
                     modike_ike_sa_get_peer_name (sa),
@@ -217,7 +216,7 @@ encap_out (ModikeIkeSa *sa, guint16 mode, gpointer user)
 {
   NattSa *s = natt_sa (sa, FALSE);
 
-  if (!s || s->version == NATT_NONE || !(s->nat_local || s->nat_remote))
+  if (!s || s->version == NATT_NONE || !modike_ike_sa_nat_detected (sa))
     return mode;
   return natt_encap_value (s->version, mode);
 }

@@ -18,7 +18,6 @@ typedef enum {
 /* What natt knows about one IKE SA (its plugin data). */
 typedef struct {
   NattVersion version;     /* best version both ends support */
-  gboolean nat_local, nat_remote; /* NAT-D verdict: we / the peer are behind a NAT */
 } NattSa;
 
 gboolean natt_init (ModikePlugin *plugin, GError **error);

@@ -115,6 +115,11 @@ gboolean modike_ike_sa_is_established (const ModikeIkeSa *sa);
  * float point (MM5/AM3), the marker and the socket choice are the core's
  * send path. */
 void modike_ike_sa_float (ModikeIkeSa *sa, guint16 port);
+/* NAT detection result (natt sets it from NAT-D). The core needs it too:
+ * a client of a responder-only peer that is behind a NAT is the same client
+ * by its identity alone when its address changes. */
+void modike_ike_sa_set_nat (ModikeIkeSa *sa, gboolean local_behind, gboolean remote_behind);
+gboolean modike_ike_sa_nat_detected (const ModikeIkeSa *sa);
 /* Per-plugin data on an SA, freed with the SA. */
 void modike_ike_sa_set_plugin_data (ModikeIkeSa *sa, const char *plugin, gpointer data, GDestroyNotify destroy);
 gpointer modike_ike_sa_get_plugin_data (const ModikeIkeSa *sa, const char *plugin);

@@ -165,6 +165,22 @@ net_run (Net *net, guint limit_ms, NetPred pred, gpointer user)
   return pred (net, user);
 }
 
+void
+net_fire_now (Net *net, guint id)
+{
+  for (guint i = 0; i < net->timers->len; i++)
+    {
+      Timer *t = g_ptr_array_index (net->timers, i);
+
+      if (t->id == id)
+        {
+          t->due_us = net->now_us;
+          return;
+        }
+    }
+  g_assert_not_reached ();
+}
+
 /* ---- nodes and configs ---- */
 
 Params
@@ -283,6 +299,7 @@ node_alloc (Net *net, const char *name, const char *addr)
   Node *n = g_new0 (Node, 1);
   g_autoptr (GError) error = NULL;
 
+  g_assert_cmpuint (net->n_nodes, <, G_N_ELEMENTS (net->nodes));
   n->net = net;
   n->name = g_strdup (name);
   g_assert_true (modike_addr_parse (addr, 500, &n->addr, &error));

@@ -49,7 +49,7 @@ struct _Net {
   GPtrArray *timers;
   guint next_timer;
   GQueue queue;
-  Node *nodes[4];
+  Node *nodes[8];                  /* freed ones stay NULL */
   guint n_nodes;
   guint sent;
   GHashTable *drop, *dup;
@@ -86,6 +86,8 @@ typedef struct {
 
 void packet_free (Packet *p);
 gboolean net_run (Net *net, guint limit_ms, NetPred pred, gpointer user);
+/* The pending timer `id` becomes due now (it runs with the next net_run). */
+void net_fire_now (Net *net, guint id);
 Params params_default (void);
 char *config_xml (const Params *p, gboolean is_a);
 Node *node_alloc (Net *net, const char *name, const char *addr);
@@ -157,4 +159,5 @@ void fsm_add_plugin_result_tests (void);
 void fsm_add_inflight_tests (void);
 void fsm_add_plugin_exchange_tests (void);
 void fsm_add_plugin_service_tests (void);
+void fsm_add_client_tests (void);
 
