@@ -40,7 +40,7 @@ typedef enum {
   MODIKE_ROW_P1_DONE = 1 << 3,     /* the ISAKMP SA is established after this row */
   MODIKE_ROW_DONE = 1 << 4,        /* the exchange completes after this row */
   MODIKE_ROW_INITIATE = 1 << 5,    /* msg_no 0: local start, no message */
-  /* ABI 1.1: the message received on this row and the one its handler
+  /* ABI 1.2: the message received on this row and the one its handler
    * sends carry HASH = prf(SKEYID_a, M-ID | payloads after HASH) as their
    * first payload (RFC 2409 5.5 HASH(1), 5.7; the transaction exchange).
    * The core adds it when sending and checks it before the handler runs;
@@ -83,16 +83,16 @@ gboolean modike_exchange_run_builders (ModikeExchange *x, guint8 msg_no, ModikeB
 gboolean modike_exchange_send (ModikeExchange *x, ModikeBuilder *b, gboolean encrypt, GError **error);
 /* Completes a SUSPENDed handler: applies `verdict` as if returned. */
 void modike_exchange_resume (ModikeExchange *x, ModikeVerdict verdict, GError *error);
-/* SDK 1.2: a fresh inbound SPI (>= 256, host order) for an SA x negotiates,
+/* ABI 1.2: a fresh inbound SPI (>= 256, host order) for an SA x negotiates,
  * reserved for x until x is freed; an installed inbound SA keeps it taken. */
 guint32 modike_exchange_alloc_spi (ModikeExchange *x);
-/* SDK 1.2: x negotiates SAs for SPD entry spd_id (0 = none). Until x is
+/* ABI 1.2: x negotiates SAs for SPD entry spd_id (0 = none). Until x is
  * done the policy counts as busy: acquires for it are ignored and no second
  * Quick Mode is started for it. */
 void modike_exchange_set_policy (ModikeExchange *x, guint32 spd_id);
 guint32 modike_exchange_get_policy (const ModikeExchange *x);
 
-/* ABI 1.1: starts an exchange of a plugin-owned type on an established
+/* ABI 1.2: starts an exchange of a plugin-owned type on an established
  * ISAKMP SA as its initiator: a fresh message ID and IV, then the type's
  * INITIATE row. `data` becomes the exchange data (freed with destroy, also
  * on failure). Returns the exchange (borrowed; valid while it runs). */
@@ -124,7 +124,7 @@ gboolean modike_ike_sa_nat_detected (const ModikeIkeSa *sa);
 void modike_ike_sa_set_plugin_data (ModikeIkeSa *sa, const char *plugin, gpointer data, GDestroyNotify destroy);
 gpointer modike_ike_sa_get_plugin_data (const ModikeIkeSa *sa, const char *plugin);
 
-/* ABI 1.1: the phase-2 gate. While any plugin holds an SA, Quick Modes on
+/* ABI 1.2: the phase-2 gate. While any plugin holds an SA, Quick Modes on
  * it (ours and the peer's) wait, bounded in number and time (peer options
  * phase2.hold-queue, default 8, and phase2.hold-timeout in s, default 30);
  * they run when the last hold is released. Holding twice is one hold. */

@@ -27,7 +27,7 @@ typedef struct {
   guint8 type;
   const guint8 *body;
   gsize len;
-  gpointer decoded;   /* SDK 1.2; private: owned with the payload, use the accessors */
+  gpointer decoded;   /* ABI 1.2; private: owned with the payload, use the accessors */
 } ModikePayload;
 
 /* The decoded form of p (borrowed, lives as long as the message), or NULL
