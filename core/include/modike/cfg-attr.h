@@ -1,4 +1,4 @@
-/* Configuration attributes of the ATTR payload (mode config, XAuth):
+/* ABI 1.2. Configuration attributes of the ATTR payload (mode config, XAuth):
  * plugins claim attribute types, the core checks each value against the
  * format the claim gives and hands it to the claiming plugin. */
 #pragma once
