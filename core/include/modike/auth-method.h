@@ -1,4 +1,4 @@
-/* Phase 1 authentication methods beyond the core's pre-shared key: the
+/* ABI 1.2. Phase 1 authentication methods beyond the core's pre-shared key: the
  * XAuth (draft-ietf-ipsec-isakmp-xauth) and hybrid
  * (draft-ietf-ipsec-isakmp-hybrid-auth) values a plugin claims. Phase 1
  * itself runs with the method's base (HASH_I/HASH_R and SKEYID of a

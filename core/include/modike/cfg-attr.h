@@ -1,4 +1,4 @@
-/* Configuration attributes of the ATTR payload (mode config, XAuth):
+/* ABI 1.2. Configuration attributes of the ATTR payload (mode config, XAuth):
  * plugins claim attribute types, the core checks each value against the
  * format the claim gives and hands it to the claiming plugin. */
 #pragma once
@@ -29,7 +29,7 @@ typedef enum {
   MODIKE_ATTR_FMT_IP4_SUBNET,  /* 8 bytes: address and contiguous netmask */
   MODIKE_ATTR_FMT_IP6,         /* 16 bytes */
   MODIKE_ATTR_FMT_IP6_PREFIX,  /* 17 bytes: address and prefix length 0..128 */
-  MODIKE_ATTR_FMT_TEXT,        /* printable UTF-8 without NUL */
+  MODIKE_ATTR_FMT_TEXT,        /* UTF-8 without NUL */
   MODIKE_ATTR_FMT_U16_LIST,    /* a multiple of 2 bytes (SUPPORTED_ATTRIBUTES) */
 } ModikeAttrFormat;
 

@@ -29,9 +29,9 @@ const char *modike_drop_reason_name (ModikeDropReason r); /* "replay" */
 typedef struct {
   guint64 packets, bytes;        /* processed (after decryption inbound) */
   guint64 drops[MODIKE_DROP_N];
-  /* When the last packet was processed on this SA, on ModikeEnv.now_us's
-   * clock (g_get_monotonic_time in modiked); 0 = none yet. Liveness checks
-   * (DPD) read it instead of hearing of every packet. */
+  /* ABI 1.1: when the last packet was processed on this SA, on
+   * ModikeEnv.now_us's clock (g_get_monotonic_time in modiked); 0 = none
+   * yet. Liveness checks (DPD) read it instead of hearing of every packet. */
   gint64 last_us;
 } ModikeSaStats;
 

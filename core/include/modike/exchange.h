@@ -78,10 +78,13 @@ gpointer modike_exchange_get_data (const ModikeExchange *x);
 void modike_exchange_set_notify (ModikeExchange *x, guint16 notify_type);
 /* Runs the builders plugins registered for (type, msg_no) on b. */
 gboolean modike_exchange_run_builders (ModikeExchange *x, guint8 msg_no, ModikeBuilder *b, GError **error);
-/* Encrypts when the SA has keys and `encrypt`, remembers the packet for
- * retransmission/replay answers and sends it. */
+/* Encrypts when the SA has keys and `encrypt` (always on MODIKE_ROW_HASH
+ * rows, with the HASH put in front), remembers the packet for
+ * retransmission/replay answers and sends it: from a handler once the
+ * verdict is applied, else at once. */
 gboolean modike_exchange_send (ModikeExchange *x, ModikeBuilder *b, gboolean encrypt, GError **error);
-/* Completes a SUSPENDed handler: applies `verdict` as if returned. */
+/* Completes a SUSPENDed handler: applies `verdict` as if returned; takes
+ * `error` (the FAIL cause, may be NULL). */
 void modike_exchange_resume (ModikeExchange *x, ModikeVerdict verdict, GError *error);
 /* ABI 1.2: a fresh inbound SPI (>= 256, host order) for an SA x negotiates,
  * reserved for x until x is freed; an installed inbound SA keeps it taken. */

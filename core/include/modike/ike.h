@@ -91,8 +91,8 @@ typedef struct {
 } ModikeIkeObserver;
 void modike_ike_set_observer (ModikeIke *ike, const ModikeIkeObserver *obs, gpointer user);
 
-/* ---- Services for plugins on an IKE SA (dead peer detection, NAT
- * keepalives, fragmentation). Call them on the main loop thread, from
+/* ---- ABI 1.2: services for plugins on an IKE SA (dead peer detection,
+ * NAT keepalives, fragmentation). Call them on the main loop thread, from
  * plugin callbacks or SA timers. ---- */
 
 ModikeIke *modike_ike_sa_get_ike (const ModikeIkeSa *sa);
@@ -108,8 +108,9 @@ gint64 modike_ike_now_us (ModikeIke *ike);
  * the ISAKMP SA, SPI = the cookies. FALSE when the SA is not established. */
 gboolean modike_ike_sa_send_notify (ModikeIkeSa *sa, guint16 type, guint8 protocol, const guint8 *spi,
                                     gsize spi_len, const guint8 *data, gsize data_len, GError **error);
-/* The same for any one payload (its body, generic header excluded); the
- * receiver's digest must accept that type in an Informational. */
+/* The same for any one payload (its body, generic header excluded; not
+ * HASH, the core adds it); the receiver's digest must accept that type in
+ * an Informational. */
 gboolean modike_ike_sa_send_info (ModikeIkeSa *sa, guint8 type, const guint8 *body, gsize len, GError **error);
 
 /* Sends exactly these bytes to the SA's peer from its current local

@@ -1,6 +1,6 @@
-/* Names of IKEv1 numbers for logs and error texts, and the bit a payload
- * type has in the state-table masks: the one table the core and plugins
- * share. */
+/* ABI 1.2. Names of IKEv1 numbers for logs and error texts, and the bit a
+ * payload type has in the state-table masks: the one table the core and
+ * plugins share, so a number reads the same in every log. */
 #pragma once
 
 #include <glib.h>

@@ -1,9 +1,11 @@
-/* Everything a plugin (or the core itself) adds goes through these calls.
- * Claims are exclusive: a second claim on the same exchange type, payload
- * type, vendor ID, notify type, config section, port, encapsulation hook,
- * transmit hook, datapath or OS adapter fails with
- * MODIKE_REGISTRY_ERROR_CONFLICT naming both owners (builders, events and
- * receive hooks are not claims). Everything a plugin registered is undone when it unloads. */
+/* Everything a plugin (or the core itself) adds goes through these calls
+ * (auth methods and attribute types: auth-method.h, cfg-attr.h). Claims
+ * are exclusive: a second claim on the same exchange type, payload type,
+ * vendor ID, notify type, config section, port, encapsulation hook,
+ * transmit hook, datapath, OS adapter, auth method value or attribute type
+ * fails with MODIKE_REGISTRY_ERROR_CONFLICT naming both owners (builders,
+ * events and receive hooks are not claims). Everything a plugin registered
+ * is undone when it unloads. */
 #pragma once
 
 #include <glib.h>
@@ -154,7 +156,7 @@ typedef struct {
 gboolean modike_register_os_adapter (ModikePlugin *plugin, const ModikeOsAdapterOps *ops, gpointer user,
                                      GError **error);
 
-/* ---- Packet-path hooks (IKE fragmentation and the like). ----
+/* ---- Packet-path hooks (ABI 1.2; IKE fragmentation and the like). ----
  * Receive hooks see every IKE datagram (ports 500 and 4500, marker
  * stripped) before the parser, in registration order; each sees what the
  * previous one passed on. A hook may keep or drop the datagram (CONSUME),

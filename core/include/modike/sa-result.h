@@ -1,4 +1,4 @@
-/* What a plugin learned for a peer (mode config): a virtual address,
+/* ABI 1.2. What a plugin learned for a peer (mode config): a virtual address,
  * networks to route into the tunnel, DNS servers and domains. The core
  * brings them up on the peer's virtual adapter and takes them down with
  * the IKE SA (a phase 1 rekey to the same peer keeps them). */
