@@ -85,17 +85,15 @@ send_greeting (ModikeExchange *x, guint8 type, GError **error)
   return ok;
 }
 
-/* Logs the peer's greeting (the row guarantees one ATTR payload). */
+/* Logs the peer's greeting (the row guarantees one ATTR payload, which the
+ * core already decoded). */
 static gboolean
 log_greeting (ModikeExchange *x, const ModikeMessage *msg, guint8 want, const char *verb, GError **error)
 {
-  const ModikePayload *p = modike_message_find (msg, MODIKE_PL_ATTR);
-  ModikeAttrPayload *a = modike_attr_payload_parse (p->body, p->len, error);
+  const ModikeAttrPayload *a = modike_payload_get_attr (modike_message_find (msg, MODIKE_PL_ATTR));
   const ModikeAttr *g;
   gboolean ok = FALSE;
 
-  if (a == NULL)
-    return FALSE;
   g = modike_attrs_find (a->attrs, HELLO_ATTR_GREETING);
   if (a->type != want || g == NULL || g->tv || g->data == NULL)
     g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "hello: ATTR of type %u without a greeting",
@@ -108,7 +106,6 @@ log_greeting (ModikeExchange *x, const ModikeMessage *msg, guint8 want, const ch
       g_free (text);
       ok = TRUE;
     }
-  modike_attr_payload_free (a);
   return ok;
 }
 

@@ -175,7 +175,8 @@ gboolean modike_register_rx_hook (ModikePlugin *plugin, ModikeRxHookFunc fn, gpo
  * sends on sa, without the non-ESP marker: the first send (attempt 0),
  * each retransmission and each answer to a retransmitted request (attempt
  * 1, 2, ...). NULL sends it unchanged; else a GPtrArray of GBytes
- * (transfer full) sent instead, in order, each with the marker when the
+ * (transfer full: the core unrefs each element, whatever free function
+ * the array had) sent instead, in order, each with the marker when the
  * SA floated; an empty array sends nothing. */
 typedef GPtrArray *(*ModikeTxHookFunc) (ModikeIkeSa *sa, GBytes *message, guint attempt, gpointer user);
 gboolean modike_register_tx_hook (ModikePlugin *plugin, ModikeTxHookFunc fn, gpointer user, GError **error);
