@@ -714,6 +714,19 @@ option_parse (Ctx *c, const xmlNode *n, ModikePeerConfig *p, GError **error)
     return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "option name '%s' is not 'plugin.key'", name);
   if (g_hash_table_contains (p->options, name))
     return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "option '%s' given twice", name);
+  /* The core's own options (the phase-2 gate's bounds) are checked here,
+   * so a typo is refused at load rather than ignored when a plugin holds. */
+  if (g_str_has_prefix (name, "phase2."))
+    {
+      guint64 v;
+
+      if (strcmp (name, "phase2.hold-queue") != 0 && strcmp (name, "phase2.hold-timeout") != 0)
+        return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n,
+                     "unknown option '%s' (phase2.hold-queue, phase2.hold-timeout)", name);
+      if (!g_ascii_string_to_unsigned (value, 10, 1, 3600, &v, NULL))
+        return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "option '%s': '%s' is not a number in 1..3600",
+                     name, value);
+    }
   g_hash_table_insert (p->options, g_steal_pointer (&name), g_steal_pointer (&value));
   return TRUE;
 }

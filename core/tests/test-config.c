@@ -525,6 +525,8 @@ static const BadVector bad_vectors[] = {
   { "bad-no-integrity.xml", 11, "proposal", INV, "'aes256' needs an integrity algorithm" },
   { "bad-not-well-formed.xml", 8, "phase1", PAR, "mismatch" },
   { "bad-option-name.xml", 9, "option", INV, "option name 'force' is not 'plugin.key'" },
+  { "bad-option-phase2-key.xml", 9, "option", INV, "unknown option 'phase2.hold-time'" },
+  { "bad-option-phase2-value.xml", 9, "option", INV, "option 'phase2.hold-queue': '0' is not a number in 1..3600" },
   { "bad-peer-name.xml", 3, "peer", INV, "bad peer name 'g w'" },
   { "bad-pfs.xml", 10, "policy", INV, "unknown pfs group 'modp9999'" },
   { "bad-policy-lifetime.xml", 10, "policy", INV, "lifetime '0' is not a number" },
