@@ -494,7 +494,9 @@ void engine_adapters_destroy_all (ModikeIke *ike);
  * family 0 (any) covers both families. A new GArray of ModikePrefix. */
 GArray *engine_range_to_prefixes (const ModikeAddrRange *r, const ModikeAddr *except);
 /* The SA is gone (deleted, expired, failed): its result (sa-result.h)
- * moves to an established SA with the same peer, else it is taken down. */
+ * moves to an established SA with the same peer (for a client of a
+ * responder-only entry: of that client), else it is taken down. Called
+ * while sa is dead but still filed under its peer key. */
 void engine_adapters_sa_gone (ModikeIkeSa *sa);
 
 /* ---- plugin auth methods (auth-method.c) ---- */

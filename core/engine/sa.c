@@ -571,10 +571,12 @@ engine_sa_delete (ModikeIkeSa *sa, gboolean send_delete)
   cancel_exchanges (sa);
   if (g_hash_table_lookup (ike->by_icookie, &sa->icookie_key) == sa)
     g_hash_table_remove (ike->by_icookie, &sa->icookie_key);
+  /* While sa is still filed with its peer: a result moves only to an SA
+   * of the same peer (for a client, the client's own). */
+  engine_adapters_sa_gone (sa);
   sa_unindex (sa);
   g_ptr_array_remove (ike->sas, sa);
   g_ptr_array_add (ike->dead_sas, sa);
-  engine_adapters_sa_gone (sa);
   ELOG_INFO (sa, NULL, "IKE SA removed");
   if (was_up)
     {

@@ -537,17 +537,6 @@ office_result (void)
   return r;
 }
 
-/* Lines from `from` on naming the adapter, with the routes in a set. */
-static guint
-count_prefix (GPtrArray *log, guint from, const char *prefix)
-{
-  guint n = 0;
-
-  for (guint i = from; i < log->len; i++)
-    n += g_str_has_prefix (g_ptr_array_index (log, i), prefix);
-  return n;
-}
-
 static void
 test_result_adapter (void)
 {
@@ -598,9 +587,9 @@ test_result_adapter (void)
   g_assert_cmpuint (a->p1_up, ==, 2);
   assert_no_failures (a, b);
   g_assert_true (only_sa (a) != first);
-  g_assert_cmpuint (count_prefix (log, mark, "destroy"), ==, 0);
-  g_assert_cmpuint (count_prefix (log, mark, "route-"), ==, 0);
-  g_assert_cmpuint (count_prefix (log, mark, "dns"), ==, 0);
+  g_assert_cmpuint (log_count (log, mark, "destroy"), ==, 0);
+  g_assert_cmpuint (log_count (log, mark, "route-"), ==, 0);
+  g_assert_cmpuint (log_count (log, mark, "dns"), ==, 0);
   g_assert_cmpuint (os.live, ==, 1);
 
   /* The same result again on the new SA changes nothing on the adapter
@@ -624,7 +613,7 @@ test_result_adapter (void)
   mark = log->len;
   modike_ike_terminate (a->ike, "b");
   net_run (net, 1000, NULL, NULL);
-  g_assert_cmpuint (count_prefix (log, mark, "dns- modike0"), ==, 1);
+  g_assert_cmpuint (log_count (log, mark, "dns- modike0"), ==, 1);
   g_assert_true (log_has (log, "destroy modike0"));
   g_assert_cmpuint (os.live, ==, 0);
   g_assert_cmpuint (a->ike->adapters->len, ==, 0);
