@@ -447,6 +447,11 @@ gboolean engine_gate_queue_qm (ModikeIkeSa *sa, guint32 spd_id, guint32 rekey_sp
  * with an error when full. */
 gboolean engine_gate_add_peer (ModikeExchange *x, GError **error);
 gboolean engine_gate_waits_for (const ModikeIkeSa *sa, guint32 spd_id);
+/* Config reload: the policies of our waiting Quick Modes get their new
+ * ids (renumber: old id -> new id); one whose policy is gone is dropped. */
+void engine_gate_renumber (ModikeIkeSa *sa, GHashTable *renumber);
+/* Appends the policies of our waiting Quick Modes to out (guint32). */
+void engine_gate_policies (const ModikeIkeSa *sa, GArray *out);
 guint engine_gate_n_waiting (const ModikeIkeSa *sa);
 void engine_gate_free (ModikeIkeSa *sa);
 

@@ -931,7 +931,8 @@ gboolean
 modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error)
 {
   g_autoptr (GPtrArray) drop = g_ptr_array_new ();
-  g_autoptr (GPtrArray) pending_names = g_ptr_array_new ();
+  g_autoptr (GHashTable) old_names = g_hash_table_new_full (NULL, NULL, NULL, g_free);
+  g_autoptr (GHashTable) renumber = g_hash_table_new (NULL, NULL);
   g_autoptr (GPtrArray) entries = NULL;
 
   g_return_val_if_fail (cfg != NULL, FALSE);
@@ -966,20 +967,16 @@ modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error)
     }
   ike->cfg = cfg;
 
-  /* Pending Quick Modes name their policy across the SPD rebuild. */
-  for (guint i = 0; i < ike->sas->len; i++)
+  /* Quick Modes still to start (pending, waiting at the phase-2 gate)
+   * follow their policy by name across the SPD rebuild. */
+  entries = modike_spd_entries (ike->spd);
+  for (guint i = 0; entries != NULL && i < entries->len; i++)
     {
-      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
+      const ModikeSpdEntry *e = g_ptr_array_index (entries, i);
 
-      for (guint j = 0; j < sa->pending_spd->len; j++)
-        {
-          const ModikeSpdEntry *e = modike_spd_get (ike->spd, g_array_index (sa->pending_spd, guint32, j));
-
-          g_ptr_array_add (pending_names, sa);
-          g_ptr_array_add (pending_names, g_strdup (e != NULL ? e->name : ""));
-        }
-      g_array_set_size (sa->pending_spd, 0);
+      g_hash_table_insert (old_names, GUINT_TO_POINTER (e->id), g_strdup (e->name));
     }
+  g_clear_pointer (&entries, g_ptr_array_unref);
 
   modike_spd_clear (ike->spd);
   for (guint i = 0; cfg->policies != NULL && i < cfg->policies->len; i++)
@@ -987,6 +984,17 @@ modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error)
 
   /* Children follow their policy by name into the new SPD. */
   entries = modike_spd_entries (ike->spd);
+  for (guint k = 0; entries != NULL && k < entries->len; k++)
+    {
+      const ModikeSpdEntry *e = g_ptr_array_index (entries, k);
+      GHashTableIter it;
+      gpointer id, name;
+
+      g_hash_table_iter_init (&it, old_names);
+      while (e->action == MODIKE_SPD_PROTECT && g_hash_table_iter_next (&it, &id, &name))
+        if (g_strcmp0 (name, e->name) == 0)
+          g_hash_table_insert (renumber, id, GUINT_TO_POINTER (e->id));
+    }
   for (guint i = 0; i < ike->sas->len; i++)
     {
       ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
@@ -1009,22 +1017,21 @@ modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error)
             engine_child_remove (c, TRUE);
         }
     }
-  for (guint i = 0; i + 1 < pending_names->len; i += 2)
+  for (guint i = 0; i < ike->sas->len; i++)
     {
-      ModikeIkeSa *sa = g_ptr_array_index (pending_names, i);
-      const char *name = g_ptr_array_index (pending_names, i + 1);
+      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
+      guint kept = 0;
 
-      for (guint k = 0; entries != NULL && k < entries->len; k++)
+      for (guint j = 0; j < sa->pending_spd->len; j++)
         {
-          const ModikeSpdEntry *e = g_ptr_array_index (entries, k);
+          guint32 id = GPOINTER_TO_UINT (
+            g_hash_table_lookup (renumber, GUINT_TO_POINTER (g_array_index (sa->pending_spd, guint32, j))));
 
-          if (g_strcmp0 (e->name, name) == 0 && e->action == MODIKE_SPD_PROTECT)
-            {
-              g_array_append_val (sa->pending_spd, e->id);
-              break;
-            }
+          if (id != 0)
+            g_array_index (sa->pending_spd, guint32, kept++) = id;
         }
-      g_free (g_ptr_array_index (pending_names, i + 1));
+      g_array_set_size (sa->pending_spd, kept);
+      engine_gate_renumber (sa, renumber);
     }
 
   engine_dp_policies_set (ike);

@@ -1038,6 +1038,9 @@ modike_ike_sa_delete (ModikeIkeSa *sa, gboolean restart)
   const ModikePeerConfig *peer = sa->peer;
   g_autofree char *name = g_strdup (sa->peer_name);
   g_autoptr (GArray) policies = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autoptr (GArray) waiting = g_array_new (FALSE, FALSE, sizeof (guint32));
+  GHashTableIter it;
+  gpointer value;
 
   if (sa->dead)
     return;
@@ -1046,6 +1049,19 @@ modike_ike_sa_delete (ModikeIkeSa *sa, gboolean restart)
     add_policy (policies, ((EngineChild *) g_ptr_array_index (sa->children, i))->spd_id);
   for (guint i = 0; i < sa->pending_spd->len; i++)
     add_policy (policies, g_array_index (sa->pending_spd, guint32, i));
+  /* Quick Modes waiting at the phase-2 gate or running: the plugin that
+   * held phase 2 (a failed extended authentication) retries with them. */
+  engine_gate_policies (sa, waiting);
+  for (guint i = 0; i < waiting->len; i++)
+    add_policy (policies, g_array_index (waiting, guint32, i));
+  g_hash_table_iter_init (&it, sa->exchanges);
+  while (g_hash_table_iter_next (&it, NULL, &value))
+    {
+      const ModikeExchange *x = value;
+
+      if (!x->done && !x->dead && x->role == MODIKE_ROLE_INITIATOR && x->spd_id != 0)
+        add_policy (policies, x->spd_id);
+    }
   ELOG_INFO (sa, NULL, "deleting the IKE SA on a plugin's request%s", restart ? ", then starting again" : "");
   engine_sa_delete (sa, TRUE);
   if (restart)
