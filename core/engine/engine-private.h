@@ -242,12 +242,14 @@ void engine_sa_timers_clear (ModikeIkeSa *sa);
 void engine_sa_set_peer (ModikeIkeSa *sa, const ModikePeerConfig *peer);
 /* The half-open timeout of a phase 1 that is not established yet. */
 void engine_sa_arm_half_open (ModikeIkeSa *sa);
+/* A child of sa, or of its successor when phase 1 was rekeyed meanwhile. */
 EngineChild *engine_child_new (ModikeIkeSa *sa);
 void engine_child_free (EngineChild *c);
 void engine_child_arm_timers (EngineChild *c);
 /* Removes the child's SAD entries, emits P2_DOWN, optionally sends DELETE,
  * and frees it. */
 void engine_child_remove (EngineChild *c, gboolean send_delete);
+/* sa's child (up) with that SPI: engine_find_child limited to sa. */
 EngineChild *engine_child_find_spi (ModikeIkeSa *sa, guint32 spi, gboolean outbound);
 /* Every child of from moves to to (phase 1 rekeying), in time linear in their number. */
 void engine_children_move (ModikeIkeSa *from, ModikeIkeSa *to);

@@ -465,13 +465,14 @@ install (ModikeExchange *x, QmData *qm, GError **error)
   child->choice.life_s = life;
   if (qm->rekey_spi != 0)
     {
-      /* The old child stays until its hard expiry. */
-      EngineChild *old = engine_child_find_spi (sa, qm->rekey_spi, FALSE);
+      /* The old child stays until its hard expiry (wherever phase 1
+       * rekeying moved it). */
+      EngineChild *old = engine_find_child (ike, MODIKE_DIR_IN, qm->rekey_spi);
 
       if (old != NULL)
         old->rekeyed = TRUE;
     }
-  engine_p2_up (sa, child);
+  engine_p2_up (child->sa, child);
   return TRUE;
 }
 

@@ -355,10 +355,13 @@ EngineChild *
 engine_child_new (ModikeIkeSa *sa)
 {
   EngineChild *c = g_new0 (EngineChild, 1);
+  ModikeIkeSa *now = sa->rekeyed ? sa_current (sa) : NULL;
 
-  c->sa = sa;
+  /* Phase 1 was rekeyed while the Quick Mode ran: the child joins the
+   * others on the new SA (the old one's expiry would take it along). */
+  c->sa = now != NULL ? now : sa;
   c->created_us = sa->ike->env.now_us (sa->ike->env.env);
-  g_ptr_array_add (sa->children, c);
+  g_ptr_array_add (c->sa->children, c);
   return c;
 }
 
@@ -383,14 +386,9 @@ engine_child_free (EngineChild *c)
 EngineChild *
 engine_child_find_spi (ModikeIkeSa *sa, guint32 spi, gboolean outbound)
 {
-  for (guint i = 0; i < sa->children->len; i++)
-    {
-      EngineChild *c = g_ptr_array_index (sa->children, i);
+  EngineChild *c = engine_find_child (sa->ike, outbound ? MODIKE_DIR_OUT : MODIKE_DIR_IN, spi);
 
-      if ((outbound ? c->spi_out : c->spi_in) == spi)
-        return c;
-    }
-  return NULL;
+  return c != NULL && c->sa == sa ? c : NULL;
 }
 
 void
@@ -503,10 +501,7 @@ engine_child_remove (EngineChild *c, gboolean send_delete)
       if (via != NULL)
         {
           /* We announce our inbound SPI, as strongSwan and RFC 2408 peers expect. */
-          spi[0] = c->spi_in >> 24;
-          spi[1] = c->spi_in >> 16;
-          spi[2] = c->spi_in >> 8;
-          spi[3] = c->spi_in;
+          engine_spi_bytes (c->spi_in, spi);
           engine_send_delete (via, MODIKE_PROTO_ESP, spi, sizeof spi);
         }
     }
