@@ -218,8 +218,6 @@ GPtrArray *engine_peer_sas (ModikeIke *ike, const char *peer);
 GPtrArray *engine_sa_peer_sas (ModikeIkeSa *sa);
 /* Among sas, the established SA to use: not being replaced, else the newest. */
 ModikeIkeSa *engine_best_established (GPtrArray *sas, const ModikeIkeSa *except);
-/* engine_best_established over the SAs of the configured peer named peer. */
-ModikeIkeSa *engine_find_established (ModikeIke *ike, const char *peer, const ModikeIkeSa *except);
 gboolean engine_sa_is_first_with_peer (ModikeIkeSa *sa);
 void engine_p1_established (ModikeIkeSa *sa);
 void engine_sa_fail (ModikeIkeSa *sa, const GError *error);

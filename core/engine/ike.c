@@ -352,12 +352,6 @@ engine_find_peer (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *rem
   return best;
 }
 
-ModikeIkeSa *
-engine_find_established (ModikeIke *ike, const char *peer, const ModikeIkeSa *except)
-{
-  return engine_best_established (engine_peer_sas (ike, peer), except);
-}
-
 gboolean
 engine_sa_is_first_with_peer (ModikeIkeSa *sa)
 {

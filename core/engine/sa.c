@@ -733,6 +733,10 @@ engine_p1_established (ModikeIkeSa *sa)
       sa->expire_timer = engine_timer_add (ike, engine_ms_from_s (life), p1_expire_cb, sa);
     }
   engine_auth_established (sa);
+  /* The method's owner failed the SA at once: it never was up for the
+   * plugins (a P1_UP after its P1_DOWN would leave them a freed SA). */
+  if (sa->dead)
+    return;
   modike_registry_emit (ike->registry, MODIKE_EVENT_P1_UP, sa, NULL);
   if (ike->obs.p1_up != NULL)
     ike->obs.p1_up (sa, ike->obs_user);

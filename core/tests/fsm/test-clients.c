@@ -82,7 +82,7 @@ gw_sa_from (Node *gw, const ModikeAddr *addr)
 static ModikeIkeSa *
 client_sa (Node *c)
 {
-  return engine_find_established (c->ike, "gw", NULL);
+  return engine_best_established (engine_peer_sas (c->ike, "gw"), NULL);
 }
 
 typedef struct {

@@ -13,6 +13,8 @@ typedef struct {
   guint16 method;
   GPtrArray *seen;           /* char*: attributes handled, "type:what" */
   gboolean refuse;           /* the handler fails */
+  gboolean fail_sa;          /* established: the SA fails at once */
+  guint p1_up, p1_down;      /* events */
 } FakeAuth;
 
 static void
@@ -24,6 +26,23 @@ fa_established (ModikeIkeSa *sa, guint16 method, gboolean local, gpointer user)
   fa->local = local;
   fa->method = method;
   g_assert_cmpuint (modike_ike_sa_get_auth_method (sa), ==, method);
+  if (fa->fail_sa)
+    {
+      g_autoptr (GError) error = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "no extended authentication");
+
+      modike_ike_sa_fail (sa, error);
+    }
+}
+
+static void
+fa_event (ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child, gpointer user)
+{
+  FakeAuth *fa = user;
+
+  if (ev == MODIKE_EVENT_P1_UP)
+    fa->p1_up++;
+  else
+    fa->p1_down++;
 }
 
 static const ModikePluginDescriptor fake_auth_desc = {
@@ -44,6 +63,8 @@ fake_auth_register (Node *n, FakeAuth *fa)
                                               MODIKE_ROLE_INITIATOR, fa_established, fa, &error));
   g_assert_true (modike_register_auth_method (pl, MODIKE_AUTH_XAUTH_INIT_RSA, "xauth-rsa", MODIKE_AUTH_RSA_SIG,
                                               MODIKE_ROLE_INITIATOR, fa_established, fa, &error));
+  g_assert_true (modike_register_event (pl, MODIKE_EVENT_P1_UP, fa_event, fa, &error));
+  g_assert_true (modike_register_event (pl, MODIKE_EVENT_P1_DOWN, fa_event, fa, &error));
   g_assert_no_error (error);
 }
 
@@ -198,6 +219,32 @@ test_auth_method_refused (void)
   assert_refused_offer (NULL, NULL);
   assert_refused_offer (&fb, NULL);
   g_assert_cmpuint (fb.established, ==, 0);
+}
+
+/* The method's owner fails the SA from its established call: phase 1
+ * never counts as up (no P1_UP after the P1_DOWN, for plugins or the
+ * observer), no Quick Mode starts. */
+static void
+test_auth_method_fail_established (void)
+{
+  Params p = params_default ();
+  FakeAuth fa = { 0 }, fb = { 0 };
+  Node *a, *b;
+  Net *net = auth_pair_new (&p, &fa, &fb, "xauth-psk", "xauth-psk", &a, &b);
+
+  fa.fail_sa = TRUE;
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  net_run (net, 5000, NULL, NULL);
+  g_assert_cmpuint (fa.established, ==, 1);
+  g_assert_cmpuint (a->p1_failed, ==, 1);
+  g_assert_error (a->p1_error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH);
+  g_assert_cmpuint (fa.p1_up, ==, 0);
+  g_assert_cmpuint (a->p1_up, ==, 0);
+  g_assert_cmpuint (a->ike->stats.tx_packets, ==, 4); /* MM1, MM3, MM5, DELETE */
+  assert_no_sas (a);
+  assert_no_sas (b);
+  g_assert_cmpuint (b->p2_failed + b->p2_up, ==, 0);
+  net_free (net);
 }
 
 /* RSA based methods register, but phase 1 cannot run them yet. */
@@ -694,6 +741,7 @@ fsm_add_plugin_result_tests (void)
 {
   g_test_add_func ("/fsm/plugin-results/auth-method", test_auth_method);
   g_test_add_func ("/fsm/plugin-results/auth-method-refused", test_auth_method_refused);
+  g_test_add_func ("/fsm/plugin-results/auth-method-fail-established", test_auth_method_fail_established);
   g_test_add_func ("/fsm/plugin-results/auth-method-rsa", test_auth_method_rsa);
   g_test_add_func ("/fsm/plugin-results/auth-method-rsa-responder", test_auth_method_rsa_responder);
   g_test_add_func ("/fsm/plugin-results/attributes", test_attributes);
