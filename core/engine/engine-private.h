@@ -85,6 +85,7 @@ struct _ModikeIke {
   ModikeSpd *spd;
   ModikeSad *sad;
   GPtrArray *sas;             /* ModikeIkeSa*, live ones */
+  guint half_open;            /* live responder SAs before phase 1 is up (no scan per new SA) */
   GHashTable *by_icookie;     /* guint64 key in the SA -> ModikeIkeSa* */
   GHashTable *by_peer;        /* peer key -> GPtrArray of the SAs of one peer (sa.c) */
   GHashTable *children_in;    /* our inbound SPI -> EngineChild* once up (sa.c) */

@@ -376,21 +376,6 @@ engine_alloc_msgid (ModikeIkeSa *sa)
 
 /* ---- receive ---- */
 
-static guint
-count_half_open (ModikeIke *ike)
-{
-  guint n = 0;
-
-  for (guint i = 0; i < ike->sas->len; i++)
-    {
-      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
-
-      if (sa->role == MODIKE_ROLE_RESPONDER && sa->state != SA_ESTABLISHED && !sa->dead)
-        n++;
-    }
-  return n;
-}
-
 static ModikeIkeSa *
 new_responder_sa (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote, const ModikeHeader *hdr)
 {
@@ -406,7 +391,7 @@ new_responder_sa (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *rem
                   engine_exchange_name (hdr->exchange), modike_addr_format (remote, buf, sizeof buf));
       return NULL;
     }
-  if (count_half_open (ike) >= ENGINE_MAX_HALF_OPEN)
+  if (ike->half_open >= ENGINE_MAX_HALF_OPEN)
     {
       ike->stats.rx_dropped++;
       engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "%s from %s: %u half-open SAs already, dropped",
@@ -422,6 +407,7 @@ new_responder_sa (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *rem
   sa = engine_sa_new (ike, MODIKE_ROLE_RESPONDER, hdr->exchange, &l, remote, peer);
   memcpy (sa->icookie, hdr->icookie, MODIKE_COOKIE_LEN);
   sa_register (ike, sa);
+  ike->half_open++;
   engine_sa_arm_half_open (sa);
   ELOG_INFO (sa, NULL, "%s request from %s", engine_exchange_name (hdr->exchange),
              modike_addr_format (remote, buf, sizeof buf));

@@ -559,6 +559,8 @@ engine_sa_delete (ModikeIkeSa *sa, gboolean send_delete)
       engine_send_delete (sa, MODIKE_PROTO_ISAKMP, spi, sizeof spi);
     }
   sa->dead = TRUE;
+  if (sa->role == MODIKE_ROLE_RESPONDER && !was_up)
+    ike->half_open--;
   engine_timer_cancel (ike, &sa->half_open_timer);
   engine_timer_cancel (ike, &sa->rekey_timer);
   engine_timer_cancel (ike, &sa->expire_timer);
@@ -696,6 +698,8 @@ engine_p1_established (ModikeIkeSa *sa)
   if (sa->dead || sa->state == SA_ESTABLISHED)
     return;
   sa->state = SA_ESTABLISHED;
+  if (sa->role == MODIKE_ROLE_RESPONDER)
+    ike->half_open--;
   sa->established_us = ike->env.now_us (ike->env.env);
   engine_timer_cancel (ike, &sa->half_open_timer);
   ELOG_INFO (sa, NULL, "IKE SA established (%s-%s-%s, %s, %s, life %" G_GUINT64_FORMAT " s)",
