@@ -263,6 +263,9 @@ ModikeExchange *engine_spi_owner (ModikeIke *ike, guint32 spi);
 /* A live exchange (of a live SA with that peer) negotiates for the policy;
  * with initiator_only, one we started. */
 gboolean engine_policy_negotiating (ModikeIke *ike, guint32 spd_id, const char *peer, gboolean initiator_only);
+/* Config reload: the exchanges' policy tags get the new ids (renumber:
+ * old id -> new id); a removed policy leaves its exchanges untagged. */
+void engine_policy_tags_renumber (ModikeIke *ike, GHashTable *renumber);
 /* Drops x's SPI reservations and policy tag (engine_exchange_free). */
 void engine_exchange_release (ModikeExchange *x);
 

@@ -947,8 +947,9 @@ modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error)
     }
   ike->cfg = cfg;
 
-  /* Quick Modes still to start (pending, waiting at the phase-2 gate)
-   * follow their policy by name across the SPD rebuild. */
+  /* Quick Modes still to start (pending, waiting at the phase-2 gate) or
+   * running (their policy tags) follow their policy by name across the
+   * SPD rebuild. */
   entries = modike_spd_entries (ike->spd);
   for (guint i = 0; entries != NULL && i < entries->len; i++)
     {
@@ -1013,6 +1014,7 @@ modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error)
       g_array_set_size (sa->pending_spd, kept);
       engine_gate_renumber (sa, renumber);
     }
+  engine_policy_tags_renumber (ike, renumber);
 
   engine_dp_policies_set (ike);
   engine_adapters_sync_routes (ike, cfg);
