@@ -511,6 +511,21 @@ test_hold_responder (void)
   net_free (net);
 }
 
+/* A holds phase 2 for good; its SA with B is up, one Quick Mode waits. */
+static Net *
+held_one (const Params *p, Node **a, Node **b, TxPlugin **ta, ModikeIkeSa **sa)
+{
+  TxPlugin *tb;
+  Net *net = tx_pair (p, a, b, ta, &tb);
+
+  (*ta)->hold = (*ta)->never_release = TRUE;
+  g_assert_true (modike_ike_initiate ((*a)->ike, "b", NULL));
+  net_run (net, 500, NULL, NULL);
+  *sa = only_sa (*a);
+  g_assert_cmpuint (engine_gate_n_waiting (*sa), ==, 1);
+  return net;
+}
+
 /* A config reload renumbers the policies: the Quick Mode waiting at the
  * gate keeps its policy (an initiate adds none for it) and runs for it on
  * release. */
@@ -519,15 +534,10 @@ test_hold_reload (void)
 {
   Params p = params_default ();
   Node *a, *b;
-  TxPlugin *ta, *tb;
-  Net *net = tx_pair (&p, &a, &b, &ta, &tb);
+  TxPlugin *ta;
   ModikeIkeSa *sa;
+  Net *net = held_one (&p, &a, &b, &ta, &sa);
 
-  ta->hold = ta->never_release = TRUE;
-  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
-  net_run (net, 500, NULL, NULL);
-  sa = only_sa (a);
-  g_assert_cmpuint (engine_gate_n_waiting (sa), ==, 1);
   reload_a (a, &p, "reloaded");
   g_assert_true (only_sa (a) == sa);
   g_assert_cmpuint (engine_gate_n_waiting (sa), ==, 1);
@@ -547,15 +557,10 @@ test_hold_restart (void)
 {
   Params p = params_default ();
   Node *a, *b;
-  TxPlugin *ta, *tb;
-  Net *net = tx_pair (&p, &a, &b, &ta, &tb);
+  TxPlugin *ta;
   ModikeIkeSa *sa;
+  Net *net = held_one (&p, &a, &b, &ta, &sa);
 
-  ta->hold = ta->never_release = TRUE;
-  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
-  net_run (net, 500, NULL, NULL);
-  sa = only_sa (a);
-  g_assert_cmpuint (engine_gate_n_waiting (sa), ==, 1);
   ta->hold = FALSE;
   modike_ike_sa_delete (sa, TRUE);
   net_run (net, 3000, NULL, NULL);
