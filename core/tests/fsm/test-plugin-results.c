@@ -14,6 +14,8 @@ typedef struct {
   GPtrArray *seen;           /* char*: attributes handled, "type:what" */
   gboolean refuse;           /* the handler fails */
   gboolean fail_sa;          /* established: the SA fails at once */
+  gboolean hold;             /* established: phase 2 held */
+  ModikePlugin *plugin;
   guint p1_up, p1_down;      /* events */
 } FakeAuth;
 
@@ -26,6 +28,8 @@ fa_established (ModikeIkeSa *sa, guint16 method, gboolean local, gpointer user)
   fa->local = local;
   fa->method = method;
   g_assert_cmpuint (modike_ike_sa_get_auth_method (sa), ==, method);
+  if (fa->hold)
+    modike_ike_sa_hold_phase2 (sa, fa->plugin);
   if (fa->fail_sa)
     {
       g_autoptr (GError) error = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "no extended authentication");
@@ -59,6 +63,7 @@ fake_auth_register (Node *n, FakeAuth *fa)
   ModikePlugin *pl = modike_registry_add_plugin (n->reg, &fake_auth_desc);
   g_autoptr (GError) error = NULL;
 
+  fa->plugin = pl;
   g_assert_true (modike_register_auth_method (pl, MODIKE_AUTH_XAUTH_INIT_PSK, "xauth-psk", MODIKE_AUTH_PSK,
                                               MODIKE_ROLE_INITIATOR, fa_established, fa, &error));
   g_assert_true (modike_register_auth_method (pl, MODIKE_AUTH_XAUTH_INIT_RSA, "xauth-rsa", MODIKE_AUTH_RSA_SIG,
@@ -244,6 +249,32 @@ test_auth_method_fail_established (void)
   assert_no_sas (a);
   assert_no_sas (b);
   g_assert_cmpuint (b->p2_failed + b->p2_up, ==, 0);
+  net_free (net);
+}
+
+/* The method's owner holds phase 2 from its established call: the Quick
+ * Mode pending on the new SA waits at the gate (nothing is sent) until
+ * the owner releases it. */
+static void
+test_auth_method_hold (void)
+{
+  Params p = params_default ();
+  FakeAuth fa = { 0 }, fb = { 0 };
+  Node *a, *b;
+  Net *net = auth_pair_new (&p, &fa, &fb, "xauth-psk", "xauth-psk", &a, &b);
+  guint64 sent;
+
+  fa.hold = TRUE;
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  net_run (net, 5000, NULL, NULL);
+  g_assert_cmpuint (a->p1_up, ==, 1);
+  g_assert_cmpuint (engine_gate_n_waiting (only_sa (a)), ==, 1);
+  g_assert_cmpuint (a->ike->stats.tx_packets, ==, 3); /* MM1, MM3, MM5 */
+  sent = a->ike->stats.tx_packets;
+  modike_ike_sa_release_phase2 (only_sa (a), fa.plugin);
+  g_assert_true (run_until_up (net, a, b, 1, 5000));
+  g_assert_cmpuint (a->ike->stats.tx_packets, >, sent);
+  assert_no_failures (a, b);
   net_free (net);
 }
 
@@ -742,6 +773,7 @@ fsm_add_plugin_result_tests (void)
   g_test_add_func ("/fsm/plugin-results/auth-method", test_auth_method);
   g_test_add_func ("/fsm/plugin-results/auth-method-refused", test_auth_method_refused);
   g_test_add_func ("/fsm/plugin-results/auth-method-fail-established", test_auth_method_fail_established);
+  g_test_add_func ("/fsm/plugin-results/auth-method-hold", test_auth_method_hold);
   g_test_add_func ("/fsm/plugin-results/auth-method-rsa", test_auth_method_rsa);
   g_test_add_func ("/fsm/plugin-results/auth-method-rsa-responder", test_auth_method_rsa_responder);
   g_test_add_func ("/fsm/plugin-results/attributes", test_attributes);
