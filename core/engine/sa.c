@@ -999,9 +999,10 @@ modike_ike_sa_get_last_inbound (ModikeIkeSa *sa)
 }
 
 /* Phase 1 again with the peer, carrying the policies of the old SA's
- * children (others come with traffic, through acquires). */
+ * children (others come with traffic, through acquires); with replaced, a
+ * successor carries the peer already and only the policies follow. */
 static void
-sa_restart (ModikeIke *ike, const ModikePeerConfig *peer, const char *name, GArray *policies)
+sa_restart (ModikeIke *ike, const ModikePeerConfig *peer, const char *name, GArray *policies, gboolean replaced)
 {
   g_autoptr (GError) error = NULL;
 
@@ -1012,9 +1013,10 @@ sa_restart (ModikeIke *ike, const ModikePeerConfig *peer, const char *name, GArr
                   name != NULL ? name : "?");
       return;
     }
-  engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "peer %s: restarting phase 1 with %u polic%s", peer->name,
-              policies->len, policies->len == 1 ? "y" : "ies");
-  if (policies->len == 0 && engine_start_p1 (ike, peer, &error) == NULL)
+  engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "peer %s: %s with %u polic%s", peer->name,
+              replaced ? "a newer SA carries on" : "restarting phase 1", policies->len,
+              policies->len == 1 ? "y" : "ies");
+  if (policies->len == 0 && !replaced && engine_start_p1 (ike, peer, &error) == NULL)
     engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "peer %s: restart failed: %s", peer->name, error->message);
   for (guint i = 0; i < policies->len; i++)
     if (!modike_ike_initiate_child (ike, g_array_index (policies, guint32, i), &error))
@@ -1044,10 +1046,16 @@ modike_ike_sa_delete (ModikeIkeSa *sa, gboolean restart)
   g_autoptr (GArray) waiting = g_array_new (FALSE, FALSE, sizeof (guint32));
   GHashTableIter it;
   gpointer value;
+  ModikeIkeSa *now;
+  gboolean replaced;
 
   if (sa->dead)
     return;
   engine_enter (ike);
+  /* A successor speaks for the peer already (phase 1 was rekeyed): a new
+   * phase 1 would be one too many. */
+  now = sa_current (sa);
+  replaced = now != NULL && now != sa && !now->rekeyed && now->serial > sa->serial;
   for (guint i = 0; i < sa->children->len; i++)
     add_policy (policies, ((EngineChild *) g_ptr_array_index (sa->children, i))->spd_id);
   for (guint i = 0; i < sa->pending_spd->len; i++)
@@ -1068,7 +1076,7 @@ modike_ike_sa_delete (ModikeIkeSa *sa, gboolean restart)
   ELOG_INFO (sa, NULL, "deleting the IKE SA on a plugin's request%s", restart ? ", then starting again" : "");
   engine_sa_delete (sa, TRUE);
   if (restart)
-    sa_restart (ike, peer, name, policies);
+    sa_restart (ike, peer, name, policies, replaced);
   engine_leave (ike);
 }
 
