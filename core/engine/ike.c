@@ -913,7 +913,10 @@ modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error)
   g_autoptr (GPtrArray) drop = g_ptr_array_new ();
   g_autoptr (GHashTable) old_names = g_hash_table_new_full (NULL, NULL, NULL, g_free);
   g_autoptr (GHashTable) renumber = g_hash_table_new (NULL, NULL);
+  g_autoptr (GHashTable) new_ids = g_hash_table_new (g_str_hash, g_str_equal); /* name -> id, PROTECT */
   g_autoptr (GPtrArray) entries = NULL;
+  GHashTableIter it;
+  gpointer key, value;
 
   g_return_val_if_fail (cfg != NULL, FALSE);
   /* What can fail comes first, before anything of the old config changes:
@@ -963,19 +966,20 @@ modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error)
   for (guint i = 0; cfg->policies != NULL && i < cfg->policies->len; i++)
     modike_spd_add (ike->spd, modike_spd_entry_dup (g_ptr_array_index (cfg->policies, i)));
 
-  /* Children follow their policy by name into the new SPD. */
+  /* Children follow their policy by name into the new SPD, as do the
+   * ids above (renumber: old id -> new id). */
   entries = modike_spd_entries (ike->spd);
   for (guint k = 0; entries != NULL && k < entries->len; k++)
     {
       const ModikeSpdEntry *e = g_ptr_array_index (entries, k);
-      GHashTableIter it;
-      gpointer id, name;
 
-      g_hash_table_iter_init (&it, old_names);
-      while (e->action == MODIKE_SPD_PROTECT && g_hash_table_iter_next (&it, &id, &name))
-        if (g_strcmp0 (name, e->name) == 0)
-          g_hash_table_insert (renumber, id, GUINT_TO_POINTER (e->id));
+      if (e->action == MODIKE_SPD_PROTECT)
+        g_hash_table_insert (new_ids, e->name, GUINT_TO_POINTER (e->id));
     }
+  g_hash_table_iter_init (&it, old_names);
+  while (g_hash_table_iter_next (&it, &key, &value))
+    if (g_hash_table_contains (new_ids, value))
+      g_hash_table_insert (renumber, key, g_hash_table_lookup (new_ids, value));
   for (guint i = 0; i < ike->sas->len; i++)
     {
       ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
@@ -983,17 +987,10 @@ modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error)
       for (guint j = sa->children->len; j-- > 0;)
         {
           EngineChild *c = g_ptr_array_index (sa->children, j);
-          const ModikeSpdEntry *found = NULL;
+          guint32 id = c->policy != NULL ? GPOINTER_TO_UINT (g_hash_table_lookup (new_ids, c->policy)) : 0;
 
-          for (guint k = 0; entries != NULL && k < entries->len; k++)
-            {
-              const ModikeSpdEntry *e = g_ptr_array_index (entries, k);
-
-              if (g_strcmp0 (e->name, c->policy) == 0 && e->action == MODIKE_SPD_PROTECT)
-                found = e;
-            }
-          if (found != NULL)
-            c->spd_id = found->id;
+          if (id != 0)
+            c->spd_id = id;
           else
             engine_child_remove (c, TRUE);
         }
