@@ -757,11 +757,13 @@ engine_adapters_sa_gone (ModikeIkeSa *sa)
   for (guint i = ike->adapters->len; i-- > 0;)
     {
       EngineAdapter *a = g_ptr_array_index (ike->adapters, i);
+      g_autoptr (GPtrArray) sas = NULL;
       ModikeIkeSa *next;
 
       if (a->result_sa != sa)
         continue;
-      next = engine_find_established (ike, sa->peer_name, sa);
+      sas = engine_sa_peer_sas (sa);
+      next = engine_best_established (sas, sa);
       if (next != NULL)
         {
           /* Phase 1 rekeyed: the successor keeps what this SA set up. */

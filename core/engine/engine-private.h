@@ -85,6 +85,7 @@ struct _ModikeIke {
   ModikeSpd *spd;
   ModikeSad *sad;
   GPtrArray *sas;             /* ModikeIkeSa*, live ones */
+  guint half_open;            /* live responder SAs before phase 1 is up (no scan per new SA) */
   GHashTable *by_icookie;     /* guint64 key in the SA -> ModikeIkeSa* */
   GHashTable *by_peer;        /* peer key -> GPtrArray of the SAs of one peer (sa.c) */
   GHashTable *children_in;    /* our inbound SPI -> EngineChild* once up (sa.c) */
@@ -218,8 +219,6 @@ GPtrArray *engine_peer_sas (ModikeIke *ike, const char *peer);
 GPtrArray *engine_sa_peer_sas (ModikeIkeSa *sa);
 /* Among sas, the established SA to use: not being replaced, else the newest. */
 ModikeIkeSa *engine_best_established (GPtrArray *sas, const ModikeIkeSa *except);
-/* engine_best_established over the SAs of the configured peer named peer. */
-ModikeIkeSa *engine_find_established (ModikeIke *ike, const char *peer, const ModikeIkeSa *except);
 gboolean engine_sa_is_first_with_peer (ModikeIkeSa *sa);
 void engine_p1_established (ModikeIkeSa *sa);
 void engine_sa_fail (ModikeIkeSa *sa, const GError *error);
@@ -242,12 +241,14 @@ void engine_sa_timers_clear (ModikeIkeSa *sa);
 void engine_sa_set_peer (ModikeIkeSa *sa, const ModikePeerConfig *peer);
 /* The half-open timeout of a phase 1 that is not established yet. */
 void engine_sa_arm_half_open (ModikeIkeSa *sa);
+/* A child of sa, or of its successor when phase 1 was rekeyed meanwhile. */
 EngineChild *engine_child_new (ModikeIkeSa *sa);
 void engine_child_free (EngineChild *c);
 void engine_child_arm_timers (EngineChild *c);
 /* Removes the child's SAD entries, emits P2_DOWN, optionally sends DELETE,
  * and frees it. */
 void engine_child_remove (EngineChild *c, gboolean send_delete);
+/* sa's child (up) with that SPI: engine_find_child limited to sa. */
 EngineChild *engine_child_find_spi (ModikeIkeSa *sa, guint32 spi, gboolean outbound);
 /* Every child of from moves to to (phase 1 rekeying), in time linear in their number. */
 void engine_children_move (ModikeIkeSa *from, ModikeIkeSa *to);
@@ -262,6 +263,9 @@ ModikeExchange *engine_spi_owner (ModikeIke *ike, guint32 spi);
 /* A live exchange (of a live SA with that peer) negotiates for the policy;
  * with initiator_only, one we started. */
 gboolean engine_policy_negotiating (ModikeIke *ike, guint32 spd_id, const char *peer, gboolean initiator_only);
+/* Config reload: the exchanges' policy tags get the new ids (renumber:
+ * old id -> new id); a removed policy leaves its exchanges untagged. */
+void engine_policy_tags_renumber (ModikeIke *ike, GHashTable *renumber);
 /* Drops x's SPI reservations and policy tag (engine_exchange_free). */
 void engine_exchange_release (ModikeExchange *x);
 
@@ -447,6 +451,11 @@ gboolean engine_gate_queue_qm (ModikeIkeSa *sa, guint32 spd_id, guint32 rekey_sp
  * with an error when full. */
 gboolean engine_gate_add_peer (ModikeExchange *x, GError **error);
 gboolean engine_gate_waits_for (const ModikeIkeSa *sa, guint32 spd_id);
+/* Config reload: the policies of our waiting Quick Modes get their new
+ * ids (renumber: old id -> new id); one whose policy is gone is dropped. */
+void engine_gate_renumber (ModikeIkeSa *sa, GHashTable *renumber);
+/* Appends the policies of our waiting Quick Modes to out (guint32). */
+void engine_gate_policies (const ModikeIkeSa *sa, GArray *out);
 guint engine_gate_n_waiting (const ModikeIkeSa *sa);
 void engine_gate_free (ModikeIkeSa *sa);
 
@@ -494,7 +503,9 @@ void engine_adapters_destroy_all (ModikeIke *ike);
  * family 0 (any) covers both families. A new GArray of ModikePrefix. */
 GArray *engine_range_to_prefixes (const ModikeAddrRange *r, const ModikeAddr *except);
 /* The SA is gone (deleted, expired, failed): its result (sa-result.h)
- * moves to an established SA with the same peer, else it is taken down. */
+ * moves to an established SA with the same peer (for a client of a
+ * responder-only entry: of that client), else it is taken down. Called
+ * while sa is dead but still filed under its peer key. */
 void engine_adapters_sa_gone (ModikeIkeSa *sa);
 
 /* ---- plugin auth methods (auth-method.c) ---- */

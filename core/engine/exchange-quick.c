@@ -394,6 +394,13 @@ install (ModikeExchange *x, QmData *qm, GError **error)
   guint64 life = qm->choice.life_s != 0 ? qm->choice.life_s : ENGINE_DEFAULT_P2_LIFE;
   EngineChild *child;
 
+  /* The tag follows the policy across reloads; none: it was removed. */
+  qm->spd_id = modike_exchange_get_policy (x);
+  if (qm->spd_id == 0)
+    {
+      engine_fail (x, 0, MODIKE_IKE_ERROR_FAILED, error, "policy %s was removed by a reload", qm->policy->name);
+      return FALSE;
+    }
   for (int dir = MODIKE_DIR_IN; dir <= MODIKE_DIR_OUT; dir++)
     {
       guint32 spi = dir == MODIKE_DIR_IN ? qm->spi_in : qm->spi_out;
@@ -465,13 +472,14 @@ install (ModikeExchange *x, QmData *qm, GError **error)
   child->choice.life_s = life;
   if (qm->rekey_spi != 0)
     {
-      /* The old child stays until its hard expiry. */
-      EngineChild *old = engine_child_find_spi (sa, qm->rekey_spi, FALSE);
+      /* The old child stays until its hard expiry (wherever phase 1
+       * rekeying moved it). */
+      EngineChild *old = engine_find_child (ike, MODIKE_DIR_IN, qm->rekey_spi);
 
       if (old != NULL)
         old->rekeyed = TRUE;
     }
-  engine_p2_up (sa, child);
+  engine_p2_up (child->sa, child);
   return TRUE;
 }
 

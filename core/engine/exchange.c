@@ -802,6 +802,8 @@ park (ModikeExchange *x, const ModikeFsmRow *row, ModikeMessage *msg)
       engine_exchange_discard (x);
       return;
     }
+  /* Authentic: it counts as the peer's traffic while it waits. */
+  x->sa->last_rx_us = x->sa->ike->env.now_us (x->sa->ike->env.env);
   x->parked = TRUE;
   x->suspended = TRUE;
   x->susp_row = row;

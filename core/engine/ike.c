@@ -352,12 +352,6 @@ engine_find_peer (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *rem
   return best;
 }
 
-ModikeIkeSa *
-engine_find_established (ModikeIke *ike, const char *peer, const ModikeIkeSa *except)
-{
-  return engine_best_established (engine_peer_sas (ike, peer), except);
-}
-
 gboolean
 engine_sa_is_first_with_peer (ModikeIkeSa *sa)
 {
@@ -382,21 +376,6 @@ engine_alloc_msgid (ModikeIkeSa *sa)
 
 /* ---- receive ---- */
 
-static guint
-count_half_open (ModikeIke *ike)
-{
-  guint n = 0;
-
-  for (guint i = 0; i < ike->sas->len; i++)
-    {
-      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
-
-      if (sa->role == MODIKE_ROLE_RESPONDER && sa->state != SA_ESTABLISHED && !sa->dead)
-        n++;
-    }
-  return n;
-}
-
 static ModikeIkeSa *
 new_responder_sa (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote, const ModikeHeader *hdr)
 {
@@ -412,7 +391,7 @@ new_responder_sa (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *rem
                   engine_exchange_name (hdr->exchange), modike_addr_format (remote, buf, sizeof buf));
       return NULL;
     }
-  if (count_half_open (ike) >= ENGINE_MAX_HALF_OPEN)
+  if (ike->half_open >= ENGINE_MAX_HALF_OPEN)
     {
       ike->stats.rx_dropped++;
       engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "%s from %s: %u half-open SAs already, dropped",
@@ -428,6 +407,7 @@ new_responder_sa (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *rem
   sa = engine_sa_new (ike, MODIKE_ROLE_RESPONDER, hdr->exchange, &l, remote, peer);
   memcpy (sa->icookie, hdr->icookie, MODIKE_COOKIE_LEN);
   sa_register (ike, sa);
+  ike->half_open++;
   engine_sa_arm_half_open (sa);
   ELOG_INFO (sa, NULL, "%s request from %s", engine_exchange_name (hdr->exchange),
              modike_addr_format (remote, buf, sizeof buf));
@@ -931,8 +911,12 @@ gboolean
 modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error)
 {
   g_autoptr (GPtrArray) drop = g_ptr_array_new ();
-  g_autoptr (GPtrArray) pending_names = g_ptr_array_new ();
+  g_autoptr (GHashTable) old_names = g_hash_table_new_full (NULL, NULL, NULL, g_free);
+  g_autoptr (GHashTable) renumber = g_hash_table_new (NULL, NULL);
+  g_autoptr (GHashTable) new_ids = g_hash_table_new (g_str_hash, g_str_equal); /* name -> id, PROTECT */
   g_autoptr (GPtrArray) entries = NULL;
+  GHashTableIter it;
+  gpointer key, value;
 
   g_return_val_if_fail (cfg != NULL, FALSE);
   /* What can fail comes first, before anything of the old config changes:
@@ -966,27 +950,36 @@ modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error)
     }
   ike->cfg = cfg;
 
-  /* Pending Quick Modes name their policy across the SPD rebuild. */
-  for (guint i = 0; i < ike->sas->len; i++)
+  /* Quick Modes still to start (pending, waiting at the phase-2 gate) or
+   * running (their policy tags) follow their policy by name across the
+   * SPD rebuild. */
+  entries = modike_spd_entries (ike->spd);
+  for (guint i = 0; entries != NULL && i < entries->len; i++)
     {
-      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
+      const ModikeSpdEntry *e = g_ptr_array_index (entries, i);
 
-      for (guint j = 0; j < sa->pending_spd->len; j++)
-        {
-          const ModikeSpdEntry *e = modike_spd_get (ike->spd, g_array_index (sa->pending_spd, guint32, j));
-
-          g_ptr_array_add (pending_names, sa);
-          g_ptr_array_add (pending_names, g_strdup (e != NULL ? e->name : ""));
-        }
-      g_array_set_size (sa->pending_spd, 0);
+      g_hash_table_insert (old_names, GUINT_TO_POINTER (e->id), g_strdup (e->name));
     }
+  g_clear_pointer (&entries, g_ptr_array_unref);
 
   modike_spd_clear (ike->spd);
   for (guint i = 0; cfg->policies != NULL && i < cfg->policies->len; i++)
     modike_spd_add (ike->spd, modike_spd_entry_dup (g_ptr_array_index (cfg->policies, i)));
 
-  /* Children follow their policy by name into the new SPD. */
+  /* Children follow their policy by name into the new SPD, as do the
+   * ids above (renumber: old id -> new id). */
   entries = modike_spd_entries (ike->spd);
+  for (guint k = 0; entries != NULL && k < entries->len; k++)
+    {
+      const ModikeSpdEntry *e = g_ptr_array_index (entries, k);
+
+      if (e->action == MODIKE_SPD_PROTECT)
+        g_hash_table_insert (new_ids, e->name, GUINT_TO_POINTER (e->id));
+    }
+  g_hash_table_iter_init (&it, old_names);
+  while (g_hash_table_iter_next (&it, &key, &value))
+    if (g_hash_table_contains (new_ids, value))
+      g_hash_table_insert (renumber, key, g_hash_table_lookup (new_ids, value));
   for (guint i = 0; i < ike->sas->len; i++)
     {
       ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
@@ -994,38 +987,31 @@ modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error)
       for (guint j = sa->children->len; j-- > 0;)
         {
           EngineChild *c = g_ptr_array_index (sa->children, j);
-          const ModikeSpdEntry *found = NULL;
+          guint32 id = c->policy != NULL ? GPOINTER_TO_UINT (g_hash_table_lookup (new_ids, c->policy)) : 0;
 
-          for (guint k = 0; entries != NULL && k < entries->len; k++)
-            {
-              const ModikeSpdEntry *e = g_ptr_array_index (entries, k);
-
-              if (g_strcmp0 (e->name, c->policy) == 0 && e->action == MODIKE_SPD_PROTECT)
-                found = e;
-            }
-          if (found != NULL)
-            c->spd_id = found->id;
+          if (id != 0)
+            c->spd_id = id;
           else
             engine_child_remove (c, TRUE);
         }
     }
-  for (guint i = 0; i + 1 < pending_names->len; i += 2)
+  for (guint i = 0; i < ike->sas->len; i++)
     {
-      ModikeIkeSa *sa = g_ptr_array_index (pending_names, i);
-      const char *name = g_ptr_array_index (pending_names, i + 1);
+      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
+      guint kept = 0;
 
-      for (guint k = 0; entries != NULL && k < entries->len; k++)
+      for (guint j = 0; j < sa->pending_spd->len; j++)
         {
-          const ModikeSpdEntry *e = g_ptr_array_index (entries, k);
+          guint32 id = GPOINTER_TO_UINT (
+            g_hash_table_lookup (renumber, GUINT_TO_POINTER (g_array_index (sa->pending_spd, guint32, j))));
 
-          if (g_strcmp0 (e->name, name) == 0 && e->action == MODIKE_SPD_PROTECT)
-            {
-              g_array_append_val (sa->pending_spd, e->id);
-              break;
-            }
+          if (id != 0)
+            g_array_index (sa->pending_spd, guint32, kept++) = id;
         }
-      g_free (g_ptr_array_index (pending_names, i + 1));
+      g_array_set_size (sa->pending_spd, kept);
+      engine_gate_renumber (sa, renumber);
     }
+  engine_policy_tags_renumber (ike, renumber);
 
   engine_dp_policies_set (ike);
   engine_adapters_sync_routes (ike, cfg);

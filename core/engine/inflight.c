@@ -115,6 +115,30 @@ engine_policy_negotiating (ModikeIke *ike, guint32 spd_id, const char *peer, gbo
 }
 
 void
+engine_policy_tags_renumber (ModikeIke *ike, GHashTable *renumber)
+{
+  g_autoptr (GHashTable) old = g_steal_pointer (&ike->policy_xs);
+  GHashTableIter it;
+  gpointer key, value;
+
+  ike->policy_xs = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, (GDestroyNotify) g_ptr_array_unref);
+  g_hash_table_iter_init (&it, old);
+  while (g_hash_table_iter_next (&it, &key, &value))
+    {
+      guint32 id = GPOINTER_TO_UINT (g_hash_table_lookup (renumber, key));
+      GPtrArray *xs = value;
+
+      for (guint i = 0; i < xs->len; i++)
+        {
+          ModikeExchange *x = g_ptr_array_index (xs, i);
+
+          x->spd_id = 0;
+          modike_exchange_set_policy (x, id);
+        }
+    }
+}
+
+void
 engine_exchange_release (ModikeExchange *x)
 {
   ModikeIke *ike = x->sa->ike;

@@ -71,6 +71,47 @@ engine_gate_waits_for (const ModikeIkeSa *sa, guint32 spd_id)
   return FALSE;
 }
 
+static void arm_expire (ModikeIkeSa *sa);
+
+void
+engine_gate_renumber (ModikeIkeSa *sa, GHashTable *renumber)
+{
+  guint kept = 0;
+
+  for (guint i = 0; sa->gate != NULL && i < sa->gate->waiting->len; i++)
+    {
+      GateItem it = g_array_index (sa->gate->waiting, GateItem, i);
+
+      if (it.x == NULL)
+        {
+          it.spd_id = GPOINTER_TO_UINT (g_hash_table_lookup (renumber, GUINT_TO_POINTER (it.spd_id)));
+          if (it.spd_id == 0)
+            {
+              ELOG_INFO (sa, NULL, "a Quick Mode waiting at the phase-2 gate lost its policy to a reload");
+              continue;
+            }
+        }
+      g_array_index (sa->gate->waiting, GateItem, kept++) = it;
+    }
+  if (sa->gate != NULL && kept != sa->gate->waiting->len)
+    {
+      g_array_set_size (sa->gate->waiting, kept);
+      arm_expire (sa);
+    }
+}
+
+void
+engine_gate_policies (const ModikeIkeSa *sa, GArray *out)
+{
+  for (guint i = 0; sa->gate != NULL && i < sa->gate->waiting->len; i++)
+    {
+      const GateItem *it = &g_array_index (sa->gate->waiting, GateItem, i);
+
+      if (it->x == NULL)
+        g_array_append_val (out, it->spd_id);
+    }
+}
+
 /* A bound from the peer's options (phase2.hold-queue, phase2.hold-timeout). */
 static guint
 bound (ModikeIkeSa *sa, const char *key, guint def)

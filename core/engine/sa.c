@@ -355,10 +355,13 @@ EngineChild *
 engine_child_new (ModikeIkeSa *sa)
 {
   EngineChild *c = g_new0 (EngineChild, 1);
+  ModikeIkeSa *now = sa->rekeyed ? sa_current (sa) : NULL;
 
-  c->sa = sa;
+  /* Phase 1 was rekeyed while the Quick Mode ran: the child joins the
+   * others on the new SA (the old one's expiry would take it along). */
+  c->sa = now != NULL ? now : sa;
   c->created_us = sa->ike->env.now_us (sa->ike->env.env);
-  g_ptr_array_add (sa->children, c);
+  g_ptr_array_add (c->sa->children, c);
   return c;
 }
 
@@ -383,14 +386,9 @@ engine_child_free (EngineChild *c)
 EngineChild *
 engine_child_find_spi (ModikeIkeSa *sa, guint32 spi, gboolean outbound)
 {
-  for (guint i = 0; i < sa->children->len; i++)
-    {
-      EngineChild *c = g_ptr_array_index (sa->children, i);
+  EngineChild *c = engine_find_child (sa->ike, outbound ? MODIKE_DIR_OUT : MODIKE_DIR_IN, spi);
 
-      if ((outbound ? c->spi_out : c->spi_in) == spi)
-        return c;
-    }
-  return NULL;
+  return c != NULL && c->sa == sa ? c : NULL;
 }
 
 void
@@ -503,10 +501,7 @@ engine_child_remove (EngineChild *c, gboolean send_delete)
       if (via != NULL)
         {
           /* We announce our inbound SPI, as strongSwan and RFC 2408 peers expect. */
-          spi[0] = c->spi_in >> 24;
-          spi[1] = c->spi_in >> 16;
-          spi[2] = c->spi_in >> 8;
-          spi[3] = c->spi_in;
+          engine_spi_bytes (c->spi_in, spi);
           engine_send_delete (via, MODIKE_PROTO_ESP, spi, sizeof spi);
         }
     }
@@ -564,6 +559,8 @@ engine_sa_delete (ModikeIkeSa *sa, gboolean send_delete)
       engine_send_delete (sa, MODIKE_PROTO_ISAKMP, spi, sizeof spi);
     }
   sa->dead = TRUE;
+  if (sa->role == MODIKE_ROLE_RESPONDER && !was_up)
+    ike->half_open--;
   engine_timer_cancel (ike, &sa->half_open_timer);
   engine_timer_cancel (ike, &sa->rekey_timer);
   engine_timer_cancel (ike, &sa->expire_timer);
@@ -571,10 +568,12 @@ engine_sa_delete (ModikeIkeSa *sa, gboolean send_delete)
   cancel_exchanges (sa);
   if (g_hash_table_lookup (ike->by_icookie, &sa->icookie_key) == sa)
     g_hash_table_remove (ike->by_icookie, &sa->icookie_key);
+  /* While sa is still filed with its peer: a result moves only to an SA
+   * of the same peer (for a client, the client's own). */
+  engine_adapters_sa_gone (sa);
   sa_unindex (sa);
   g_ptr_array_remove (ike->sas, sa);
   g_ptr_array_add (ike->dead_sas, sa);
-  engine_adapters_sa_gone (sa);
   ELOG_INFO (sa, NULL, "IKE SA removed");
   if (was_up)
     {
@@ -699,6 +698,8 @@ engine_p1_established (ModikeIkeSa *sa)
   if (sa->dead || sa->state == SA_ESTABLISHED)
     return;
   sa->state = SA_ESTABLISHED;
+  if (sa->role == MODIKE_ROLE_RESPONDER)
+    ike->half_open--;
   sa->established_us = ike->env.now_us (ike->env.env);
   engine_timer_cancel (ike, &sa->half_open_timer);
   ELOG_INFO (sa, NULL, "IKE SA established (%s-%s-%s, %s, %s, life %" G_GUINT64_FORMAT " s)",
@@ -736,6 +737,10 @@ engine_p1_established (ModikeIkeSa *sa)
       sa->expire_timer = engine_timer_add (ike, engine_ms_from_s (life), p1_expire_cb, sa);
     }
   engine_auth_established (sa);
+  /* The method's owner failed the SA at once: it never was up for the
+   * plugins (a P1_UP after its P1_DOWN would leave them a freed SA). */
+  if (sa->dead)
+    return;
   modike_registry_emit (ike->registry, MODIKE_EVENT_P1_UP, sa, NULL);
   if (ike->obs.p1_up != NULL)
     ike->obs.p1_up (sa, ike->obs_user);
@@ -994,9 +999,10 @@ modike_ike_sa_get_last_inbound (ModikeIkeSa *sa)
 }
 
 /* Phase 1 again with the peer, carrying the policies of the old SA's
- * children (others come with traffic, through acquires). */
+ * children (others come with traffic, through acquires); with replaced, a
+ * successor carries the peer already and only the policies follow. */
 static void
-sa_restart (ModikeIke *ike, const ModikePeerConfig *peer, const char *name, GArray *policies)
+sa_restart (ModikeIke *ike, const ModikePeerConfig *peer, const char *name, GArray *policies, gboolean replaced)
 {
   g_autoptr (GError) error = NULL;
 
@@ -1007,9 +1013,10 @@ sa_restart (ModikeIke *ike, const ModikePeerConfig *peer, const char *name, GArr
                   name != NULL ? name : "?");
       return;
     }
-  engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "peer %s: restarting phase 1 with %u polic%s", peer->name,
-              policies->len, policies->len == 1 ? "y" : "ies");
-  if (policies->len == 0 && engine_start_p1 (ike, peer, &error) == NULL)
+  engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "peer %s: %s with %u polic%s", peer->name,
+              replaced ? "a newer SA carries on" : "restarting phase 1", policies->len,
+              policies->len == 1 ? "y" : "ies");
+  if (policies->len == 0 && !replaced && engine_start_p1 (ike, peer, &error) == NULL)
     engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "peer %s: restart failed: %s", peer->name, error->message);
   for (guint i = 0; i < policies->len; i++)
     if (!modike_ike_initiate_child (ike, g_array_index (policies, guint32, i), &error))
@@ -1036,18 +1043,40 @@ modike_ike_sa_delete (ModikeIkeSa *sa, gboolean restart)
   const ModikePeerConfig *peer = sa->peer;
   g_autofree char *name = g_strdup (sa->peer_name);
   g_autoptr (GArray) policies = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autoptr (GArray) waiting = g_array_new (FALSE, FALSE, sizeof (guint32));
+  GHashTableIter it;
+  gpointer value;
+  ModikeIkeSa *now;
+  gboolean replaced;
 
   if (sa->dead)
     return;
   engine_enter (ike);
+  /* A successor speaks for the peer already (phase 1 was rekeyed): a new
+   * phase 1 would be one too many. */
+  now = sa_current (sa);
+  replaced = now != NULL && now != sa && !now->rekeyed && now->serial > sa->serial;
   for (guint i = 0; i < sa->children->len; i++)
     add_policy (policies, ((EngineChild *) g_ptr_array_index (sa->children, i))->spd_id);
   for (guint i = 0; i < sa->pending_spd->len; i++)
     add_policy (policies, g_array_index (sa->pending_spd, guint32, i));
+  /* Quick Modes waiting at the phase-2 gate or running: the plugin that
+   * held phase 2 (a failed extended authentication) retries with them. */
+  engine_gate_policies (sa, waiting);
+  for (guint i = 0; i < waiting->len; i++)
+    add_policy (policies, g_array_index (waiting, guint32, i));
+  g_hash_table_iter_init (&it, sa->exchanges);
+  while (g_hash_table_iter_next (&it, NULL, &value))
+    {
+      const ModikeExchange *x = value;
+
+      if (!x->done && !x->dead && x->role == MODIKE_ROLE_INITIATOR && x->spd_id != 0)
+        add_policy (policies, x->spd_id);
+    }
   ELOG_INFO (sa, NULL, "deleting the IKE SA on a plugin's request%s", restart ? ", then starting again" : "");
   engine_sa_delete (sa, TRUE);
   if (restart)
-    sa_restart (ike, peer, name, policies);
+    sa_restart (ike, peer, name, policies, replaced);
   engine_leave (ike);
 }
 

@@ -406,6 +406,16 @@ log_has (GPtrArray *log, const char *line)
   return FALSE;
 }
 
+guint
+log_count (GPtrArray *log, guint from, const char *prefix)
+{
+  guint n = 0;
+
+  for (guint i = from; i < log->len; i++)
+    n += g_str_has_prefix (g_ptr_array_index (log, i), prefix);
+  return n;
+}
+
 /* The log from `from` on equals `want` (NULL-terminated), in order. */
 void
 assert_log (GPtrArray *log, guint from, const char *const *want)

@@ -145,6 +145,8 @@ void fake_os_register (Node *n, FakeOs *os);
  * before the config is applied. */
 Net *dp_pair_new (const Params *p, FakeDp *dpa, FakeDp *dpb, FakeOs *osa, Node **a, Node **b);
 gboolean log_has (GPtrArray *log, const char *line);
+/* Lines of the log from `from` on that start with prefix. */
+guint log_count (GPtrArray *log, guint from, const char *prefix);
 /* The log from `from` on equals `want` (NULL-terminated), in order. */
 void assert_log (GPtrArray *log, guint from, const char *const *want);
 

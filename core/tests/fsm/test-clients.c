@@ -82,7 +82,7 @@ gw_sa_from (Node *gw, const ModikeAddr *addr)
 static ModikeIkeSa *
 client_sa (Node *c)
 {
-  return engine_find_established (c->ike, "gw", NULL);
+  return engine_best_established (engine_peer_sas (c->ike, "gw"), NULL);
 }
 
 typedef struct {
@@ -502,6 +502,61 @@ test_many (void)
   net_free (net);
 }
 
+/* A result the gateway set on c1's SA (a virtual adapter for the client)
+ * moves to c1's new SA when c1 rekeys phase 1, and to no other client's:
+ * it goes when c1's last SA goes, while c2's SA stays up. */
+static void
+test_result_successor (void)
+{
+  g_autoptr (GPtrArray) log = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (ModikeSaResult) r = modike_sa_result_new ();
+  g_autoptr (GError) error = NULL;
+  FakeDp dp;
+  FakeOs os = { 0 };
+  Net *net = net_new ();
+  Node *gw, *c1, *c2;
+  ModikeIkeSa *old1;
+  ModikePrefix pfx;
+  guint mark;
+
+  fake_dp_init (&dp, log);
+  os.log = log;
+  gw = node_alloc (net, "gw", GW_ADDR);
+  fake_dp_register (gw, &dp);
+  fake_os_register (gw, &os);
+  node_configure (gw, gw_xml);
+  c1 = client_new (net, "c1", "192.0.2.11", "c1.example", 1, 1);
+  c2 = client_new (net, "c2", "192.0.2.12", "c2.example", 2, 1);
+  connect_client (net, gw, c1, 1);
+  connect_client (net, gw, c2, 1);
+  old1 = only_sa (c1);
+  g_assert_true (modike_prefix_parse ("10.99.0.11/32", &pfx, NULL));
+  modike_sa_result_add_address (r, &pfx);
+  g_assert_true (modike_ike_sa_set_result (gw_sa_for (gw, old1), r, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (os.live, ==, 1);
+
+  /* c1 rekeys phase 1, then its old SA expires (a DELETE to the gateway). */
+  mark = log->len;
+  net_fire_now (net, old1->rekey_timer);
+  g_assert_true (net_run (net, 30000, pred_counts, &(UpCounts){ gw, 3, 2 }));
+  net_fire_now (net, old1->expire_timer);
+  net_run (net, 1000, NULL, NULL);
+  g_assert_cmpuint (gw->deleted, ==, 1);
+  check_client (gw, c1, 1);
+  g_assert_cmpuint (log_count (log, mark, "destroy"), ==, 0);
+  g_assert_cmpuint (os.live, ==, 1);
+
+  /* c1 goes: the result goes with it, c2 up or not. */
+  modike_ike_terminate (c1->ike, "gw");
+  net_run (net, 1000, NULL, NULL);
+  check_client (gw, c2, 1);
+  g_assert_true (log_has (log, "destroy modike0"));
+  g_assert_cmpuint (os.live, ==, 0);
+  net_free (net);
+  fake_dp_clear (&dp);
+}
+
 void
 fsm_add_client_tests (void)
 {
@@ -510,4 +565,5 @@ fsm_add_client_tests (void)
   g_test_add_func ("/fsm/clients/nat-move", test_nat_move);
   g_test_add_func ("/fsm/clients/no-initiate", test_no_initiate);
   g_test_add_func ("/fsm/clients/many", test_many);
+  g_test_add_func ("/fsm/clients/result-successor", test_result_successor);
 }

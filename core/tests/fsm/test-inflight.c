@@ -139,10 +139,56 @@ test_installed (void)
   net_free (net);
 }
 
+/* The policy ids change with a reload while a Quick Mode runs: its tag
+ * follows the policy (an acquire for it is still busy) and the child it
+ * installs names the new id, at both the engine and the SAD. */
+static void
+test_reload_in_flight (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  Net *net = pair_new (&p, &a, &b);
+  ModikeExchange *x = NULL;
+  ModikeIkeSa *sa;
+  guint32 old_id, new_id;
+  EngineChild *c;
+
+  net->filter = filter_quick_to;
+  net->filter_user = b;
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  net_run (net, 500, NULL, NULL);
+  sa = only_sa (a);
+  g_assert_cmpuint (count_quick (sa, &x), ==, 1);
+  old_id = modike_exchange_get_policy (x);
+  reload_a (a, &p, "reloaded");
+  g_assert_true (only_sa (a) == sa);
+  {
+    g_autoptr (GPtrArray) entries = modike_spd_entries (modike_ike_get_spd (a->ike));
+
+    g_assert_cmpuint (entries->len, ==, 1);
+    new_id = ((const ModikeSpdEntry *) g_ptr_array_index (entries, 0))->id;
+  }
+  g_assert_cmpuint (new_id, !=, old_id);
+  g_assert_cmpuint (modike_exchange_get_policy (x), ==, new_id);
+  g_assert_true (engine_policy_negotiating (a->ike, new_id, "b", TRUE));
+  engine_acquire (a->ike, new_id, NULL);
+  g_assert_cmpuint (count_quick (sa, &x), ==, 1);
+  /* Quick Mode gets through on A's retransmission. */
+  net->filter = NULL;
+  g_assert_true (run_until_up (net, a, b, 1, 10000));
+  c = g_ptr_array_index (sa->children, 0);
+  g_assert_cmpuint (c->spd_id, ==, new_id);
+  g_assert_cmpuint (modike_sad_lookup (modike_ike_get_sad (a->ike), MODIKE_DIR_IN, c->spi_in)->spd_id, ==, new_id);
+  g_assert_cmpuint (modike_sad_lookup (modike_ike_get_sad (a->ike), MODIKE_DIR_OUT, c->spi_out)->spd_id, ==, new_id);
+  assert_no_failures (a, b);
+  net_free (net);
+}
+
 void
 fsm_add_inflight_tests (void)
 {
   g_test_add_data_func ("/fsm/inflight/quick-mode/spi-named", GINT_TO_POINTER (TRUE), test_quick_in_flight);
   g_test_add_data_func ("/fsm/inflight/quick-mode/no-spi", GINT_TO_POINTER (FALSE), test_quick_in_flight);
   g_test_add_func ("/fsm/inflight/installed", test_installed);
+  g_test_add_func ("/fsm/inflight/reload", test_reload_in_flight);
 }

@@ -104,8 +104,9 @@ test_lifetimes (void)
     g_assert_false (g_hash_table_contains (old_spis,
                                            GUINT_TO_POINTER (((ModikeSadEntry *) g_ptr_array_index (now, i))->spi)));
 
-  /* Phase 1 rekeys at 170-180 s; the old SA goes at 200 s. */
-  net_run (net, 150000, NULL, NULL);
+  /* Phase 1 rekeys at 170-180 s; the old SA goes at 200 s. Checked at
+   * 250 s: the third child rekey comes at 255 s at the earliest. */
+  net_run (net, 145000, NULL, NULL);
   g_assert_cmpuint (a->p1_up, ==, 2);
   g_assert_cmpuint (b->p1_up, ==, 2);
   assert_no_failures (a, b);
@@ -337,6 +338,47 @@ test_simultaneous (void)
   net_free (net);
 }
 
+/* A child rekey whose Quick Mode ends after phase 1 was rekeyed (its
+ * first message lost, retransmitted): the new child joins the new IKE SA
+ * with the others, and the old SA's expiry does not take it along. */
+static void
+test_child_rekey_across_p1_rekey (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  Net *net = pair_up (&p, &a, &b, 1);
+  ModikeIkeSa *old = only_sa (a);
+  EngineChild *c = g_ptr_array_index (old->children, 0);
+  guint32 old_in = c->spi_in;
+  g_autoptr (GError) error = NULL;
+
+  g_hash_table_add (net->drop, GUINT_TO_POINTER (net->sent + 1));
+  engine_enter (a->ike);
+  g_assert_true (engine_child_rekey (c, &error));
+  engine_leave (a->ike);
+  g_assert_no_error (error);
+  net_fire_now (net, old->rekey_timer);
+  net_run (net, 300, NULL, NULL);
+  g_assert_cmpuint (a->p1_up, ==, 2);
+  g_assert_cmpuint (a->p2_up, ==, 1);
+  g_assert_true (old->rekeyed);
+  net_run (net, 3000, NULL, NULL);
+  g_assert_cmpuint (a->p2_up, ==, 2);
+  g_assert_cmpuint (b->p2_up, ==, 2);
+  g_assert_cmpuint (old->children->len, ==, 0);
+  net_fire_now (net, old->expire_timer);
+  net_run (net, 1000, NULL, NULL);
+  g_assert_cmpuint (modike_ike_count_sas (a->ike, FALSE), ==, 1);
+  g_assert_cmpuint (modike_ike_count_sas (b->ike, FALSE), ==, 1);
+  g_assert_cmpuint (only_sa (a)->children->len, ==, 2);
+  g_assert_cmpuint (only_sa (b)->children->len, ==, 2);
+  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (a->ike)), ==, 4);
+  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (b->ike)), ==, 4);
+  g_assert_true (engine_find_child (a->ike, MODIKE_DIR_IN, old_in)->rekeyed);
+  assert_no_failures (a, b);
+  net_free (net);
+}
+
 void
 fsm_add_lifecycle_tests (void)
 {
@@ -344,6 +386,7 @@ fsm_add_lifecycle_tests (void)
   g_test_add_func ("/fsm/delete/child", test_delete_child_only);
   g_test_add_func ("/fsm/initial-contact", test_initial_contact);
   g_test_add_func ("/fsm/lifetimes", test_lifetimes);
+  g_test_add_func ("/fsm/child-rekey-across-p1-rekey", test_child_rekey_across_p1_rekey);
   g_test_add_func ("/fsm/reload", test_reload);
   g_test_add_func ("/fsm/aggressive/peer-by-id", test_am_peer_by_id);
   g_test_add_func ("/fsm/responder-lifetime", test_responder_lifetime);

@@ -511,6 +511,94 @@ test_hold_responder (void)
   net_free (net);
 }
 
+/* A holds phase 2 for good; its SA with B is up, one Quick Mode waits. */
+static Net *
+held_one (const Params *p, Node **a, Node **b, TxPlugin **ta, ModikeIkeSa **sa)
+{
+  TxPlugin *tb;
+  Net *net = tx_pair (p, a, b, ta, &tb);
+
+  (*ta)->hold = (*ta)->never_release = TRUE;
+  g_assert_true (modike_ike_initiate ((*a)->ike, "b", NULL));
+  net_run (net, 500, NULL, NULL);
+  *sa = only_sa (*a);
+  g_assert_cmpuint (engine_gate_n_waiting (*sa), ==, 1);
+  return net;
+}
+
+/* A config reload renumbers the policies: the Quick Mode waiting at the
+ * gate keeps its policy (an initiate adds none for it) and runs for it on
+ * release. */
+static void
+test_hold_reload (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  TxPlugin *ta;
+  ModikeIkeSa *sa;
+  Net *net = held_one (&p, &a, &b, &ta, &sa);
+
+  reload_a (a, &p, "reloaded");
+  g_assert_true (only_sa (a) == sa);
+  g_assert_cmpuint (engine_gate_n_waiting (sa), ==, 1);
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  g_assert_cmpuint (engine_gate_n_waiting (sa), ==, 1);
+  modike_ike_sa_release_phase2 (sa, ta->plugin);
+  net_run (net, 2000, NULL, NULL);
+  check_pair (a, b, 1);
+  assert_no_failures (a, b);
+  net_free (net);
+}
+
+/* The holder deletes the SA and starts again (extended authentication
+ * retried): the Quick Mode that waited at the gate comes along. */
+static void
+test_hold_restart (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  TxPlugin *ta;
+  ModikeIkeSa *sa;
+  Net *net = held_one (&p, &a, &b, &ta, &sa);
+
+  ta->hold = FALSE;
+  modike_ike_sa_delete (sa, TRUE);
+  net_run (net, 3000, NULL, NULL);
+  g_assert_cmpuint (a->p1_up, ==, 2);
+  check_pair (a, b, 1);
+  assert_no_failures (a, b);
+  net_free (net);
+}
+
+/* A parked Quick Mode message passed its HASH(1): it counts as inbound
+ * traffic of the SA (what DPD asks) while it waits. */
+static void
+test_hold_last_inbound (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  TxPlugin *ta, *tb;
+  Net *net = tx_pair (&p, &a, &b, &ta, &tb);
+  TxFilter qa = { .type = MODIKE_EX_QUICK, .drop_no = 1 };
+  gint64 up_us;
+
+  qa.from = a;
+  net->filter = tx_filter;
+  net->filter_user = &qa;
+  tb->hold = tb->never_release = TRUE;
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  net_run (net, 500, NULL, NULL);
+  up_us = only_sa (b)->established_us;
+  g_assert_cmpint (modike_ike_sa_get_last_inbound (only_sa (b)), <=, up_us);
+  g_assert_cmpuint (engine_gate_n_waiting (only_sa (b)), ==, 0);
+  /* A retransmits QM1 after 1 s: B parks it. */
+  net_run (net, 1000, NULL, NULL);
+  g_assert_cmpuint (qa.seen, ==, 2);
+  g_assert_cmpuint (engine_gate_n_waiting (only_sa (b)), ==, 1);
+  g_assert_cmpint (modike_ike_sa_get_last_inbound (only_sa (b)), >=, up_us + 1000 * 1000);
+  net_free (net);
+}
+
 /* The plugin fails the SA instead of releasing: the waiting Quick Mode
  * (ours at the phase 1 initiator, the peer's parked one at the responder)
  * fails with its error, no children anywhere, the peer gets a DELETE. */
@@ -834,6 +922,9 @@ fsm_add_plugin_exchange_tests (void)
   g_test_add_func ("/fsm/plugin-exchange/loss-dup", test_loss_dup);
   g_test_add_func ("/fsm/plugin-exchange/hold-initiator", test_hold_initiator);
   g_test_add_func ("/fsm/plugin-exchange/hold-responder", test_hold_responder);
+  g_test_add_func ("/fsm/plugin-exchange/hold-reload", test_hold_reload);
+  g_test_add_func ("/fsm/plugin-exchange/hold-restart", test_hold_restart);
+  g_test_add_func ("/fsm/plugin-exchange/hold-last-inbound", test_hold_last_inbound);
   g_test_add_data_func ("/fsm/plugin-exchange/hold-fail/initiator", GINT_TO_POINTER (FALSE), test_hold_fail);
   g_test_add_data_func ("/fsm/plugin-exchange/hold-fail/responder", GINT_TO_POINTER (TRUE), test_hold_fail);
   g_test_add_data_func ("/fsm/plugin-exchange/hold-bound/default", GINT_TO_POINTER (FALSE), test_hold_bound);

@@ -13,6 +13,10 @@ typedef struct {
   guint16 method;
   GPtrArray *seen;           /* char*: attributes handled, "type:what" */
   gboolean refuse;           /* the handler fails */
+  gboolean fail_sa;          /* established: the SA fails at once */
+  gboolean hold;             /* established: phase 2 held */
+  ModikePlugin *plugin;
+  guint p1_up, p1_down;      /* events */
 } FakeAuth;
 
 static void
@@ -24,6 +28,25 @@ fa_established (ModikeIkeSa *sa, guint16 method, gboolean local, gpointer user)
   fa->local = local;
   fa->method = method;
   g_assert_cmpuint (modike_ike_sa_get_auth_method (sa), ==, method);
+  if (fa->hold)
+    modike_ike_sa_hold_phase2 (sa, fa->plugin);
+  if (fa->fail_sa)
+    {
+      g_autoptr (GError) error = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "no extended authentication");
+
+      modike_ike_sa_fail (sa, error);
+    }
+}
+
+static void
+fa_event (ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child, gpointer user)
+{
+  FakeAuth *fa = user;
+
+  if (ev == MODIKE_EVENT_P1_UP)
+    fa->p1_up++;
+  else
+    fa->p1_down++;
 }
 
 static const ModikePluginDescriptor fake_auth_desc = {
@@ -40,10 +63,13 @@ fake_auth_register (Node *n, FakeAuth *fa)
   ModikePlugin *pl = modike_registry_add_plugin (n->reg, &fake_auth_desc);
   g_autoptr (GError) error = NULL;
 
+  fa->plugin = pl;
   g_assert_true (modike_register_auth_method (pl, MODIKE_AUTH_XAUTH_INIT_PSK, "xauth-psk", MODIKE_AUTH_PSK,
                                               MODIKE_ROLE_INITIATOR, fa_established, fa, &error));
   g_assert_true (modike_register_auth_method (pl, MODIKE_AUTH_XAUTH_INIT_RSA, "xauth-rsa", MODIKE_AUTH_RSA_SIG,
                                               MODIKE_ROLE_INITIATOR, fa_established, fa, &error));
+  g_assert_true (modike_register_event (pl, MODIKE_EVENT_P1_UP, fa_event, fa, &error));
+  g_assert_true (modike_register_event (pl, MODIKE_EVENT_P1_DOWN, fa_event, fa, &error));
   g_assert_no_error (error);
 }
 
@@ -198,6 +224,58 @@ test_auth_method_refused (void)
   assert_refused_offer (NULL, NULL);
   assert_refused_offer (&fb, NULL);
   g_assert_cmpuint (fb.established, ==, 0);
+}
+
+/* The method's owner fails the SA from its established call: phase 1
+ * never counts as up (no P1_UP after the P1_DOWN, for plugins or the
+ * observer), no Quick Mode starts. */
+static void
+test_auth_method_fail_established (void)
+{
+  Params p = params_default ();
+  FakeAuth fa = { 0 }, fb = { 0 };
+  Node *a, *b;
+  Net *net = auth_pair_new (&p, &fa, &fb, "xauth-psk", "xauth-psk", &a, &b);
+
+  fa.fail_sa = TRUE;
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  net_run (net, 5000, NULL, NULL);
+  g_assert_cmpuint (fa.established, ==, 1);
+  g_assert_cmpuint (a->p1_failed, ==, 1);
+  g_assert_error (a->p1_error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH);
+  g_assert_cmpuint (fa.p1_up, ==, 0);
+  g_assert_cmpuint (a->p1_up, ==, 0);
+  g_assert_cmpuint (a->ike->stats.tx_packets, ==, 4); /* MM1, MM3, MM5, DELETE */
+  assert_no_sas (a);
+  assert_no_sas (b);
+  g_assert_cmpuint (b->p2_failed + b->p2_up, ==, 0);
+  net_free (net);
+}
+
+/* The method's owner holds phase 2 from its established call: the Quick
+ * Mode pending on the new SA waits at the gate (nothing is sent) until
+ * the owner releases it. */
+static void
+test_auth_method_hold (void)
+{
+  Params p = params_default ();
+  FakeAuth fa = { 0 }, fb = { 0 };
+  Node *a, *b;
+  Net *net = auth_pair_new (&p, &fa, &fb, "xauth-psk", "xauth-psk", &a, &b);
+  guint64 sent;
+
+  fa.hold = TRUE;
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  net_run (net, 5000, NULL, NULL);
+  g_assert_cmpuint (a->p1_up, ==, 1);
+  g_assert_cmpuint (engine_gate_n_waiting (only_sa (a)), ==, 1);
+  g_assert_cmpuint (a->ike->stats.tx_packets, ==, 3); /* MM1, MM3, MM5 */
+  sent = a->ike->stats.tx_packets;
+  modike_ike_sa_release_phase2 (only_sa (a), fa.plugin);
+  g_assert_true (run_until_up (net, a, b, 1, 5000));
+  g_assert_cmpuint (a->ike->stats.tx_packets, >, sent);
+  assert_no_failures (a, b);
+  net_free (net);
 }
 
 /* RSA based methods register, but phase 1 cannot run them yet. */
@@ -537,17 +615,6 @@ office_result (void)
   return r;
 }
 
-/* Lines from `from` on naming the adapter, with the routes in a set. */
-static guint
-count_prefix (GPtrArray *log, guint from, const char *prefix)
-{
-  guint n = 0;
-
-  for (guint i = from; i < log->len; i++)
-    n += g_str_has_prefix (g_ptr_array_index (log, i), prefix);
-  return n;
-}
-
 static void
 test_result_adapter (void)
 {
@@ -598,9 +665,9 @@ test_result_adapter (void)
   g_assert_cmpuint (a->p1_up, ==, 2);
   assert_no_failures (a, b);
   g_assert_true (only_sa (a) != first);
-  g_assert_cmpuint (count_prefix (log, mark, "destroy"), ==, 0);
-  g_assert_cmpuint (count_prefix (log, mark, "route-"), ==, 0);
-  g_assert_cmpuint (count_prefix (log, mark, "dns"), ==, 0);
+  g_assert_cmpuint (log_count (log, mark, "destroy"), ==, 0);
+  g_assert_cmpuint (log_count (log, mark, "route-"), ==, 0);
+  g_assert_cmpuint (log_count (log, mark, "dns"), ==, 0);
   g_assert_cmpuint (os.live, ==, 1);
 
   /* The same result again on the new SA changes nothing on the adapter
@@ -624,7 +691,7 @@ test_result_adapter (void)
   mark = log->len;
   modike_ike_terminate (a->ike, "b");
   net_run (net, 1000, NULL, NULL);
-  g_assert_cmpuint (count_prefix (log, mark, "dns- modike0"), ==, 1);
+  g_assert_cmpuint (log_count (log, mark, "dns- modike0"), ==, 1);
   g_assert_true (log_has (log, "destroy modike0"));
   g_assert_cmpuint (os.live, ==, 0);
   g_assert_cmpuint (a->ike->adapters->len, ==, 0);
@@ -705,6 +772,8 @@ fsm_add_plugin_result_tests (void)
 {
   g_test_add_func ("/fsm/plugin-results/auth-method", test_auth_method);
   g_test_add_func ("/fsm/plugin-results/auth-method-refused", test_auth_method_refused);
+  g_test_add_func ("/fsm/plugin-results/auth-method-fail-established", test_auth_method_fail_established);
+  g_test_add_func ("/fsm/plugin-results/auth-method-hold", test_auth_method_hold);
   g_test_add_func ("/fsm/plugin-results/auth-method-rsa", test_auth_method_rsa);
   g_test_add_func ("/fsm/plugin-results/auth-method-rsa-responder", test_auth_method_rsa_responder);
   g_test_add_func ("/fsm/plugin-results/attributes", test_attributes);

@@ -613,6 +613,32 @@ test_restart (Fix *f, gconstpointer data)
   assert_no_failures (a, b);
 }
 
+/* The SA a plugin deletes with restart was replaced already (phase 1
+ * rekeyed, its DELETE lost): the successor carries the peer, so no phase 1
+ * starts again and the children stay. */
+static void
+test_restart_replaced (Fix *f, gconstpointer data)
+{
+  Node *a = f->a, *b = f->b;
+  Net *net = f->net;
+  ModikeIkeSa *old, *now;
+
+  bring_up (net, a, b, 1);
+  old = only_sa (a);
+  net_fire_now (net, old->rekey_timer);
+  net_run (net, 1000, NULL, NULL);
+  g_assert_cmpuint (a->p1_up, ==, 2);
+  g_assert_true (old->rekeyed);
+  now = engine_best_established (engine_peer_sas (a->ike, "b"), NULL);
+  g_assert_true (now != old);
+  modike_ike_sa_delete (old, TRUE);
+  net_run (net, 30000, NULL, NULL);
+  g_assert_cmpuint (a->p1_up, ==, 2);
+  g_assert_true (only_sa (a) == now);
+  check_pair (a, b, 1);
+  assert_no_failures (a, b);
+}
+
 /* B's entry has no remote address: it cannot initiate, so its restart
  * only deletes (and says so). */
 static void
@@ -800,6 +826,7 @@ fsm_add_plugin_service_tests (void)
   ADD ("restart/initiator", GINT_TO_POINTER (FALSE), fix_two_policies, test_restart);
   ADD ("restart/responder", GINT_TO_POINTER (TRUE), fix_two_policies, test_restart);
   ADD ("restart/responder-only", NULL, fix_responder_only, test_restart_responder_only);
+  ADD ("restart/replaced", NULL, fix_one, test_restart_replaced);
   ADD ("split", GUINT_TO_POINTER (0), fix_one, test_split);
   ADD ("split/lost-datagram", GUINT_TO_POINTER (2), fix_one, test_split);
   ADD ("split/after-failure", NULL, fix_one, test_split_after_failure);
