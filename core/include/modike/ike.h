@@ -134,9 +134,11 @@ void modike_ike_sa_timer_cancel (ModikeIkeSa *sa, guint id);
 gint64 modike_ike_sa_get_last_inbound (ModikeIkeSa *sa);
 
 /* Deletes the SA and its children (DELETEs sent when it is established).
- * restart: phase 1 again with the peer as initiator, its children's
- * policies following once it is up; impossible (logged) when the peer
- * entry has no remote address. */
+ * restart: phase 1 again with the peer as initiator; the policies of its
+ * children, of Quick Modes running or waiting at the phase-2 gate follow
+ * once it is up. No new phase 1 when a newer SA already replaced this one
+ * (the policies follow to that), nor when the peer entry has no remote
+ * address (logged). */
 void modike_ike_sa_delete (ModikeIkeSa *sa, gboolean restart);
 
 G_END_DECLS
