@@ -458,6 +458,10 @@ void engine_gate_renumber (ModikeIkeSa *sa, GHashTable *renumber);
 void engine_gate_policies (const ModikeIkeSa *sa, GArray *out);
 guint engine_gate_n_waiting (const ModikeIkeSa *sa);
 void engine_gate_free (ModikeIkeSa *sa);
+/* Empties the gate's queue: with error, our queued Quick Modes fail with
+ * it (and, with fail_parked, the peer's parked ones too); without, they
+ * go silently (a restart carries their policies). */
+void engine_gate_drop_waiting (ModikeIkeSa *sa, const GError *error, gboolean fail_parked);
 
 /* ---- status (status.c) ---- */
 const char *engine_sa_state_name (const ModikeIkeSa *sa);

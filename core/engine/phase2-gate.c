@@ -152,6 +152,26 @@ fail_item (ModikeIkeSa *sa, const GateItem *it, const GError *error)
 
 static gboolean expire_cb (gpointer data);
 
+void
+engine_gate_drop_waiting (ModikeIkeSa *sa, const GError *error, gboolean fail_parked)
+{
+  g_autoptr (GArray) waiting = NULL;
+
+  if (sa->gate == NULL || sa->gate->waiting->len == 0)
+    return;
+  waiting = g_steal_pointer (&sa->gate->waiting);
+  sa->gate->waiting = g_array_new (FALSE, FALSE, sizeof (GateItem));
+  engine_timer_cancel (sa->ike, &sa->gate->run_timer);
+  engine_timer_cancel (sa->ike, &sa->gate->expire_timer);
+  for (guint i = 0; error != NULL && i < waiting->len; i++)
+    {
+      const GateItem *it = &g_array_index (waiting, GateItem, i);
+
+      if (it->x == NULL || fail_parked)
+        fail_item (sa, it, error);
+    }
+}
+
 static void
 arm_expire (ModikeIkeSa *sa)
 {
@@ -332,16 +352,7 @@ modike_ike_sa_fail (ModikeIkeSa *sa, const GError *error)
   engine_enter (ike);
   ELOG_MSG (sa, NULL, "IKE SA failed: %s", error->message);
   /* Every Quick Mode that waited for this SA fails with the cause. */
-  if (sa->gate != NULL)
-    {
-      g_autoptr (GArray) waiting = g_steal_pointer (&sa->gate->waiting);
-
-      sa->gate->waiting = g_array_new (FALSE, FALSE, sizeof (GateItem));
-      engine_timer_cancel (ike, &sa->gate->run_timer);
-      engine_timer_cancel (ike, &sa->gate->expire_timer);
-      for (guint i = 0; i < waiting->len; i++)
-        fail_item (sa, &g_array_index (waiting, GateItem, i), error);
-    }
+  engine_gate_drop_waiting (sa, error, TRUE);
   pending = g_steal_pointer (&sa->pending_spd);
   sa->pending_spd = g_array_new (FALSE, FALSE, sizeof (guint32));
   for (guint i = 0; i < pending->len; i++)

@@ -548,6 +548,16 @@ engine_sa_delete (ModikeIkeSa *sa, gboolean send_delete)
 
   if (sa->dead)
     return;
+  /* Our Quick Modes waiting at the phase-2 gate are told why they never
+   * ran; the peer's parked ones go with the SA's exchanges. */
+  if (engine_gate_n_waiting (sa) > 0)
+    {
+      g_autoptr (GError) gone = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED,
+                                             "peer %s: IKE SA deleted while Quick Mode waited at the phase-2 gate",
+                                             sa->peer_name != NULL ? sa->peer_name : "?");
+
+      engine_gate_drop_waiting (sa, gone, FALSE);
+    }
   while (sa->children->len > 0)
     engine_child_remove (g_ptr_array_index (sa->children, sa->children->len - 1), send_delete);
   if (send_delete && was_up && sa->have_keys)
@@ -1074,6 +1084,8 @@ modike_ike_sa_delete (ModikeIkeSa *sa, gboolean restart)
         add_policy (policies, x->spd_id);
     }
   ELOG_INFO (sa, NULL, "deleting the IKE SA on a plugin's request%s", restart ? ", then starting again" : "");
+  if (restart)
+    engine_gate_drop_waiting (sa, NULL, FALSE);
   engine_sa_delete (sa, TRUE);
   if (restart)
     sa_restart (ike, peer, name, policies, replaced);

@@ -570,6 +570,29 @@ test_hold_restart (void)
   net_free (net);
 }
 
+/* The SA goes (deleted without restart) while a Quick Mode of ours waits
+ * at the gate: that Quick Mode is reported failed with the reason, not
+ * dropped silently. */
+static void
+test_hold_delete (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  TxPlugin *ta;
+  ModikeIkeSa *sa;
+  Net *net = held_one (&p, &a, &b, &ta, &sa);
+
+  g_assert_cmpuint (a->p2_failed, ==, 0);
+  modike_ike_sa_delete (sa, FALSE);
+  net_run (net, 3000, NULL, NULL);
+  g_assert_cmpuint (a->p2_failed, ==, 1);
+  g_assert_error (a->p2_error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED);
+  g_assert_nonnull (strstr (a->p2_error->message, "deleted while Quick Mode waited"));
+  g_assert_cmpuint (a->p2_up + b->p2_up, ==, 0);
+  assert_no_sas (a);
+  net_free (net);
+}
+
 /* A parked Quick Mode message passed its HASH(1): it counts as inbound
  * traffic of the SA (what DPD asks) while it waits. */
 static void
@@ -925,6 +948,7 @@ fsm_add_plugin_exchange_tests (void)
   g_test_add_func ("/fsm/plugin-exchange/hold-reload", test_hold_reload);
   g_test_add_func ("/fsm/plugin-exchange/hold-restart", test_hold_restart);
   g_test_add_func ("/fsm/plugin-exchange/hold-last-inbound", test_hold_last_inbound);
+  g_test_add_func ("/fsm/plugin-exchange/hold-delete", test_hold_delete);
   g_test_add_data_func ("/fsm/plugin-exchange/hold-fail/initiator", GINT_TO_POINTER (FALSE), test_hold_fail);
   g_test_add_data_func ("/fsm/plugin-exchange/hold-fail/responder", GINT_TO_POINTER (TRUE), test_hold_fail);
   g_test_add_data_func ("/fsm/plugin-exchange/hold-bound/default", GINT_TO_POINTER (FALSE), test_hold_bound);
