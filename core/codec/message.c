@@ -1,4 +1,5 @@
 /* ISAKMP header, payload chain and chain builder (RFC 2408 3.1, 3.2). */
+#include <modike/bytes.h>
 #include <modike/message.h>
 #include <modike/names.h>
 #include <modike/payload.h>
@@ -280,7 +281,7 @@ modike_builder_add (ModikeBuilder *b, guint8 type, const void *body, gsize len)
 
   g_return_val_if_fail (body != NULL || len == 0, G_MAXUINT);
   g_return_val_if_fail (len <= MAX_BODY, G_MAXUINT);
-  e.body = g_bytes_new (body, len);
+  e.body = modike_bytes_new_wiped (body, len);
   g_array_append_val (b->entries, e);
   return b->entries->len - 1;
 }
@@ -296,7 +297,12 @@ modike_builder_add_array (ModikeBuilder *b, guint8 type, GByteArray *body)
       g_byte_array_unref (body);
       g_return_val_if_reached (G_MAXUINT);
     }
-  e.body = g_byte_array_free_to_bytes (body);
+  {
+    gsize n = body->len;
+
+    e.body = modike_bytes_new_wiped_take (g_byte_array_steal (body, NULL), n);
+    g_byte_array_unref (body);
+  }
   g_array_append_val (b->entries, e);
   return b->entries->len - 1;
 }
@@ -311,7 +317,7 @@ modike_builder_set_body (ModikeBuilder *b, guint index, const void *body, gsize 
   g_return_if_fail (len <= MAX_BODY);
   e = &g_array_index (b->entries, BuilderEntry, index);
   g_bytes_unref (e->body);
-  e->body = g_bytes_new (body, len);
+  e->body = modike_bytes_new_wiped (body, len);
 }
 
 guint
@@ -330,9 +336,14 @@ modike_builder_type (const ModikeBuilder *b, guint index)
 GBytes *
 modike_builder_serialize (const ModikeBuilder *b, guint from, guint8 *first)
 {
-  g_autoptr (GByteArray) out = g_byte_array_new ();
+  g_autoptr (GByteArray) out = NULL;
+  gsize total = 0, n;
 
   g_return_val_if_fail (from <= b->entries->len, NULL);
+  /* Sized once, so no reallocation leaves an unwiped copy behind. */
+  for (guint i = from; i < b->entries->len; i++)
+    total += MODIKE_PAYLOAD_HEADER_LEN + g_bytes_get_size (g_array_index (b->entries, BuilderEntry, i).body);
+  out = g_byte_array_sized_new (total);
   if (first != NULL)
     *first = from < b->entries->len ? g_array_index (b->entries, BuilderEntry, from).type : MODIKE_PL_NONE;
   for (guint i = from; i < b->entries->len; i++)
@@ -347,7 +358,8 @@ modike_builder_serialize (const ModikeBuilder *b, guint from, guint8 *first)
       modike_put_u16 (out, (guint16) (len + MODIKE_PAYLOAD_HEADER_LEN)); /* len <= MAX_BODY */
       modike_put_bytes (out, body, len);
     }
-  return g_byte_array_free_to_bytes (g_steal_pointer (&out));
+  n = out->len;
+  return modike_bytes_new_wiped_take (g_byte_array_steal (out, NULL), n);
 }
 
 GBytes *

@@ -1,5 +1,6 @@
 /* Data attributes (RFC 2408 3.3) and the mode-cfg ATTR payload
  * (draft-dukes-ike-mode-cfg-02 3.2). */
+#include <modike/bytes.h>
 #include <modike/payload.h>
 #include <modike/reader.h>
 
@@ -69,7 +70,7 @@ modike_attrs_parse (const guint8 *data, gsize len, GArray *attrs, GError **error
                                       n, a.type, lv, modike_reader_left (&r));
               goto fail;
             }
-          a.data = g_bytes_new (val, lv);
+          a.data = modike_bytes_new_wiped (val, lv); /* may be a password */
           a.value = small_value (val, lv);
         }
       g_array_append_val (attrs, a);
@@ -128,7 +129,7 @@ modike_attr_add_tlv (GArray *attrs, guint16 type, const guint8 *data, gsize len)
 
   g_return_if_fail (data != NULL || len == 0);
   g_return_if_fail (len <= G_MAXUINT16);
-  a.data = g_bytes_new (data, len);
+  a.data = modike_bytes_new_wiped (data, len);
   a.value = small_value (data, len);
   g_array_append_val (attrs, a);
 }

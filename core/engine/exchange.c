@@ -192,7 +192,10 @@ encode_packet (ModikeIkeSa *sa, guint8 exchange, guint32 msgid, guint8 first, co
       memcpy (buf, data, len);
       hdr.flags |= MODIKE_FLAG_ENCRYPTION;
       if (!modike_cbc_encrypt (sa->choice.encr, sa->keys.enc_key, iv, buf, padded, error))
-        return NULL;
+        {
+          modike_memwipe (buf, padded);
+          return NULL;
+        }
       return modike_message_encode (&hdr, buf, padded);
     }
   return modike_message_encode (&hdr, data, len);
@@ -220,6 +223,7 @@ engine_build_hashed_packet (ModikeIkeSa *sa, guint8 exchange, guint32 msgid, Mod
   g_autoptr (GByteArray) all = NULL;
   guint8 gen[MODIKE_PAYLOAD_HEADER_LEN] = { first, 0, (4 + hlen) >> 8, (4 + hlen) & 0xff };
   guint8 hash[MODIKE_HASH_MAX];
+  GBytes *packet;
 
   if (!sa->have_keys || hlen == 0)
     {
@@ -234,7 +238,9 @@ engine_build_hashed_packet (ModikeIkeSa *sa, guint8 exchange, guint32 msgid, Mod
   g_byte_array_append (all, hash, hlen);
   g_byte_array_append (all, data, len);
   modike_memwipe (hash, sizeof hash);
-  return encode_packet (sa, exchange, msgid, MODIKE_PL_HASH, all->data, all->len, iv, error);
+  packet = encode_packet (sa, exchange, msgid, MODIKE_PL_HASH, all->data, all->len, iv, error);
+  modike_memwipe (all->data, all->len);
+  return packet;
 }
 
 GBytes *
@@ -259,10 +265,12 @@ engine_decrypt (ModikeIkeSa *sa, const ModikeMessage *msg, guint8 *iv, GError **
   buf = g_memdup2 (body, len);
   if (!modike_cbc_decrypt (sa->choice.encr, sa->keys.enc_key, iv, buf, len, error))
     {
+      modike_memwipe (buf, len);
       g_free (buf);
       return NULL;
     }
-  return g_bytes_new_take (buf, len);
+  /* The plaintext may carry credentials (XAuth): wiped when the message goes. */
+  return modike_bytes_new_wiped_take (buf, len);
 }
 
 static void

@@ -5,6 +5,7 @@
 #include <modike/names.h>
 #include <modike/reader.h>
 #include <modike/addr.h>
+#include <modike/bytes.h>
 #include <modike/payload.h>
 #include <modike/message.h>
 #include <modike/crypto.h>
