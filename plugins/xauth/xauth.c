@@ -617,13 +617,16 @@ xa_i2 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   if (ap == NULL)
     return fail_both (x, st, error);
   want = (out->kind == STEP_ASK || out->kind == STEP_ASK_CODE) ? MODIKE_CFG_REPLY : MODIKE_CFG_ACK;
-  if (ap->type != want || ap->identifier != out->identifier)
+  /* The message ID already pairs request and answer; some clients
+   * (strongSwan 5.9) answer with identifier 0, so it is not checked. */
+  if (ap->type != want)
     {
-      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED,
-                   "client sent ATTR type %u identifier %u; want type %u identifier %u", ap->type, ap->identifier,
-                   want, out->identifier);
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "client sent ATTR type %u; want type %u",
+                   ap->type, want);
       return fail_both (x, st, error);
     }
+  if (ap->identifier != out->identifier)
+    g_debug ("peer %s: ATTR identifier %u, ours was %u", peer_of (sa), ap->identifier, out->identifier);
   if (want == MODIKE_CFG_REPLY)
     return server_reply (x, st, out, error);
   cur_clear (st);
