@@ -124,24 +124,23 @@ CFG=$MKI_DIR/$SIDE_M/modiked.xml
 if [ "$SIDE_M" = cl ]; then
   printf '%s\n' "$PASSWORD" >"$MKI_DIR/cl/password"
   chmod 600 "$MKI_DIR/cl/password"
-  mki_modiked_conf "$CFG" LISTEN=$MKI_CL_V4 NAME=gw INITIATE=yes \
-    LOCAL=$MKI_CL_V4 REMOTE=$MKI_GW_V4 LOCAL_ID=client REMOTE_ID=gw PSK=testpsk \
-    EXCHANGE=main LOCAL_TS=$MKI_CL_NET REMOTE_TS=$MKI_GW_NET \
-    STATUS="$MKI_DIR/cl/modiked.status" LOGLEVEL=debug \
-    PLUGINS="natt esp_user tun xauth" ADAPTER=mk0 ADAPTER_ADDR="$MKI_CL_HOST/32"
+  m_addr=$MKI_CL_V4 m_far=$MKI_GW_V4 m_name=gw m_init=yes m_id=client m_rid=gw
+  m_lts=$MKI_CL_NET m_rts=$MKI_GW_NET m_host=$MKI_CL_HOST
   section="  <xauth timeout=\"20\"><credentials peer=\"gw\" user=\"alice\" password-file=\"$MKI_DIR/cl/password\"/></xauth>"
 else
   [ -x "${MODIKE_XAUTH_PASSWD:-}" ] || fail "MODIKE_XAUTH_PASSWD (modike-xauth-passwd) is not set or not executable"
   printf 'alicepw\n' | "$MODIKE_XAUTH_PASSWD" alice >"$MKI_DIR/gw/users" || fail "modike-xauth-passwd failed"
   grep -q '^alice:pbkdf2-sha256:' "$MKI_DIR/gw/users" || fail "users file: $(cat "$MKI_DIR/gw/users")"
   grep -q alicepw "$MKI_DIR/gw/users" && fail "the users file holds the password in plaintext"
-  mki_modiked_conf "$CFG" LISTEN=$MKI_GW_V4 NAME=cl INITIATE=no \
-    LOCAL=$MKI_GW_V4 REMOTE=$MKI_CL_V4 LOCAL_ID=gw REMOTE_ID=client PSK=testpsk \
-    EXCHANGE=main LOCAL_TS=$MKI_GW_NET REMOTE_TS=$MKI_CL_NET \
-    STATUS="$MKI_DIR/gw/modiked.status" LOGLEVEL=debug \
-    PLUGINS="natt esp_user tun xauth" ADAPTER=mk0 ADAPTER_ADDR="$MKI_GW_HOST/32"
+  m_addr=$MKI_GW_V4 m_far=$MKI_CL_V4 m_name=cl m_init=no m_id=gw m_rid=client
+  m_lts=$MKI_GW_NET m_rts=$MKI_CL_NET m_host=$MKI_GW_HOST
   section="  <xauth users-file=\"$MKI_DIR/gw/users\" timeout=\"20\"/>"
 fi
+mki_modiked_conf "$CFG" LISTEN="$m_addr" NAME=$m_name INITIATE=$m_init \
+  LOCAL="$m_addr" REMOTE="$m_far" LOCAL_ID=$m_id REMOTE_ID=$m_rid PSK=testpsk \
+  EXCHANGE=main LOCAL_TS="$m_lts" REMOTE_TS="$m_rts" \
+  STATUS="$MKI_DIR/$SIDE_M/modiked.status" LOGLEVEL=debug \
+  PLUGINS="natt esp_user tun xauth" ADAPTER=mk0 ADAPTER_ADDR="$m_host/32"
 # The generic config with the XAuth method and the plugin's section.
 sed -i -e 's/method="psk"/method="xauth-psk"/' -e "s|^  <peer |$section\n  <peer |" "$CFG"
 grep -q 'method="xauth-psk"' "$CFG" && grep -q '<xauth' "$CFG" || fail "could not make the XAuth config: $(cat "$CFG")"
