@@ -755,6 +755,14 @@ xa_apply (ModikePlugin *plugin, xmlNode *section, gpointer user, GError **error)
             continue;
           cc = g_new0 (XauthCredConfig, 1);
           cc->peer = prop (c, "peer");
+          for (guint i = 0; i < creds->len; i++)
+            if (strcmp (((XauthCredConfig *) creds->pdata[i])->peer, cc->peer) == 0)
+              {
+                g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                             "line %u: a second <credentials> for peer '%s'", c->line, cc->peer);
+                cred_config_free (cc);
+                return FALSE;
+              }
           cc->user = prop (c, "user");
           cc->password_file = prop (c, "password-file");
           cc->passcode_file = prop (c, "passcode-file");

@@ -396,6 +396,16 @@ test_config_errors (void)
                              "</xauth>",
                              &error));
   assert_error_has (error, "password-file '/nonexistent/pw' not found");
+  g_clear_error (&error);
+  {
+    g_autofree char *pw = write_file (fx, "pw2", "x\n");
+    g_autofree char *two = g_strdup_printf ("<xauth><credentials peer=\"b\" user=\"alice\" password-file=\"%s\"/>"
+                                            "<credentials peer=\"b\" user=\"bob\" password-file=\"%s\"/></xauth>",
+                                            pw, pw);
+
+    g_assert_false (configure (fx->a, &p, TRUE, two, &error));
+    assert_error_has (error, "a second <credentials> for peer 'b'");
+  }
   fx_free (fx);
 }
 
@@ -466,6 +476,36 @@ test_users_bad (void)
   }
 }
 
+/* modike-xauth-passwd (MODIKE_XAUTH_PASSWD): a line the parser takes,
+ * that checks with the password given, without the password in it. */
+static void
+test_passwd_tool (void)
+{
+  const char *tool = g_getenv ("MODIKE_XAUTH_PASSWD");
+  const char *argv[] = { tool, "alice", NULL };
+  g_autoptr (GSubprocess) sp = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GBytes) in = g_bytes_new_static ("s3cret pw\n", 10);
+  g_autoptr (GBytes) out = NULL;
+  g_autoptr (XauthUsers) u = NULL;
+  const char *text;
+  gsize len;
+
+  g_assert_nonnull (tool);
+  sp = g_subprocess_newv (argv, G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_communicate (sp, in, NULL, &out, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_successful (sp));
+  text = g_bytes_get_data (out, &len);
+  g_assert_true (g_str_has_prefix (text, "alice:pbkdf2-sha256:100000:"));
+  g_assert_null (g_strstr_len (text, len, "s3cret"));
+  u = xauth_users_parse (text, len, "tool", &error);
+  g_assert_no_error (error);
+  g_assert_true (xauth_users_check (u, "alice", (const guint8 *) "s3cret pw", 9));
+  g_assert_false (xauth_users_check (u, "alice", (const guint8 *) "s3cret", 6));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -484,5 +524,6 @@ main (int argc, char **argv)
   g_test_add_func ("/xauth/config-errors", test_config_errors);
   g_test_add_func ("/xauth/users-good", test_users_good);
   g_test_add_func ("/xauth/users-bad", test_users_bad);
+  g_test_add_func ("/xauth/passwd-tool", test_passwd_tool);
   return g_test_run ();
 }
