@@ -20,6 +20,8 @@ typedef struct {
   /* packet log: exchange type and sender of every packet */
   GString *seq;
   gboolean drop_tx_from_a, drop_tx_from_b;
+  guint lose_tx;              /* bit n: lose the n-th transaction packet (from 0) */
+  guint n_tx;
   /* scripted client passwords (NULL: the config's password file) */
   const char *const *passwords;
   guint n_asked;
@@ -42,6 +44,11 @@ fx_filter (Net *net, guint n, Packet *p, gpointer user)
     g_string_append_c (fx->seq, from_a ? 'q' : 'Q');
   if (ex == MODIKE_EX_TRANSACTION && ((from_a && fx->drop_tx_from_a) || (!from_a && fx->drop_tx_from_b)))
     return FILTER_DROP;
+  if (ex == MODIKE_EX_TRANSACTION && fx->n_tx++ < 32 && (fx->lose_tx & (1u << (fx->n_tx - 1))))
+    {
+      g_string_append_c (fx->seq, 'x');
+      return FILTER_DROP;
+    }
   return FILTER_PASS;
 }
 
@@ -231,6 +238,27 @@ test_success (void)
   g_assert_cmpint (q - fx->seq->str, ==, 4);
   g_assert_true (strncmp (fx->seq->str, "TtTt", 4) == 0);
   g_assert_null (strpbrk (q, "tT"));
+  fx_free (fx);
+}
+
+/* Lost transaction messages (the first REQUEST, then the REPLY to the
+ * retransmitted one) are the core's retransmission to repair: the client
+ * answers once and the retransmitted REQUEST gets the stored REPLY. */
+static void
+test_loss (void)
+{
+  static const char *const pws[] = { "alicepw", NULL };
+  Fx *fx = fx_new (NULL);
+
+  fx->passwords = pws;
+  fx->xa->source = (XauthCredSource){ scripted_get, fx };
+  fx->lose_tx = 1u << 0 | 1u << 2;
+  start (fx);
+  g_assert_true (run_until_up (fx->net, fx->a, fx->b, 1, 30000));
+  check_pair (fx->a, fx->b, 1);
+  assert_no_failures (fx->a, fx->b);
+  g_assert_cmpuint (fx->n_asked, ==, 1);
+  g_assert_true (g_str_has_prefix (fx->seq->str, "TxTtxTtTt"));
   fx_free (fx);
 }
 
@@ -513,6 +541,7 @@ main (int argc, char **argv)
   g_log_set_always_fatal (G_LOG_LEVEL_CRITICAL);
   g_test_add_func ("/xauth/success", test_success);
   g_test_add_func ("/xauth/retry-then-success", test_retry_then_success);
+  g_test_add_func ("/xauth/loss", test_loss);
   g_test_add_func ("/xauth/retries-exhausted", test_retries_exhausted);
   g_test_add_func ("/xauth/otp-round", test_otp_round);
   g_test_add_func ("/xauth/gateway-never-starts", test_gateway_never_starts);
