@@ -13,6 +13,10 @@
 #   xauth-client-wrong-password: the same with a wrong password: modiked's
 #       log says "extended authentication failed for user 'alice'"; no ESP
 #       SA on either side and no IKE SA left in modiked.
+#   xauth-gateway-wrong-password: charon answers with a wrong password:
+#       modiked asks 3 times (retries), then sends XAUTH_STATUS FAIL and logs
+#       "extended authentication failed for user 'alice' (3 tries)"; no SA
+#       left in modiked, no child in charon.
 #   xauth-gateway: roles swapped: modiked in gw is the gateway checking a
 #       users file (PBKDF2 hash made with modike-xauth-passwd), charon in cl
 #       the client (local-xauth { auth = xauth xauth_id = alice }); charon
@@ -32,6 +36,7 @@ case $CASE in
   xauth-client) ;;
   xauth-client-wrong-password) PASSWORD=wrongpw ;;
   xauth-gateway) SIDE_M=gw SIDE_C=cl ;;
+  xauth-gateway-wrong-password) SIDE_M=gw SIDE_C=cl PASSWORD=wrongpw ;;
   *) echo "usage: $0 CASE (see the head of this file)" >&2; exit 2 ;;
 esac
 MKI_CASE=$CASE
@@ -166,15 +171,17 @@ both_up () {
     [ "$(mki_raw_field "$(mki_raw_child "$raw")" state)" = INSTALLED ] && m_esp
 }
 
-if [ "$CASE" = xauth-client-wrong-password ]; then
-  mki_poll "$WAIT" "grep -q \"extended authentication failed for user 'alice'\" '$LOG'" ||
+if [ "$PASSWORD" != alicepw ]; then
+  want="extended authentication failed for user 'alice'"
+  [ "$SIDE_M" = gw ] && want="$want (3 tries)"
+  mki_poll "$WAIT" 'grep -qF "$want" "$LOG"' ||
     fail "modiked did not report the failed extended authentication within $WAIT s"
-  mki_log "modiked: $(grep -m1 "extended authentication failed for user 'alice'" "$LOG")"
-  m_no_ike () { local st; st=$(mki_modiked_status cl) || return 1; ! grep -Eq '^IKE |^ +ESP ' "$st"; }
-  mki_poll 10 m_no_ike || fail "modiked still has an SA after the failure: $(cat "$MKI_DIR/cl/modiked.status")"
-  mki_sas_raw gw | grep -q 'state=INSTALLED' && fail "charon has a child SA: $(mki_sas_raw gw)"
+  mki_log "modiked: $(grep -m1 -F "$want" "$LOG")"
+  m_no_ike () { local st; st=$(mki_modiked_status "$SIDE_M") || return 1; ! grep -Eq '^IKE |^ +ESP ' "$st"; }
+  mki_poll 10 m_no_ike || fail "modiked still has an SA after the failure: $(cat "$MKI_DIR/$SIDE_M/modiked.status")"
+  mki_sas_raw "$SIDE_C" | grep -q 'state=INSTALLED' && fail "charon has a child SA: $(mki_sas_raw "$SIDE_C")"
   grep -q wrongpw "$LOG" && fail "the password reached modiked's log"
-  mki_modiked_stop cl || fail "modiked did not stop on SIGTERM"
+  mki_modiked_stop "$SIDE_M" || fail "modiked did not stop on SIGTERM"
   mki_log "PASS: $CASE"
   exit 0
 fi
