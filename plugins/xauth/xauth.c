@@ -383,7 +383,7 @@ fail_both (ModikeExchange *x, XaSa *st, GError **error)
 /* Answers a REQUEST we cannot serve with XAUTH_STATUS FAIL in the REPLY
  * (the draft's way to refuse), then fails the SA with `why`. */
 static ModikeVerdict
-client_refuse (ModikeExchange *x, XaSa *st, const ModikeAttrPayload *ap, GError *why /* taken */, GError **error)
+client_refuse (ModikeExchange *x, XaSa *st, guint16 identifier, GError *why /* taken */, GError **error)
 {
   GArray *attrs = modike_attr_array_new ();
 
@@ -392,17 +392,102 @@ client_refuse (ModikeExchange *x, XaSa *st, const ModikeAttrPayload *ap, GError 
   modike_attr_add_tv (attrs, XAUTH_STATUS, XAUTH_STATUS_FAIL);
   fail_later (modike_exchange_get_sa (x), st, why);
   cur_clear (st);
-  return send_attrs (x, MODIKE_CFG_REPLY, ap->identifier, attrs, error) ? MODIKE_V_OK : MODIKE_V_FAIL;
+  return send_attrs (x, MODIKE_CFG_REPLY, identifier, attrs, error) ? MODIKE_V_OK : MODIKE_V_FAIL;
+}
+
+/* A REQUEST waiting for its credentials: the exchange's data. */
+typedef struct {
+  ModikeExchange *x;
+  Xauth *xa;
+  XaSa *st;             /* valid while x is */
+  guint16 identifier;
+  guint asked;
+  gboolean has_type;
+  guint request;        /* the source's handle while it may still answer */
+  gboolean in_get, answered;
+  XauthCreds c;
+  GError *why;
+} Ask;
+
+static void
+ask_free (gpointer p)
+{
+  Ask *a = p;
+
+  if (!a->answered && a->request != 0 && a->xa->source.cancel != NULL)
+    a->xa->source.cancel (a->xa->source.self, a->request);
+  xauth_creds_clear (&a->c);
+  g_clear_error (&a->why);
+  g_free (a);
+}
+
+/* Sends the REPLY (or the refusal) once the credentials are there. */
+static ModikeVerdict
+client_answer (Ask *a, GError **error)
+{
+  ModikeIkeSa *sa = modike_exchange_get_sa (a->x);
+  XaSa *st = a->st;
+  GArray *attrs;
+
+  deadline_arm (sa, st);
+  if (a->why != NULL)
+    {
+      GError *why = g_steal_pointer (&a->why);
+
+      g_prefix_error (&why, "peer %s: extended authentication: ", peer_of (sa));
+      st->cur.has_type = a->has_type;
+      st->cur.type = XAUTH_TYPE_GENERIC;
+      return client_refuse (a->x, st, a->identifier, why, error);
+    }
+  g_free (st->user);
+  st->user = g_strdup (a->c.user);
+  st->rounds++;
+  attrs = modike_attr_array_new ();
+  if (a->has_type)
+    modike_attr_add_tv (attrs, XAUTH_TYPE, XAUTH_TYPE_GENERIC);
+  if (a->asked & ASK_USER)
+    modike_attr_add_tlv (attrs, XAUTH_USER_NAME, (const guint8 *) a->c.user, strlen (a->c.user));
+  if ((a->asked & ASK_PASSWORD) && a->c.password != NULL)
+    add_secret (attrs, XAUTH_USER_PASSWORD, a->c.password);
+  if ((a->asked & ASK_PASSCODE) && a->c.passcode != NULL)
+    add_secret (attrs, XAUTH_PASSCODE, a->c.passcode);
+  g_message ("peer %s: answering extended authentication for user '%s'%s", peer_of (sa), a->c.user,
+             (a->asked & ASK_PASSCODE) ? " (one-time code)" : "");
+  xauth_creds_clear (&a->c);
+  return send_attrs (a->x, MODIKE_CFG_REPLY, a->identifier, attrs, error) ? MODIKE_V_OK : MODIKE_V_FAIL;
+}
+
+static void
+ask_done (gpointer data, XauthCreds *c, const GError *error)
+{
+  Ask *a = data;
+  GError *e = NULL;
+  ModikeVerdict v;
+
+  g_return_if_fail (!a->answered);
+  a->answered = TRUE;
+  a->request = 0;
+  if (c != NULL && c->user != NULL)
+    {
+      a->c = *c;
+      memset (c, 0, sizeof *c);
+    }
+  else
+    a->why = error != NULL ? g_error_copy (error)
+                           : g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "no credentials");
+  if (a->in_get)
+    return;
+  /* Later: the handler returned SUSPEND; finish it now. */
+  v = client_answer (a, &e);
+  modike_exchange_resume (a->x, v, e);
 }
 
 static ModikeVerdict
 client_request (ModikeExchange *x, XaSa *st, const ModikeAttrPayload *ap, GError **error)
 {
   ModikeIkeSa *sa = modike_exchange_get_sa (x);
-  XauthCreds c = { 0 };
-  GError *why = NULL;
-  GArray *attrs;
-  gboolean ok;
+  Ask *a;
+  guint request;
 
   st->started = TRUE;
   deadline_arm (sa, st);
@@ -412,13 +497,13 @@ client_request (ModikeExchange *x, XaSa *st, const ModikeAttrPayload *ap, GError
       return fail_both (x, st, error);
     }
   if (st->cur.has_type && st->cur.type != XAUTH_TYPE_GENERIC)
-    return client_refuse (x, st, ap,
+    return client_refuse (x, st, ap->identifier,
                           g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH,
                                        "peer %s: gateway asked for XAUTH_TYPE %u; only generic (0) is implemented",
                                        peer_of (sa), st->cur.type),
                           error);
   if (st->cur.asked & ASK_OTHER)
-    return client_refuse (x, st, ap,
+    return client_refuse (x, st, ap->identifier,
                           g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH,
                                        "peer %s: gateway asked for XAUTH_%s, which this client cannot answer",
                                        peer_of (sa), st->cur.other),
@@ -429,30 +514,28 @@ client_request (ModikeExchange *x, XaSa *st, const ModikeAttrPayload *ap, GError
                    "REQUEST asks for neither user name, password nor passcode");
       return fail_both (x, st, error);
     }
-  if (!st->xa->source.get (st->xa->source.self, sa, (st->cur.asked & ASK_PASSWORD) != 0,
-                           (st->cur.asked & ASK_PASSCODE) != 0, &c, &why))
-    {
-      g_prefix_error (&why, "peer %s: extended authentication: ", peer_of (sa));
-      return client_refuse (x, st, ap, why, error);
-    }
-  g_free (st->user);
-  st->user = g_strdup (c.user);
-  st->rounds++;
-  attrs = modike_attr_array_new ();
-  if (st->cur.has_type)
-    modike_attr_add_tv (attrs, XAUTH_TYPE, XAUTH_TYPE_GENERIC);
-  if (st->cur.asked & ASK_USER)
-    modike_attr_add_tlv (attrs, XAUTH_USER_NAME, (const guint8 *) c.user, strlen (c.user));
-  if (st->cur.asked & ASK_PASSWORD)
-    add_secret (attrs, XAUTH_USER_PASSWORD, c.password);
-  if (st->cur.asked & ASK_PASSCODE)
-    add_secret (attrs, XAUTH_PASSCODE, c.passcode);
-  g_message ("peer %s: answering extended authentication for user '%s'%s", peer_of (sa), c.user,
-             (st->cur.asked & ASK_PASSCODE) ? " (one-time code)" : "");
-  xauth_creds_clear (&c);
+  a = g_new0 (Ask, 1);
+  a->x = x;
+  a->xa = st->xa;
+  a->st = st;
+  a->identifier = ap->identifier;
+  a->asked = st->cur.asked;
+  a->has_type = st->cur.has_type;
   cur_clear (st);
-  ok = send_attrs (x, MODIKE_CFG_REPLY, ap->identifier, attrs, error);
-  return ok ? MODIKE_V_OK : MODIKE_V_FAIL;
+  modike_exchange_set_data (x, a, ask_free);
+  a->in_get = TRUE;
+  request = st->xa->source.get (st->xa->source.self, sa, (a->asked & ASK_PASSWORD) != 0,
+                                (a->asked & ASK_PASSCODE) != 0, ask_done, a);
+  a->in_get = FALSE;
+  if (a->answered)
+    return client_answer (a, error);
+  /* Someone is asked (a user typing): the gateway's wait is ours now, and
+   * its retransmissions are dropped until we answer. */
+  a->request = request;
+  if (st->deadline != 0)
+    modike_ike_sa_timer_cancel (sa, st->deadline);
+  st->deadline = 0;
+  return MODIKE_V_SUSPEND;
 }
 
 static ModikeVerdict
@@ -817,10 +900,9 @@ read_secret_file (const char *path, const char *what, GError **error)
 }
 
 static gboolean
-config_source_get (gpointer self, ModikeIkeSa *sa, gboolean want_password, gboolean want_passcode, XauthCreds *c,
-                   GError **error)
+config_creds (Xauth *xa, ModikeIkeSa *sa, gboolean want_password, gboolean want_passcode, XauthCreds *c,
+              GError **error)
 {
-  Xauth *xa = self;
   const XauthCredConfig *cc = NULL;
 
   for (guint i = 0; xa->creds != NULL && i < xa->creds->len; i++)
@@ -849,6 +931,22 @@ config_source_get (gpointer self, ModikeIkeSa *sa, gboolean want_password, gbool
 fail:
   xauth_creds_clear (c);
   return FALSE;
+}
+
+/* The config section as a source: answers at once. */
+static guint
+config_source_get (gpointer self, ModikeIkeSa *sa, gboolean want_password, gboolean want_passcode,
+                   XauthCredsDone done, gpointer done_data)
+{
+  XauthCreds c = { 0 };
+  g_autoptr (GError) error = NULL;
+
+  if (config_creds (self, sa, want_password, want_passcode, &c, &error))
+    done (done_data, &c, NULL);
+  else
+    done (done_data, NULL, error);
+  xauth_creds_clear (&c);
+  return 0;
 }
 
 static XauthCheck
@@ -888,7 +986,7 @@ xauth_init (ModikePlugin *plugin, GError **error)
   xa->retries = XAUTH_DEFAULT_RETRIES;
   xa->timeout_s = XAUTH_DEFAULT_TIMEOUT_S;
   xa->creds = g_ptr_array_new_with_free_func (cred_config_free);
-  xa->source = (XauthCredSource){ config_source_get, xa };
+  xa->source = (XauthCredSource){ config_source_get, NULL, xa };
   xa->verifier = (XauthVerifier){ users_file_check, xa };
   modike_plugin_set_data (plugin, xa, xauth_free);
 

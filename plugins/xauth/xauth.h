@@ -34,7 +34,8 @@ enum {
 
 /* ---- Client credentials: where the answers to a REQUEST come from. The
  * config section is the one source for now; asking the attached connect
- * client is another implementation of the same call. ---- */
+ * client (a user typing) is another implementation of the same calls,
+ * which is why the answer may come later. ---- */
 typedef struct {
   char *user;
   ModikeSecret *password;   /* NULL when not asked for */
@@ -43,11 +44,20 @@ typedef struct {
 
 void xauth_creds_clear (XauthCreds *c);
 
+/* The answer: c (the receiver moves its fields out) or error (naming the
+ * peer and what is missing). */
+typedef void (*XauthCredsDone) (gpointer done_data, XauthCreds *c, const GError *error);
+
 typedef struct {
-  /* Fills c with what `want_password`/`want_passcode` ask for, for the SA's
-   * peer; FALSE with an error that names the peer and what is missing. */
-  gboolean (*get) (gpointer self, ModikeIkeSa *sa, gboolean want_password, gboolean want_passcode, XauthCreds *c,
-                   GError **error);
+  /* Asks for a user name and what want_password/want_passcode say, for
+   * the SA's peer. Calls done exactly once, from inside get or later on
+   * the main loop, unless cancelled first; returns a handle for cancel
+   * (0 when done already ran). */
+  guint (*get) (gpointer self, ModikeIkeSa *sa, gboolean want_password, gboolean want_passcode,
+                XauthCredsDone done, gpointer done_data);
+  /* The answer is no longer wanted (the exchange or the SA went): done
+   * must not run. May be NULL for a source that always answers at once. */
+  void (*cancel) (gpointer self, guint request);
   gpointer self;
 } XauthCredSource;
 

@@ -25,6 +25,9 @@ typedef struct {
   /* scripted client passwords (NULL: the config's password file) */
   const char *const *passwords;
   guint n_asked;
+  guint answer_after_ms, later_id, cancels;
+  XauthCredsDone later_done;
+  gpointer later_data;
 } Fx;
 
 static Fx *fx_now;
@@ -105,12 +108,10 @@ configure (Node *n, const Params *p, gboolean is_a, const char *section, GError 
 }
 
 /* A scripted credential source: the passwords in turn, the last one
- * repeated. */
-static gboolean
-scripted_get (gpointer self, ModikeIkeSa *sa, gboolean want_password, gboolean want_passcode, XauthCreds *c,
-              GError **error)
+ * repeated; at once, or answer_after_ms later (a user typing). */
+static void
+scripted_fill (Fx *fx, XauthCreds *c, gboolean want_password)
 {
-  Fx *fx = self;
   guint n = g_strv_length ((char **) fx->passwords);
   const char *pw = fx->passwords[MIN (fx->n_asked, n - 1)];
 
@@ -118,7 +119,58 @@ scripted_get (gpointer self, ModikeIkeSa *sa, gboolean want_password, gboolean w
   c->user = g_strdup ("alice");
   if (want_password)
     c->password = modike_secret_new_from (pw, strlen (pw));
-  return TRUE;
+}
+
+static gboolean
+scripted_later (gpointer data)
+{
+  Fx *fx = data;
+  XauthCreds c = { 0 };
+
+  fx->later_id = 0;
+  scripted_fill (fx, &c, TRUE);
+  fx->later_done (fx->later_data, &c, NULL);
+  xauth_creds_clear (&c);
+  return G_SOURCE_REMOVE;
+}
+
+static guint
+scripted_get (gpointer self, ModikeIkeSa *sa, gboolean want_password, gboolean want_passcode, XauthCredsDone done,
+              gpointer done_data)
+{
+  Fx *fx = self;
+  XauthCreds c = { 0 };
+
+  if (fx->answer_after_ms > 0)
+    {
+      g_assert_cmpuint (fx->later_id, ==, 0);
+      fx->later_done = done;
+      fx->later_data = done_data;
+      fx->later_id = fx->a->env.timer_add (fx->a->env.env, fx->answer_after_ms, scripted_later, fx);
+      return fx->later_id;
+    }
+  scripted_fill (fx, &c, want_password);
+  done (done_data, &c, NULL);
+  xauth_creds_clear (&c);
+  return 0;
+}
+
+static void
+scripted_cancel (gpointer self, guint request)
+{
+  Fx *fx = self;
+
+  g_assert_cmpuint (request, ==, fx->later_id);
+  fx->a->env.timer_remove (fx->a->env.env, request);
+  fx->later_id = 0;
+  fx->cancels++;
+}
+
+static void
+use_scripted (Fx *fx, const char *const *passwords)
+{
+  fx->passwords = passwords;
+  fx->xa->source = (XauthCredSource){ scripted_get, scripted_cancel, fx };
 }
 
 static Fx *
@@ -250,8 +302,7 @@ test_loss (void)
   static const char *const pws[] = { "alicepw", NULL };
   Fx *fx = fx_new (NULL);
 
-  fx->passwords = pws;
-  fx->xa->source = (XauthCredSource){ scripted_get, fx };
+  use_scripted (fx, pws);
   fx->lose_tx = 1u << 0 | 1u << 2;
   start (fx);
   g_assert_true (run_until_up (fx->net, fx->a, fx->b, 1, 30000));
@@ -262,14 +313,52 @@ test_loss (void)
   fx_free (fx);
 }
 
+/* The credentials come 3 s later (a user typing): the REQUEST's handler
+ * suspends, the gateway's retransmissions meanwhile are dropped, the
+ * REPLY goes out when the answer comes. */
+static void
+test_answer_later (void)
+{
+  static const char *const pws[] = { "alicepw", NULL };
+  Fx *fx = fx_new (NULL);
+
+  use_scripted (fx, pws);
+  fx->answer_after_ms = 3000;
+  start (fx);
+  g_assert_true (run_until_up (fx->net, fx->a, fx->b, 1, 30000));
+  check_pair (fx->a, fx->b, 1);
+  assert_no_failures (fx->a, fx->b);
+  g_assert_cmpuint (fx->n_asked, ==, 1);
+  g_assert_cmpuint (fx->cancels, ==, 0);
+  g_assert_true (g_str_has_prefix (fx->seq->str, "TTt"));
+  fx_free (fx);
+}
+
+/* Nobody answers before the gateway gives up: its failure deletes the SA,
+ * the waiting request is cancelled and never answers. */
+static void
+test_answer_cancelled (void)
+{
+  static const char *const pws[] = { "alicepw", NULL };
+  Fx *fx = fx_new ("timeout=\"10\"");
+
+  use_scripted (fx, pws);
+  fx->answer_after_ms = 60000;
+  start (fx);
+  assert_both_failed (fx, NULL, "client did not answer extended authentication within 10 s");
+  g_assert_cmpuint (fx->cancels, ==, 1);
+  g_assert_cmpuint (fx->n_asked, ==, 0);
+  g_assert_cmpuint (fx->later_id, ==, 0);
+  fx_free (fx);
+}
+
 static void
 test_retry_then_success (void)
 {
   static const char *const pws[] = { "wrong", "alicepw", NULL };
   Fx *fx = fx_new (NULL);
 
-  fx->passwords = pws;
-  fx->xa->source = (XauthCredSource){ scripted_get, fx };
+  use_scripted (fx, pws);
   start (fx);
   g_assert_true (run_until_up (fx->net, fx->a, fx->b, 1, 30000));
   check_pair (fx->a, fx->b, 1);
@@ -284,8 +373,7 @@ test_retries_exhausted (void)
   static const char *const pws[] = { "wrong", NULL };
   Fx *fx = fx_new ("retries=\"2\"");
 
-  fx->passwords = pws;
-  fx->xa->source = (XauthCredSource){ scripted_get, fx };
+  use_scripted (fx, pws);
   start (fx);
   /* B logs "... (2 tries)" once A's ACK is in; A's DELETE may come first. */
   assert_both_failed (fx, "extended authentication failed for user 'alice'", NULL);
@@ -542,6 +630,8 @@ main (int argc, char **argv)
   g_test_add_func ("/xauth/success", test_success);
   g_test_add_func ("/xauth/retry-then-success", test_retry_then_success);
   g_test_add_func ("/xauth/loss", test_loss);
+  g_test_add_func ("/xauth/answer-later", test_answer_later);
+  g_test_add_func ("/xauth/answer-cancelled", test_answer_cancelled);
   g_test_add_func ("/xauth/retries-exhausted", test_retries_exhausted);
   g_test_add_func ("/xauth/otp-round", test_otp_round);
   g_test_add_func ("/xauth/gateway-never-starts", test_gateway_never_starts);
