@@ -68,9 +68,18 @@ typedef enum {
   XAUTH_CHECK_NEED_PASSCODE,   /* right password; now a one-time code (second round) */
 } XauthCheck;
 
+typedef void (*XauthCheckDone) (gpointer done_data, XauthCheck verdict);
+
 typedef struct {
-  /* passcode NULL in the first round. */
-  XauthCheck (*check) (gpointer self, const char *user, const ModikeSecret *password, const ModikeSecret *passcode);
+  /* Checks user and password (first round; passcode NULL) or the one-time
+   * code (second round; password NULL). The secrets are borrowed for the
+   * call: a verifier that answers later copies them. Calls done exactly
+   * once, from inside check or later on the main loop, unless cancelled
+   * first; returns a handle for cancel (0 when done already ran). */
+  guint (*check) (gpointer self, const char *user, const ModikeSecret *password, const ModikeSecret *passcode,
+                  XauthCheckDone done, gpointer done_data);
+  /* The verdict is no longer wanted; may be NULL for one that answers at once. */
+  void (*cancel) (gpointer self, guint request);
   gpointer self;
 } XauthVerifier;
 

@@ -383,27 +383,88 @@ test_retries_exhausted (void)
 }
 
 /* A one-time code as a second round: the verifier wants it after the
- * password; the client answers from its passcode-file. */
-static XauthCheck
-otp_check (gpointer self, const char *user, const ModikeSecret *password, const ModikeSecret *passcode)
+ * password and gives each verdict 1 s later (as PAM or RADIUS would), so
+ * the gateway's handler suspends; the client answers from its
+ * passcode-file. */
+typedef struct {
+  Fx *fx;
+  XauthCheckDone done;
+  gpointer data;
+  XauthCheck verdict;
+  guint calls;
+} Otp;
+
+static gboolean
+otp_later (gpointer p)
 {
+  Otp *o = p;
+
+  o->done (o->data, o->verdict);
+  return G_SOURCE_REMOVE;
+}
+
+static guint
+otp_check (gpointer self, const char *user, const ModikeSecret *password, const ModikeSecret *passcode,
+           XauthCheckDone done, gpointer done_data)
+{
+  Otp *o = self;
+
+  o->calls++;
   if (password != NULL)
-    return password->len == 7 && memcmp (password->data, "alicepw", 7) == 0 ? XAUTH_CHECK_NEED_PASSCODE
-                                                                           : XAUTH_CHECK_FAIL;
-  return passcode != NULL && passcode->len == 6 && memcmp (passcode->data, "123456", 6) == 0 ? XAUTH_CHECK_OK
-                                                                                              : XAUTH_CHECK_FAIL;
+    o->verdict = password->len == 7 && memcmp (password->data, "alicepw", 7) == 0 ? XAUTH_CHECK_NEED_PASSCODE
+                                                                                 : XAUTH_CHECK_FAIL;
+  else
+    o->verdict = passcode != NULL && passcode->len == 6 && memcmp (passcode->data, "123456", 6) == 0
+                   ? XAUTH_CHECK_OK
+                   : XAUTH_CHECK_FAIL;
+  o->done = done;
+  o->data = done_data;
+  return o->fx->b->env.timer_add (o->fx->b->env.env, 1000, otp_later, o);
 }
 
 static void
 test_otp_round (void)
 {
   Fx *fx = fx_new (NULL);
+  Otp o = { fx };
 
-  fx->xb->verifier = (XauthVerifier){ otp_check, NULL };
+  fx->xb->verifier = (XauthVerifier){ otp_check, NULL, &o };
   start (fx);
   g_assert_true (run_until_up (fx->net, fx->a, fx->b, 1, 30000));
   check_pair (fx->a, fx->b, 1);
+  g_assert_cmpuint (o.calls, ==, 2);
   g_assert_true (g_str_has_prefix (fx->seq->str, "TtTtTt"));
+  fx_free (fx);
+}
+
+/* A verifier that never answers: the gateway's wait ends the SA, naming
+ * the missing verdict, and the check is cancelled. */
+static guint
+silent_check (gpointer self, const char *user, const ModikeSecret *password, const ModikeSecret *passcode,
+              XauthCheckDone done, gpointer done_data)
+{
+  return 7;
+}
+
+static void
+silent_cancel (gpointer self, guint request)
+{
+  guint *cancels = self;
+
+  g_assert_cmpuint (request, ==, 7);
+  (*cancels)++;
+}
+
+static void
+test_check_cancelled (void)
+{
+  Fx *fx = fx_new ("timeout=\"10\"");
+  guint cancels = 0;
+
+  fx->xb->verifier = (XauthVerifier){ silent_check, silent_cancel, &cancels };
+  start (fx);
+  assert_both_failed (fx, NULL, "extended authentication: no verdict on user 'alice' within 10 s");
+  g_assert_cmpuint (cancels, ==, 1);
   fx_free (fx);
 }
 
@@ -634,6 +695,7 @@ main (int argc, char **argv)
   g_test_add_func ("/xauth/answer-cancelled", test_answer_cancelled);
   g_test_add_func ("/xauth/retries-exhausted", test_retries_exhausted);
   g_test_add_func ("/xauth/otp-round", test_otp_round);
+  g_test_add_func ("/xauth/check-cancelled", test_check_cancelled);
   g_test_add_func ("/xauth/gateway-never-starts", test_gateway_never_starts);
   g_test_add_func ("/xauth/client-never-answers", test_client_never_answers);
   g_test_add_func ("/xauth/unknown-attribute", test_unknown_attribute);
