@@ -37,6 +37,7 @@ typedef enum {
   STEP_ASK_CODE,   /* server: send a REQUEST for the one-time code */
   STEP_STATUS_OK,
   STEP_STATUS_FAIL,
+  STEP_PUSH,       /* server, tests: a SET without XAUTH_STATUS first */
   STEP_FAIL,       /* fail the SA with st->fail */
 } Step;
 
@@ -217,11 +218,9 @@ xa_step_run (ModikeIkeSa *sa, gpointer data)
   out = g_new0 (XaOut, 1);
   out->kind = step;
   out->xa = st->xa;
-  if (step == STEP_ASK || step == STEP_ASK_CODE)
-    {
-      st->started = TRUE;
-      deadline_arm (sa, st);
-    }
+  /* Each message we send gets the whole timeout for its answer. */
+  st->started = TRUE;
+  deadline_arm (sa, st);
   if (modike_exchange_start (sa, MODIKE_EX_TRANSACTION, out, xa_out_free, &error) == NULL)
     {
       g_prefix_error (&error, "peer %s: extended authentication: ", peer_of (sa));
@@ -569,8 +568,12 @@ client_set (ModikeExchange *x, XaSa *st, const ModikeAttrPayload *ap, GError **e
 
   if (!st->cur.has_status)
     {
-      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "SET without XAUTH_STATUS");
-      return fail_both (x, st, error);
+      /* Not ours (a mode config push, whose attributes the claims already
+       * saw): acknowledged without attributes; XAuth goes on. */
+      g_message ("peer %s: SET without XAUTH_STATUS acknowledged", peer_of (sa));
+      cur_clear (st);
+      return send_attrs (x, MODIKE_CFG_ACK, ap->identifier, modike_attr_array_new (), error) ? MODIKE_V_OK
+                                                                                             : MODIKE_V_FAIL;
     }
   cur_clear (st);
   attrs = modike_attr_array_new ();
@@ -656,6 +659,18 @@ xa_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
         modike_attr_add_tlv (attrs, XAUTH_MESSAGE, (const guint8 *) code, sizeof code - 1);
       else if (st != NULL && st->retry)
         modike_attr_add_tlv (attrs, XAUTH_MESSAGE, (const guint8 *) again, sizeof again - 1);
+    }
+  else if (out->kind == STEP_PUSH)
+    {
+      type = MODIKE_CFG_SET;
+      for (guint i = 0; st != NULL && st->xa->push_first != NULL && i < st->xa->push_first->len; i++)
+        {
+          const ModikeAttr *e = &g_array_index (st->xa->push_first, ModikeAttr, i);
+          gsize n = 0;
+          const guint8 *d = e->data != NULL ? g_bytes_get_data (e->data, &n) : NULL;
+
+          modike_attr_add_tlv (attrs, e->type, d, n);
+        }
     }
   else
     {
@@ -772,6 +787,11 @@ xa_i2 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   if (want == MODIKE_CFG_REPLY)
     return server_reply (x, st, out, error);
   cur_clear (st);
+  if (out->kind == STEP_PUSH)
+    {
+      step_later (sa, st, STEP_ASK);
+      return MODIKE_V_OK;
+    }
   if (out->kind == STEP_STATUS_OK)
     succeed (sa, st);
   else
@@ -812,7 +832,7 @@ xa_established (ModikeIkeSa *sa, guint16 method, gboolean local, gpointer user)
   else
     {
       g_message ("peer %s: starting extended authentication", peer_of (sa));
-      step_later (sa, st, STEP_ASK);
+      step_later (sa, st, xa->push_first != NULL ? STEP_PUSH : STEP_ASK);
     }
 }
 
@@ -1037,6 +1057,8 @@ xauth_free (gpointer p)
   g_ptr_array_unref (xa->creds);
   if (xa->ask_extra != NULL)
     g_array_unref (xa->ask_extra);
+  if (xa->push_first != NULL)
+    g_array_unref (xa->push_first);
   g_free (xa);
 }
 

@@ -119,9 +119,10 @@ typedef struct {
   XauthCredSource source; /* client: defaults to the config section */
   XauthVerifier verifier; /* server: defaults to the users file */
   /* Tests: the XAUTH_TYPE our REQUEST names (0) and attributes it carries
-   * in addition (ModikeAttr, NULL = none). */
+   * in addition (ModikeAttr, NULL = none); a SET before the REQUEST. */
   guint16 ask_type;
   GArray *ask_extra;
+  GArray *push_first;     /* tests: a SET of these (TLV) goes out before the first REQUEST */
 } Xauth;
 
 gboolean xauth_init (ModikePlugin *plugin, GError **error);

@@ -511,6 +511,23 @@ test_unknown_attribute (void)
   fx_free (fx);
 }
 
+/* A SET without XAUTH_STATUS (a mode config push, say) before XAuth is
+ * acknowledged and does not end anything. */
+static void
+test_set_without_status (void)
+{
+  Fx *fx = fx_new (NULL);
+
+  fx->xb->push_first = modike_attr_array_new ();
+  modike_attr_add_tlv (fx->xb->push_first, 1, (const guint8 *) "\x0a\x00\x00\x01", 4);
+  start (fx);
+  g_assert_true (run_until_up (fx->net, fx->a, fx->b, 1, 30000));
+  check_pair (fx->a, fx->b, 1);
+  assert_no_failures (fx->a, fx->b);
+  g_assert_true (g_str_has_prefix (fx->seq->str, "TtTtTt"));
+  fx_free (fx);
+}
+
 /* XAUTH_STATUS of 3 bytes does not fit its format: the client refuses the
  * message and fails the SA naming the attribute. */
 static void
@@ -700,6 +717,7 @@ main (int argc, char **argv)
   g_test_add_func ("/xauth/client-never-answers", test_client_never_answers);
   g_test_add_func ("/xauth/unknown-attribute", test_unknown_attribute);
   g_test_add_func ("/xauth/malformed-attribute", test_malformed_attribute);
+  g_test_add_func ("/xauth/set-without-status", test_set_without_status);
   g_test_add_func ("/xauth/other-type-refused", test_other_type_refused);
   g_test_add_func ("/xauth/no-credentials", test_no_credentials);
   g_test_add_func ("/xauth/config-errors", test_config_errors);
