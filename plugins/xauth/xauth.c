@@ -621,6 +621,23 @@ xa_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 
 /* ---- server ---- */
 
+/* Appends copies of from's attributes (the tests' extras) to attrs. */
+static void
+add_copies (GArray *attrs, const GArray *from)
+{
+  for (guint i = 0; from != NULL && i < from->len; i++)
+    {
+      const ModikeAttr *e = &g_array_index (from, ModikeAttr, i);
+      gsize n = 0;
+      const guint8 *d = e->data != NULL ? g_bytes_get_data (e->data, &n) : NULL;
+
+      if (e->tv)
+        modike_attr_add_tv (attrs, e->type, e->value);
+      else
+        modike_attr_add_tlv (attrs, e->type, d, n);
+    }
+}
+
 static ModikeVerdict
 xa_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
@@ -640,17 +657,7 @@ xa_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
       type = MODIKE_CFG_REQUEST;
       modike_attr_add_tv (attrs, XAUTH_TYPE, st != NULL ? st->xa->ask_type : XAUTH_TYPE_GENERIC);
       modike_attr_add_tlv (attrs, XAUTH_USER_NAME, NULL, 0);
-      for (guint i = 0; st != NULL && st->xa->ask_extra != NULL && i < st->xa->ask_extra->len; i++)
-        {
-          const ModikeAttr *e = &g_array_index (st->xa->ask_extra, ModikeAttr, i);
-          gsize n = 0;
-          const guint8 *d = e->data != NULL ? g_bytes_get_data (e->data, &n) : NULL;
-
-          if (e->tv)
-            modike_attr_add_tv (attrs, e->type, e->value);
-          else
-            modike_attr_add_tlv (attrs, e->type, d, n);
-        }
+      add_copies (attrs, st != NULL ? st->xa->ask_extra : NULL);
       if (out->kind == STEP_ASK)
         modike_attr_add_tlv (attrs, XAUTH_USER_PASSWORD, NULL, 0);
       else
@@ -663,14 +670,7 @@ xa_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   else if (out->kind == STEP_PUSH)
     {
       type = MODIKE_CFG_SET;
-      for (guint i = 0; st != NULL && st->xa->push_first != NULL && i < st->xa->push_first->len; i++)
-        {
-          const ModikeAttr *e = &g_array_index (st->xa->push_first, ModikeAttr, i);
-          gsize n = 0;
-          const guint8 *d = e->data != NULL ? g_bytes_get_data (e->data, &n) : NULL;
-
-          modike_attr_add_tlv (attrs, e->type, d, n);
-        }
+      add_copies (attrs, st != NULL ? st->xa->push_first : NULL);
     }
   else
     {
