@@ -10,7 +10,7 @@ pkgs=(
   clang libclang-rt-14-dev
   iproute2 procps psmisc tshark python3 coreutils
   iputils-ping iperf3
-  strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins libstrongswan-standard-plugins
+  strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins libstrongswan-standard-plugins libcharon-extauth-plugins
 )
 
 missing=()

@@ -1,0 +1,198 @@
+#!/bin/bash
+# Extended authentication (plugins/xauth) against charon's xauth-generic.
+# modiked runs in cl (192.0.2.2, adapter mk0 with 203.0.113.1/32, plugins
+# natt esp_user tun xauth), charon in gw (192.0.2.1, 198.51.100.1 on lo).
+#
+# usage: xauth-case.sh CASE
+#   xauth-client: charon is the gateway (remote { auth = psk } plus
+#       remote-xauth { auth = xauth }, no pools) and asks modiked, the
+#       phase 1 initiator with <auth method="xauth-psk">, for user name and
+#       password; modiked answers as alice from its password-file, gets
+#       XAUTH_STATUS OK, then (and only then) runs Quick Mode: ping
+#       198.51.100.1 through the tunnel.
+#   xauth-client-wrong-password: the same with a wrong password: modiked's
+#       log says "extended authentication failed for user 'alice'"; no ESP
+#       SA on either side and no IKE SA left in modiked.
+#   xauth-gateway-wrong-password: charon answers with a wrong password:
+#       modiked asks 3 times (retries), then sends XAUTH_STATUS FAIL and logs
+#       "extended authentication failed for user 'alice' (3 tries)"; no SA
+#       left in modiked, no child in charon.
+#   xauth-gateway: roles swapped: modiked in gw is the gateway checking a
+#       users file (PBKDF2 hash made with modike-xauth-passwd), charon in cl
+#       the client (local-xauth { auth = xauth xauth_id = alice }); charon
+#       initiates; ping from cl through the tunnel.
+# Environment: MODIKED, MODIKE_PLUGIN_DIR (':'-separated directories of
+# natt.so, esp_user.so, tun.so, xauth.so), MODIKE_XAUTH_PASSWD (the
+# modike-xauth-passwd tool, xauth-gateway only).
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../lib.sh
+. "$HERE/../lib.sh"
+
+CASE=${1:-}
+WAIT=${MKI_WAIT:-30}
+PASSWORD=alicepw SIDE_M=cl SIDE_C=gw
+case $CASE in
+  xauth-client) ;;
+  xauth-client-wrong-password) PASSWORD=wrongpw ;;
+  xauth-gateway) SIDE_M=gw SIDE_C=cl ;;
+  xauth-gateway-wrong-password) SIDE_M=gw SIDE_C=cl PASSWORD=wrongpw ;;
+  *) echo "usage: $0 CASE (see the head of this file)" >&2; exit 2 ;;
+esac
+MKI_CASE=$CASE
+mki_require_prereqs charon modiked traffic
+mki_setup "$CASE"
+
+fail () {
+  mki_log "FAIL: $*"
+  echo "----- charon ($SIDE_C) swanctl --list-sas -----" >&2
+  mki_swanctl "$SIDE_C" --list-sas --noblock >&2 2>&1 || true
+  mki_modiked_alive "$SIDE_M" && mki_modiked_status "$SIDE_M" >/dev/null
+  mki_dump_logs
+  exit 1
+}
+
+# --- charon ------------------------------------------------------------------
+if [ "$SIDE_C" = gw ]; then
+  c_local=$MKI_GW_V4 c_remote=$MKI_CL_V4 c_lts=$MKI_GW_NET c_rts=$MKI_CL_NET
+  c_auth="    local {
+      auth = psk
+      id = gw
+    }
+    remote {
+      auth = psk
+      id = client
+    }
+    remote-xauth {
+      auth = xauth
+    }"
+  c_secret="  xauth-1 {
+    id = alice
+    secret = \"alicepw\"
+  }"
+else
+  c_local=$MKI_CL_V4 c_remote=$MKI_GW_V4 c_lts=$MKI_CL_NET c_rts=$MKI_GW_NET
+  c_auth="    local {
+      auth = psk
+      id = client
+    }
+    local-xauth {
+      auth = xauth
+      xauth_id = alice
+    }
+    remote {
+      auth = psk
+      id = gw
+    }"
+  c_secret="  xauth-1 {
+    id = alice
+    secret = \"$PASSWORD\"
+  }"
+fi
+cat >"$MKI_DIR/$SIDE_C/swanctl.conf" <<EOF
+connections {
+  rw {
+    version = 1
+    local_addrs = $c_local
+    remote_addrs = $c_remote
+    proposals = aes128-sha256-modp2048
+    rekey_time = 0
+    dpd_delay = 0
+$c_auth
+    children {
+      net {
+        mode = tunnel
+        local_ts = $c_lts
+        remote_ts = $c_rts
+        esp_proposals = aes128-sha256
+        rekey_time = 0
+        start_action = none
+      }
+    }
+  }
+}
+secrets {
+  ike-1 {
+    secret = "testpsk"
+  }
+$c_secret
+}
+EOF
+mki_strongswan_conf "$SIDE_C" "" xauth-generic
+mki_charon_start "$SIDE_C"
+mki_swanctl_load "$SIDE_C"
+mki_libipsec_route "$SIDE_C"
+
+# --- modiked -------------------------------------------------------------------
+mki_drop_lo_host "$SIDE_M"
+CFG=$MKI_DIR/$SIDE_M/modiked.xml
+if [ "$SIDE_M" = cl ]; then
+  printf '%s\n' "$PASSWORD" >"$MKI_DIR/cl/password"
+  chmod 600 "$MKI_DIR/cl/password"
+  m_addr=$MKI_CL_V4 m_far=$MKI_GW_V4 m_name=gw m_init=yes m_id=client m_rid=gw
+  m_lts=$MKI_CL_NET m_rts=$MKI_GW_NET m_host=$MKI_CL_HOST
+  section="  <xauth timeout=\"20\"><credentials peer=\"gw\" user=\"alice\" password-file=\"$MKI_DIR/cl/password\"/></xauth>"
+else
+  [ -x "${MODIKE_XAUTH_PASSWD:-}" ] || fail "MODIKE_XAUTH_PASSWD (modike-xauth-passwd) is not set or not executable"
+  printf 'alicepw\n' | "$MODIKE_XAUTH_PASSWD" alice >"$MKI_DIR/gw/users" || fail "modike-xauth-passwd failed"
+  grep -q '^alice:pbkdf2-sha256:' "$MKI_DIR/gw/users" || fail "users file: $(cat "$MKI_DIR/gw/users")"
+  grep -q alicepw "$MKI_DIR/gw/users" && fail "the users file holds the password in plaintext"
+  m_addr=$MKI_GW_V4 m_far=$MKI_CL_V4 m_name=cl m_init=no m_id=gw m_rid=client
+  m_lts=$MKI_GW_NET m_rts=$MKI_CL_NET m_host=$MKI_GW_HOST
+  section="  <xauth users-file=\"$MKI_DIR/gw/users\" timeout=\"20\"/>"
+fi
+mki_modiked_conf "$CFG" LISTEN="$m_addr" NAME=$m_name INITIATE=$m_init \
+  LOCAL="$m_addr" REMOTE="$m_far" LOCAL_ID=$m_id REMOTE_ID=$m_rid PSK=testpsk \
+  EXCHANGE=main LOCAL_TS="$m_lts" REMOTE_TS="$m_rts" \
+  STATUS="$MKI_DIR/$SIDE_M/modiked.status" LOGLEVEL=debug \
+  PLUGINS="natt esp_user tun xauth" ADAPTER=mk0 ADAPTER_ADDR="$m_host/32"
+# The generic config with the XAuth method and the plugin's section.
+sed -i -e 's/method="psk"/method="xauth-psk"/' -e "s|^  <peer |$section\n  <peer |" "$CFG"
+grep -q 'method="xauth-psk"' "$CFG" && grep -q '<xauth' "$CFG" || fail "could not make the XAuth config: $(cat "$CFG")"
+ip netns exec "$(mki_ns "$SIDE_M")" timeout 20 "$MODIKED" -c "$CFG" --check >"$MKI_DIR/$SIDE_M/check.out" 2>&1 ||
+  { cat "$MKI_DIR/$SIDE_M/check.out" "$CFG" >&2; fail "modiked --check rejected the configuration"; }
+mki_modiked_start "$SIDE_M" "$CFG"
+sleep 1
+mki_modiked_alive "$SIDE_M" || fail "modiked exited at start"
+
+if [ "$SIDE_C" = cl ]; then
+  mki_swanctl cl --initiate --child net --timeout "$WAIT" >"$MKI_DIR/cl/initiate.out" 2>&1 &
+  MKI_PIDS+=("$!")
+fi
+
+LOG=$MKI_DIR/$SIDE_M/modiked.log
+m_esp () {
+  local st; st=$(mki_modiked_status "$SIDE_M") || return 1
+  grep -Eq '^ +ESP ' "$st"
+}
+both_up () {
+  local raw; raw=$(mki_sas_raw "$SIDE_C")
+  [ "$(mki_raw_field "$raw" state)" = ESTABLISHED ] &&
+    [ "$(mki_raw_field "$(mki_raw_child "$raw")" state)" = INSTALLED ] && m_esp
+}
+
+if [ "$PASSWORD" != alicepw ]; then
+  want="extended authentication failed for user 'alice'"
+  [ "$SIDE_M" = gw ] && want="$want (3 tries)"
+  mki_poll "$WAIT" 'grep -qF "$want" "$LOG"' ||
+    fail "modiked did not report the failed extended authentication within $WAIT s"
+  mki_log "modiked: $(grep -m1 -F "$want" "$LOG")"
+  m_no_ike () { local st; st=$(mki_modiked_status "$SIDE_M") || return 1; ! grep -Eq '^IKE |^ +ESP ' "$st"; }
+  mki_poll 10 m_no_ike || fail "modiked still has an SA after the failure: $(cat "$MKI_DIR/$SIDE_M/modiked.status")"
+  mki_sas_raw "$SIDE_C" | grep -q 'state=INSTALLED' && fail "charon has a child SA: $(mki_sas_raw "$SIDE_C")"
+  grep -q wrongpw "$LOG" && fail "the password reached modiked's log"
+  mki_modiked_stop "$SIDE_M" || fail "modiked did not stop on SIGTERM"
+  mki_log "PASS: $CASE"
+  exit 0
+fi
+
+mki_poll "$WAIT" both_up || fail "no SA on both sides within $WAIT s"
+grep -q "extended authentication succeeded for user 'alice'" "$LOG" ||
+  fail "modiked's log does not show the extended authentication"
+grep -q alicepw "$LOG" && fail "the password reached modiked's log"
+mki_ping "$SIDE_M" 5 -i 0.2 -W 2
+[ "$MKI_PING_RX" = 5 ] || fail "ping through the tunnel: $MKI_PING_RX of 5 replies"
+mki_log "ping through the tunnel after XAuth: $MKI_PING_RX/$MKI_PING_TX"
+mki_modiked_stop "$SIDE_M" || fail "modiked did not stop on SIGTERM"
+mki_log "PASS: $CASE"
+exit 0
