@@ -563,10 +563,10 @@ out:
   return cert;
 }
 
-/* The DN of a DER_ASN1_DN identity as text, for a match that tolerates a
- * re-encoding (the same RDNs in another string type). */
-static char *
-der_dn_text (const guint8 *data, gsize len)
+/* Text of a DER DN; comparing texts tolerates a re-encoding (the same
+ * RDNs in another string type). */
+char *
+modike_x509_dn_to_string (const guint8 *data, gsize len)
 {
   gnutls_x509_dn_t dn;
   gnutls_datum_t in = { (unsigned char *) data, (unsigned) len }, out = { NULL, 0 };
@@ -595,7 +595,7 @@ crt_has_id (gnutls_x509_crt_t crt, guint8 type, const guint8 *data, gsize len)
 
         if (raw != NULL && g_bytes_get_size (raw) == len && memcmp (g_bytes_get_data (raw, NULL), data, len) == 0)
           return TRUE;
-        a = der_dn_text (data, len);
+        a = modike_x509_dn_to_string (data, len);
         b = crt_subject (crt);
         return a != NULL && g_strcmp0 (a, b) == 0;
       }

@@ -181,6 +181,10 @@ gboolean modike_x509_cert_verify (const ModikeX509Cert *cert, const guint8 *hash
 /* The same checks for our own certificate (an identity we send must be in it). */
 gboolean modike_x509_creds_local_has_id (const ModikeX509Creds *c, guint8 id_type, const guint8 *data, gsize len);
 
+/* A DER distinguished name as text ("CN=gw,O=modike", RFC 4514 order as
+ * GnuTLS prints it), NULL if it does not parse. */
+char *modike_x509_dn_to_string (const guint8 *der, gsize len);
+
 /* SKEYID for signatures: prf(Ni_b | Nr_b, g^xy) (RFC 2409 5). */
 ModikeSecret *modike_skeyid_sig (ModikeHashAlg prf, const guint8 *ni, gsize ni_len, const guint8 *nr, gsize nr_len,
                                  const ModikeSecret *gxy);

@@ -23,7 +23,7 @@ key int; certtool --generate-certificate --load-privkey int.key --load-ca-certif
   --template "$(tmpl int 2 'cn = modike test intermediate' 'o = modike' ca cert_signing_key crl_signing_key)" \
   --outfile int.pem 2>/dev/null
 leaf () { # name serial template-lines...
-  n=$1; key "$n"; f=$(tmpl "$@" signing_key encryption_key tls_www_server tls_www_client)
+  n=$1; key "$n"; f=$(tmpl "$@" signing_key encryption_key)
   certtool --generate-certificate --load-privkey "$n.key" --load-ca-certificate int.pem --load-ca-privkey int.key \
     --template "$f" --outfile "$n.pem" 2>/dev/null
   cat "$n.pem" int.pem > "$n-chain.pem"; }
