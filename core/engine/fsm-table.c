@@ -7,8 +7,9 @@
 /* A constant-expression MODIKE_PB for the core types (all below 48). */
 #define PB(t) (G_GUINT64_CONSTANT (1) << (t))
 #define T_MS 2000 /* retransmit base when the peer config gives none */
-/* The peer's proof in phase 1: HASH, or CERTs and SIG (RSA signatures). */
-#define P1_AUTH (PB (MODIKE_PL_HASH) | PB (MODIKE_PL_SIG) | PB (MODIKE_PL_CERT))
+/* The peer's proof in phase 1: HASH, or CERTs and SIG (RSA signatures);
+ * strongSwan repeats its CRs next to its CERT. */
+#define P1_AUTH (PB (MODIKE_PL_HASH) | PB (MODIKE_PL_SIG) | PB (MODIKE_PL_CERT) | PB (MODIKE_PL_CR))
 
 static const ModikeFsmRow main_rows[] = {
   { "MM_I0", 0, MODIKE_EX_MAIN, 0, MODIKE_ROLE_INITIATOR, MODIKE_ROW_INITIATE,
@@ -27,10 +28,10 @@ static const ModikeFsmRow main_rows[] = {
    * checks which by the peer's method. */
   { "MM_R5", MM_R4, MODIKE_EX_MAIN, 5, MODIKE_ROLE_RESPONDER,
     MODIKE_ROW_ENCRYPTED | MODIKE_ROW_P1_DONE | MODIKE_ROW_DONE,
-    PB (MODIKE_PL_ID), P1_AUTH | PB (MODIKE_PL_N), PB (MODIKE_PL_CERT) | PB (MODIKE_PL_N), mm_r5, MM_DONE, 0 },
+    PB (MODIKE_PL_ID), P1_AUTH | PB (MODIKE_PL_N), PB (MODIKE_PL_CERT) | PB (MODIKE_PL_CR) | PB (MODIKE_PL_N), mm_r5, MM_DONE, 0 },
   { "MM_I6", MM_I5, MODIKE_EX_MAIN, 6, MODIKE_ROLE_INITIATOR,
     MODIKE_ROW_ENCRYPTED | MODIKE_ROW_P1_DONE | MODIKE_ROW_DONE,
-    PB (MODIKE_PL_ID), P1_AUTH | PB (MODIKE_PL_N), PB (MODIKE_PL_CERT) | PB (MODIKE_PL_N), mm_i6, MM_DONE, 0 },
+    PB (MODIKE_PL_ID), P1_AUTH | PB (MODIKE_PL_N), PB (MODIKE_PL_CERT) | PB (MODIKE_PL_CR) | PB (MODIKE_PL_N), mm_i6, MM_DONE, 0 },
 };
 
 static const ModikeFsmRow aggressive_rows[] = {
@@ -46,7 +47,7 @@ static const ModikeFsmRow aggressive_rows[] = {
     PB (MODIKE_PL_CERT) | PB (MODIKE_PL_VID) | PB (MODIKE_PL_N) | PB (MODIKE_PL_CR), am_i2, AM_DONE, 0 },
   /* Message 3 is accepted plain or encrypted (RFC 2409 leaves it open). */
   { "AM_R3", AM_R2, MODIKE_EX_AGGRESSIVE, 3, MODIKE_ROLE_RESPONDER, MODIKE_ROW_P1_DONE | MODIKE_ROW_DONE,
-    0, P1_AUTH | PB (MODIKE_PL_N), PB (MODIKE_PL_CERT) | PB (MODIKE_PL_N), am_r3, AM_DONE, 0 },
+    0, P1_AUTH | PB (MODIKE_PL_N), PB (MODIKE_PL_CERT) | PB (MODIKE_PL_CR) | PB (MODIKE_PL_N), am_r3, AM_DONE, 0 },
 };
 
 static const ModikeFsmRow quick_rows[] = {
