@@ -285,8 +285,12 @@ payload_offset (const ModikeMessage *msg, GBytes *packet, guint i)
   return (gsize) (p->body - (const guint8 *) g_bytes_get_data (packet, NULL)) - 4;
 }
 
+/* Changes the packet (a copy of it) where payload i of msg is. */
+typedef void (*PayloadEdit) (guint8 *packet, const ModikeMessage *msg, GBytes *orig, guint i);
+
+/* Applies edit to every payload of that type in message 2. */
 static FilterResult
-filter_tamper_sig (Net *net, guint n, Packet *pk, gpointer user)
+rewrite_msg2 (guint n, Packet *pk, guint8 type, PayloadEdit edit)
 {
   g_autoptr (ModikeMessage) msg = NULL;
   g_autoptr (GByteArray) copy = NULL;
@@ -298,39 +302,40 @@ filter_tamper_sig (Net *net, guint n, Packet *pk, gpointer user)
   copy = g_byte_array_new ();
   g_byte_array_append (copy, g_bytes_get_data (pk->data, NULL), g_bytes_get_size (pk->data));
   for (guint i = 0; i < msg->payloads->len; i++)
-    if (g_array_index (msg->payloads, ModikePayload, i).type == MODIKE_PL_SIG)
-      copy->data[payload_offset (msg, pk->data, i) + 4 + 10] ^= 0x01;
+    if (g_array_index (msg->payloads, ModikePayload, i).type == type)
+      edit (copy->data, msg, pk->data, i);
   g_bytes_unref (pk->data);
   pk->data = g_byte_array_free_to_bytes (g_steal_pointer (&copy));
   return FILTER_PASS;
 }
 
-/* CERT payloads become vendor IDs (unknown ones are ignored): the
- * message carries no certificate. */
+static void
+flip_sig_bit (guint8 *packet, const ModikeMessage *msg, GBytes *orig, guint i)
+{
+  packet[payload_offset (msg, orig, i) + 4 + 10] ^= 0x01;
+}
+
+/* The type of payload i is in the header before it: CERT becomes VID
+ * (unknown ones are ignored), so the message carries no certificate. */
+static void
+cert_to_vid (guint8 *packet, const ModikeMessage *msg, GBytes *orig, guint i)
+{
+  gsize at = i == 0 ? 16 : payload_offset (msg, orig, i - 1);
+
+  g_assert_cmpuint (packet[at], ==, MODIKE_PL_CERT);
+  packet[at] = MODIKE_PL_VID;
+}
+
+static FilterResult
+filter_tamper_sig (Net *net, guint n, Packet *pk, gpointer user)
+{
+  return rewrite_msg2 (n, pk, MODIKE_PL_SIG, flip_sig_bit);
+}
+
 static FilterResult
 filter_drop_certs (Net *net, guint n, Packet *pk, gpointer user)
 {
-  g_autoptr (ModikeMessage) msg = NULL;
-  g_autoptr (GByteArray) copy = NULL;
-
-  if (n != 2)
-    return FILTER_PASS;
-  msg = modike_message_parse (pk->data, NULL);
-  g_assert_nonnull (msg);
-  copy = g_byte_array_new ();
-  g_byte_array_append (copy, g_bytes_get_data (pk->data, NULL), g_bytes_get_size (pk->data));
-  for (guint i = 0; i < msg->payloads->len; i++)
-    if (g_array_index (msg->payloads, ModikePayload, i).type == MODIKE_PL_CERT)
-      {
-        /* The type of payload i is in the header before it. */
-        gsize at = i == 0 ? 16 : payload_offset (msg, pk->data, i - 1);
-
-        g_assert_cmpuint (copy->data[at], ==, MODIKE_PL_CERT);
-        copy->data[at] = MODIKE_PL_VID;
-      }
-  g_bytes_unref (pk->data);
-  pk->data = g_byte_array_free_to_bytes (g_steal_pointer (&copy));
-  return FILTER_PASS;
+  return rewrite_msg2 (n, pk, MODIKE_PL_CERT, cert_to_vid);
 }
 
 static void
