@@ -9,7 +9,7 @@
 #   proposals-initiator proposals-responder (several proposals: the one
 #     both accept is chosen)
 #   no-proposal-chosen
-#   cert-mm-initiator cert-mm-responder (RSA signatures with X.509
+#   cert-mm-initiator cert-mm-responder cert-am-initiator (RSA signatures with X.509
 #     certificates from tests/vectors/certs: modiked "client", charon "gw",
 #     both trusting the root; the intermediate travels in CERT payloads)
 # "initiator": modiked initiates (peer initiate="yes"); "responder": charon
@@ -44,6 +44,7 @@ case $CASE in
   no-proposal-chosen) EX=main ROLE=initiator PFS=no ;;
   cert-mm-initiator)  EX=main ROLE=initiator PFS=yes AUTH=rsa ;;
   cert-mm-responder)  EX=main ROLE=responder PFS=yes AUTH=rsa ;;
+  cert-am-initiator)  EX=aggressive ROLE=initiator PFS=yes AUTH=rsa ;;
   *) echo "usage: $0 CASE (see the head of this file)" >&2; exit 2 ;;
 esac
 MKI_CASE=$CASE
@@ -84,11 +85,11 @@ if [ "$AUTH" = rsa ]; then
     LOCAL_TS=$MKI_GW_NET REMOTE_TS=$MKI_CL_NET CERT="$CERTS/gw-chain.pem" CACERT="$CERTS/ca.pem"
   mki_strongswan_conf gw "" revocation constraints
   # modiked sends its subject DN and wants charon's. charon 5.9.8 sends
-  # its intermediate only as the responder (as the initiator just its own
+  # its intermediate only in Main Mode message 6 (elsewhere just its own
   # certificate): there modiked's trust anchors are a directory holding
   # the root and the intermediate.
   ca="$CERTS/ca.pem"
-  if [ "$ROLE" = responder ]; then
+  if [ "$ROLE" = responder ] || [ "$EX" = aggressive ]; then
     ca=$MKI_DIR/cl/ca.d
     mkdir -p "$ca" && cp "$CERTS/ca.pem" "$CERTS/int.pem" "$ca/"
   fi
