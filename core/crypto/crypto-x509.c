@@ -494,8 +494,12 @@ modike_x509_verify_chain (const ModikeX509Creds *c, GPtrArray *der, gint64 now, 
       const guint8 *d = g_bytes_get_data (der->pdata[n], &len);
       gnutls_datum_t datum = { (unsigned char *) d, (unsigned) len };
 
-      if (gnutls_x509_crt_init (&chain[n]) < 0)
-        break;
+      rc = gnutls_x509_crt_init (&chain[n]);
+      if (rc < 0)
+        {
+          gnutls_fail (error, rc, "cannot read certificate %u of the peer", n + 1);
+          goto out;
+        }
       rc = gnutls_x509_crt_import (chain[n], &datum, GNUTLS_X509_FMT_DER);
       if (rc < 0)
         {

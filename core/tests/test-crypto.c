@@ -1858,7 +1858,7 @@ test_x509_chain (void)
   g_autoptr (GPtrArray) revoked = peer_chain ("revoked-chain.pem", "revoked.key");
   g_autoptr (GPtrArray) stranger = peer_chain ("stranger.pem", "stranger.key");
   g_autoptr (GPtrArray) leaf_only = peer_chain ("gw-chain.pem", "gw.key");
-  g_autoptr (GPtrArray) empty = g_ptr_array_new ();
+  g_autoptr (GPtrArray) empty = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
   g_autoptr (GError) error = NULL;
   g_autoptr (ModikeX509Cert) cert = NULL;
   g_autoptr (ModikeX509Cert) cert2 = NULL;
@@ -1881,6 +1881,20 @@ test_x509_chain (void)
   expect_untrusted (trust, leaf_only, X509_NOW, "certificate 'CN=gw,O=modike' is not trusted: signer not found");
   expect_untrusted (none, gw, X509_NOW, "certificate 'CN=gw,O=modike' is not trusted: no trust anchors configured");
   expect_untrusted (trust, empty, X509_NOW, "the peer sent no certificate");
+  /* Bytes that are no certificate, as the leaf or after it. */
+  g_ptr_array_set_size (empty, 0);
+  g_ptr_array_add (empty, g_bytes_new_static ("\x30\x03\x02\x01", 4));
+  expect_untrusted (trust, empty, X509_NOW,
+                    "certificate 1 of the peer does not parse: ASN1 parser: Error in DER parsing.");
+  g_ptr_array_insert (empty, 0, g_bytes_ref (gw->pdata[0]));
+  {
+    g_autoptr (GError) e = NULL;
+    g_autoptr (ModikeX509Cert) none_cert = modike_x509_verify_chain (trust, empty, X509_NOW, &e);
+
+    g_assert_null (none_cert);
+    g_assert_error (e, MODIKE_CRYPTO_ERROR, MODIKE_CRYPTO_ERROR_CERT);
+    g_assert_true (g_str_has_prefix (e->message, "certificate 2 of the peer does not parse"));
+  }
 }
 
 static void
