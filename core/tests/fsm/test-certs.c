@@ -200,7 +200,9 @@ test_untrusted (void)
 {
   CertCase c = { .exchange = "main", .leaf_a = "client", .leaf_b = "gw", .ca_b = "other-ca.pem" };
 
-  fail_case (&c, NULL, "peer a: certificate 'CN=client,O=modike' is not trusted: signer not found");
+  /* A learns why from B's notify. */
+  fail_case (&c, "peer b: INVALID_CERTIFICATE",
+             "peer a: certificate 'CN=client,O=modike' is not trusted: signer not found");
 }
 
 static void
@@ -217,7 +219,7 @@ test_expired (void)
 {
   CertCase c = { .exchange = "main", .leaf_a = "expired", .leaf_b = "gw" };
 
-  fail_case (&c, NULL, "peer a: certificate 'CN=expired,O=modike' is not trusted: expired");
+  fail_case (&c, "peer b: INVALID_CERTIFICATE", "peer a: certificate 'CN=expired,O=modike' is not trusted: expired");
 }
 
 static void
@@ -326,6 +328,30 @@ cert_to_vid (guint8 *packet, const ModikeMessage *msg, GBytes *orig, guint i)
   packet[at] = MODIKE_PL_VID;
 }
 
+/* B's DN in its ID payload becomes CN=gx: an ID its certificate lacks
+ * (checked before the signature, which covers the ID). */
+static void
+rename_gw (guint8 *packet, const ModikeMessage *msg, GBytes *orig, guint i)
+{
+  const ModikePayload *p = &g_array_index (msg->payloads, ModikePayload, i);
+  gsize at = payload_offset (msg, orig, i) + 4;
+  gboolean done = FALSE;
+
+  for (gsize k = 0; k + 1 < p->len && !done; k++)
+    if (packet[at + k] == 'g' && packet[at + k + 1] == 'w')
+      {
+        packet[at + k + 1] = 'x';
+        done = TRUE;
+      }
+  g_assert_true (done);
+}
+
+static FilterResult
+filter_rename_id (Net *net, guint n, Packet *pk, gpointer user)
+{
+  return rewrite_msg2 (n, pk, MODIKE_PL_ID, rename_gw);
+}
+
 static FilterResult
 filter_tamper_sig (Net *net, guint n, Packet *pk, gpointer user)
 {
@@ -344,6 +370,14 @@ test_bad_signature (void)
   CertCase c = { .exchange = "aggressive", .leaf_a = "client", .leaf_b = "gw", .filter = filter_tamper_sig };
 
   fail_case (&c, "peer b: SIG_R: signature does not verify with the key of certificate 'CN=gw,O=modike'", NULL);
+}
+
+static void
+test_id_not_in_cert (void)
+{
+  CertCase c = { .exchange = "aggressive", .leaf_a = "client", .leaf_b = "gw", .filter = filter_rename_id };
+
+  fail_case (&c, "peer b: ID 'CN=gx,O=modike' is not in certificate 'CN=gw,O=modike'", NULL);
 }
 
 static void
@@ -437,6 +471,7 @@ fsm_add_cert_tests (void)
   g_test_add_func ("/fsm/certs/wrong-remote-dn", test_wrong_remote_dn);
   g_test_add_func ("/fsm/certs/local-id-not-in-cert", test_local_id_not_in_cert);
   g_test_add_func ("/fsm/certs/bad-signature", test_bad_signature);
+  g_test_add_func ("/fsm/certs/id-not-in-cert", test_id_not_in_cert);
   g_test_add_func ("/fsm/certs/missing-cert", test_missing_cert);
   g_test_add_func ("/fsm/certs/psk-vs-rsa", test_psk_vs_rsa);
 }
