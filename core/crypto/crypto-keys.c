@@ -192,3 +192,23 @@ modike_qm_keymat (ModikeHashAlg prf, const ModikeSecret *skeyid_d, const ModikeS
   modike_memwipe (block, sizeof block);
   return keymat;
 }
+
+ModikeSecret *
+modike_skeyid_sig (ModikeHashAlg prf, const guint8 *ni, gsize ni_len, const guint8 *nr, gsize nr_len,
+                   const ModikeSecret *gxy)
+{
+  g_autofree guint8 *key = NULL;
+  ModikeSecret *skeyid;
+  gsize hlen = modike_hash_len (prf);
+
+  g_return_val_if_fail (hlen > 0 && gxy != NULL, NULL);
+  /* SKEYID = prf(Ni_b | Nr_b, g^xy): the nonces are the key. */
+  key = g_malloc (ni_len + nr_len + 1);
+  if (ni_len > 0)
+    memcpy (key, ni, ni_len);
+  if (nr_len > 0)
+    memcpy (key + ni_len, nr, nr_len);
+  skeyid = modike_secret_new (hlen);
+  modike_prf (prf, key, ni_len + nr_len, gxy->data, gxy->len, skeyid->data);
+  return skeyid;
+}

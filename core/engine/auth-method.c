@@ -1,7 +1,7 @@
 /* Phase 1 authentication methods plugins register (XAuth, hybrid): what
  * the SA negotiated, who owns it, and the owner's call once phase 1 is up.
- * Phase 1 computes with the method's base; only pre-shared keys exist so
- * far. */
+ * Phase 1 computes with the method's base: pre-shared keys or RSA
+ * signatures (phase1.c). */
 #include "engine-private.h"
 
 static const ModikeAuthMethodReg *
@@ -62,11 +62,12 @@ engine_auth_usable (const ModikePeerConfig *peer, GError **error)
                    "auth method '%s' is not resolved (no plugin registers it)", peer->auth_name != NULL ? peer->auth_name : "?");
       return FALSE;
     }
-  if (peer->auth_base == MODIKE_AUTH_RSA_SIG)
+  if (peer->auth_base == MODIKE_AUTH_RSA_SIG &&
+      (peer->x509 == NULL || !modike_x509_creds_has_local (peer->x509)))
     {
       g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN,
-                   "auth method '%s' is based on RSA signatures: RSA signatures not supported yet",
-                   peer->auth_name != NULL ? peer->auth_name : "rsa-sig");
+                   "auth method '%s' is based on RSA signatures: no certificate and key configured",
+                   peer->auth_name != NULL ? peer->auth_name : "rsa");
       return FALSE;
     }
   return TRUE;

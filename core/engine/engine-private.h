@@ -360,12 +360,16 @@ gboolean p1_add_offer (ModikeExchange *x, ModikeBuilder *b, gboolean one_group, 
 gboolean p1_choose (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error);
 /* Our ID payload (kept as IDii_b or IDir_b by our role). */
 gboolean p1_add_local_id (ModikeIkeSa *sa, ModikeBuilder *b, GError **error);
-/* Our HASH_I or HASH_R by our role. */
-void p1_add_hash (ModikeIkeSa *sa, ModikeBuilder *b);
+/* Our HASH_I or HASH_R by our role; with RSA signatures our CERTs and
+ * SIG_I or SIG_R instead. */
+gboolean p1_add_auth (ModikeIkeSa *sa, ModikeBuilder *b, GError **error);
+/* With RSA signatures: a CR per trust anchor (an empty one without). */
+void p1_add_cert_request (ModikeIkeSa *sa, ModikeBuilder *b);
 /* Adds our KE and nonce first unless b is NULL, then derives the keys;
  * failures are INVALID_KEY_INFORMATION. */
 gboolean p1_key_exchange (ModikeExchange *x, ModikeBuilder *b, GError **error);
-/* The peer's ID (when check_id) and HASH, then its notifies. */
+/* The peer's ID (when check_id) and HASH (or certificate and SIG), then
+ * its notifies. */
 gboolean p1_authenticate (ModikeExchange *x, const ModikeMessage *msg, gboolean check_id, GError **error);
 
 /* Handlers (exchange-*.c), referenced by fsm-table.c. */

@@ -1,8 +1,9 @@
-/* Aggressive Mode with pre-shared keys (RFC 2409 5, 5.4).
+/* Aggressive Mode with pre-shared keys or RSA signatures (RFC 2409 5,
+ * 5.1, 5.4).
  *
- *   I1 SA KE Ni IDii VID*                 ->
- *   R2 SA KE Nr IDir HASH_R VID*          <-
- *   I3 HASH_I [N(INITIAL-CONTACT)]        ->  (we encrypt; accepted either way)
+ *   I1 SA KE Ni IDii VID* [CR*]                      ->
+ *   R2 SA KE Nr IDir HASH_R | CERT* SIG_R VID* [CR*] <-
+ *   I3 HASH_I | CERT* SIG_I [N(INITIAL-CONTACT)]     ->  (we encrypt; accepted either way)
  *
  * The responder learns the initiator's identity in message 1 and picks the
  * peer config (and so the PSK) by address, then by that identity. */
@@ -15,6 +16,7 @@ am_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 
   if (!p1_add_offer (x, b, TRUE, error) || !p1_add_ke_nonce (x->sa, b, error) || !p1_add_local_id (x->sa, b, error))
     return MODIKE_V_FAIL;
+  p1_add_cert_request (x->sa, b);
   p1_add_vendor_ids (x, b);
   return engine_send_msg (x, 1, b, FALSE, error);
 }
@@ -59,6 +61,7 @@ am_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   p1_process_vendor_ids (sa, msg);
   if (!p1_take_ke_nonce (x, msg, error) || !p1_key_exchange (x, b, error) || !p1_add_id_hash (x, b, error))
     return MODIKE_V_FAIL;
+  p1_add_cert_request (sa, b);
   p1_add_vendor_ids (x, b);
   return engine_send_msg (x, 2, b, FALSE, error);
 }
@@ -71,7 +74,11 @@ am_i2 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   if (!p1_take_reply_sa (x, msg, error) || !p1_take_ke_nonce (x, msg, error) || !p1_key_exchange (x, NULL, error) ||
       !p1_authenticate (x, msg, TRUE, error))
     return MODIKE_V_FAIL;
-  p1_add_hash (x->sa, b);
+  if (!p1_add_auth (x->sa, b, error))
+    {
+      engine_fail (x, 0, MODIKE_IKE_ERROR_AUTH, error, "cannot authenticate ourselves");
+      return MODIKE_V_FAIL;
+    }
   p1_maybe_initial_contact (x->sa, b);
   return engine_send_msg (x, 3, b, TRUE, error);
 }

@@ -1,9 +1,10 @@
-/* Main Mode with pre-shared keys (RFC 2409 5, 5.4); the pieces it shares
- * with Aggressive Mode are in phase1.c.
+/* Main Mode with pre-shared keys or RSA signatures (RFC 2409 5, 5.1,
+ * 5.4); the pieces it shares with Aggressive Mode are in phase1.c.
  *
  *   I1 SA VID*        ->            R2 SA VID*     <-
- *   I3 KE Ni          ->            R4 KE Nr       <-
- *   I5* IDii HASH_I [N(INITIAL-CONTACT)] ->  R6* IDir HASH_R <- */
+ *   I3 KE Ni [CR*]    ->            R4 KE Nr [CR*] <-
+ *   I5* IDii HASH_I | CERT* SIG_I [N(INITIAL-CONTACT)] ->
+ *                                   R6* IDir HASH_R | CERT* SIG_R <- */
 #include "engine-private.h"
 
 #include <string.h>
@@ -40,6 +41,7 @@ mm_i2 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 
   if (!p1_take_reply_sa (x, msg, error) || !p1_add_ke_nonce (x->sa, b, error))
     return MODIKE_V_FAIL;
+  p1_add_cert_request (x->sa, b);
   return engine_send_msg (x, 3, b, FALSE, error);
 }
 
@@ -53,6 +55,7 @@ mm_r3 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   p1_process_vendor_ids (x->sa, msg);
   if (!p1_key_exchange (x, b, error))
     return MODIKE_V_FAIL;
+  p1_add_cert_request (x->sa, b);
   return engine_send_msg (x, 4, b, FALSE, error);
 }
 

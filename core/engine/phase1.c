@@ -1,9 +1,12 @@
 /* Phase 1 pieces Main and Aggressive Mode share (RFC 2409 5): identities,
  * vendor IDs, KE and nonce, key derivation, HASH_I/HASH_R, proposals,
- * notifies and INITIAL-CONTACT. */
+ * notifies and INITIAL-CONTACT; with RSA signatures (5.1) also CR, CERT
+ * and SIG, and the checks of the peer's certificate. */
 #include "engine-private.h"
 
 #include <string.h>
+
+#define CERT_X509_SIG 4 /* certificate encoding "X.509 Certificate - Signature" (RFC 2408 3.9) */
 
 /* Type and data of a configured identity; addresses parsed, families
  * normalised (config "address" may hold IPv4 or IPv6). */
@@ -53,6 +56,49 @@ config_id (guint8 type, const char *value, const ModikeAddr *fallback, guint8 *o
   return TRUE;
 }
 
+/* The base method phase 1 computes with (psk or RSA signatures); a
+ * plugin method's base was resolved into the peer config. */
+static gboolean
+p1_uses_sig (const ModikeIkeSa *sa)
+{
+  return sa->peer != NULL && sa->peer->auth_base == MODIKE_AUTH_RSA_SIG;
+}
+
+/* With signatures our identity must be in our certificate: its subject
+ * (the default, DER_ASN1_DN) or a subjectAltName. */
+static gboolean
+sig_local_id (ModikeIkeSa *sa, guint8 *type, GByteArray *data, GError **error)
+{
+  const ModikePeerConfig *peer = sa->peer;
+  g_autoptr (GBytes) subject = modike_x509_creds_local_subject (peer->x509);
+  g_autofree char *text = NULL;
+
+  if (peer->local_id_type == 0 || peer->local_id_type == MODIKE_ID_DER_ASN1_DN)
+    {
+      text = modike_x509_dn_to_string (g_bytes_get_data (subject, NULL), g_bytes_get_size (subject));
+      if (peer->local_id_type != 0 && g_strcmp0 (text, peer->local_id) != 0)
+        {
+          g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH,
+                       "peer %s: our identity '%s' is not the subject of our certificate '%s'", sa->peer_name,
+                       peer->local_id, text);
+          return FALSE;
+        }
+      *type = MODIKE_ID_DER_ASN1_DN;
+      g_byte_array_append (data, g_bytes_get_data (subject, NULL), g_bytes_get_size (subject));
+      return TRUE;
+    }
+  if (!config_id (peer->local_id_type, peer->local_id, &sa->local, type, data, error))
+    return FALSE;
+  if (!modike_x509_creds_local_has_id (peer->x509, *type, data->data, data->len))
+    {
+      text = modike_x509_dn_to_string (g_bytes_get_data (subject, NULL), g_bytes_get_size (subject));
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH,
+                   "peer %s: our identity '%s' is not in our certificate '%s'", sa->peer_name, peer->local_id, text);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 GBytes *
 p1_local_id (ModikeIkeSa *sa, GError **error)
 {
@@ -61,7 +107,12 @@ p1_local_id (ModikeIkeSa *sa, GError **error)
   g_autoptr (ModikeIdPayload) id = NULL;
   guint8 type = 0;
 
-  if (!config_id (peer != NULL ? peer->local_id_type : 0, peer != NULL ? peer->local_id : NULL, &sa->local, &type,
+  if (p1_uses_sig (sa) && modike_x509_creds_has_local (peer->x509))
+    {
+      if (!sig_local_id (sa, &type, data, error))
+        return NULL;
+    }
+  else if (!config_id (peer != NULL ? peer->local_id_type : 0, peer != NULL ? peer->local_id : NULL, &sa->local, &type,
                   data, error))
     return NULL;
   /* Phase 1 IDs carry protocol 0 and port 0 (RFC 2407 4.6.2). */
@@ -93,11 +144,37 @@ p1_id_matches (const ModikePeerConfig *peer, const ModikeIdPayload *id)
   const guint8 *d;
 
   if (peer->remote_id_type == 0)
-    return TRUE; /* any identity (the PSK binds the peer) */
+    return TRUE; /* any identity (the PSK or the certificate binds the peer) */
+  if (peer->remote_id_type == MODIKE_ID_DER_ASN1_DN)
+    {
+      g_autofree char *text = NULL;
+
+      if (id->type != MODIKE_ID_DER_ASN1_DN)
+        return FALSE;
+      d = g_bytes_get_data (id->data, &dlen);
+      text = modike_x509_dn_to_string (d, dlen);
+      return g_strcmp0 (text, peer->remote_id) == 0;
+    }
   if (!config_id (peer->remote_id_type, peer->remote_id, &peer->remote, &type, want, &error))
     return FALSE;
   d = g_bytes_get_data (id->data, &dlen);
   return id->type == type && dlen == want->len && memcmp (d, want->data, dlen) == 0;
+}
+
+/* An identity for messages; a DN as text. */
+static char *
+id_text (const ModikeIdPayload *id)
+{
+  gsize len;
+  const guint8 *d;
+  char *dn;
+
+  if (id == NULL)
+    return g_strdup ("?");
+  d = g_bytes_get_data (id->data, &len);
+  if (id->type == MODIKE_ID_DER_ASN1_DN && (dn = modike_x509_dn_to_string (d, len)) != NULL)
+    return dn;
+  return modike_id_payload_to_string (id);
 }
 
 gboolean
@@ -109,7 +186,7 @@ p1_check_remote_id (ModikeIkeSa *sa, const ModikePayload *id, GError **error)
   *slot = engine_payload_bytes (id);
   if (!p1_id_matches (sa->peer, modike_payload_get_id (id)))
     {
-      g_autofree char *text = modike_id_payload_to_string (modike_payload_get_id (id));
+      g_autofree char *text = id_text (modike_payload_get_id (id));
 
       g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "peer %s: identity %s is not the configured %s",
                    sa->peer_name, text, sa->peer->remote_id != NULL ? sa->peer->remote_id : "one");
@@ -221,7 +298,7 @@ p1_derive_keys (ModikeIkeSa *sa, GError **error)
   gsize ni_len, nr_len, gxi_len, gxr_len;
   const guint8 *ni, *nr, *gxi, *gxr;
 
-  if (sa->peer == NULL || sa->peer->psk == NULL)
+  if (sa->peer == NULL || (!p1_uses_sig (sa) && sa->peer->psk == NULL))
     {
       g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "peer %s: no pre-shared key configured",
                    sa->peer_name != NULL ? sa->peer_name : "?");
@@ -232,7 +309,8 @@ p1_derive_keys (ModikeIkeSa *sa, GError **error)
     return FALSE;
   ni = g_bytes_get_data (sa->ni, &ni_len);
   nr = g_bytes_get_data (sa->nr, &nr_len);
-  skeyid = modike_skeyid_psk (sa->choice.hash, sa->peer->psk, ni, ni_len, nr, nr_len);
+  skeyid = p1_uses_sig (sa) ? modike_skeyid_sig (sa->choice.hash, ni, ni_len, nr, nr_len, gxy)
+                            : modike_skeyid_psk (sa->choice.hash, sa->peer->psk, ni, ni_len, nr, nr_len);
   modike_p1_keys_clear (&sa->keys);
   modike_p1_keys_derive (&sa->keys, sa->choice.hash, skeyid, gxy, sa->icookie, sa->rcookie,
                          modike_encr_key_len (sa->choice.encr, sa->choice.keybits));
@@ -302,22 +380,86 @@ p1_verify_hash (ModikeExchange *x, gboolean of_initiator, const ModikePayload *h
   return TRUE;
 }
 
+static void
+add_cert_payload (ModikeBuilder *b, guint8 type, GBytes *data)
+{
+  ModikeCertPayload c = { .encoding = CERT_X509_SIG, .data = data };
+  GByteArray *body = g_byte_array_new ();
+
+  modike_cert_payload_encode (&c, body);
+  modike_builder_add_array (b, type, body);
+}
+
 void
-p1_add_hash (ModikeIkeSa *sa, ModikeBuilder *b)
+p1_add_cert_request (ModikeIkeSa *sa, ModikeBuilder *b)
+{
+  g_autoptr (GPtrArray) cas = NULL;
+  g_autoptr (GBytes) none = NULL;
+
+  if (!p1_uses_sig (sa) || sa->peer->x509 == NULL)
+    return;
+  /* One CR per trust anchor, so that a peer with several certificates
+   * picks the one we can check (strongSwan sends its certificate only
+   * when asked). */
+  cas = modike_x509_creds_ca_subjects (sa->peer->x509);
+  for (guint i = 0; i < cas->len; i++)
+    add_cert_payload (b, MODIKE_PL_CR, cas->pdata[i]);
+  if (cas->len == 0)
+    {
+      none = g_bytes_new (NULL, 0);
+      add_cert_payload (b, MODIKE_PL_CR, none);
+    }
+}
+
+/* Our certificate chain (leaf first) and SIG_I/SIG_R: the HASH signed with
+ * PKCS#1 v1.5 and no DigestInfo. */
+static gboolean
+add_cert_sig (ModikeIkeSa *sa, ModikeBuilder *b, GError **error)
+{
+  const ModikePeerConfig *peer = sa->peer;
+  g_autoptr (GPtrArray) chain = NULL;
+  g_autoptr (GBytes) sig = NULL;
+  guint8 hash[MODIKE_HASH_MAX];
+
+  if (peer->x509 == NULL || !modike_x509_creds_has_local (peer->x509))
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "peer %s: no certificate and key of ours configured",
+                   sa->peer_name);
+      return FALSE;
+    }
+  chain = modike_x509_creds_local_chain (peer->x509);
+  for (guint i = 0; i < chain->len; i++)
+    add_cert_payload (b, MODIKE_PL_CERT, chain->pdata[i]);
+  p1_hash (sa, sa->role == MODIKE_ROLE_INITIATOR, hash);
+  sig = modike_x509_sign (peer->x509, hash, modike_hash_len (sa->choice.hash), error);
+  modike_memwipe (hash, sizeof hash);
+  if (sig == NULL)
+    return FALSE;
+  engine_builder_add_bytes (b, MODIKE_PL_SIG, sig);
+  return TRUE;
+}
+
+gboolean
+p1_add_auth (ModikeIkeSa *sa, ModikeBuilder *b, GError **error)
 {
   guint8 hash[MODIKE_HASH_MAX];
 
+  if (p1_uses_sig (sa))
+    return add_cert_sig (sa, b, error);
   p1_hash (sa, sa->role == MODIKE_ROLE_INITIATOR, hash);
   modike_builder_add (b, MODIKE_PL_HASH, hash, modike_hash_len (sa->choice.hash));
   modike_memwipe (hash, sizeof hash);
+  return TRUE;
 }
 
 gboolean
 p1_add_id_hash (ModikeExchange *x, ModikeBuilder *b, GError **error)
 {
-  if (!p1_add_local_id (x->sa, b, error))
-    return FALSE;
-  p1_add_hash (x->sa, b);
+  if (!p1_add_local_id (x->sa, b, error) || !p1_add_auth (x->sa, b, error))
+    {
+      engine_fail (x, 0, MODIKE_IKE_ERROR_AUTH, error, "cannot authenticate ourselves");
+      return FALSE;
+    }
   return TRUE;
 }
 
@@ -348,6 +490,74 @@ p1_process_notifies (ModikeExchange *x, const ModikeMessage *msg)
     }
 }
 
+/* The peer's certificate chain, its ID in the certificate, and SIG over
+ * the peer's HASH_I/HASH_R (RFC 2409 5.1). */
+static gboolean
+verify_cert_sig (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+{
+  ModikeIkeSa *sa = x->sa;
+  const ModikePeerConfig *peer = sa->peer;
+  GBytes *id_b = sa->role == MODIKE_ROLE_INITIATOR ? sa->idr_b : sa->idi_b;
+  const ModikePayload *sig = modike_message_find (msg, MODIKE_PL_SIG);
+  g_autoptr (GPtrArray) ders = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  g_autoptr (ModikeX509Cert) cert = NULL;
+  g_autoptr (ModikeIdPayload) id = NULL;
+  g_autoptr (GError) sub = NULL;
+  guint8 want[MODIKE_HASH_MAX];
+  const ModikePayload *p;
+  gsize dlen;
+  const guint8 *d;
+
+  for (guint i = 0; (p = modike_message_find_nth (msg, MODIKE_PL_CERT, i)) != NULL; i++)
+    {
+      const ModikeCertPayload *c = modike_payload_get_cert (p);
+
+      if (c != NULL && c->encoding == CERT_X509_SIG)
+        g_ptr_array_add (ders, g_bytes_ref (c->data));
+      else if (c != NULL)
+        ELOG_DEBUG (sa, x, "CERT of encoding %u ignored", c->encoding);
+    }
+  if (ders->len == 0)
+    {
+      engine_fail (x, MODIKE_N_AUTHENTICATION_FAILED, MODIKE_IKE_ERROR_AUTH, error,
+                   "no X.509 certificate from the peer");
+      return FALSE;
+    }
+  cert = modike_x509_verify_chain (peer->x509, ders, g_get_real_time () / G_USEC_PER_SEC, &sub);
+  if (cert == NULL)
+    {
+      engine_fail (x, MODIKE_N_INVALID_CERTIFICATE, MODIKE_IKE_ERROR_AUTH, error, "%s", sub->message);
+      return FALSE;
+    }
+  id = id_b != NULL ? modike_id_payload_parse (g_bytes_get_data (id_b, NULL), g_bytes_get_size (id_b), NULL) : NULL;
+  d = id != NULL ? g_bytes_get_data (id->data, &dlen) : NULL;
+  if (id == NULL || !modike_x509_cert_has_id (cert, id->type, d, dlen))
+    {
+      g_autofree char *text = id_text (id);
+
+      engine_fail (x, MODIKE_N_AUTHENTICATION_FAILED, MODIKE_IKE_ERROR_AUTH, error,
+                   "ID '%s' is not in certificate '%s'", text, modike_x509_cert_subject (cert));
+      return FALSE;
+    }
+  if (sig == NULL)
+    {
+      engine_fail (x, MODIKE_N_AUTHENTICATION_FAILED, MODIKE_IKE_ERROR_AUTH, error, "no SIG payload from the peer");
+      return FALSE;
+    }
+  /* The peer's HASH: HASH_I when we respond, HASH_R when we initiated. */
+  p1_hash (sa, sa->role == MODIKE_ROLE_RESPONDER, want);
+  if (!modike_x509_cert_verify (cert, want, modike_hash_len (sa->choice.hash), sig->body, sig->len, &sub))
+    {
+      modike_memwipe (want, sizeof want);
+      engine_fail (x, MODIKE_N_AUTHENTICATION_FAILED, MODIKE_IKE_ERROR_AUTH, error, "SIG_%s: %s",
+                   sa->role == MODIKE_ROLE_RESPONDER ? "I" : "R", sub->message);
+      return FALSE;
+    }
+  modike_memwipe (want, sizeof want);
+  ELOG_INFO (sa, x, "peer authenticated with certificate '%s'", modike_x509_cert_subject (cert));
+  return TRUE;
+}
+
 gboolean
 p1_authenticate (ModikeExchange *x, const ModikeMessage *msg, gboolean check_id, GError **error)
 {
@@ -358,8 +568,16 @@ p1_authenticate (ModikeExchange *x, const ModikeMessage *msg, gboolean check_id,
       modike_exchange_set_notify (x, MODIKE_N_INVALID_ID_INFORMATION);
       return FALSE;
     }
+  if (p1_uses_sig (sa))
+    {
+      if (!verify_cert_sig (x, msg, error))
+        {
+          sa->ike->stats.auth_failures++;
+          return FALSE;
+        }
+    }
   /* The peer's HASH: HASH_I when we respond, HASH_R when we initiated. */
-  if (!p1_verify_hash (x, sa->role == MODIKE_ROLE_RESPONDER, modike_message_find (msg, MODIKE_PL_HASH), error))
+  else if (!p1_verify_hash (x, sa->role == MODIKE_ROLE_RESPONDER, modike_message_find (msg, MODIKE_PL_HASH), error))
     return FALSE;
   p1_process_notifies (x, msg);
   return TRUE;

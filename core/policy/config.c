@@ -237,6 +237,7 @@ parse_u64 (const char *s, guint64 min, guint64 max, guint64 *out)
 typedef struct {
   const char *file;   /* for messages */
   ModikeConfig *cfg;
+  char *dir;          /* relative file names start here; NULL = the working directory */
 } Ctx;
 
 /* A peer's or policy's own name: valid, and not one already taken. */
@@ -547,6 +548,8 @@ peer_config_free (ModikePeerConfig *p)
   g_free (p->remote_id);
   g_free (p->adapter_name);
   g_free (p->auth_name);
+  g_free (p->x509_sources);
+  g_clear_pointer (&p->x509, modike_x509_creds_unref);
   modike_secret_free (p->psk);
   if (p->p1_proposals != NULL)
     g_array_unref (p->p1_proposals);
@@ -617,6 +620,64 @@ identity_parse (Ctx *c, const xmlNode *n, guint8 *type, char **value, GError **e
   return TRUE;
 }
 
+/* A file name from the config: relative ones start at the config file. */
+static char *
+config_path (Ctx *c, const char *name)
+{
+  if (g_path_is_absolute (name) || c->dir == NULL)
+    return g_strdup (name);
+  return g_build_filename (c->dir, name, NULL);
+}
+
+static gboolean
+x509_has_ca (const xmlNode *n)
+{
+  for (const xmlNode *k = n->children; k != NULL; k = k->next)
+    if (is_element (k, "ca"))
+      return TRUE;
+  return FALSE;
+}
+
+/* cert/key attributes and <ca>/<crl> children of <auth>: loaded now, so
+ * that a bad file fails the load with its line. */
+static gboolean
+x509_parse (Ctx *c, xmlNode *n, ModikePeerConfig *p, GError **error)
+{
+  g_autofree char *cert = prop (n, "cert"), *key = prop (n, "key");
+  g_autoptr (ModikeX509Creds) creds = modike_x509_creds_new ();
+  g_autoptr (GString) sources = g_string_new (NULL);
+  g_autoptr (GError) sub = NULL;
+  gboolean any = FALSE;
+
+  if ((cert == NULL) != (key == NULL))
+    return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "cert and key go together");
+  if (cert != NULL) {
+    g_autofree char *cf = config_path (c, cert), *kf = config_path (c, key);
+    if (!modike_x509_creds_load_local (creds, cf, kf, &sub))
+      return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "%s", sub->message);
+    g_string_append_printf (sources, "cert=%s key=%s", cf, kf);
+    any = TRUE;
+  }
+  for (xmlNode *k = n->children; k != NULL; k = k->next) {
+    g_autofree char *path = NULL, *full = NULL;
+    gboolean is_ca = is_element (k, "ca");
+    if (!is_ca && !is_element (k, "crl"))
+      continue;
+    if (!get_required (c, k, "path", &path, error))
+      return FALSE;
+    full = config_path (c, path);
+    if (!(is_ca ? modike_x509_creds_add_ca (creds, full, &sub) : modike_x509_creds_add_crl (creds, full, &sub)))
+      return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, k, "%s", sub->message);
+    g_string_append_printf (sources, "%s%s=%s", sources->len > 0 ? " " : "", is_ca ? "ca" : "crl", full);
+    any = TRUE;
+  }
+  if (any) {
+    p->x509 = g_steal_pointer (&creds);
+    p->x509_sources = g_string_free (g_steal_pointer (&sources), FALSE);
+  }
+  return TRUE;
+}
+
 /* Copies the secret out and wipes it from the document, which lives on
  * for plugin sections. Values of 3 bytes or less may sit in the parser's
  * string dictionary, which must not be written to; those are only unlinked. */
@@ -627,11 +688,22 @@ auth_parse (Ctx *c, xmlNode *n, ModikePeerConfig *p, GError **error)
   if (!get_required (c, n, "method", &method, error))
     return FALSE;
   p->auth_line = (guint) node_line (n);
+  if (!x509_parse (c, n, p, error))
+    return FALSE;
+  if (strcmp (method, "rsa") == 0) {
+    p->auth = MODIKE_AUTH_RSA_SIG;
+    p->auth_base = MODIKE_AUTH_RSA_SIG;
+    if (xmlHasNsProp (n, (const xmlChar *) "secret", NULL) != NULL)
+      return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "method rsa takes no secret");
+    if (p->x509 == NULL || !modike_x509_creds_has_local (p->x509) || !x509_has_ca (n))
+      return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "method rsa needs cert, key and at least one <ca>");
+    return TRUE;
+  }
   /* Other names belong to plugins, which are not loaded yet:
    * modike_config_resolve_auth checks them later. */
   if (strcmp (method, "psk") != 0) {
     if (!valid_name (method))
-      return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "unknown auth method '%s' (psk)", method);
+      return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "unknown auth method '%s' (psk, rsa)", method);
     p->auth = 0;
     p->auth_base = 0;
     p->auth_name = g_steal_pointer (&method);
@@ -1164,10 +1236,11 @@ config_new (const char *file)
 }
 
 static ModikeConfig *
-load_buffer (const char *data, gsize len, const char *file, GError **error)
+load_buffer (const char *data, gsize len, const char *file, gboolean from_file, GError **error)
 {
   g_autoptr (ModikeConfig) cfg = config_new (file);
-  Ctx c = { .file = cfg->path, .cfg = cfg };
+  g_autofree char *dir = from_file ? g_path_get_dirname (file) : NULL;
+  Ctx c = { .file = cfg->path, .cfg = cfg, .dir = dir };
   gboolean seen_daemon = FALSE;
 
   cfg->doc = parse_xml (data, len, cfg->path, error);
@@ -1224,7 +1297,7 @@ modike_config_load (const char *path, GError **error)
     g_set_error (error, MODIKE_CONFIG_ERROR, MODIKE_CONFIG_ERROR_IO, "%s: %s", path, sub->message);
     return NULL;
   }
-  ModikeConfig *cfg = load_buffer (data, len, path, error);
+  ModikeConfig *cfg = load_buffer (data, len, path, TRUE, error);
   /* The file holds pre-shared keys. */
   modike_memwipe (data, len);
   g_free (data);
@@ -1235,7 +1308,7 @@ ModikeConfig *
 modike_config_load_string (const char *xml, const char *name_for_errors, GError **error)
 {
   g_return_val_if_fail (xml != NULL, NULL);
-  return load_buffer (xml, strlen (xml), name_for_errors != NULL ? name_for_errors : "<string>", error);
+  return load_buffer (xml, strlen (xml), name_for_errors != NULL ? name_for_errors : "<string>", FALSE, error);
 }
 
 void
@@ -1334,6 +1407,9 @@ modike_config_resolve_auth (ModikeConfig *cfg, ModikeAuthLookupFunc lookup, gpoi
     if (base == MODIKE_AUTH_PSK && p->psk == NULL)
       return fail_line (error, cfg->path, p->auth_line, "auth", "method %s is based on a pre-shared key and needs a secret",
                         p->auth_name);
+    if (base == MODIKE_AUTH_RSA_SIG && p->x509 == NULL)
+      return fail_line (error, cfg->path, p->auth_line, "auth",
+                        "method %s is based on RSA signatures and needs certificates (cert, key, <ca>)", p->auth_name);
     p->auth = method;
     p->auth_base = base;
   }
@@ -1406,6 +1482,8 @@ modike_peer_config_equal (const ModikePeerConfig *a, const ModikePeerConfig *b)
       a->remote_id_type != b->remote_id_type || g_strcmp0 (a->remote_id, b->remote_id) != 0)
     return FALSE;
   if (a->auth != b->auth || g_strcmp0 (a->auth_name, b->auth_name) != 0 || !secret_same (a->psk, b->psk) || a->exchange != b->exchange)
+    return FALSE;
+  if (g_strcmp0 (a->x509_sources, b->x509_sources) != 0)
     return FALSE;
   if (a->p1_proposals->len != b->p1_proposals->len)
     return FALSE;

@@ -2,6 +2,7 @@
  * right struct fields), bad vectors (every message names file, line and
  * element), plugin sections. */
 #include <gio/gio.h>
+#include <glib/gstdio.h>
 #include <glib.h>
 #include <libxml/tree.h>
 #include <string.h>
@@ -491,7 +492,7 @@ static const BadVector bad_vectors[] = {
   { "bad-adapter-twice.xml", 10, "adapter", INV, "<adapter> given twice" },
   { "bad-address.xml", 4, "remote", INV, "bad address '192.0.2.300'" },
   { "bad-aead-integrity.xml", 11, "proposal", INV, "takes no integrity" },
-  { "bad-auth-method.xml", 5, "auth", INV, "unknown auth method 'rsa'" },
+  { "bad-auth-method.xml", 5, "auth", INV, "method rsa takes no secret" },
   { "bad-auth-method-name.xml", 5, "auth", INV, "unknown auth method 'xauth psk'" },
   { "bad-auth-plugin-method.xml", 5, "auth", INV, "unknown auth method 'xauth-psk'" },
   { "bad-bypass-proposal.xml", 11, "proposal", INV, "only protect policies take proposals" },
@@ -542,6 +543,12 @@ static const BadVector bad_vectors[] = {
   { "bad-range-order.xml", 10, "policy", INV, "ends before it starts" },
   { "bad-retransmit.xml", 9, "retransmit", INV, "tries '1000' is not a number in 0..100" },
   { "bad-root.xml", 2, "config", SCH, "root element must be <modike>" },
+  { "bad-rsa-ca-missing.xml", 7, "ca", INV, "cannot read certificate file '" },
+  { "bad-rsa-cert-alone.xml", 5, "auth", INV, "cert and key go together" },
+  { "bad-rsa-crl.xml", 7, "crl", INV, "holds no CRL (PEM or DER)" },
+  { "bad-rsa-crl-attr.xml", 6, "crl", SCH, "" },
+  { "bad-rsa-key-mismatch.xml", 5, "auth", INV, "does not belong to certificate 'CN=gw,O=modike'" },
+  { "bad-rsa-no-ca.xml", 5, "auth", INV, "method rsa needs cert, key and at least one <ca>" },
   { "bad-selector-family.xml", 10, "policy", INV, "selectors mix IPv4 and IPv6" },
   { "bad-text-content.xml", 4, "remote", SCH, "extra content" },
   { "bad-truncated.xml", 6, "modike", PAR, "not well-formed" },
@@ -1012,6 +1019,93 @@ test_good_auth_plugin (void)
   assert_bad_message (error, "inline.xml", 4, "auth", MODIKE_CONFIG_ERROR_INVALID, "empty secret");
 }
 
+/* The test PKI's private keys are checked out 0644; the loader wants 0600. */
+static void
+private_test_keys (void)
+{
+  const char *keys[] = { "gw.key", "client.key", "revoked.key", "expired.key", "stranger.key" };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (keys); i++) {
+    g_autofree char *k = g_test_build_filename (G_TEST_DIST, "vectors", "certs", keys[i], NULL);
+    g_assert_cmpint (g_chmod (k, 0600), ==, 0);
+  }
+}
+
+static void
+test_good_rsa (void)
+{
+  g_autoptr (ModikeConfig) cfg = load_ok (vector_path ("good-rsa.xml"));
+  g_autoptr (ModikeConfig) again = load_ok (vector_path ("good-rsa.xml"));
+  g_autoptr (ModikeConfig) psk = load_ok (vector_path ("good-minimal.xml"));
+  const ModikePeerConfig *gw = modike_config_find_peer (cfg, "gw");
+  g_autoptr (GPtrArray) chain = NULL;
+  g_autoptr (GPtrArray) cas = NULL;
+  g_autoptr (GError) error = NULL;
+
+  g_assert_cmpuint (gw->auth, ==, MODIKE_AUTH_RSA_SIG);
+  g_assert_cmpuint (gw->auth_base, ==, MODIKE_AUTH_RSA_SIG);
+  g_assert_null (gw->auth_name);
+  g_assert_null (gw->psk);
+  g_assert_nonnull (gw->x509);
+  g_assert_true (modike_x509_creds_has_local (gw->x509));
+  chain = modike_x509_creds_local_chain (gw->x509);
+  g_assert_cmpuint (chain->len, ==, 2);
+  cas = modike_x509_creds_ca_subjects (gw->x509);
+  g_assert_cmpuint (cas->len, ==, 1);
+  g_assert_cmpuint (gw->remote_id_type, ==, MODIKE_ID_DER_ASN1_DN);
+  /* Relative paths start at the config file. */
+  g_assert_nonnull (strstr (gw->x509_sources, "vectors/config/../certs/client-chain.pem"));
+  g_assert_nonnull (strstr (gw->x509_sources, "crl="));
+  g_assert_true (modike_config_resolve_auth (cfg, NULL, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (modike_peer_config_equal (gw, modike_config_find_peer (again, "gw")));
+  g_assert_false (modike_peer_config_equal (modike_config_find_peer (psk, "anyone"), gw));
+}
+
+/* A key others may read fails the load with the file and line of <auth>. */
+static void
+test_rsa_key_mode (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("modike-config-XXXXXX", NULL);
+  g_autofree char *key = g_build_filename (dir, "k.pem", NULL);
+  g_autofree char *src = g_test_build_filename (G_TEST_DIST, "vectors", "certs", "gw.key", NULL);
+  g_autofree char *chain = g_test_build_filename (G_TEST_DIST, "vectors", "certs", "gw-chain.pem", NULL);
+  g_autofree char *ca = g_test_build_filename (G_TEST_DIST, "vectors", "certs", "ca.pem", NULL);
+  g_autofree char *data = NULL, *xml = NULL;
+  g_autoptr (GError) error = NULL;
+  gsize len;
+
+  g_assert_true (g_file_get_contents (src, &data, &len, NULL));
+  g_assert_true (g_file_set_contents (key, data, len, NULL));
+  g_assert_cmpint (g_chmod (key, 0644), ==, 0);
+  xml = g_strdup_printf ("<modike>\n<peer name=\"p\">\n<auth method=\"rsa\" cert=\"%s\" key=\"%s\">\n"
+                         "<ca path=\"%s\"/></auth>\n<phase1><proposal encryption=\"aes128\" hash=\"sha256\" "
+                         "group=\"modp2048\"/></phase1></peer></modike>", chain, key, ca);
+  g_assert_null (modike_config_load_string (xml, "inline.xml", &error));
+  assert_bad_message (error, "inline.xml", 3, "auth", MODIKE_CONFIG_ERROR_INVALID,
+                      "is accessible by group or others (mode 0644): chmod 600 it");
+  g_clear_error (&error);
+  g_assert_cmpint (g_chmod (key, 0600), ==, 0);
+  g_autoptr (ModikeConfig) cfg = load_string_ok (xml);
+  g_unlink (key);
+  g_rmdir (dir);
+}
+
+/* A plugin method based on RSA signatures needs certificates. */
+static void
+test_rsa_plugin_needs_certs (void)
+{
+  g_autoptr (ModikeConfig) cfg = load_string_ok (
+    "<modike>\n<peer name=\"p\">\n<auth method=\"xauth-rsa\"/>\n"
+    "<phase1><proposal encryption=\"aes128\" hash=\"sha256\" group=\"modp2048\"/></phase1></peer></modike>");
+  g_autoptr (GError) error = NULL;
+  guint calls = 0;
+
+  g_assert_false (modike_config_resolve_auth (cfg, fake_auth_lookup, &calls, &error));
+  assert_bad_message (error, "inline.xml", 3, "auth", MODIKE_CONFIG_ERROR_INVALID,
+                      "xauth-rsa is based on RSA signatures and needs certificates");
+}
+
 static void
 test_schema_path (void)
 {
@@ -1044,6 +1138,7 @@ int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
+  private_test_keys ();
   g_test_add_func ("/config/example/client", test_example_client);
   g_test_add_func ("/config/example/gateway", test_example_gateway);
   g_test_add_func ("/config/example/in-guide", test_examples_in_guide);
@@ -1066,6 +1161,9 @@ main (int argc, char **argv)
   g_test_add_func ("/config/good/adapter", test_good_adapter);
   g_test_add_func ("/config/good/auth-plugin", test_good_auth_plugin);
   g_test_add_func ("/config/schema-path", test_schema_path);
+  g_test_add_func ("/config/good/rsa", test_good_rsa);
+  g_test_add_func ("/config/rsa/key-mode", test_rsa_key_mode);
+  g_test_add_func ("/config/rsa/plugin-needs-certs", test_rsa_plugin_needs_certs);
   g_test_add_func ("/config/schema-resource", test_schema_resource);
   return g_test_run ();
 }

@@ -3,7 +3,9 @@
  * captures in tests/vectors/strongswan/keys.ini. */
 #include <modike/crypto.h>
 
+#include <glib/gstdio.h>
 #include <gmp.h>
+#include <gnutls/x509.h>
 #include <malloc.h>
 #include <string.h>
 
@@ -1664,6 +1666,286 @@ test_self_test (void)
   g_assert_no_error (error);
 }
 
+/* ---- X.509 and RSA signatures (tests/vectors/certs, made by make-certs.sh) ---- */
+
+/* A vector file's path; private keys get mode 0600 first (git keeps 0644). */
+static char *
+cert_file (const char *name)
+{
+  char *path = g_test_build_filename (G_TEST_DIST, "vectors", "certs", name, NULL);
+
+  if (g_str_has_suffix (name, ".key"))
+    g_assert_cmpint (g_chmod (path, 0600), ==, 0);
+  return path;
+}
+
+static ModikeX509Creds *
+creds_with (const char *chain, const char *key, gboolean ca, gboolean crl)
+{
+  g_autoptr (ModikeX509Creds) c = modike_x509_creds_new ();
+  g_autoptr (GError) error = NULL;
+
+  if (chain != NULL)
+    {
+      g_autofree char *cf = cert_file (chain), *kf = cert_file (key);
+
+      g_assert_true (modike_x509_creds_load_local (c, cf, kf, &error));
+      g_assert_no_error (error);
+    }
+  if (ca)
+    {
+      g_autofree char *f = cert_file ("ca.pem");
+
+      g_assert_true (modike_x509_creds_add_ca (c, f, &error));
+      g_assert_no_error (error);
+    }
+  if (crl)
+    {
+      g_autofree char *f = cert_file ("int.crl");
+
+      g_assert_true (modike_x509_creds_add_crl (c, f, &error));
+      g_assert_no_error (error);
+    }
+  return g_steal_pointer (&c);
+}
+
+/* 2030-06-01: inside the test PKI's validity (2024..2044). */
+#define X509_NOW G_GINT64_CONSTANT (1906502400)
+
+static void
+test_x509_local (void)
+{
+  g_autoptr (ModikeX509Creds) c = creds_with ("gw-chain.pem", "gw.key", TRUE, FALSE);
+  g_autoptr (GPtrArray) chain = modike_x509_creds_local_chain (c);
+  g_autoptr (GPtrArray) cas = modike_x509_creds_ca_subjects (c);
+  g_autoptr (GBytes) subject = modike_x509_creds_local_subject (c);
+  const guint8 v4[] = { 192, 0, 2, 1 }, v4_other[] = { 192, 0, 2, 2 };
+
+  g_assert_true (modike_x509_creds_has_local (c));
+  g_assert_cmpuint (chain->len, ==, 2);
+  g_assert_cmpuint (cas->len, ==, 1);
+  g_assert_true (modike_x509_creds_local_has_id (c, 9 /* DER_ASN1_DN */, g_bytes_get_data (subject, NULL),
+                                                 g_bytes_get_size (subject)));
+  g_assert_true (modike_x509_creds_local_has_id (c, 2 /* FQDN */, (const guint8 *) "GW.example", 10));
+  g_assert_false (modike_x509_creds_local_has_id (c, 2, (const guint8 *) "gw.exampl", 9));
+  g_assert_false (modike_x509_creds_local_has_id (c, 3 /* USER_FQDN */, (const guint8 *) "gw.example", 10));
+  g_assert_true (modike_x509_creds_local_has_id (c, 1 /* IPV4 */, v4, 4));
+  g_assert_false (modike_x509_creds_local_has_id (c, 1, v4_other, 4));
+}
+
+static void
+test_x509_load_errors (void)
+{
+  g_autoptr (ModikeX509Creds) c = modike_x509_creds_new ();
+  g_autoptr (GError) error = NULL;
+  g_autofree char *chain = cert_file ("gw-chain.pem"), *key = cert_file ("gw.key"),
+                  *other_key = cert_file ("client.key"), *crl = cert_file ("int.crl");
+  g_autofree char *dir = g_dir_make_tmp ("modike-x509-XXXXXX", NULL);
+  g_autofree char *loose = g_build_filename (dir, "loose.key", NULL);
+  g_autofree char *data = NULL;
+  gsize len;
+
+  /* A key others can read is refused before it is read. */
+  g_assert_true (g_file_get_contents (key, &data, &len, NULL));
+  g_assert_true (g_file_set_contents (loose, data, len, NULL));
+  g_assert_cmpint (g_chmod (loose, 0640), ==, 0);
+  g_assert_false (modike_x509_creds_load_local (c, chain, loose, &error));
+  g_assert_error (error, MODIKE_CRYPTO_ERROR, MODIKE_CRYPTO_ERROR_INVALID);
+  g_assert_nonnull (strstr (error->message, "accessible by group or others (mode 0640)"));
+  g_clear_error (&error);
+  g_assert_false (modike_x509_creds_has_local (c));
+
+  /* Another certificate's key. */
+  g_assert_false (modike_x509_creds_load_local (c, chain, other_key, &error));
+  g_assert_nonnull (strstr (error->message, "does not belong to certificate 'CN=gw,O=modike'"));
+  g_clear_error (&error);
+
+  /* Not a certificate; not a CRL; a missing file. */
+  g_assert_false (modike_x509_creds_load_local (c, crl, key, &error));
+  g_assert_nonnull (strstr (error->message, "holds no PEM certificate"));
+  g_clear_error (&error);
+  g_assert_false (modike_x509_creds_add_crl (c, chain, &error));
+  g_assert_nonnull (strstr (error->message, "holds no CRL"));
+  g_clear_error (&error);
+  g_assert_false (modike_x509_creds_add_ca (c, loose, &error));
+  g_assert_nonnull (strstr (error->message, "holds no PEM certificate"));
+  g_clear_error (&error);
+  g_assert_false (modike_x509_creds_add_ca (c, "/nonexistent/ca.pem", &error));
+  g_assert_nonnull (strstr (error->message, "cannot read certificate file '/nonexistent/ca.pem'"));
+  g_clear_error (&error);
+
+  g_unlink (loose);
+  g_rmdir (dir);
+}
+
+/* The signature is RSA PKCS#1 v1.5 type 1 over the raw hash, no
+ * DigestInfo: s^e mod n must be 00 01 FF..FF 00 | hash. */
+static void
+test_x509_sign_format (void)
+{
+  g_autoptr (ModikeX509Creds) c = creds_with ("gw-chain.pem", "gw.key", FALSE, FALSE);
+  g_autofree char *pem = cert_file ("gw.pem");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GBytes) sig = NULL, sig2 = NULL;
+  gnutls_datum_t data = { NULL, 0 }, m = { NULL, 0 }, e = { NULL, 0 };
+  gnutls_x509_crt_t crt;
+  guint8 hash[20], em[256];
+  mpz_t zs, zn, ze;
+  size_t count = 0;
+
+  for (guint i = 0; i < sizeof hash; i++)
+    hash[i] = (guint8) (0xa0 + i);
+  sig = modike_x509_sign (c, hash, sizeof hash, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_bytes_get_size (sig), ==, 256);
+  /* Deterministic: the same hash signs the same. */
+  sig2 = modike_x509_sign (c, hash, sizeof hash, &error);
+  g_assert_true (g_bytes_equal (sig, sig2));
+
+  g_assert_cmpint (gnutls_load_file (pem, &data), >=, 0);
+  g_assert_cmpint (gnutls_x509_crt_init (&crt), >=, 0);
+  g_assert_cmpint (gnutls_x509_crt_import (crt, &data, GNUTLS_X509_FMT_PEM), >=, 0);
+  g_assert_cmpint (gnutls_x509_crt_get_pk_rsa_raw (crt, &m, &e), >=, 0);
+  mpz_inits (zs, zn, ze, NULL);
+  mpz_import (zs, g_bytes_get_size (sig), 1, 1, 1, 0, g_bytes_get_data (sig, NULL));
+  mpz_import (zn, m.size, 1, 1, 1, 0, m.data);
+  mpz_import (ze, e.size, 1, 1, 1, 0, e.data);
+  mpz_powm (zs, zs, ze, zn);
+  memset (em, 0, sizeof em);
+  g_assert_cmpuint ((mpz_sizeinbase (zs, 2) + 7) / 8, <=, sizeof em);
+  mpz_export (em + sizeof em - (mpz_sizeinbase (zs, 2) + 7) / 8, &count, 1, 1, 1, 0, zs);
+  g_assert_cmpuint (em[0], ==, 0x00);
+  g_assert_cmpuint (em[1], ==, 0x01);
+  for (gsize i = 2; i < sizeof em - sizeof hash - 1; i++)
+    g_assert_cmpuint (em[i], ==, 0xff);
+  g_assert_cmpuint (em[sizeof em - sizeof hash - 1], ==, 0x00);
+  g_assert_cmpmem (em + sizeof em - sizeof hash, sizeof hash, hash, sizeof hash);
+  mpz_clears (zs, zn, ze, NULL);
+  gnutls_free (m.data);
+  gnutls_free (e.data);
+  gnutls_free (data.data);
+  gnutls_x509_crt_deinit (crt);
+}
+
+/* The peer's chain as its CERT payloads would carry it (DER, leaf first). */
+static GPtrArray *
+peer_chain (const char *chain_file, const char *key)
+{
+  g_autoptr (ModikeX509Creds) c = creds_with (chain_file, key, FALSE, FALSE);
+
+  return modike_x509_creds_local_chain (c);
+}
+
+static void
+expect_untrusted (const ModikeX509Creds *trust, GPtrArray *chain, gint64 now, const char *message)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (ModikeX509Cert) cert = modike_x509_verify_chain (trust, chain, now, &error);
+
+  g_assert_null (cert);
+  g_assert_error (error, MODIKE_CRYPTO_ERROR, MODIKE_CRYPTO_ERROR_CERT);
+  g_assert_cmpstr (error->message, ==, message);
+}
+
+static void
+test_x509_chain (void)
+{
+  g_autoptr (ModikeX509Creds) trust = creds_with (NULL, NULL, TRUE, FALSE);
+  g_autoptr (ModikeX509Creds) trust_crl = creds_with (NULL, NULL, TRUE, TRUE);
+  g_autoptr (ModikeX509Creds) none = modike_x509_creds_new ();
+  g_autoptr (GPtrArray) gw = peer_chain ("gw-chain.pem", "gw.key");
+  g_autoptr (GPtrArray) expired = peer_chain ("expired-chain.pem", "expired.key");
+  g_autoptr (GPtrArray) revoked = peer_chain ("revoked-chain.pem", "revoked.key");
+  g_autoptr (GPtrArray) stranger = peer_chain ("stranger.pem", "stranger.key");
+  g_autoptr (GPtrArray) leaf_only = peer_chain ("gw-chain.pem", "gw.key");
+  g_autoptr (GPtrArray) empty = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (ModikeX509Cert) cert = NULL;
+  g_autoptr (ModikeX509Cert) cert2 = NULL;
+
+  cert = modike_x509_verify_chain (trust, gw, X509_NOW, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (modike_x509_cert_subject (cert), ==, "CN=gw,O=modike");
+  g_assert_true (modike_x509_cert_has_id (cert, 2, (const guint8 *) "gw.example", 10));
+  g_assert_false (modike_x509_cert_has_id (cert, 2, (const guint8 *) "client.example", 14));
+  /* The revoked one passes without the CRL. */
+  cert2 = modike_x509_verify_chain (trust, revoked, X509_NOW, &error);
+  g_assert_no_error (error);
+
+  expect_untrusted (trust_crl, revoked, X509_NOW, "certificate 'CN=revoked,O=modike' is not trusted: revoked");
+  expect_untrusted (trust, expired, X509_NOW, "certificate 'CN=expired,O=modike' is not trusted: expired");
+  expect_untrusted (trust, gw, G_GINT64_CONSTANT (1600000000),
+                    "certificate 'CN=gw,O=modike' is not trusted: not yet valid");
+  expect_untrusted (trust, stranger, X509_NOW, "certificate 'CN=stranger' is not trusted: signer not found");
+  g_ptr_array_set_size (leaf_only, 1);
+  expect_untrusted (trust, leaf_only, X509_NOW, "certificate 'CN=gw,O=modike' is not trusted: signer not found");
+  expect_untrusted (none, gw, X509_NOW, "certificate 'CN=gw,O=modike' is not trusted: no trust anchors configured");
+  expect_untrusted (trust, empty, X509_NOW, "the peer sent no certificate");
+  /* Bytes that are no certificate, as the leaf or after it. */
+  g_ptr_array_set_size (empty, 0);
+  g_ptr_array_add (empty, g_bytes_new_static ("\x30\x03\x02\x01", 4));
+  expect_untrusted (trust, empty, X509_NOW,
+                    "certificate 1 of the peer does not parse: ASN1 parser: Error in DER parsing.");
+  g_ptr_array_insert (empty, 0, g_bytes_ref (gw->pdata[0]));
+  {
+    g_autoptr (GError) e = NULL;
+    g_autoptr (ModikeX509Cert) none_cert = modike_x509_verify_chain (trust, empty, X509_NOW, &e);
+
+    g_assert_null (none_cert);
+    g_assert_error (e, MODIKE_CRYPTO_ERROR, MODIKE_CRYPTO_ERROR_CERT);
+    g_assert_true (g_str_has_prefix (e->message, "certificate 2 of the peer does not parse"));
+  }
+}
+
+static void
+test_x509_verify (void)
+{
+  g_autoptr (ModikeX509Creds) gw = creds_with ("gw-chain.pem", "gw.key", FALSE, FALSE);
+  g_autoptr (ModikeX509Creds) client = creds_with ("client-chain.pem", "client.key", TRUE, FALSE);
+  g_autoptr (GPtrArray) chain = modike_x509_creds_local_chain (gw);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (ModikeX509Cert) cert = modike_x509_verify_chain (client, chain, X509_NOW, &error);
+  g_autoptr (GBytes) sig = NULL;
+  g_autofree guint8 *bad = NULL;
+  guint8 hash[32];
+  gsize len;
+
+  g_assert_no_error (error);
+  for (guint i = 0; i < sizeof hash; i++)
+    hash[i] = (guint8) i;
+  sig = modike_x509_sign (gw, hash, sizeof hash, &error);
+  g_assert_no_error (error);
+  g_assert_true (modike_x509_cert_verify (cert, hash, sizeof hash, g_bytes_get_data (sig, NULL),
+                                          g_bytes_get_size (sig), &error));
+  g_assert_no_error (error);
+  /* A flipped bit in the signature, or another hash. */
+  len = g_bytes_get_size (sig);
+  bad = g_memdup2 (g_bytes_get_data (sig, NULL), len);
+  bad[len / 2] ^= 0x01;
+  g_assert_false (modike_x509_cert_verify (cert, hash, sizeof hash, bad, len, &error));
+  g_assert_error (error, MODIKE_CRYPTO_ERROR, MODIKE_CRYPTO_ERROR_SIGNATURE);
+  g_assert_cmpstr (error->message, ==, "signature does not verify with the key of certificate 'CN=gw,O=modike'");
+  g_clear_error (&error);
+  hash[0] ^= 0x80;
+  g_assert_false (modike_x509_cert_verify (cert, hash, sizeof hash, g_bytes_get_data (sig, NULL),
+                                           g_bytes_get_size (sig), &error));
+  g_assert_error (error, MODIKE_CRYPTO_ERROR, MODIKE_CRYPTO_ERROR_SIGNATURE);
+}
+
+/* SKEYID = prf(Ni_b | Nr_b, g^xy) computed by hand. */
+static void
+test_skeyid_sig (void)
+{
+  const guint8 ni[] = { 1, 2, 3, 4, 5, 6, 7, 8 }, nr[] = { 9, 10, 11, 12, 13, 14, 15, 16, 17 };
+  const guint8 key[] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17 };
+  g_autoptr (ModikeSecret) gxy = modike_secret_new_from ("shared secret g^xy", 18);
+  g_autoptr (ModikeSecret) skeyid = modike_skeyid_sig (MODIKE_HASH_SHA2_256, ni, sizeof ni, nr, sizeof nr, gxy);
+  guint8 want[32];
+
+  modike_prf (MODIKE_HASH_SHA2_256, key, sizeof key, gxy->data, gxy->len, want);
+  g_assert_cmpmem (skeyid->data, skeyid->len, want, sizeof want);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1697,6 +1979,12 @@ main (int argc, char **argv)
   g_test_add_func ("/crypto/keys/keymat", test_keys_keymat);
   g_test_add_func ("/crypto/keys/strongswan", test_keys_strongswan);
   g_test_add_func ("/crypto/self-test", test_self_test);
+  g_test_add_func ("/crypto/x509/local", test_x509_local);
+  g_test_add_func ("/crypto/x509/load-errors", test_x509_load_errors);
+  g_test_add_func ("/crypto/x509/sign-format", test_x509_sign_format);
+  g_test_add_func ("/crypto/x509/chain", test_x509_chain);
+  g_test_add_func ("/crypto/x509/verify", test_x509_verify);
+  g_test_add_func ("/crypto/keys/skeyid-sig", test_skeyid_sig);
 
   return g_test_run ();
 }

@@ -253,14 +253,16 @@ mki_charon_check_plugins () {
 # mki_swanctl_conf SIDE KEY=VALUE...: writes $MKI_DIR/SIDE/swanctl.conf from
 # strongswan/swanctl.conf.in. Keys (all required, see the template):
 # LOCAL_ADDR REMOTE_ADDR LOCAL_ID REMOTE_ID AGGRESSIVE PROPOSALS
-# ESP_PROPOSALS LOCAL_TS REMOTE_TS PSK
+# ESP_PROPOSALS LOCAL_TS REMOTE_TS PSK. MKI_SWANCTL_TEMPLATE names another
+# template in strongswan/ (swanctl-cert.conf.in: CERT CACERT KEY instead of
+# the IDs and PSK).
 mki_swanctl_conf () {
   local side=$1; shift
   local sed_args=() kv
   for kv in "$@"; do
     sed_args+=(-e "s|@${kv%%=*}@|${kv#*=}|g")
   done
-  sed "${sed_args[@]}" "$MKI_HERE/strongswan/swanctl.conf.in" > "$MKI_DIR/$side/swanctl.conf"
+  sed "${sed_args[@]}" "$MKI_HERE/strongswan/${MKI_SWANCTL_TEMPLATE:-swanctl.conf.in}" > "$MKI_DIR/$side/swanctl.conf"
   if grep -q '@[A-Z_]*@' "$MKI_DIR/$side/swanctl.conf"; then
     mki_fail "unset template keys in $side/swanctl.conf: $(grep -o '@[A-Z_]*@' "$MKI_DIR/$side/swanctl.conf" | sort -u | tr '\n' ' ')"
   fi
@@ -381,6 +383,8 @@ mki_modiked_stop () {
 # LOCAL_ID REMOTE_ID PSK EXCHANGE P1_ENCR P1_HASH P1_GROUP PFS LOCAL_TS
 # REMOTE_TS ESP_ENCR ESP_INTEG STATUS LOGLEVEL; P1_FIRST ("encr-hash-group
 # ...") and ESP_FIRST ("encr-integ ...") are offered before the main ones.
+# AUTH_XML: the peer's <auth> element instead of the PSK one (certificates);
+# ID_TYPE: the type of LOCAL_ID and REMOTE_ID (default fqdn).
 # For the datapath (all optional; unset, the file is what it always was):
 #   PLUGINS="natt esp_user tun"  plugins to load (default natt); the
 #                                directory comes from mki_plugin_dir
@@ -396,7 +400,7 @@ mki_modiked_conf () {
   local LISTEN="" NAME=peer INITIATE=no LOCAL="" REMOTE="" LOCAL_ID="" REMOTE_ID="" PSK=testpsk
   local EXCHANGE=main P1_ENCR=aes128 P1_HASH=sha256 P1_GROUP=modp2048 PFS=none
   local LOCAL_TS="" REMOTE_TS="" ESP_ENCR=aes128 ESP_INTEG=sha256 STATUS="" LOGLEVEL=debug
-  local P1_FIRST="" ESP_FIRST="" p e h g
+  local P1_FIRST="" ESP_FIRST="" p e h g AUTH_XML="" ID_TYPE=fqdn
   local PLUGINS=natt ESP_USER="" NATT_FORCE="" P2_LIFE=3600
   local ADAPTER="" ADAPTER_ADDR="" ADAPTER_MTU=1400 ADAPTER_QUEUES=1 ADAPTER_OFFLOAD=yes
   for kv in "$@"; do local "$kv"; done
@@ -426,9 +430,9 @@ mki_modiked_conf () {
     echo "  <peer name=\"$NAME\" initiate=\"$INITIATE\">"
     [ -n "$LOCAL" ] && echo "    <local address=\"$LOCAL\"/>"
     [ -n "$REMOTE" ] && echo "    <remote address=\"$REMOTE\"/>"
-    [ -n "$LOCAL_ID" ] && echo "    <local-id type=\"fqdn\" value=\"$LOCAL_ID\"/>"
-    [ -n "$REMOTE_ID" ] && echo "    <remote-id type=\"fqdn\" value=\"$REMOTE_ID\"/>"
-    echo "    <auth method=\"psk\" secret=\"$PSK\"/>"
+    [ -n "$LOCAL_ID" ] && echo "    <local-id type=\"$ID_TYPE\" value=\"$LOCAL_ID\"/>"
+    [ -n "$REMOTE_ID" ] && echo "    <remote-id type=\"$ID_TYPE\" value=\"$REMOTE_ID\"/>"
+    if [ -n "$AUTH_XML" ]; then echo "    $AUTH_XML"; else echo "    <auth method=\"psk\" secret=\"$PSK\"/>"; fi
     echo "    <phase1 exchange=\"$EXCHANGE\" lifetime=\"28800\">"
     for p in $P1_FIRST; do
       IFS=- read -r e h g <<<"$p"

@@ -66,6 +66,11 @@ typedef struct {
   char *auth_name;
   guint16 auth_base;          /* MODIKE_AUTH_PSK or MODIKE_AUTH_RSA_SIG: what phase 1 computes with */
   guint auth_line;            /* of <auth>, for messages */
+  /* <auth cert=".." key=".."><ca path=".."/><crl path=".."/></auth>: the
+   * X.509 credentials for methods based on RSA signatures, loaded when
+   * the config is; NULL when none are given. */
+  ModikeX509Creds *x509;
+  char *x509_sources;         /* "cert=... key=... ca=... crl=...": the files, compared on reload */
 } ModikePeerConfig;
 
 typedef struct {

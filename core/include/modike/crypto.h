@@ -13,6 +13,8 @@ typedef enum {
   MODIKE_CRYPTO_ERROR_UNSUPPORTED,  /* algorithm or group we don't have */
   MODIKE_CRYPTO_ERROR_INVALID,      /* bad key length, bad peer public value */
   MODIKE_CRYPTO_ERROR_FAILED,       /* the library failed */
+  MODIKE_CRYPTO_ERROR_CERT,         /* a certificate is not acceptable (untrusted, expired, revoked, wrong ID) */
+  MODIKE_CRYPTO_ERROR_SIGNATURE,    /* a signature does not verify */
 } ModikeCryptoError;
 
 /* ---- Secrets: wiped with gnutls_memset when freed. ---- */
@@ -133,6 +135,59 @@ void modike_p2_iv (ModikeHashAlg hash, const guint8 *last_block, gsize block_len
 ModikeSecret *modike_qm_keymat (ModikeHashAlg prf, const ModikeSecret *skeyid_d, const ModikeSecret *gxy /* nullable */,
                                 guint8 protocol, const guint8 spi[4], const guint8 *ni, gsize ni_len,
                                 const guint8 *nr, gsize nr_len, gsize len);
+
+/* ---- X.509 certificates and RSA signatures (crypto-x509.c). ----
+ * IKEv1 signs the raw HASH_I/HASH_R with RSA PKCS#1 v1.5 type 1 padding and
+ * no DigestInfo (as strongSwan and libreswan do). */
+typedef struct _ModikeX509Creds ModikeX509Creds; /* our chain + key, trust anchors, CRLs */
+typedef struct _ModikeX509Cert ModikeX509Cert;   /* a peer's certificate, validated */
+
+ModikeX509Creds *modike_x509_creds_new (void);
+ModikeX509Creds *modike_x509_creds_ref (ModikeX509Creds *c);
+void modike_x509_creds_unref (ModikeX509Creds *c);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (ModikeX509Creds, modike_x509_creds_unref)
+/* Our certificate (PEM, leaf first, the chain may follow) and RSA private
+ * key (PEM); a key file readable by group or others is refused. */
+gboolean modike_x509_creds_load_local (ModikeX509Creds *c, const char *cert_file, const char *key_file, GError **error);
+/* Trust anchors from a PEM file or a directory of them. */
+gboolean modike_x509_creds_add_ca (ModikeX509Creds *c, const char *path, GError **error);
+/* A CRL file (PEM or DER); applied when peer chains are checked. */
+gboolean modike_x509_creds_add_crl (ModikeX509Creds *c, const char *path, GError **error);
+gboolean modike_x509_creds_has_local (const ModikeX509Creds *c);
+/* Our chain as DER, leaf first (CERT payloads). */
+GPtrArray *modike_x509_creds_local_chain (const ModikeX509Creds *c); /* GBytes* */
+/* The DER subject DN of our leaf (the DER_ASN1_DN identity). */
+GBytes *modike_x509_creds_local_subject (const ModikeX509Creds *c);
+/* The DER subject DNs of the trust anchors (CR payloads). */
+GPtrArray *modike_x509_creds_ca_subjects (const ModikeX509Creds *c); /* GBytes* */
+/* PKCS#1 v1.5 signature of `hash` (no DigestInfo) with our key. */
+GBytes *modike_x509_sign (const ModikeX509Creds *c, const guint8 *hash, gsize len, GError **error);
+
+/* Validates a peer chain (DER, leaf first; unordered intermediates fine)
+ * against the trust anchors and CRLs at time `now` (seconds, Unix). Fails
+ * with MODIKE_CRYPTO_ERROR_CERT: "certificate 'CN=gw' is not trusted: ...". */
+ModikeX509Cert *modike_x509_verify_chain (const ModikeX509Creds *c, GPtrArray *der /* GBytes* */, gint64 now,
+                                          GError **error);
+void modike_x509_cert_free (ModikeX509Cert *cert);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (ModikeX509Cert, modike_x509_cert_free)
+const char *modike_x509_cert_subject (const ModikeX509Cert *cert); /* "CN=gw,O=modike" */
+/* TRUE if an IKE identity (ModikeIdType + data) names the certificate: its
+ * subject DN (DER_ASN1_DN) or a subjectAltName (FQDN, USER_FQDN, IPV4/6). */
+gboolean modike_x509_cert_has_id (const ModikeX509Cert *cert, guint8 id_type, const guint8 *data, gsize len);
+/* Checks an RSA PKCS#1 v1.5 signature (no DigestInfo) over `hash`;
+ * MODIKE_CRYPTO_ERROR_SIGNATURE when it does not verify. */
+gboolean modike_x509_cert_verify (const ModikeX509Cert *cert, const guint8 *hash, gsize len, const guint8 *sig,
+                                  gsize sig_len, GError **error);
+/* The same checks for our own certificate (an identity we send must be in it). */
+gboolean modike_x509_creds_local_has_id (const ModikeX509Creds *c, guint8 id_type, const guint8 *data, gsize len);
+
+/* A DER distinguished name as text ("CN=gw,O=modike", RFC 4514 order as
+ * GnuTLS prints it), NULL if it does not parse. */
+char *modike_x509_dn_to_string (const guint8 *der, gsize len);
+
+/* SKEYID for signatures: prf(Ni_b | Nr_b, g^xy) (RFC 2409 5). */
+ModikeSecret *modike_skeyid_sig (ModikeHashAlg prf, const guint8 *ni, gsize ni_len, const guint8 *nr, gsize nr_len,
+                                 const ModikeSecret *gxy);
 
 /* Runs each algorithm against a built-in known answer once (start-up self test). */
 gboolean modike_crypto_self_test (GError **error);

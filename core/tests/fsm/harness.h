@@ -162,4 +162,11 @@ void fsm_add_inflight_tests (void);
 void fsm_add_plugin_exchange_tests (void);
 void fsm_add_plugin_service_tests (void);
 void fsm_add_client_tests (void);
+void fsm_add_cert_tests (void);
+
+/* config_xml with <auth method="method"> on the test PKI (test-certs.c):
+ * our certificate `leaf` ("client", "gw" ...: leaf-chain.pem and
+ * leaf.key), trust anchors from `ca`, `extra` XML inside <auth>. */
+char *cert_config_xml (const Params *p, gboolean is_a, const char *method, const char *leaf, const char *ca,
+                       const char *extra);
 

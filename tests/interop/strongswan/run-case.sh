@@ -9,6 +9,9 @@
 #   proposals-initiator proposals-responder (several proposals: the one
 #     both accept is chosen)
 #   no-proposal-chosen
+#   cert-mm-initiator cert-mm-responder cert-am-initiator (RSA signatures with X.509
+#     certificates from tests/vectors/certs: modiked "client", charon "gw",
+#     both trusting the root; the intermediate travels in CERT payloads)
 # "initiator": modiked initiates (peer initiate="yes"); "responder": charon
 # initiates (swanctl --initiate --child net).
 # Environment: MODIKED (the built daemon), MODIKE_PLUGIN_DIR (directory of
@@ -39,10 +42,14 @@ case $CASE in
   proposals-initiator) EX=main ROLE=initiator PFS=yes ;;
   proposals-responder) EX=main ROLE=responder PFS=yes ;;
   no-proposal-chosen) EX=main ROLE=initiator PFS=no ;;
+  cert-mm-initiator)  EX=main ROLE=initiator PFS=yes AUTH=rsa ;;
+  cert-mm-responder)  EX=main ROLE=responder PFS=yes AUTH=rsa ;;
+  cert-am-initiator)  EX=aggressive ROLE=initiator PFS=yes AUTH=rsa ;;
   *) echo "usage: $0 CASE (see the head of this file)" >&2; exit 2 ;;
 esac
 MKI_CASE=$CASE
 FAMILY=${FAMILY:-4}
+AUTH=${AUTH:-psk}
 
 mki_require_prereqs charon modiked
 mki_setup "$CASE"
@@ -66,10 +73,34 @@ if [ "$CASE" = proposals-responder ]; then
   esp_offer="3des-md5-modp2048, aes256-sha1-modp2048, $esp"
 fi
 if [ "$FAMILY" = 6 ]; then GW_ADDR=$MKI_GW_V6 CL_ADDR=$MKI_CL_V6; else GW_ADDR=$MKI_GW_V4 CL_ADDR=$MKI_CL_V4; fi
+CERTS=$HERE/../../vectors/certs
+auth_xml="" id_type=fqdn local_id=client remote_id=gw
+if [ "$AUTH" = rsa ]; then
+  # Keys are checked out 0644: private copies for both daemons.
+  install -m 0700 -d "$MKI_DIR/gw/private"
+  install -m 0600 "$CERTS/gw.key" "$MKI_DIR/gw/private/gw.key"
+  install -m 0600 "$CERTS/client.key" "$MKI_DIR/cl/client.key"
+  MKI_SWANCTL_TEMPLATE=swanctl-cert.conf.in mki_swanctl_conf gw LOCAL_ADDR=$GW_ADDR REMOTE_ADDR=$CL_ADDR \
+    AGGRESSIVE=$aggr PROPOSALS="$ike_offer" ESP_PROPOSALS="$esp_offer" \
+    LOCAL_TS=$MKI_GW_NET REMOTE_TS=$MKI_CL_NET CERT="$CERTS/gw-chain.pem" CACERT="$CERTS/ca.pem"
+  mki_strongswan_conf gw "" revocation constraints
+  # modiked sends its subject DN and wants charon's. charon 5.9.8 sends
+  # its intermediate only in Main Mode message 6 (elsewhere just its own
+  # certificate): there modiked's trust anchors are a directory holding
+  # the root and the intermediate.
+  ca="$CERTS/ca.pem"
+  if [ "$ROLE" = responder ] || [ "$EX" = aggressive ]; then
+    ca=$MKI_DIR/cl/ca.d
+    mkdir -p "$ca" && cp "$CERTS/ca.pem" "$CERTS/int.pem" "$ca/"
+  fi
+  auth_xml="<auth method=\"rsa\" cert=\"$CERTS/client-chain.pem\" key=\"$MKI_DIR/cl/client.key\"><ca path=\"$ca\"/><crl path=\"$CERTS/int.crl\"/></auth>"
+  id_type=dn local_id="" remote_id="CN=gw,O=modike"
+else
 mki_swanctl_conf gw LOCAL_ADDR=$GW_ADDR REMOTE_ADDR=$CL_ADDR LOCAL_ID=gw REMOTE_ID=client \
   AGGRESSIVE=$aggr PROPOSALS="$ike_offer" ESP_PROPOSALS="$esp_offer" \
   LOCAL_TS=$MKI_GW_NET REMOTE_TS=$MKI_CL_NET PSK=$PSK
 mki_strongswan_conf gw
+fi
 mki_charon_start gw
 mki_swanctl_load gw
 
@@ -87,7 +118,8 @@ if [ "$CASE" = proposals-initiator ]; then
 fi
 CFG=$MKI_DIR/cl/modiked.xml STATUS=$MKI_DIR/cl/modiked.status
 mki_modiked_conf "$CFG" LISTEN=$CL_ADDR NAME=gw INITIATE=$initiate \
-  LOCAL=$CL_ADDR REMOTE=$GW_ADDR LOCAL_ID=client REMOTE_ID=gw PSK=$PSK \
+  LOCAL=$CL_ADDR REMOTE=$GW_ADDR LOCAL_ID="$local_id" REMOTE_ID="$remote_id" PSK=$PSK \
+  AUTH_XML="$auth_xml" ID_TYPE=$id_type \
   EXCHANGE=$EX P1_ENCR=$p1_encr P1_HASH=$p1_hash P1_GROUP=$p1_group PFS=$pfs_group \
   LOCAL_TS=$MKI_CL_NET REMOTE_TS=$MKI_GW_NET ESP_ENCR=aes128 ESP_INTEG=sha256 \
   STATUS="$STATUS" LOGLEVEL=debug P1_FIRST="$p1_first" ESP_FIRST="$esp_first"
@@ -210,5 +242,12 @@ mki_log "charon: $(mki_swanctl gw --list-sas --noblock 2>/dev/null | sed -n '1p;
 mki_log "modiked status:"; sed 's/^/    /' "$ST" >&2
 [ $bad = 0 ] || fail "the two sides disagree (see mismatches above)"
 mki_modiked_stop cl || fail "modiked did not stop on SIGTERM"
-mki_log "PASS: $EX mode, modiked $ROLE, pfs=$PFS"
+if [ "$AUTH" = rsa ]; then
+  # Each side authenticated the other by its certificate.
+  grep -q "peer authenticated with certificate 'CN=gw,O=modike'" "$MKI_DIR/cl/modiked.log" ||
+    fail "modiked's log does not show charon's certificate accepted"
+  grep -Eq "authentication of 'O=modike, CN=client' with RSA.* successful" "$MKI_DIR/gw/charon.log" ||
+    fail "charon's log does not show modiked's RSA signature accepted"
+fi
+mki_log "PASS: $EX mode, modiked $ROLE, pfs=$PFS, auth=$AUTH"
 exit 0
