@@ -340,7 +340,7 @@ dispatch (ControlClient *c, JsonObject *msg)
     }
   else if (strcmp (type, "status") == 0 || strcmp (type, "statistics") == 0)
     {
-      JsonObject *data = type[5] == 's' ? ctl->ops->status (ctl->user) : ctl->ops->statistics (ctl->user);
+      JsonObject *data = strcmp (type, "status") == 0 ? ctl->ops->status (ctl->user) : ctl->ops->statistics (ctl->user);
       g_autoptr (GList) members = json_object_get_members (data);
 
       res = result_new (id);

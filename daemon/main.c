@@ -553,6 +553,9 @@ ctl_upload (gpointer user, ControlClient *c, const char *xml, const char *label,
       return FALSE;
     }
   g_steal_pointer (&cfg);
+  /* The uploader owns the site until it connects it: if it goes away
+   * first, the site goes too. */
+  site->owner = c;
   g_ptr_array_add (d->sites, site);
   g_message ("site %s: uploaded (%s)", site->name, label);
   *name = g_strdup (site->name);
