@@ -340,7 +340,8 @@ dispatch (ControlClient *c, JsonObject *msg)
     }
   else if (strcmp (type, "status") == 0 || strcmp (type, "statistics") == 0)
     {
-      JsonObject *data = strcmp (type, "status") == 0 ? ctl->ops->status (ctl->user) : ctl->ops->statistics (ctl->user);
+      JsonObject *data = strcmp (type, "status") == 0 ? ctl->ops->status (ctl->user)
+                                                      : ctl->ops->statistics (ctl->user);
       g_autoptr (GList) members = json_object_get_members (data);
 
       res = result_new (id);
@@ -582,7 +583,8 @@ daemon_control_new (const char *path, gid_t gid, const DaemonControlOps *ops, gp
       return NULL;
     }
   ctl->path = g_strdup (path);
-  if (chown (path, 0, gid) < 0 || chmod (path, 0660) < 0 || listen (ctl->fd, 16) < 0)
+  /* Owner: whoever runs modiked (root). */
+  if ((gid != getegid () && chown (path, (uid_t) -1, gid) < 0) || chmod (path, 0660) < 0 || listen (ctl->fd, 16) < 0)
     {
       int e = errno;
       g_set_error (error, G_IO_ERROR, g_io_error_from_errno (e), "control socket %s: %s", path, g_strerror (e));
