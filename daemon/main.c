@@ -655,6 +655,72 @@ ctl_client_gone (gpointer user, ControlClient *c)
     }
 }
 
+/* ---- log lines for control clients: the tap may run on any thread, so
+ * lines wait in a bounded queue for the main loop ---- */
+
+typedef struct {
+  GLogLevelFlags level;
+  char *domain;
+  char *message;
+} LogLine;
+
+static GMutex log_lock;
+static GQueue log_queue = G_QUEUE_INIT;
+static gboolean log_flush_pending;
+
+static void
+log_line_free (gpointer p)
+{
+  LogLine *l = p;
+
+  g_free (l->domain);
+  g_free (l->message);
+  g_free (l);
+}
+
+static gboolean
+log_flush (gpointer data)
+{
+  Daemon *d = data;
+  GQueue lines = G_QUEUE_INIT;
+  LogLine *l;
+
+  g_mutex_lock (&log_lock);
+  lines = log_queue;
+  g_queue_init (&log_queue);
+  log_flush_pending = FALSE;
+  g_mutex_unlock (&log_lock);
+  /* A line logged while these go out waits for the next round. */
+  while ((l = g_queue_pop_head (&lines)) != NULL)
+    {
+      if (d->ctl)
+        daemon_control_log (d->ctl, l->level, l->domain, l->message);
+      log_line_free (l);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+static void
+log_tap (GLogLevelFlags level, const char *domain, const char *message, gpointer user)
+{
+  g_mutex_lock (&log_lock);
+  if (log_queue.length < 256)
+    {
+      LogLine *l = g_new0 (LogLine, 1);
+
+      l->level = level;
+      l->domain = g_strdup (domain);
+      l->message = g_strdup (message);
+      g_queue_push_tail (&log_queue, l);
+    }
+  if (!log_flush_pending)
+    {
+      log_flush_pending = TRUE;
+      g_idle_add (log_flush, user);
+    }
+  g_mutex_unlock (&log_lock);
+}
+
 static const DaemonControlOps control_ops = {
   ctl_upload, ctl_connect, ctl_disconnect, ctl_status, ctl_statistics, ctl_client_gone,
 };
@@ -756,6 +822,7 @@ start (Daemon *d, gboolean check_only, GError **error)
       d->ctl = daemon_control_new (d->control_path, d->control_gid, &control_ops, d, error);
       if (d->ctl == NULL)
         return FALSE;
+      modike_log_set_tap (log_tap, d);
       g_message ("control socket %s", d->control_path);
     }
   initiate_peers (d, FALSE);
@@ -908,7 +975,9 @@ out:
   /* Order matters: adapters and datapath (in modike_ike_free) before the
    * sockets the datapath may read, plugins last. */
   d.stopping = TRUE;
+  modike_log_set_tap (NULL, NULL);
   g_clear_pointer (&d.ctl, daemon_control_free);
+  g_queue_clear_full (&log_queue, log_line_free);
   g_clear_pointer (&d.ike, modike_ike_free);
   g_clear_pointer (&d.socks, daemon_sockets_free);
   if (d.loader)

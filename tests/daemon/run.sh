@@ -287,7 +287,7 @@ def lines(s, n):
         buf += d
     return [json.loads(l) for l in buf.split(b"\n") if l]
 good = conn()
-good.sendall(b'{"v":1,"type":"subscribe","id":1,"events":true}\n')
+good.sendall(b'{"v":1,"type":"subscribe","id":1,"events":true,"log":"message"}\n')
 assert lines(good, 1)[0]["type"] == "result"
 bad = conn()
 bad.sendall(b'garbage\n{"v":9,"type":"hello","id":1}\n{"v":1}\n[]\n{"v":1,"type":"nope","id":2}\n'
@@ -321,8 +321,20 @@ for _ in range(200):
     except (BlockingIOError, BrokenPipeError, ConnectionResetError):
         time.sleep(0.01)
 good.sendall(b'{"v":1,"type":"statistics","id":2}\n')
-st = lines(good, 1)[0]
-assert st["type"] == "result" and st["id"] == 2 and "ike_sas" in st, st
+st, logged, buf = None, None, b""
+deadline = time.time() + 5
+while (st is None or logged is None) and time.time() < deadline:
+    d = good.recv(65536)
+    if not d: break
+    buf += d
+    while b"\n" in buf:
+        l, buf = buf.split(b"\n", 1)
+        m = json.loads(l)
+        if m["type"] == "result" and m.get("id") == 2: st = m
+        if m.get("event") == "log" and "dropping it" in m["message"]: logged = m
+assert st and "ike_sas" in st and st["control_clients"] >= 1, st
+# The subscriber saw the drop as a log line.
+assert logged and logged["level"] == "warning" and logged["domain"] == "modike-daemon", logged
 PY
   mki_modiked_alive cl || { mki_dump_logs; mki_fail "modiked died"; }
   grep -q 'does not read its messages; dropping it' "$MKI_DIR/cl/modiked.log" ||
