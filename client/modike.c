@@ -358,12 +358,10 @@ request (Conn *c, JsonObject *req, int *exit_code)
   gint64 id = ++c->next_id;
 
   json_object_set_int_member (req, "id", id);
+  /* On a send failure, the reason (an access refusal) may still wait to be
+   * read. */
   if (!conn_send (c, req))
-    {
-      g_printerr ("modike: modiked closed the connection\n");
-      *exit_code = EXIT_NO_DAEMON;
-      return NULL;
-    }
+    g_debug ("send failed: %s", g_strerror (errno));
   for (;;)
     {
       g_autoptr (JsonObject) m = conn_read (c, NULL);

@@ -178,7 +178,8 @@ control_reader_clear (ControlReader *r)
   if (r->buf)
     {
       /* Lines may carry credentials or a site's pre-shared key. */
-      memset (r->buf->data, 0, r->buf->len);
+      if (r->buf->len > 0)
+        memset (r->buf->data, 0, r->buf->len);
       g_byte_array_unref (r->buf);
     }
   r->buf = NULL;
@@ -187,10 +188,15 @@ control_reader_clear (ControlReader *r)
 gboolean
 control_reader_feed (ControlReader *r, const guint8 *data, gsize len, GError **error)
 {
+  const guint8 *nl;
+  gsize tail;
+
+  if (len == 0)
+    return TRUE;
   g_byte_array_append (r->buf, data, (guint) len);
   /* A complete line may be waiting; only an unterminated tail is bounded. */
-  const guint8 *nl = memrchr (r->buf->data, '\n', r->buf->len);
-  gsize tail = nl ? r->buf->len - (gsize) (nl - r->buf->data) - 1 : r->buf->len;
+  nl = memrchr (r->buf->data, '\n', r->buf->len);
+  tail = nl ? r->buf->len - (gsize) (nl - r->buf->data) - 1 : r->buf->len;
 
   if (tail > CONTROL_MAX_LINE)
     {
@@ -203,7 +209,7 @@ control_reader_feed (ControlReader *r, const guint8 *data, gsize len, GError **e
 char *
 control_reader_next (ControlReader *r, gsize *len)
 {
-  const guint8 *nl = memchr (r->buf->data, '\n', r->buf->len);
+  const guint8 *nl = r->buf->len > 0 ? memchr (r->buf->data, '\n', r->buf->len) : NULL;
   gsize n;
   char *line;
 

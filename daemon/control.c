@@ -89,7 +89,8 @@ client_free (ControlClient *c)
   control_reader_clear (&c->in);
   if (c->out)
     {
-      memset (c->out->data, 0, c->out->len);
+      if (c->out->len > 0)
+        memset (c->out->data, 0, c->out->len);
       g_byte_array_unref (c->out);
     }
   g_free (c);
