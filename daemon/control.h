@@ -6,6 +6,8 @@
 
 #include "control-msg.h"
 
+#include <modike/host.h>
+
 #include <sys/types.h>
 
 G_BEGIN_DECLS
@@ -71,12 +73,8 @@ guint daemon_control_count_clients (DaemonControl *ctl);
  * error (the client cancelled or went away, or the request was cancelled
  * with daemon_control_cancel_credentials). When c is already closing, fn
  * runs before this returns, and 0 is returned. */
-typedef struct {
-  const char *name;
-  const char *label;      /* shown by the client */
-  gboolean secret;
-} DaemonCredentialField;
-typedef void (*DaemonCredentialsFunc) (GHashTable *values, const GError *error, gpointer user);
+typedef ModikeCredentialField DaemonCredentialField;
+typedef ModikeHostCredentialsDone DaemonCredentialsFunc;
 guint daemon_control_request_credentials (ControlClient *c, const char *site, const char *prompt,
                                           const DaemonCredentialField *fields, guint n_fields,
                                           DaemonCredentialsFunc fn, gpointer user);

@@ -727,7 +727,7 @@ static const DaemonControlOps control_ops = {
 
 /* XAuth and the like ask the site's attached client for credentials; an
  * error at once when no client is attached. Returns the request id or 0. */
-G_GNUC_UNUSED static guint
+static guint
 daemon_request_credentials (Daemon *d, const char *peer, const char *prompt, const DaemonCredentialField *fields,
                             guint n_fields, DaemonCredentialsFunc fn, gpointer user)
 {
@@ -742,6 +742,43 @@ daemon_request_credentials (Daemon *d, const char *peer, const char *prompt, con
     }
   return daemon_control_request_credentials (site->owner, peer, prompt, fields, n_fields, fn, user);
 }
+
+/* ---- host services for plugins (modike/host.h) ---- */
+
+static void
+host_request_credentials (gpointer host, const char *peer, const char *prompt, const ModikeCredentialField *fields,
+                          guint n_fields, ModikeHostCredentialsDone done, gpointer token)
+{
+  daemon_request_credentials (host, peer, prompt, fields, n_fields, done, token);
+}
+
+static void
+host_stage (gpointer host, const char *peer, const char *stage, gboolean up, const GError *error)
+{
+  daemon_stage (host, peer, stage, up ? "up" : "failed", error, NULL);
+}
+
+static void
+host_banner (gpointer host, const char *peer, const char *text)
+{
+  Daemon *d = host;
+  Site *site = find_site (d, peer);
+  g_autoptr (JsonObject) m = NULL;
+
+  if (d->ctl == NULL)
+    return;
+  m = control_msg_new ("event");
+  json_object_set_string_member (m, "event", "banner");
+  json_object_set_string_member (m, "site", peer);
+  json_object_set_string_member (m, "text", text);
+  if (site && site->owner)
+    daemon_control_send (site->owner, m);
+  daemon_control_broadcast (d->ctl, m);
+}
+
+static const ModikeHostOps host_ops = {
+  sizeof (ModikeHostOps), host_request_credentials, host_stage, host_banner,
+};
 
 /* On reload, MODIKE_IKE_ERROR_FAILED is not worth a warning. */
 static void
@@ -804,6 +841,7 @@ start (Daemon *d, gboolean check_only, GError **error)
   d->env.send = env_send;
   d->ike = modike_ike_new (&d->env, d->reg);
   modike_ike_set_observer (d->ike, &observer, d);
+  modike_ike_set_host (d->ike, &host_ops, d);
   {
     g_autoptr (GArray) ports = modike_registry_ports (d->reg);
     d->socks = daemon_sockets_open (d->cfg->listen, ports, on_datagram, d, error);

@@ -162,4 +162,5 @@ void fsm_add_inflight_tests (void);
 void fsm_add_plugin_exchange_tests (void);
 void fsm_add_plugin_service_tests (void);
 void fsm_add_client_tests (void);
+void fsm_add_host_tests (void);
 
