@@ -20,10 +20,14 @@
 #   control-connect   `modike connect SITE` against a modiked that has only
 #                <control>: stages with elapsed times, ping through, `modike
 #                status` table, `modike disconnect` removes site and SAs (the
-#                attached client exits 7), Ctrl-C (SIGTERM) disconnects cleanly
+#                attached client exits 7), Ctrl-C (SIGTERM) disconnects cleanly;
+#                SIGHUP keeps the site and its SAs
 #   control-detach    the attached client killed (SIGKILL): the site and its SAs
 #                go; the peer deletes the ISAKMP SA: the client is detached
 #                and exits 7
+#   control-failures  a wrong pre-shared key and an unreachable gateway: phase 1
+#                failed, the client detached with exit 4 (authentication) or 5
+#                (nobody answers), the site removed (a retry uploads it again)
 # Needs root; a missing prerequisite fails.
 set -uo pipefail
 CASE=${1:?case}
@@ -375,6 +379,11 @@ control-connect)
   printf '%s\n' "$out" | grep -Eq '^gw +IKE +ESTABLISHED +aes128-sha256-modp2048 +28800s' || mki_fail "status: no IKE row"
   printf '%s\n' "$out" | grep -Eq '^gw +ESP +[0-9a-f]{8}/[0-9a-f]{8} +aes128gcm16 +3600s +[1-9][0-9]*/[1-9][0-9]*$' ||
     mki_fail "status: no ESP row with bytes"
+  # A reload keeps the uploaded site and its SAs.
+  before=$(grep -E '^(IKE|  ESP)' "$(mki_modiked_status cl)")
+  kill -HUP "$(mki_modiked_pid cl)"
+  wait_line "$MKI_DIR/cl/modiked.log" 'configuration reloaded' 10 || { mki_dump_logs; mki_fail "no reload"; }
+  [ "$(grep -E '^(IKE|  ESP)' "$(mki_modiked_status cl)")" = "$before" ] || mki_fail "SIGHUP changed the site's SAs"
   # modike disconnect from another shell: site and SAs gone, the attached client told.
   out=$("$MODIKE" --socket "$SOCK" disconnect gw 2>&1) || mki_fail "modike disconnect: $out"
   connect_exit 10; rc=$?
@@ -414,6 +423,39 @@ control-detach)
   mki_poll 10 no_sas cl || mki_fail "SAs left after the peer's DELETE"
   out=$("$MODIKE" --socket "$SOCK" status 2>&1) || mki_fail "status: $out"
   printf '%s\n' "$out" | grep -q 'no security associations' || mki_fail "status after detach: $out"
+  mki_log "PASS: $CASE"
+  ;;
+control-failures)
+  control_pair
+  # Short retransmits so that an unanswered phase 1 gives up quickly.
+  sed -i 's|<retransmit interval="1000" tries="5" half-open="30"/>|<retransmit interval="200" tries="2" half-open="5"/>|' \
+    "$MKI_DIR/cl/site.xml"
+  grep -q 'interval="200"' "$MKI_DIR/cl/site.xml" || mki_fail "could not shorten the retransmits"
+  cp "$MKI_DIR/cl/site.xml" "$MKI_DIR/cl/good-site.xml"
+  # A wrong pre-shared key: the gateway says AUTHENTICATION_FAILED, exit 4,
+  # and the site is gone afterwards.
+  sed 's/secret="demo-secret"/secret="wrong-secret"/' "$MKI_DIR/cl/good-site.xml" > "$MKI_DIR/cl/site.xml"
+  connect_bg "$MKI_DIR/wrong-psk.out"
+  connect_exit 30; rc=$?
+  cat "$CONNECT_OUT" >&2
+  grep -Eq '^phase1 +failed ' "$CONNECT_OUT" || mki_fail "wrong PSK: no 'phase1 failed' line"
+  grep -q '^detached: ' "$CONNECT_OUT" || mki_fail "wrong PSK: not detached"
+  [ $rc = 4 ] || mki_fail "wrong PSK: exit $rc, want 4"
+  mki_poll 10 no_sas cl || mki_fail "SAs left after the failure"
+  out=$("$MODIKE" --socket "$SOCK" status 2>&1)
+  printf '%s\n' "$out" | grep -q 'no security associations' || mki_fail "status after the failure: $out"
+  # The gateway is gone: phase 1 times out, exit 5, the site removed.
+  mki_modiked_stop gw || mki_fail "gw did not stop"
+  cp "$MKI_DIR/cl/good-site.xml" "$MKI_DIR/cl/site.xml"
+  connect_bg "$MKI_DIR/timeout.out"
+  connect_exit 30; rc=$?
+  cat "$CONNECT_OUT" >&2
+  [ $rc = 5 ] || mki_fail "unreachable gateway: exit $rc, want 5"
+  grep -Eq '^phase1 +failed +[0-9]+\.[0-9]{3} s' "$CONNECT_OUT" || mki_fail "no 'phase1 failed' with its time"
+  # Uploading the same site again works: the failed one was removed.
+  connect_bg "$MKI_DIR/timeout2.out"
+  connect_exit 30; rc=$?
+  [ $rc = 5 ] || { cat "$CONNECT_OUT" >&2; mki_fail "second try: exit $rc, want 5"; }
   mki_log "PASS: $CASE"
   ;;
 *) mki_fail "unknown case $CASE" ;;
