@@ -230,7 +230,7 @@ from_tty (const char *label, gboolean secret)
 {
   int fd = open ("/dev/tty", O_RDWR | O_CLOEXEC);
   struct termios old, quiet;
-  gboolean restore = FALSE;
+  gboolean restore = FALSE, complete = FALSE;
   GString *s;
   char ch;
 
@@ -249,11 +249,28 @@ from_tty (const char *label, gboolean secret)
       restore = tcsetattr (fd, TCSAFLUSH, &quiet) == 0;
     }
   s = g_string_new (NULL);
-  while (read (fd, &ch, 1) == 1 && ch != '\n' && s->len < 1024)
-    g_string_append_c (s, ch);
+  /* Only a complete line counts: Ctrl-C (EINTR), end of file or an
+   * overlong line give nothing rather than half a password. */
+  for (;;)
+    {
+      if (read (fd, &ch, 1) != 1 || s->len >= 1024)
+        break;
+      if (ch == '\n')
+        {
+          complete = TRUE;
+          break;
+        }
+      g_string_append_c (s, ch);
+    }
   if (restore)
     tcsetattr (fd, TCSAFLUSH, &old);
   close (fd);
+  if (!complete)
+    {
+      memset (s->str, 0, s->len);
+      g_string_free (s, TRUE);
+      return NULL;
+    }
   return g_string_free (s, FALSE);
 }
 
@@ -288,8 +305,8 @@ answer_credentials (Conn *c, JsonObject *req)
         {
           g_autofree char *var = g_ascii_strup (name, -1);
 
-          g_printerr ("modike: modiked asks for \"%s\" and there is no terminal: give it in the --credentials file "
-                      "or as MODIKE_%s\n", name, var);
+          g_printerr ("modike: modiked asks for \"%s\" and got no answer (no terminal, or cancelled): give it in the "
+                      "--credentials file or as MODIKE_%s\n", name, var);
           complete = FALSE;
           break;
         }

@@ -9,6 +9,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/ioctl.h>
+#include <stdlib.h>
+#include <glib-unix.h>
 #include <fcntl.h>
 #include <glib/gstdio.h>
 #include <unistd.h>
@@ -171,6 +174,10 @@ typedef struct {
   gboolean end_on_answer;   /* after the credentials: detach with code */
   const char *end_code;
   GSpawnChildSetupFunc child_setup;
+  gpointer child_data;
+  GString *pty_out;          /* what the client wrote to its terminal */
+  guint pty_answered;
+  guint pty_watch;
 } Fixture;
 
 static gboolean
@@ -338,7 +345,7 @@ run_client (Fixture *f, const char *const *env, char **out, char **err, const ch
   for (guint i = 0; env && env[i]; i += 2)
     g_subprocess_launcher_setenv (l, env[i], env[i + 1], TRUE);
   if (f->child_setup)
-    g_subprocess_launcher_set_child_setup (l, f->child_setup, NULL, NULL);
+    g_subprocess_launcher_set_child_setup (l, f->child_setup, f->child_data, NULL);
   p = g_subprocess_launcher_spawnv (l, (const char *const *) argv->pdata, &error);
   g_assert_no_error (error);
   g_subprocess_wait_async (p, NULL, on_client_exit, f);
@@ -438,6 +445,80 @@ test_client_credentials_missing (Fixture *f, gconstpointer data)
   g_unlink (site);
 }
 
+/* The child gets the pty as its controlling terminal. */
+static void
+pty_child_setup (gpointer data)
+{
+  int fd;
+
+  setsid ();
+  fd = open (data, O_RDWR);
+  if (fd >= 0)
+    ioctl (fd, TIOCSCTTY, 0);
+}
+
+/* Types the answers when the prompts appear, as a user would. */
+static gboolean
+on_pty (gint fd, GIOCondition cond, gpointer data)
+{
+  Fixture *f = data;
+  char buf[512];
+  ssize_t n = read (fd, buf, sizeof buf);
+
+  if (n <= 0)
+    {
+      f->pty_watch = 0;       /* EIO: the client closed the terminal */
+      return G_SOURCE_REMOVE;
+    }
+  g_string_append_len (f->pty_out, buf, n);
+  if (f->pty_answered == 0 && strstr (f->pty_out->str, "User name: "))
+    {
+      g_assert_cmpint (write (fd, "carol\n", 6), ==, 6);
+      f->pty_answered++;
+    }
+  if (f->pty_answered == 1 && strstr (f->pty_out->str, "Password: "))
+    {
+      g_assert_cmpint (write (fd, "hunter2\n", 8), ==, 8);
+      f->pty_answered++;
+    }
+  return G_SOURCE_CONTINUE;
+}
+
+/* No file, no environment: the client prompts on its terminal, the
+ * password without echo. */
+static void
+test_client_credentials_tty (Fixture *f, gconstpointer data)
+{
+  g_autofree char *site = write_site (f, "<modike><peer name=\"gw\"/></modike>");
+  const char *args[] = { "connect", site, NULL };
+  g_autofree char *out = NULL, *err = NULL;
+  int master = posix_openpt (O_RDWR | O_NOCTTY);
+
+  g_assert_cmpint (master, >=, 0);
+  g_assert_cmpint (grantpt (master), ==, 0);
+  g_assert_cmpint (unlockpt (master), ==, 0);
+  f->pty_out = g_string_new (NULL);
+  f->child_setup = pty_child_setup;
+  f->child_data = ptsname (master);
+  f->end_on_answer = TRUE;
+  f->end_code = "closed";
+  f->pty_watch = g_unix_fd_add (master, G_IO_IN, on_pty, f);
+  g_assert_cmpint (run_client (f, NULL, &out, &err, args), ==, 7);
+  /* Whatever the terminal still holds. */
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+  if (f->pty_watch)
+    g_source_remove (f->pty_watch);
+  close (master);
+  g_assert_cmpstr (f->username, ==, "carol");
+  g_assert_cmpstr (f->password, ==, "hunter2");
+  g_assert_nonnull (strstr (f->pty_out->str, "User name: carol"));   /* echoed */
+  g_assert_nonnull (strstr (f->pty_out->str, "Password: "));
+  g_assert_null (strstr (f->pty_out->str, "hunter2"));                /* not echoed */
+  g_string_free (f->pty_out, TRUE);
+  g_unlink (site);
+}
+
 static void
 test_client_status_and_errors (Fixture *f, gconstpointer data)
 {
@@ -515,5 +596,6 @@ main (int argc, char **argv)
   ADD ("client/no-daemon", test_client_no_daemon);
   ADD ("server/request-client-gone", test_request_client_gone);
   ADD ("client/credentials-missing", test_client_credentials_missing);
+  ADD ("client/credentials-tty", test_client_credentials_tty);
   return g_test_run ();
 }
