@@ -5,6 +5,7 @@
  * control socket (control.c). */
 #include "control.h"
 #include "daemon.h"
+#include "engine-private.h"   /* modike_ike_get_stats: the engine's counters */
 #include "loader.h"
 
 #include <glib-unix.h>
@@ -634,6 +635,24 @@ ctl_statistics (gpointer user)
   json_object_set_int_member (res, "policies", d->cfg->policies->len);
   json_object_set_int_member (res, "sites", d->sites->len);
   json_object_set_int_member (res, "control_clients", daemon_control_count_clients (d->ctl));
+  {
+    const ModikeIkeStats *st = modike_ike_get_stats (d->ike);
+    JsonObject *e = json_object_new ();
+
+    json_object_set_int_member (e, "rx_packets", (gint64) st->rx_packets);
+    json_object_set_int_member (e, "rx_garbage", (gint64) st->rx_garbage);
+    json_object_set_int_member (e, "rx_unknown_sa", (gint64) st->rx_unknown_sa);
+    json_object_set_int_member (e, "rx_dropped", (gint64) st->rx_dropped);
+    json_object_set_int_member (e, "rx_replays", (gint64) st->rx_replays);
+    json_object_set_int_member (e, "rx_duplicates", (gint64) st->rx_duplicates);
+    json_object_set_int_member (e, "rx_digest_rejects", (gint64) st->rx_digest_rejects);
+    json_object_set_int_member (e, "rx_no_row", (gint64) st->rx_no_row);
+    json_object_set_int_member (e, "handler_calls", (gint64) st->handler_calls);
+    json_object_set_int_member (e, "tx_packets", (gint64) st->tx_packets);
+    json_object_set_int_member (e, "retransmits", (gint64) st->retransmits);
+    json_object_set_int_member (e, "auth_failures", (gint64) st->auth_failures);
+    json_object_set_object_member (res, "engine", e);
+  }
   return res;
 }
 

@@ -57,6 +57,26 @@ open(site, "w").write('<?xml version="1.0"?>\n<modike>\n' + body + "</modike>\n"
 PY
 }
 
+# Sends one request (JSON without v/id) and prints the result's JSON.
+ctl_request () {
+  python3 - "$1" "$2" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(5)
+req = json.loads(sys.argv[2]); req.update(v=1, id=1)
+s.sendall(json.dumps(req).encode() + b"\n")
+buf = b""
+while True:
+    d = s.recv(65536)
+    if not d: sys.exit("connection closed")
+    buf += d
+    while b"\n" in buf:
+        l, buf = buf.split(b"\n", 1)
+        m = json.loads(l)
+        if m.get("id") == 1:
+            print(json.dumps(m)); sys.exit(0 if m["type"] == "result" else 1)
+PY
+}
+
 # Waits (SECONDS) until FILE has a line matching PATTERN.
 wait_line () {
   local file=$1 pattern=$2 secs=$3 i
@@ -337,6 +357,7 @@ while (st is None or logged is None) and time.time() < deadline:
         if m["type"] == "result" and m.get("id") == 2: st = m
         if m.get("event") == "log" and "dropping it" in m["message"]: logged = m
 assert st and "ike_sas" in st and st["control_clients"] >= 1, st
+assert st["engine"]["rx_packets"] >= 0 and "auth_failures" in st["engine"], st
 # The subscriber saw the drop as a log line.
 assert logged and logged["level"] == "warning" and logged["domain"] == "modike-daemon", logged
 PY
@@ -379,6 +400,17 @@ control-connect)
   printf '%s\n' "$out" | grep -Eq '^gw +IKE +ESTABLISHED +aes128-sha256-modp2048 +28800s' || mki_fail "status: no IKE row"
   printf '%s\n' "$out" | grep -Eq '^gw +ESP +[0-9a-f]{8}/[0-9a-f]{8} +aes128gcm16 +3600s +[1-9][0-9]*/[1-9][0-9]*$' ||
     mki_fail "status: no ESP row with bytes"
+  st=$(ctl_request "$SOCK" '{"type":"statistics"}') || mki_fail "statistics: $st"
+  python3 -c 'import json,sys; m=json.loads(sys.argv[1]); e=m["engine"]
+assert m["ike_sas_established"] == 1 and m["sites"] == 1, m
+assert e["rx_packets"] >= 4 and e["tx_packets"] >= 4 and e["auth_failures"] == 0, m' "$st" ||
+    mki_fail "statistics: $st"
+  st=$(ctl_request "$SOCK" '{"type":"status"}') || mki_fail "status: $st"
+  python3 -c 'import json,sys; m=json.loads(sys.argv[1]); ike=m["sas"][0]; esp=ike["children"][0]
+assert m["sites"] == ["gw"] and ike["peer"] == "gw" and ike["state"] == "ESTABLISHED", m
+assert len(ike["icookie"]) == 16 and ike["role"] == "initiator" and ike["lifetime"] == 28800, m
+assert esp["algorithms"] == "aes128gcm16" and esp["bytes_in"] > 0 and esp["packets_out"] >= 5, m' "$st" ||
+    mki_fail "status JSON: $st"
   # A reload keeps the uploaded site and its SAs.
   before=$(grep -E '^(IKE|  ESP)' "$(mki_modiked_status cl)")
   kill -HUP "$(mki_modiked_pid cl)"
