@@ -615,14 +615,14 @@ daemon_control_free (DaemonControl *ctl)
 }
 
 void
-daemon_control_broadcast (DaemonControl *ctl, JsonObject *msg)
+daemon_control_broadcast (DaemonControl *ctl, JsonObject *msg, ControlClient *skip)
 {
   /* Backwards: a client dropped on overflow leaves the array. */
   for (guint i = ctl->clients->len; i > 0; i--)
     {
       ControlClient *c = ctl->clients->pdata[i - 1];
 
-      if (c->events)
+      if (c->events && c != skip)
         daemon_control_send (c, msg);
     }
 }

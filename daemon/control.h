@@ -60,8 +60,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (DaemonControl, daemon_control_free)
 
 /* Queues msg (borrowed) for c; a client whose queue overflows is dropped. */
 void daemon_control_send (ControlClient *c, JsonObject *msg);
-/* To every client that subscribed to events. */
-void daemon_control_broadcast (DaemonControl *ctl, JsonObject *msg);
+/* To every client that subscribed to events but skip (which may be NULL:
+ * the attached client that got it already). */
+void daemon_control_broadcast (DaemonControl *ctl, JsonObject *msg, ControlClient *skip);
 /* To every client that subscribed to log lines at level or more verbose. */
 void daemon_control_log (DaemonControl *ctl, GLogLevelFlags level, const char *domain, const char *message);
 guint daemon_control_count_clients (DaemonControl *ctl);

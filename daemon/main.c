@@ -24,6 +24,8 @@ typedef struct {
   ControlClient *owner;     /* attached client; NULL when detached */
   gint64 started_us;        /* connect time, for the elapsed times */
   gboolean connected;
+  char *fail_code;          /* the last failed stage: how the connection ends */
+  char *fail_message;
 } Site;
 
 
@@ -56,6 +58,8 @@ site_free (gpointer p)
   g_free (site->xml);
   g_free (site->name);
   g_free (site->label);
+  g_free (site->fail_code);
+  g_free (site->fail_message);
   g_free (site);
 }
 
@@ -113,6 +117,20 @@ ike_error_code (const GError *error)
   return "failed";
 }
 
+/* An event about peer: to the client attached to its site (subscribed or
+ * not) and to every subscriber, once each. */
+static void
+notify (Daemon *d, const char *peer, JsonObject *m)
+{
+  Site *site = peer ? find_site (d, peer) : NULL;
+
+  if (d->ctl == NULL)
+    return;
+  if (site && site->owner)
+    daemon_control_send (site->owner, m);
+  daemon_control_broadcast (d->ctl, m, site ? site->owner : NULL);
+}
+
 /* A stage of a connection ("phase1", "xauth", "modecfg", "adapter",
  * "routes", "phase2") reached state "up" or "failed": to the client
  * attached to the site and to the event subscribers. Code that adds a
@@ -145,9 +163,15 @@ daemon_stage (Daemon *d, const char *peer, const char *stage, const char *state,
       for (GList *l = members; l; l = l->next)
         json_object_set_member (m, l->data, json_node_copy (json_object_get_member (extra, l->data)));
     }
-  if (site && site->owner)
-    daemon_control_send (site->owner, m);
-  daemon_control_broadcast (d->ctl, m);
+  /* The connection's end reports the failure, not just "closed". */
+  if (site && error && strcmp (state, "failed") == 0 && strcmp (stage, "phase2") != 0)
+    {
+      g_free (site->fail_code);
+      g_free (site->fail_message);
+      site->fail_code = g_strdup (ike_error_code (error));
+      site->fail_message = g_strdup_printf ("%s failed: %s", stage, error->message);
+    }
+  notify (d, peer, m);
 }
 
 static void site_end (Daemon *d, Site *site, const char *code, const char *reason);
@@ -187,7 +211,10 @@ site_check (gpointer data)
   prefix = g_strdup_printf ("\nIKE %s ", sc->peer);
   if (g_str_has_prefix (status, prefix + 1) || strstr (status, prefix) != NULL)
     return G_SOURCE_REMOVE;
-  site_end (sc->d, site, sc->code, sc->reason);
+  if (site->fail_code)
+    site_end (sc->d, site, site->fail_code, site->fail_message);
+  else
+    site_end (sc->d, site, sc->code, sc->reason);
   return G_SOURCE_REMOVE;
 }
 
@@ -259,7 +286,7 @@ obs_deleted (ModikeIkeSa *sa, gpointer user)
       json_object_set_string_member (m, "site", peer);
       if (site && site->started_us)
         json_object_set_int_member (m, "elapsed_ms", (g_get_monotonic_time () - site->started_us) / 1000);
-      daemon_control_broadcast (d->ctl, m);
+      daemon_control_broadcast (d->ctl, m, NULL);
     }
   schedule_site_check (d, peer, "closed", "the ISAKMP SA was deleted");
 }
@@ -514,9 +541,7 @@ site_end (Daemon *d, Site *site, const char *code, const char *reason)
       json_object_set_string_member (m, "site", site->name);
       json_object_set_string_member (m, "code", code);
       json_object_set_string_member (m, "message", reason);
-      if (site->owner)
-        daemon_control_send (site->owner, m);
-      daemon_control_broadcast (d->ctl, m);
+      notify (d, site->name, m);
     }
   g_ptr_array_remove (d->sites, site);
 }
@@ -781,18 +806,12 @@ static void
 host_banner (gpointer host, const char *peer, const char *text)
 {
   Daemon *d = host;
-  Site *site = find_site (d, peer);
-  g_autoptr (JsonObject) m = NULL;
+  g_autoptr (JsonObject) m = control_msg_new ("event");
 
-  if (d->ctl == NULL)
-    return;
-  m = control_msg_new ("event");
   json_object_set_string_member (m, "event", "banner");
   json_object_set_string_member (m, "site", peer);
   json_object_set_string_member (m, "text", text);
-  if (site && site->owner)
-    daemon_control_send (site->owner, m);
-  daemon_control_broadcast (d->ctl, m);
+  notify (d, peer, m);
 }
 
 static const ModikeHostOps host_ops = {
