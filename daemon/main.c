@@ -600,6 +600,11 @@ ctl_connect (gpointer user, ControlClient *c, const char *name, GError **error)
       g_set_error (error, DAEMON_CONTROL_ERROR, DAEMON_CONTROL_ERROR_NOT_FOUND, "no site %s (upload it first)", name);
       return FALSE;
     }
+  if (site->connected)
+    {
+      g_set_error (error, DAEMON_CONTROL_ERROR, DAEMON_CONTROL_ERROR_EXISTS, "site %s is connected already", name);
+      return FALSE;
+    }
   if (site->owner && site->owner != c)
     {
       g_set_error (error, DAEMON_CONTROL_ERROR, DAEMON_CONTROL_ERROR_EXISTS, "site %s is connected by another client",
