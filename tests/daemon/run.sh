@@ -279,6 +279,12 @@ control-access)
   SOCK=$MKI_DIR/cl/ctl.sock
   control_split cl "$SOCK" nogroup
   chmod 755 "$MKI_DIR" "$MKI_DIR/cl"
+  # An unknown group: refused with file and line.
+  sed 's/group="nogroup"/group="nosuchgroup"/' "$MKI_DIR/cl/modiked.xml" > "$MKI_DIR/cl/badgroup.xml"
+  line=$(grep -n nosuchgroup "$MKI_DIR/cl/badgroup.xml" | cut -d: -f1)
+  out=$(timeout 20 "$MODIKED" -c "$MKI_DIR/cl/badgroup.xml" --check 2>&1); rc=$?
+  [ $rc = 1 ] && printf '%s\n' "$out" | grep -q "badgroup\.xml:$line: <control>: no group \"nosuchgroup\"" ||
+    mki_fail "unknown control group: exit $rc: $out"
   mki_modiked_start cl "$MKI_DIR/cl/modiked.xml"
   wait_line "$MKI_DIR/cl/modiked.log" "control socket $SOCK" 10 || { mki_dump_logs; mki_fail "no control socket"; }
   [ "$(stat -c '%a %U %G' "$SOCK")" = "660 root nogroup" ] || mki_fail "socket: $(stat -c '%a %U %G' "$SOCK")"
