@@ -1,6 +1,7 @@
 /* modiked internals: the UDP sockets. */
 #pragma once
 
+#include <json-glib/json-glib.h>
 #include <modike/modike.h>
 
 G_BEGIN_DECLS
@@ -26,5 +27,9 @@ typedef gboolean (*DaemonHandoffFunc) (int fd, const ModikeAddr *local, gpointer
 guint daemon_sockets_handoff (DaemonSockets *s, DaemonHandoffFunc fn, gpointer user);
 void daemon_sockets_free (DaemonSockets *s);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (DaemonSockets, daemon_sockets_free)
+
+/* The engine's status text (modike_ike_status) as {"sas": [...]}, each IKE
+ * SA with "children" (its ESP SAs); docs/control-protocol.md. */
+JsonObject *daemon_status_json (const char *text);
 
 G_END_DECLS

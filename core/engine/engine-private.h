@@ -102,6 +102,8 @@ struct _ModikeIke {
   GHashTable *acquires;       /* spd_id -> rate limit state of datapath acquires (ike.c) */
   GHashTable *spis;           /* reserved inbound SPI -> ModikeExchange* holding it (inflight.c) */
   GHashTable *policy_xs;      /* spd_id -> GPtrArray of ModikeExchange* negotiating for it */
+  const struct _ModikeHostOps *host_ops; /* host services (host.c), NULL = none */
+  gpointer host;
 };
 
 struct _ModikeIkeSa {

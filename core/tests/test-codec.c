@@ -1106,6 +1106,12 @@ test_hex (void)
 }
 
 static void
+tap_collect (GLogLevelFlags level, const char *domain, const char *message, gpointer user)
+{
+  g_string_append_printf (user, "%d %s %s\n", (int) level, domain, message);
+}
+
+static void
 test_log_level (void)
 {
   g_autoptr (GError) error = NULL;
@@ -1123,6 +1129,19 @@ test_log_level (void)
       g_assert_true (modike_log_set_level ("info", NULL));
       g_info ("shown-info");
       g_debug ("hidden-debug");
+      /* The tap sees what passes the threshold, of modike's domains only. */
+      {
+        g_autoptr (GString) seen = g_string_new (NULL);
+        g_autofree char *want = g_strdup_printf ("%d " G_LOG_DOMAIN " tapped-1\n", (int) G_LOG_LEVEL_INFO);
+
+        modike_log_set_tap (tap_collect, seen);
+        g_info ("tapped-%d", 1);
+        g_debug ("untapped-debug");
+        g_log_structured ("other-domain", G_LOG_LEVEL_MESSAGE, "MESSAGE", "untapped-other");
+        modike_log_set_tap (NULL, NULL);
+        g_info ("untapped-after");
+        g_assert_cmpstr (seen->str, ==, want);
+      }
       return;
     }
   g_assert_false (modike_log_set_level ("verbose", &error));

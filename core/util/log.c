@@ -22,6 +22,49 @@ static const struct {
   { "debug", G_LOG_LEVEL_DEBUG },
 };
 
+static GMutex tap_lock;
+static ModikeLogTapFunc tap_fn;
+static gpointer tap_user;
+
+void
+modike_log_set_tap (ModikeLogTapFunc fn, gpointer user)
+{
+  g_mutex_lock (&tap_lock);
+  tap_fn = fn;
+  tap_user = user;
+  g_mutex_unlock (&tap_lock);
+}
+
+static const char *
+field_string (const GLogField *fields, gsize n_fields, const char *key, char **copy)
+{
+  for (gsize i = 0; i < n_fields; i++)
+    if (g_strcmp0 (fields[i].key, key) == 0 && fields[i].value != NULL)
+      {
+        if (fields[i].length < 0)
+          return fields[i].value;
+        *copy = g_strndup (fields[i].value, (gsize) fields[i].length);
+        return *copy;
+      }
+  return NULL;
+}
+
+static void
+call_tap (GLogLevelFlags level, const GLogField *fields, gsize n_fields)
+{
+  g_autofree char *domain_copy = NULL, *message_copy = NULL;
+  const char *domain, *message;
+
+  g_mutex_lock (&tap_lock);
+  if (tap_fn != NULL)
+    {
+      domain = field_string (fields, n_fields, "GLIB_DOMAIN", &domain_copy);
+      message = field_string (fields, n_fields, "MESSAGE", &message_copy);
+      tap_fn (level, domain, message != NULL ? message : "", tap_user);
+    }
+  g_mutex_unlock (&tap_lock);
+}
+
 static gboolean
 is_modike_domain (const GLogField *fields, gsize n_fields)
 {
@@ -50,6 +93,7 @@ modike_log_writer (GLogLevelFlags log_level, const GLogField *fields, gsize n_fi
   /* Lower flag value = more severe; fatal messages always pass. */
   if (!(log_level & G_LOG_FLAG_FATAL) && level > (GLogLevelFlags) g_atomic_int_get (&threshold))
     return G_LOG_WRITER_HANDLED;
+  call_tap (level, fields, n_fields);
   if (g_log_writer_is_journald (fileno (stderr))
       && g_log_writer_journald (log_level, fields, n_fields, user_data) == G_LOG_WRITER_HANDLED)
     return G_LOG_WRITER_HANDLED;

@@ -12,6 +12,22 @@
 #                transfer each way with matching SHA-256; the status shows
 #                the encapsulation and the counters (the ipv6 variants run
 #                IKE and ESP over IPv6)
+#   control-access    the control socket: root and members of its group
+#                in, anyone else refused (SO_PEERCRED) with a message;
+#                malformed and oversized messages (the sender is answered or
+#                dropped, another client and the daemon carry on); a bad site
+#                refused with file and line; no daemon: exit 6
+#   control-connect   `modike connect SITE` against a modiked that has only
+#                <control>: stages with elapsed times, ping through, `modike
+#                status` table, `modike disconnect` removes site and SAs (the
+#                attached client exits 7), Ctrl-C (SIGTERM) disconnects cleanly;
+#                SIGHUP keeps the site and its SAs
+#   control-detach    the attached client killed (SIGKILL): the site and its SAs
+#                go; the peer deletes the ISAKMP SA: the client is detached
+#                and exits 7
+#   control-failures  a wrong pre-shared key and an unreachable gateway: phase 1
+#                failed, the client detached with exit 4 (authentication) or 5
+#                (nobody answers), the site removed (a retry uploads it again)
 # Needs root; a missing prerequisite fails.
 set -uo pipefail
 CASE=${1:?case}
@@ -21,6 +37,99 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 mki_require_prereqs modiked
 command -v python3 >/dev/null || mki_fail "python3 missing (scripts/deps.sh installs it)"
 mki_setup "daemon-$CASE"
+MODIKE=${MODIKE:-$(cd "$(dirname "$MODIKED")/../client" && pwd)/modike}
+[ -x "$MODIKE" ] || mki_fail "the modike client is not built ($MODIKE)"
+
+# Splits SIDE's config (mki_pair_conf) into a daemon config with only
+# <control socket=SOCK group=GROUP> and no peers, and a site file
+# (SIDE/site.xml) with its <peer> and <policy>.
+control_split () {
+  local side=$1 sock=$2 group=$3 cfg=$MKI_DIR/$1/modiked.xml
+  python3 - "$cfg" "$MKI_DIR/$side/site.xml" "$sock" "$group" <<'PY' || mki_fail "splitting $cfg"
+import re, sys
+cfg, site, sock, group = sys.argv[1:5]
+text = open(cfg).read()
+m = re.search(r"(  <peer .*</policy>\n)", text, re.S)
+body = m.group(1).replace('initiate="yes"', 'initiate="no"')
+base = text.replace(m.group(1), '  <control socket="%s"%s/>\n' % (sock, ' group="%s"' % group if group else ""))
+open(cfg, "w").write(base)
+open(site, "w").write('<?xml version="1.0"?>\n<modike>\n' + body + "</modike>\n")
+PY
+}
+
+# Sends one request (JSON without v/id) and prints the result's JSON.
+ctl_request () {
+  python3 - "$1" "$2" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(5)
+req = json.loads(sys.argv[2]); req.update(v=1, id=1)
+s.sendall(json.dumps(req).encode() + b"\n")
+buf = b""
+while True:
+    d = s.recv(65536)
+    if not d: sys.exit("connection closed")
+    buf += d
+    while b"\n" in buf:
+        l, buf = buf.split(b"\n", 1)
+        m = json.loads(l)
+        if m.get("id") == 1:
+            print(json.dumps(m)); sys.exit(0 if m["type"] == "result" else 1)
+PY
+}
+
+# Waits (SECONDS) until FILE has a line matching PATTERN.
+wait_line () {
+  local file=$1 pattern=$2 secs=$3 i
+  for i in $(seq 1 $((secs * 10))); do
+    grep -Eq -- "$pattern" "$file" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# The client side of the pair with only <control>; connect from a shell.
+control_pair () {
+  mki_pair_conf DATAPATH=yes ESP_ENCR=aes128gcm16 ESP_INTEG=""
+  mki_drop_lo_host gw
+  mki_drop_lo_host cl
+  SOCK=$MKI_DIR/cl/ctl.sock
+  control_split cl "$SOCK" ""
+  mki_pair_start || { mki_dump_logs; mki_fail "modiked exited at start"; }
+  wait_line "$MKI_DIR/cl/modiked.log" "control socket $SOCK" 10 || { mki_dump_logs; mki_fail "no control socket"; }
+}
+
+# Starts `modike connect` in the background; CONNECT_PID, output in FILE.
+connect_bg () {
+  CONNECT_OUT=$1
+  "$MODIKE" --socket "$SOCK" connect "$MKI_DIR/cl/site.xml" >"$CONNECT_OUT" 2>&1 &
+  CONNECT_PID=$!
+  MKI_PIDS+=("$CONNECT_PID")
+}
+
+connect_up () { # waits for phase 2 in the client's output and the SAs
+  wait_line "$CONNECT_OUT" '^phase2 +up +[0-9]+\.[0-9]{3} s' 30 ||
+    { cat "$CONNECT_OUT" >&2; mki_dump_logs; mki_fail "modike connect: no phase 2"; }
+  grep -Eq '^phase1 +up +[0-9]+\.[0-9]{3} s' "$CONNECT_OUT" ||
+    { cat "$CONNECT_OUT" >&2; mki_fail "modike connect: no phase 1 line with its elapsed time"; }
+  mki_poll 10 mki_pair_up || { mki_dump_logs; mki_fail "no SAs after modike connect"; }
+}
+
+# Exit status of CONNECT_PID within SECONDS (fails when it still runs).
+connect_exit () {
+  local secs=$1 i
+  for i in $(seq 1 $((secs * 10))); do
+    kill -0 "$CONNECT_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$CONNECT_PID" 2>/dev/null && { cat "$CONNECT_OUT" >&2; mki_fail "modike connect still runs"; }
+  wait "$CONNECT_PID"
+}
+
+no_sas () { # SIDE: no IKE SA in the status
+  local st
+  st=$(mki_modiked_status "$1") || return 1
+  ! grep -Eq '^IKE ' "$st"
+}
 
 expect_refusal () { # FILE PATTERN...: --check and a real start both refuse
   local cfg=$1; shift
@@ -163,6 +272,228 @@ traffic-esp-ip|traffic-udp-encap|traffic-ipv6-esp-ip|traffic-ipv6-udp-encap)
     grep -q "$MKI_CL_V6" "$MKI_DIR/cl/modiked.log" "$MKI_DIR/gw/modiked.log" ||
       mki_fail "the logs never mention $MKI_CL_V6: not over IPv6?"
   fi
+  mki_log "PASS: $CASE"
+  ;;
+control-access)
+  mki_pair_conf
+  SOCK=$MKI_DIR/cl/ctl.sock
+  control_split cl "$SOCK" nogroup
+  chmod 755 "$MKI_DIR" "$MKI_DIR/cl"
+  # An unknown group: refused with file and line.
+  sed 's/group="nogroup"/group="nosuchgroup"/' "$MKI_DIR/cl/modiked.xml" > "$MKI_DIR/cl/badgroup.xml"
+  line=$(grep -n nosuchgroup "$MKI_DIR/cl/badgroup.xml" | cut -d: -f1)
+  out=$(timeout 20 "$MODIKED" -c "$MKI_DIR/cl/badgroup.xml" --check 2>&1); rc=$?
+  [ $rc = 1 ] && printf '%s\n' "$out" | grep -q "badgroup\.xml:$line: <control>: no group \"nosuchgroup\"" ||
+    mki_fail "unknown control group: exit $rc: $out"
+  mki_modiked_start cl "$MKI_DIR/cl/modiked.xml"
+  wait_line "$MKI_DIR/cl/modiked.log" "control socket $SOCK" 10 || { mki_dump_logs; mki_fail "no control socket"; }
+  [ "$(stat -c '%a %U %G' "$SOCK")" = "660 root nogroup" ] || mki_fail "socket: $(stat -c '%a %U %G' "$SOCK")"
+  # A member of the group (primary group nogroup) gets in.
+  out=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$MODIKE" --socket "$SOCK" status 2>&1); rc=$?
+  [ $rc = 0 ] || mki_fail "nobody:nogroup refused: exit $rc: $out"
+  printf '%s\n' "$out" | grep -q '^PEER ' || mki_fail "no status table for nobody:nogroup: $out"
+  # Past the file mode (supplementary group) but not a member: SO_PEERCRED says no.
+  out=$(setpriv --reuid=12345 --regid=0 --groups=65534 "$MODIKE" --socket "$SOCK" status 2>&1); rc=$?
+  [ $rc = 8 ] || mki_fail "uid 12345 let in or wrong exit: $rc: $out"
+  printf '%s\n' "$out" | grep -q 'access refused: uid 12345 is neither root nor a member of group nogroup' ||
+    mki_fail "no clear refusal: $out"
+  grep -q 'access refused: uid 12345' "$MKI_DIR/cl/modiked.log" || mki_fail "the refusal is not logged"
+  # Not even past the file mode.
+  out=$(setpriv --reuid=12345 --regid=12345 --clear-groups "$MODIKE" --socket "$SOCK" status 2>&1); rc=$?
+  [ $rc = 8 ] || mki_fail "uid 12345:12345: exit $rc, want 8: $out"
+  mki_log "ok: peer credentials"
+
+  # Hostile clients next to a well-behaved one.
+  python3 - "$SOCK" <<'PY' || { mki_dump_logs; mki_fail "control socket misbehaved"; }
+import json, socket, sys, time
+path = sys.argv[1]
+def conn():
+    s = socket.socket(socket.AF_UNIX); s.connect(path); s.settimeout(5); return s
+def lines(s, n):
+    buf = b""
+    while buf.count(b"\n") < n:
+        d = s.recv(65536)
+        if not d: break
+        buf += d
+    return [json.loads(l) for l in buf.split(b"\n") if l]
+good = conn()
+good.sendall(b'{"v":1,"type":"subscribe","id":1,"events":true,"log":"message"}\n')
+assert lines(good, 1)[0]["type"] == "result"
+bad = conn()
+bad.sendall(b'garbage\n{"v":9,"type":"hello","id":1}\n{"v":1}\n[]\n{"v":1,"type":"nope","id":2}\n'
+            b'{"v":1,"type":"connect","id":3}\n{"v":1,"type":"hello"}\n' + b'[' * 5000 + b'\n')
+got = lines(bad, 8)
+assert [m["type"] for m in got] == ["error"] * 8, got
+assert all(m["code"] == "malformed" for m in got), got
+bad.sendall(b'{"v":1,"type":"hello","id":4}\n')
+assert lines(bad, 1)[0]["type"] == "result"
+# A line past 128 KiB without a newline: answered, then dropped.
+big = conn()
+try:
+    big.sendall(b'{"v":1,"type":"upload","id":1,"site":"' + b"x" * (300 * 1024))
+except OSError:
+    pass
+m = lines(big, 1)
+assert m and m[0]["code"] == "malformed" and "longer" in m[0]["message"], m
+time.sleep(0.2)
+try:
+    assert big.recv(100) == b""
+except ConnectionResetError:
+    pass
+# A client that never reads: dropped once its queue is full, daemon unhurt.
+slow = conn()
+slow.setblocking(False)
+req = b'{"v":1,"type":"status","id":1}\n' * 1000
+sent = 0
+for _ in range(200):
+    try:
+        slow.send(req)
+    except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+        time.sleep(0.01)
+good.sendall(b'{"v":1,"type":"statistics","id":2}\n')
+st, logged, buf = None, None, b""
+deadline = time.time() + 5
+while (st is None or logged is None) and time.time() < deadline:
+    d = good.recv(65536)
+    if not d: break
+    buf += d
+    while b"\n" in buf:
+        l, buf = buf.split(b"\n", 1)
+        m = json.loads(l)
+        if m["type"] == "result" and m.get("id") == 2: st = m
+        if m.get("event") == "log" and "dropping it" in m["message"]: logged = m
+assert st and "ike_sas" in st and st["control_clients"] >= 1, st
+assert st["engine"]["rx_packets"] >= 0 and "auth_failures" in st["engine"], st
+# The subscriber saw the drop as a log line.
+assert logged and logged["level"] == "warning" and logged["domain"] == "modike-daemon", logged
+PY
+  mki_modiked_alive cl || { mki_dump_logs; mki_fail "modiked died"; }
+  grep -q 'does not read its messages; dropping it' "$MKI_DIR/cl/modiked.log" ||
+    { mki_dump_logs; mki_fail "the stuck client was not dropped"; }
+  mki_log "ok: malformed, oversized and stuck clients"
+
+  # A bad site: refused with its file and line; the daemon keeps none.
+  sed 's/group="modp2048"/group="modp9999"/' "$MKI_DIR/cl/site.xml" > "$MKI_DIR/cl/bad-site.xml"
+  line=$(grep -n modp9999 "$MKI_DIR/cl/bad-site.xml" | cut -d: -f1)
+  out=$("$MODIKE" --socket "$SOCK" connect "$MKI_DIR/cl/bad-site.xml" 2>&1); rc=$?
+  [ $rc = 3 ] || mki_fail "bad site: exit $rc, want 3: $out"
+  printf '%s\n' "$out" | grep -q "bad-site\.xml:$line: <proposal>: .*modp9999" || mki_fail "bad site: $out"
+  printf '<modike><daemon/></modike>\n' > "$MKI_DIR/cl/daemon-site.xml"
+  out=$("$MODIKE" --socket "$SOCK" connect "$MKI_DIR/cl/daemon-site.xml" 2>&1); rc=$?
+  [ $rc = 3 ] && printf '%s\n' "$out" | grep -q 'daemon-site\.xml:1: <daemon>: a site holds only' ||
+    mki_fail "a site with <daemon>: exit $rc: $out"
+  out=$("$MODIKE" --socket "$MKI_DIR/cl/none.sock" status 2>&1); rc=$?
+  [ $rc = 6 ] && printf '%s\n' "$out" | grep -q 'modiked is not running' || mki_fail "no daemon: exit $rc: $out"
+  out=$("$MODIKE" --socket "$SOCK" disconnect nosuch 2>&1); rc=$?
+  [ $rc = 1 ] && printf '%s\n' "$out" | grep -q 'no site nosuch' || mki_fail "disconnect nosuch: exit $rc: $out"
+  mki_modiked_alive cl || { mki_dump_logs; mki_fail "modiked died"; }
+  mki_modiked_stop cl || mki_fail "modiked did not stop"
+  [ -e "$SOCK" ] && mki_fail "the control socket is left behind"
+  mki_log "PASS: $CASE"
+  ;;
+control-connect)
+  command -v ping >/dev/null || mki_fail "ping missing (scripts/deps.sh installs iputils-ping)"
+  control_pair
+  connect_bg "$MKI_DIR/connect1.out"
+  connect_up
+  cat "$CONNECT_OUT" >&2
+  mki_ping cl 5 -i 0.2 -W 2 || true
+  [ "$MKI_PING_RX" -ge 4 ] || { mki_dump_logs; mki_fail "ping through the site: $MKI_PING_RX of 5 replies"; }
+  out=$("$MODIKE" --socket "$SOCK" status 2>&1) || mki_fail "modike status: $out"
+  printf '%s\n' "$out" >&2
+  printf '%s\n' "$out" | grep -Eq '^PEER +SA +STATE/SPIS +ALGORITHMS +LIFETIME +BYTES IN/OUT$' ||
+    mki_fail "status: no header"
+  printf '%s\n' "$out" | grep -Eq '^gw +IKE +ESTABLISHED +aes128-sha256-modp2048 +28800s' || mki_fail "status: no IKE row"
+  printf '%s\n' "$out" | grep -Eq '^gw +ESP +[0-9a-f]{8}/[0-9a-f]{8} +aes128gcm16 +3600s +[1-9][0-9]*/[1-9][0-9]*$' ||
+    mki_fail "status: no ESP row with bytes"
+  st=$(ctl_request "$SOCK" '{"type":"statistics"}') || mki_fail "statistics: $st"
+  python3 -c 'import json,sys; m=json.loads(sys.argv[1]); e=m["engine"]
+assert m["ike_sas_established"] == 1 and m["sites"] == 1, m
+assert e["rx_packets"] >= 4 and e["tx_packets"] >= 4 and e["auth_failures"] == 0, m' "$st" ||
+    mki_fail "statistics: $st"
+  st=$(ctl_request "$SOCK" '{"type":"status"}') || mki_fail "status: $st"
+  python3 -c 'import json,sys; m=json.loads(sys.argv[1]); ike=m["sas"][0]; esp=ike["children"][0]
+assert m["sites"] == ["gw"] and ike["peer"] == "gw" and ike["state"] == "ESTABLISHED", m
+assert len(ike["icookie"]) == 16 and ike["role"] == "initiator" and ike["lifetime"] == 28800, m
+assert esp["algorithms"] == "aes128gcm16" and esp["bytes_in"] > 0 and esp["packets_out"] >= 5, m' "$st" ||
+    mki_fail "status JSON: $st"
+  # A reload keeps the uploaded site and its SAs.
+  before=$(grep -E '^(IKE|  ESP)' "$(mki_modiked_status cl)")
+  kill -HUP "$(mki_modiked_pid cl)"
+  wait_line "$MKI_DIR/cl/modiked.log" 'configuration reloaded' 10 || { mki_dump_logs; mki_fail "no reload"; }
+  [ "$(grep -E '^(IKE|  ESP)' "$(mki_modiked_status cl)")" = "$before" ] || mki_fail "SIGHUP changed the site's SAs"
+  # modike disconnect from another shell: site and SAs gone, the attached client told.
+  out=$("$MODIKE" --socket "$SOCK" disconnect gw 2>&1) || mki_fail "modike disconnect: $out"
+  connect_exit 10; rc=$?
+  [ $rc = 7 ] || { cat "$CONNECT_OUT" >&2; mki_fail "attached client: exit $rc after disconnect, want 7"; }
+  grep -q 'detached: disconnected on request' "$CONNECT_OUT" || { cat "$CONNECT_OUT" >&2; mki_fail "no detach line"; }
+  mki_poll 10 no_sas cl || mki_fail "SAs left on the client after disconnect"
+  mki_poll 10 no_sas gw || mki_fail "SAs left on the gateway after disconnect (no DELETE?)"
+  out=$("$MODIKE" --socket "$SOCK" disconnect gw 2>&1) && mki_fail "the site is still there: $out"
+  mki_log "ok: connect, ping, status, disconnect"
+  # Again, ended by Ctrl-C / SIGTERM on the client: exit 0, nothing left.
+  connect_bg "$MKI_DIR/connect2.out"
+  connect_up
+  kill -TERM "$CONNECT_PID"
+  connect_exit 10; rc=$?
+  [ $rc = 0 ] || { cat "$CONNECT_OUT" >&2; mki_fail "modike connect: exit $rc on SIGTERM, want 0"; }
+  mki_poll 10 no_sas cl || mki_fail "SAs left after SIGTERM on the client"
+  mki_poll 10 no_sas gw || mki_fail "SAs left on the gateway after SIGTERM on the client"
+  mki_log "PASS: $CASE"
+  ;;
+control-detach)
+  control_pair
+  connect_bg "$MKI_DIR/connect1.out"
+  connect_up
+  kill -KILL "$CONNECT_PID"
+  wait "$CONNECT_PID" 2>/dev/null
+  mki_poll 10 no_sas cl || mki_fail "SAs left after the attached client was killed"
+  mki_poll 10 no_sas gw || mki_fail "SAs left on the gateway after the attached client was killed"
+  grep -q 'site gw: removed (the attached client went away)' "$MKI_DIR/cl/modiked.log" ||
+    { mki_dump_logs; mki_fail "the site was not removed"; }
+  mki_log "ok: killed client"
+  connect_bg "$MKI_DIR/connect2.out"
+  connect_up
+  mki_modiked_stop gw || mki_fail "gw did not stop"
+  connect_exit 15; rc=$?
+  [ $rc = 7 ] || { cat "$CONNECT_OUT" >&2; mki_fail "client: exit $rc after the peer deleted the SA, want 7"; }
+  grep -q 'detached: the ISAKMP SA was deleted' "$CONNECT_OUT" || { cat "$CONNECT_OUT" >&2; mki_fail "no detach line"; }
+  mki_poll 10 no_sas cl || mki_fail "SAs left after the peer's DELETE"
+  out=$("$MODIKE" --socket "$SOCK" status 2>&1) || mki_fail "status: $out"
+  printf '%s\n' "$out" | grep -q 'no security associations' || mki_fail "status after detach: $out"
+  mki_log "PASS: $CASE"
+  ;;
+control-failures)
+  control_pair
+  # Short retransmits so that an unanswered phase 1 gives up quickly.
+  sed -i 's|<retransmit interval="1000" tries="5" half-open="30"/>|<retransmit interval="200" tries="2" half-open="5"/>|' \
+    "$MKI_DIR/cl/site.xml"
+  grep -q 'interval="200"' "$MKI_DIR/cl/site.xml" || mki_fail "could not shorten the retransmits"
+  cp "$MKI_DIR/cl/site.xml" "$MKI_DIR/cl/good-site.xml"
+  # A wrong pre-shared key: the gateway says AUTHENTICATION_FAILED, exit 4,
+  # and the site is gone afterwards.
+  sed 's/secret="demo-secret"/secret="wrong-secret"/' "$MKI_DIR/cl/good-site.xml" > "$MKI_DIR/cl/site.xml"
+  connect_bg "$MKI_DIR/wrong-psk.out"
+  connect_exit 30; rc=$?
+  cat "$CONNECT_OUT" >&2
+  grep -Eq '^phase1 +failed ' "$CONNECT_OUT" || mki_fail "wrong PSK: no 'phase1 failed' line"
+  grep -q '^detached: ' "$CONNECT_OUT" || mki_fail "wrong PSK: not detached"
+  [ $rc = 4 ] || mki_fail "wrong PSK: exit $rc, want 4"
+  mki_poll 10 no_sas cl || mki_fail "SAs left after the failure"
+  out=$("$MODIKE" --socket "$SOCK" status 2>&1)
+  printf '%s\n' "$out" | grep -q 'no security associations' || mki_fail "status after the failure: $out"
+  # The gateway is gone: phase 1 times out, exit 5, the site removed.
+  mki_modiked_stop gw || mki_fail "gw did not stop"
+  cp "$MKI_DIR/cl/good-site.xml" "$MKI_DIR/cl/site.xml"
+  connect_bg "$MKI_DIR/timeout.out"
+  connect_exit 30; rc=$?
+  cat "$CONNECT_OUT" >&2
+  [ $rc = 5 ] || mki_fail "unreachable gateway: exit $rc, want 5"
+  grep -Eq '^phase1 +failed +[0-9]+\.[0-9]{3} s' "$CONNECT_OUT" || mki_fail "no 'phase1 failed' with its time"
+  # Uploading the same site again works: the failed one was removed.
+  connect_bg "$MKI_DIR/timeout2.out"
+  connect_exit 30; rc=$?
+  [ $rc = 5 ] || { cat "$CONNECT_OUT" >&2; mki_fail "second try: exit $rc, want 5"; }
   mki_log "PASS: $CASE"
   ;;
 *) mki_fail "unknown case $CASE" ;;

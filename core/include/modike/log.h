@@ -8,6 +8,12 @@ G_BEGIN_DECLS
 /* Sets the level threshold ("error", "warning", "message", "info", "debug")
  * for modike's domains; the daemon calls it from the config. */
 gboolean modike_log_set_level (const char *level, GError **error);
+/* A tap that also sees each message of modike's domains that passes the
+ * threshold (the daemon forwards them to control clients). It runs in the
+ * thread that logs, possibly a datapath thread, and must not log itself.
+ * fn NULL removes it; only one tap at a time. */
+typedef void (*ModikeLogTapFunc) (GLogLevelFlags level, const char *domain, const char *message, gpointer user);
+void modike_log_set_tap (ModikeLogTapFunc fn, gpointer user);
 /* Hex for debug logs (payload bytes only at debug level). */
 char *modike_hex (const guint8 *data, gsize len);
 

@@ -21,3 +21,4 @@
 #include <modike/cfg-attr.h>
 #include <modike/sa-result.h>
 #include <modike/log.h>
+#include <modike/host.h>

@@ -18,5 +18,6 @@ main (int argc, char **argv)
   fsm_add_plugin_service_tests ();
   fsm_add_client_tests ();
   fsm_add_cert_tests ();
+  fsm_add_host_tests ();
   return g_test_run ();
 }
