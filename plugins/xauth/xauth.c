@@ -1081,6 +1081,9 @@ host_answer (ModikeIkeSa *sa, GHashTable *values, const GError *error, gpointer 
   else if (error != NULL)
     e = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "no credentials for peer '%s': %s", h->peer,
                      error->message);
+  else if (values == NULL)
+    e = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "no credentials for peer '%s': an empty answer",
+                     h->peer);
   else
     {
       const char *u = g_hash_table_lookup (values, "username");
