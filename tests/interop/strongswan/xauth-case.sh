@@ -235,6 +235,7 @@ if [ -n "$PROMPT" ]; then
     [ $rc = 0 ] || fail "modike connect: exit $rc after Ctrl-C, want 0"
     grep -q 'prompts answered: 2' "$OUT" || fail "not asked for user name and password once each"
   fi
+  grep -q '^Extended authentication for gw' "$OUT" || fail "no prompt naming the gateway on the terminal"
   grep -q "$PASSWORD" "$OUT" && fail "the password was echoed on the terminal"
   grep -q "$PASSWORD" "$LOG" && fail "the password reached modiked's log"
   mki_poll 10 m_no_sa || fail "modiked still has an SA: $(cat "$MKI_DIR/$SIDE_M/modiked.status")"
