@@ -56,6 +56,8 @@ typedef struct {
   char *user;            /* server: the name the client gave; client: the one we answered with */
   gboolean retry;        /* server: the next REQUEST says the last answer was wrong */
   gboolean checking;     /* server: the verifier has not answered yet */
+  gboolean reported;     /* client: the "xauth" stage went to the host */
+  char *prompt;          /* client: the gateway's XAUTH_MESSAGE in the last REQUEST */
   /* The message being handled, as the attribute claims saw it. */
   struct {
     guint asked;
@@ -106,6 +108,7 @@ xa_sa_free (gpointer p)
   cur_clear (st);
   g_clear_error (&st->fail);
   g_free (st->user);
+  g_free (st->prompt);
   g_free (st);
 }
 
@@ -148,6 +151,16 @@ fail_later (ModikeIkeSa *sa, XaSa *st, GError *error /* taken */)
   step_later (sa, st, STEP_FAIL);
 }
 
+/* The client tells the host (modike connect) once how XAuth ended. */
+static void
+client_report (ModikeIkeSa *sa, XaSa *st, const GError *error)
+{
+  if (!st->client || st->reported)
+    return;
+  st->reported = TRUE;
+  modike_ike_sa_report_stage (sa, "xauth", error == NULL, error);
+}
+
 static void
 deadline_fired (ModikeIkeSa *sa, gpointer data)
 {
@@ -174,6 +187,7 @@ deadline_fired (ModikeIkeSa *sa, gpointer data)
                          "peer %s: client did not answer extended authentication within %u s", peer_of (sa),
                          st->xa->timeout_s);
   g_message ("%s", error->message);
+  client_report (sa, st, error);
   modike_ike_sa_fail (sa, error);
 }
 
@@ -194,6 +208,7 @@ succeed (ModikeIkeSa *sa, XaSa *st)
   st->deadline = 0;
   g_message ("peer %s: extended authentication succeeded for user '%s'", peer_of (sa),
              st->user != NULL ? st->user : "?");
+  client_report (sa, st, NULL);
   modike_ike_sa_release_phase2 (sa, st->xa->plugin);
 }
 
@@ -210,6 +225,7 @@ xa_step_run (ModikeIkeSa *sa, gpointer data)
   if (step == STEP_FAIL)
     {
       g_message ("%s", st->fail->message);
+      client_report (sa, st, st->fail);
       modike_ike_sa_fail (sa, st->fail);
       return;
     }
@@ -335,6 +351,11 @@ xa_attr (ModikeIkeSa *sa, const ModikeAttrPayload *payload, const ModikeAttrValu
                                                                           "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                                                           "0123456789 .,:;!?'()-_/@",
                                                                    '?'));
+          if (payload->type == MODIKE_CFG_REQUEST)
+            {
+              g_free (st->prompt);
+              st->prompt = g_steal_pointer (&text);
+            }
         }
       break;
     case XAUTH_CHALLENGE:
@@ -375,6 +396,7 @@ read_attrs (ModikeExchange *x, const ModikeMessage *msg, XaSa *st, GError **erro
   const ModikeAttrPayload *ap = modike_payload_get_attr (modike_message_find (msg, MODIKE_PL_ATTR));
 
   cur_clear (st);
+  g_clear_pointer (&st->prompt, g_free);
   if (ap == NULL || !modike_attr_payload_dispatch (modike_exchange_get_sa (x), ap, error))
     return NULL;
   return ap;
@@ -846,7 +868,7 @@ static const char xa_rng[] =
   "  <zeroOrMore><element name=\"credentials\">"
   "    <attribute name=\"peer\"/>"
   "    <attribute name=\"user\"/>"
-  "    <attribute name=\"password-file\"/>"
+  "    <optional><attribute name=\"password-file\"/></optional>"
   "    <optional><attribute name=\"passcode-file\"/></optional>"
   "  </element></zeroOrMore>"
   "</element>";
@@ -929,7 +951,7 @@ xa_apply (ModikePlugin *plugin, xmlNode *section, gpointer user, GError **error)
           cc->password_file = prop (c, "password-file");
           cc->passcode_file = prop (c, "passcode-file");
           g_ptr_array_add (creds, cc);
-          if (!g_file_test (cc->password_file, G_FILE_TEST_IS_REGULAR))
+          if (cc->password_file != NULL && !g_file_test (cc->password_file, G_FILE_TEST_IS_REGULAR))
             {
               g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, "line %u: password-file '%s' not found", c->line,
                            cc->password_file);
@@ -978,6 +1000,8 @@ read_secret_file (const char *path, const char *what, GError **error)
   return s;
 }
 
+/* What the config section has for sa's peer: the user name and the
+ * secrets whose files are given (NULL fields are left for the host). */
 static gboolean
 config_creds (Xauth *xa, ModikeIkeSa *sa, gboolean want_password, gboolean want_passcode, XauthCreds *c,
               GError **error)
@@ -988,22 +1012,13 @@ config_creds (Xauth *xa, ModikeIkeSa *sa, gboolean want_password, gboolean want_
     if (g_strcmp0 (((XauthCredConfig *) xa->creds->pdata[i])->peer, modike_ike_sa_get_peer_name (sa)) == 0)
       cc = xa->creds->pdata[i];
   if (cc == NULL)
-    {
-      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH,
-                   "no credentials for peer '%s' (<xauth><credentials peer=\"%s\" .../>)", peer_of (sa),
-                   peer_of (sa));
-      return FALSE;
-    }
-  if (want_passcode && cc->passcode_file == NULL)
-    {
-      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH,
-                   "the gateway asks for a one-time code and peer '%s' has no passcode-file", peer_of (sa));
-      return FALSE;
-    }
+    return TRUE;
   c->user = g_strdup (cc->user);
-  if (want_password && (c->password = read_secret_file (cc->password_file, "password", error)) == NULL)
+  if (want_password && cc->password_file != NULL
+      && (c->password = read_secret_file (cc->password_file, "password", error)) == NULL)
     goto fail;
-  if (want_passcode && (c->passcode = read_secret_file (cc->passcode_file, "passcode", error)) == NULL)
+  if (want_passcode && cc->passcode_file != NULL
+      && (c->passcode = read_secret_file (cc->passcode_file, "passcode", error)) == NULL)
     goto fail;
   return TRUE;
 
@@ -1012,20 +1027,162 @@ fail:
   return FALSE;
 }
 
-/* The config section as a source: answers at once. */
-static guint
-config_source_get (gpointer self, ModikeIkeSa *sa, gboolean want_password, gboolean want_passcode,
-                   XauthCredsDone done, gpointer done_data)
-{
-  XauthCreds c = { 0 };
-  g_autoptr (GError) error = NULL;
+/* A question to the host for what the config does not have. */
+typedef struct {
+  Xauth *xa;
+  guint id;
+  char *peer;
+  XauthCredsDone done;   /* NULL once cancelled or answered */
+  gpointer done_data;
+  XauthCreds have;       /* from the config */
+  gboolean want_password, want_passcode;
+  gboolean in_request;
+} HostAsk;
 
-  if (config_creds (self, sa, want_password, want_passcode, &c, &error))
-    done (done_data, &c, NULL);
+static void
+host_ask_free (gpointer p)
+{
+  HostAsk *h = p;
+
+  if (h->id != 0)
+    g_hash_table_remove (h->xa->asks, GUINT_TO_POINTER (h->id));
+  xauth_creds_clear (&h->have);
+  g_free (h->peer);
+  g_free (h);
+}
+
+static ModikeSecret *
+value_secret (GHashTable *values, const char *name)
+{
+  const char *v = g_hash_table_lookup (values, name);
+  gsize n = v != NULL ? strlen (v) : 0;
+
+  return n > 0 && n <= XAUTH_MAX_VALUE ? modike_secret_new_from (v, n) : NULL;
+}
+
+/* The host's answer (the engine wipes values after this returns). */
+static void
+host_answer (ModikeIkeSa *sa, GHashTable *values, const GError *error, gpointer user)
+{
+  HostAsk *h = user;
+  XauthCreds *c = &h->have;
+  g_autoptr (GError) e = NULL;
+  XauthCredsDone done = h->done;
+
+  if (done == NULL)
+    return;
+  h->done = NULL;
+  if (error != NULL && h->in_request)
+    /* At once: nobody is attached to ask (modiked without a client). */
+    e = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH,
+                     "no credentials for peer '%s': give <credentials> in the xauth section or connect with modike "
+                     "(%s)",
+                     h->peer, error->message);
+  else if (error != NULL)
+    e = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "no credentials for peer '%s': %s", h->peer,
+                     error->message);
+  else if (values == NULL)
+    e = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "no credentials for peer '%s': an empty answer",
+                     h->peer);
   else
-    done (done_data, NULL, error);
-  xauth_creds_clear (&c);
+    {
+      const char *u = g_hash_table_lookup (values, "username");
+
+      if (c->user == NULL && u != NULL && *u != '\0' && strlen (u) <= XAUTH_MAX_VALUE)
+        c->user = g_strdup (u);
+      if (h->want_password && c->password == NULL)
+        c->password = value_secret (values, "password");
+      if (h->want_passcode && c->passcode == NULL)
+        c->passcode = value_secret (values, "passcode");
+      if (c->user == NULL || (h->want_password && c->password == NULL) || (h->want_passcode && c->passcode == NULL))
+        e = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH,
+                         "no credentials for peer '%s': the answer lacks the %s", h->peer,
+                         c->user == NULL ? "user name"
+                         : h->want_password && c->password == NULL ? "password"
+                                                                    : "one-time code");
+    }
+  if (e != NULL)
+    done (h->done_data, NULL, e);
+  else
+    done (h->done_data, c, NULL);
+  xauth_creds_clear (c);
+}
+
+/* The default source: the config section's <credentials> for the peer,
+ * and for what it lacks (the whole entry, its password-file or
+ * passcode-file) the host, which asks the attached connect client. */
+static guint
+creds_get (gpointer self, ModikeIkeSa *sa, gboolean want_password, gboolean want_passcode, XauthCredsDone done,
+           gpointer done_data)
+{
+  Xauth *xa = self;
+  XaSa *st = modike_ike_sa_get_plugin_data (sa, XA_DATA);
+  ModikeCredentialField fields[3];
+  guint n = 0, id;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *prompt = NULL;
+  HostAsk *h = g_new0 (HostAsk, 1);
+
+  h->xa = xa;
+  h->peer = g_strdup (peer_of (sa));
+  h->want_password = want_password;
+  h->want_passcode = want_passcode;
+  if (!config_creds (xa, sa, want_password, want_passcode, &h->have, &error))
+    goto fail;
+  if (h->have.user == NULL)
+    fields[n++] = (ModikeCredentialField){ "username", "User name", FALSE };
+  if (want_password && h->have.password == NULL)
+    fields[n++] = (ModikeCredentialField){ "password", "Password", TRUE };
+  if (want_passcode && h->have.passcode == NULL)
+    fields[n++] = (ModikeCredentialField){ "passcode", "One-time code", TRUE };
+  if (n == 0)
+    {
+      done (done_data, &h->have, NULL);
+      host_ask_free (h);
+      return 0;
+    }
+  prompt = st != NULL && st->prompt != NULL ? g_strdup (st->prompt)
+                                            : g_strdup_printf ("Extended authentication for %s", h->peer);
+  h->done = done;
+  h->done_data = done_data;
+  id = h->id = ++xa->next_ask != 0 ? xa->next_ask : ++xa->next_ask;
+  g_hash_table_insert (xa->asks, GUINT_TO_POINTER (id), h);
+  h->in_request = TRUE;
+  if (!modike_ike_sa_request_credentials (sa, prompt, fields, n, host_answer, h, host_ask_free, &error))
+    {
+      g_clear_error (&error);
+      g_set_error (&error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH,
+                   "no credentials for peer '%s': give <credentials> in the xauth section or connect with modike",
+                   h->peer);
+      g_hash_table_remove (xa->asks, GUINT_TO_POINTER (id));
+      h->id = 0;
+      goto fail;
+    }
+  /* Answered already (and freed) or still waiting. */
+  h = g_hash_table_lookup (xa->asks, GUINT_TO_POINTER (id));
+  if (h == NULL || h->done == NULL)
+    return 0;
+  h->in_request = FALSE;
+  return id;
+
+fail:
+  done (done_data, NULL, error);
+  host_ask_free (h);
   return 0;
+}
+
+/* The exchange or the SA went: the host's answer, if it comes, is dropped. */
+static void
+creds_cancel (gpointer self, guint request)
+{
+  Xauth *xa = self;
+  HostAsk *h = g_hash_table_lookup (xa->asks, GUINT_TO_POINTER (request));
+
+  if (h == NULL)
+    return;
+  h->done = NULL;
+  g_hash_table_remove (xa->asks, GUINT_TO_POINTER (request));
+  h->id = 0;
 }
 
 /* The users file as a verifier: answers at once (PBKDF2 of one password,
@@ -1055,6 +1212,7 @@ xauth_free (gpointer p)
   xauth_users_free (xa->users);
   g_free (xa->users_path);
   g_ptr_array_unref (xa->creds);
+  g_hash_table_unref (xa->asks);
   if (xa->ask_extra != NULL)
     g_array_unref (xa->ask_extra);
   if (xa->push_first != NULL)
@@ -1071,7 +1229,8 @@ xauth_init (ModikePlugin *plugin, GError **error)
   xa->retries = XAUTH_DEFAULT_RETRIES;
   xa->timeout_s = XAUTH_DEFAULT_TIMEOUT_S;
   xa->creds = g_ptr_array_new_with_free_func (cred_config_free);
-  xa->source = (XauthCredSource){ config_source_get, NULL, xa };
+  xa->asks = g_hash_table_new (NULL, NULL);
+  xa->source = (XauthCredSource){ creds_get, creds_cancel, xa };
   xa->verifier = (XauthVerifier){ users_file_check, NULL, xa };
   modike_plugin_set_data (plugin, xa, xauth_free);
 

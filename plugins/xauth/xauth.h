@@ -33,9 +33,9 @@ enum {
 #define XAUTH_MAX_VALUE 256   /* longest user name, password or passcode taken from the wire */
 
 /* ---- Client credentials: where the answers to a REQUEST come from. The
- * config section is the one source for now; asking the attached connect
- * client (a user typing) is another implementation of the same calls,
- * which is why the answer may come later. ---- */
+ * default source takes what the config section has and asks the host (the
+ * connect client attached to the site, a user typing) for the rest, which
+ * is why the answer may come later. ---- */
 typedef struct {
   char *user;
   ModikeSecret *password;   /* NULL when not asked for */
@@ -116,7 +116,9 @@ typedef struct {
   XauthUsers *users;      /* server: the users file; NULL = none configured */
   char *users_path;
   GPtrArray *creds;       /* XauthCredConfig*: client credentials per peer */
-  XauthCredSource source; /* client: defaults to the config section */
+  XauthCredSource source; /* client: defaults to the config section, then the host */
+  GHashTable *asks;       /* client: request id -> the host's pending answer */
+  guint next_ask;
   XauthVerifier verifier; /* server: defaults to the users file */
   /* Tests: the XAUTH_TYPE our REQUEST names (0) and attributes it carries
    * in addition (ModikeAttr, NULL = none); a SET before the REQUEST. */

@@ -5,6 +5,8 @@
 #include "harness.h"
 #include "xauth.h"
 
+#include <modike/host.h>
+
 const ModikePluginDescriptor *modike_plugin_descriptor (void);
 
 #include <glib/gstdio.h>
@@ -28,6 +30,12 @@ typedef struct {
   guint answer_after_ms, later_id, cancels;
   XauthCredsDone later_done;
   gpointer later_data;
+  /* the fake host on A (modiked with a connect client attached) */
+  GString *hlog;              /* "ask PEER PROMPT fields" and "stage ..." lines */
+  const char *const *host_answers;   /* passwords in turn; "-" = the user cancels, "" = an empty answer */
+  guint host_asked, host_after_ms, host_timer;
+  ModikeHostCredentialsDone host_done;
+  gpointer host_token;
 } Fx;
 
 static Fx *fx_now;
@@ -224,6 +232,8 @@ fx_free (Fx *fx)
   g_rmdir (fx->dir);
   g_free (fx->dir);
   g_string_free (fx->seq, TRUE);
+  if (fx->hlog != NULL)
+    g_string_free (fx->hlog, TRUE);
   net_free (fx->net);
   g_free (fx);
   fx_now = NULL;
@@ -566,7 +576,9 @@ test_no_credentials (void)
   g_assert_true (configure (fx->a, &p, TRUE, "<xauth/>", &error));
   g_assert_no_error (error);
   start (fx);
-  assert_both_failed (fx, "no credentials for peer 'b'", NULL);
+  assert_both_failed (fx,
+                      "no credentials for peer 'b': give <credentials> in the xauth section or connect with modike",
+                      NULL);
   fx_free (fx);
 }
 
@@ -600,6 +612,235 @@ test_config_errors (void)
     g_assert_false (configure (fx->a, &p, TRUE, two, &error));
     assert_error_has (error, "a second <credentials> for peer 'b'");
   }
+  fx_free (fx);
+}
+
+/* ---- a fake host: modiked with a connect client attached to A ---- */
+
+static void
+host_reply (Fx *fx)
+{
+  guint n = g_strv_length ((char **) fx->host_answers);
+  const char *pw = fx->host_answers[MIN (fx->host_asked - 1, n - 1)];
+  ModikeHostCredentialsDone done = fx->host_done;
+  g_autoptr (GHashTable) values = g_hash_table_new (g_str_hash, g_str_equal);
+
+  fx->host_done = NULL;
+  if (strcmp (pw, "-") == 0)
+    {
+      g_autoptr (GError) e = g_error_new_literal (G_IO_ERROR, G_IO_ERROR_CANCELLED, "the user cancelled");
+
+      done (NULL, e, fx->host_token);
+      return;
+    }
+  if (*pw != '\0')
+    {
+      g_hash_table_insert (values, "username", "alice");
+      g_hash_table_insert (values, "password", (gpointer) pw);
+      g_hash_table_insert (values, "passcode", "123456");
+    }
+  done (values, NULL, fx->host_token);
+}
+
+static gboolean
+host_later (gpointer data)
+{
+  Fx *fx = data;
+
+  fx->host_timer = 0;
+  host_reply (fx);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+host_request (gpointer host, const char *peer, const char *prompt, const ModikeCredentialField *fields,
+              guint n_fields, ModikeHostCredentialsDone done, gpointer token)
+{
+  Fx *fx = host;
+
+  g_assert_null (fx->host_done);
+  g_string_append_printf (fx->hlog, "ask %s '%s'", peer, prompt);
+  for (guint i = 0; i < n_fields; i++)
+    g_string_append_printf (fx->hlog, "%s%s%s", i ? "," : " ", fields[i].name, fields[i].secret ? "*" : "");
+  g_string_append_c (fx->hlog, '\n');
+  fx->host_asked++;
+  fx->host_done = done;
+  fx->host_token = token;
+  if (fx->host_after_ms == 0)
+    host_reply (fx);
+  else
+    fx->host_timer = fx->a->env.timer_add (fx->a->env.env, fx->host_after_ms, host_later, fx);
+}
+
+static void
+host_stage (gpointer host, const char *peer, const char *stage, gboolean up, const GError *error)
+{
+  g_string_append_printf (((Fx *) host)->hlog, "stage %s %s %s%s%s\n", peer, stage, up ? "up" : "failed",
+                          error ? ": " : "", error ? error->message : "");
+}
+
+static void
+host_banner (gpointer host, const char *peer, const char *text)
+{
+  g_string_append_printf (((Fx *) host)->hlog, "banner %s %s\n", peer, text);
+}
+
+static const ModikeHostOps fake_host_ops = {
+  sizeof (ModikeHostOps), host_request, host_stage, host_banner,
+};
+
+/* A with `section` (no credentials by default) and the fake host. */
+static Fx *
+fx_new_host (const char *b_extra, const char *a_section, const char *const *answers, guint after_ms)
+{
+  Fx *fx = fx_new (b_extra);
+  Params p = params_default ();
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (configure (fx->a, &p, TRUE, a_section != NULL ? a_section : "<xauth/>", &error));
+  g_assert_no_error (error);
+  fx->hlog = g_string_new (NULL);
+  fx->host_answers = answers;
+  fx->host_after_ms = after_ms;
+  modike_ike_set_host (fx->a->ike, &fake_host_ops, fx);
+  return fx;
+}
+
+/* No <credentials>: the host is asked for user name and password, the
+ * answer comes 3 s later (a user typing); the stage is reported up once,
+ * after the answer. */
+static void
+test_host_answer_later (void)
+{
+  static const char *const answers[] = { "alicepw", NULL };
+  Fx *fx = fx_new_host (NULL, NULL, answers, 3000);
+
+  start (fx);
+  g_assert_true (run_until_up (fx->net, fx->a, fx->b, 1, 30000));
+  check_pair (fx->a, fx->b, 1);
+  assert_no_failures (fx->a, fx->b);
+  g_assert_cmpstr (fx->hlog->str, ==,
+                   "ask b 'Extended authentication for b' username,password*\n"
+                   "stage b xauth up\n");
+  g_assert_true (g_str_has_prefix (fx->seq->str, "TTt"));
+  fx_free (fx);
+}
+
+/* <credentials> without password-file: only the password is asked for. */
+static void
+test_host_password_only (void)
+{
+  static const char *const answers[] = { "alicepw", NULL };
+  Fx *fx = fx_new_host (NULL, "<xauth><credentials peer=\"b\" user=\"alice\"/></xauth>", answers, 0);
+
+  start (fx);
+  g_assert_true (run_until_up (fx->net, fx->a, fx->b, 1, 30000));
+  check_pair (fx->a, fx->b, 1);
+  g_assert_cmpstr (fx->hlog->str, ==, "ask b 'Extended authentication for b' password*\nstage b xauth up\n");
+  fx_free (fx);
+}
+
+/* A wrong answer, then the right one: the gateway asks again (saying why)
+ * and so is the host; one stage report, after success. */
+static void
+test_host_retry (void)
+{
+  static const char *const answers[] = { "wrong", "alicepw", NULL };
+  Fx *fx = fx_new_host (NULL, NULL, answers, 500);
+
+  start (fx);
+  g_assert_true (run_until_up (fx->net, fx->a, fx->b, 1, 30000));
+  check_pair (fx->a, fx->b, 1);
+  g_assert_cmpuint (fx->host_asked, ==, 2);
+  g_assert_cmpstr (fx->hlog->str, ==,
+                   "ask b 'Extended authentication for b' username,password*\n"
+                   "ask b 'wrong user name or password, try again' username,password*\n"
+                   "stage b xauth up\n");
+  fx_free (fx);
+}
+
+/* Wrong every time: the stage is reported failed once, with the cause. */
+static void
+test_host_wrong (void)
+{
+  static const char *const answers[] = { "wrong", NULL };
+  Fx *fx = fx_new_host ("retries=\"2\"", NULL, answers, 0);
+
+  start (fx);
+  assert_both_failed (fx, "extended authentication failed for user 'alice'", NULL);
+  g_assert_cmpuint (fx->host_asked, ==, 2);
+  g_assert_true (g_str_has_suffix (fx->hlog->str, "password*\nstage b xauth failed: peer b: extended "
+                                                  "authentication failed for user 'alice'\n"));
+  fx_free (fx);
+}
+
+/* The user cancels, or answers with nothing: a clean failure naming it. */
+static void
+test_host_cancel (void)
+{
+  static const char *const cancel[] = { "-", NULL };
+  static const char *const empty[] = { "", NULL };
+  static const struct {
+    const char *const *answers;
+    const char *error;
+  } cases[] = {
+    { cancel, "no credentials for peer 'b': the user cancelled" },
+    { empty, "no credentials for peer 'b': the answer lacks the user name" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      Fx *fx = fx_new_host (NULL, NULL, cases[i].answers, 1000);
+      g_autofree char *stage = NULL;
+
+      start (fx);
+      assert_both_failed (fx, cases[i].error, NULL);
+      g_assert_cmpuint (fx->host_asked, ==, 1);
+      stage = g_strdup_printf ("stage b xauth failed: peer b: extended authentication: %s\n", cases[i].error);
+      g_assert_true (g_str_has_suffix (fx->hlog->str, stage));
+      g_assert_null (strpbrk (fx->seq->str, "qQ"));
+      fx_free (fx);
+    }
+}
+
+/* The host answers after the gateway gave up and the SA died: the answer
+ * only frees (ASan checks), nothing is sent, nothing asked again. */
+static void
+test_host_answer_after_sa_died (void)
+{
+  static const char *const answers[] = { "alicepw", NULL };
+  Fx *fx = fx_new_host ("timeout=\"10\"", NULL, answers, 600000);
+  g_autofree char *seq = NULL;
+
+  start (fx);
+  assert_both_failed (fx, NULL, "client did not answer extended authentication within 10 s");
+  g_assert_nonnull (fx->host_done);
+  seq = g_strdup (fx->seq->str);
+  fx->a->env.timer_remove (fx->a->env.env, fx->host_timer);
+  host_reply (fx);
+  net_run (fx->net, 5000, NULL, NULL);
+  g_assert_cmpstr (fx->seq->str, ==, seq);
+  g_assert_cmpuint (fx->host_asked, ==, 1);
+  assert_no_sas (fx->a);
+  fx_free (fx);
+}
+
+/* The one-time-code round: the host is asked for the passcode alone. */
+static void
+test_host_otp (void)
+{
+  static const char *const answers[] = { "alicepw", NULL };
+  Fx *fx = fx_new_host (NULL, NULL, answers, 0);
+  Otp o = { fx };
+
+  fx->xb->verifier = (XauthVerifier){ otp_check, NULL, &o };
+  start (fx);
+  g_assert_true (run_until_up (fx->net, fx->a, fx->b, 1, 30000));
+  check_pair (fx->a, fx->b, 1);
+  g_assert_cmpstr (fx->hlog->str, ==,
+                   "ask b 'Extended authentication for b' username,password*\n"
+                   "ask b 'enter your one-time code' username,passcode*\n"
+                   "stage b xauth up\n");
   fx_free (fx);
 }
 
@@ -721,6 +962,13 @@ main (int argc, char **argv)
   g_test_add_func ("/xauth/other-type-refused", test_other_type_refused);
   g_test_add_func ("/xauth/no-credentials", test_no_credentials);
   g_test_add_func ("/xauth/config-errors", test_config_errors);
+  g_test_add_func ("/xauth/host-answer-later", test_host_answer_later);
+  g_test_add_func ("/xauth/host-password-only", test_host_password_only);
+  g_test_add_func ("/xauth/host-retry", test_host_retry);
+  g_test_add_func ("/xauth/host-wrong", test_host_wrong);
+  g_test_add_func ("/xauth/host-cancel", test_host_cancel);
+  g_test_add_func ("/xauth/host-answer-after-sa-died", test_host_answer_after_sa_died);
+  g_test_add_func ("/xauth/host-otp", test_host_otp);
   g_test_add_func ("/xauth/users-good", test_users_good);
   g_test_add_func ("/xauth/users-bad", test_users_bad);
   g_test_add_func ("/xauth/passwd-tool", test_passwd_tool);

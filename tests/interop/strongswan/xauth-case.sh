@@ -21,7 +21,15 @@
 #       users file (PBKDF2 hash made with modike-xauth-passwd), charon in cl
 #       the client (local-xauth { auth = xauth xauth_id = alice }); charon
 #       initiates; ping from cl through the tunnel.
-# Environment: MODIKED, MODIKE_PLUGIN_DIR (':'-separated directories of
+#   xauth-prompt: as xauth-client, but modiked has a <control> socket and
+#       no credentials: `modike connect SITE` runs on a pseudo-terminal
+#       (pty-connect.py), the user name and password are typed at its
+#       prompts (no MODIKE_* variables); ping through the tunnel, `modike
+#       status` shows the SAs, Ctrl-C on the terminal disconnects: exit 0,
+#       no SA left on either side.
+#   xauth-prompt-wrong-password: a wrong password typed at the prompt:
+#       `modike connect` exits 4 saying authentication failed; no SA left.
+# Environment: MODIKED, MODIKE (the client, xauth-prompt only), MODIKE_PLUGIN_DIR (':'-separated directories of
 # natt.so, esp_user.so, tun.so, xauth.so), MODIKE_XAUTH_PASSWD (the
 # modike-xauth-passwd tool, xauth-gateway only).
 set -u
@@ -31,9 +39,11 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 CASE=${1:-}
 WAIT=${MKI_WAIT:-30}
-PASSWORD=alicepw SIDE_M=cl SIDE_C=gw
+PASSWORD=alicepw SIDE_M=cl SIDE_C=gw PROMPT=
 case $CASE in
   xauth-client) ;;
+  xauth-prompt) PROMPT=yes ;;
+  xauth-prompt-wrong-password) PROMPT=yes PASSWORD=wrongpw ;;
   xauth-client-wrong-password) PASSWORD=wrongpw ;;
   xauth-gateway) SIDE_M=gw SIDE_C=cl ;;
   xauth-gateway-wrong-password) SIDE_M=gw SIDE_C=cl PASSWORD=wrongpw ;;
@@ -132,6 +142,7 @@ if [ "$SIDE_M" = cl ]; then
   m_addr=$MKI_CL_V4 m_far=$MKI_GW_V4 m_name=gw m_init=yes m_id=client m_rid=gw
   m_lts=$MKI_CL_NET m_rts=$MKI_GW_NET m_host=$MKI_CL_HOST
   section="  <xauth timeout=\"20\"><credentials peer=\"gw\" user=\"alice\" password-file=\"$MKI_DIR/cl/password\"/></xauth>"
+  [ -n "$PROMPT" ] && section="  <xauth timeout=\"20\"/>"
 else
   [ -x "${MODIKE_XAUTH_PASSWD:-}" ] || fail "MODIKE_XAUTH_PASSWD (modike-xauth-passwd) is not set or not executable"
   printf 'alicepw\n' | "$MODIKE_XAUTH_PASSWD" alice >"$MKI_DIR/gw/users" || fail "modike-xauth-passwd failed"
@@ -151,6 +162,20 @@ sed -i -e 's/method="psk"/method="xauth-psk"/' -e "s|^  <peer |$section\n  <peer
 grep -q 'method="xauth-psk"' "$CFG" && grep -q '<xauth' "$CFG" || fail "could not make the XAuth config: $(cat "$CFG")"
 ip netns exec "$(mki_ns "$SIDE_M")" timeout 20 "$MODIKED" -c "$CFG" --check >"$MKI_DIR/$SIDE_M/check.out" 2>&1 ||
   { cat "$MKI_DIR/$SIDE_M/check.out" "$CFG" >&2; fail "modiked --check rejected the configuration"; }
+if [ -n "$PROMPT" ]; then
+  # The peer and its policy become the site `modike connect` uploads; the
+  # daemon keeps the rest and gets a control socket.
+  SOCK=$MKI_DIR/cl/ctl.sock SITE=$MKI_DIR/cl/site.xml
+  python3 - "$CFG" "$SITE" "$SOCK" <<'PY' || fail "could not split the config into daemon and site"
+import re, sys
+cfg, site, sock = sys.argv[1:4]
+text = open(cfg).read()
+m = re.search(r"(  <peer .*</policy>\n)", text, re.S)
+open(site, "w").write('<?xml version="1.0"?>\n<modike>\n' + m.group(1).replace('initiate="yes"', 'initiate="no"')
+                      + "</modike>\n")
+open(cfg, "w").write(text.replace(m.group(1), '  <control socket="%s"/>\n' % sock))
+PY
+fi
 mki_modiked_start "$SIDE_M" "$CFG"
 sleep 1
 mki_modiked_alive "$SIDE_M" || fail "modiked exited at start"
@@ -161,6 +186,8 @@ if [ "$SIDE_C" = cl ]; then
 fi
 
 LOG=$MKI_DIR/$SIDE_M/modiked.log
+m_no_sa () { local st; st=$(mki_modiked_status "$SIDE_M") || return 1; ! grep -Eq '^IKE |^ +ESP ' "$st"; }
+c_no_sa () { [ -z "$(mki_sas_raw "$SIDE_C")" ]; }
 m_esp () {
   local st; st=$(mki_modiked_status "$SIDE_M") || return 1
   grep -Eq '^ +ESP ' "$st"
@@ -171,14 +198,61 @@ both_up () {
     [ "$(mki_raw_field "$(mki_raw_child "$raw")" state)" = INSTALLED ] && m_esp
 }
 
+if [ -n "$PROMPT" ]; then
+  [ -x "${MODIKE:-}" ] || fail "MODIKE (the modike client) is not set or not executable"
+  mki_poll 10 "[ -S '$SOCK' ]" || fail "no control socket $SOCK"
+  OUT=$MKI_DIR/connect.out CTRLC=$MKI_DIR/ctrl-c
+  # Typed, not from the environment or a file.
+  env -u MODIKE_USERNAME -u MODIKE_PASSWORD -u MODIKE_PASSCODE \
+    python3 "$HERE/pty-connect.py" "$OUT" "$CTRLC" alice "$PASSWORD" -- "$MODIKE" --socket "$SOCK" connect "$SITE" &
+  DRIVER=$!
+  MKI_PIDS+=("$DRIVER")
+  driver_exit () { # SECONDS: modike's exit status (fails when it still runs)
+    mki_poll "$1" "! kill -0 $DRIVER 2>/dev/null" || { cat "$OUT" >&2; fail "modike connect still runs"; }
+    wait "$DRIVER"
+  }
+  if [ "$PASSWORD" != alicepw ]; then
+    driver_exit "$WAIT"; rc=$?
+    cat "$OUT" >&2
+    [ $rc = 4 ] || fail "modike connect: exit $rc after a wrong password, want 4 (authentication failed)"
+    grep -Eq '^xauth +failed .*extended authentication failed for user .alice.' "$OUT" ||
+      fail "modike connect did not say that extended authentication failed"
+    grep -q 'prompts answered: 2' "$OUT" || fail "not asked for user name and password once each"
+  else
+    mki_poll "$WAIT" "grep -Eq '^phase2 +up' '$OUT' 2>/dev/null" || { cat "$OUT" >&2; fail "modike connect: no phase 2"; }
+    grep -Eq '^xauth +up +[0-9]+\.[0-9]{3} s' "$OUT" || { cat "$OUT" >&2; fail "modike connect: no xauth up line"; }
+    mki_poll 10 both_up || fail "no SA on both sides after modike connect"
+    mki_ping "$SIDE_M" 5 -i 0.2 -W 2
+    [ "$MKI_PING_RX" = 5 ] || fail "ping through the tunnel: $MKI_PING_RX of 5 replies"
+    mki_log "ping through the tunnel after the typed password: $MKI_PING_RX/$MKI_PING_TX"
+    st=$("$MODIKE" --socket "$SOCK" status 2>&1) || fail "modike status: $st"
+    printf '%s\n' "$st" >&2
+    printf '%s\n' "$st" | grep -Eq '^gw +IKE +ESTABLISHED ' || fail "modike status: no IKE SA"
+    printf '%s\n' "$st" | grep -Eq '^gw +ESP +[0-9a-f]{8}/[0-9a-f]{8} ' || fail "modike status: no ESP SA"
+    touch "$CTRLC"
+    driver_exit 15; rc=$?
+    cat "$OUT" >&2
+    [ $rc = 0 ] || fail "modike connect: exit $rc after Ctrl-C, want 0"
+    grep -q 'prompts answered: 2' "$OUT" || fail "not asked for user name and password once each"
+  fi
+  grep -q '^Extended authentication for gw' "$OUT" || fail "no prompt naming the gateway on the terminal"
+  grep -q "$PASSWORD" "$OUT" && fail "the password was echoed on the terminal"
+  grep -q "$PASSWORD" "$LOG" && fail "the password reached modiked's log"
+  mki_poll 10 m_no_sa || fail "modiked still has an SA: $(cat "$MKI_DIR/$SIDE_M/modiked.status")"
+  mki_poll 10 c_no_sa || fail "charon still has an SA: $(mki_sas_raw "$SIDE_C")"
+  st=$("$MODIKE" --socket "$SOCK" disconnect gw 2>&1) && fail "the site is still there: $st"
+  mki_modiked_stop "$SIDE_M" || fail "modiked did not stop on SIGTERM"
+  mki_log "PASS: $CASE"
+  exit 0
+fi
+
 if [ "$PASSWORD" != alicepw ]; then
   want="extended authentication failed for user 'alice'"
   [ "$SIDE_M" = gw ] && want="$want (3 tries)"
   mki_poll "$WAIT" 'grep -qF "$want" "$LOG"' ||
     fail "modiked did not report the failed extended authentication within $WAIT s"
   mki_log "modiked: $(grep -m1 -F "$want" "$LOG")"
-  m_no_ike () { local st; st=$(mki_modiked_status "$SIDE_M") || return 1; ! grep -Eq '^IKE |^ +ESP ' "$st"; }
-  mki_poll 10 m_no_ike || fail "modiked still has an SA after the failure: $(cat "$MKI_DIR/$SIDE_M/modiked.status")"
+  mki_poll 10 m_no_sa || fail "modiked still has an SA after the failure: $(cat "$MKI_DIR/$SIDE_M/modiked.status")"
   mki_sas_raw "$SIDE_C" | grep -q 'state=INSTALLED' && fail "charon has a child SA: $(mki_sas_raw "$SIDE_C")"
   grep -q wrongpw "$LOG" && fail "the password reached modiked's log"
   mki_modiked_stop "$SIDE_M" || fail "modiked did not stop on SIGTERM"
