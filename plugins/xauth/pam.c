@@ -146,6 +146,7 @@ worker (gpointer data, gpointer pool_data)
 {
   PamJob *j = data;
   XauthPam *p = pool_data;
+  GSource *s;
 
   g_mutex_lock (&p->lock);
   p->running++;
@@ -156,11 +157,14 @@ worker (gpointer data, gpointer pool_data)
   p->running--;
   g_mutex_unlock (&p->lock);
   gnutls_memset (j->password, 0, j->password_len);
-  j->source = g_idle_source_new ();
-  g_source_set_priority (j->source, G_PRIORITY_DEFAULT);
-  g_source_set_callback (j->source, deliver, j, pam_job_free);
-  g_source_attach (j->source, j->context);
-  g_source_unref (j->source);
+  /* Once attached the job belongs to the main loop, which may free it at
+   * once: only the local pointer is used after that. */
+  s = g_idle_source_new ();
+  g_source_set_priority (s, G_PRIORITY_DEFAULT);
+  g_source_set_callback (s, deliver, j, pam_job_free);
+  j->source = s;
+  g_source_attach (s, j->context);
+  g_source_unref (s);
 }
 
 XauthPam *
@@ -224,6 +228,12 @@ xauth_pam_peak (XauthPam *p)
   n = p->peak;
   g_mutex_unlock (&p->lock);
   return n;
+}
+
+guint
+xauth_pam_pending (const XauthPam *p)
+{
+  return g_hash_table_size (p->jobs);
 }
 
 guint

@@ -119,8 +119,10 @@ const char *xauth_pam_service (const XauthPam *p);
 guint xauth_pam_check (gpointer self, const char *user, const ModikeSecret *password, const ModikeSecret *passcode,
                        XauthCheckDone done, gpointer done_data);
 void xauth_pam_cancel (gpointer self, guint request);
-/* Tests: the most checks that were inside PAM at the same time. */
+/* Tests: the most checks that were inside PAM at the same time; checks
+ * whose verdict has not reached the main loop yet (cancelled ones too). */
 guint xauth_pam_peak (XauthPam *p);
+guint xauth_pam_pending (const XauthPam *p);
 
 /* ---- The plugin ---- */
 typedef struct {
