@@ -1110,9 +1110,9 @@ xauth_free (gpointer p)
 {
   Xauth *xa = p;
 
+  xauth_pam_free (xa->pam);
   xauth_users_free (xa->users);
   g_free (xa->users_path);
-  xauth_pam_free (xa->pam);
   g_ptr_array_unref (xa->creds);
   if (xa->ask_extra != NULL)
     g_array_unref (xa->ask_extra);

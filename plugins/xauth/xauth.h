@@ -141,7 +141,7 @@ typedef struct {
   XauthPam *pam;          /* server: PAM instead of the users file; NULL = not configured */
   GPtrArray *creds;       /* XauthCredConfig*: client credentials per peer */
   XauthCredSource source; /* client: defaults to the config section */
-  XauthVerifier verifier; /* server: defaults to the configured back end (users file or PAM) */
+  XauthVerifier verifier; /* server: defaults to the users file */
   /* Tests: the XAUTH_TYPE our REQUEST names (0) and attributes it carries
    * in addition (ModikeAttr, NULL = none); a SET before the REQUEST. */
   guint16 ask_type;

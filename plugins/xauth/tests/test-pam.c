@@ -6,10 +6,7 @@
  * A second service puts pam_exec in front, which waits for a file the
  * test creates from the main loop: a verdict can then only come if the
  * main loop kept running while PAM was busy. */
-#include "harness.h"
-#include "xauth.h"
-
-const ModikePluginDescriptor *modike_plugin_descriptor (void);
+#include "xauth-fixture.h"
 
 #include <glib/gstdio.h>
 #include <unistd.h>
@@ -221,45 +218,6 @@ typedef struct {
   Xauth *xb;
 } E2e;
 
-static Xauth *
-load_plugin (Node *n)
-{
-  const ModikePluginDescriptor *desc = modike_plugin_descriptor ();
-  ModikePlugin *pl = modike_registry_add_plugin (n->reg, desc);
-  g_autoptr (GError) error = NULL;
-
-  g_assert_true (desc->init (pl, &error));
-  g_assert_no_error (error);
-  return modike_plugin_get_data (pl);
-}
-
-/* The harness config with method xauth-psk and section, applied as the
- * daemon does. */
-static gboolean
-configure (Node *n, gboolean is_a, const char *section, GError **error)
-{
-  Params p = params_default ();
-  g_autofree char *xml = config_xml (&p, is_a);
-  g_auto (GStrv) parts = g_strsplit (xml, "method=\"psk\"", -1);
-  g_autofree char *x1 = g_strjoinv ("method=\"xauth-psk\"", parts);
-  g_auto (GStrv) tail = g_strsplit (x1, "</modike>", -1);
-  g_autofree char *x2 = g_strconcat (tail[0], section, "</modike>", tail[1], NULL);
-  g_autoptr (GHashTable) fragments = modike_registry_config_fragments (n->reg);
-  ModikeConfig *cfg = modike_config_load_string (x2, n->name, error);
-
-  if (cfg == NULL)
-    return FALSE;
-  if (!modike_config_check_plugins (cfg, fragments, error) || !modike_registry_resolve_auth (n->reg, cfg, error)
-      || !modike_registry_apply_config (n->reg, cfg, error) || !modike_ike_set_config (n->ike, cfg, error))
-    {
-      modike_config_free (cfg);
-      return FALSE;
-    }
-  modike_config_free (n->cfg);
-  n->cfg = cfg;
-  return TRUE;
-}
-
 static void
 e2e_init (E2e *e, const char *client_pw)
 {
@@ -267,6 +225,7 @@ e2e_init (E2e *e, const char *client_pw)
   g_autofree char *pw = g_strdup_printf ("%s\n", client_pw);
   g_autofree char *sa = NULL, *sb = NULL;
   g_autoptr (GError) error = NULL;
+  Params p = params_default ();
 
   g_assert_true (g_file_set_contents (pwfile, pw, -1, NULL));
   e->net = net_new ();
@@ -277,9 +236,9 @@ e2e_init (E2e *e, const char *client_pw)
   sa = g_strdup_printf ("<xauth><credentials peer=\"b\" user=\"%s\" password-file=\"%s\"/></xauth>", env.user,
                         pwfile);
   sb = g_strdup_printf ("<xauth pam-service=\"%s\" retries=\"2\"/>", env.service);
-  g_assert_true (configure (e->a, TRUE, sa, &error));
+  g_assert_true (configure (e->a, &p, TRUE, sa, &error));
   g_assert_no_error (error);
-  g_assert_true (configure (e->b, FALSE, sb, &error));
+  g_assert_true (configure (e->b, &p, FALSE, sb, &error));
   g_assert_no_error (error);
   g_assert_nonnull (e->xb->pam);
   g_assert_true (modike_ike_initiate (e->a->ike, "b", NULL));
@@ -348,17 +307,18 @@ test_config (void)
   Net *net = net_new ();
   Node *b = node_alloc (net, "b", "192.0.2.1");
   g_autoptr (GError) error = NULL;
+  Params p = params_default ();
   g_autofree char *both = g_strdup_printf ("<xauth users-file=\"/nonexistent\" pam-service=\"%s\"/>", env.service);
 
   load_plugin (b);
-  g_assert_false (configure (b, FALSE, both, &error));
+  g_assert_false (configure (b, &p, FALSE, both, &error));
   g_assert_nonnull (strstr (error->message, "b:"));
   g_assert_nonnull (strstr (error->message, ": <xauth>: users-file and pam-service exclude each other"));
   g_clear_error (&error);
-  g_assert_false (configure (b, FALSE, "<xauth retries=\"2\"/>", &error));
+  g_assert_false (configure (b, &p, FALSE, "<xauth retries=\"2\"/>", &error));
   g_assert_nonnull (strstr (error->message, ": <xauth>: a gateway needs a back end: users-file or pam-service"));
   g_clear_error (&error);
-  g_assert_false (configure (b, FALSE, "<xauth pam-service=\"../passwd\"/>", &error));
+  g_assert_false (configure (b, &p, FALSE, "<xauth pam-service=\"../passwd\"/>", &error));
   g_assert_nonnull (strstr (error->message, "bad pam-service '../passwd'"));
   g_clear_error (&error);
   net_free (net);
