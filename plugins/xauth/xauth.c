@@ -895,13 +895,14 @@ number_prop (xmlNode *n, const char *name, guint min, guint max, guint def, guin
 
 /* The gateway's back end: users-file or pam-service, not both; gateway
  * options (retries) without either are a mistake, not a gateway that
- * refuses everyone. *pam is kept when the service did not change, so
- * checks in flight survive a reload. */
+ * refuses everyone. A new *pam only when the service changed, so checks
+ * in flight survive a reload that keeps it. */
 static gboolean
-backend_apply (Xauth *xa, xmlNode *section, XauthUsers **users, char **users_path, XauthPam **pam, GError **error)
+backend_apply (Xauth *xa, xmlNode *section, XauthUsers **users, char **users_path, char **service_out,
+               XauthPam **pam, GError **error)
 {
   const char *file = section->doc != NULL && section->doc->URL != NULL ? (const char *) section->doc->URL : "config";
-  g_autofree char *service = prop (section, "pam-service");
+  char *service = *service_out = prop (section, "pam-service");
   g_autofree char *retries = prop (section, "retries");
 
   *users_path = prop (section, "users-file");
@@ -927,9 +928,8 @@ backend_apply (Xauth *xa, xmlNode *section, XauthUsers **users, char **users_pat
     }
   if (*users_path != NULL && (*users = xauth_users_load (*users_path, error)) == NULL)
     return FALSE;
-  if (service != NULL && xa->pam != NULL && strcmp (xauth_pam_service (xa->pam), service) == 0)
-    *pam = g_steal_pointer (&xa->pam);
-  else if (service != NULL && (*pam = xauth_pam_new (service, XAUTH_PAM_PARALLEL, error)) == NULL)
+  if (service != NULL && (xa->pam == NULL || strcmp (xauth_pam_service (xa->pam), service) != 0)
+      && (*pam = xauth_pam_new (service, XAUTH_PAM_PARALLEL, error)) == NULL)
     return FALSE;
   return TRUE;
 }
@@ -941,6 +941,7 @@ xa_apply (ModikePlugin *plugin, xmlNode *section, gpointer user, GError **error)
   g_autoptr (XauthUsers) users = NULL;
   g_autoptr (GPtrArray) creds = g_ptr_array_new_with_free_func (cred_config_free);
   g_autofree char *users_path = NULL;
+  g_autofree char *pam_service = NULL;
   g_autoptr (XauthPam) pam = NULL;
   guint retries = XAUTH_DEFAULT_RETRIES, timeout = XAUTH_DEFAULT_TIMEOUT_S;
 
@@ -949,7 +950,7 @@ xa_apply (ModikePlugin *plugin, xmlNode *section, gpointer user, GError **error)
       if (!number_prop (section, "retries", 1, 20, XAUTH_DEFAULT_RETRIES, &retries, error)
           || !number_prop (section, "timeout", 1, 3600, XAUTH_DEFAULT_TIMEOUT_S, &timeout, error))
         return FALSE;
-      if (!backend_apply (xa, section, &users, &users_path, &pam, error))
+      if (!backend_apply (xa, section, &users, &users_path, &pam_service, &pam, error))
         return FALSE;
       for (xmlNode *c = section->children; c != NULL; c = c->next)
         {
@@ -990,8 +991,11 @@ xa_apply (ModikePlugin *plugin, xmlNode *section, gpointer user, GError **error)
   xa->users = g_steal_pointer (&users);
   g_free (xa->users_path);
   xa->users_path = g_steal_pointer (&users_path);
-  g_clear_pointer (&xa->pam, xauth_pam_free);
-  xa->pam = g_steal_pointer (&pam);
+  if (pam != NULL || pam_service == NULL)
+    {
+      g_clear_pointer (&xa->pam, xauth_pam_free);
+      xa->pam = g_steal_pointer (&pam);
+    }
   g_ptr_array_unref (xa->creds);
   xa->creds = g_steal_pointer (&creds);
   if (xa->users != NULL)
@@ -1074,18 +1078,15 @@ config_source_get (gpointer self, ModikeIkeSa *sa, gboolean want_password, gbool
   return 0;
 }
 
-/* The configured back end as the verifier: PAM (answers later, from a
- * worker thread) or the users file (answers at once: PBKDF2 of one
- * password, about 15 ms at 100000 iterations). */
+/* The users file as a verifier: answers at once (PBKDF2 of one password,
+ * about 15 ms at 100000 iterations). */
 static guint
-backend_check (gpointer self, const char *user, const ModikeSecret *password, const ModikeSecret *passcode,
-               XauthCheckDone done, gpointer done_data)
+users_file_check (gpointer self, const char *user, const ModikeSecret *password, const ModikeSecret *passcode,
+                  XauthCheckDone done, gpointer done_data)
 {
   Xauth *xa = self;
   XauthCheck verdict = XAUTH_CHECK_FAIL;
 
-  if (xa->pam != NULL)
-    return xauth_pam_check (xa->pam, user, password, passcode, done, done_data);
   if (password == NULL)
     ;   /* the users file has no one-time codes */
   else if (xa->users == NULL)
@@ -1094,6 +1095,19 @@ backend_check (gpointer self, const char *user, const ModikeSecret *password, co
     verdict = XAUTH_CHECK_OK;
   done (done_data, verdict);
   return 0;
+}
+
+/* The configured back end as the verifier: PAM (answers later, from a
+ * worker thread) or the users file. */
+static guint
+backend_check (gpointer self, const char *user, const ModikeSecret *password, const ModikeSecret *passcode,
+               XauthCheckDone done, gpointer done_data)
+{
+  Xauth *xa = self;
+
+  if (xa->pam != NULL)
+    return xauth_pam_check (xa->pam, user, password, passcode, done, done_data);
+  return users_file_check (self, user, password, passcode, done, done_data);
 }
 
 static void

@@ -310,7 +310,10 @@ test_config (void)
   Params p = params_default ();
   g_autofree char *both = g_strdup_printf ("<xauth users-file=\"/nonexistent\" pam-service=\"%s\"/>", env.service);
 
-  load_plugin (b);
+  Xauth *xb = load_plugin (b);
+  g_autofree char *good = g_strdup_printf ("<xauth pam-service=\"%s\"/>", env.service);
+  XauthPam *first;
+
   g_assert_false (configure (b, &p, FALSE, both, &error));
   g_assert_nonnull (strstr (error->message, "b:"));
   g_assert_nonnull (strstr (error->message, ": <xauth>: users-file and pam-service exclude each other"));
@@ -321,6 +324,19 @@ test_config (void)
   g_assert_false (configure (b, &p, FALSE, "<xauth pam-service=\"../passwd\"/>", &error));
   g_assert_nonnull (strstr (error->message, "bad pam-service '../passwd'"));
   g_clear_error (&error);
+  /* A reload that keeps the service keeps the back end (and its checks in
+   * flight); a refused one leaves it alone. */
+  g_assert_true (configure (b, &p, FALSE, good, &error));
+  g_assert_no_error (error);
+  first = xb->pam;
+  g_assert_nonnull (first);
+  g_assert_true (configure (b, &p, FALSE, good, &error));
+  g_assert_true (xb->pam == first);
+  g_assert_false (configure (b, &p, FALSE, both, &error));
+  g_clear_error (&error);
+  g_assert_true (xb->pam == first);
+  g_assert_true (configure (b, &p, FALSE, "<xauth/>", &error));
+  g_assert_null (xb->pam);
   net_free (net);
 }
 

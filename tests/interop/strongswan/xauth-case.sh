@@ -21,20 +21,22 @@
 #       users file (PBKDF2 hash made with modike-xauth-passwd), charon in cl
 #       the client (local-xauth { auth = xauth xauth_id = alice }); charon
 #       initiates; ping from cl through the tunnel.
-#   xauth-gateway-pam: the same with <xauth pam-service=...>: a throwaway
-#       system user with password alicepw and /etc/pam.d/modike-xauth-ia-<pid>
-#       (pam_unix), both removed on exit; modiked checks through PAM.
 # Environment: MODIKED, MODIKE_PLUGIN_DIR (':'-separated directories of
 # natt.so, esp_user.so, tun.so, xauth.so), MODIKE_XAUTH_PASSWD (the
 # modike-xauth-passwd tool, xauth-gateway only).
+#   xauth-gateway-pam: as xauth-gateway with <xauth pam-service=...>: a
+#       throwaway system user with password alicepw and
+#       /etc/pam.d/modike-xauth-ia-<pid> (pam_unix), both removed on exit;
+#       modiked checks the login through PAM.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib.sh
 . "$HERE/../lib.sh"
 
 CASE=${1:-}
+XUSER=alice PAM=
 WAIT=${MKI_WAIT:-30}
-PASSWORD=alicepw SIDE_M=cl SIDE_C=gw XUSER=alice PAM=
+PASSWORD=alicepw SIDE_M=cl SIDE_C=gw
 case $CASE in
   xauth-client) ;;
   xauth-client-wrong-password) PASSWORD=wrongpw ;;
@@ -144,13 +146,6 @@ if [ "$SIDE_M" = cl ]; then
   m_addr=$MKI_CL_V4 m_far=$MKI_GW_V4 m_name=gw m_init=yes m_id=client m_rid=gw
   m_lts=$MKI_CL_NET m_rts=$MKI_GW_NET m_host=$MKI_CL_HOST
   section="  <xauth timeout=\"20\"><credentials peer=\"gw\" user=\"alice\" password-file=\"$MKI_DIR/cl/password\"/></xauth>"
-elif [ -n "$PAM" ]; then
-  useradd -M -N -d /nonexistent -s /usr/sbin/nologin "$XUSER" || fail "useradd $XUSER failed"
-  printf '%s:alicepw\n' "$XUSER" | chpasswd || fail "chpasswd failed"
-  printf 'auth required pam_unix.so\naccount required pam_unix.so\n' >"/etc/pam.d/$PAM" || fail "cannot write /etc/pam.d/$PAM"
-  m_addr=$MKI_GW_V4 m_far=$MKI_CL_V4 m_name=cl m_init=no m_id=gw m_rid=client
-  m_lts=$MKI_GW_NET m_rts=$MKI_CL_NET m_host=$MKI_GW_HOST
-  section="  <xauth pam-service=\"$PAM\" timeout=\"20\"/>"
 else
   [ -x "${MODIKE_XAUTH_PASSWD:-}" ] || fail "MODIKE_XAUTH_PASSWD (modike-xauth-passwd) is not set or not executable"
   printf 'alicepw\n' | "$MODIKE_XAUTH_PASSWD" alice >"$MKI_DIR/gw/users" || fail "modike-xauth-passwd failed"
@@ -159,6 +154,13 @@ else
   m_addr=$MKI_GW_V4 m_far=$MKI_CL_V4 m_name=cl m_init=no m_id=gw m_rid=client
   m_lts=$MKI_GW_NET m_rts=$MKI_CL_NET m_host=$MKI_GW_HOST
   section="  <xauth users-file=\"$MKI_DIR/gw/users\" timeout=\"20\"/>"
+  if [ -n "$PAM" ]; then
+    useradd -M -N -d /nonexistent -s /usr/sbin/nologin "$XUSER" || fail "useradd $XUSER failed"
+    printf '%s:alicepw\n' "$XUSER" | chpasswd || fail "chpasswd failed"
+    printf 'auth required pam_unix.so\naccount required pam_unix.so\n' >"/etc/pam.d/$PAM" ||
+      fail "cannot write /etc/pam.d/$PAM"
+    section="  <xauth pam-service=\"$PAM\" timeout=\"20\"/>"
+  fi
 fi
 mki_modiked_conf "$CFG" LISTEN="$m_addr" NAME=$m_name INITIATE=$m_init \
   LOCAL="$m_addr" REMOTE="$m_far" LOCAL_ID=$m_id REMOTE_ID=$m_rid PSK=testpsk \
