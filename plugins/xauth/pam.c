@@ -15,6 +15,7 @@ struct _XauthPam {
   char *service;
   GThreadPool *pool;
   GHashTable *jobs;      /* id -> PamJob*: checks not delivered yet (main thread only) */
+  gint stopping;         /* atomic: queued checks skip PAM, the owner is going */
   /* tests: how many checks were inside PAM at once, at most */
   GMutex lock;
   guint running, peak;
@@ -148,14 +149,19 @@ worker (gpointer data, gpointer pool_data)
   XauthPam *p = pool_data;
   GSource *s;
 
-  g_mutex_lock (&p->lock);
-  p->running++;
-  p->peak = MAX (p->peak, p->running);
-  g_mutex_unlock (&p->lock);
-  j->verdict = run_pam (j);
-  g_mutex_lock (&p->lock);
-  p->running--;
-  g_mutex_unlock (&p->lock);
+  if (g_atomic_int_get (&p->stopping))
+    j->verdict = XAUTH_CHECK_FAIL;   /* nobody will read it */
+  else
+    {
+      g_mutex_lock (&p->lock);
+      p->running++;
+      p->peak = MAX (p->peak, p->running);
+      g_mutex_unlock (&p->lock);
+      j->verdict = run_pam (j);
+      g_mutex_lock (&p->lock);
+      p->running--;
+      g_mutex_unlock (&p->lock);
+    }
   gnutls_memset (j->password, 0, j->password_len);
   /* Once attached the job belongs to the main loop, which may free it at
    * once: only the local pointer is used after that. */
@@ -192,15 +198,15 @@ xauth_pam_free (XauthPam *p)
 
   if (p == NULL)
     return;
-  /* Nobody wants these verdicts any more; wait for the workers (queued
-   * checks still run: their passwords are wiped on the way), then drop the
-   * deliveries they attached. */
+  /* Nobody wants these verdicts any more: queued checks skip PAM, wait
+   * for those inside it, then drop the deliveries the workers attached. */
   g_hash_table_iter_init (&it, p->jobs);
   while (g_hash_table_iter_next (&it, NULL, &v))
     {
       ((PamJob *) v)->done = NULL;
       ((PamJob *) v)->owner = NULL;
     }
+  g_atomic_int_set (&p->stopping, 1);
   if (p->pool != NULL)
     g_thread_pool_free (p->pool, FALSE, TRUE);
   g_hash_table_iter_init (&it, p->jobs);
