@@ -863,6 +863,7 @@ xa_established (ModikeIkeSa *sa, guint16 method, gboolean local, gpointer user)
 static const char xa_rng[] =
   "<element name=\"xauth\" xmlns=\"http://relaxng.org/ns/structure/1.0\">"
   "  <optional><attribute name=\"users-file\"/></optional>"
+  "  <optional><attribute name=\"pam-service\"/></optional>"
   "  <optional><attribute name=\"retries\"/></optional>"
   "  <optional><attribute name=\"timeout\"/></optional>"
   "  <zeroOrMore><element name=\"credentials\">"
@@ -914,6 +915,47 @@ number_prop (xmlNode *n, const char *name, guint min, guint max, guint def, guin
   return TRUE;
 }
 
+/* The gateway's back end: users-file or pam-service, not both; gateway
+ * options (retries) without either are a mistake, not a gateway that
+ * refuses everyone. A new *pam only when the service changed, so checks
+ * in flight survive a reload that keeps it. */
+static gboolean
+backend_apply (Xauth *xa, xmlNode *section, XauthUsers **users, char **users_path, char **service_out,
+               XauthPam **pam, GError **error)
+{
+  const char *file = section->doc != NULL && section->doc->URL != NULL ? (const char *) section->doc->URL : "config";
+  char *service = *service_out = prop (section, "pam-service");
+  g_autofree char *retries = prop (section, "retries");
+
+  *users_path = prop (section, "users-file");
+  if (*users_path != NULL && service != NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                   "%s:%u: <xauth>: users-file and pam-service exclude each other (choose one back end)", file,
+                   section->line);
+      return FALSE;
+    }
+  if (*users_path == NULL && service == NULL && retries != NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                   "%s:%u: <xauth>: a gateway needs a back end: users-file or pam-service", file, section->line);
+      return FALSE;
+    }
+  if (service != NULL
+      && (*service == '\0' || strlen (service) > 64 || strchr (service, '/') != NULL || service[0] == '.'))
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                   "%s:%u: <xauth>: bad pam-service '%s' (a file name in /etc/pam.d)", file, section->line, service);
+      return FALSE;
+    }
+  if (*users_path != NULL && (*users = xauth_users_load (*users_path, error)) == NULL)
+    return FALSE;
+  if (service != NULL && (xa->pam == NULL || strcmp (xauth_pam_service (xa->pam), service) != 0)
+      && (*pam = xauth_pam_new (service, XAUTH_PAM_PARALLEL, error)) == NULL)
+    return FALSE;
+  return TRUE;
+}
+
 static gboolean
 xa_apply (ModikePlugin *plugin, xmlNode *section, gpointer user, GError **error)
 {
@@ -921,6 +963,8 @@ xa_apply (ModikePlugin *plugin, xmlNode *section, gpointer user, GError **error)
   g_autoptr (XauthUsers) users = NULL;
   g_autoptr (GPtrArray) creds = g_ptr_array_new_with_free_func (cred_config_free);
   g_autofree char *users_path = NULL;
+  g_autofree char *pam_service = NULL;
+  g_autoptr (XauthPam) pam = NULL;
   guint retries = XAUTH_DEFAULT_RETRIES, timeout = XAUTH_DEFAULT_TIMEOUT_S;
 
   if (section != NULL)
@@ -928,8 +972,7 @@ xa_apply (ModikePlugin *plugin, xmlNode *section, gpointer user, GError **error)
       if (!number_prop (section, "retries", 1, 20, XAUTH_DEFAULT_RETRIES, &retries, error)
           || !number_prop (section, "timeout", 1, 3600, XAUTH_DEFAULT_TIMEOUT_S, &timeout, error))
         return FALSE;
-      users_path = prop (section, "users-file");
-      if (users_path != NULL && (users = xauth_users_load (users_path, error)) == NULL)
+      if (!backend_apply (xa, section, &users, &users_path, &pam_service, &pam, error))
         return FALSE;
       for (xmlNode *c = section->children; c != NULL; c = c->next)
         {
@@ -970,10 +1013,17 @@ xa_apply (ModikePlugin *plugin, xmlNode *section, gpointer user, GError **error)
   xa->users = g_steal_pointer (&users);
   g_free (xa->users_path);
   xa->users_path = g_steal_pointer (&users_path);
+  if (pam != NULL || pam_service == NULL)
+    {
+      g_clear_pointer (&xa->pam, xauth_pam_free);
+      xa->pam = g_steal_pointer (&pam);
+    }
   g_ptr_array_unref (xa->creds);
   xa->creds = g_steal_pointer (&creds);
   if (xa->users != NULL)
     g_message ("users file %s: %u users", xa->users_path, xauth_users_count (xa->users));
+  if (xa->pam != NULL)
+    g_message ("extended authentication through PAM service %s", xauth_pam_service (xa->pam));
   return TRUE;
 }
 
@@ -1197,11 +1247,33 @@ users_file_check (gpointer self, const char *user, const ModikeSecret *password,
   if (password == NULL)
     ;   /* the users file has no one-time codes */
   else if (xa->users == NULL)
-    g_warning ("extended authentication: no users-file configured, every user is refused");
+    g_warning ("extended authentication: no users-file or pam-service configured, every user is refused");
   else if (xauth_users_check (xa->users, user, password->data, password->len))
     verdict = XAUTH_CHECK_OK;
   done (done_data, verdict);
   return 0;
+}
+
+/* The configured back end as the verifier: PAM (answers later, from a
+ * worker thread) or the users file. */
+static guint
+backend_check (gpointer self, const char *user, const ModikeSecret *password, const ModikeSecret *passcode,
+               XauthCheckDone done, gpointer done_data)
+{
+  Xauth *xa = self;
+
+  if (xa->pam != NULL)
+    return xauth_pam_check (xa->pam, user, password, passcode, done, done_data);
+  return users_file_check (self, user, password, passcode, done, done_data);
+}
+
+static void
+backend_cancel (gpointer self, guint request)
+{
+  Xauth *xa = self;
+
+  if (xa->pam != NULL)
+    xauth_pam_cancel (xa->pam, request);
 }
 
 static void
@@ -1209,6 +1281,7 @@ xauth_free (gpointer p)
 {
   Xauth *xa = p;
 
+  xauth_pam_free (xa->pam);
   xauth_users_free (xa->users);
   g_free (xa->users_path);
   g_ptr_array_unref (xa->creds);
@@ -1231,7 +1304,7 @@ xauth_init (ModikePlugin *plugin, GError **error)
   xa->creds = g_ptr_array_new_with_free_func (cred_config_free);
   xa->asks = g_hash_table_new (NULL, NULL);
   xa->source = (XauthCredSource){ creds_get, creds_cancel, xa };
-  xa->verifier = (XauthVerifier){ users_file_check, NULL, xa };
+  xa->verifier = (XauthVerifier){ backend_check, backend_cancel, xa };
   modike_plugin_set_data (plugin, xa, xauth_free);
 
   return modike_register_exchange (plugin, MODIKE_EX_TRANSACTION, "Transaction", xa_rows, G_N_ELEMENTS (xa_rows),

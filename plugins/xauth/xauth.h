@@ -101,6 +101,29 @@ char *xauth_users_make_entry (const char *user, const guint8 *password, gsize le
                               GError **error);
 #define XAUTH_PBKDF2_ITERATIONS 100000
 
+/* ---- PAM: a verifier that runs pam_authenticate and pam_acct_mgmt for
+ * the service (/etc/pam.d/<service>) on a pool of at most max_parallel
+ * worker threads (more checks wait in a queue) and answers on the main
+ * loop that asked. ---- */
+typedef struct _XauthPam XauthPam;
+
+#define XAUTH_PAM_PARALLEL 4
+
+XauthPam *xauth_pam_new (const char *service, guint max_parallel, GError **error);
+/* Pending verdicts are dropped (their done never runs); waits for checks
+ * already inside PAM. */
+void xauth_pam_free (XauthPam *p);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (XauthPam, xauth_pam_free)
+const char *xauth_pam_service (const XauthPam *p);
+/* XauthVerifier.check and .cancel with self = the XauthPam. */
+guint xauth_pam_check (gpointer self, const char *user, const ModikeSecret *password, const ModikeSecret *passcode,
+                       XauthCheckDone done, gpointer done_data);
+void xauth_pam_cancel (gpointer self, guint request);
+/* Tests: the most checks that were inside PAM at the same time; checks
+ * whose verdict has not reached the main loop yet (cancelled ones too). */
+guint xauth_pam_peak (XauthPam *p);
+guint xauth_pam_pending (const XauthPam *p);
+
 /* ---- The plugin ---- */
 typedef struct {
   char *peer;
@@ -115,6 +138,7 @@ typedef struct {
   guint timeout_s;        /* how long either side waits for the other */
   XauthUsers *users;      /* server: the users file; NULL = none configured */
   char *users_path;
+  XauthPam *pam;          /* server: PAM instead of the users file; NULL = not configured */
   GPtrArray *creds;       /* XauthCredConfig*: client credentials per peer */
   XauthCredSource source; /* client: defaults to the config section, then the host */
   GHashTable *asks;       /* client: request id -> the host's pending answer */

@@ -32,12 +32,17 @@
 # Environment: MODIKED, MODIKE (the client, xauth-prompt only), MODIKE_PLUGIN_DIR (':'-separated directories of
 # natt.so, esp_user.so, tun.so, xauth.so), MODIKE_XAUTH_PASSWD (the
 # modike-xauth-passwd tool, xauth-gateway only).
+#   xauth-gateway-pam: as xauth-gateway with <xauth pam-service=...>: a
+#       throwaway system user with password alicepw and
+#       /etc/pam.d/modike-xauth-ia-<pid> (pam_unix), both removed on exit;
+#       modiked checks the login through PAM.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib.sh
 . "$HERE/../lib.sh"
 
 CASE=${1:-}
+XUSER=alice PAM=
 WAIT=${MKI_WAIT:-30}
 PASSWORD=alicepw SIDE_M=cl SIDE_C=gw PROMPT=
 case $CASE in
@@ -47,11 +52,20 @@ case $CASE in
   xauth-client-wrong-password) PASSWORD=wrongpw ;;
   xauth-gateway) SIDE_M=gw SIDE_C=cl ;;
   xauth-gateway-wrong-password) SIDE_M=gw SIDE_C=cl PASSWORD=wrongpw ;;
+  xauth-gateway-pam) SIDE_M=gw SIDE_C=cl PAM=modike-xauth-ia-$$ XUSER=mkxi$$ ;;
   *) echo "usage: $0 CASE (see the head of this file)" >&2; exit 2 ;;
 esac
 MKI_CASE=$CASE
 mki_require_prereqs charon modiked traffic
 mki_setup "$CASE"
+if [ -n "$PAM" ]; then
+  # The user and service file go on exit, before the namespaces do.
+  pam_cleanup () {
+    userdel "$XUSER" 2>/dev/null
+    rm -f "/etc/pam.d/$PAM"
+  }
+  trap 'rc=$?; pam_cleanup; (exit $rc); mki_cleanup' EXIT
+fi
 
 fail () {
   mki_log "FAIL: $*"
@@ -77,7 +91,7 @@ if [ "$SIDE_C" = gw ]; then
       auth = xauth
     }"
   c_secret="  xauth-1 {
-    id = alice
+    id = $XUSER
     secret = \"alicepw\"
   }"
 else
@@ -88,14 +102,14 @@ else
     }
     local-xauth {
       auth = xauth
-      xauth_id = alice
+      xauth_id = $XUSER
     }
     remote {
       auth = psk
       id = gw
     }"
   c_secret="  xauth-1 {
-    id = alice
+    id = $XUSER
     secret = \"$PASSWORD\"
   }"
 fi
@@ -151,6 +165,13 @@ else
   m_addr=$MKI_GW_V4 m_far=$MKI_CL_V4 m_name=cl m_init=no m_id=gw m_rid=client
   m_lts=$MKI_GW_NET m_rts=$MKI_CL_NET m_host=$MKI_GW_HOST
   section="  <xauth users-file=\"$MKI_DIR/gw/users\" timeout=\"20\"/>"
+  if [ -n "$PAM" ]; then
+    useradd -M -N -d /nonexistent -s /usr/sbin/nologin "$XUSER" || fail "useradd $XUSER failed"
+    printf '%s:alicepw\n' "$XUSER" | chpasswd || fail "chpasswd failed"
+    printf 'auth required pam_unix.so\naccount required pam_unix.so\n' >"/etc/pam.d/$PAM" ||
+      fail "cannot write /etc/pam.d/$PAM"
+    section="  <xauth pam-service=\"$PAM\" timeout=\"20\"/>"
+  fi
 fi
 mki_modiked_conf "$CFG" LISTEN="$m_addr" NAME=$m_name INITIATE=$m_init \
   LOCAL="$m_addr" REMOTE="$m_far" LOCAL_ID=$m_id REMOTE_ID=$m_rid PSK=testpsk \
@@ -247,7 +268,7 @@ if [ -n "$PROMPT" ]; then
 fi
 
 if [ "$PASSWORD" != alicepw ]; then
-  want="extended authentication failed for user 'alice'"
+  want="extended authentication failed for user '$XUSER'"
   [ "$SIDE_M" = gw ] && want="$want (3 tries)"
   mki_poll "$WAIT" 'grep -qF "$want" "$LOG"' ||
     fail "modiked did not report the failed extended authentication within $WAIT s"
@@ -261,7 +282,7 @@ if [ "$PASSWORD" != alicepw ]; then
 fi
 
 mki_poll "$WAIT" both_up || fail "no SA on both sides within $WAIT s"
-grep -q "extended authentication succeeded for user 'alice'" "$LOG" ||
+grep -q "extended authentication succeeded for user '$XUSER'" "$LOG" ||
   fail "modiked's log does not show the extended authentication"
 grep -q alicepw "$LOG" && fail "the password reached modiked's log"
 mki_ping "$SIDE_M" 5 -i 0.2 -W 2

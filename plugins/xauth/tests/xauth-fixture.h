@@ -1,0 +1,12 @@
+/* Shared by the xauth suite's tests: the plugin on a harness node and
+ * a config with the XAuth method. */
+#pragma once
+
+#include "harness.h"
+#include "xauth.h"
+
+/* The plugin on a node as the loader gives it: descriptor, init, table. */
+Xauth *load_plugin (Node *n);
+/* config_xml with method xauth-psk and section added; applied as the
+ * daemon does (plugin sections, auth names, then the engine). */
+gboolean configure (Node *n, const Params *p, gboolean is_a, const char *section, GError **error);
