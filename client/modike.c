@@ -129,7 +129,7 @@ conn_send (Conn *c, JsonObject *msg)
         }
       off += (gsize) n;
     }
-  memset (line, 0, len);
+  control_wipe (line, len);
   return ok;
 }
 
@@ -205,9 +205,9 @@ from_file (const char *path, const char *field)
           found = g_strdup (eq + 1);
       }
     for (guint i = 0; lines[i]; i++)
-      memset (lines[i], 0, strlen (lines[i]));
+      control_wipe (lines[i], strlen (lines[i]));
   }
-  memset (text, 0, len);
+  control_wipe (text, len);
   return found;
 }
 
@@ -267,7 +267,7 @@ from_tty (const char *label, gboolean secret)
   close (fd);
   if (!complete)
     {
-      memset (s->str, 0, s->len);
+      control_wipe (s->str, s->len);
       g_string_free (s, TRUE);
       return NULL;
     }
@@ -311,17 +311,20 @@ answer_credentials (Conn *c, JsonObject *req)
           break;
         }
       json_object_set_string_member (values, name, v);
-      memset (v, 0, strlen (v));
+      control_wipe (v, strlen (v));
       g_free (v);
     }
   if (complete)
     json_object_set_object_member (ans, "values", values);
   else
     {
+      control_msg_wipe_strings (values);
       json_object_unref (values);
       json_object_set_boolean_member (ans, "cancel", TRUE);
     }
   conn_send (c, ans);
+  if (complete)
+    control_msg_wipe_strings (values);
 }
 
 /* ---- events ---- */
@@ -440,8 +443,9 @@ cmd_connect (Conn *c, const char *file)
   req = control_msg_new ("upload");
   json_object_set_string_member (req, "name", label);
   json_object_set_string_member (req, "site", xml);
-  memset (xml, 0, len);
+  control_wipe (xml, len);
   res = request (c, req, &rc);
+  control_msg_wipe_strings (req);   /* the site holds its pre-shared key */
   if (res == NULL)
     return rc;
   site = g_strdup (control_msg_get_string (res, "site", "?"));

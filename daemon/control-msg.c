@@ -37,6 +37,33 @@ control_msg_encode (JsonObject *msg, gsize *len)
   return line;
 }
 
+void
+control_wipe (void *p, gsize len)
+{
+  if (p != NULL && len > 0)
+    explicit_bzero (p, len);
+}
+
+void
+control_msg_wipe_strings (JsonObject *o)
+{
+  JsonObjectIter it;
+  JsonNode *n;
+
+  if (o == NULL)
+    return;
+  json_object_iter_init (&it, o);
+  while (json_object_iter_next (&it, NULL, &n))
+    if (JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
+      {
+        /* json-glib hands out its own copy: wipe that one. */
+        char *v = (char *) json_node_get_string (n);
+
+        if (v != NULL)
+          control_wipe (v, strlen (v));
+      }
+}
+
 /* The parser recurses: bound the depth before it sees the text. */
 static gboolean
 nesting_ok (const char *s, gsize len)
@@ -179,7 +206,7 @@ control_reader_clear (ControlReader *r)
     {
       /* Lines may carry credentials or a site's pre-shared key. */
       if (r->buf->len > 0)
-        memset (r->buf->data, 0, r->buf->len);
+        control_wipe (r->buf->data, r->buf->len);
       g_byte_array_unref (r->buf);
     }
   r->buf = NULL;
@@ -219,7 +246,7 @@ control_reader_next (ControlReader *r, gsize *len)
   line = g_malloc (n + 1);
   memcpy (line, r->buf->data, n);
   line[n] = '\0';
-  memset (r->buf->data, 0, n + 1);
+  control_wipe (r->buf->data, n + 1);
   g_byte_array_remove_range (r->buf, 0, (guint) n + 1);
   if (len)
     *len = n;

@@ -28,6 +28,13 @@ char *control_msg_encode (JsonObject *msg, gsize *len);
  * string "type"; anything else is an error. */
 JsonObject *control_msg_parse (const char *line, gsize len, GError **error);
 
+/* Wipes len bytes at p (NULL or 0: nothing); unlike a memset before a
+ * free, the compiler keeps it. */
+void control_wipe (void *p, gsize len);
+/* Wipes, in place, the string values of o's members: a credentials answer
+ * once it has been used (o is not to be read afterwards). */
+void control_msg_wipe_strings (JsonObject *o);
+
 /* Typed getters that return def when the member is absent or of another
  * type (a hostile peer cannot make them abort). */
 const char *control_msg_get_string (JsonObject *msg, const char *member, const char *def);

@@ -90,7 +90,7 @@ client_free (ControlClient *c)
   if (c->out)
     {
       if (c->out->len > 0)
-        memset (c->out->data, 0, c->out->len);
+        control_wipe (c->out->data, c->out->len);
       g_byte_array_unref (c->out);
     }
   g_free (c);
@@ -134,7 +134,7 @@ client_flush (ControlClient *c)
         break;
       if (n <= 0)
         return FALSE;
-      memset (c->out->data, 0, (gsize) n);
+      control_wipe (c->out->data, (gsize) n);
       g_byte_array_remove_range (c->out, 0, (guint) n);
     }
   return TRUE;
@@ -156,7 +156,7 @@ daemon_control_send (ControlClient *c, JsonObject *msg)
       return;
     }
   g_byte_array_append (c->out, (const guint8 *) line, (guint) len);
-  memset (line, 0, len);
+  control_wipe (line, len);
   if (!client_flush (c))
     {
       client_close (c);
@@ -275,8 +275,9 @@ handle_credentials (ControlClient *c, gint64 id, JsonObject *msg)
       r->fn (answers, NULL, r->user);
       g_hash_table_iter_init (&it, answers);
       while (g_hash_table_iter_next (&it, NULL, &v))
-        memset (v, 0, strlen (v));
+        control_wipe (v, strlen (v));
     }
+  control_msg_wipe_strings (values);
   g_free (r);
   if (id >= 0)
     {
@@ -323,6 +324,9 @@ dispatch (ControlClient *c, JsonObject *msg)
           res = result_new (id);
           json_object_set_string_member (res, "site", site);
         }
+      /* The XML holds the pre-shared key: wipe json-glib's copy too. */
+      if (xml != NULL)
+        control_wipe ((char *) xml, strlen (xml));
     }
   else if (strcmp (type, "connect") == 0 || strcmp (type, "disconnect") == 0)
     {
@@ -403,12 +407,12 @@ client_read (ControlClient *c)
           c->closing = TRUE;
           break;
         }
-      memset (buf, 0, (gsize) n);
+      control_wipe (buf, (gsize) n);
       while (!c->dead && !c->closing && (line = control_reader_next (&c->in, &len)) != NULL)
         {
           g_autoptr (JsonObject) msg = control_msg_parse (line, len, &error);
 
-          memset (line, 0, len);
+          control_wipe (line, len);
           g_free (line);
           if (msg == NULL)
             {

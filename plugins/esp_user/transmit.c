@@ -269,7 +269,7 @@ hold (DpWorker *w, const DpPolicy *pol, const ModikeSelector *sel, guint8 *pkt, 
       dp_pstate_inc (&st->queued);
       dp_count (dp, C_QUEUED);
     }
-  t = g_get_monotonic_time ();
+  t = w->now_us;   /* the batch's clock read */
   if (now != NULL
       && (!st->acquired || t - st->last_acquire >= atomic_load_explicit (&dp->acquire_retry_us, memory_order_relaxed)))
     {

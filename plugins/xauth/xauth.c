@@ -256,19 +256,8 @@ send_attrs (ModikeExchange *x, guint8 type, guint16 identifier, GArray *attrs /*
   gboolean ok;
 
   modike_attr_payload_encode (&a, body);
-  /* The encoded attributes may hold a password: wipe our copies. */
-  for (guint i = 0; i < attrs->len; i++)
-    {
-      ModikeAttr *at = &g_array_index (attrs, ModikeAttr, i);
-      gsize n;
-
-      if (at->data != NULL)
-        {
-          gconstpointer d = g_bytes_get_data (at->data, &n);
-
-          gnutls_memset ((gpointer) d, 0, n);
-        }
-    }
+  /* A password in attrs or body is wiped when freed: modike_attr_add_tlv
+   * and the builder keep values in modike_bytes_new_wiped buffers. */
   g_array_unref (attrs);
   modike_builder_add_array (b, MODIKE_PL_ATTR, body);
   ok = modike_exchange_send (x, b, TRUE, error);
