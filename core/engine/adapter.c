@@ -147,8 +147,7 @@ engine_range_to_prefixes (const ModikeAddrRange *r, const ModikeAddr *except)
 static gboolean
 prefix_equal (const ModikePrefix *a, const ModikePrefix *b)
 {
-  return a->net.family == b->net.family && a->plen == b->plen &&
-         memcmp (a->net.addr, b->net.addr, modike_addr_len (&a->net)) == 0;
+  return a->plen == b->plen && modike_addr_equal_ip (&a->net, &b->net);
 }
 
 static gboolean
@@ -205,9 +204,7 @@ os_ops (ModikeIke *ike)
 static gboolean
 same_settings (const EngineAdapter *a, const ModikePeerConfig *p)
 {
-  return p->has_adapter && g_strcmp0 (a->ifname, p->adapter_name) == 0 &&
-         a->addr.net.family == p->adapter_addr.net.family && a->addr.plen == p->adapter_addr.plen &&
-         memcmp (a->addr.net.addr, p->adapter_addr.net.addr, sizeof a->addr.net.addr) == 0 &&
+  return p->has_adapter && g_strcmp0 (a->ifname, p->adapter_name) == 0 && prefix_equal (&a->addr, &p->adapter_addr) &&
          a->mtu == (p->adapter_mtu != 0 ? p->adapter_mtu : DEFAULT_MTU) &&
          a->queues == MAX (p->adapter_queues, 1u) && a->offload == p->adapter_offload;
 }

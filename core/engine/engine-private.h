@@ -394,7 +394,7 @@ ModikeVerdict info_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **err
 
 /* ---- Quick Mode (exchange-quick.c) ---- */
 typedef struct _QmData QmData;
-QmData *qm_data_new (guint32 spd_id, guint32 rekey_spi);
+QmData *qm_data_new (guint32 rekey_spi);
 void qm_data_free (QmData *qm);
 ModikeIdPayload *qm_id_from_range (const ModikeAddrRange *r, guint8 proto, const ModikePortRange *ports);
 gboolean qm_range_from_id (const ModikeIdPayload *id, ModikeAddrRange *r, guint8 *proto, ModikePortRange *ports,

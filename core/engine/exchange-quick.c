@@ -14,7 +14,6 @@
 #include <string.h>
 
 struct _QmData {
-  guint32 spd_id;
   ModikeSpdEntry *policy;      /* our copy: survives config reloads */
   guint32 rekey_spi;           /* inbound SPI of the child this replaces, 0 = none */
   guint32 spi_in, spi_out;
@@ -28,11 +27,10 @@ struct _QmData {
 };
 
 QmData *
-qm_data_new (guint32 spd_id, guint32 rekey_spi)
+qm_data_new (guint32 rekey_spi)
 {
   QmData *qm = g_new0 (QmData, 1);
 
-  qm->spd_id = spd_id;
   qm->rekey_spi = rekey_spi;
   return qm;
 }
@@ -393,10 +391,10 @@ install (ModikeExchange *x, QmData *qm, GError **error)
   guint32 reqid = ++ike->next_reqid;
   guint64 life = qm->choice.life_s != 0 ? qm->choice.life_s : ENGINE_DEFAULT_P2_LIFE;
   EngineChild *child;
-
   /* The tag follows the policy across reloads; none: it was removed. */
-  qm->spd_id = modike_exchange_get_policy (x);
-  if (qm->spd_id == 0)
+  guint32 spd_id = modike_exchange_get_policy (x);
+
+  if (spd_id == 0)
     {
       engine_fail (x, 0, MODIKE_IKE_ERROR_FAILED, error, "policy %s was removed by a reload", qm->policy->name);
       return FALSE;
@@ -446,7 +444,7 @@ install (ModikeExchange *x, QmData *qm, GError **error)
       e->local_ts = qm->local_ts;
       e->remote_ts = qm->remote_ts;
       e->ts_proto = qm->ts_proto;
-      e->spd_id = qm->spd_id;
+      e->spd_id = spd_id;
       e->reqid = reqid;
       e->created_us = ike->env.now_us (ike->env.env);
       e->peer = g_strdup (sa->peer_name);
@@ -465,7 +463,7 @@ install (ModikeExchange *x, QmData *qm, GError **error)
   child->spi_in = qm->spi_in;
   child->spi_out = qm->spi_out;
   child->reqid = reqid;
-  child->spd_id = qm->spd_id;
+  child->spd_id = spd_id;
   child->policy = g_strdup (qm->policy->name);
   child->initiator = x->role == MODIKE_ROLE_INITIATOR;
   child->choice = qm->choice;
@@ -494,12 +492,12 @@ qm_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   g_autoptr (ModikeIdPayload) idci = NULL;
   g_autoptr (ModikeIdPayload) idcr = NULL;
   ModikeVerdict v;
+  /* engine_start_qm tagged x with its policy (modike_exchange_set_policy). */
+  guint32 spd_id = modike_exchange_get_policy (x);
 
-  /* The engine learns what we negotiate through the SDK, as from a plugin. */
-  modike_exchange_set_policy (x, qm->spd_id);
-  policy = modike_spd_get (sa->ike->spd, qm->spd_id);
+  policy = modike_spd_get (sa->ike->spd, spd_id);
   if (policy == NULL || policy->action != MODIKE_SPD_PROTECT)
-    return engine_fail (x, 0, MODIKE_IKE_ERROR_FAILED, error, "policy %u is gone or not PROTECT", qm->spd_id);
+    return engine_fail (x, 0, MODIKE_IKE_ERROR_FAILED, error, "policy %u is gone or not PROTECT", spd_id);
   if (policy->proposals == NULL || policy->proposals->len == 0)
     return engine_fail (x, 0, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN, error, "policy %s has no ESP proposals",
                         policy->name);
@@ -555,7 +553,6 @@ r1_choose (ModikeExchange *x, QmData *qm, const ModikeSaPayload *offer, const Mo
           ELOG_DEBUG (sa, x, "policy %s: %s", e->name, local->message);
           continue;
         }
-      qm->spd_id = e->id;
       modike_exchange_set_policy (x, e->id);
       qm->policy = modike_spd_entry_dup (e);
       qm->spi_out = peer_spi;
@@ -578,7 +575,7 @@ ModikeVerdict
 qm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
   ModikeIkeSa *sa = x->sa;
-  QmData *qm = qm_data_new (0, 0);
+  QmData *qm = qm_data_new (0);
   guint n_ids = modike_message_count (msg, MODIKE_PL_ID);
   const ModikeSaPayload *offer = engine_msg_sa (msg);
   g_autoptr (ModikeSaPayload) reply = NULL;

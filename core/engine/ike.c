@@ -60,6 +60,9 @@ engine_log (GLogLevelFlags level, const ModikeIkeSa *sa, const ModikeExchange *x
   GLogField fields[9];
   gsize n = 0;
 
+  /* Per received message: no formatting for a level nobody sees. */
+  if (!modike_log_would_show (level))
+    return;
   va_start (ap, fmt);
   text = g_strdup_vprintf (fmt, ap);
   va_end (ap);

@@ -232,7 +232,7 @@ p1_process_vendor_ids (ModikeIkeSa *sa, const ModikeMessage *msg)
           if (v->fn != NULL)
             v->fn (sa, p->body, p->len, v->user);
         }
-      else
+      else if (modike_log_would_show (G_LOG_LEVEL_DEBUG))
         {
           g_autofree char *hex = modike_hex (p->body, p->len);
 

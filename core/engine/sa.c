@@ -830,7 +830,9 @@ engine_start_qm (ModikeIkeSa *sa, guint32 spd_id, guint32 rekey_spi, GError **er
   if (engine_gate_held (sa))
     return engine_gate_queue_qm (sa, spd_id, rekey_spi, error);
   x = engine_exchange_new (sa, MODIKE_EX_QUICK, engine_alloc_msgid (sa), MODIKE_ROLE_INITIATOR);
-  modike_exchange_set_data (x, qm_data_new (spd_id, rekey_spi), (GDestroyNotify) qm_data_free);
+  /* The engine learns what we negotiate through the SDK, as from a plugin. */
+  modike_exchange_set_policy (x, spd_id);
+  modike_exchange_set_data (x, qm_data_new (rekey_spi), (GDestroyNotify) qm_data_free);
   return engine_exchange_initiate (x, error);
 }
 

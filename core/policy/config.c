@@ -1445,9 +1445,8 @@ adapter_same (const ModikePeerConfig *a, const ModikePeerConfig *b)
     return FALSE;
   if (!a->has_adapter)
     return TRUE;
-  return g_strcmp0 (a->adapter_name, b->adapter_name) == 0 && a->adapter_addr.net.family == b->adapter_addr.net.family &&
-         a->adapter_addr.plen == b->adapter_addr.plen &&
-         memcmp (a->adapter_addr.net.addr, b->adapter_addr.net.addr, sizeof a->adapter_addr.net.addr) == 0 &&
+  return g_strcmp0 (a->adapter_name, b->adapter_name) == 0 && a->adapter_addr.plen == b->adapter_addr.plen &&
+         modike_addr_equal_ip (&a->adapter_addr.net, &b->adapter_addr.net) &&
          a->adapter_mtu == b->adapter_mtu && a->adapter_queues == b->adapter_queues &&
          a->adapter_offload == b->adapter_offload;
 }

@@ -22,6 +22,9 @@ static const struct {
   { "debug", G_LOG_LEVEL_DEBUG },
 };
 
+/* Set once modike_log_writer is the process's writer (it never goes). */
+static gint writer_on;
+
 static GMutex tap_lock;
 static ModikeLogTapFunc tap_fn;
 static gpointer tap_user;
@@ -116,6 +119,7 @@ modike_log_set_level (const char *level, GError **error)
         if (g_once_init_enter (&writer_installed))
           {
             g_log_set_writer_func (modike_log_writer, NULL, NULL);
+            g_atomic_int_set (&writer_on, 1);
             g_once_init_leave (&writer_installed, 1);
           }
         return TRUE;
@@ -124,6 +128,15 @@ modike_log_set_level (const char *level, GError **error)
                "unknown log level \"%s\" (error, warning, message, info, debug)",
                level ? level : "(null)");
   return FALSE;
+}
+
+gboolean
+modike_log_would_show (GLogLevelFlags level)
+{
+  /* Without our writer, GLib's (G_MESSAGES_DEBUG) decides: format it. */
+  if (!g_atomic_int_get (&writer_on) || (level & G_LOG_FLAG_FATAL))
+    return TRUE;
+  return (level & G_LOG_LEVEL_MASK) <= (GLogLevelFlags) g_atomic_int_get (&threshold);
 }
 
 char *

@@ -14,6 +14,9 @@ gboolean modike_log_set_level (const char *level, GError **error);
  * fn NULL removes it; only one tap at a time. */
 typedef void (*ModikeLogTapFunc) (GLogLevelFlags level, const char *domain, const char *message, gpointer user);
 void modike_log_set_tap (ModikeLogTapFunc fn, gpointer user);
+/* FALSE when a message of modike's domains at that level would be dropped
+ * by the threshold, so callers can skip formatting it (hot paths). */
+gboolean modike_log_would_show (GLogLevelFlags level);
 /* Hex for debug logs (payload bytes only at debug level). */
 char *modike_hex (const guint8 *data, gsize len);
 
