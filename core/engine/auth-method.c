@@ -37,6 +37,32 @@ modike_ike_sa_auth_is_local (const ModikeIkeSa *sa)
   return m != NULL && m->authenticated != 0 && m->authenticated == sa->role;
 }
 
+gboolean
+engine_auth_pending (const ModikeIkeSa *sa)
+{
+  const ModikeAuthMethodReg *m = sa_method (sa);
+
+  return m != NULL && m->owner != modike_registry_core_plugin (sa->ike->registry) && m->authenticated != 0;
+}
+
+void
+modike_ike_sa_auth_done (ModikeIkeSa *sa)
+{
+  g_return_if_fail (sa != NULL);
+  if (sa->authenticated || sa->dead || !modike_ike_sa_is_established (sa))
+    return;
+  sa->authenticated = TRUE;
+  ELOG_DEBUG (sa, NULL, "authenticated in full");
+  modike_registry_emit (sa->ike->registry, MODIKE_EVENT_AUTHENTICATED, sa, NULL);
+}
+
+gboolean
+modike_ike_sa_is_authenticated (const ModikeIkeSa *sa)
+{
+  g_return_val_if_fail (sa != NULL, FALSE);
+  return sa->authenticated;
+}
+
 void
 engine_auth_established (ModikeIkeSa *sa)
 {

@@ -23,6 +23,7 @@ enum { MM_I1 = 1, MM_R2, MM_I3, MM_R4, MM_I5, MM_DONE };
 enum { AM_I1 = 1, AM_R2, AM_DONE };
 enum { QM_I1 = 1, QM_R2, QM_DONE };
 enum { INFO_DONE = 1 };
+enum { TXN_I1 = 1, TXN_DONE };
 
 /* Counters for logs, status and the tests. */
 typedef struct {
@@ -117,6 +118,7 @@ struct _ModikeIkeSa {
   EngineSaState state;
   gboolean dead;
   gboolean rekeyed;           /* a newer SA replaces this one */
+  gboolean authenticated;     /* in full: MODIKE_EVENT_AUTHENTICATED went out */
   guint32 serial;             /* creation order, for "older SA" decisions */
 
   ModikeAddr local, remote;   /* current endpoints (ports move on float) */
@@ -185,6 +187,7 @@ struct _ModikeExchange {
   GArray *spis;               /* guint32: inbound SPIs it reserved (modike_exchange_alloc_spi) */
   const ModikeFsmRow *cur_row; /* row of the handler running or suspended (ROW_HASH sends) */
   gboolean parked;            /* a peer's Quick Mode waiting at the phase-2 gate (susp_row/msg) */
+  const ModikePlugin *txn_owner; /* transaction exchange: the plugin whose ops run it */
   guint replays;              /* answers to retransmissions of the peer's last message */
 };
 
@@ -391,6 +394,10 @@ ModikeVerdict qm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error
 ModikeVerdict qm_i2 (ModikeExchange *x, const ModikeMessage *msg, GError **error);
 ModikeVerdict qm_r3 (ModikeExchange *x, const ModikeMessage *msg, GError **error);
 ModikeVerdict info_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error);
+/* exchange-transaction.c: the shared transaction exchange (type 6). */
+ModikeVerdict txn_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error);
+ModikeVerdict txn_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error);
+ModikeVerdict txn_i2 (ModikeExchange *x, const ModikeMessage *msg, GError **error);
 
 /* ---- Quick Mode (exchange-quick.c) ---- */
 typedef struct _QmData QmData;
@@ -524,5 +531,7 @@ void engine_auth_established (ModikeIkeSa *sa);
 /* FALSE (NO_PROPOSAL_CHOSEN, without the peer's name) when phase 1 cannot
  * run the peer's method (unresolved, or RSA based). */
 gboolean engine_auth_usable (const ModikePeerConfig *peer, GError **error);
+/* The negotiated method has a step after phase 1 (XAuth) not yet done. */
+gboolean engine_auth_pending (const ModikeIkeSa *sa);
 
 G_END_DECLS

@@ -957,34 +957,28 @@ modike_exchange_resume (ModikeExchange *x, ModikeVerdict verdict, GError *error)
   engine_leave (ike);
 }
 
-ModikeExchange *
-modike_exchange_start (ModikeIkeSa *sa, guint8 type, gpointer data, GDestroyNotify destroy, GError **error)
+/* Starts x's first row as the initiator; `refusal` (taken) is why it may
+ * not start. */
+static ModikeExchange *
+start_exchange (ModikeIkeSa *sa, guint8 type, const ModikePlugin *owner, const ModikeFsmRow *row, GError *refusal,
+                gpointer data, GDestroyNotify destroy, GError **error)
 {
   ModikeIke *ike = sa->ike;
-  const ModikeFsmRow *row = modike_registry_find_row (ike->registry, type, 0, 0, MODIKE_ROLE_INITIATOR);
-  const ModikePlugin *owner = modike_registry_exchange_owner (ike->registry, type);
-  g_autoptr (GError) local = NULL;
   ModikeExchange *x = NULL;
 
-  if (!modike_ike_sa_is_established (sa) || !sa->have_keys)
-    g_set_error (&local, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED,
-                 "peer %s: exchange type %u needs an established IKE SA", sa->peer_name != NULL ? sa->peer_name : "?",
-                 type);
-  else if (owner == NULL || owner == modike_registry_core_plugin (ike->registry))
-    g_set_error (&local, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "exchange type %u is %s", type,
-                 owner == NULL ? "not registered" : "the core's own");
-  else if (row == NULL || !(row->flags & MODIKE_ROW_INITIATE))
-    g_set_error (&local, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "exchange type %u of plugin '%s' has no initiate row",
-                 type, modike_plugin_get_name (owner));
-  if (local != NULL)
+  if (refusal == NULL && (!modike_ike_sa_is_established (sa) || !sa->have_keys))
+    refusal = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "peer %s: exchange type %u needs an established IKE SA",
+                           sa->peer_name != NULL ? sa->peer_name : "?", type);
+  if (refusal != NULL)
     {
       if (destroy != NULL && data != NULL)
         destroy (data);
-      g_propagate_error (error, g_steal_pointer (&local));
+      g_propagate_error (error, refusal);
       return NULL;
     }
   engine_enter (ike);
   x = engine_exchange_new (sa, type, engine_alloc_msgid (sa), MODIKE_ROLE_INITIATOR);
+  x->txn_owner = type == MODIKE_EX_TRANSACTION ? owner : NULL;
   modike_exchange_set_data (x, data, destroy);
   ELOG_DEBUG (sa, x, "plugin '%s' starts exchange type %u", modike_plugin_get_name (owner), type);
   run_row (x, row, NULL, TRUE);
@@ -996,4 +990,39 @@ modike_exchange_start (ModikeIkeSa *sa, guint8 type, gpointer data, GDestroyNoti
     }
   engine_leave (ike);
   return x;
+}
+
+ModikeExchange *
+modike_exchange_start (ModikeIkeSa *sa, guint8 type, gpointer data, GDestroyNotify destroy, GError **error)
+{
+  ModikeIke *ike = sa->ike;
+  const ModikeFsmRow *row = modike_registry_find_row (ike->registry, type, 0, 0, MODIKE_ROLE_INITIATOR);
+  const ModikePlugin *owner = modike_registry_exchange_owner (ike->registry, type);
+  GError *refusal = NULL;
+
+  if (owner == NULL || owner == modike_registry_core_plugin (ike->registry))
+    refusal = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "exchange type %u is %s%s", type,
+                           owner == NULL ? "not registered" : "the core's own",
+                           type == MODIKE_EX_TRANSACTION ? " (use modike_transaction_start)" : "");
+  else if (row == NULL || !(row->flags & MODIKE_ROW_INITIATE))
+    refusal = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED,
+                           "exchange type %u of plugin '%s' has no initiate row", type, modike_plugin_get_name (owner));
+  return start_exchange (sa, type, owner, row, refusal, data, destroy, error);
+}
+
+ModikeExchange *
+modike_transaction_start (ModikeIkeSa *sa, ModikePlugin *plugin, gpointer data, GDestroyNotify destroy,
+                          GError **error)
+{
+  ModikeIke *ike = sa->ike;
+  const ModikeTransactionOps *ops = modike_registry_transaction (ike->registry, plugin);
+  const ModikeFsmRow *row = modike_registry_find_row (ike->registry, MODIKE_EX_TRANSACTION, 0, 0,
+                                                      MODIKE_ROLE_INITIATOR);
+  GError *refusal = NULL;
+
+  if (ops == NULL || ops->initiate == NULL)
+    refusal = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED,
+                           "plugin '%s' has no transaction initiate handler (modike_register_transaction)",
+                           modike_plugin_get_name (plugin));
+  return start_exchange (sa, MODIKE_EX_TRANSACTION, plugin, row, refusal, data, destroy, error);
 }

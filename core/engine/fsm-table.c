@@ -1,7 +1,9 @@
 /* The state-table rows of the core exchanges (Main, Aggressive, Quick,
- * Informational), registered as the "core" pseudo-plugin through the same
- * call plugins use. Message numbers count the messages of one exchange
- * from 1; a row is the message this end receives (0 = local start). */
+ * Informational, Transaction), registered as the "core" pseudo-plugin
+ * through the same call plugins use; the transaction exchange's messages
+ * go on to plugins (transaction.h). Message numbers count the messages of
+ * one exchange from 1; a row is the message this end receives (0 = local
+ * start). */
 #include "engine-private.h"
 
 /* A constant-expression MODIKE_PB for the core types (all below 48). */
@@ -72,6 +74,18 @@ static const ModikeFsmRow info_rows[] = {
     info_r1, INFO_DONE, 0 },
 };
 
+/* The transaction exchange: the core checks HASH(1)/(2) and hands the
+ * ATTR payload to the plugin whose attributes it carries. */
+static const ModikeFsmRow transaction_rows[] = {
+  { "TX_I0", 0, MODIKE_EX_TRANSACTION, 0, MODIKE_ROLE_INITIATOR, MODIKE_ROW_INITIATE | MODIKE_ROW_HASH,
+    0, 0, 0, txn_initiate, TXN_I1, T_MS },
+  { "TX_R1", 0, MODIKE_EX_TRANSACTION, 1, MODIKE_ROLE_RESPONDER,
+    MODIKE_ROW_START | MODIKE_ROW_ENCRYPTED | MODIKE_ROW_HASH | MODIKE_ROW_DONE,
+    PB (MODIKE_PL_ATTR), 0, 0, txn_r1, TXN_DONE, 0 },
+  { "TX_I2", TXN_I1, MODIKE_EX_TRANSACTION, 2, MODIKE_ROLE_INITIATOR,
+    MODIKE_ROW_ENCRYPTED | MODIKE_ROW_HASH | MODIKE_ROW_DONE, PB (MODIKE_PL_ATTR), 0, 0, txn_i2, TXN_DONE, 0 },
+};
+
 gboolean
 modike_ike_register_core (ModikeRegistry *registry, GError **error)
 {
@@ -86,5 +100,7 @@ modike_ike_register_core (ModikeRegistry *registry, GError **error)
                                    error) &&
          modike_register_exchange (core, MODIKE_EX_INFO, "Informational", info_rows, G_N_ELEMENTS (info_rows),
                                    error) &&
+         modike_register_exchange (core, MODIKE_EX_TRANSACTION, "Transaction", transaction_rows,
+                                   G_N_ELEMENTS (transaction_rows), error) &&
          modike_registry_check_table (registry, error);
 }

@@ -754,6 +754,8 @@ engine_p1_established (ModikeIkeSa *sa)
   modike_registry_emit (ike->registry, MODIKE_EVENT_P1_UP, sa, NULL);
   if (ike->obs.p1_up != NULL)
     ike->obs.p1_up (sa, ike->obs_user);
+  if (!sa->dead && !engine_auth_pending (sa))
+    modike_ike_sa_auth_done (sa);
 
   pending = g_steal_pointer (&sa->pending_spd);
   sa->pending_spd = g_array_new (FALSE, FALSE, sizeof (guint32));

@@ -113,4 +113,8 @@ typedef struct {
 } ModikeAttrClaim;
 const ModikeAttrClaim *modike_registry_attribute (const ModikeRegistry *reg, guint16 type);
 
+/* Transaction exchange participants (transaction.h); NULL when plugin
+ * registered none. */
+const ModikeTransactionOps *modike_registry_transaction (const ModikeRegistry *reg, const ModikePlugin *plugin);
+
 G_END_DECLS

@@ -92,6 +92,7 @@ struct _ModikeRegistry {
   SingleReg encap, datapath, os_adapter;
   GPtrArray *auth_methods; /* ModikeAuthMethodReg* */
   GPtrArray *attributes;   /* ModikeAttrClaim* */
+  GPtrArray *transactions; /* TransactionReg* */
   GPtrArray *rx_hooks;   /* HookReg*: run in registration order */
   HookReg tx_hook;       /* one at most (owner NULL: none) */
   /* (exchange << 8 | msg_no) -> GPtrArray of claims / builders, borrowed
@@ -348,6 +349,7 @@ modike_registry_new (void)
   reg->empty = g_ptr_array_new ();
   reg->auth_methods = g_ptr_array_new_with_free_func ((GDestroyNotify) auth_method_reg_free);
   reg->attributes = g_ptr_array_new_with_free_func ((GDestroyNotify) attr_claim_free);
+  reg->transactions = g_ptr_array_new_with_free_func (g_free);
   reg->core = plugin_new (reg, &core_descriptor);
   return reg;
 }
@@ -382,6 +384,7 @@ modike_registry_free (ModikeRegistry *reg)
   g_ptr_array_unref (reg->empty);
   g_ptr_array_unref (reg->auth_methods);
   g_ptr_array_unref (reg->attributes);
+  g_ptr_array_unref (reg->transactions);
   /* Last: plugin data may be referenced by the entries' user pointers. */
   g_ptr_array_unref (reg->plugins);
   g_free (reg);
@@ -443,6 +446,7 @@ modike_registry_remove_plugin (ModikeRegistry *reg, ModikePlugin *plugin)
   drop_owned (reg->events, plugin);
   drop_owned (reg->auth_methods, plugin);
   drop_owned (reg->attributes, plugin);
+  drop_owned (reg->transactions, plugin);
   drop_owned (reg->rx_hooks, plugin);
   if (reg->tx_hook.owner == plugin)
     memset (&reg->tx_hook, 0, sizeof reg->tx_hook);
@@ -1207,7 +1211,7 @@ modike_register_event (ModikePlugin *plugin, ModikeEventType ev, ModikeEventFunc
 
   g_return_val_if_fail (plugin != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-  if (fn == NULL || (guint) ev > MODIKE_EVENT_P2_DOWN)
+  if (fn == NULL || (guint) ev > MODIKE_EVENT_AUTHENTICATED)
     return INVALID (plugin, error, "registers event %u without a handler or with an unknown event", (guint) ev);
   e = g_new0 (EventReg, 1);
   e->owner = plugin;
@@ -1392,6 +1396,49 @@ modike_register_attributes (ModikePlugin *plugin, const ModikeAttrSpec *specs, g
   return TRUE;
 }
 
+/* ---- Transaction exchange ---- */
+
+typedef struct {
+  ModikePlugin *owner;
+  ModikeTransactionOps ops;
+} TransactionReg;
+G_STATIC_ASSERT (G_STRUCT_OFFSET (TransactionReg, owner) == 0);
+
+const ModikeTransactionOps *
+modike_registry_transaction (const ModikeRegistry *reg, const ModikePlugin *plugin)
+{
+  g_return_val_if_fail (reg != NULL, NULL);
+  for (guint i = 0; i < reg->transactions->len; i++)
+    {
+      const TransactionReg *t = g_ptr_array_index (reg->transactions, i);
+
+      if (t->owner == plugin)
+        return &t->ops;
+    }
+  return NULL;
+}
+
+gboolean
+modike_register_transaction (ModikePlugin *plugin, const ModikeTransactionOps *ops, GError **error)
+{
+  TransactionReg *t;
+
+  g_return_val_if_fail (plugin != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  if (ops == NULL || (ops->request == NULL && ops->initiate == NULL))
+    return INVALID (plugin, error, "registers for the %s exchange without handlers", "transaction");
+  if ((ops->initiate == NULL) != (ops->answer == NULL))
+    return INVALID (plugin, error, "registers for the transaction exchange with %s but not %s",
+                    ops->initiate != NULL ? "initiate" : "answer", ops->initiate != NULL ? "answer" : "initiate");
+  if (modike_registry_transaction (plugin->reg, plugin) != NULL)
+    return INVALID (plugin, error, "registers for the %s exchange twice", "transaction");
+  t = g_new0 (TransactionReg, 1);
+  t->owner = plugin;
+  t->ops = *ops;
+  g_ptr_array_add (plugin->reg->transactions, t);
+  return TRUE;
+}
+
 /* ---- Description ---- */
 
 static const char *
@@ -1490,6 +1537,12 @@ modike_registry_describe (const ModikeRegistry *reg)
 
       g_string_append_printf (s, "attribute %u (%s) format %u by %s\n", c->type, c->name, (guint) c->format,
                               modike_plugin_get_name (c->owner));
+    }
+  for (guint i = 0; i < reg->transactions->len; i++)
+    {
+      const TransactionReg *t = g_ptr_array_index (reg->transactions, i);
+
+      g_string_append_printf (s, "transaction by %s\n", modike_plugin_get_name (t->owner));
     }
   for (guint i = 0; i < reg->rx_hooks->len; i++)
     {

@@ -1,7 +1,7 @@
 /* The xauth plugin's descriptor: the only exported symbol. */
 #include "xauth.h"
 
-static const char *const xauth_provides[] = { "xauth", "transaction-exchange", NULL };
+static const char *const xauth_provides[] = { "xauth", NULL };
 
 static const ModikePluginDescriptor xauth_descriptor = {
   MODIKE_PLUGIN_DESCRIPTOR_INIT,

@@ -19,9 +19,6 @@
 
 #define PB(t) (G_GUINT64_CONSTANT (1) << (t))
 #define XA_DATA "xauth"
-#define XA_RETRANSMIT_MS 2000
-
-enum { XA_I1 = 1, XA_DONE };
 
 /* What a REQUEST asks for. */
 enum {
@@ -209,6 +206,7 @@ succeed (ModikeIkeSa *sa, XaSa *st)
   g_message ("peer %s: extended authentication succeeded for user '%s'", peer_of (sa),
              st->user != NULL ? st->user : "?");
   client_report (sa, st, NULL);
+  modike_ike_sa_auth_done (sa);
   modike_ike_sa_release_phase2 (sa, st->xa->plugin);
 }
 
@@ -237,7 +235,7 @@ xa_step_run (ModikeIkeSa *sa, gpointer data)
   /* Each message we send gets the whole timeout for its answer. */
   st->started = TRUE;
   deadline_arm (sa, st);
-  if (modike_exchange_start (sa, MODIKE_EX_TRANSACTION, out, xa_out_free, &error) == NULL)
+  if (modike_transaction_start (sa, st->xa->plugin, out, xa_out_free, &error) == NULL)
     {
       g_prefix_error (&error, "peer %s: extended authentication: ", peer_of (sa));
       g_message ("%s", error->message);
@@ -813,14 +811,10 @@ xa_i2 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   return MODIKE_V_OK;
 }
 
-static const ModikeFsmRow xa_rows[] = {
-  { "XAUTH_I0", 0, MODIKE_EX_TRANSACTION, 0, MODIKE_ROLE_INITIATOR, MODIKE_ROW_INITIATE | MODIKE_ROW_HASH, 0, 0, 0,
-    xa_initiate, XA_I1, XA_RETRANSMIT_MS },
-  { "XAUTH_I2", XA_I1, MODIKE_EX_TRANSACTION, 2, MODIKE_ROLE_INITIATOR,
-    MODIKE_ROW_ENCRYPTED | MODIKE_ROW_HASH | MODIKE_ROW_DONE, PB (MODIKE_PL_ATTR), 0, 0, xa_i2, XA_DONE, 0 },
-  { "XAUTH_R1", 0, MODIKE_EX_TRANSACTION, 1, MODIKE_ROLE_RESPONDER,
-    MODIKE_ROW_START | MODIKE_ROW_ENCRYPTED | MODIKE_ROW_HASH | MODIKE_ROW_DONE, PB (MODIKE_PL_ATTR), 0, 0, xa_r1,
-    XA_DONE, 0 },
+static const ModikeTransactionOps xa_ops = {
+  .request = xa_r1,
+  .initiate = xa_initiate,
+  .answer = xa_i2,
 };
 
 /* ---- phase 1 is up with an XAUTH method ---- */
@@ -1296,8 +1290,7 @@ xauth_init (ModikePlugin *plugin, GError **error)
   xa->verifier = (XauthVerifier){ backend_check, backend_cancel, xa };
   modike_plugin_set_data (plugin, xa, xauth_free);
 
-  return modike_register_exchange (plugin, MODIKE_EX_TRANSACTION, "Transaction", xa_rows, G_N_ELEMENTS (xa_rows),
-                                   error)
+  return modike_register_transaction (plugin, &xa_ops, error)
          && modike_register_attributes (plugin, xa_specs, G_N_ELEMENTS (xa_specs), xa_attr, xa, error)
          && modike_register_auth_method (plugin, MODIKE_AUTH_XAUTH_INIT_PSK, "xauth-psk", MODIKE_AUTH_PSK,
                                          MODIKE_ROLE_INITIATOR, xa_established, xa, error)

@@ -35,4 +35,11 @@ const char *modike_ike_sa_get_auth_owner (const ModikeIkeSa *sa);
  * (we are the XAuth client); FALSE otherwise. */
 gboolean modike_ike_sa_auth_is_local (const ModikeIkeSa *sa);
 
+/* ABI 1.3: the method's owner says its step after phase 1 succeeded (XAuth
+ * STATUS OK acknowledged): the SA is authenticated in full and
+ * MODIKE_EVENT_AUTHENTICATED goes out (once; the core sends it itself
+ * at phase 1 for methods without such a step). */
+void modike_ike_sa_auth_done (ModikeIkeSa *sa);
+gboolean modike_ike_sa_is_authenticated (const ModikeIkeSa *sa);
+
 G_END_DECLS

@@ -19,6 +19,7 @@
 #include <modike/ike.h>
 #include <modike/auth-method.h>
 #include <modike/cfg-attr.h>
+#include <modike/transaction.h>
 #include <modike/sa-result.h>
 #include <modike/log.h>
 #include <modike/host.h>

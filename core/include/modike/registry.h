@@ -92,6 +92,10 @@ typedef enum {
   MODIKE_EVENT_P1_DOWN,
   MODIKE_EVENT_P2_UP,
   MODIKE_EVENT_P2_DOWN,
+  /* ABI 1.3: the peer and we are authenticated in full: at P1_UP for the
+   * core's methods, when the method's plugin calls modike_ike_sa_auth_done
+   * for an extended one (XAuth). Mode config starts here. */
+  MODIKE_EVENT_AUTHENTICATED,
 } ModikeEventType;
 typedef void (*ModikeEventFunc) (ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child, gpointer user);
 gboolean modike_register_event (ModikePlugin *plugin, ModikeEventType ev, ModikeEventFunc fn, gpointer user,

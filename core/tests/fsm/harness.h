@@ -160,6 +160,7 @@ void fsm_add_padding_tests (void);
 void fsm_add_plugin_result_tests (void);
 void fsm_add_inflight_tests (void);
 void fsm_add_plugin_exchange_tests (void);
+void fsm_add_transaction_tests (void);
 void fsm_add_plugin_service_tests (void);
 void fsm_add_client_tests (void);
 void fsm_add_cert_tests (void);

@@ -15,6 +15,7 @@ main (int argc, char **argv)
   fsm_add_plugin_result_tests ();
   fsm_add_inflight_tests ();
   fsm_add_plugin_exchange_tests ();
+  fsm_add_transaction_tests ();
   fsm_add_plugin_service_tests ();
   fsm_add_client_tests ();
   fsm_add_cert_tests ();

@@ -208,7 +208,7 @@ test_table (void)
   g_clear_error (&error);
 
   rows = modike_registry_rows (reg);
-  g_assert_cmpuint (rows->len, ==, 7 + 4 + 4 + 1);
+  g_assert_cmpuint (rows->len, ==, 7 + 4 + 4 + 1 + 3);
   for (guint i = 0; i < rows->len; i++)
     {
       const ModikeFsmRow *r = g_ptr_array_index (rows, i);
@@ -217,7 +217,8 @@ test_table (void)
       g_assert_nonnull (r->name);
       g_assert_nonnull (r->handler);
       g_assert_true (r->exchange == MODIKE_EX_MAIN || r->exchange == MODIKE_EX_AGGRESSIVE ||
-                     r->exchange == MODIKE_EX_QUICK || r->exchange == MODIKE_EX_INFO);
+                     r->exchange == MODIKE_EX_QUICK || r->exchange == MODIKE_EX_INFO ||
+                     r->exchange == MODIKE_EX_TRANSACTION);
       seen[r->exchange]++;
       /* The row is what the engine finds for its key. */
       g_assert_true (modike_registry_find_row (reg, r->exchange, r->from, r->msg_no, r->role) == r);
@@ -255,13 +256,14 @@ test_table (void)
       /* Phase 1 ends encrypted except for Aggressive Mode's optional case. */
       if ((r->flags & MODIKE_ROW_P1_DONE) && r->exchange == MODIKE_EX_MAIN)
         g_assert_true (r->flags & MODIKE_ROW_ENCRYPTED);
-      if (r->exchange == MODIKE_EX_QUICK || r->exchange == MODIKE_EX_INFO)
+      if (r->exchange == MODIKE_EX_QUICK || r->exchange == MODIKE_EX_INFO || r->exchange == MODIKE_EX_TRANSACTION)
         g_assert_true ((r->flags & MODIKE_ROW_INITIATE) || (r->flags & MODIKE_ROW_ENCRYPTED));
     }
   g_assert_cmpuint (seen[MODIKE_EX_MAIN], ==, 7);
   g_assert_cmpuint (seen[MODIKE_EX_AGGRESSIVE], ==, 4);
   g_assert_cmpuint (seen[MODIKE_EX_QUICK], ==, 4);
   g_assert_cmpuint (seen[MODIKE_EX_INFO], ==, 1);
+  g_assert_cmpuint (seen[MODIKE_EX_TRANSACTION], ==, 3);
 }
 
 static void

@@ -9,6 +9,7 @@
 #define PB(t) (G_GUINT64_CONSTANT (1) << (t))
 #define TX_GREETING_ATTR 16385 /* private-use mode-cfg attribute type */
 #define TX_SUSPEND_MS 2500
+#define TX_TYPE 241 /* a private exchange type (the transaction exchange, 6, is the core's) */
 
 enum { TX_I1 = 1, TX_DONE };
 
@@ -216,19 +217,19 @@ tx_on_event (ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child, g
     modike_ike_sa_hold_phase2 (sa, tx->plugin);
   if (tx->start_on_up)
     {
-      g_assert_nonnull (modike_exchange_start (sa, MODIKE_EX_TRANSACTION, tx, tx_data_free, &error));
+      g_assert_nonnull (modike_exchange_start (sa, TX_TYPE, tx, tx_data_free, &error));
       g_assert_no_error (error);
       tx->started++;
     }
 }
 
 static const ModikeFsmRow tx_rows[] = {
-  { "TX_I0", 0, MODIKE_EX_TRANSACTION, 0, MODIKE_ROLE_INITIATOR, MODIKE_ROW_INITIATE | MODIKE_ROW_HASH,
+  { "TX_I0", 0, TX_TYPE, 0, MODIKE_ROLE_INITIATOR, MODIKE_ROW_INITIATE | MODIKE_ROW_HASH,
     0, 0, 0, tx_initiate, TX_I1, 1000 },
-  { "TX_R1", 0, MODIKE_EX_TRANSACTION, 1, MODIKE_ROLE_RESPONDER,
+  { "TX_R1", 0, TX_TYPE, 1, MODIKE_ROLE_RESPONDER,
     MODIKE_ROW_START | MODIKE_ROW_ENCRYPTED | MODIKE_ROW_HASH | MODIKE_ROW_DONE,
     PB (MODIKE_PL_ATTR), 0, 0, tx_r1, TX_DONE, 0 },
-  { "TX_I2", TX_I1, MODIKE_EX_TRANSACTION, 2, MODIKE_ROLE_INITIATOR,
+  { "TX_I2", TX_I1, TX_TYPE, 2, MODIKE_ROLE_INITIATOR,
     MODIKE_ROW_ENCRYPTED | MODIKE_ROW_HASH | MODIKE_ROW_DONE, PB (MODIKE_PL_ATTR), 0, 0, tx_i2, TX_DONE, 0 },
 };
 
@@ -248,7 +249,7 @@ tx_register (Node *n, guint i)
   tx->node = n;
   tx->plugin = modike_registry_add_plugin (n->reg, &tx_desc);
   g_assert_nonnull (tx->plugin);
-  g_assert_true (modike_register_exchange (tx->plugin, MODIKE_EX_TRANSACTION, "Transaction", tx_rows,
+  g_assert_true (modike_register_exchange (tx->plugin, TX_TYPE, "Transaction", tx_rows,
                                            G_N_ELEMENTS (tx_rows), &error));
   g_assert_true (modike_register_event (tx->plugin, MODIKE_EVENT_P1_UP, tx_on_event, tx, &error));
   g_assert_true (modike_register_event (tx->plugin, MODIKE_EVENT_P2_UP, tx_on_event, tx, &error));
@@ -350,7 +351,7 @@ test_both_start (void)
   Node *a, *b;
   TxPlugin *ta, *tb;
   Net *net = tx_pair (&p, &a, &b, &ta, &tb);
-  TxFilter fa = { .type = MODIKE_EX_TRANSACTION };
+  TxFilter fa = { .type = TX_TYPE };
 
   fa.from = a;
   ta->start_on_up = tb->start_on_up = TRUE;
@@ -388,7 +389,7 @@ test_tampered_hash (void)
   Node *a, *b;
   TxPlugin *ta, *tb;
   Net *net = tx_pair (&p, &a, &b, &ta, &tb);
-  TxFilter f = { .type = MODIKE_EX_TRANSACTION, .tamper_no = 1 };
+  TxFilter f = { .type = TX_TYPE, .tamper_no = 1 };
   guint64 failures, dropped, handlers;
 
   f.from = a;
@@ -426,7 +427,7 @@ test_loss_dup (void)
   Node *a, *b;
   TxPlugin *ta, *tb;
   Net *net = tx_pair (&p, &a, &b, &ta, &tb);
-  TxFilter f = { .type = MODIKE_EX_TRANSACTION, .drop_no = 1, .dup_no = 2 };
+  TxFilter f = { .type = TX_TYPE, .drop_no = 1, .dup_no = 2 };
   guint64 replays, dups, retransmits;
 
   f.from = a;
@@ -757,7 +758,7 @@ test_suspend (void)
   Node *a, *b;
   TxPlugin *ta, *tb;
   Net *net = tx_pair (&p, &a, &b, &ta, &tb);
-  TxFilter f = { .type = MODIKE_EX_TRANSACTION };
+  TxFilter f = { .type = TX_TYPE };
   guint64 dropped;
 
   f.from = a;
@@ -828,7 +829,7 @@ test_start_refused (void)
 
   /* Not before phase 1 is up. */
   g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
-  g_assert_null (modike_exchange_start (only_sa (a), MODIKE_EX_TRANSACTION, NULL, NULL, &error));
+  g_assert_null (modike_exchange_start (only_sa (a), TX_TYPE, NULL, NULL, &error));
   g_assert_nonnull (strstr (error->message, "needs an established IKE SA"));
   g_clear_error (&error);
   g_assert_true (run_until_up (net, a, b, 1, 30000));
@@ -887,7 +888,7 @@ test_hash_row_check (void)
 
   memcpy (rows, tx_rows, sizeof rows);
   rows[1].flags &= ~MODIKE_ROW_ENCRYPTED;
-  g_assert_false (modike_register_exchange (pl, MODIKE_EX_TRANSACTION, "Transaction", rows, G_N_ELEMENTS (rows),
+  g_assert_false (modike_register_exchange (pl, TX_TYPE, "Transaction", rows, G_N_ELEMENTS (rows),
                                             &error));
   g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID);
   g_assert_nonnull (strstr (error->message, "row 'TX_R1' carries a HASH but does not require the message encrypted"));

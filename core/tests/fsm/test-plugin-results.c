@@ -17,6 +17,7 @@ typedef struct {
   gboolean hold;             /* established: phase 2 held */
   ModikePlugin *plugin;
   guint p1_up, p1_down;      /* events */
+  guint authenticated;       /* MODIKE_EVENT_AUTHENTICATED */
 } FakeAuth;
 
 static void
@@ -45,6 +46,13 @@ fa_event (ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child, gpoi
 
   if (ev == MODIKE_EVENT_P1_UP)
     fa->p1_up++;
+  else if (ev == MODIKE_EVENT_AUTHENTICATED)
+    {
+      /* After P1_UP, and the SA says so too. */
+      g_assert_cmpuint (fa->p1_up, >, fa->authenticated);
+      g_assert_true (modike_ike_sa_is_authenticated (sa));
+      fa->authenticated++;
+    }
   else
     fa->p1_down++;
 }
@@ -70,6 +78,7 @@ fake_auth_register (Node *n, FakeAuth *fa)
                                               MODIKE_ROLE_INITIATOR, fa_established, fa, &error));
   g_assert_true (modike_register_event (pl, MODIKE_EVENT_P1_UP, fa_event, fa, &error));
   g_assert_true (modike_register_event (pl, MODIKE_EVENT_P1_DOWN, fa_event, fa, &error));
+  g_assert_true (modike_register_event (pl, MODIKE_EVENT_AUTHENTICATED, fa_event, fa, &error));
   g_assert_no_error (error);
 }
 
@@ -165,6 +174,14 @@ test_auth_method (void)
   g_assert_true (fa.local);
   g_assert_false (fb.local);
   g_assert_cmpuint (fb.method, ==, 65001);
+  /* The extended step is the plugin's: not authenticated in full until it
+   * says so, then once. */
+  g_assert_cmpuint (fa.authenticated + fb.authenticated, ==, 0);
+  g_assert_false (modike_ike_sa_is_authenticated (only_sa (a)));
+  modike_ike_sa_auth_done (only_sa (a));
+  modike_ike_sa_auth_done (only_sa (a));
+  g_assert_cmpuint (fa.authenticated, ==, 1);
+  g_assert_cmpuint (fb.authenticated, ==, 0);
   net_free (net);
 
   /* Plain PSK: the core's method, no plugin call. */
@@ -175,6 +192,9 @@ test_auth_method (void)
   g_assert_cmpstr (modike_ike_sa_get_auth_owner (only_sa (b)), ==, "core");
   g_assert_false (modike_ike_sa_auth_is_local (only_sa (a)));
   g_assert_cmpuint (fa.established, ==, 0);
+  /* The core's method: authenticated in full with phase 1. */
+  g_assert_cmpuint (fa.authenticated, ==, 1);
+  g_assert_true (modike_ike_sa_is_authenticated (only_sa (b)));
   net_free (net);
 }
 
