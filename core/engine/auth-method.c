@@ -56,6 +56,31 @@ modike_ike_sa_auth_done (ModikeIkeSa *sa)
   modike_registry_emit (sa->ike->registry, MODIKE_EVENT_AUTHENTICATED, sa, NULL);
 }
 
+void
+modike_ike_sa_set_user (ModikeIkeSa *sa, const char *user)
+{
+  g_return_if_fail (sa != NULL && user != NULL && g_utf8_validate (user, -1, NULL));
+  g_free (sa->user);
+  sa->user = g_strdup (user);
+}
+
+const char *
+modike_ike_sa_get_user (ModikeIkeSa *sa)
+{
+  GBytes *id;
+  g_autoptr (ModikeIdPayload) parsed = NULL;
+
+  g_return_val_if_fail (sa != NULL, NULL);
+  if (sa->user != NULL)
+    return sa->user;
+  id = sa->role == MODIKE_ROLE_INITIATOR ? sa->idr_b : sa->idi_b;
+  if (!modike_ike_sa_is_established (sa) || id == NULL
+      || (parsed = modike_id_payload_parse (g_bytes_get_data (id, NULL), g_bytes_get_size (id), NULL)) == NULL)
+    return NULL;
+  sa->user = engine_id_text (parsed);
+  return sa->user;
+}
+
 gboolean
 modike_ike_sa_is_authenticated (const ModikeIkeSa *sa)
 {

@@ -119,6 +119,7 @@ struct _ModikeIkeSa {
   gboolean dead;
   gboolean rekeyed;           /* a newer SA replaces this one */
   gboolean authenticated;     /* in full: MODIKE_EVENT_AUTHENTICATED went out */
+  char *user;                 /* modike_ike_sa_set_user, else the peer's ID as text (lazily) */
   guint32 serial;             /* creation order, for "older SA" decisions */
 
   ModikeAddr local, remote;   /* current endpoints (ports move on float) */
@@ -531,6 +532,9 @@ void engine_auth_established (ModikeIkeSa *sa);
 /* FALSE (NO_PROPOSAL_CHOSEN, without the peer's name) when phase 1 cannot
  * run the peer's method (unresolved, or RSA based). */
 gboolean engine_auth_usable (const ModikePeerConfig *peer, GError **error);
+/* An ID payload as text for messages and modike_ike_sa_get_user (a DN as
+ * its string form). */
+char *engine_id_text (const ModikeIdPayload *id);
 /* The negotiated method has a step after phase 1 (XAuth) not yet done. */
 gboolean engine_auth_pending (const ModikeIkeSa *sa);
 

@@ -162,8 +162,8 @@ p1_id_matches (const ModikePeerConfig *peer, const ModikeIdPayload *id)
 }
 
 /* An identity for messages; a DN as text. */
-static char *
-id_text (const ModikeIdPayload *id)
+char *
+engine_id_text (const ModikeIdPayload *id)
 {
   gsize len;
   const guint8 *d;
@@ -186,7 +186,7 @@ p1_check_remote_id (ModikeIkeSa *sa, const ModikePayload *id, GError **error)
   *slot = engine_payload_bytes (id);
   if (!p1_id_matches (sa->peer, modike_payload_get_id (id)))
     {
-      g_autofree char *text = id_text (modike_payload_get_id (id));
+      g_autofree char *text = engine_id_text (modike_payload_get_id (id));
 
       g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "peer %s: identity %s is not the configured %s",
                    sa->peer_name, text, sa->peer->remote_id != NULL ? sa->peer->remote_id : "one");
@@ -533,7 +533,7 @@ verify_cert_sig (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   d = id != NULL ? g_bytes_get_data (id->data, &dlen) : NULL;
   if (id == NULL || !modike_x509_cert_has_id (cert, id->type, d, dlen))
     {
-      g_autofree char *text = id_text (id);
+      g_autofree char *text = engine_id_text (id);
 
       engine_fail (x, MODIKE_N_AUTHENTICATION_FAILED, MODIKE_IKE_ERROR_AUTH, error,
                    "ID '%s' is not in certificate '%s'", text, modike_x509_cert_subject (cert));

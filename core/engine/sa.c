@@ -241,6 +241,7 @@ engine_sa_free (ModikeIkeSa *sa)
   g_clear_pointer (&sa->idr_b, g_bytes_unref);
   modike_memwipe (sa->p1_iv, sizeof sa->p1_iv);
   g_free (sa->peer_name);
+  g_free (sa->user);
   g_free (sa);
 }
 

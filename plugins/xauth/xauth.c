@@ -206,6 +206,8 @@ succeed (ModikeIkeSa *sa, XaSa *st)
   g_message ("peer %s: extended authentication succeeded for user '%s'", peer_of (sa),
              st->user != NULL ? st->user : "?");
   client_report (sa, st, NULL);
+  if (!st->client && st->user != NULL)
+    modike_ike_sa_set_user (sa, st->user);
   modike_ike_sa_auth_done (sa);
   modike_ike_sa_release_phase2 (sa, st->xa->plugin);
 }

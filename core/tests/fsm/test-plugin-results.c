@@ -178,6 +178,11 @@ test_auth_method (void)
    * says so, then once. */
   g_assert_cmpuint (fa.authenticated + fb.authenticated, ==, 0);
   g_assert_false (modike_ike_sa_is_authenticated (only_sa (a)));
+  /* Who the peer is: its phase 1 ID until the method's plugin names it. */
+  g_assert_nonnull (modike_ike_sa_get_user (only_sa (a)));
+  g_assert_cmpstr (modike_ike_sa_get_user (only_sa (a)), !=, "");
+  modike_ike_sa_set_user (only_sa (b), "alice");
+  g_assert_cmpstr (modike_ike_sa_get_user (only_sa (b)), ==, "alice");
   modike_ike_sa_auth_done (only_sa (a));
   modike_ike_sa_auth_done (only_sa (a));
   g_assert_cmpuint (fa.authenticated, ==, 1);
