@@ -144,6 +144,10 @@ daemon_stage (Daemon *d, const char *peer, const char *stage, const char *state,
 
   if (d->ctl == NULL)
     return;
+  /* The first failure is the story: the teardown it causes fails the
+   * stages that waited (phase 1 deleted, queued Quick Modes) as well. */
+  if (site && site->fail_code && strcmp (state, "failed") == 0)
+    return;
   m = control_msg_new ("event");
   json_object_set_string_member (m, "event", "stage");
   json_object_set_string_member (m, "site", peer ? peer : "");

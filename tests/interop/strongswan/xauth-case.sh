@@ -238,6 +238,8 @@ if [ -n "$PROMPT" ]; then
     [ $rc = 4 ] || fail "modike connect: exit $rc after a wrong password, want 4 (authentication failed)"
     grep -Eq '^xauth +failed .*extended authentication failed for user .alice.' "$OUT" ||
       fail "modike connect did not say that extended authentication failed"
+    # The teardown after it is not news: no phase 1/phase 2 failure lines.
+    grep -Eq '^phase[12] +failed' "$OUT" && fail "modike connect printed follow-on failures after xauth failed"
     grep -q 'prompts answered: 2' "$OUT" || fail "not asked for user name and password once each"
   else
     mki_poll "$WAIT" "grep -Eq '^phase2 +up' '$OUT' 2>/dev/null" || { cat "$OUT" >&2; fail "modike connect: no phase 2"; }
