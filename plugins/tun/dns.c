@@ -140,6 +140,15 @@ valid_domains (const char *ifname, const char *const *domains)
   return out;
 }
 
+/* A NULL-terminated array's strings; an empty one may have no pdata. */
+static const char *const *
+strv_of (GPtrArray *a)
+{
+  static const char *const none[] = { NULL };
+
+  return a->pdata != NULL ? (const char *const *) a->pdata : none;
+}
+
 gboolean
 tun_dns_set (TunDns *d, TunDnsBackend *backend, const char *ifname, guint32 ifindex, const ModikeAddr *servers,
              guint n_servers, const char *const *domains, GError **error)
@@ -151,7 +160,7 @@ tun_dns_set (TunDns *d, TunDnsBackend *backend, const char *ifname, guint32 ifin
 
   if (want == TUN_DNS_RESOLVED)
     {
-      if (!tun_resolved_set (bus, ifindex, servers, n_servers, (const char *const *) doms->pdata, error))
+      if (!tun_resolved_set (bus, ifindex, servers, n_servers, strv_of (doms), error))
         {
           /* No half setting (servers without domains) stays behind; an
            * earlier set on the link goes with it. */
@@ -173,8 +182,7 @@ tun_dns_set (TunDns *d, TunDnsBackend *backend, const char *ifname, guint32 ifin
               && inet_ntop (servers[i].family, servers[i].addr, buf, sizeof buf) != NULL)
             g_ptr_array_add (text, g_strdup (buf));
         }
-      if (!tun_resolvconf_set (get_rc (d), ifname, (const char *const *) text->pdata,
-                               (const char *const *) doms->pdata, error))
+      if (!tun_resolvconf_set (get_rc (d), ifname, strv_of (text), strv_of (doms), error))
         return FALSE;
     }
   if (old != TUN_DNS_NONE && old != want)
