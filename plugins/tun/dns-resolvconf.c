@@ -174,10 +174,15 @@ write_all (int fd, const char *data, gsize len)
 static gboolean
 write_in_place (const char *path, const char *data, gsize len, mode_t mode, GError **error)
 {
-  int fd = open (path, O_WRONLY | O_CREAT | O_CLOEXEC, mode);
+  g_autofree char *before = NULL;
+  gsize before_len = 0;
   gboolean ok;
-  int err;
+  int fd, err;
 
+  /* To put back should the write stop half way (a full disk). */
+  if (!g_file_get_contents (path, &before, &before_len, NULL))
+    g_clear_pointer (&before, g_free);
+  fd = open (path, O_WRONLY | O_CREAT | O_CLOEXEC, mode);
   if (fd < 0)
     {
       tun_nl_set_error (error, errno, NULL, "cannot write %s", path);
@@ -186,6 +191,10 @@ write_in_place (const char *path, const char *data, gsize len, mode_t mode, GErr
   /* Written over, then cut: the file is never empty on the way. */
   ok = write_all (fd, data, len) && ftruncate (fd, (off_t) len) == 0;
   err = errno;
+  if (!ok && before != NULL
+      && (lseek (fd, 0, SEEK_SET) != 0 || !write_all (fd, before, before_len)
+          || ftruncate (fd, (off_t) before_len) != 0))
+    g_warning ("%s: the old content is not back after a failed write: %s", path, g_strerror (errno));
   close (fd);
   if (!ok)
     tun_nl_set_error (error, err, NULL, "cannot write %s", path);

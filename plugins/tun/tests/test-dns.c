@@ -452,6 +452,87 @@ test_rc_unwritable (void)
   tree_clear (&t);
 }
 
+/* The disk fills half way through an in-place write (resolv.conf a
+ * symlink into a full tmpfs): the old content goes back. */
+static void
+test_rc_disk_full (void)
+{
+  Tree t;
+  g_autoptr (TunResolvConf) rc = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GString) big = g_string_new (original_text);
+  g_autofree char *small = NULL;
+  g_autofree char *target = NULL;
+  g_autofree char *filler = NULL;
+  g_autofree char *now = NULL;
+
+  if (!need_namespaces ())
+    return;
+  tree_init (&t, NULL);
+  small = g_build_filename (t.dir, "small", NULL);
+  target = g_build_filename (small, "resolv.conf", NULL);
+  filler = g_build_filename (small, "filler", NULL);
+  g_assert_cmpint (mkdir (small, 0755), ==, 0);
+  /* Two pages: the file's and the filler's. */
+  g_assert_cmpint (mount ("tmpfs", small, "tmpfs", 0, "size=8k"), ==, 0);
+  g_string_append_c (big, '\n');
+  while (big->len < 4000)
+    g_string_append (big, "# padding to fill a page\n");
+  write_text (target, big->str);
+  write_text (filler, "x");
+  g_assert_cmpint (symlink (target, t.resolv), ==, 0);
+  rc = tun_resolvconf_new (t.resolv, t.run);
+  g_assert_false (tun_resolvconf_set (rc, "modike0", servers_a, domains_a, &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_NO_SPACE);
+  g_assert_nonnull (strstr (error->message, t.resolv));
+  now = read_text (target);
+  g_assert_cmpstr (now, ==, big->str);
+  g_assert_false (g_file_test (t.state, G_FILE_TEST_EXISTS));
+  g_assert_false (tun_resolvconf_active (rc));
+  g_assert_cmpint (umount (small), ==, 0);
+  tree_clear (&t);
+}
+
+/* New paths while an adapter's DNS is in the old file: they apply once
+ * it is out. */
+static void
+test_rc_reconfigure (void)
+{
+  Tree t, u;
+  g_autoptr (TunDns) dns = tun_dns_new ();
+  g_autoptr (GError) error = NULL;
+  g_autofree char *nobus = NULL;
+  g_autofree char *now = NULL;
+  ModikeAddr server;
+  TunDnsBackend backend = TUN_DNS_NONE;
+
+  g_assert_true (modike_addr_parse ("192.0.2.53", 0, &server, &error));
+  tree_init (&t, original_text);
+  tree_init (&u, original_text);
+  nobus = g_strdup_printf ("unix:path=%s/no-bus", t.dir);
+  tun_dns_set_bus_address (dns, nobus);
+  tun_dns_configure (dns, t.resolv, t.run);
+  g_assert_true (tun_dns_set (dns, &backend, "modike0", 3, &server, 1, no_strv, &error));
+  g_assert_no_error (error);
+  g_string_truncate (logged, 0);
+  tun_dns_configure (dns, u.resolv, u.run);
+  assert_logged ("MESSAGE: the new resolv-conf and state-dir apply once no adapter's DNS is in *");
+  /* Set again still goes to the file it is in. */
+  g_assert_true (tun_dns_set (dns, &backend, "modike0", 3, &server, 1, no_strv, &error));
+  assert_original (u.resolv);
+  tun_dns_clear (dns, &backend, "modike0", 3);
+  assert_original (t.resolv);
+  g_assert_true (tun_dns_set (dns, &backend, "modike0", 3, &server, 1, no_strv, &error));
+  g_assert_no_error (error);
+  assert_original (t.resolv);
+  now = read_text (u.resolv);
+  g_assert_true (g_str_has_prefix (now, TUN_DNS_MARKER " for modike0;"));
+  tun_dns_clear (dns, &backend, "modike0", 3);
+  assert_original (u.resolv);
+  tree_clear (&t);
+  tree_clear (&u);
+}
+
 /* Someone else rewrites resolv.conf while we are up: theirs stays. */
 static void
 test_rc_foreign (void)
@@ -1065,6 +1146,8 @@ main (int argc, char **argv)
   g_test_add_func ("/tun/dns/resolvconf/absent", test_rc_absent);
   g_test_add_func ("/tun/dns/resolvconf/bind-mount", test_rc_bind_mount);
   g_test_add_func ("/tun/dns/resolvconf/unwritable", test_rc_unwritable);
+  g_test_add_func ("/tun/dns/resolvconf/disk-full", test_rc_disk_full);
+  g_test_add_func ("/tun/dns/resolvconf/reconfigure", test_rc_reconfigure);
   g_test_add_func ("/tun/dns/resolvconf/foreign", test_rc_foreign);
   g_test_add_func ("/tun/dns/resolvconf/crash", test_rc_crash);
   g_test_add_func ("/tun/dns/resolvconf/live-owner", test_rc_live_owner);
