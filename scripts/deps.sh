@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages modike needs to build, test and run its
-# interop tests and benchmark (iperf3, ping), if any is missing. Runs as
+# interop tests and benchmark (iperf3, ping; dbus-daemon for the tun DNS
+# tests' private bus), if any is missing. Runs as
 # root (or through sudo); idempotent and non-interactive.
 set -euo pipefail
 
@@ -11,6 +12,7 @@ pkgs=(
   clang libclang-rt-14-dev gnutls-bin
   iproute2 procps psmisc tshark python3 coreutils
   iputils-ping iperf3
+  dbus-daemon
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins libstrongswan-standard-plugins libcharon-extauth-plugins
 )
 

@@ -3,6 +3,7 @@
  * process; one that a crash left behind anyway (persistent, made by
  * someone else, or held open by a leftover process) is removed at create. */
 #include "tun.h"
+#include "dns.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +28,8 @@ struct _TunAdapter {
   ModikePrefix addr4; /* ours, family 0 = none */
   ModikePrefix addr6;
   GArray *routes;     /* ModikePrefix: the routes we added */
+  TunDns *dns;        /* the plugin's; NULL: no DNS (tests) */
+  TunDnsBackend dns_backend;
 };
 
 static const guint default_offloads[] = {
@@ -462,6 +465,10 @@ tun_adapter_free (TunAdapter *a)
 
   if (a == NULL)
     return;
+  /* The core clears first; should a user of the ops not, resolv.conf
+   * must still lose our servers. */
+  if (a->dns != NULL)
+    tun_dns_clear (a->dns, &a->dns_backend, a->name, a->index);
   /* Best effort: each step is logged, none stops the next. */
   if (a->nl != NULL && a->index != 0)
     {
@@ -552,7 +559,11 @@ tun_adapter_get_index (TunAdapter *a)
 static gpointer
 op_create (gpointer user, const char *ifname, guint n_queues, guint flags, GError **error)
 {
-  return tun_adapter_new (ifname, n_queues, flags, error);
+  TunAdapter *a = tun_adapter_new (ifname, n_queues, flags, error);
+
+  if (a != NULL)
+    a->dns = user;
+  return a;
 }
 
 static gboolean
@@ -571,6 +582,28 @@ static gboolean
 op_del_route (gpointer adapter, const ModikePrefix *dst, GError **error)
 {
   return tun_adapter_del_route (adapter, dst, error);
+}
+
+static gboolean
+op_set_dns (gpointer adapter, const ModikeAddr *servers, guint n_servers, const char *const *domains, GError **error)
+{
+  TunAdapter *a = adapter;
+
+  if (a->dns == NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED, "%s: made without the plugin's DNS", a->name);
+      return FALSE;
+    }
+  return tun_dns_set (a->dns, &a->dns_backend, a->name, a->index, servers, n_servers, domains, error);
+}
+
+static void
+op_clear_dns (gpointer adapter)
+{
+  TunAdapter *a = adapter;
+
+  if (a->dns != NULL)
+    tun_dns_clear (a->dns, &a->dns_backend, a->name, a->index);
 }
 
 static void
@@ -614,10 +647,17 @@ const ModikeOsAdapterOps tun_adapter_ops = {
   .get_n_queues = op_get_n_queues,
   .get_flags = op_get_flags,
   .get_name = op_get_name,
+  .set_dns = op_set_dns,
+  .clear_dns = op_clear_dns,
 };
 
 gboolean
 tun_init (ModikePlugin *plugin, GError **error)
 {
-  return modike_register_os_adapter (plugin, &tun_adapter_ops, NULL, error);
+  TunDns *dns = tun_dns_new ();
+
+  /* Freed at unload, after the core destroyed the adapters. */
+  modike_plugin_set_data (plugin, dns, (GDestroyNotify) tun_dns_free);
+  return modike_register_os_adapter (plugin, &tun_adapter_ops, dns, error)
+         && tun_dns_register_config (dns, plugin, error);
 }
