@@ -419,25 +419,26 @@ sql_close (gpointer self)
   g_free (s);
 }
 
-/* A single-value PRAGMA query, e.g. the schema version. */
-static gboolean
-pragma_int (SqlStore *s, const char *sql, gint64 *out, GError **error)
+/* The first value a PRAGMA answers, as text. */
+static char *
+pragma (SqlStore *s, const char *sql, GError **error)
 {
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_prepare_v2 (s->db, sql, -1, &st, NULL);
+  char *value = NULL;
 
   if (rc == SQLITE_OK)
     rc = sqlite3_step (st);
   if (rc == SQLITE_ROW)
-    *out = sqlite3_column_int64 (st, 0);
-  sqlite3_finalize (st);
-  if (rc != SQLITE_ROW)
     {
-      g_set_error (error, MODECFG_POOL_ERROR, MODECFG_POOL_ERROR_STORE, "lease database %s is not usable: %s",
-                   s->path, sqlite3_errstr (rc));
-      return FALSE;
+      const char *text = (const char *) sqlite3_column_text (st, 0);
+      value = g_strdup (text != NULL ? text : "");
     }
-  return TRUE;
+  else
+    g_set_error (error, MODECFG_POOL_ERROR, MODECFG_POOL_ERROR_STORE, "lease database %s is not usable: %s",
+                 s->path, sqlite3_errmsg (s->db));
+  sqlite3_finalize (st);
+  return value;
 }
 
 static gboolean
@@ -472,7 +473,10 @@ create_private (const char *path, GError **error)
 static gboolean
 sql_open (SqlStore *s, GError **error)
 {
-  gint64 version = 0;
+  g_autofree char *version_text = NULL;
+  g_autofree char *check = NULL;
+  g_autofree char *mode = NULL;
+  gint64 version;
   sqlite3_stmt *st;
   gboolean ok;
 
@@ -483,8 +487,9 @@ sql_open (SqlStore *s, GError **error)
   sqlite3_extended_result_codes (s->db, 1);
   sqlite3_busy_timeout (s->db, BUSY_TIMEOUT_MS);
   /* The version first: a database of another version is not touched. */
-  if (!pragma_int (s, "PRAGMA user_version", &version, error))
+  if ((version_text = pragma (s, "PRAGMA user_version", error)) == NULL)
     return FALSE;
+  version = g_ascii_strtoll (version_text, NULL, 10);
   if (version != 0 && version != MODECFG_LEASE_SCHEMA_VERSION)
     {
       g_set_error (error, MODECFG_POOL_ERROR, MODECFG_POOL_ERROR_SCHEMA,
@@ -492,8 +497,27 @@ sql_open (SqlStore *s, GError **error)
                    version, MODECFG_LEASE_SCHEMA_VERSION);
       return FALSE;
     }
-  if (!exec_text (s, "PRAGMA journal_mode = WAL", "WAL mode", error)
-      || !exec_text (s, "PRAGMA synchronous = NORMAL", "synchronous mode", error))
+  /* Reads every page of a small file: a damaged one is refused here
+   * rather than failing a client's connection later. */
+  if ((check = pragma (s, "PRAGMA quick_check (1)", error)) == NULL)
+    return FALSE;
+  if (strcmp (check, "ok") != 0)
+    {
+      const char *head = "*** in database main ***\n";
+      const char *why = g_str_has_prefix (check, head) ? check + strlen (head) : check;
+      g_set_error (error, MODECFG_POOL_ERROR, MODECFG_POOL_ERROR_STORE, "lease database %s is corrupt: %s", s->path,
+                   g_strdelimit ((char *) why, "\n", ' '));
+      return FALSE;
+    }
+  if ((mode = pragma (s, "PRAGMA journal_mode = WAL", error)) == NULL)
+    return FALSE;
+  if (g_ascii_strcasecmp (mode, "wal") != 0)
+    {
+      g_set_error (error, MODECFG_POOL_ERROR, MODECFG_POOL_ERROR_STORE,
+                   "lease database %s: cannot use WAL mode (journal mode stays %s)", s->path, mode);
+      return FALSE;
+    }
+  if (!exec_text (s, "PRAGMA synchronous = NORMAL", "synchronous mode", error))
     return FALSE;
   if (version == 0 && !exec_text (s, schema_sql, "creating the schema", error))
     return FALSE;

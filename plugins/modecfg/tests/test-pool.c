@@ -665,6 +665,8 @@ open_fails (Fx *fx, int code, const char *part)
   ModecfgLeaseStore *store = modecfg_lease_store_sqlite_open (fx->path, &error);
 
   g_assert_null (store);
+  g_assert_nonnull (error);
+  g_test_message ("%s", error->message);
   g_assert_error (error, MODECFG_POOL_ERROR, code);
   if (strstr (error->message, fx->path) == NULL || strstr (error->message, part) == NULL)
     g_error ("\"%s\" lacks the path or \"%s\"", error->message, part);
@@ -699,6 +701,30 @@ test_sqlite_corrupt (Fx *fx, gconstpointer kind)
   g_assert_no_error (error);
   g_remove (wal);
   open_fails (fx, MODECFG_POOL_ERROR_STORE, "not a database");
+}
+
+/* A file with a sound header and a damaged page in the middle. */
+static void
+test_sqlite_damaged_page (Fx *fx, gconstpointer kind)
+{
+  g_autoptr (ModecfgPool) pool = pool_new (fx, "rw", "10.9.0.0/22");
+  g_autoptr (GError) error = NULL;
+  g_autofree char *data = NULL;
+  gsize len;
+
+  for (guint i = 0; i < 800; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("a rather long user name, to fill pages: %u", i);
+      g_free (acquire (pool, id));
+    }
+  g_clear_pointer (&fx->store, modecfg_lease_store_free);
+  g_assert_true (g_file_get_contents (fx->path, &data, &len, &error));
+  g_assert_cmpuint (len, >=, 8 * 4096);
+  for (gsize i = 5 * 4096 + 100; i < 6 * 4096; i++)
+    data[i] = (char) (i * 13);
+  g_assert_true (g_file_set_contents (fx->path, data, (gssize) len, &error));
+  g_assert_no_error (error);
+  open_fails (fx, MODECFG_POOL_ERROR_STORE, "corrupt");
 }
 
 static void
@@ -762,6 +788,7 @@ main (int argc, char **argv)
   add_sqlite ("file", test_sqlite_file);
   add_sqlite ("schema-version", test_sqlite_schema_version);
   add_sqlite ("corrupt", test_sqlite_corrupt);
+  add_sqlite ("damaged-page", test_sqlite_damaged_page);
   add_sqlite ("unusable-path", test_sqlite_unusable_path);
   return g_test_run ();
 }
