@@ -223,20 +223,23 @@ mem_close (gpointer self)
   g_free (m);
 }
 
+static const ModecfgLeaseStore mem_ops = {
+  .find = mem_find,
+  .claim = mem_claim,
+  .release = mem_release,
+  .forget_outside = mem_forget_outside,
+  .count = mem_count,
+  .list = mem_list,
+  .close = mem_close,
+};
+
 ModecfgLeaseStore *
 modecfg_lease_store_memory_new (void)
 {
   MemStore *m = g_new0 (MemStore, 1);
-  ModecfgLeaseStore *s = g_new0 (ModecfgLeaseStore, 1);
+  ModecfgLeaseStore *s = g_memdup2 (&mem_ops, sizeof mem_ops);
 
   m->pools = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) mem_pool_free);
-  s->find = mem_find;
-  s->claim = mem_claim;
-  s->release = mem_release;
-  s->forget_outside = mem_forget_outside;
-  s->count = mem_count;
-  s->list = mem_list;
-  s->close = mem_close;
   s->self = m;
   return s;
 }

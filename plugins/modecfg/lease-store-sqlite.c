@@ -173,6 +173,17 @@ finish (SqlStore *s, gboolean ok, GError **error)
   return FALSE;
 }
 
+/* Runs st (bound) as a transaction of its own; *changed = rows it changed. */
+static gboolean
+write_alone (SqlStore *s, sqlite3_stmt *st, int *changed, GError **error)
+{
+  gboolean ok = exec (s, ST_BEGIN, error) && step (s, st, error) == SQLITE_DONE;
+
+  *changed = ok ? sqlite3_changes (s->db) : 0;
+  sqlite3_reset (st);
+  return finish (s, ok, error);
+}
+
 /* Reads an address column; a blob of another size is a corrupt row. */
 static gboolean
 column_addr (SqlStore *s, sqlite3_stmt *st, int col, ModikeAddr *out, GError **error)
@@ -266,6 +277,22 @@ row_addr (SqlStore *s, sqlite3_stmt *st, ModikeAddr *a, gboolean *got, GError **
   return ok;
 }
 
+/* ST_INSERT or ST_TAKE: addr is identity's, online, since now. */
+static gboolean
+write_lease (SqlStore *s, int which, const char *pool, const ModikeAddr *addr, const char *identity, gint64 now,
+             GError **error)
+{
+  sqlite3_stmt *st = stmt (s, which, pool);
+  gboolean ok;
+
+  bind_addr (st, 2, addr);
+  bind_identity (st, 3, identity);
+  sqlite3_bind_int64 (st, 4, now);
+  ok = step (s, st, error) == SQLITE_DONE;
+  sqlite3_reset (st);
+  return ok;
+}
+
 static gboolean
 sql_claim_in (SqlStore *s, const char *pool, const ModecfgRange *range, const ModikeAddr *hint,
               const char *identity, ModikeAddr *out, ModecfgClaim *how, GError **error)
@@ -291,11 +318,7 @@ sql_claim_in (SqlStore *s, const char *pool, const ModecfgRange *range, const Mo
     return FALSE;
   if (got)
     {
-      st = stmt (s, ST_INSERT, pool);
-      bind_addr (st, 2, &a);
-      bind_identity (st, 3, identity);
-      sqlite3_bind_int64 (st, 4, now);
-      if (step (s, st, error) != SQLITE_DONE)
+      if (!write_lease (s, ST_INSERT, pool, &a, identity, now, error))
         return FALSE;
       *how = MODECFG_CLAIM_FREE;
       *out = a;
@@ -308,11 +331,7 @@ sql_claim_in (SqlStore *s, const char *pool, const ModecfgRange *range, const Mo
     return FALSE;
   if (!got)
     return TRUE;
-  st = stmt (s, ST_TAKE, pool);
-  bind_addr (st, 2, &a);
-  bind_identity (st, 3, identity);
-  sqlite3_bind_int64 (st, 4, now);
-  if (step (s, st, error) != SQLITE_DONE)
+  if (!write_lease (s, ST_TAKE, pool, &a, identity, now, error))
     return FALSE;
   *how = MODECFG_CLAIM_REUSED;
   *out = a;
@@ -336,36 +355,27 @@ sql_release (gpointer self, const char *pool, const char *identity, const Modike
              GError **error)
 {
   SqlStore *s = self;
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = stmt (s, ST_RELEASE, pool);
+  int changed;
   gboolean ok;
 
-  *found = FALSE;
-  if (!exec (s, ST_BEGIN, error))
-    return FALSE;
-  st = stmt (s, ST_RELEASE, pool);
   bind_identity (st, 2, identity);
   bind_addr (st, 3, addr);
   sqlite3_bind_int64 (st, 4, g_get_real_time ());
-  ok = step (s, st, error) == SQLITE_DONE;
-  *found = ok && sqlite3_changes (s->db) == 1;
-  sqlite3_reset (st);
-  return finish (s, ok, error);
+  ok = write_alone (s, st, &changed, error);
+  *found = changed == 1;
+  return ok;
 }
 
 static gboolean
 sql_forget_outside (gpointer self, const char *pool, const ModecfgRange *range, GError **error)
 {
   SqlStore *s = self;
-  sqlite3_stmt *st;
-  gboolean ok;
+  sqlite3_stmt *st = stmt (s, ST_FORGET, pool);
+  int changed;
 
-  if (!exec (s, ST_BEGIN, error))
-    return FALSE;
-  st = stmt (s, ST_FORGET, pool);
   bind_range (st, 2, range);
-  ok = step (s, st, error) == SQLITE_DONE;
-  sqlite3_reset (st);
-  return finish (s, ok, error);
+  return write_alone (s, st, &changed, error);
 }
 
 static gboolean
@@ -478,7 +488,7 @@ sql_open (SqlStore *s, GError **error)
   g_autofree char *mode = NULL;
   gint64 version;
   sqlite3_stmt *st;
-  gboolean ok;
+  int changed;
 
   if (!create_private (s->path, error))
     return FALSE;
@@ -526,14 +536,20 @@ sql_open (SqlStore *s, GError **error)
       return fail (s, st_sql[i], error);
   /* Sessions of an earlier process are gone (it crashed or was killed):
    * their leases go offline, before any later release. */
-  if (!exec (s, ST_BEGIN, error))
-    return FALSE;
   st = stmt (s, ST_RESET, NULL);
   sqlite3_bind_int64 (st, 1, g_get_real_time ());
-  ok = step (s, st, error) == SQLITE_DONE;
-  sqlite3_reset (st);
-  return finish (s, ok, error);
+  return write_alone (s, st, &changed, error);
 }
+
+static const ModecfgLeaseStore sql_ops = {
+  .find = sql_find,
+  .claim = sql_claim,
+  .release = sql_release,
+  .forget_outside = sql_forget_outside,
+  .count = sql_count,
+  .list = sql_list,
+  .close = sql_close,
+};
 
 ModecfgLeaseStore *
 modecfg_lease_store_sqlite_open (const char *path, GError **error)
@@ -549,14 +565,7 @@ modecfg_lease_store_sqlite_open (const char *path, GError **error)
       sql_close (s);
       return NULL;
     }
-  store = g_new0 (ModecfgLeaseStore, 1);
-  store->find = sql_find;
-  store->claim = sql_claim;
-  store->release = sql_release;
-  store->forget_outside = sql_forget_outside;
-  store->count = sql_count;
-  store->list = sql_list;
-  store->close = sql_close;
+  store = g_memdup2 (&sql_ops, sizeof sql_ops);
   store->self = s;
   return store;
 }
