@@ -444,6 +444,9 @@ pragma (SqlStore *s, const char *sql, GError **error)
       const char *text = (const char *) sqlite3_column_text (st, 0);
       value = g_strdup (text != NULL ? text : "");
     }
+  else if ((rc & 0xff) == SQLITE_BUSY)
+    g_set_error (error, MODECFG_POOL_ERROR, MODECFG_POOL_ERROR_STORE,
+                 "lease database %s is in use by another process", s->path);
   else
     g_set_error (error, MODECFG_POOL_ERROR, MODECFG_POOL_ERROR_STORE, "lease database %s is not usable: %s",
                  s->path, sqlite3_errmsg (s->db));
@@ -496,6 +499,11 @@ sql_open (SqlStore *s, GError **error)
     return fail (s, "cannot open", error);
   sqlite3_extended_result_codes (s->db, 1);
   sqlite3_busy_timeout (s->db, BUSY_TIMEOUT_MS);
+  /* One process at a time: at open the leases of any earlier one are
+   * set offline, which would be wrong under a process still running. In
+   * WAL mode this also means no -shm file. */
+  if (!exec_text (s, "PRAGMA locking_mode = EXCLUSIVE", "locking mode", error))
+    return FALSE;
   /* The version first: a database of another version is not touched. */
   if ((version_text = pragma (s, "PRAGMA user_version", error)) == NULL)
     return FALSE;

@@ -96,9 +96,10 @@ ModecfgLeaseStore *modecfg_lease_store_memory_new (void);
 
 /* Leases in the SQLite database at path (created with mode 0600 if
  * missing, WAL mode). Leases online in the file are set offline: sessions
- * of an earlier process are gone. Errors name path: a file that is no
- * database or is corrupt, cannot be opened for writing, or has another
- * schema version (MODECFG_POOL_ERROR_SCHEMA). */
+ * of an earlier process are gone. The file is locked for this process
+ * until the store is freed. Errors name path: a file that is no database
+ * or is corrupt, cannot be opened for writing, is in use by another
+ * process, or has another schema version (MODECFG_POOL_ERROR_SCHEMA). */
 ModecfgLeaseStore *modecfg_lease_store_sqlite_open (const char *path, GError **error);
 #define MODECFG_LEASE_SCHEMA_VERSION 1
 

@@ -629,6 +629,22 @@ test_sqlite_restart (Fx *fx, gconstpointer kind)
 }
 
 static void
+open_fails (Fx *fx, int code, const char *part)
+{
+  g_autoptr (GError) error = NULL;
+  ModecfgLeaseStore *store = modecfg_lease_store_sqlite_open (fx->path, &error);
+
+  g_assert_null (store);
+  g_assert_nonnull (error);
+  g_test_message ("%s", error->message);
+  g_assert_error (error, MODECFG_POOL_ERROR, code);
+  if (strstr (error->message, fx->path) == NULL || strstr (error->message, part) == NULL)
+    g_error ("\"%s\" lacks the path or \"%s\"", error->message, part);
+}
+
+/* The file: mode 0600 (its WAL too), one process at a time, WAL mode,
+ * addresses as 4-byte blobs. */
+static void
 test_sqlite_file (Fx *fx, gconstpointer kind)
 {
   g_autoptr (ModecfgPool) pool = pool_new (fx, "rw", "10.9.0.0/24");
@@ -642,34 +658,25 @@ test_sqlite_file (Fx *fx, gconstpointer kind)
   g_assert_cmpint (sb.st_mode & 07777, ==, 0600);
   g_assert_cmpint (g_stat (wal, &sb), ==, 0);
   g_assert_cmpint (sb.st_mode & 07777, ==, 0600);
+  open_fails (fx, MODECFG_POOL_ERROR_STORE, "is in use by another process");
 
+  g_clear_pointer (&pool, modecfg_pool_free);
+  g_clear_pointer (&fx->store, modecfg_lease_store_free);
   g_assert_cmpint (sqlite3_open_v2 (fx->path, &db, SQLITE_OPEN_READONLY, NULL), ==, SQLITE_OK);
   g_assert_cmpint (sqlite3_prepare_v2 (db, "PRAGMA journal_mode", -1, &st, NULL), ==, SQLITE_OK);
   g_assert_cmpint (sqlite3_step (st), ==, SQLITE_ROW);
   g_assert_cmpstr ((const char *) sqlite3_column_text (st, 0), ==, "wal");
   sqlite3_finalize (st);
-  g_assert_cmpint (sqlite3_prepare_v2 (db, "SELECT length (addr), hex (addr), pool FROM leases", -1, &st, NULL),
-                   ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_prepare_v2 (db, "SELECT length (addr), hex (addr), pool, identity FROM leases", -1, &st,
+                                       NULL), ==, SQLITE_OK);
   g_assert_cmpint (sqlite3_step (st), ==, SQLITE_ROW);
   g_assert_cmpint (sqlite3_column_int (st, 0), ==, 4);
   g_assert_cmpstr ((const char *) sqlite3_column_text (st, 1), ==, "0A090001");
   g_assert_cmpstr ((const char *) sqlite3_column_text (st, 2), ==, "rw");
+  g_assert_cmpstr ((const char *) sqlite3_column_text (st, 3), ==, "alice");
+  g_assert_cmpint (sqlite3_step (st), ==, SQLITE_DONE);
   sqlite3_finalize (st);
   sqlite3_close (db);
-}
-
-static void
-open_fails (Fx *fx, int code, const char *part)
-{
-  g_autoptr (GError) error = NULL;
-  ModecfgLeaseStore *store = modecfg_lease_store_sqlite_open (fx->path, &error);
-
-  g_assert_null (store);
-  g_assert_nonnull (error);
-  g_test_message ("%s", error->message);
-  g_assert_error (error, MODECFG_POOL_ERROR, code);
-  if (strstr (error->message, fx->path) == NULL || strstr (error->message, part) == NULL)
-    g_error ("\"%s\" lacks the path or \"%s\"", error->message, part);
 }
 
 static void
