@@ -538,6 +538,26 @@ test_range_change (Fx *fx, gconstpointer kind)
   acquire_fails (pool, "c", MODECFG_POOL_ERROR_EXHAUSTED, "pool 'rw' is exhausted: all 3 addresses are in use");
 }
 
+/* A pool that changes family keeps none of its old offline leases. */
+static void
+test_family_change (Fx *fx, gconstpointer kind)
+{
+  g_autoptr (ModecfgPool) pool = pool_new (fx, "rw", "10.9.0.0/24");
+
+  ASSERT_ACQUIRE (pool, "alice", "10.9.0.1");
+  ASSERT_ACQUIRE (pool, "bob", "10.9.0.2");
+  release (pool, "alice", "10.9.0.1");
+  set_range (pool, "2001:db8:f::/120");
+  g_assert_cmpint (modecfg_pool_get_family (pool), ==, AF_INET6);
+  ASSERT_LEASE (pool, "alice", "");
+  ASSERT_ACQUIRE (pool, "alice", "2001:db8:f::1");
+  ASSERT_ACQUIRE (pool, "bob", "10.9.0.2");     /* its session goes on */
+  release (pool, "bob", "10.9.0.2");
+  release (pool, "bob", "10.9.0.2");
+  ASSERT_ACQUIRE (pool, "bob", "2001:db8:f::2");
+  assert_status (pool, 255, 2, 0);
+}
+
 static void
 test_identity_bounds (Fx *fx, gconstpointer kind)
 {
@@ -626,6 +646,25 @@ test_sqlite_restart (Fx *fx, gconstpointer kind)
   /* carol's address in the full pool is offline, not in use. */
   ASSERT_ACQUIRE (one, "dave", "10.9.1.1");
   ASSERT_LEASE (one, "carol", "");
+}
+
+/* Leases a restart set offline count as gone offline then: later than
+ * the ones released before. */
+static void
+test_sqlite_restart_order (Fx *fx, gconstpointer kind)
+{
+  g_autoptr (ModecfgPool) pool = pool_new (fx, "two", "10.9.2.1-10.9.2.2");
+
+  ASSERT_ACQUIRE (pool, "bob", "10.9.2.1");
+  ASSERT_ACQUIRE (pool, "alice", "10.9.2.2");
+  release (pool, "alice", "10.9.2.2");
+  g_clear_pointer (&pool, modecfg_pool_free);
+  fx_restart (fx);
+  pool = pool_new (fx, "two", "10.9.2.1-10.9.2.2");
+  ASSERT_ACQUIRE (pool, "carol", "10.9.2.2");
+  ASSERT_ACQUIRE (pool, "dave", "10.9.2.1");
+  ASSERT_LEASE (pool, "alice", "");
+  ASSERT_LEASE (pool, "bob", "");
 }
 
 static void
@@ -789,9 +828,11 @@ main (int argc, char **argv)
   add_both ("concurrent-refcount", test_concurrent_refcount);
   add_both ("release-wrong", test_release_wrong);
   add_both ("range-change", test_range_change);
+  add_both ("family-change", test_family_change);
   add_both ("identity-bounds", test_identity_bounds);
   add_both ("pools-apart", test_pools_apart);
   add_sqlite ("restart", test_sqlite_restart);
+  add_sqlite ("restart-order", test_sqlite_restart_order);
   add_sqlite ("file", test_sqlite_file);
   add_sqlite ("schema-version", test_sqlite_schema_version);
   add_sqlite ("corrupt", test_sqlite_corrupt);
