@@ -17,15 +17,12 @@ load_plugin (Node *n)
   return modike_plugin_get_data (pl);
 }
 
-/* config_xml with method xauth-psk and `section` added; applied as the
- * daemon does (plugin sections, auth names, then the engine). */
+/* `xml` with `section` added before </modike>; applied as the daemon does
+ * (plugin sections, auth names, then the engine). */
 gboolean
-configure (Node *n, const Params *p, gboolean is_a, const char *section, GError **error)
+configure_xml (Node *n, const char *xml, const char *section, GError **error)
 {
-  g_autofree char *xml = config_xml (p, is_a);
-  g_auto (GStrv) parts = g_strsplit (xml, "method=\"psk\"", -1);
-  g_autofree char *x1 = g_strjoinv ("method=\"xauth-psk\"", parts);
-  g_auto (GStrv) tail = g_strsplit (x1, "</modike>", -1);
+  g_auto (GStrv) tail = g_strsplit (xml, "</modike>", -1);
   g_autofree char *x2 = NULL;
   g_autoptr (GHashTable) fragments = modike_registry_config_fragments (n->reg);
   ModikeConfig *cfg;
@@ -44,4 +41,15 @@ configure (Node *n, const Params *p, gboolean is_a, const char *section, GError 
   modike_config_free (n->cfg);
   n->cfg = cfg;
   return TRUE;
+}
+
+/* config_xml with method xauth-psk and `section` added (configure_xml). */
+gboolean
+configure (Node *n, const Params *p, gboolean is_a, const char *section, GError **error)
+{
+  g_autofree char *xml = config_xml (p, is_a);
+  g_auto (GStrv) parts = g_strsplit (xml, "method=\"psk\"", -1);
+  g_autofree char *x1 = g_strjoinv ("method=\"xauth-psk\"", parts);
+
+  return configure_xml (n, x1, section, error);
 }
