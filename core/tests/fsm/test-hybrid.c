@@ -52,7 +52,7 @@ client_xml (const Params *p, gboolean is_a, const char *method, const char *ca)
 {
   g_autofree char *xml = config_xml (p, is_a);
   g_autofree char *old = g_strdup_printf ("<auth method=\"psk\" secret=\"%s\"/>", is_a ? p->psk_a : p->psk_b);
-  g_autofree char *cap = g_test_build_filename (G_TEST_DIST, "vectors", "certs", ca, NULL);
+  g_autofree char *cap = cert_path (ca);
   g_autofree char *auth = g_strdup_printf ("<auth method=\"%s\"><ca path=\"%s\"/></auth>", method, cap);
   g_auto (GStrv) parts = g_strsplit (xml, old, -1);
 
@@ -100,23 +100,6 @@ hybrid_pair (const HybridCase *c, FakeHybrid *fa, FakeHybrid *fb, Node **a, Node
   net->filter = c->filter;
   net->filter_user = c->filter_user;
   return net;
-}
-
-/* The peer's ID payload as the SA kept it, as text. */
-static char *
-peer_id_text (ModikeIkeSa *sa)
-{
-  GBytes *id_b = sa->role == MODIKE_ROLE_INITIATOR ? sa->idr_b : sa->idi_b;
-  g_autoptr (ModikeIdPayload) id = modike_id_payload_parse (g_bytes_get_data (id_b, NULL), g_bytes_get_size (id_b),
-                                                            NULL);
-  gsize len;
-  const guint8 *d;
-
-  g_assert_nonnull (id);
-  d = g_bytes_get_data (id->data, &len);
-  if (id->type == MODIKE_ID_DER_ASN1_DN)
-    return modike_x509_dn_to_string (d, len);
-  return modike_id_payload_to_string (id);
 }
 
 /* What the plain messages carry: CR, CERT, SIG and HASH per message

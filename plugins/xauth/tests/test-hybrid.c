@@ -6,8 +6,6 @@
  * Mode run. A is 192.0.2.2, B 192.0.2.1. */
 #include "xauth-fixture.h"
 
-#include <glib/gstdio.h>
-
 #define ISAKMP_EXCHANGE_OFFSET 18
 #define EX_QUICK 32
 
@@ -34,17 +32,6 @@ hx_filter (Net *net, guint n, Packet *p, gpointer user)
   return FILTER_PASS;
 }
 
-static char *
-cert_file (const char *name)
-{
-  char *path = g_test_build_filename (G_TEST_DIST, "vectors", "certs", name, NULL);
-
-  /* git checks keys out 0644; the loader wants them private. */
-  if (g_str_has_suffix (name, ".key"))
-    g_assert_cmpint (g_chmod (path, 0600), ==, 0);
-  return path;
-}
-
 /* config_xml with <auth method> for the gateway (certificate and key) or
  * the client (trust anchor only). */
 static char *
@@ -52,7 +39,7 @@ hybrid_xml (const Params *p, gboolean is_a, const char *method, gboolean gateway
 {
   g_autofree char *xml = config_xml (p, is_a);
   g_autofree char *old = g_strdup_printf ("<auth method=\"psk\" secret=\"%s\"/>", is_a ? p->psk_a : p->psk_b);
-  g_autofree char *ca = cert_file ("ca.pem"), *chain = cert_file ("gw-chain.pem"), *key = cert_file ("gw.key");
+  g_autofree char *ca = cert_path ("ca.pem"), *chain = cert_path ("gw-chain.pem"), *key = cert_path ("gw.key");
   g_autofree char *keys = gateway ? g_strdup_printf (" cert=\"%s\" key=\"%s\"", chain, key) : g_strdup ("");
   g_autofree char *auth = g_strdup_printf ("<auth method=\"%s\"%s><ca path=\"%s\"/></auth>", method, keys, ca);
   g_auto (GStrv) parts = g_strsplit (xml, old, -1);
@@ -115,16 +102,7 @@ hx_new (const char *exchange, const char *method, gboolean a_is_gateway, const c
 static void
 hx_free (Hx *hx)
 {
-  g_autoptr (GDir) d = g_dir_open (hx->dir, 0, NULL);
-  const char *name;
-
-  while ((name = g_dir_read_name (d)) != NULL)
-    {
-      g_autofree char *path = g_build_filename (hx->dir, name, NULL);
-
-      g_unlink (path);
-    }
-  g_rmdir (hx->dir);
+  remove_tmp_dir (hx->dir);
   g_free (hx->dir);
   g_string_free (hx->seq, TRUE);
   net_free (hx->net);

@@ -1,6 +1,8 @@
 /* Shared by the xauth suite's tests (xauth-fixture.h). */
 #include "xauth-fixture.h"
 
+#include <glib/gstdio.h>
+
 const ModikePluginDescriptor *modike_plugin_descriptor (void);
 
 /* The plugin on a node as the loader gives it: descriptor, init, table. */
@@ -52,4 +54,19 @@ configure (Node *n, const Params *p, gboolean is_a, const char *section, GError 
   g_autofree char *x1 = g_strjoinv ("method=\"xauth-psk\"", parts);
 
   return configure_xml (n, x1, section, error);
+}
+
+void
+remove_tmp_dir (const char *dir)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+
+  while ((name = g_dir_read_name (d)) != NULL)
+    {
+      g_autofree char *path = g_build_filename (dir, name, NULL);
+
+      g_unlink (path);
+    }
+  g_rmdir (dir);
 }

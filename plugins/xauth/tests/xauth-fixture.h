@@ -12,3 +12,5 @@ Xauth *load_plugin (Node *n);
 gboolean configure_xml (Node *n, const char *xml, const char *section, GError **error);
 /* config_xml with method xauth-psk and section added (configure_xml). */
 gboolean configure (Node *n, const Params *p, gboolean is_a, const char *section, GError **error);
+/* Removes a test's temporary directory and the files in it. */
+void remove_tmp_dir (const char *dir);
