@@ -69,6 +69,7 @@ typedef struct {
   NetFilter filter;
   gpointer filter_user;
   gboolean a_done;        /* the responder refuses the last message: A is up by then */
+  const char *ids_client; /* XML before the client's <auth>: <remote-id> */
 } HybridCase;
 
 static Net *
@@ -90,6 +91,14 @@ hybrid_pair (const HybridCase *c, FakeHybrid *fa, FakeHybrid *fb, Node **a, Node
     {
       xa = c->client_signs ? cert_config_xml (&p, TRUE, method, "client", ca, NULL) : client_xml (&p, TRUE, method, ca);
       xb = cert_config_xml (&p, FALSE, method, "gw", "ca.pem", NULL);
+    }
+  if (c->ids_client != NULL)
+    {
+      char **client = c->a_is_gateway ? &xb : &xa;
+      g_auto (GStrv) parts = g_strsplit (*client, "<auth ", 2);
+
+      g_free (*client);
+      *client = g_strconcat (parts[0], c->ids_client, "<auth ", parts[1], NULL);
     }
   *a = node_alloc (net, "a", "192.0.2.2");
   *b = node_alloc (net, "b", "192.0.2.1");
@@ -264,6 +273,15 @@ test_untrusted_gateway_am (void)
   fail_case (&c, "peer b: certificate 'CN=gw,O=modike' is not trusted: signer not found", NULL);
 }
 
+/* ... and its identity: the DN the client's config wants. */
+static void
+test_wrong_gateway_id (void)
+{
+  HybridCase c = { .exchange = "main", .ids_client = "<remote-id type=\"dn\" value=\"CN=someone,O=modike\"/>" };
+
+  fail_case (&c, "peer b: identity CN=gw,O=modike is not the configured CN=someone,O=modike", NULL);
+}
+
 /* A client that signs under the hybrid value (its plugin runs it as RSA
  * signatures): the keys agree, but the gateway wants HASH_I. */
 static void
@@ -427,6 +445,7 @@ fsm_add_hybrid_tests (void)
   g_test_add_func ("/fsm/hybrid/am-gateway-initiates", test_am_gateway_initiates);
   g_test_add_func ("/fsm/hybrid/untrusted-gateway", test_untrusted_gateway);
   g_test_add_func ("/fsm/hybrid/untrusted-gateway-am", test_untrusted_gateway_am);
+  g_test_add_func ("/fsm/hybrid/wrong-gateway-id", test_wrong_gateway_id);
   g_test_add_func ("/fsm/hybrid/client-sends-sig", test_client_sends_sig);
   g_test_add_func ("/fsm/hybrid/client-sends-sig-am", test_client_sends_sig_am);
   g_test_add_func ("/fsm/hybrid/wrong-hash", test_wrong_hash);
