@@ -43,6 +43,8 @@
 #       trust anchors (<ca>: root and intermediate, as charon sends just its
 #       own certificate), checks charon's certificate and DN, then answers
 #       XAuth as in xauth-client; ping through the tunnel.
+#   hybrid-client-am: as hybrid-client in Aggressive Mode (charon
+#       aggressive = yes).
 #   hybrid-gateway: roles swapped: modiked in gw is the hybrid gateway
 #       (cert and key, users file), charon in cl the client (local { auth =
 #       xauth }, remote { auth = pubkey }) initiates; ping from cl.
@@ -54,7 +56,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 CASE=${1:-}
 XUSER=alice PAM=
 WAIT=${MKI_WAIT:-30}
-PASSWORD=alicepw SIDE_M=cl SIDE_C=gw PROMPT= HYBRID=
+PASSWORD=alicepw SIDE_M=cl SIDE_C=gw PROMPT= HYBRID= EXCHANGE=main
 CERTS=$HERE/../../vectors/certs
 case $CASE in
   xauth-client) ;;
@@ -65,6 +67,7 @@ case $CASE in
   xauth-gateway-wrong-password) SIDE_M=gw SIDE_C=cl PASSWORD=wrongpw ;;
   xauth-gateway-pam) SIDE_M=gw SIDE_C=cl PAM=modike-xauth-ia-$$ XUSER=mkxi$$ ;;
   hybrid-client) HYBRID=yes ;;
+  hybrid-client-am) HYBRID=yes EXCHANGE=aggressive ;;
   hybrid-gateway) HYBRID=yes SIDE_M=gw SIDE_C=cl ;;
   *) echo "usage: $0 CASE (see the head of this file)" >&2; exit 2 ;;
 esac
@@ -162,6 +165,7 @@ connections {
     proposals = aes128-sha256-modp2048
     rekey_time = 0
     dpd_delay = 0
+    aggressive = $([ "$EXCHANGE" = aggressive ] && echo yes || echo no)
 $c_auth
     children {
       net {
@@ -231,7 +235,7 @@ fi
 mki_modiked_conf "$CFG" LISTEN="$m_addr" NAME=$m_name INITIATE=$m_init \
   LOCAL="$m_addr" REMOTE="$m_far" LOCAL_ID=$m_id REMOTE_ID=$m_rid PSK=testpsk \
   ID_TYPE=$m_idtype AUTH_XML="$m_auth" \
-  EXCHANGE=main LOCAL_TS="$m_lts" REMOTE_TS="$m_rts" \
+  EXCHANGE=$EXCHANGE LOCAL_TS="$m_lts" REMOTE_TS="$m_rts" \
   STATUS="$MKI_DIR/$SIDE_M/modiked.status" LOGLEVEL=debug \
   PLUGINS="natt esp_user tun xauth" ADAPTER=mk0 ADAPTER_ADDR="$m_host/32"
 # The generic config with the XAuth method and the plugin's section.
@@ -343,6 +347,9 @@ grep -q "extended authentication succeeded for user '$XUSER'" "$LOG" ||
 if [ -n "$HYBRID" ]; then
   # HybridInitRSA on both sides; the client checked the gateway's chain.
   grep -q "authenticated with $METHOD (method 64221" "$LOG" || fail "modiked's log does not show method $METHOD"
+  if [ "$EXCHANGE" = aggressive ]; then
+    grep -q "initiating Aggressive Mode" "$LOG" || fail "modiked did not start Aggressive Mode"
+  fi
   grep -q "XAuth authentication of '$XUSER'.* successful" "$MKI_DIR/$SIDE_C/charon.log" ||
     fail "charon's log does not show the XAuth round"
   if [ "$SIDE_M" = cl ]; then
