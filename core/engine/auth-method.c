@@ -1,7 +1,7 @@
 /* Phase 1 authentication methods plugins register (XAuth, hybrid): what
  * the SA negotiated, who owns it, and the owner's call once phase 1 is up.
- * Phase 1 computes with the method's base: pre-shared keys or RSA
- * signatures (phase1.c). */
+ * Phase 1 computes with the method's base: pre-shared keys, RSA
+ * signatures, or hybrid (the gateway signs, the client hashes; phase1.c). */
 #include "engine-private.h"
 
 static const ModikeAuthMethodReg *
@@ -105,20 +105,62 @@ engine_auth_established (ModikeIkeSa *sa)
 }
 
 gboolean
-engine_auth_usable (const ModikePeerConfig *peer, GError **error)
+engine_auth_signs (const ModikeIkeSa *sa, gboolean local)
 {
+  const ModikePeerConfig *peer = sa->peer;
+  const ModikeAuthMethodReg *m;
+
+  if (peer == NULL || peer->auth_base == MODIKE_AUTH_PSK)
+    return FALSE;
+  if (peer->auth_base == MODIKE_AUTH_RSA_SIG)
+    return TRUE;
+  /* Hybrid: the gateway signs, the client (the role the method
+   * authenticates further) hashes. The config's method, as the SA may not
+   * have chosen yet; a choice must equal it (proposal.c). */
+  m = modike_registry_auth_method (sa->ike->registry, peer->auth);
+  return m != NULL && (sa->role == m->authenticated) != local;
+}
+
+gboolean
+engine_auth_usable (const ModikeIkeSa *sa, GError **error)
+{
+  const ModikePeerConfig *peer = sa->peer;
+  const char *name = peer->auth_name != NULL ? peer->auth_name : "rsa";
+  const char *role = sa->role == MODIKE_ROLE_INITIATOR ? "initiator" : "responder";
+  gboolean has_local = peer->x509 != NULL && modike_x509_creds_has_local (peer->x509);
+
   if (peer->auth == 0)
     {
       g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN,
                    "auth method '%s' is not resolved (no plugin registers it)", peer->auth_name != NULL ? peer->auth_name : "?");
       return FALSE;
     }
-  if (peer->auth_base == MODIKE_AUTH_RSA_SIG &&
-      (peer->x509 == NULL || !modike_x509_creds_has_local (peer->x509)))
+  if (peer->auth_base == MODIKE_AUTH_HYBRID_RSA)
+    {
+      /* The config decides the end: cert and key make it the gateway, trust
+       * anchors alone the client (the config demands them then). */
+      if (engine_auth_signs (sa, TRUE) && !has_local)
+        {
+          g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN,
+                       "auth method '%s' makes the %s the hybrid gateway, which signs: no certificate and key "
+                       "configured (this end is a hybrid client)",
+                       name, role);
+          return FALSE;
+        }
+      if (!engine_auth_signs (sa, TRUE) && has_local)
+        {
+          g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN,
+                       "auth method '%s' makes the %s the hybrid client, but this end has a certificate and key "
+                       "(a gateway): a gateway does not %s phase 1 with this method",
+                       name, role, sa->role == MODIKE_ROLE_INITIATOR ? "start" : "answer");
+          return FALSE;
+        }
+      return TRUE;
+    }
+  if (peer->auth_base == MODIKE_AUTH_RSA_SIG && !has_local)
     {
       g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN,
-                   "auth method '%s' is based on RSA signatures: no certificate and key configured",
-                   peer->auth_name != NULL ? peer->auth_name : "rsa");
+                   "auth method '%s' is based on RSA signatures: no certificate and key configured", name);
       return FALSE;
     }
   return TRUE;

@@ -530,8 +530,12 @@ void engine_adapters_sa_gone (ModikeIkeSa *sa);
 /* Phase 1 is up: the owner of a plugin method hears of it. */
 void engine_auth_established (ModikeIkeSa *sa);
 /* FALSE (NO_PROPOSAL_CHOSEN, without the peer's name) when phase 1 cannot
- * run the peer's method (unresolved, or RSA based). */
-gboolean engine_auth_usable (const ModikePeerConfig *peer, GError **error);
+ * run the peer's method in the SA's role (unresolved; RSA based without a
+ * certificate; hybrid with this end on the wrong side). */
+gboolean engine_auth_usable (const ModikeIkeSa *sa, GError **error);
+/* Whether this end (local) or the peer proves itself with CERT and SIG
+ * rather than HASH: RSA signatures, and the gateway of a hybrid method. */
+gboolean engine_auth_signs (const ModikeIkeSa *sa, gboolean local);
 /* An ID payload as text for messages and modike_ike_sa_get_user (a DN as
  * its string form). */
 char *engine_id_text (const ModikeIdPayload *id);

@@ -1,7 +1,9 @@
 /* Phase 1 pieces Main and Aggressive Mode share (RFC 2409 5): identities,
  * vendor IDs, KE and nonce, key derivation, HASH_I/HASH_R, proposals,
  * notifies and INITIAL-CONTACT; with RSA signatures (5.1) also CR, CERT
- * and SIG, and the checks of the peer's certificate. */
+ * and SIG, and the checks of the peer's certificate. Hybrid authentication
+ * (draft-ietf-ipsec-isakmp-hybrid-auth-05): SKEYID as with signatures, the
+ * gateway sends CERT and SIG, the client HASH (engine_auth_signs). */
 #include "engine-private.h"
 
 #include <string.h>
@@ -56,12 +58,14 @@ config_id (guint8 type, const char *value, const ModikeAddr *fallback, guint8 *o
   return TRUE;
 }
 
-/* The base method phase 1 computes with (psk or RSA signatures); a
- * plugin method's base was resolved into the peer config. */
+/* SKEYID from the nonces and g^xy (RSA signatures and hybrid) rather
+ * than from a pre-shared key; a plugin method's base was resolved into the
+ * peer config. Who signs: engine_auth_signs. */
 static gboolean
 p1_uses_sig (const ModikeIkeSa *sa)
 {
-  return sa->peer != NULL && sa->peer->auth_base == MODIKE_AUTH_RSA_SIG;
+  return sa->peer != NULL &&
+         (sa->peer->auth_base == MODIKE_AUTH_RSA_SIG || sa->peer->auth_base == MODIKE_AUTH_HYBRID_RSA);
 }
 
 /* With signatures our identity must be in our certificate: its subject
@@ -107,7 +111,7 @@ p1_local_id (ModikeIkeSa *sa, GError **error)
   g_autoptr (ModikeIdPayload) id = NULL;
   guint8 type = 0;
 
-  if (p1_uses_sig (sa) && modike_x509_creds_has_local (peer->x509))
+  if (engine_auth_signs (sa, TRUE) && modike_x509_creds_has_local (peer->x509))
     {
       if (!sig_local_id (sa, &type, data, error))
         return NULL;
@@ -373,8 +377,8 @@ p1_verify_hash (ModikeExchange *x, gboolean of_initiator, const ModikePayload *h
   p1_hash (x->sa, of_initiator, want);
   if (!engine_hash_matches (x->sa, hash, want))
     {
-      engine_fail (x, MODIKE_N_INVALID_HASH_INFORMATION, MODIKE_IKE_ERROR_AUTH, error,
-                   "HASH_%s does not verify (pre-shared key mismatch?)", of_initiator ? "I" : "R");
+      engine_fail (x, MODIKE_N_INVALID_HASH_INFORMATION, MODIKE_IKE_ERROR_AUTH, error, "HASH_%s does not verify%s",
+                   of_initiator ? "I" : "R", p1_uses_sig (x->sa) ? "" : " (pre-shared key mismatch?)");
       return FALSE;
     }
   return TRUE;
@@ -396,7 +400,7 @@ p1_add_cert_request (ModikeIkeSa *sa, ModikeBuilder *b)
   g_autoptr (GPtrArray) cas = NULL;
   g_autoptr (GBytes) none = NULL;
 
-  if (!p1_uses_sig (sa) || sa->peer->x509 == NULL)
+  if (!engine_auth_signs (sa, FALSE) || sa->peer->x509 == NULL)
     return;
   /* One CR per trust anchor, so that a peer with several certificates
    * picks the one we can check (strongSwan sends its certificate only
@@ -444,7 +448,7 @@ p1_add_auth (ModikeIkeSa *sa, ModikeBuilder *b, GError **error)
 {
   guint8 hash[MODIKE_HASH_MAX];
 
-  if (p1_uses_sig (sa))
+  if (engine_auth_signs (sa, TRUE))
     return add_cert_sig (sa, b, error);
   p1_hash (sa, sa->role == MODIKE_ROLE_INITIATOR, hash);
   modike_builder_add (b, MODIKE_PL_HASH, hash, modike_hash_len (sa->choice.hash));
@@ -568,13 +572,24 @@ p1_authenticate (ModikeExchange *x, const ModikeMessage *msg, gboolean check_id,
       modike_exchange_set_notify (x, MODIKE_N_INVALID_ID_INFORMATION);
       return FALSE;
     }
-  if (p1_uses_sig (sa))
+  if (engine_auth_signs (sa, FALSE))
     {
       if (!verify_cert_sig (x, msg, error))
         {
           sa->ike->stats.auth_failures++;
           return FALSE;
         }
+    }
+  else if (modike_message_find (msg, MODIKE_PL_SIG) != NULL)
+    {
+      /* A hybrid client has no certificate; a signature is a peer that
+       * runs another method under this method's value. */
+      const char *r = sa->role == MODIKE_ROLE_RESPONDER ? "I" : "R";
+
+      sa->ike->stats.auth_failures++;
+      engine_fail (x, MODIKE_N_AUTHENTICATION_FAILED, MODIKE_IKE_ERROR_AUTH, error,
+                   "SIG_%s instead of HASH_%s: method %u authenticates the peer with a hash", r, r, sa->choice.auth);
+      return FALSE;
     }
   /* The peer's HASH: HASH_I when we respond, HASH_R when we initiated. */
   else if (!p1_verify_hash (x, sa->role == MODIKE_ROLE_RESPONDER, modike_message_find (msg, MODIKE_PL_HASH), error))
@@ -592,7 +607,7 @@ p1_add_offer (ModikeExchange *x, ModikeBuilder *b, gboolean one_group, GError **
   const ModikeProposal *p = g_ptr_array_index (offer->proposals, 0);
   g_autoptr (GError) auth_error = NULL;
 
-  if (!engine_auth_usable (sa->peer, &auth_error))
+  if (!engine_auth_usable (sa, &auth_error))
     {
       engine_fail (x, 0, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN, error, "%s", auth_error->message);
       return FALSE;
@@ -617,6 +632,12 @@ p1_choose (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError
   g_autoptr (ModikeSaPayload) reply = NULL;
   g_autoptr (GBytes) reply_b = NULL;
 
+  if (!engine_auth_usable (sa, error))
+    {
+      g_prefix_error (error, "peer %s: ", sa->peer->name);
+      modike_exchange_set_notify (x, MODIKE_N_NO_PROPOSAL_CHOSEN);
+      return FALSE;
+    }
   if (!proposal_p1_select (engine_msg_sa (msg), sa->peer, 0, &sa->choice, &reply, error))
     {
       modike_exchange_set_notify (x, MODIKE_N_NO_PROPOSAL_CHOSEN);

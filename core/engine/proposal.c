@@ -264,11 +264,6 @@ proposal_p1_select (const ModikeSaPayload *offer, const ModikePeerConfig *peer, 
                    "peer %s: DOI %u / situation %u not supported", peer->name, offer->doi, offer->situation);
       return FALSE;
     }
-  if (!engine_auth_usable (peer, error))
-    {
-      g_prefix_error (error, "peer %s: ", peer->name);
-      return FALSE;
-    }
   for (guint i = 0; i < offer->proposals->len; i++)
     {
       const ModikeProposal *p = g_ptr_array_index (offer->proposals, i);

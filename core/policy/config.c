@@ -1392,6 +1392,26 @@ modike_config_section (const ModikeConfig *cfg, const char *name)
 /* ---------------------------------------------------------------- */
 /* Plugin auth methods */
 
+/* Hybrid: cert and key make this end the gateway; without them it is
+ * the client, which only checks the gateway's certificate. */
+static gboolean
+hybrid_creds_ok (const ModikeConfig *cfg, const ModikePeerConfig *p, GError **error)
+{
+  g_autoptr (GPtrArray) cas = NULL;
+
+  if (p->psk != NULL)
+    return fail_line (error, cfg->path, p->auth_line, "auth", "method %s (hybrid) takes no secret", p->auth_name);
+  if (p->x509 != NULL && modike_x509_creds_has_local (p->x509))
+    return TRUE;
+  cas = p->x509 != NULL ? modike_x509_creds_ca_subjects (p->x509) : NULL;
+  if (cas == NULL || cas->len == 0)
+    return fail_line (error, cfg->path, p->auth_line, "auth",
+                      "method %s without cert and key is the hybrid client and needs at least one <ca> to check the "
+                      "gateway's certificate",
+                      p->auth_name);
+  return TRUE;
+}
+
 gboolean
 modike_config_resolve_auth (ModikeConfig *cfg, ModikeAuthLookupFunc lookup, gpointer user, GError **error)
 {
@@ -1410,6 +1430,8 @@ modike_config_resolve_auth (ModikeConfig *cfg, ModikeAuthLookupFunc lookup, gpoi
     if (base == MODIKE_AUTH_RSA_SIG && p->x509 == NULL)
       return fail_line (error, cfg->path, p->auth_line, "auth",
                         "method %s is based on RSA signatures and needs certificates (cert, key, <ca>)", p->auth_name);
+    if (base == MODIKE_AUTH_HYBRID_RSA && !hybrid_creds_ok (cfg, p, error))
+      return FALSE;
     p->auth = method;
     p->auth_base = base;
   }

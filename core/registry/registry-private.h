@@ -91,7 +91,7 @@ typedef struct {
   ModikePlugin *owner;
   guint16 method;
   char *name;
-  guint16 base;                /* MODIKE_AUTH_PSK or MODIKE_AUTH_RSA_SIG */
+  guint16 base;                /* MODIKE_AUTH_PSK, MODIKE_AUTH_RSA_SIG or MODIKE_AUTH_HYBRID_RSA */
   ModikeRole authenticated;    /* 0 = none */
   ModikeAuthMethodFunc fn;
   gpointer user;

@@ -1244,7 +1244,8 @@ modike_registry_emit (const ModikeRegistry *reg, ModikeEventType ev, ModikeIkeSa
 static const char *
 auth_base_name (guint16 base)
 {
-  return base == MODIKE_AUTH_PSK ? "psk" : base == MODIKE_AUTH_RSA_SIG ? "rsa-sig" : "?";
+  return base == MODIKE_AUTH_PSK ? "psk" : base == MODIKE_AUTH_RSA_SIG ? "rsa-sig"
+         : base == MODIKE_AUTH_HYBRID_RSA ? "hybrid-rsa" : "?";
 }
 
 gboolean
@@ -1269,11 +1270,16 @@ modike_register_auth_method (ModikePlugin *plugin, guint16 method, const char *n
     return CONFLICT (plugin, error, held->owner, "auth method name '%s' (method %u)", name, held->method);
   if (plugin != reg->core && (method == 0 || method <= CORE_AUTH_LAST || strcmp (name, "psk") == 0))
     return CONFLICT (plugin, error, reg->core, "auth method %u (%s)", method, name);
-  if (base != MODIKE_AUTH_PSK && base != MODIKE_AUTH_RSA_SIG)
-    return INVALID (plugin, error, "registers auth method %u (%s) on base method %u (psk 1 or rsa-sig 3)", method, name,
-                    base);
+  if (base != MODIKE_AUTH_PSK && base != MODIKE_AUTH_RSA_SIG && base != MODIKE_AUTH_HYBRID_RSA)
+    return INVALID (plugin, error,
+                    "registers auth method %u (%s) on base method %u (psk 1, rsa-sig 3 or MODIKE_AUTH_HYBRID_RSA)",
+                    method, name, base);
   if (authenticated != 0 && authenticated != MODIKE_ROLE_INITIATOR && authenticated != MODIKE_ROLE_RESPONDER)
     return INVALID (plugin, error, "registers auth method %u (%s) for role %u", method, name, (guint) authenticated);
+  /* Hybrid: the authenticated role is the client, the side that hashes. */
+  if (base == MODIKE_AUTH_HYBRID_RSA && authenticated == 0)
+    return INVALID (plugin, error, "registers hybrid auth method %u (%s) without the role of its client", method,
+                    name);
 
   m = g_new0 (ModikeAuthMethodReg, 1);
   m->owner = plugin;

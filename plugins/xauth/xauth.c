@@ -1302,5 +1302,11 @@ xauth_init (ModikePlugin *plugin, GError **error)
                                          MODIKE_ROLE_INITIATOR, xa_established, xa, error)
          && modike_register_auth_method (plugin, MODIKE_AUTH_XAUTH_RESP_RSA, "xauth-rsa-responder",
                                          MODIKE_AUTH_RSA_SIG, MODIKE_ROLE_RESPONDER, xa_established, xa, error)
+         /* Hybrid: the gateway signs, the client only hashes and then
+          * authenticates with XAuth (draft-ietf-ipsec-isakmp-hybrid-auth). */
+         && modike_register_auth_method (plugin, MODIKE_AUTH_HYBRID_INIT_RSA, "hybrid-rsa", MODIKE_AUTH_HYBRID_RSA,
+                                         MODIKE_ROLE_INITIATOR, xa_established, xa, error)
+         && modike_register_auth_method (plugin, MODIKE_AUTH_HYBRID_RESP_RSA, "hybrid-rsa-responder",
+                                         MODIKE_AUTH_HYBRID_RSA, MODIKE_ROLE_RESPONDER, xa_established, xa, error)
          && modike_register_config_section (plugin, "xauth", xa_rng, xa_apply, xa, error);
 }

@@ -19,8 +19,10 @@ typedef void (*ModikeAuthMethodFunc) (ModikeIkeSa *sa, guint16 method, gboolean 
 
 /* Claims the Authentication Method value `method` (exclusive; 1..5 are the
  * core's) under the config name `name` (<auth method="xauth-psk">): base is
- * MODIKE_AUTH_PSK or MODIKE_AUTH_RSA_SIG; authenticated is the phase 1 role
- * the plugin authenticates in addition (INITIATOR for XAUTHInit*, 0 = none). */
+ * MODIKE_AUTH_PSK, MODIKE_AUTH_RSA_SIG or MODIKE_AUTH_HYBRID_RSA (hybrid:
+ * the `authenticated` end hashes, the other signs; protocol.h);
+ * authenticated is the phase 1 role the plugin authenticates in addition
+ * (INITIATOR for XAUTHInit* and HybridInit*, 0 = none; not 0 for hybrid). */
 gboolean modike_register_auth_method (ModikePlugin *plugin, guint16 method, const char *name, guint16 base,
                                       ModikeRole authenticated, ModikeAuthMethodFunc established, gpointer user,
                                       GError **error);

@@ -64,7 +64,7 @@ typedef struct {
    * auth/auth_base by modike_config_resolve_auth once plugins are loaded;
    * NULL for the core's psk. */
   char *auth_name;
-  guint16 auth_base;          /* MODIKE_AUTH_PSK or MODIKE_AUTH_RSA_SIG: what phase 1 computes with */
+  guint16 auth_base;          /* MODIKE_AUTH_PSK, _RSA_SIG or _HYBRID_RSA: what phase 1 computes with */
   guint auth_line;            /* of <auth>, for messages */
   /* <auth cert=".." key=".."><ca path=".."/><crl path=".."/></auth>: the
    * X.509 credentials for methods based on RSA signatures, loaded when

@@ -99,6 +99,12 @@ typedef enum {
   MODIKE_AUTH_XAUTH_INIT_RSA = 65005,
   MODIKE_AUTH_XAUTH_RESP_RSA = 65006,
 } ModikeAuthMethod;
+/* Not a wire value: a base for modike_register_auth_method (auth-method.h),
+ * hybrid authentication (draft-ietf-ipsec-isakmp-hybrid-auth). SKEYID as
+ * with signatures; the end the method does not authenticate further (the
+ * gateway) sends CERT and SIG, the other (the client, trust anchors only)
+ * HASH_I or HASH_R. */
+#define MODIKE_AUTH_HYBRID_RSA 0xff03
 
 #define MODIKE_LIFE_SECONDS 1
 #define MODIKE_LIFE_KILOBYTES 2

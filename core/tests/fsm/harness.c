@@ -1,6 +1,8 @@
 /* The fsm suite's harness (harness.h). */
 #include "harness.h"
 
+#include <glib/gstdio.h>
+
 /* ---- the mock environment ---- */
 
 static gint64
@@ -608,4 +610,31 @@ reload_a (Node *a, const Params *p, const char *name)
   g_assert_no_error (error);
   modike_config_free (a->cfg);
   a->cfg = cfg;
+}
+
+char *
+cert_path (const char *name)
+{
+  char *path = g_test_build_filename (G_TEST_DIST, "vectors", "certs", name, NULL);
+
+  /* git checks keys out 0644; the loader wants them private. */
+  if (g_str_has_suffix (name, ".key"))
+    g_assert_cmpint (g_chmod (path, 0600), ==, 0);
+  return path;
+}
+
+char *
+peer_id_text (ModikeIkeSa *sa)
+{
+  GBytes *id_b = sa->role == MODIKE_ROLE_INITIATOR ? sa->idr_b : sa->idi_b;
+  g_autoptr (ModikeIdPayload) id = modike_id_payload_parse (g_bytes_get_data (id_b, NULL), g_bytes_get_size (id_b),
+                                                            NULL);
+  gsize len;
+  const guint8 *d;
+
+  g_assert_nonnull (id);
+  d = g_bytes_get_data (id->data, &len);
+  if (id->type == MODIKE_ID_DER_ASN1_DN)
+    return modike_x509_dn_to_string (d, len);
+  return modike_id_payload_to_string (id);
 }

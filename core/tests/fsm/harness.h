@@ -165,10 +165,15 @@ void fsm_add_plugin_service_tests (void);
 void fsm_add_client_tests (void);
 void fsm_add_cert_tests (void);
 
+/* A file of the test PKI (tests/vectors/certs); keys made private first. */
+char *cert_path (const char *name);
+/* The peer's ID payload as the SA kept it, as text (a DN as GnuTLS prints it). */
+char *peer_id_text (ModikeIkeSa *sa);
 /* config_xml with <auth method="method"> on the test PKI (test-certs.c):
  * our certificate `leaf` ("client", "gw" ...: leaf-chain.pem and
  * leaf.key), trust anchors from `ca`, `extra` XML inside <auth>. */
 char *cert_config_xml (const Params *p, gboolean is_a, const char *method, const char *leaf, const char *ca,
                        const char *extra);
 void fsm_add_host_tests (void);
+void fsm_add_hybrid_tests (void);
 

@@ -177,16 +177,7 @@ fx_new (const char *b_extra)
 static void
 fx_free (Fx *fx)
 {
-  g_autoptr (GDir) d = g_dir_open (fx->dir, 0, NULL);
-  const char *name;
-
-  while ((name = g_dir_read_name (d)) != NULL)
-    {
-      g_autofree char *path = g_build_filename (fx->dir, name, NULL);
-
-      g_unlink (path);
-    }
-  g_rmdir (fx->dir);
+  remove_tmp_dir (fx->dir);
   g_free (fx->dir);
   g_string_free (fx->seq, TRUE);
   if (fx->hlog != NULL)

@@ -1,6 +1,8 @@
 /* Shared by the xauth suite's tests (xauth-fixture.h). */
 #include "xauth-fixture.h"
 
+#include <glib/gstdio.h>
+
 const ModikePluginDescriptor *modike_plugin_descriptor (void);
 
 /* The plugin on a node as the loader gives it: descriptor, init, table. */
@@ -17,15 +19,12 @@ load_plugin (Node *n)
   return modike_plugin_get_data (pl);
 }
 
-/* config_xml with method xauth-psk and `section` added; applied as the
- * daemon does (plugin sections, auth names, then the engine). */
+/* `xml` with `section` added before </modike>; applied as the daemon does
+ * (plugin sections, auth names, then the engine). */
 gboolean
-configure (Node *n, const Params *p, gboolean is_a, const char *section, GError **error)
+configure_xml (Node *n, const char *xml, const char *section, GError **error)
 {
-  g_autofree char *xml = config_xml (p, is_a);
-  g_auto (GStrv) parts = g_strsplit (xml, "method=\"psk\"", -1);
-  g_autofree char *x1 = g_strjoinv ("method=\"xauth-psk\"", parts);
-  g_auto (GStrv) tail = g_strsplit (x1, "</modike>", -1);
+  g_auto (GStrv) tail = g_strsplit (xml, "</modike>", -1);
   g_autofree char *x2 = NULL;
   g_autoptr (GHashTable) fragments = modike_registry_config_fragments (n->reg);
   ModikeConfig *cfg;
@@ -44,4 +43,30 @@ configure (Node *n, const Params *p, gboolean is_a, const char *section, GError 
   modike_config_free (n->cfg);
   n->cfg = cfg;
   return TRUE;
+}
+
+/* config_xml with method xauth-psk and `section` added (configure_xml). */
+gboolean
+configure (Node *n, const Params *p, gboolean is_a, const char *section, GError **error)
+{
+  g_autofree char *xml = config_xml (p, is_a);
+  g_auto (GStrv) parts = g_strsplit (xml, "method=\"psk\"", -1);
+  g_autofree char *x1 = g_strjoinv ("method=\"xauth-psk\"", parts);
+
+  return configure_xml (n, x1, section, error);
+}
+
+void
+remove_tmp_dir (const char *dir)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+
+  while ((name = g_dir_read_name (d)) != NULL)
+    {
+      g_autofree char *path = g_build_filename (dir, name, NULL);
+
+      g_unlink (path);
+    }
+  g_rmdir (dir);
 }

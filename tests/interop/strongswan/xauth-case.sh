@@ -36,6 +36,18 @@
 #       throwaway system user with password alicepw and
 #       /etc/pam.d/modike-xauth-ia-<pid> (pam_unix), both removed on exit;
 #       modiked checks the login through PAM.
+#   hybrid-client: hybrid authentication (HybridInitRSA): charon is the
+#       gateway with the "gw" certificate of tests/vectors/certs (local {
+#       auth = pubkey }, remote { auth = xauth }: one round, the client has
+#       no certificate); modiked, <auth method="hybrid-rsa"> with only
+#       trust anchors (<ca>: root and intermediate, as charon sends just its
+#       own certificate), checks charon's certificate and DN, then answers
+#       XAuth as in xauth-client; ping through the tunnel.
+#   hybrid-client-am: as hybrid-client in Aggressive Mode (charon
+#       aggressive = yes).
+#   hybrid-gateway: roles swapped: modiked in gw is the hybrid gateway
+#       (cert and key, users file), charon in cl the client (local { auth =
+#       xauth }, remote { auth = pubkey }) initiates; ping from cl.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib.sh
@@ -44,7 +56,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 CASE=${1:-}
 XUSER=alice PAM=
 WAIT=${MKI_WAIT:-30}
-PASSWORD=alicepw SIDE_M=cl SIDE_C=gw PROMPT=
+PASSWORD=alicepw SIDE_M=cl SIDE_C=gw PROMPT= HYBRID= EXCHANGE=main
+CERTS=$HERE/../../vectors/certs
 case $CASE in
   xauth-client) ;;
   xauth-prompt) PROMPT=yes ;;
@@ -53,6 +66,9 @@ case $CASE in
   xauth-gateway) SIDE_M=gw SIDE_C=cl ;;
   xauth-gateway-wrong-password) SIDE_M=gw SIDE_C=cl PASSWORD=wrongpw ;;
   xauth-gateway-pam) SIDE_M=gw SIDE_C=cl PAM=modike-xauth-ia-$$ XUSER=mkxi$$ ;;
+  hybrid-client) HYBRID=yes ;;
+  hybrid-client-am) HYBRID=yes EXCHANGE=aggressive ;;
+  hybrid-gateway) HYBRID=yes SIDE_M=gw SIDE_C=cl ;;
   *) echo "usage: $0 CASE (see the head of this file)" >&2; exit 2 ;;
 esac
 MKI_CASE=$CASE
@@ -113,6 +129,33 @@ else
     secret = \"$PASSWORD\"
   }"
 fi
+if [ -n "$HYBRID" ]; then
+  # The gateway proves itself with its certificate; the client has only
+  # trust anchors and authenticates with XAuth (one round each).
+  if [ "$SIDE_C" = gw ]; then
+    install -m 0700 -d "$MKI_DIR/gw/private"
+    install -m 0600 "$CERTS/gw.key" "$MKI_DIR/gw/private/gw.key"
+    c_auth="    send_cert = always
+    local {
+      auth = pubkey
+      certs = $CERTS/gw-chain.pem
+    }
+    remote {
+      auth = xauth
+    }"
+  else
+    c_auth="    send_certreq = yes
+    local {
+      auth = xauth
+      xauth_id = $XUSER
+    }
+    remote {
+      auth = pubkey
+      id = \"O=modike, CN=gw\"
+      cacerts = $CERTS/ca.pem
+    }"
+  fi
+fi
 cat >"$MKI_DIR/$SIDE_C/swanctl.conf" <<EOF
 connections {
   rw {
@@ -122,6 +165,7 @@ connections {
     proposals = aes128-sha256-modp2048
     rekey_time = 0
     dpd_delay = 0
+    aggressive = $([ "$EXCHANGE" = aggressive ] && echo yes || echo no)
 $c_auth
     children {
       net {
@@ -142,7 +186,7 @@ secrets {
 $c_secret
 }
 EOF
-mki_strongswan_conf "$SIDE_C" "" xauth-generic
+mki_strongswan_conf "$SIDE_C" "" xauth-generic ${HYBRID:+revocation constraints}
 mki_charon_start "$SIDE_C"
 mki_swanctl_load "$SIDE_C"
 mki_libipsec_route "$SIDE_C"
@@ -173,14 +217,30 @@ else
     section="  <xauth pam-service=\"$PAM\" timeout=\"20\"/>"
   fi
 fi
+METHOD=xauth-psk m_auth="" m_idtype=fqdn
+if [ -n "$HYBRID" ]; then
+  # The gateway: its certificate's subject, any client; the client: only
+  # the root as trust anchor, and it wants the gateway's DN.
+  METHOD=hybrid-rsa m_idtype=dn m_id=""
+  if [ "$SIDE_M" = gw ]; then
+    install -m 0600 "$CERTS/gw.key" "$MKI_DIR/gw/gw.key"
+    m_rid="" m_auth="<auth method=\"$METHOD\" cert=\"$CERTS/gw-chain.pem\" key=\"$MKI_DIR/gw/gw.key\"/>"
+  else
+    # charon sends only its own certificate here (no intermediate): the
+    # trust anchors are a directory with the root and the intermediate.
+    mkdir -p "$MKI_DIR/cl/ca.d" && cp "$CERTS/ca.pem" "$CERTS/int.pem" "$MKI_DIR/cl/ca.d/"
+    m_rid="CN=gw,O=modike" m_auth="<auth method=\"$METHOD\"><ca path=\"$MKI_DIR/cl/ca.d\"/></auth>"
+  fi
+fi
 mki_modiked_conf "$CFG" LISTEN="$m_addr" NAME=$m_name INITIATE=$m_init \
   LOCAL="$m_addr" REMOTE="$m_far" LOCAL_ID=$m_id REMOTE_ID=$m_rid PSK=testpsk \
-  EXCHANGE=main LOCAL_TS="$m_lts" REMOTE_TS="$m_rts" \
+  ID_TYPE=$m_idtype AUTH_XML="$m_auth" \
+  EXCHANGE=$EXCHANGE LOCAL_TS="$m_lts" REMOTE_TS="$m_rts" \
   STATUS="$MKI_DIR/$SIDE_M/modiked.status" LOGLEVEL=debug \
   PLUGINS="natt esp_user tun xauth" ADAPTER=mk0 ADAPTER_ADDR="$m_host/32"
 # The generic config with the XAuth method and the plugin's section.
 sed -i -e 's/method="psk"/method="xauth-psk"/' -e "s|^  <peer |$section\n  <peer |" "$CFG"
-grep -q 'method="xauth-psk"' "$CFG" && grep -q '<xauth' "$CFG" || fail "could not make the XAuth config: $(cat "$CFG")"
+grep -q "method=\"$METHOD\"" "$CFG" && grep -q '<xauth' "$CFG" || fail "could not make the XAuth config: $(cat "$CFG")"
 ip netns exec "$(mki_ns "$SIDE_M")" timeout 20 "$MODIKED" -c "$CFG" --check >"$MKI_DIR/$SIDE_M/check.out" 2>&1 ||
   { cat "$MKI_DIR/$SIDE_M/check.out" "$CFG" >&2; fail "modiked --check rejected the configuration"; }
 if [ -n "$PROMPT" ]; then
@@ -286,6 +346,22 @@ fi
 mki_poll "$WAIT" both_up || fail "no SA on both sides within $WAIT s"
 grep -q "extended authentication succeeded for user '$XUSER'" "$LOG" ||
   fail "modiked's log does not show the extended authentication"
+if [ -n "$HYBRID" ]; then
+  # HybridInitRSA on both sides; the client checked the gateway's chain.
+  grep -q "authenticated with $METHOD (method 64221" "$LOG" || fail "modiked's log does not show method $METHOD"
+  if [ "$EXCHANGE" = aggressive ]; then
+    grep -q "initiating Aggressive Mode" "$LOG" || fail "modiked did not start Aggressive Mode"
+  fi
+  grep -q "XAuth authentication of '$XUSER'.* successful" "$MKI_DIR/$SIDE_C/charon.log" ||
+    fail "charon's log does not show the XAuth round"
+  if [ "$SIDE_M" = cl ]; then
+    grep -q "peer authenticated with certificate 'CN=gw,O=modike'" "$LOG" ||
+      fail "modiked's log does not show charon's certificate accepted"
+  else
+    grep -q "authentication of 'O=modike, CN=gw' with RSA_EMSA_PKCS1_NULL successful" "$MKI_DIR/cl/charon.log" ||
+      fail "charon's log does not show modiked's certificate and signature accepted"
+  fi
+fi
 grep -q alicepw "$LOG" && fail "the password reached modiked's log"
 mki_ping "$SIDE_M" 5 -i 0.2 -W 2
 [ "$MKI_PING_RX" = 5 ] || fail "ping through the tunnel: $MKI_PING_RX of 5 replies"
