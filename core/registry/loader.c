@@ -20,6 +20,8 @@ static const gsize known_size[MODIKE_ABI_MINOR + 1] = {
    * ops; decoded payloads (ModikePayload.decoded and its accessors),
    * modike_exchange_alloc_spi and _set_policy; the descriptor is the same. */
   [2] = G_STRUCT_OFFSET (ModikePluginDescriptor, fini) + G_SIZEOF_MEMBER (ModikePluginDescriptor, fini),
+  /* 1.3: policy templates and instances (split exclude, peer addresses). */
+  [3] = G_STRUCT_OFFSET (ModikePluginDescriptor, fini) + G_SIZEOF_MEMBER (ModikePluginDescriptor, fini),
 };
 
 typedef struct {
