@@ -546,26 +546,29 @@ modike_sa_result_add_address (ModikeSaResult *r, const ModikePrefix *addr)
   *(addr->net.family == AF_INET ? &r->addr4 : &r->addr6) = bare_prefix (addr);
 }
 
-void
-modike_sa_result_add_route (ModikeSaResult *r, const ModikePrefix *net)
+static void
+add_net (GArray *nets, const ModikePrefix *net)
 {
   ModikePrefix c;
 
-  g_return_if_fail (r != NULL && net != NULL);
+  g_return_if_fail (net != NULL);
   g_return_if_fail (net->net.family == AF_INET || net->net.family == AF_INET6);
   c = bare_prefix (net);
-  g_array_append_val (r->routes, c);
+  g_array_append_val (nets, c);
+}
+
+void
+modike_sa_result_add_route (ModikeSaResult *r, const ModikePrefix *net)
+{
+  g_return_if_fail (r != NULL);
+  add_net (r->routes, net);
 }
 
 void
 modike_sa_result_add_exclude (ModikeSaResult *r, const ModikePrefix *net)
 {
-  ModikePrefix c;
-
-  g_return_if_fail (r != NULL && net != NULL);
-  g_return_if_fail (net->net.family == AF_INET || net->net.family == AF_INET6);
-  c = bare_prefix (net);
-  g_array_append_val (r->excludes, c);
+  g_return_if_fail (r != NULL);
+  add_net (r->excludes, net);
 }
 
 void

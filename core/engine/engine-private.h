@@ -561,6 +561,8 @@ gboolean engine_instance_usable (ModikeIkeSa *sa, guint32 spd_id);
 ModikeIkeSa *engine_instance_sa (const EngineInstance *inst);
 /* sa goes: its peer addresses move to its successor (same client), then sync. */
 void engine_instances_sa_gone (ModikeIkeSa *sa);
+/* Appends the "  POLICY ..." status lines of sa's instances (status.c). */
+void engine_instances_status (const ModikeIkeSa *sa, GString *s);
 /* Logs the result's routes no local="virtual" template of the peer protects. */
 void engine_instances_check_result (ModikeIkeSa *sa, const ModikeSaResult *r);
 /* Policies may have gone from the SPD: Quick Modes pending, held at the

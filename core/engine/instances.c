@@ -58,18 +58,12 @@ want_free (Want *w)
   g_free (w);
 }
 
-static gsize
-family_len (int family)
-{
-  return family == AF_INET ? 4 : family == AF_INET6 ? 16 : 0;
-}
-
 static void
 host_range (const ModikeAddr *a, ModikeAddrRange *out)
 {
   memset (out, 0, sizeof *out);
   out->from.family = out->to.family = a->family;
-  memcpy (out->from.addr, a->addr, family_len (a->family));
+  memcpy (out->from.addr, a->addr, modike_addr_len (a));
   out->to = out->from;
 }
 
@@ -82,7 +76,7 @@ side_in_family (const ModikeAddrRange *sel, int family, ModikeAddrRange *out)
   if (sel->from.family == 0)
     {
       out->from.family = out->to.family = family;
-      memset (out->to.addr, 0xff, family_len (family));
+      memset (out->to.addr, 0xff, modike_addr_len (&out->to));
       return TRUE;
     }
   if (sel->from.family != family)
@@ -95,7 +89,7 @@ side_in_family (const ModikeAddrRange *sel, int family, ModikeAddrRange *out)
 static gboolean
 intersect (const ModikeAddrRange *a, const ModikeAddrRange *b, ModikeAddrRange *out)
 {
-  gsize len = family_len (a->from.family);
+  gsize len = modike_addr_len (&a->from);
 
   if (len == 0 || a->from.family != b->from.family)
     return FALSE;
@@ -439,6 +433,25 @@ engine_instances_sa_gone (ModikeIkeSa *sa)
 }
 
 void
+engine_instances_status (const ModikeIkeSa *sa, GString *s)
+{
+  for (guint i = 0; i < sa->ike->instances->len; i++)
+    {
+      const EngineInstance *inst = g_ptr_array_index (sa->ike->instances, i);
+      const ModikeSpdEntry *e = inst->sa == sa ? modike_spd_get (sa->ike->spd, inst->spd_id) : NULL;
+      g_autofree char *l = NULL;
+      g_autofree char *r = NULL;
+
+      if (e == NULL)
+        continue;
+      l = range_text (&e->local);
+      r = range_text (&e->remote);
+      g_string_append_printf (s, "  POLICY %s %s %s local=%s remote=%s\n", sa->peer_name != NULL ? sa->peer_name : "?",
+                              e->name, e->action == MODIKE_SPD_PROTECT ? "protect" : "bypass", l, r);
+    }
+}
+
+void
 engine_instances_check_result (ModikeIkeSa *sa, const ModikeSaResult *r)
 {
   ModikeIke *ike = sa->ike;
@@ -480,7 +493,7 @@ modike_ike_sa_set_peer_address (ModikeIkeSa *sa, const ModikePrefix *addr, GErro
   g_return_val_if_fail (sa != NULL && addr != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
   ike = sa->ike;
-  len = family_len (addr->net.family);
+  len = modike_addr_len (&addr->net);
   if (len == 0 || addr->plen != len * 8)
     {
       g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "peer %s: a peer address is a host prefix",

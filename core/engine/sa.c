@@ -722,6 +722,9 @@ engine_p1_established (ModikeIkeSa *sa)
   sa_index (sa);
   if (sa->peer_initial_contact)
     engine_sa_initial_contact (sa);
+  /* A peer address given before phase 1 was up makes its instances now. */
+  if (sa->peer_addr4.net.family != 0 || sa->peer_addr6.net.family != 0)
+    engine_instances_sync (ike);
 
   /* Children of the other SAs of this peer move here (phase 1 rekeying). */
   sas = engine_sa_peer_sas (sa);

@@ -22,10 +22,10 @@ static const char *const client_vip[] = { "10.99.0.11/32", "10.99.0.12/32", "10.
 
 /* The gateway: one responder-only entry for every client, a remote="virtual"
  * template with `local`, <adapter> when asked. */
-static void
-world_gateway (World *w, const char *local, gboolean adapter)
+static char *
+gw_xml (const char *local, gboolean adapter)
 {
-  g_autofree char *xml = g_strdup_printf (
+  return g_strdup_printf (
     "<?xml version=\"1.0\"?>\n"
     "<modike>\n"
     "  <peer name=\"clients\">\n"
@@ -41,6 +41,12 @@ world_gateway (World *w, const char *local, gboolean adapter)
     "  </policy>\n"
     "</modike>\n",
     adapter ? "    <adapter name=\"gw0\"/>\n" : "", local);
+}
+
+static void
+world_gateway (World *w, const char *local, gboolean adapter)
+{
+  g_autofree char *xml = gw_xml (local, adapter);
 
   w->net = net_new ();
   w->log = g_ptr_array_new_with_free_func (g_free);
@@ -52,11 +58,10 @@ world_gateway (World *w, const char *local, gboolean adapter)
   node_configure (w->gw, xml);
 }
 
-/* Client i (identity c<i>.example) with `policies` (XML). */
-static Node *
-world_client (World *w, guint i, const char *policies)
+static char *
+client_xml (guint i, const char *policies)
 {
-  g_autofree char *xml = g_strdup_printf (
+  return g_strdup_printf (
     "<?xml version=\"1.0\"?>\n"
     "<modike>\n"
     "  <peer name=\"gw\" initiate=\"no\">\n"
@@ -71,6 +76,27 @@ world_client (World *w, guint i, const char *policies)
     "%s"
     "</modike>\n",
     client_addr[i], i + 1, policies);
+}
+
+/* Applies xml to n as a reload. */
+static void
+reload (Node *n, const char *xml)
+{
+  g_autoptr (GError) error = NULL;
+  ModikeConfig *cfg = modike_config_load_string (xml, "reload", &error);
+
+  g_assert_no_error (error);
+  g_assert_true (modike_ike_set_config (n->ike, cfg, &error));
+  g_assert_no_error (error);
+  modike_config_free (n->cfg);
+  n->cfg = cfg;
+}
+
+/* Client i (identity c<i>.example) with `policies` (XML). */
+static Node *
+world_client (World *w, guint i, const char *policies)
+{
+  g_autofree char *xml = client_xml (i, policies);
 
   if (w->clog[i] == NULL)
     {
@@ -295,6 +321,7 @@ test_client_split (void)
   const ModikeSpdEntry *e;
   ModikeAddrRange vip = range (client_vip[0]), want;
   EngineChild *c;
+  g_autofree char *status = NULL;
 
   world_gateway (&w, "10.0.0.0/8", FALSE);
   world_client (&w, 0, SPLIT_TEMPLATE);
@@ -337,6 +364,40 @@ test_client_split (void)
   assert_child_ts (w.gw, c, "10.8.0.0/16", "10.99.0.11/32");
   g_assert_cmpstr (c->policy, ==, "vips@10.99.0.11/32");
   assert_no_failures (w.gw, w.c[0]);
+
+  /* Status lists the instances under their IKE SA. */
+  status = modike_ike_status (w.c[0]->ike);
+  g_assert_nonnull (strstr (status, "\n  POLICY gw vpn@10.8.0.0/16 protect local=10.99.0.11/32 remote=10.8.0.0/16\n"));
+  g_free (status);
+  status = modike_ike_status (w.gw->ike);
+  g_assert_nonnull (strstr (status, "  POLICY clients vips@10.99.0.11/32 protect local=10.0.0.0/8 remote=10.99.0.11/32\n"));
+
+  /* Reloads: the same gateway config keeps its instance and children; the
+   * client's template narrowed to 10.8.0.0/16 keeps that instance and its
+   * child and drops the other with its child. */
+  g_free (status);
+  status = gw_xml ("10.0.0.0/8", FALSE);
+  reload (w.gw, status);
+  g_assert_nonnull (entry (w.gw, "vips@10.99.0.11/32"));
+  g_assert_cmpuint (gw_sa (&w, 0)->children->len, ==, 2);
+  c = g_ptr_array_index (gw_sa (&w, 0)->children, 0);
+  g_assert_cmpuint (c->spd_id, ==, entry (w.gw, "vips@10.99.0.11/32")->id);
+  {
+    g_auto (GStrv) parts = g_strsplit (SPLIT_TEMPLATE, "local=\"virtual\" remote=\"10.0.0.0/8\"", -1);
+    g_autofree char *narrow = g_strjoinv ("local=\"virtual\" remote=\"10.8.0.0/16\"", parts);
+    g_autofree char *xml = client_xml (0, narrow);
+
+    g_assert_cmpuint (g_strv_length (parts), ==, 2);
+    reload (w.c[0], xml);
+  }
+  g_free (names);
+  names = spd_names (w.c[0]);
+  g_assert_cmpstr (names, ==, "first vpn@10.8.0.0/16 last");
+  g_assert_cmpuint (only_sa (w.c[0])->children->len, ==, 1);
+  c = g_ptr_array_index (only_sa (w.c[0])->children, 0);
+  g_assert_cmpuint (c->spd_id, ==, entry (w.c[0], "vpn@10.8.0.0/16")->id);
+  net_run (w.net, 1000, NULL, NULL);
+  g_assert_cmpuint (gw_sa (&w, 0)->children->len, ==, 1);
   world_free (&w);
 }
 
