@@ -208,8 +208,10 @@ peer_address (const ModikeIkeSa *sa, int family)
   return p->net.family != 0 ? p : NULL;
 }
 
+/* The client's addresses are on sa; its instances belong to owner, the
+ * SA that speaks for the client now (sa or its successor). */
 static void
-gateway_instances (GPtrArray *want, const ModikeSpdEntry *t, guint index, ModikeIkeSa *sa)
+gateway_instances (GPtrArray *want, const ModikeSpdEntry *t, guint index, const ModikeIkeSa *sa, ModikeIkeSa *owner)
 {
   for (guint f = 0; f < G_N_ELEMENTS (families); f++)
     {
@@ -219,7 +221,7 @@ gateway_instances (GPtrArray *want, const ModikeSpdEntry *t, guint index, Modike
       if (addr == NULL || !side_in_family (&t->local, families[f], &local))
         continue;
       host_range (&addr->net, &remote);
-      want_add (want, t, index, '@', MODIKE_SPD_PROTECT, &local, &remote, sa);
+      want_add (want, t, index, '@', MODIKE_SPD_PROTECT, &local, &remote, owner);
     }
 }
 
@@ -257,7 +259,7 @@ wanted (ModikeIke *ike)
 
             if (!sa->dead && sa->state == SA_ESTABLISHED && g_strcmp0 (sa->peer_name, t->peer) == 0 &&
                 (sa->peer_addr4.net.family != 0 || sa->peer_addr6.net.family != 0))
-              gateway_instances (want, t, i, current_sa (sa));
+              gateway_instances (want, t, i, sa, current_sa (sa));
           }
     }
   return want;
@@ -525,6 +527,14 @@ modike_ike_sa_set_peer_address (ModikeIkeSa *sa, const ModikePrefix *addr, GErro
           return FALSE;
         }
     }
+  /* The client has one address per family: its other SAs (one being
+   * replaced) give theirs up. */
+  for (guint i = 0; i < mine->len; i++)
+    {
+      ModikeIkeSa *o = g_ptr_array_index (mine, i);
+
+      memset (addr->net.family == AF_INET ? &o->peer_addr4 : &o->peer_addr6, 0, sizeof (ModikePrefix));
+    }
   *(addr->net.family == AF_INET ? &sa->peer_addr4 : &sa->peer_addr6) = *addr;
   (addr->net.family == AF_INET ? &sa->peer_addr4 : &sa->peer_addr6)->net.port = 0;
   engine_instances_sync (ike);
@@ -534,8 +544,18 @@ modike_ike_sa_set_peer_address (ModikeIkeSa *sa, const ModikePrefix *addr, GErro
 void
 modike_ike_sa_clear_peer_addresses (ModikeIkeSa *sa)
 {
+  g_autoptr (GPtrArray) sas = NULL;
+
   g_return_if_fail (sa != NULL);
-  memset (&sa->peer_addr4, 0, sizeof sa->peer_addr4);
-  memset (&sa->peer_addr6, 0, sizeof sa->peer_addr6);
+  /* The client's, whichever of its SAs holds them. */
+  sas = engine_sa_peer_sas (sa);
+  g_ptr_array_add (sas, sa);
+  for (guint i = 0; i < sas->len; i++)
+    {
+      ModikeIkeSa *o = g_ptr_array_index (sas, i);
+
+      memset (&o->peer_addr4, 0, sizeof o->peer_addr4);
+      memset (&o->peer_addr6, 0, sizeof o->peer_addr6);
+    }
   engine_instances_sync (sa->ike);
 }

@@ -468,6 +468,12 @@ filter_drop_all (Net *net, guint n, Packet *pk, gpointer user)
   return FILTER_DROP;
 }
 
+static const ModikePluginDescriptor holder_desc = {
+  MODIKE_PLUGIN_DESCRIPTOR_INIT,
+  .name = "holder",
+  .version = "0",
+};
+
 /* The result goes: its instances leave the SPD and the datapath, their
  * ESP SAs are deleted, and a Quick Mode still running for one fails. */
 static void
@@ -478,9 +484,12 @@ test_client_result_cleared (void)
   ModikePrefix net = prefix ("10.8.0.0/16");
   g_autofree char *names = NULL;
   guint32 id9;
+  guint gw_children;
+  ModikePlugin *holder;
 
   world_gateway (&w, "10.0.0.0/8", FALSE);
   world_client (&w, 0, SPLIT_TEMPLATE);
+  holder = modike_registry_add_plugin (w.c[0]->reg, &holder_desc);
   p1_up (&w, 0);
   give_address (&w, 0);
   modike_sa_result_add_route (r, &net);
@@ -511,6 +520,23 @@ test_client_result_cleared (void)
   g_assert_cmpuint (only_sa (w.c[0])->children->len, ==, 0);
   g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (w.c[0]->ike)), ==, 0);
   g_assert_cmpuint (w.c[0]->p2_failed, ==, 1);
+
+  /* Again, with the Quick Mode held at the phase-2 gate (as XAuth holds
+   * it): it is dropped with its instance and never starts. */
+  set_result (w.c[0], r);
+  gw_children = gw_sa (&w, 0)->children->len;
+  id9 = entry (w.c[0], "vpn@10.9.0.0/16")->id;
+  modike_ike_sa_hold_phase2 (only_sa (w.c[0]), holder);
+  engine_acquire (w.c[0]->ike, id9, NULL);
+  g_assert_true (engine_gate_waits_for (only_sa (w.c[0]), id9));
+  modike_ike_sa_clear_result (only_sa (w.c[0]));
+  g_assert_false (engine_gate_waits_for (only_sa (w.c[0]), id9));
+  g_assert_cmpuint (engine_gate_n_waiting (only_sa (w.c[0])), ==, 0);
+  modike_ike_sa_release_phase2 (only_sa (w.c[0]), holder);
+  net_run (w.net, 10000, NULL, NULL);
+  g_assert_cmpuint (only_sa (w.c[0])->children->len, ==, 0);
+  /* (The gateway missed the DELETEs the filter dropped above.) */
+  g_assert_cmpuint (gw_sa (&w, 0)->children->len, ==, gw_children);
   world_free (&w);
 }
 
@@ -606,6 +632,9 @@ test_gateway_clients (void)
   EngineChild *c;
   ModikePrefix again = prefix ("10.99.0.12/32");
   g_autoptr (GError) error = NULL;
+  guint32 ids[3];
+  ModikeIkeSa *first[3];
+  guint mark;
 
   three_clients (&w, FALSE);
   names = spd_names (w.gw);
@@ -648,6 +677,30 @@ test_gateway_clients (void)
     }
   for (guint i = 0; i < 3; i++)
     assert_no_failures (w.gw, w.c[i]);
+
+  /* Every client rekeys phase 1 (170-180 s; the old SAs expire at 200 s):
+   * each instance stays, same id, with its own client's new SA. */
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("vips@%s", client_vip[i]);
+
+      ids[i] = entry (w.gw, name)->id;
+      first[i] = gw_sa (&w, i);
+    }
+  mark = w.log->len;
+  net_run (w.net, 210000, NULL, NULL);
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("vips@%s", client_vip[i]);
+
+      g_assert_cmpuint (w.c[i]->p1_up, ==, 2);
+      g_assert_true (gw_sa (&w, i) != first[i]);
+      g_assert_cmpuint (entry (w.gw, name)->id, ==, ids[i]);
+      g_assert_true (engine_instance_find (w.gw->ike, ids[i])->sa == gw_sa (&w, i));
+      assert_no_failures (w.gw, w.c[i]);
+    }
+  g_assert_cmpuint (log_count (w.log, mark, "route-"), ==, 0);
+  g_assert_cmpuint (modike_ike_count_sas (w.gw->ike, FALSE), ==, 3);
   world_free (&w);
 }
 
@@ -723,10 +776,24 @@ test_gateway_isolation (void)
   g_assert_cmpuint (log_count (w.log, mark, "route- gw0 10.99.0.11"), ==, 0);
   g_assert_cmpuint (gw1->children->len, ==, 1);
 
+  /* A second address of the family replaces the first, instance, route
+   * and ESP SAs included. */
+  {
+    ModikePrefix other = prefix ("10.99.0.21/32");
+
+    g_assert_true (modike_ike_sa_set_peer_address (gw1, &other, NULL));
+  }
+  g_assert_null (entry (w.gw, "vips@10.99.0.11/32"));
+  g_assert_nonnull (entry (w.gw, "vips@10.99.0.21/32"));
+  g_assert_true (log_has (w.log, "route- gw0 10.99.0.11/32"));
+  g_assert_true (log_has (w.log, "route+ gw0 10.99.0.21/32"));
+  g_assert_cmpuint (gw1->children->len, ==, 0);
+
   /* Taken back by hand: that client's only. */
   modike_ike_sa_clear_peer_addresses (gw1);
-  g_assert_null (entry (w.gw, "vips@10.99.0.11/32"));
-  g_assert_cmpuint (gw1->children->len, ==, 0);
+  g_assert_null (entry (w.gw, "vips@10.99.0.21/32"));
+  g_assert_nonnull (entry (w.gw, "vips@10.99.0.12/32"));
+  g_assert_true (log_has (w.log, "route- gw0 10.99.0.21/32"));
   world_free (&w);
 }
 
