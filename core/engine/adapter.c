@@ -98,7 +98,7 @@ add_range (GArray *out, int family, const guint8 *from, const guint8 *to)
     }
 }
 
-static gboolean prefix_in (const GArray *set, const ModikePrefix *p);
+static gboolean prefix_set_add (GHashTable *set, const ModikePrefix *p);
 
 /* Adds [from, to] less the holes (ModikeAddrRange, any family, any order). */
 static void
@@ -189,11 +189,12 @@ engine_range_to_prefixes (const ModikeAddrRange *r, const ModikeAddr *except)
   return range_to_prefixes_minus (r, holes);
 }
 
+/* Appends the prefixes of pre that `seen` does not hold yet. */
 static void
-add_prefixes (GArray *out, const GArray *pre)
+add_prefixes (GArray *out, GHashTable *seen, const GArray *pre)
 {
   for (guint k = 0; k < pre->len; k++)
-    if (!prefix_in (out, &g_array_index (pre, ModikePrefix, k)))
+    if (prefix_set_add (seen, &g_array_index (pre, ModikePrefix, k)))
       g_array_append_val (out, g_array_index (pre, ModikePrefix, k));
 }
 
@@ -203,13 +204,44 @@ prefix_equal (const ModikePrefix *a, const ModikePrefix *b)
   return a->plen == b->plen && modike_addr_equal_ip (&a->net, &b->net);
 }
 
-static gboolean
-prefix_in (const GArray *set, const ModikePrefix *p)
+/* Sets of prefixes (their own copies): route lists are compared by
+ * lookup, as a gateway may route one host per client. */
+static guint
+prefix_hash (gconstpointer key)
 {
-  for (guint i = 0; i < set->len; i++)
-    if (prefix_equal (&g_array_index (set, ModikePrefix, i), p))
-      return TRUE;
-  return FALSE;
+  const ModikePrefix *p = key;
+  guint h = (guint) p->net.family * 257u + p->plen;
+
+  for (gsize i = 0; i < modike_addr_len (&p->net); i++)
+    h = h * 33u + p->net.addr[i];
+  return h;
+}
+
+static gboolean
+prefix_equal_cb (gconstpointer a, gconstpointer b)
+{
+  return prefix_equal (a, b);
+}
+
+/* A new set holding the prefixes of `from` (NULL: empty). */
+static GHashTable *
+prefix_set_new (const GArray *from)
+{
+  GHashTable *set = g_hash_table_new_full (prefix_hash, prefix_equal_cb, g_free, NULL);
+
+  for (guint i = 0; from != NULL && i < from->len; i++)
+    prefix_set_add (set, &g_array_index (from, ModikePrefix, i));
+  return set;
+}
+
+/* FALSE if p was in the set already. */
+static gboolean
+prefix_set_add (GHashTable *set, const ModikePrefix *p)
+{
+  if (g_hash_table_contains (set, p))
+    return FALSE;
+  g_hash_table_add (set, g_memdup2 (p, sizeof *p));
+  return TRUE;
 }
 
 static const char *
@@ -231,6 +263,7 @@ wanted_routes (ModikeIke *ike, const ModikeConfig *cfg, const ModikePeerConfig *
 {
   GArray *want = g_array_new (FALSE, TRUE, sizeof (ModikePrefix));
   g_autoptr (GArray) holes = route_holes (peer->remote.family != 0 ? &peer->remote : NULL, r);
+  g_autoptr (GHashTable) seen = prefix_set_new (NULL);
 
   for (guint i = 0; cfg->policies != NULL && i < cfg->policies->len; i++)
     {
@@ -241,18 +274,18 @@ wanted_routes (ModikeIke *ike, const ModikeConfig *cfg, const ModikePeerConfig *
           g_strcmp0 (e->peer, peer->name) != 0)
         continue;
       pre = range_to_prefixes_minus (&e->remote, holes);
-      add_prefixes (want, pre);
+      add_prefixes (want, seen, pre);
     }
   for (guint i = 0; i < ike->instances->len; i++)
     {
       const EngineInstance *inst = g_ptr_array_index (ike->instances, i);
-      const ModikeSpdEntry *e = modike_spd_get (ike->spd, inst->spd_id);
+      const ModikeSpdEntry *e = inst->entry;
       g_autoptr (GArray) pre = NULL;
 
-      if (e == NULL || e->action != MODIKE_SPD_PROTECT || g_strcmp0 (e->peer, peer->name) != 0)
+      if (e->action != MODIKE_SPD_PROTECT || g_strcmp0 (e->peer, peer->name) != 0)
         continue;
       pre = range_to_prefixes_minus (&e->remote, holes);
-      add_prefixes (want, pre);
+      add_prefixes (want, seen, pre);
     }
   return want;
 }
@@ -443,22 +476,25 @@ adapter_sync_routes (ModikeIke *ike, EngineAdapter *a, const ModikeConfig *cfg)
   const ModikeOsAdapterOps *os = os_ops (ike);
   const ModikePeerConfig *p = cfg != NULL ? modike_config_find_peer (cfg, a->peer) : NULL;
   g_autoptr (GArray) want = NULL;
+  g_autoptr (GHashTable) want_set = NULL;
+  g_autoptr (GHashTable) have = NULL;
   char buf[MODIKE_ADDR_STRLEN + 8];
 
   if (os == NULL || (p == NULL && !a->dynamic))
     return;
   want = p != NULL ? wanted_routes (ike, cfg, p, a->result) : g_array_new (FALSE, TRUE, sizeof (ModikePrefix));
-  for (guint k = 0; k < a->result_routes->len; k++)
-    if (!prefix_in (want, &g_array_index (a->result_routes, ModikePrefix, k)))
-      g_array_append_val (want, g_array_index (a->result_routes, ModikePrefix, k));
+  want_set = prefix_set_new (want);
+  add_prefixes (want, want_set, a->result_routes);
+  have = prefix_set_new (a->routes);
   for (guint k = a->routes->len; k-- > 0;)
     {
       ModikePrefix r = g_array_index (a->routes, ModikePrefix, k);
       g_autoptr (GError) error = NULL;
 
-      if (prefix_in (want, &r))
+      if (g_hash_table_contains (want_set, &r))
         continue;
       g_array_remove_index (a->routes, k);
+      g_hash_table_remove (have, &r);
       if (os->del_route != NULL && !os->del_route (a->handle, &r, &error))
         engine_log (G_LOG_LEVEL_WARNING, NULL, NULL, "peer %s: adapter %s: route %s not removed: %s", a->peer,
                     a->ifname, prefix_format (&r, buf, sizeof buf), error != NULL ? error->message : "failed");
@@ -471,7 +507,7 @@ adapter_sync_routes (ModikeIke *ike, EngineAdapter *a, const ModikeConfig *cfg)
       const ModikePrefix *r = &g_array_index (want, ModikePrefix, k);
       g_autoptr (GError) error = NULL;
 
-      if (prefix_in (a->routes, r))
+      if (g_hash_table_contains (have, r))
         continue;
       /* The config is applied already: a route that fails is logged
        * and tried again at the next reload. */
@@ -483,6 +519,7 @@ adapter_sync_routes (ModikeIke *ike, EngineAdapter *a, const ModikeConfig *cfg)
           continue;
         }
       g_array_append_val (a->routes, *r);
+      prefix_set_add (have, r);
       engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "peer %s: adapter %s: route %s", a->peer, a->ifname,
                   prefix_format (r, buf, sizeof buf));
     }
@@ -612,6 +649,7 @@ static void
 result_routes (const ModikeSaResult *r, const ModikeAddr *peer, GArray *out)
 {
   g_autoptr (GArray) holes = route_holes (peer, r);
+  g_autoptr (GHashTable) seen = prefix_set_new (NULL);
 
   g_array_set_size (out, 0);
   for (guint i = 0; i < r->routes->len; i++)
@@ -622,7 +660,7 @@ result_routes (const ModikeSaResult *r, const ModikeAddr *peer, GArray *out)
       if (!modike_addr_range_from_prefix (&g_array_index (r->routes, ModikePrefix, i), &range))
         continue;
       pre = range_to_prefixes_minus (&range, holes);
-      add_prefixes (out, pre);
+      add_prefixes (out, seen, pre);
     }
 }
 

@@ -105,6 +105,7 @@ struct _ModikeIke {
   const struct _ModikeHostOps *host_ops; /* host services (host.c), NULL = none */
   gpointer host;
   GPtrArray *instances;       /* EngineInstance*: SPD entries made from templates (instances.c) */
+  GHashTable *instance_ids;   /* spd_id -> EngineInstance* of `instances` */
 };
 
 struct _ModikeIkeSa {
@@ -535,6 +536,7 @@ const ModikeSaResult *engine_adapter_result (ModikeIke *ike, const char *peer, M
 /* ---- policy templates and their instances (instances.c) ---- */
 typedef struct {
   guint32 spd_id;
+  const ModikeSpdEntry *entry; /* the SPD's, borrowed: only instances.c and a reload change those */
   char *name;                 /* the entry's: "<template>@<remote>" or "<template>!<excluded net>" */
   ModikeIkeSa *sa;            /* the SA whose result or peer address made it (moves to a successor) */
 } EngineInstance;

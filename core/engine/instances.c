@@ -30,11 +30,13 @@ void
 engine_instances_init (ModikeIke *ike)
 {
   ike->instances = g_ptr_array_new_with_free_func ((GDestroyNotify) instance_free);
+  ike->instance_ids = g_hash_table_new (NULL, NULL);
 }
 
 void
 engine_instances_free (ModikeIke *ike)
 {
+  g_clear_pointer (&ike->instance_ids, g_hash_table_destroy);
   g_clear_pointer (&ike->instances, g_ptr_array_unref);
 }
 
@@ -47,8 +49,9 @@ engine_policy_priority (guint index, gboolean protect_instance)
 /* ---- what the instances should be ---- */
 
 typedef struct {
-  ModikeSpdEntry *e;
+  ModikeSpdEntry *e;          /* NULL once in the SPD */
   ModikeIkeSa *sa;
+  gboolean kept;              /* an instance of that name and entry exists */
 } Want;
 
 static void
@@ -57,6 +60,22 @@ want_free (Want *w)
   modike_spd_entry_free (w->e);
   g_free (w);
 }
+
+/* The instances to have, in the order they are made, and by name (a
+ * gateway with many clients syncs often: no scans). */
+typedef struct {
+  GPtrArray *list;            /* Want*, owned */
+  GHashTable *by_name;        /* char* (owned) -> Want* */
+} Wants;
+
+static void
+wants_free (Wants *ws)
+{
+  g_hash_table_destroy (ws->by_name);
+  g_ptr_array_unref (ws->list);
+  g_free (ws);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Wants, wants_free)
 
 static void
 host_range (const ModikeAddr *a, ModikeAddrRange *out)
@@ -114,22 +133,9 @@ range_text (const ModikeAddrRange *r)
   return g_strdup_printf ("%s-%s", modike_addr_format (&from, a, sizeof a), modike_addr_format (&to, b, sizeof b));
 }
 
-static Want *
-want_find (GPtrArray *want, const char *name)
-{
-  for (guint i = 0; i < want->len; i++)
-    {
-      Want *w = g_ptr_array_index (want, i);
-
-      if (strcmp (w->e->name, name) == 0)
-        return w;
-    }
-  return NULL;
-}
-
 /* An instance of template t: its copy with the selectors filled in. */
 static void
-want_add (GPtrArray *want, const ModikeSpdEntry *t, guint index, char sep, ModikeSpdAction action,
+want_add (Wants *want, const ModikeSpdEntry *t, guint index, char sep, ModikeSpdAction action,
           const ModikeAddrRange *local, const ModikeAddrRange *remote, ModikeIkeSa *sa)
 {
   g_autofree char *what = range_text (remote);
@@ -137,7 +143,7 @@ want_add (GPtrArray *want, const ModikeSpdEntry *t, guint index, char sep, Modik
   ModikeSpdEntry *e;
   Want *w;
 
-  if (want_find (want, name) != NULL)
+  if (g_hash_table_contains (want->by_name, name))
     return;
   e = modike_spd_entry_dup (t);
   g_free (e->name);
@@ -157,7 +163,8 @@ want_add (GPtrArray *want, const ModikeSpdEntry *t, guint index, char sep, Modik
   w = g_new0 (Want, 1);
   w->e = e;
   w->sa = sa;
-  g_ptr_array_add (want, w);
+  g_ptr_array_add (want->list, w);
+  g_hash_table_insert (want->by_name, g_strdup (e->name), w);
 }
 
 static const ModikePrefix *
@@ -171,7 +178,7 @@ result_address (const ModikeSaResult *r, int family)
 static const int families[] = { AF_INET, AF_INET6 };
 
 static void
-client_instances (GPtrArray *want, const ModikeSpdEntry *t, guint index, const ModikeSaResult *r, ModikeIkeSa *sa)
+client_instances (Wants *want, const ModikeSpdEntry *t, guint index, const ModikeSaResult *r, ModikeIkeSa *sa)
 {
   for (guint f = 0; f < G_N_ELEMENTS (families); f++)
     {
@@ -211,7 +218,7 @@ peer_address (const ModikeIkeSa *sa, int family)
 /* The client's addresses are on sa; its instances belong to owner, the
  * SA that speaks for the client now (sa or its successor). */
 static void
-gateway_instances (GPtrArray *want, const ModikeSpdEntry *t, guint index, const ModikeIkeSa *sa, ModikeIkeSa *owner)
+gateway_instances (Wants *want, const ModikeSpdEntry *t, guint index, const ModikeIkeSa *sa, ModikeIkeSa *owner)
 {
   for (guint f = 0; f < G_N_ELEMENTS (families); f++)
     {
@@ -235,11 +242,13 @@ current_sa (ModikeIkeSa *sa)
   return best != NULL ? best : sa;
 }
 
-static GPtrArray *
+static Wants *
 wanted (ModikeIke *ike)
 {
-  GPtrArray *want = g_ptr_array_new_with_free_func ((GDestroyNotify) want_free);
+  Wants *want = g_new0 (Wants, 1);
 
+  want->list = g_ptr_array_new_with_free_func ((GDestroyNotify) want_free);
+  want->by_name = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   for (guint i = 0; ike->cfg != NULL && ike->cfg->policies != NULL && i < ike->cfg->policies->len; i++)
     {
       const ModikeSpdEntry *t = g_ptr_array_index (ike->cfg->policies, i);
@@ -317,44 +326,52 @@ forget (ModikeIke *ike, const GArray *gone)
 static void
 instances_sync (ModikeIke *ike, gboolean push)
 {
-  g_autoptr (GPtrArray) want = wanted (ike);
+  g_autoptr (Wants) want = wanted (ike);
   g_autoptr (GArray) gone = g_array_new (FALSE, FALSE, sizeof (guint32));
   gboolean changed = FALSE;
+  guint kept = 0;
 
-  for (guint i = ike->instances->len; i-- > 0;)
+  for (guint i = 0; i < ike->instances->len; i++)
     {
       EngineInstance *inst = g_ptr_array_index (ike->instances, i);
-      const ModikeSpdEntry *e = modike_spd_get (ike->spd, inst->spd_id);
-      Want *w = want_find (want, inst->name);
-      guint at;
+      Want *w = g_hash_table_lookup (want->by_name, inst->name);
 
-      if (w != NULL && e != NULL && same_entry (e, w->e))
+      if (w != NULL && same_entry (inst->entry, w->e))
         {
           inst->sa = w->sa;
-          g_ptr_array_find (want, w, &at);
-          g_ptr_array_remove_index (want, at);
+          w->kept = TRUE;
+          ike->instances->pdata[kept++] = inst;
           continue;
         }
       engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "policy %s removed", inst->name);
-      if (e != NULL)
-        modike_spd_remove (ike->spd, inst->spd_id);
+      g_hash_table_remove (ike->instance_ids, GUINT_TO_POINTER (inst->spd_id));
+      modike_spd_remove (ike->spd, inst->spd_id);
       g_array_append_val (gone, inst->spd_id);
-      g_ptr_array_remove_index (ike->instances, i);
+      instance_free (inst);
       changed = TRUE;
     }
-  for (guint i = 0; i < want->len; i++)
+  /* The kept ones were moved down over the freed ones. */
+  ike->instances->len = kept;
+  for (guint i = 0; i < want->list->len; i++)
     {
-      Want *w = g_ptr_array_index (want, i);
-      EngineInstance *inst = g_new0 (EngineInstance, 1);
-      g_autofree char *l = range_text (&w->e->local);
-      g_autofree char *r = range_text (&w->e->remote);
+      Want *w = g_ptr_array_index (want->list, i);
+      EngineInstance *inst;
+      g_autofree char *l = NULL;
+      g_autofree char *r = NULL;
 
+      if (w->kept)
+        continue;
+      inst = g_new0 (EngineInstance, 1);
+      l = range_text (&w->e->local);
+      r = range_text (&w->e->remote);
       inst->name = g_strdup (w->e->name);
       inst->sa = w->sa;
       ELOG_INFO (w->sa, NULL, "policy %s: %s %s === %s", inst->name,
                  w->e->action == MODIKE_SPD_PROTECT ? "protect" : "bypass", l, r);
+      inst->entry = w->e;
       inst->spd_id = modike_spd_add (ike->spd, g_steal_pointer (&w->e));
       g_ptr_array_add (ike->instances, inst);
+      g_hash_table_insert (ike->instance_ids, GUINT_TO_POINTER (inst->spd_id), inst);
       changed = TRUE;
     }
   if (gone->len > 0)
@@ -376,6 +393,7 @@ void
 engine_instances_rebuild (ModikeIke *ike)
 {
   /* The SPD they were in is gone already. */
+  g_hash_table_remove_all (ike->instance_ids);
   g_ptr_array_set_size (ike->instances, 0);
   instances_sync (ike, FALSE);
 }
@@ -383,14 +401,7 @@ engine_instances_rebuild (ModikeIke *ike)
 const EngineInstance *
 engine_instance_find (ModikeIke *ike, guint32 spd_id)
 {
-  for (guint i = 0; i < ike->instances->len; i++)
-    {
-      const EngineInstance *inst = g_ptr_array_index (ike->instances, i);
-
-      if (inst->spd_id == spd_id)
-        return inst;
-    }
-  return NULL;
+  return g_hash_table_lookup (ike->instance_ids, GUINT_TO_POINTER (spd_id));
 }
 
 gboolean
@@ -401,6 +412,9 @@ engine_instance_usable (ModikeIkeSa *sa, guint32 spd_id)
 
   if (inst == NULL || inst->sa == sa)
     return TRUE;
+  /* Another peer key is another client, no need to ask further. */
+  if (sa->peer_key == NULL || g_strcmp0 (sa->peer_key, inst->sa->peer_key) != 0)
+    return FALSE;
   /* The same client: sa.c's rule (its peer key, and its address or NAT). */
   sas = engine_sa_peer_sas (sa);
   return g_ptr_array_find (sas, inst->sa, NULL);
@@ -440,11 +454,11 @@ engine_instances_status (const ModikeIkeSa *sa, GString *s)
   for (guint i = 0; i < sa->ike->instances->len; i++)
     {
       const EngineInstance *inst = g_ptr_array_index (sa->ike->instances, i);
-      const ModikeSpdEntry *e = inst->sa == sa ? modike_spd_get (sa->ike->spd, inst->spd_id) : NULL;
+      const ModikeSpdEntry *e = inst->entry;
       g_autofree char *l = NULL;
       g_autofree char *r = NULL;
 
-      if (e == NULL)
+      if (inst->sa != sa)
         continue;
       l = range_text (&e->local);
       r = range_text (&e->remote);
