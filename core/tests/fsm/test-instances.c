@@ -190,6 +190,17 @@ range (const char *text)
   return r;
 }
 
+static void give_address (World *w, guint i);
+
+/* Client i's phase 1 up, and its address given at the gateway (what the
+ * mode config plugins do, without the exchange). */
+static void
+connect_client (World *w, guint i)
+{
+  p1_up (w, i);
+  give_address (w, i);
+}
+
 static void
 give_address (World *w, guint i)
 {
@@ -224,7 +235,11 @@ spd_names (Node *n)
   GString *s = g_string_new (NULL);
 
   for (guint i = 0; i < entries->len; i++)
-    g_string_append_printf (s, "%s%s", i > 0 ? " " : "", ((const ModikeSpdEntry *) g_ptr_array_index (entries, i))->name);
+    {
+      const ModikeSpdEntry *e = g_ptr_array_index (entries, i);
+
+      g_string_append_printf (s, "%s%s", i > 0 ? " " : "", e->name);
+    }
   return g_string_free (s, FALSE);
 }
 
@@ -280,13 +295,20 @@ assert_child_ts (Node *n, const EngineChild *c, const char *local, const char *r
   assert_range_equal (&out->remote_ts, &r);
 }
 
+/* Client i's address and the networks `routes` (NULL-terminated, NULL:
+ * none). */
 static ModikeSaResult *
-vip_result (guint i)
+vip_result (guint i, const char *const *routes)
 {
   ModikeSaResult *r = modike_sa_result_new ();
   ModikePrefix p = prefix (client_vip[i]);
 
   modike_sa_result_add_address (r, &p);
+  for (guint k = 0; routes != NULL && routes[k] != NULL; k++)
+    {
+      p = prefix (routes[k]);
+      modike_sa_result_add_route (r, &p);
+    }
   return r;
 }
 
@@ -314,8 +336,8 @@ static void
 test_client_split (void)
 {
   World w = { 0 };
-  g_autoptr (ModikeSaResult) r = vip_result (0);
-  ModikePrefix net;
+  static const char *const routes[] = { "10.8.0.0/16", "10.9.1.0/24", "172.16.0.0/12", NULL };
+  g_autoptr (ModikeSaResult) r = vip_result (0, routes);
   g_autofree char *names = NULL;
   g_autofree char *before = NULL;
   const ModikeSpdEntry *e;
@@ -330,14 +352,7 @@ test_client_split (void)
   g_assert_cmpstr (before, ==, "first last");
   g_assert_cmpuint (log_count (w.clog[0], 0, "route+"), ==, 0);
 
-  p1_up (&w, 0);
-  give_address (&w, 0);
-  net = prefix ("10.8.0.0/16");
-  modike_sa_result_add_route (r, &net);
-  net = prefix ("10.9.1.0/24");
-  modike_sa_result_add_route (r, &net);
-  net = prefix ("172.16.0.0/12");
-  modike_sa_result_add_route (r, &net);
+  connect_client (&w, 0);
   set_result (w.c[0], r);
 
   names = spd_names (w.c[0]);
@@ -370,7 +385,8 @@ test_client_split (void)
   g_assert_nonnull (strstr (status, "\n  POLICY gw vpn@10.8.0.0/16 protect local=10.99.0.11/32 remote=10.8.0.0/16\n"));
   g_free (status);
   status = modike_ike_status (w.gw->ike);
-  g_assert_nonnull (strstr (status, "  POLICY clients vips@10.99.0.11/32 protect local=10.0.0.0/8 remote=10.99.0.11/32\n"));
+  g_assert_nonnull (
+    strstr (status, "  POLICY clients vips@10.99.0.11/32 protect local=10.0.0.0/8 remote=10.99.0.11/32\n"));
 
   /* Reloads: the same gateway config keeps its instance and children; the
    * client's template narrowed to 10.8.0.0/16 keeps that instance and its
@@ -408,7 +424,7 @@ static void
 test_client_full_tunnel_exclude (void)
 {
   World w = { 0 };
-  g_autoptr (ModikeSaResult) r = vip_result (0);
+  g_autoptr (ModikeSaResult) r = vip_result (0, NULL);
   ModikePrefix net = prefix ("192.168.1.0/24");
   g_autofree char *names = NULL;
   const ModikeSpdEntry *e;
@@ -422,8 +438,7 @@ test_client_full_tunnel_exclude (void)
                 "  <policy name=\"vpn\" peer=\"gw\" action=\"protect\" local=\"virtual\" remote=\"any\">\n"
                 "    <proposal encryption=\"aes128\" integrity=\"sha256\"/>\n"
                 "  </policy>\n");
-  p1_up (&w, 0);
-  give_address (&w, 0);
+  connect_client (&w, 0);
   modike_sa_result_add_exclude (r, &net);
   set_result (w.c[0], r);
 
@@ -480,8 +495,8 @@ static void
 test_client_result_cleared (void)
 {
   World w = { 0 };
-  g_autoptr (ModikeSaResult) r = vip_result (0);
-  ModikePrefix net = prefix ("10.8.0.0/16");
+  static const char *const routes[] = { "10.8.0.0/16", "10.9.0.0/16", NULL };
+  g_autoptr (ModikeSaResult) r = vip_result (0, routes);
   g_autofree char *names = NULL;
   guint32 id9;
   guint gw_children;
@@ -490,11 +505,7 @@ test_client_result_cleared (void)
   world_gateway (&w, "10.0.0.0/8", FALSE);
   world_client (&w, 0, SPLIT_TEMPLATE);
   holder = modike_registry_add_plugin (w.c[0]->reg, &holder_desc);
-  p1_up (&w, 0);
-  give_address (&w, 0);
-  modike_sa_result_add_route (r, &net);
-  net = prefix ("10.9.0.0/16");
-  modike_sa_result_add_route (r, &net);
+  connect_client (&w, 0);
   set_result (w.c[0], r);
   acquire (&w, w.c[0], "vpn@10.8.0.0/16");
   g_assert_cmpuint (only_sa (w.c[0])->children->len, ==, 1);
@@ -546,18 +557,16 @@ static void
 test_rekey_keeps_instances (void)
 {
   World w = { 0 };
-  g_autoptr (ModikeSaResult) r = vip_result (0);
-  ModikePrefix net = prefix ("10.8.0.0/16");
+  static const char *const routes[] = { "10.8.0.0/16", NULL };
+  g_autoptr (ModikeSaResult) r = vip_result (0, routes);
   ModikeIkeSa *first;
   guint32 cid, gid;
   const EngineInstance *inst;
 
   world_gateway (&w, "10.0.0.0/8", TRUE);
   world_client (&w, 0, SPLIT_TEMPLATE);
-  p1_up (&w, 0);
-  give_address (&w, 0);
+  connect_client (&w, 0);
   g_assert_true (log_has (w.log, "route+ gw0 10.99.0.11/32"));
-  modike_sa_result_add_route (r, &net);
   set_result (w.c[0], r);
   acquire (&w, w.c[0], "vpn@10.8.0.0/16");
   first = only_sa (w.c[0]);
@@ -615,8 +624,7 @@ three_clients (World *w, gboolean c3_lies)
   for (guint i = 0; i < 3; i++)
     {
       world_client (w, i, own_policy (i, c3_lies && i == 2 ? client_vip[0] : client_vip[i]));
-      p1_up (w, i);
-      give_address (w, i);
+      connect_client (w, i);
     }
 }
 
