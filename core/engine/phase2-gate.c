@@ -87,7 +87,7 @@ engine_gate_renumber (ModikeIkeSa *sa, GHashTable *renumber)
           it.spd_id = GPOINTER_TO_UINT (g_hash_table_lookup (renumber, GUINT_TO_POINTER (it.spd_id)));
           if (it.spd_id == 0)
             {
-              ELOG_INFO (sa, NULL, "a Quick Mode waiting at the phase-2 gate lost its policy to a reload");
+              ELOG_INFO (sa, NULL, "a Quick Mode waiting at the phase-2 gate lost its policy (a reload, or its instance went)");
               continue;
             }
         }

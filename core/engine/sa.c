@@ -582,6 +582,7 @@ engine_sa_delete (ModikeIkeSa *sa, gboolean send_delete)
   /* While sa is still filed with its peer: a result moves only to an SA
    * of the same peer (for a client, the client's own). */
   engine_adapters_sa_gone (sa);
+  engine_instances_sa_gone (sa);
   sa_unindex (sa);
   g_ptr_array_remove (ike->sas, sa);
   g_ptr_array_add (ike->dead_sas, sa);
@@ -722,6 +723,9 @@ engine_p1_established (ModikeIkeSa *sa)
   sa_index (sa);
   if (sa->peer_initial_contact)
     engine_sa_initial_contact (sa);
+  /* A peer address given before phase 1 was up makes its instances now. */
+  if (sa->peer_addr4.net.family != 0 || sa->peer_addr6.net.family != 0)
+    engine_instances_sync (ike);
 
   /* Children of the other SAs of this peer move here (phase 1 rekeying). */
   sas = engine_sa_peer_sas (sa);

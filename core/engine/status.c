@@ -4,7 +4,10 @@
  * IKE <peer> <STATE> i=<icookie> r=<rcookie> <encr>-<hash>-<group> <main|aggressive> <initiator|responder> life=<s>s
  *   ESP <peer> in=<spi> out=<spi> <encr>[-<integ>] <tunnel|transport>[ udp-encap] pfs=<group|none> life=<s>s
  *       [ packets=<in>/<out> bytes=<in>/<out> drops=<n>]
+ *   POLICY <peer> <instance name> <protect|bypass> local=<range> remote=<range>
  *
+ * POLICY lines are the policy instances the SA's result or peer address
+ * made (instances.c); readers that do not know them skip them.
  * The counters come from the datapath plugin (none without one); drops is
  * the sum over every reason of both directions. */
 #include "engine-private.h"
@@ -76,6 +79,7 @@ append_sa (GString *s, const ModikeIkeSa *sa)
                                 in.packets, out.packets, in.bytes, out.bytes, drops_total (&in) + drops_total (&out));
       g_string_append_c (s, '\n');
     }
+  engine_instances_status (sa, s);
 }
 
 char *
