@@ -760,6 +760,7 @@ modike_ike_sa_set_result (ModikeIkeSa *sa, const ModikeSaResult *r, GError **err
   const ModikeOsAdapterOps *os;
   EngineAdapter *a;
   gboolean created = FALSE;
+  g_autoptr (GError) local = NULL;
 
   g_return_val_if_fail (sa != NULL && r != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
@@ -789,14 +790,16 @@ modike_ike_sa_set_result (ModikeIkeSa *sa, const ModikeSaResult *r, GError **err
       a->dynamic = created = TRUE;
       g_ptr_array_add (ike->adapters, a);
     }
-  if (!set_addresses (a, os, r, error))
+  if (!set_addresses (a, os, r, &local))
     {
-      g_prefix_error (error, "peer %s: adapter %s: ", a->peer, a->ifname);
+      g_prefix_error (&local, "peer %s: adapter %s: ", a->peer, a->ifname);
+      modike_ike_sa_report_stage (sa, "adapter", FALSE, local);
       if (created)
         {
           g_ptr_array_remove (ike->adapters, a);
           adapter_destroy (ike, a);
         }
+      g_propagate_error (error, g_steal_pointer (&local));
       return FALSE;
     }
   if (a->result_sa != NULL && a->result_sa != sa)
@@ -805,10 +808,13 @@ modike_ike_sa_set_result (ModikeIkeSa *sa, const ModikeSaResult *r, GError **err
   a->result = result_copy (r);
   a->result_sa = sa;
   result_routes (r, &sa->remote, a->result_routes);
+  /* The connect client shows the adapter and routes stages (host.h). */
+  modike_ike_sa_report_stage (sa, "adapter", TRUE, NULL);
   apply_dns (ike, a, r);
   adapter_sync_routes (ike, a, ike->cfg);
   engine_instances_check_result (sa, r);
   engine_instances_sync (ike);
+  modike_ike_sa_report_stage (sa, "routes", TRUE, NULL);
   return TRUE;
 }
 

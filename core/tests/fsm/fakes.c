@@ -247,6 +247,11 @@ fos_set_address (gpointer adapter, const ModikePrefix *addr, guint mtu, GError *
   FakeAdapter *a = adapter;
   char buf[80];
 
+  if (a->os->fail_address)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED, "address refused");
+      return FALSE;
+    }
   a->mtu = mtu;
   fake_log (a->log, "address %s %s mtu=%u", a->name, fmt_prefix (addr, buf, sizeof buf), mtu);
   return TRUE;

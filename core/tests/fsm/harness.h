@@ -130,6 +130,7 @@ typedef struct {
   gboolean no_offload;       /* VNET_HDR asked for but not granted */
   gboolean fail_create;
   gboolean no_dns;           /* registers ops without set_dns/clear_dns */
+  gboolean fail_address;     /* set_address fails */
   guint live;
 } FakeOs;
 

@@ -186,8 +186,49 @@ test_host_services (void)
   net_free (net);
 }
 
+/* A result on the peer's adapter reports the adapter and routes stages
+ * (modike connect shows them); a refused address reports the failure. */
+static void
+test_host_result_stages (void)
+{
+  Params p = params_default ();
+  g_autoptr (GPtrArray) log = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (ModikeSaResult) r = modike_sa_result_new ();
+  g_autoptr (GError) error = NULL;
+  FakeHost h = { g_string_new (NULL) };
+  FakeDp da;
+  FakeOs os = { 0 };
+  ModikePrefix addr, net4;
+  Node *a, *b;
+  Net *net;
+
+  fake_dp_init (&da, log);
+  os.log = log;
+  net = dp_pair_new (&p, &da, NULL, &os, &a, &b);
+  modike_ike_set_host (a->ike, &host_ops, &h);
+  bring_up (net, a, b, 1);
+  g_assert_true (modike_prefix_parse ("10.99.0.5/32", &addr, NULL));
+  g_assert_true (modike_prefix_parse ("10.2.0.0/24", &net4, NULL));
+  modike_sa_result_add_address (r, &addr);
+  modike_sa_result_add_route (r, &net4);
+  g_assert_true (modike_ike_sa_set_result (only_sa (a), r, &error));
+  g_assert_no_error (error);
+  g_assert_cmpstr (h.log->str, ==, "stage b adapter up\nstage b routes up\n");
+
+  g_string_truncate (h.log, 0);
+  os.fail_address = TRUE;
+  g_assert_false (modike_ike_sa_set_result (only_sa (a), r, &error));
+  g_assert_nonnull (error);
+  g_assert_true (g_str_has_prefix (h.log->str, "stage b adapter failed peer b: adapter modike0: "));
+  modike_ike_set_host (a->ike, NULL, NULL);
+  g_string_free (h.log, TRUE);
+  net_free (net);
+  fake_dp_clear (&da);
+}
+
 void
 fsm_add_host_tests (void)
 {
   g_test_add_func ("/fsm/host/services", test_host_services);
+  g_test_add_func ("/fsm/host/result-stages", test_host_result_stages);
 }
