@@ -518,11 +518,13 @@ bytes_text (JsonObject *o)
                           control_msg_get_int (o, "bytes_out", 0));
 }
 
-/* One row per SA: peer, kind, state, algorithms, lifetime, bytes in/out. */
+/* One row per SA: peer, kind, state, algorithms, lifetime, bytes in/out;
+ * then the SA's policy instances (mode config): action, local <-> remote. */
 static void
 add_rows (GPtrArray *rows, JsonObject *ike)
 {
   JsonArray *children = control_msg_get_array (ike, "children");
+  JsonArray *policies = control_msg_get_array (ike, "policies");
   char **row = g_new0 (char *, 7);
 
   row[0] = g_strdup (str_or (ike, "peer", "?"));
@@ -546,6 +548,22 @@ add_rows (GPtrArray *rows, JsonObject *ike)
       row[3] = g_strdup (str_or (esp, "algorithms", "?"));
       row[4] = g_strdup_printf ("%" G_GINT64_FORMAT "s", control_msg_get_int (esp, "lifetime", 0));
       row[5] = bytes_text (esp);
+      g_ptr_array_add (rows, row);
+    }
+  for (guint i = 0; policies && i < json_array_get_length (policies); i++)
+    {
+      JsonNode *n = json_array_get_element (policies, i);
+      JsonObject *pol = JSON_NODE_HOLDS_OBJECT (n) ? json_node_get_object (n) : NULL;
+
+      if (pol == NULL)
+        continue;
+      row = g_new0 (char *, 7);
+      row[0] = g_strdup (str_or (ike, "peer", "?"));
+      row[1] = g_strdup ("POLICY");
+      row[2] = g_strdup (str_or (pol, "action", "?"));
+      row[3] = g_strdup_printf ("%s <-> %s", str_or (pol, "local", "?"), str_or (pol, "remote", "?"));
+      row[4] = g_strdup ("-");
+      row[5] = g_strdup ("-");
       g_ptr_array_add (rows, row);
     }
 }

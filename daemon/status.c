@@ -1,6 +1,7 @@
 /* The engine's status text (core/engine/status.c documents the fixed line
  * format) as structured data for the control socket: one object per IKE
- * SA with its ESP SAs as "children". Tokens key=value become members;
+ * SA with its ESP SAs as "children" and its policy instances as
+ * "policies". Tokens key=value become members;
  * in/out pairs ("packets=3/4") become "<key>_in" and "<key>_out". */
 #include "daemon.h"
 
@@ -37,6 +38,30 @@ set_value (JsonObject *o, const char *key, const char *value)
   json_object_set_string_member (o, key, value);
 }
 
+/* "POLICY <peer> <name> <action> local=.. remote=..": the policy instances
+ * the SA's mode config made, as the IKE object's "policies". */
+static void
+add_policy (JsonObject *ike, char **tok)
+{
+  JsonObject *o = json_object_new ();
+
+  if (!json_object_has_member (ike, "policies"))
+    json_object_set_array_member (ike, "policies", json_array_new ());
+  json_object_set_string_member (o, "name", tok[2]);
+  json_object_set_string_member (o, "action", tok[3]);
+  for (guint t = 4; tok[t]; t++)
+    {
+      char *eq = strchr (tok[t], '=');
+
+      if (eq != NULL)
+        {
+          *eq = '\0';
+          json_object_set_string_member (o, tok[t], eq + 1);
+        }
+    }
+  json_array_add_object_element (json_object_get_array_member (ike, "policies"), o);
+}
+
 JsonObject *
 daemon_status_json (const char *text)
 {
@@ -52,6 +77,11 @@ daemon_status_json (const char *text)
       guint bare = 0;
       JsonObject *o;
 
+      if (g_strcmp0 (tok[0], "POLICY") == 0 && ike != NULL && g_strv_length (tok) >= 4)
+        {
+          add_policy (ike, tok);
+          continue;
+        }
       if ((!is_ike && g_strcmp0 (tok[0], "ESP") != 0) || tok[1] == NULL || (!is_ike && ike == NULL))
         continue;
       o = json_object_new ();

@@ -129,6 +129,7 @@ test_status_json (void)
     "  ESP gw in=c1a2b3c4 out=c4b3a2c1 aes128-sha256 tunnel udp-encap pfs=modp2048 life=3600s packets=120/118 "
     "bytes=15360/15104 drops=2\n"
     "  ESP gw in=00000001 out=00000002 aes256gcm16 transport pfs=none life=600s\n"
+    "  POLICY gw vpn@10.1.0.0/16 protect local=10.99.1.10 remote=10.1.0.0-10.1.255.255\n"
     "IKE other CONNECTING i=1111111111111111 r=0000000000000000 none-none-none aggressive responder life=0s\n"
     "garbage line\n";
   g_autoptr (JsonObject) st = daemon_status_json (text);
@@ -157,6 +158,19 @@ test_status_json (void)
   g_assert_cmpstr (json_object_get_string_member (esp2, "mode"), ==, "transport");
   g_assert_cmpstr (json_object_get_string_member (esp2, "encapsulation"), ==, "none");
   g_assert_false (json_object_has_member (esp2, "bytes_in"));
+  {
+    JsonArray *pol = json_object_get_array_member (gw, "policies");
+    JsonObject *p0;
+
+    g_assert_nonnull (pol);
+    g_assert_cmpuint (json_array_get_length (pol), ==, 1);
+    p0 = json_array_get_object_element (pol, 0);
+    g_assert_cmpstr (json_object_get_string_member (p0, "name"), ==, "vpn@10.1.0.0/16");
+    g_assert_cmpstr (json_object_get_string_member (p0, "action"), ==, "protect");
+    g_assert_cmpstr (json_object_get_string_member (p0, "local"), ==, "10.99.1.10");
+    g_assert_cmpstr (json_object_get_string_member (p0, "remote"), ==, "10.1.0.0-10.1.255.255");
+    g_assert_false (json_object_has_member (json_array_get_object_element (sas, 1), "policies"));
+  }
 }
 
 /* ---- the server with fake operations and the real client ---- */
