@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(
   meson ninja-build pkg-config gcc binutils
   libglib2.0-dev libglib2.0-dev-bin libgnutls28-dev nettle-dev libgmp-dev libxml2-dev
-  libjson-glib-dev libpam0g-dev
+  libjson-glib-dev libpam0g-dev libsqlite3-dev libsqlite3-0
   clang libclang-rt-14-dev gnutls-bin
   iproute2 procps psmisc tshark python3 coreutils
   iputils-ping iperf3
