@@ -25,15 +25,8 @@ struct _EngineAdapter {
   gboolean dynamic;         /* made for a result, goes with it */
   ModikeIkeSa *result_sa;   /* whose result is applied; NULL = none */
   ModikeSaResult *result;   /* a copy of it */
-  GArray *result_routes;    /* ModikePrefix: its networks less the peer's address */
+  GArray *result_routes;    /* ModikePrefix: its networks less the peer's address and the excludes */
   gboolean dns_set;
-};
-
-struct _ModikeSaResult {
-  ModikePrefix addr4, addr6;  /* family 0 = none */
-  GArray *routes;             /* ModikePrefix */
-  GArray *dns;                /* ModikeAddr */
-  GPtrArray *domains;         /* char* */
 };
 
 /* ---- ranges to prefixes ---- */
@@ -105,28 +98,49 @@ add_range (GArray *out, int family, const guint8 *from, const guint8 *to)
     }
 }
 
+static gboolean prefix_in (const GArray *set, const ModikePrefix *p);
+
+/* Adds [from, to] less the holes (ModikeAddrRange, any family, any order). */
 static void
-add_range_except (GArray *out, int family, const guint8 *from, const guint8 *to, const ModikeAddr *except)
+add_range_minus (GArray *out, int family, const guint8 *from, const guint8 *to, const GArray *holes)
 {
   gsize len = family == AF_INET ? 4 : 16;
-  guint8 below[16], above[16];
+  guint8 cur[16];
 
-  if (except == NULL || except->family != family || memcmp (except->addr, from, len) < 0 ||
-      memcmp (except->addr, to, len) > 0)
+  memcpy (cur, from, len);
+  for (;;)
     {
-      add_range (out, family, from, to);
-      return;
+      const ModikeAddrRange *first = NULL;
+      guint8 end[16];
+
+      /* The lowest hole that overlaps [cur, to]. */
+      for (guint i = 0; holes != NULL && i < holes->len; i++)
+        {
+          const ModikeAddrRange *h = &g_array_index (holes, ModikeAddrRange, i);
+
+          if (h->from.family != family || memcmp (h->to.addr, cur, len) < 0 || memcmp (h->from.addr, to, len) > 0)
+            continue;
+          if (first == NULL || memcmp (h->from.addr, first->from.addr, len) < 0)
+            first = h;
+        }
+      if (first == NULL)
+        {
+          add_range (out, family, cur, to);
+          return;
+        }
+      memcpy (end, first->from.addr, len);
+      if (memcmp (end, cur, len) > 0 && decrement (end, len))
+        add_range (out, family, cur, end);
+      memcpy (cur, first->to.addr, len);
+      if (memcmp (cur, to, len) >= 0 || !increment (cur, len))
+        return;
     }
-  memcpy (below, except->addr, len);
-  memcpy (above, except->addr, len);
-  if (decrement (below, len) && memcmp (from, except->addr, len) < 0)
-    add_range (out, family, from, below);
-  if (increment (above, len) && memcmp (except->addr, to, len) < 0)
-    add_range (out, family, above, to);
 }
 
-GArray *
-engine_range_to_prefixes (const ModikeAddrRange *r, const ModikeAddr *except)
+/* The minimal set of prefixes covering r less the holes; family 0 covers
+ * both families. */
+static GArray *
+range_to_prefixes_minus (const ModikeAddrRange *r, const GArray *holes)
 {
   GArray *out = g_array_new (FALSE, TRUE, sizeof (ModikePrefix));
   static const guint8 zero[16];
@@ -136,12 +150,51 @@ engine_range_to_prefixes (const ModikeAddrRange *r, const ModikeAddr *except)
   if (r->from.family == 0)
     {
       /* "any" on both sides of a policy: every address of both families. */
-      add_range_except (out, AF_INET, zero, ones, except);
-      add_range_except (out, AF_INET6, zero, ones, except);
+      add_range_minus (out, AF_INET, zero, ones, holes);
+      add_range_minus (out, AF_INET6, zero, ones, holes);
     }
   else if (r->from.family == r->to.family)
-    add_range_except (out, r->from.family, r->from.addr, r->to.addr, except);
+    add_range_minus (out, r->from.family, r->from.addr, r->to.addr, holes);
   return out;
+}
+
+/* What a peer's routes leave out: its own address (its IKE and ESP packets
+ * must not loop into the adapter) and the excludes of result r. */
+static GArray *
+route_holes (const ModikeAddr *peer, const ModikeSaResult *r)
+{
+  GArray *holes = g_array_new (FALSE, TRUE, sizeof (ModikeAddrRange));
+
+  if (peer != NULL && peer->family != 0)
+    {
+      ModikeAddrRange h = { .from = *peer, .to = *peer };
+
+      g_array_append_val (holes, h);
+    }
+  for (guint i = 0; r != NULL && i < r->excludes->len; i++)
+    {
+      ModikeAddrRange h;
+
+      if (modike_addr_range_from_prefix (&g_array_index (r->excludes, ModikePrefix, i), &h))
+        g_array_append_val (holes, h);
+    }
+  return holes;
+}
+
+GArray *
+engine_range_to_prefixes (const ModikeAddrRange *r, const ModikeAddr *except)
+{
+  g_autoptr (GArray) holes = route_holes (except, NULL);
+
+  return range_to_prefixes_minus (r, holes);
+}
+
+static void
+add_prefixes (GArray *out, const GArray *pre)
+{
+  for (guint k = 0; k < pre->len; k++)
+    if (!prefix_in (out, &g_array_index (pre, ModikePrefix, k)))
+      g_array_append_val (out, g_array_index (pre, ModikePrefix, k));
 }
 
 static gboolean
@@ -171,24 +224,35 @@ prefix_format (const ModikePrefix *p, char *buf, gsize len)
 }
 
 /* Routes the peer's traffic needs: the remote selectors of its protect
- * policies, less the peer's own address (its IKE and ESP packets must not
- * loop into the adapter). */
+ * policies and of their instances (never of a template), less the peer's
+ * own address and the excludes of the peer's result r. */
 static GArray *
-wanted_routes (const ModikeConfig *cfg, const ModikePeerConfig *peer)
+wanted_routes (ModikeIke *ike, const ModikeConfig *cfg, const ModikePeerConfig *peer, const ModikeSaResult *r)
 {
   GArray *want = g_array_new (FALSE, TRUE, sizeof (ModikePrefix));
+  g_autoptr (GArray) holes = route_holes (peer->remote.family != 0 ? &peer->remote : NULL, r);
 
   for (guint i = 0; cfg->policies != NULL && i < cfg->policies->len; i++)
     {
       const ModikeSpdEntry *e = g_ptr_array_index (cfg->policies, i);
       g_autoptr (GArray) pre = NULL;
 
-      if (e->action != MODIKE_SPD_PROTECT || g_strcmp0 (e->peer, peer->name) != 0)
+      if (e->action != MODIKE_SPD_PROTECT || e->virtual_side != MODIKE_VIRTUAL_NONE ||
+          g_strcmp0 (e->peer, peer->name) != 0)
         continue;
-      pre = engine_range_to_prefixes (&e->remote, peer->remote.family != 0 ? &peer->remote : NULL);
-      for (guint k = 0; k < pre->len; k++)
-        if (!prefix_in (want, &g_array_index (pre, ModikePrefix, k)))
-          g_array_append_val (want, g_array_index (pre, ModikePrefix, k));
+      pre = range_to_prefixes_minus (&e->remote, holes);
+      add_prefixes (want, pre);
+    }
+  for (guint i = 0; i < ike->instances->len; i++)
+    {
+      const EngineInstance *inst = g_ptr_array_index (ike->instances, i);
+      const ModikeSpdEntry *e = modike_spd_get (ike->spd, inst->spd_id);
+      g_autoptr (GArray) pre = NULL;
+
+      if (e == NULL || e->action != MODIKE_SPD_PROTECT || g_strcmp0 (e->peer, peer->name) != 0)
+        continue;
+      pre = range_to_prefixes_minus (&e->remote, holes);
+      add_prefixes (want, pre);
     }
   return want;
 }
@@ -383,7 +447,7 @@ adapter_sync_routes (ModikeIke *ike, EngineAdapter *a, const ModikeConfig *cfg)
 
   if (os == NULL || (p == NULL && !a->dynamic))
     return;
-  want = p != NULL ? wanted_routes (cfg, p) : g_array_new (FALSE, TRUE, sizeof (ModikePrefix));
+  want = p != NULL ? wanted_routes (ike, cfg, p, a->result) : g_array_new (FALSE, TRUE, sizeof (ModikePrefix));
   for (guint k = 0; k < a->result_routes->len; k++)
     if (!prefix_in (want, &g_array_index (a->result_routes, ModikePrefix, k)))
       g_array_append_val (want, g_array_index (a->result_routes, ModikePrefix, k));
@@ -448,6 +512,7 @@ modike_sa_result_new (void)
   r->routes = g_array_new (FALSE, TRUE, sizeof (ModikePrefix));
   r->dns = g_array_new (FALSE, TRUE, sizeof (ModikeAddr));
   r->domains = g_ptr_array_new_null_terminated (0, g_free, TRUE);
+  r->excludes = g_array_new (FALSE, TRUE, sizeof (ModikePrefix));
   return r;
 }
 
@@ -459,6 +524,7 @@ modike_sa_result_free (ModikeSaResult *r)
   g_array_unref (r->routes);
   g_array_unref (r->dns);
   g_ptr_array_unref (r->domains);
+  g_array_unref (r->excludes);
   g_free (r);
 }
 
@@ -492,6 +558,17 @@ modike_sa_result_add_route (ModikeSaResult *r, const ModikePrefix *net)
 }
 
 void
+modike_sa_result_add_exclude (ModikeSaResult *r, const ModikePrefix *net)
+{
+  ModikePrefix c;
+
+  g_return_if_fail (r != NULL && net != NULL);
+  g_return_if_fail (net->net.family == AF_INET || net->net.family == AF_INET6);
+  c = bare_prefix (net);
+  g_array_append_val (r->excludes, c);
+}
+
+void
 modike_sa_result_add_dns (ModikeSaResult *r, const ModikeAddr *server)
 {
   ModikeAddr c;
@@ -519,32 +596,30 @@ result_copy (const ModikeSaResult *r)
   c->addr6 = r->addr6;
   g_array_append_vals (c->routes, r->routes->data, r->routes->len);
   g_array_append_vals (c->dns, r->dns->data, r->dns->len);
+  g_array_append_vals (c->excludes, r->excludes->data, r->excludes->len);
   for (guint i = 0; i < r->domains->len; i++)
     g_ptr_array_add (c->domains, g_strdup (g_ptr_array_index (r->domains, i)));
   return c;
 }
 
 /* The result's networks as routes: host bits cleared, and never the peer's
- * own address (its IKE and ESP packets must not loop into the adapter). */
+ * own address (its IKE and ESP packets must not loop into the adapter)
+ * nor an excluded network. */
 static void
 result_routes (const ModikeSaResult *r, const ModikeAddr *peer, GArray *out)
 {
+  g_autoptr (GArray) holes = route_holes (peer, r);
+
   g_array_set_size (out, 0);
   for (guint i = 0; i < r->routes->len; i++)
     {
-      const ModikePrefix *p = &g_array_index (r->routes, ModikePrefix, i);
-      gsize len = modike_addr_len (&p->net);
-      guint host = (guint) len * 8 - MIN (p->plen, (guint) len * 8);
-      ModikeAddrRange range = { .from = p->net, .to = p->net };
+      ModikeAddrRange range;
       g_autoptr (GArray) pre = NULL;
 
-      for (guint b = 0; b < host; b++)
-        range.from.addr[len - 1 - b / 8] &= (guint8) ~(1u << (b % 8));
-      set_host_bits (range.to.addr, range.from.addr, len, host);
-      pre = engine_range_to_prefixes (&range, peer != NULL && peer->family != 0 ? peer : NULL);
-      for (guint k = 0; k < pre->len; k++)
-        if (!prefix_in (out, &g_array_index (pre, ModikePrefix, k)))
-          g_array_append_val (out, g_array_index (pre, ModikePrefix, k));
+      if (!modike_addr_range_from_prefix (&g_array_index (r->routes, ModikePrefix, i), &range))
+        continue;
+      pre = range_to_prefixes_minus (&range, holes);
+      add_prefixes (out, pre);
     }
 }
 
@@ -691,6 +766,8 @@ modike_ike_sa_set_result (ModikeIkeSa *sa, const ModikeSaResult *r, GError **err
   result_routes (r, &sa->remote, a->result_routes);
   apply_dns (ike, a, r);
   adapter_sync_routes (ike, a, ike->cfg);
+  engine_instances_check_result (sa, r);
+  engine_instances_sync (ike);
   return TRUE;
 }
 
@@ -744,6 +821,7 @@ modike_ike_sa_clear_result (ModikeIkeSa *sa)
       if (a->result_sa == sa)
         withdraw (sa->ike, a);
     }
+  engine_instances_sync (sa->ike);
 }
 
 void
@@ -770,4 +848,15 @@ engine_adapters_sa_gone (ModikeIkeSa *sa)
         }
       withdraw (ike, a);
     }
+}
+
+const ModikeSaResult *
+engine_adapter_result (ModikeIke *ike, const char *peer, ModikeIkeSa **sa)
+{
+  EngineAdapter *a = find_adapter (ike, peer);
+
+  if (a == NULL || a->result == NULL || a->result_sa == NULL || a->result_sa->dead)
+    return NULL;
+  *sa = a->result_sa;
+  return a->result;
 }

@@ -105,6 +105,7 @@ struct _ModikeIke {
   GHashTable *policy_xs;      /* spd_id -> GPtrArray of ModikeExchange* negotiating for it */
   const struct _ModikeHostOps *host_ops; /* host services (host.c), NULL = none */
   gpointer host;
+  GPtrArray *instances;       /* EngineInstance*: SPD entries made from templates (instances.c) */
 };
 
 struct _ModikeIkeSa {
@@ -155,6 +156,7 @@ struct _ModikeIkeSa {
   gint64 last_rx_us;          /* last authenticated (decrypted, accepted) message */
   GHashTable *plugin_timers;  /* id -> timer of modike_ike_sa_timer_add; NULL until one */
   guint next_timer_id;
+  ModikePrefix peer_addr4, peer_addr6; /* the client's mode config addresses (gateway); family 0 = none */
 };
 
 struct _ModikeExchange {
@@ -525,6 +527,53 @@ GArray *engine_range_to_prefixes (const ModikeAddrRange *r, const ModikeAddr *ex
  * responder-only entry: of that client), else it is taken down. Called
  * while sa is dead but still filed under its peer key. */
 void engine_adapters_sa_gone (ModikeIkeSa *sa);
+
+/* A plugin's result (sa-result.h); adapter.c applies it, instances.c
+ * makes the templates' instances from it. */
+struct _ModikeSaResult {
+  ModikePrefix addr4, addr6;  /* family 0 = none */
+  GArray *routes;             /* ModikePrefix: split include */
+  GArray *dns;                /* ModikeAddr */
+  GPtrArray *domains;         /* char* */
+  GArray *excludes;           /* ModikePrefix: split exclude (ABI 1.3) */
+};
+/* The result applied for peer now and the SA it belongs to; NULL if none. */
+const ModikeSaResult *engine_adapter_result (ModikeIke *ike, const char *peer, ModikeIkeSa **sa);
+
+/* ---- policy templates and their instances (instances.c) ---- */
+typedef struct {
+  guint32 spd_id;
+  char *name;                 /* the entry's: "<template>@<remote>" or "<template>!<excluded net>" */
+  ModikeIkeSa *sa;            /* the SA whose result or peer address made it (moves to a successor) */
+} EngineInstance;
+
+void engine_instances_init (ModikeIke *ike);
+void engine_instances_free (ModikeIke *ike);
+/* SPD priority of config policy `index`: a template's instances take its
+ * place, its split-exclude BYPASS ones ahead of its PROTECT ones. */
+guint engine_policy_priority (guint index, gboolean protect_instance);
+/* Makes the SPD's instances match the results and peer addresses of the
+ * live SAs: new ones added, stale ones removed with their children and
+ * the Quick Modes started or held for them; then the datapath's policies
+ * and the adapters' routes follow. */
+void engine_instances_sync (ModikeIke *ike);
+/* The SPD was rebuilt from a new config: every instance is made anew
+ * (set_config pushes policies and routes itself). */
+void engine_instances_rebuild (ModikeIke *ike);
+/* The instance with that SPD id, or NULL for an ordinary entry. */
+const EngineInstance *engine_instance_find (ModikeIke *ike, guint32 spd_id);
+/* FALSE if spd_id is an instance of another client than sa's. */
+gboolean engine_instance_usable (ModikeIkeSa *sa, guint32 spd_id);
+/* The established SA to negotiate an instance's children on (its owner's
+ * current one), NULL if none. */
+ModikeIkeSa *engine_instance_sa (const EngineInstance *inst);
+/* sa goes: its peer addresses move to its successor (same client), then sync. */
+void engine_instances_sa_gone (ModikeIkeSa *sa);
+/* Logs the result's routes no local="virtual" template of the peer protects. */
+void engine_instances_check_result (ModikeIkeSa *sa, const ModikeSaResult *r);
+/* Policies may have gone from the SPD: Quick Modes pending, held at the
+ * gate or running follow `renumber` (old id -> new id; missing = gone). */
+void engine_policies_renumber (ModikeIke *ike, GHashTable *renumber);
 
 /* ---- plugin auth methods (auth-method.c) ---- */
 /* Phase 1 is up: the owner of a plugin method hears of it. */

@@ -396,7 +396,8 @@ install (ModikeExchange *x, QmData *qm, GError **error)
 
   if (spd_id == 0)
     {
-      engine_fail (x, 0, MODIKE_IKE_ERROR_FAILED, error, "policy %s was removed by a reload", qm->policy->name);
+      engine_fail (x, 0, MODIKE_IKE_ERROR_FAILED, error, "policy %s was removed (a reload, or its instance went)",
+                   qm->policy->name);
       return FALSE;
     }
   for (int dir = MODIKE_DIR_IN; dir <= MODIKE_DIR_OUT; dir++)
@@ -542,7 +543,9 @@ r1_choose (ModikeExchange *x, QmData *qm, const ModikeSaPayload *offer, const Mo
       guint32 peer_spi = 0;
       g_autoptr (GError) local = NULL;
 
-      if (e->action != MODIKE_SPD_PROTECT || g_strcmp0 (e->peer, sa->peer_name) != 0)
+      /* Another client's instance is not this client's to use. */
+      if (e->action != MODIKE_SPD_PROTECT || g_strcmp0 (e->peer, sa->peer_name) != 0 ||
+          !engine_instance_usable (sa, e->id))
         continue;
       /* IDci is the initiator's side: our remote selector; IDcr our local. */
       if (!selectors_within (e, cr, pr, ci, pi, proto))

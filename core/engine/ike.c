@@ -141,6 +141,7 @@ modike_ike_new (const ModikeEnv *env, ModikeRegistry *registry)
   ike->adapters = g_ptr_array_new ();
   ike->acquires = g_hash_table_new_full (NULL, NULL, NULL, acquire_state_free);
   engine_inflight_init (ike);
+  engine_instances_init (ike);
   return ike;
 }
 
@@ -188,6 +189,7 @@ modike_ike_free (ModikeIke *ike)
   g_hash_table_destroy (ike->children_out);
   modike_sad_free (ike->sad);
   modike_spd_free (ike->spd);
+  engine_instances_free (ike);
   g_free (ike);
 }
 
@@ -644,10 +646,24 @@ find_any_sa (ModikeIke *ike, const char *peer)
   return sa;
 }
 
+/* The SAs a policy's children live on: the peer's, or for an instance
+ * those of the client it belongs to (a new array). */
+static GPtrArray *
+policy_sas (ModikeIke *ike, const char *peer, guint32 spd_id)
+{
+  const EngineInstance *inst = engine_instance_find (ike, spd_id);
+  GPtrArray *sas;
+
+  if (inst != NULL)
+    return engine_sa_peer_sas (inst->sa);
+  sas = engine_peer_sas (ike, peer);
+  return sas != NULL ? g_ptr_array_ref (sas) : g_ptr_array_new ();
+}
+
 static gboolean
 child_exists (ModikeIke *ike, const char *peer, guint32 spd_id)
 {
-  GPtrArray *sas = engine_peer_sas (ike, peer);
+  g_autoptr (GPtrArray) sas = policy_sas (ike, peer, spd_id);
 
   for (guint i = 0; sas != NULL && i < sas->len; i++)
     {
@@ -706,7 +722,7 @@ modike_ike_initiate (ModikeIke *ike, const char *name, GError **error)
       const ModikeSpdEntry *e = g_ptr_array_index (entries, i);
 
       if (e->action != MODIKE_SPD_PROTECT || g_strcmp0 (e->peer, peer->name) != 0 ||
-          child_exists (ike, peer->name, e->id))
+          !engine_instance_usable (sa, e->id) || child_exists (ike, peer->name, e->id))
         continue;
       if (!child_for (ike, sa, e->id, error))
         {
@@ -723,6 +739,7 @@ gboolean
 modike_ike_initiate_child (ModikeIke *ike, guint32 spd_id, GError **error)
 {
   const ModikeSpdEntry *e = modike_spd_get (ike->spd, spd_id);
+  const EngineInstance *inst = engine_instance_find (ike, spd_id);
   const ModikePeerConfig *peer;
   ModikeIkeSa *sa;
   gboolean ok;
@@ -740,8 +757,12 @@ modike_ike_initiate_child (ModikeIke *ike, guint32 spd_id, GError **error)
       return FALSE;
     }
   engine_enter (ike);
-  sa = find_any_sa (ike, peer->name);
-  if (sa == NULL)
+  /* An instance's children go on the IKE SA of the client it belongs to. */
+  sa = inst != NULL ? engine_instance_sa (inst) : find_any_sa (ike, peer->name);
+  if (sa == NULL && inst != NULL)
+    g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "policy %s: its IKE SA is not established",
+                 e->name);
+  else if (sa == NULL)
     sa = engine_start_p1 (ike, peer, error);
   ok = sa != NULL && child_for (ike, sa, spd_id, error);
   engine_leave (ike);
@@ -795,9 +816,10 @@ acquire_run (ModikeIke *ike, guint32 spd_id, const ModikeSelector *sel)
       return;
     }
   peer = ike->cfg != NULL ? modike_config_find_peer (ike->cfg, e->peer) : NULL;
-  if (peer != NULL && peer->remote.family == 0)
+  if (peer != NULL && peer->remote.family == 0 && engine_instance_find (ike, spd_id) == NULL)
     {
-      /* Which of its clients the packet is for is not ours to guess. */
+      /* Which of its clients the packet is for is not ours to guess (an
+       * instance knows its client). */
       engine_log (G_LOG_LEVEL_DEBUG, NULL, NULL, "acquire for policy %s ignored: peer %s is responder-only", e->name,
                   e->peer);
       return;
@@ -910,6 +932,28 @@ out:
 
 /* ---- configuration ---- */
 
+void
+engine_policies_renumber (ModikeIke *ike, GHashTable *renumber)
+{
+  for (guint i = 0; i < ike->sas->len; i++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
+      guint kept = 0;
+
+      for (guint j = 0; j < sa->pending_spd->len; j++)
+        {
+          guint32 id = GPOINTER_TO_UINT (
+            g_hash_table_lookup (renumber, GUINT_TO_POINTER (g_array_index (sa->pending_spd, guint32, j))));
+
+          if (id != 0)
+            g_array_index (sa->pending_spd, guint32, kept++) = id;
+        }
+      g_array_set_size (sa->pending_spd, kept);
+      engine_gate_renumber (sa, renumber);
+    }
+  engine_policy_tags_renumber (ike, renumber);
+}
+
 gboolean
 modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error)
 {
@@ -967,7 +1011,18 @@ modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error)
 
   modike_spd_clear (ike->spd);
   for (guint i = 0; cfg->policies != NULL && i < cfg->policies->len; i++)
-    modike_spd_add (ike->spd, modike_spd_entry_dup (g_ptr_array_index (cfg->policies, i)));
+    {
+      const ModikeSpdEntry *e = g_ptr_array_index (cfg->policies, i);
+      ModikeSpdEntry *copy;
+
+      /* A template's instances take its place (instances.c). */
+      if (e->virtual_side != MODIKE_VIRTUAL_NONE)
+        continue;
+      copy = modike_spd_entry_dup (e);
+      copy->priority = engine_policy_priority (i, FALSE);
+      modike_spd_add (ike->spd, copy);
+    }
+  engine_instances_rebuild (ike);
 
   /* Children follow their policy by name into the new SPD, as do the
    * ids above (renumber: old id -> new id). */
@@ -998,23 +1053,7 @@ modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error)
             engine_child_remove (c, TRUE);
         }
     }
-  for (guint i = 0; i < ike->sas->len; i++)
-    {
-      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
-      guint kept = 0;
-
-      for (guint j = 0; j < sa->pending_spd->len; j++)
-        {
-          guint32 id = GPOINTER_TO_UINT (
-            g_hash_table_lookup (renumber, GUINT_TO_POINTER (g_array_index (sa->pending_spd, guint32, j))));
-
-          if (id != 0)
-            g_array_index (sa->pending_spd, guint32, kept++) = id;
-        }
-      g_array_set_size (sa->pending_spd, kept);
-      engine_gate_renumber (sa, renumber);
-    }
-  engine_policy_tags_renumber (ike, renumber);
+  engine_policies_renumber (ike, renumber);
 
   engine_dp_policies_set (ike);
   engine_adapters_sync_routes (ike, cfg);

@@ -582,6 +582,7 @@ engine_sa_delete (ModikeIkeSa *sa, gboolean send_delete)
   /* While sa is still filed with its peer: a result moves only to an SA
    * of the same peer (for a client, the client's own). */
   engine_adapters_sa_gone (sa);
+  engine_instances_sa_gone (sa);
   sa_unindex (sa);
   g_ptr_array_remove (ike->sas, sa);
   g_ptr_array_add (ike->dead_sas, sa);

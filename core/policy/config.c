@@ -945,6 +945,34 @@ find_policy (const ModikeConfig *cfg, const char *name)
 }
 
 static gboolean
+is_virtual (const xmlNode *n, const char *attr)
+{
+  g_autofree char *v = prop (n, attr);
+  return v != NULL && strcmp (v, "virtual") == 0;
+}
+
+/* local="virtual" (client) or remote="virtual" (gateway): a template for
+ * instances with the mode config address on that side (engine/instances.c). */
+static gboolean
+virtual_parse (Ctx *c, const xmlNode *n, ModikeSpdEntry *e, GError **error)
+{
+  gboolean local = is_virtual (n, "local"), remote = is_virtual (n, "remote");
+  e->virtual_side = local ? MODIKE_VIRTUAL_LOCAL : remote ? MODIKE_VIRTUAL_REMOTE : MODIKE_VIRTUAL_NONE;
+  if (!local && !remote)
+    return TRUE;
+  if (local && remote)
+    return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "policy '%s': only one side can be virtual", e->name);
+  if (e->action != MODIKE_SPD_PROTECT)
+    return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "policy '%s': a virtual %s needs action=\"protect\"",
+                 e->name, local ? "local" : "remote");
+  /* Our own virtual address comes from one gateway's result. */
+  if (local && modike_config_find_peer (c->cfg, e->peer)->remote.family == 0)
+    return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n,
+                 "policy '%s': local=\"virtual\" needs a peer with a remote address", e->name);
+  return TRUE;
+}
+
+static gboolean
 policy_parse (Ctx *c, xmlNode *n, GError **error)
 {
   g_autoptr (ModikeSpdEntry) e = modike_spd_entry_new ();
@@ -981,7 +1009,10 @@ policy_parse (Ctx *c, xmlNode *n, GError **error)
   if (e->action == MODIKE_SPD_PROTECT && e->peer == NULL)
     return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "protect policy '%s' needs a peer", e->name);
 
-  if (!selector_parse (c, n, "local", &e->local, error) || !selector_parse (c, n, "remote", &e->remote, error))
+  if (!virtual_parse (c, n, e, error))
+    return FALSE;
+  if ((e->virtual_side != MODIKE_VIRTUAL_LOCAL && !selector_parse (c, n, "local", &e->local, error)) ||
+      (e->virtual_side != MODIKE_VIRTUAL_REMOTE && !selector_parse (c, n, "remote", &e->remote, error)))
     return FALSE;
   int lf = e->local.from.family, rf = e->remote.from.family;
   if (lf != 0 && rf != 0 && lf != rf)
@@ -992,6 +1023,11 @@ policy_parse (Ctx *c, xmlNode *n, GError **error)
   else if (rf == 0 && lf != 0)
     range_full (lf, &e->remote);
   int family = lf != 0 ? lf : rf;
+  /* A template's concrete side alone gives the family of its instances. */
+  if (e->virtual_side == MODIKE_VIRTUAL_LOCAL)
+    memset (&e->local, 0, sizeof e->local);
+  else if (e->virtual_side == MODIKE_VIRTUAL_REMOTE)
+    memset (&e->remote, 0, sizeof e->remote);
 
   if (!protocol_parse (c, n, &e->proto, error))
     return FALSE;

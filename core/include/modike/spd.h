@@ -34,6 +34,14 @@ typedef struct {
   guint16 auth_alg;       /* ModikeAuthAlg, NONE for AEAD */
 } ModikeEspProposal;
 
+/* ABI 1.3: which side of a policy template is a mode config address
+ * (config `local="virtual"` / `remote="virtual"`); NONE for an ordinary entry. */
+typedef enum {
+  MODIKE_VIRTUAL_NONE = 0,
+  MODIKE_VIRTUAL_LOCAL = 1,   /* client: ours, from the result (sa-result.h) */
+  MODIKE_VIRTUAL_REMOTE = 2,  /* gateway: each client's (modike_ike_sa_set_peer_address) */
+} ModikeVirtualSide;
+
 typedef struct {
   guint32 id;                 /* assigned by modike_spd_add */
   char *name;                 /* policy name from the config */
@@ -47,6 +55,9 @@ typedef struct {
   GArray *proposals;          /* ModikeEspProposal, PROTECT only */
   guint pfs_group;            /* 0 = no PFS */
   guint64 life_seconds, life_kbytes;
+  /* ABI 1.3: a template never enters an SPD; the engine puts instances
+   * (its own copies with that side filled in) in its place. */
+  ModikeVirtualSide virtual_side;
 } ModikeSpdEntry;
 
 ModikeSpdEntry *modike_spd_entry_new (void);   /* any/any, BYPASS, tunnel */

@@ -171,4 +171,5 @@ void fsm_add_cert_tests (void);
 char *cert_config_xml (const Params *p, gboolean is_a, const char *method, const char *leaf, const char *ca,
                        const char *extra);
 void fsm_add_host_tests (void);
+void fsm_add_instance_tests (void);
 

@@ -20,5 +20,6 @@ main (int argc, char **argv)
   fsm_add_client_tests ();
   fsm_add_cert_tests ();
   fsm_add_host_tests ();
+  fsm_add_instance_tests ();
   return g_test_run ();
 }

@@ -1,0 +1,528 @@
+/* Policy templates and their instances. A template is a protect policy
+ * with one side "virtual" (a mode config address): it never enters the
+ * SPD. Its instances do, in its place in file order:
+ *
+ *   client  (local="virtual"):  per address of the peer's result (family):
+ *           local = that address, remote = each result route within the
+ *           template's remote (split include), or the template's remote
+ *           (no routes: full tunnel); each excluded network a BYPASS entry
+ *           ahead of them.
+ *   gateway (remote="virtual"): per client SA with a peer address:
+ *           local = the template's local, remote = the client's address.
+ *
+ * An instance belongs to the SA that made it (its result or peer address)
+ * and moves with that to a successor of the same client; a client's
+ * instances serve only its own Quick Modes (engine_instance_usable). The
+ * set is recomputed (engine_instances_sync) whenever a result, a peer
+ * address or an SA changes; entries that stay keep their SPD id. */
+#include "engine-private.h"
+
+#include <string.h>
+
+static void
+instance_free (EngineInstance *inst)
+{
+  g_free (inst->name);
+  g_free (inst);
+}
+
+void
+engine_instances_init (ModikeIke *ike)
+{
+  ike->instances = g_ptr_array_new_with_free_func ((GDestroyNotify) instance_free);
+}
+
+void
+engine_instances_free (ModikeIke *ike)
+{
+  g_clear_pointer (&ike->instances, g_ptr_array_unref);
+}
+
+guint
+engine_policy_priority (guint index, gboolean protect_instance)
+{
+  return 2 * (index + 1) + (protect_instance ? 1 : 0);
+}
+
+/* ---- what the instances should be ---- */
+
+typedef struct {
+  ModikeSpdEntry *e;
+  ModikeIkeSa *sa;
+} Want;
+
+static void
+want_free (Want *w)
+{
+  modike_spd_entry_free (w->e);
+  g_free (w);
+}
+
+static gsize
+family_len (int family)
+{
+  return family == AF_INET ? 4 : family == AF_INET6 ? 16 : 0;
+}
+
+static void
+host_range (const ModikeAddr *a, ModikeAddrRange *out)
+{
+  memset (out, 0, sizeof *out);
+  out->from.family = out->to.family = a->family;
+  memcpy (out->from.addr, a->addr, family_len (a->family));
+  out->to = out->from;
+}
+
+/* A selector side in `family`: "any" becomes every address of it; FALSE
+ * if the side is of the other family. */
+static gboolean
+side_in_family (const ModikeAddrRange *sel, int family, ModikeAddrRange *out)
+{
+  memset (out, 0, sizeof *out);
+  if (sel->from.family == 0)
+    {
+      out->from.family = out->to.family = family;
+      memset (out->to.addr, 0xff, family_len (family));
+      return TRUE;
+    }
+  if (sel->from.family != family)
+    return FALSE;
+  *out = *sel;
+  out->from.port = out->to.port = 0;
+  return TRUE;
+}
+
+static gboolean
+intersect (const ModikeAddrRange *a, const ModikeAddrRange *b, ModikeAddrRange *out)
+{
+  gsize len = family_len (a->from.family);
+
+  if (len == 0 || a->from.family != b->from.family)
+    return FALSE;
+  memset (out, 0, sizeof *out);
+  out->from = memcmp (a->from.addr, b->from.addr, len) >= 0 ? a->from : b->from;
+  out->to = memcmp (a->to.addr, b->to.addr, len) <= 0 ? a->to : b->to;
+  return memcmp (out->from.addr, out->to.addr, len) <= 0;
+}
+
+/* "10.1.0.0/16" when the range is a prefix, else "a-b". */
+static char *
+range_text (const ModikeAddrRange *r)
+{
+  g_autoptr (GArray) pre = engine_range_to_prefixes (r, NULL);
+  char a[MODIKE_ADDR_STRLEN], b[MODIKE_ADDR_STRLEN];
+  ModikeAddr from = r->from, to = r->to;
+
+  from.port = to.port = 0;
+  if (pre->len == 1)
+    return g_strdup_printf ("%s/%u", modike_addr_format (&from, a, sizeof a),
+                            g_array_index (pre, ModikePrefix, 0).plen);
+  return g_strdup_printf ("%s-%s", modike_addr_format (&from, a, sizeof a), modike_addr_format (&to, b, sizeof b));
+}
+
+static Want *
+want_find (GPtrArray *want, const char *name)
+{
+  for (guint i = 0; i < want->len; i++)
+    {
+      Want *w = g_ptr_array_index (want, i);
+
+      if (strcmp (w->e->name, name) == 0)
+        return w;
+    }
+  return NULL;
+}
+
+/* An instance of template t: its copy with the selectors filled in. */
+static void
+want_add (GPtrArray *want, const ModikeSpdEntry *t, guint index, char sep, ModikeSpdAction action,
+          const ModikeAddrRange *local, const ModikeAddrRange *remote, ModikeIkeSa *sa)
+{
+  g_autofree char *what = range_text (remote);
+  g_autofree char *name = g_strdup_printf ("%s%c%s", t->name, sep, what);
+  ModikeSpdEntry *e;
+  Want *w;
+
+  if (want_find (want, name) != NULL)
+    return;
+  e = modike_spd_entry_dup (t);
+  g_free (e->name);
+  e->name = g_steal_pointer (&name);
+  e->virtual_side = MODIKE_VIRTUAL_NONE;
+  e->action = action;
+  e->local = *local;
+  e->remote = *remote;
+  e->priority = engine_policy_priority (index, action == MODIKE_SPD_PROTECT);
+  if (action != MODIKE_SPD_PROTECT)
+    {
+      /* An excluded network is left alone whatever the traffic. */
+      e->proto = 0;
+      e->local_port = e->remote_port = (ModikePortRange) { 0, 65535 };
+      g_array_set_size (e->proposals, 0);
+    }
+  w = g_new0 (Want, 1);
+  w->e = e;
+  w->sa = sa;
+  g_ptr_array_add (want, w);
+}
+
+static const ModikePrefix *
+result_address (const ModikeSaResult *r, int family)
+{
+  const ModikePrefix *p = family == AF_INET ? &r->addr4 : &r->addr6;
+
+  return p->net.family != 0 ? p : NULL;
+}
+
+static const int families[] = { AF_INET, AF_INET6 };
+
+static void
+client_instances (GPtrArray *want, const ModikeSpdEntry *t, guint index, const ModikeSaResult *r, ModikeIkeSa *sa)
+{
+  for (guint f = 0; f < G_N_ELEMENTS (families); f++)
+    {
+      const ModikePrefix *addr = result_address (r, families[f]);
+      static const ModikeAddrRange any_family = { 0 };
+      ModikeAddrRange local, trem, any, net, in;
+
+      if (addr == NULL || !side_in_family (&t->remote, families[f], &trem))
+        continue;
+      host_range (&addr->net, &local);
+      side_in_family (&any_family, families[f], &any);
+      for (guint i = 0; i < r->excludes->len; i++)
+        if (g_array_index (r->excludes, ModikePrefix, i).net.family == families[f] &&
+            modike_addr_range_from_prefix (&g_array_index (r->excludes, ModikePrefix, i), &net))
+          want_add (want, t, index, '!', MODIKE_SPD_BYPASS, &any, &net, sa);
+      if (r->routes->len == 0)
+        {
+          want_add (want, t, index, '@', MODIKE_SPD_PROTECT, &local, &trem, sa);
+          continue;
+        }
+      for (guint i = 0; i < r->routes->len; i++)
+        if (g_array_index (r->routes, ModikePrefix, i).net.family == families[f] &&
+            modike_addr_range_from_prefix (&g_array_index (r->routes, ModikePrefix, i), &net) &&
+            intersect (&net, &trem, &in))
+          want_add (want, t, index, '@', MODIKE_SPD_PROTECT, &local, &in, sa);
+    }
+}
+
+static const ModikePrefix *
+peer_address (const ModikeIkeSa *sa, int family)
+{
+  const ModikePrefix *p = family == AF_INET ? &sa->peer_addr4 : &sa->peer_addr6;
+
+  return p->net.family != 0 ? p : NULL;
+}
+
+static void
+gateway_instances (GPtrArray *want, const ModikeSpdEntry *t, guint index, ModikeIkeSa *sa)
+{
+  for (guint f = 0; f < G_N_ELEMENTS (families); f++)
+    {
+      const ModikePrefix *addr = peer_address (sa, families[f]);
+      ModikeAddrRange local, remote;
+
+      if (addr == NULL || !side_in_family (&t->local, families[f], &local))
+        continue;
+      host_range (&addr->net, &remote);
+      want_add (want, t, index, '@', MODIKE_SPD_PROTECT, &local, &remote, sa);
+    }
+}
+
+/* The client's current SA: sa or the successor that speaks for it now. */
+static ModikeIkeSa *
+current_sa (ModikeIkeSa *sa)
+{
+  g_autoptr (GPtrArray) sas = engine_sa_peer_sas (sa);
+  ModikeIkeSa *best = engine_best_established (sas, NULL);
+
+  return best != NULL ? best : sa;
+}
+
+static GPtrArray *
+wanted (ModikeIke *ike)
+{
+  GPtrArray *want = g_ptr_array_new_with_free_func ((GDestroyNotify) want_free);
+
+  for (guint i = 0; ike->cfg != NULL && ike->cfg->policies != NULL && i < ike->cfg->policies->len; i++)
+    {
+      const ModikeSpdEntry *t = g_ptr_array_index (ike->cfg->policies, i);
+
+      if (t->virtual_side == MODIKE_VIRTUAL_LOCAL)
+        {
+          ModikeIkeSa *sa = NULL;
+          const ModikeSaResult *r = engine_adapter_result (ike, t->peer, &sa);
+
+          if (r != NULL)
+            client_instances (want, t, i, r, sa);
+        }
+      else if (t->virtual_side == MODIKE_VIRTUAL_REMOTE)
+        for (guint k = 0; k < ike->sas->len; k++)
+          {
+            ModikeIkeSa *sa = g_ptr_array_index (ike->sas, k);
+
+            if (!sa->dead && sa->state == SA_ESTABLISHED && g_strcmp0 (sa->peer_name, t->peer) == 0 &&
+                (sa->peer_addr4.net.family != 0 || sa->peer_addr6.net.family != 0))
+              gateway_instances (want, t, i, current_sa (sa));
+          }
+    }
+  return want;
+}
+
+/* ---- keeping the SPD in step ---- */
+
+static gboolean
+range_equal (const ModikeAddrRange *a, const ModikeAddrRange *b)
+{
+  return modike_addr_equal (&a->from, &b->from) && modike_addr_equal (&a->to, &b->to);
+}
+
+static gboolean
+same_entry (const ModikeSpdEntry *a, const ModikeSpdEntry *b)
+{
+  return a->action == b->action && range_equal (&a->local, &b->local) && range_equal (&a->remote, &b->remote);
+}
+
+/* Children, acquires and Quick Modes of the policies in `gone`. */
+static void
+forget (ModikeIke *ike, const GArray *gone)
+{
+  g_autoptr (GHashTable) renumber = g_hash_table_new (NULL, NULL);
+  g_autoptr (GPtrArray) entries = modike_spd_entries (ike->spd);
+
+  for (guint i = 0; i < ike->sas->len; i++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
+
+      for (guint j = sa->children->len; j-- > 0;)
+        {
+          EngineChild *c = g_ptr_array_index (sa->children, j);
+
+          for (guint k = 0; k < gone->len; k++)
+            if (c->spd_id == g_array_index (gone, guint32, k))
+              {
+                engine_child_remove (c, TRUE);
+                break;
+              }
+        }
+    }
+  for (guint k = 0; k < gone->len; k++)
+    g_hash_table_remove (ike->acquires, GUINT_TO_POINTER (g_array_index (gone, guint32, k)));
+  /* Every remaining id stays itself; the gone ones map to none. */
+  for (guint i = 0; i < entries->len; i++)
+    {
+      const ModikeSpdEntry *e = g_ptr_array_index (entries, i);
+
+      g_hash_table_insert (renumber, GUINT_TO_POINTER (e->id), GUINT_TO_POINTER (e->id));
+    }
+  engine_policies_renumber (ike, renumber);
+}
+
+static void
+instances_sync (ModikeIke *ike, gboolean push)
+{
+  g_autoptr (GPtrArray) want = wanted (ike);
+  g_autoptr (GArray) gone = g_array_new (FALSE, FALSE, sizeof (guint32));
+  gboolean changed = FALSE;
+
+  for (guint i = ike->instances->len; i-- > 0;)
+    {
+      EngineInstance *inst = g_ptr_array_index (ike->instances, i);
+      const ModikeSpdEntry *e = modike_spd_get (ike->spd, inst->spd_id);
+      Want *w = want_find (want, inst->name);
+      guint at;
+
+      if (w != NULL && e != NULL && same_entry (e, w->e))
+        {
+          inst->sa = w->sa;
+          g_ptr_array_find (want, w, &at);
+          g_ptr_array_remove_index (want, at);
+          continue;
+        }
+      engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "policy %s removed", inst->name);
+      if (e != NULL)
+        modike_spd_remove (ike->spd, inst->spd_id);
+      g_array_append_val (gone, inst->spd_id);
+      g_ptr_array_remove_index (ike->instances, i);
+      changed = TRUE;
+    }
+  for (guint i = 0; i < want->len; i++)
+    {
+      Want *w = g_ptr_array_index (want, i);
+      EngineInstance *inst = g_new0 (EngineInstance, 1);
+      g_autofree char *l = range_text (&w->e->local);
+      g_autofree char *r = range_text (&w->e->remote);
+
+      inst->name = g_strdup (w->e->name);
+      inst->sa = w->sa;
+      ELOG_INFO (w->sa, NULL, "policy %s: %s %s === %s", inst->name,
+                 w->e->action == MODIKE_SPD_PROTECT ? "protect" : "bypass", l, r);
+      inst->spd_id = modike_spd_add (ike->spd, g_steal_pointer (&w->e));
+      g_ptr_array_add (ike->instances, inst);
+      changed = TRUE;
+    }
+  if (gone->len > 0)
+    forget (ike, gone);
+  if (changed && push)
+    {
+      engine_dp_policies_set (ike);
+      engine_adapters_sync_routes (ike, ike->cfg);
+    }
+}
+
+void
+engine_instances_sync (ModikeIke *ike)
+{
+  instances_sync (ike, TRUE);
+}
+
+void
+engine_instances_rebuild (ModikeIke *ike)
+{
+  /* The SPD they were in is gone already. */
+  g_ptr_array_set_size (ike->instances, 0);
+  instances_sync (ike, FALSE);
+}
+
+const EngineInstance *
+engine_instance_find (ModikeIke *ike, guint32 spd_id)
+{
+  for (guint i = 0; i < ike->instances->len; i++)
+    {
+      const EngineInstance *inst = g_ptr_array_index (ike->instances, i);
+
+      if (inst->spd_id == spd_id)
+        return inst;
+    }
+  return NULL;
+}
+
+gboolean
+engine_instance_usable (ModikeIkeSa *sa, guint32 spd_id)
+{
+  const EngineInstance *inst = engine_instance_find (sa->ike, spd_id);
+  g_autoptr (GPtrArray) sas = NULL;
+
+  if (inst == NULL || inst->sa == sa)
+    return TRUE;
+  /* The same client: sa.c's rule (its peer key, and its address or NAT). */
+  sas = engine_sa_peer_sas (sa);
+  return g_ptr_array_find (sas, inst->sa, NULL);
+}
+
+ModikeIkeSa *
+engine_instance_sa (const EngineInstance *inst)
+{
+  ModikeIkeSa *sa = current_sa (inst->sa);
+
+  return !sa->dead && sa->state == SA_ESTABLISHED ? sa : NULL;
+}
+
+void
+engine_instances_sa_gone (ModikeIkeSa *sa)
+{
+  if (sa->peer_addr4.net.family != 0 || sa->peer_addr6.net.family != 0)
+    {
+      g_autoptr (GPtrArray) sas = engine_sa_peer_sas (sa);
+      ModikeIkeSa *next = engine_best_established (sas, sa);
+
+      /* Phase 1 rekeyed: the successor keeps the client's addresses
+       * unless it has its own already. */
+      if (next != NULL && next->peer_addr4.net.family == 0 && next->peer_addr6.net.family == 0)
+        {
+          next->peer_addr4 = sa->peer_addr4;
+          next->peer_addr6 = sa->peer_addr6;
+          ELOG_INFO (next, NULL, "keeps the peer addresses of the replaced IKE SA");
+        }
+    }
+  engine_instances_sync (sa->ike);
+}
+
+void
+engine_instances_check_result (ModikeIkeSa *sa, const ModikeSaResult *r)
+{
+  ModikeIke *ike = sa->ike;
+
+  for (guint i = 0; ike->cfg != NULL && i < ike->cfg->policies->len; i++)
+    {
+      const ModikeSpdEntry *t = g_ptr_array_index (ike->cfg->policies, i);
+
+      if (t->virtual_side != MODIKE_VIRTUAL_LOCAL || g_strcmp0 (t->peer, sa->peer_name) != 0)
+        continue;
+      for (guint k = 0; k < r->routes->len; k++)
+        {
+          const ModikePrefix *p = &g_array_index (r->routes, ModikePrefix, k);
+          ModikeAddrRange net, trem, in;
+          gboolean some;
+          g_autofree char *text = NULL;
+
+          if (result_address (r, p->net.family) == NULL || !modike_addr_range_from_prefix (p, &net))
+            continue;
+          some = side_in_family (&t->remote, p->net.family, &trem) && intersect (&net, &trem, &in);
+          if (some && range_equal (&in, &net))
+            continue;
+          text = range_text (&net);
+          ELOG_MSG (sa, NULL, "policy %s: route %s lies %s its remote selector: that part is not protected", t->name,
+                    text, some ? "partly outside" : "outside");
+        }
+    }
+}
+
+/* ---- the gateway's side of mode config (sa-result.h) ---- */
+
+gboolean
+modike_ike_sa_set_peer_address (ModikeIkeSa *sa, const ModikePrefix *addr, GError **error)
+{
+  ModikeIke *ike;
+  gsize len;
+  g_autoptr (GPtrArray) mine = NULL;
+
+  g_return_val_if_fail (sa != NULL && addr != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  ike = sa->ike;
+  len = family_len (addr->net.family);
+  if (len == 0 || addr->plen != len * 8)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "peer %s: a peer address is a host prefix",
+                   sa->peer_name != NULL ? sa->peer_name : "?");
+      return FALSE;
+    }
+  if (sa->dead || sa->peer_name == NULL)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "peer %s: the IKE SA is gone",
+                   sa->peer_name != NULL ? sa->peer_name : "?");
+      return FALSE;
+    }
+  /* One client per address: another's instance would take its traffic. */
+  mine = engine_sa_peer_sas (sa);
+  for (guint i = 0; i < ike->sas->len; i++)
+    {
+      const ModikeIkeSa *o = g_ptr_array_index (ike->sas, i);
+      const ModikePrefix *theirs = peer_address (o, addr->net.family);
+
+      if (!o->dead && theirs != NULL && !g_ptr_array_find (mine, o, NULL) &&
+          modike_addr_equal_ip (&theirs->net, &addr->net))
+        {
+          char buf[MODIKE_ADDR_STRLEN];
+          ModikeAddr bare = addr->net;
+
+          bare.port = 0;
+          g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "peer %s: address %s is another client's",
+                       sa->peer_name, modike_addr_format (&bare, buf, sizeof buf));
+          return FALSE;
+        }
+    }
+  *(addr->net.family == AF_INET ? &sa->peer_addr4 : &sa->peer_addr6) = *addr;
+  (addr->net.family == AF_INET ? &sa->peer_addr4 : &sa->peer_addr6)->net.port = 0;
+  engine_instances_sync (ike);
+  return TRUE;
+}
+
+void
+modike_ike_sa_clear_peer_addresses (ModikeIkeSa *sa)
+{
+  g_return_if_fail (sa != NULL);
+  memset (&sa->peer_addr4, 0, sizeof sa->peer_addr4);
+  memset (&sa->peer_addr6, 0, sizeof sa->peer_addr6);
+  engine_instances_sync (sa->ike);
+}

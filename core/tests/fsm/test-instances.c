@@ -1,0 +1,748 @@
+/* Suite fsm: policy templates (a "virtual" side) and their per-SA
+ * instances. On a client, local="virtual" templates get instances from the
+ * result a mode config plugin sets (address, split include and exclude);
+ * on a gateway, remote="virtual" templates get one per client from
+ * modike_ike_sa_set_peer_address, usable only by that client. */
+#include "harness.h"
+
+#define GW_ADDR "192.0.2.1"
+
+typedef struct {
+  Net *net;
+  Node *gw;
+  Node *c[3];
+  GPtrArray *log;            /* the gateway's fakes */
+  GPtrArray *clog[3];        /* each client's fakes */
+  FakeDp dp, cdp[3];
+  FakeOs os, cos[3];
+} World;
+
+static const char *const client_addr[] = { "192.0.2.11", "192.0.2.12", "192.0.2.13" };
+static const char *const client_vip[] = { "10.99.0.11/32", "10.99.0.12/32", "10.99.0.13/32" };
+
+/* The gateway: one responder-only entry for every client, a remote="virtual"
+ * template with `local`, <adapter> when asked. */
+static void
+world_gateway (World *w, const char *local, gboolean adapter)
+{
+  g_autofree char *xml = g_strdup_printf (
+    "<?xml version=\"1.0\"?>\n"
+    "<modike>\n"
+    "  <peer name=\"clients\">\n"
+    "    <local address=\"" GW_ADDR "\"/>\n"
+    "    <auth method=\"psk\" secret=\"clientpsk\"/>\n"
+    "    <phase1 exchange=\"main\" lifetime=\"200\">"
+    "<proposal encryption=\"aes128\" hash=\"sha256\" group=\"curve25519\"/></phase1>\n"
+    "    <retransmit interval=\"1000\" tries=\"3\" half-open=\"60\"/>\n"
+    "%s"
+    "  </peer>\n"
+    "  <policy name=\"vips\" peer=\"clients\" action=\"protect\" local=\"%s\" remote=\"virtual\">\n"
+    "    <proposal encryption=\"aes128\" integrity=\"sha256\"/>\n"
+    "  </policy>\n"
+    "</modike>\n",
+    adapter ? "    <adapter name=\"gw0\"/>\n" : "", local);
+
+  w->net = net_new ();
+  w->log = g_ptr_array_new_with_free_func (g_free);
+  fake_dp_init (&w->dp, w->log);
+  w->os.log = w->log;
+  w->gw = node_alloc (w->net, "gw", GW_ADDR);
+  fake_dp_register (w->gw, &w->dp);
+  fake_os_register (w->gw, &w->os);
+  node_configure (w->gw, xml);
+}
+
+/* Client i (identity c<i>.example) with `policies` (XML). */
+static Node *
+world_client (World *w, guint i, const char *policies)
+{
+  g_autofree char *xml = g_strdup_printf (
+    "<?xml version=\"1.0\"?>\n"
+    "<modike>\n"
+    "  <peer name=\"gw\" initiate=\"no\">\n"
+    "    <local address=\"%s\"/>\n"
+    "    <remote address=\"" GW_ADDR "\"/>\n"
+    "    <local-id type=\"fqdn\" value=\"c%u.example\"/>\n"
+    "    <auth method=\"psk\" secret=\"clientpsk\"/>\n"
+    "    <phase1 exchange=\"main\" lifetime=\"200\">"
+    "<proposal encryption=\"aes128\" hash=\"sha256\" group=\"curve25519\"/></phase1>\n"
+    "    <retransmit interval=\"1000\" tries=\"3\" half-open=\"60\"/>\n"
+    "  </peer>\n"
+    "%s"
+    "</modike>\n",
+    client_addr[i], i + 1, policies);
+
+  if (w->clog[i] == NULL)
+    {
+      w->clog[i] = g_ptr_array_new_with_free_func (g_free);
+      fake_dp_init (&w->cdp[i], w->clog[i]);
+      w->cos[i].log = w->clog[i];
+    }
+  w->c[i] = node_alloc (w->net, "client", client_addr[i]);
+  fake_dp_register (w->c[i], &w->cdp[i]);
+  fake_os_register (w->c[i], &w->cos[i]);
+  node_configure (w->c[i], xml);
+  return w->c[i];
+}
+
+static void
+world_free (World *w)
+{
+  net_free (w->net);
+  fake_dp_clear (&w->dp);
+  g_ptr_array_unref (w->log);
+  for (guint i = 0; i < G_N_ELEMENTS (w->c); i++)
+    if (w->clog[i] != NULL)
+      {
+        fake_dp_clear (&w->cdp[i]);
+        g_ptr_array_unref (w->clog[i]);
+      }
+}
+
+/* The gateway's newest live SA from client i's address, or NULL. */
+static ModikeIkeSa *
+gw_sa (World *w, guint i)
+{
+  ModikeIkeSa *found = NULL;
+
+  for (guint k = 0; k < w->gw->ike->sas->len; k++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (w->gw->ike->sas, k);
+
+      if (sa->dead || !modike_addr_equal_ip (&sa->remote, &w->c[i]->addr))
+        continue;
+      if (found == NULL || sa->serial > found->serial)
+        found = sa;
+    }
+  return found;
+}
+
+typedef struct {
+  World *w;
+  guint i;
+} Which;
+
+static gboolean
+pred_p1 (Net *net, gpointer user)
+{
+  Which *q = user;
+  ModikeIkeSa *csa = engine_best_established (engine_peer_sas (q->w->c[q->i]->ike, "gw"), NULL);
+  ModikeIkeSa *gsa = gw_sa (q->w, q->i);
+
+  return csa != NULL && gsa != NULL && gsa->state == SA_ESTABLISHED && g_queue_is_empty (&net->queue);
+}
+
+/* Phase 1 only (no Quick Mode yet): mode config comes first. */
+static void
+p1_up (World *w, guint i)
+{
+  Node *c = w->c[i];
+  Which q = { w, i };
+  g_autoptr (GError) error = NULL;
+
+  g_assert_nonnull (engine_start_p1 (c->ike, modike_config_find_peer (c->cfg, "gw"), &error));
+  g_assert_no_error (error);
+  g_assert_true (net_run (w->net, 30000, pred_p1, &q));
+}
+
+static ModikePrefix
+prefix (const char *text)
+{
+  ModikePrefix p;
+
+  g_assert_true (modike_prefix_parse (text, &p, NULL));
+  return p;
+}
+
+static ModikeAddrRange
+range (const char *text)
+{
+  ModikePrefix p = prefix (text);
+  ModikeAddrRange r;
+
+  g_assert_true (modike_addr_range_from_prefix (&p, &r));
+  return r;
+}
+
+static void
+give_address (World *w, guint i)
+{
+  ModikePrefix p = prefix (client_vip[i]);
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (modike_ike_sa_set_peer_address (gw_sa (w, i), &p, &error));
+  g_assert_no_error (error);
+}
+
+/* The SPD entry of that name, or NULL. */
+static const ModikeSpdEntry *
+entry (Node *n, const char *name)
+{
+  g_autoptr (GPtrArray) entries = modike_spd_entries (modike_ike_get_spd (n->ike));
+
+  for (guint i = 0; i < entries->len; i++)
+    {
+      const ModikeSpdEntry *e = g_ptr_array_index (entries, i);
+
+      if (g_strcmp0 (e->name, name) == 0)
+        return e;
+    }
+  return NULL;
+}
+
+/* The SPD's entry names in lookup order, space separated. */
+static char *
+spd_names (Node *n)
+{
+  g_autoptr (GPtrArray) entries = modike_spd_entries (modike_ike_get_spd (n->ike));
+  GString *s = g_string_new (NULL);
+
+  for (guint i = 0; i < entries->len; i++)
+    g_string_append_printf (s, "%s%s", i > 0 ? " " : "", ((const ModikeSpdEntry *) g_ptr_array_index (entries, i))->name);
+  return g_string_free (s, FALSE);
+}
+
+typedef struct {
+  Node *n;
+  guint p2_up;
+} P2Want;
+
+static gboolean
+pred_p2 (Net *net, gpointer user)
+{
+  P2Want *q = user;
+
+  return q->n->p2_up >= q->p2_up && g_queue_is_empty (&net->queue);
+}
+
+/* A datapath acquire on node n for the policy named `name`; runs until n
+ * has one more child. Returns n's child for it. */
+static EngineChild *
+acquire (World *w, Node *n, const char *name)
+{
+  const ModikeSpdEntry *e = entry (n, name);
+  P2Want q = { n, n->p2_up + 1 };
+  guint32 id;
+
+  g_assert_nonnull (e);
+  id = e->id;
+  engine_acquire (n->ike, id, NULL);
+  g_assert_true (net_run (w->net, 30000, pred_p2, &q));
+  for (guint i = 0; i < n->ike->sas->len; i++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (n->ike->sas, i);
+
+      for (guint k = 0; k < sa->children->len; k++)
+        {
+          EngineChild *c = g_ptr_array_index (sa->children, k);
+
+          if (c->spd_id == id && !c->rekeyed)
+            return c;
+        }
+    }
+  g_assert_not_reached ();
+}
+
+static void
+assert_child_ts (Node *n, const EngineChild *c, const char *local, const char *remote)
+{
+  const ModikeSadEntry *out = modike_sad_lookup (modike_ike_get_sad (n->ike), MODIKE_DIR_OUT, c->spi_out);
+  ModikeAddrRange l = range (local), r = range (remote);
+
+  g_assert_nonnull (out);
+  assert_range_equal (&out->local_ts, &l);
+  assert_range_equal (&out->remote_ts, &r);
+}
+
+static ModikeSaResult *
+vip_result (guint i)
+{
+  ModikeSaResult *r = modike_sa_result_new ();
+  ModikePrefix p = prefix (client_vip[i]);
+
+  modike_sa_result_add_address (r, &p);
+  return r;
+}
+
+static void
+set_result (Node *c, const ModikeSaResult *r)
+{
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (modike_ike_sa_set_result (only_sa (c), r, &error));
+  g_assert_no_error (error);
+}
+
+#define SPLIT_TEMPLATE                                                                                             \
+  "  <policy name=\"first\" peer=\"gw\" action=\"bypass\" local=\"any\" remote=\"10.200.0.0/16\"/>\n"              \
+  "  <policy name=\"vpn\" peer=\"gw\" action=\"protect\" local=\"virtual\" remote=\"10.0.0.0/8\">\n"               \
+  "    <proposal encryption=\"aes128\" integrity=\"sha256\"/>\n"                                                    \
+  "  </policy>\n"                                                                                                  \
+  "  <policy name=\"last\" peer=\"gw\" action=\"discard\" local=\"any\" remote=\"10.0.0.0/8\"/>\n"
+
+/* A split tunnel: two networks inside the template's remote become two
+ * instances with local = the virtual address, in the template's place;
+ * a third outside it is not protected. Acquires start Quick Modes with
+ * IDci = the virtual address; the gateway takes them with its instance. */
+static void
+test_client_split (void)
+{
+  World w = { 0 };
+  g_autoptr (ModikeSaResult) r = vip_result (0);
+  ModikePrefix net;
+  g_autofree char *names = NULL;
+  g_autofree char *before = NULL;
+  const ModikeSpdEntry *e;
+  ModikeAddrRange vip = range (client_vip[0]), want;
+  EngineChild *c;
+
+  world_gateway (&w, "10.0.0.0/8", FALSE);
+  world_client (&w, 0, SPLIT_TEMPLATE);
+  /* The template makes no entry and no route by itself. */
+  before = spd_names (w.c[0]);
+  g_assert_cmpstr (before, ==, "first last");
+  g_assert_cmpuint (log_count (w.clog[0], 0, "route+"), ==, 0);
+
+  p1_up (&w, 0);
+  give_address (&w, 0);
+  net = prefix ("10.8.0.0/16");
+  modike_sa_result_add_route (r, &net);
+  net = prefix ("10.9.1.0/24");
+  modike_sa_result_add_route (r, &net);
+  net = prefix ("172.16.0.0/12");
+  modike_sa_result_add_route (r, &net);
+  set_result (w.c[0], r);
+
+  names = spd_names (w.c[0]);
+  g_assert_cmpstr (names, ==, "first vpn@10.8.0.0/16 vpn@10.9.1.0/24 last");
+  e = entry (w.c[0], "vpn@10.8.0.0/16");
+  assert_range_equal (&e->local, &vip);
+  want = range ("10.8.0.0/16");
+  assert_range_equal (&e->remote, &want);
+  g_assert_cmpuint (e->action, ==, MODIKE_SPD_PROTECT);
+  g_assert_cmpstr (e->peer, ==, "gw");
+  g_assert_cmpuint (e->virtual_side, ==, MODIKE_VIRTUAL_NONE);
+  /* The datapath has them too. */
+  g_assert_cmpuint (w.cdp[0].policies->len, ==, 4);
+  /* The gateway's instance for this client. */
+  g_assert_nonnull (entry (w.gw, "vips@10.99.0.11/32"));
+
+  c = acquire (&w, w.c[0], "vpn@10.8.0.0/16");
+  assert_child_ts (w.c[0], c, "10.99.0.11/32", "10.8.0.0/16");
+  c = acquire (&w, w.c[0], "vpn@10.9.1.0/24");
+  assert_child_ts (w.c[0], c, "10.99.0.11/32", "10.9.1.0/24");
+  /* The gateway's children: what the client proposed. */
+  g_assert_cmpuint (gw_sa (&w, 0)->children->len, ==, 2);
+  c = g_ptr_array_index (gw_sa (&w, 0)->children, 0);
+  assert_child_ts (w.gw, c, "10.8.0.0/16", "10.99.0.11/32");
+  g_assert_cmpstr (c->policy, ==, "vips@10.99.0.11/32");
+  assert_no_failures (w.gw, w.c[0]);
+  world_free (&w);
+}
+
+/* No routes: a full tunnel to the template's remote (any), still leaving
+ * the gateway's own address outside the adapter; excluded networks get a
+ * BYPASS entry before the protect one and no route. */
+static void
+test_client_full_tunnel_exclude (void)
+{
+  World w = { 0 };
+  g_autoptr (ModikeSaResult) r = vip_result (0);
+  ModikePrefix net = prefix ("192.168.1.0/24");
+  g_autofree char *names = NULL;
+  const ModikeSpdEntry *e;
+  ModikeAddr gw, lan, other;
+  ModikeAddrRange any4 = range ("0.0.0.0/0"), want;
+  gboolean covers_other = FALSE;
+  EngineChild *c;
+
+  world_gateway (&w, "any", FALSE);
+  world_client (&w, 0,
+                "  <policy name=\"vpn\" peer=\"gw\" action=\"protect\" local=\"virtual\" remote=\"any\">\n"
+                "    <proposal encryption=\"aes128\" integrity=\"sha256\"/>\n"
+                "  </policy>\n");
+  p1_up (&w, 0);
+  give_address (&w, 0);
+  modike_sa_result_add_exclude (r, &net);
+  set_result (w.c[0], r);
+
+  names = spd_names (w.c[0]);
+  g_assert_cmpstr (names, ==, "vpn!192.168.1.0/24 vpn@0.0.0.0/0");
+  e = entry (w.c[0], "vpn!192.168.1.0/24");
+  g_assert_cmpuint (e->action, ==, MODIKE_SPD_BYPASS);
+  want = range ("192.168.1.0/24");
+  assert_range_equal (&e->remote, &want);
+  assert_range_equal (&e->local, &any4);
+  e = entry (w.c[0], "vpn@0.0.0.0/0");
+  assert_range_equal (&e->remote, &any4);
+
+  /* Routes: everything IPv4 but the gateway and the excluded LAN. */
+  g_assert_true (modike_addr_parse (GW_ADDR, 0, &gw, NULL));
+  g_assert_true (modike_addr_parse ("192.168.1.7", 0, &lan, NULL));
+  g_assert_true (modike_addr_parse ("198.51.100.9", 0, &other, NULL));
+  g_assert_cmpuint (log_count (w.clog[0], 0, "route+"), >, 0);
+  for (guint i = 0; i < w.clog[0]->len; i++)
+    {
+      const char *line = g_ptr_array_index (w.clog[0], i);
+      ModikePrefix p;
+
+      if (!g_str_has_prefix (line, "route+ modike0 "))
+        continue;
+      g_assert_true (modike_prefix_parse (line + strlen ("route+ modike0 "), &p, NULL));
+      g_assert_false (modike_prefix_contains (&p, &gw));
+      g_assert_false (modike_prefix_contains (&p, &lan));
+      covers_other |= modike_prefix_contains (&p, &other);
+    }
+  g_assert_true (covers_other);
+
+  c = acquire (&w, w.c[0], "vpn@0.0.0.0/0");
+  assert_child_ts (w.c[0], c, "10.99.0.11/32", "0.0.0.0/0");
+  assert_no_failures (w.gw, w.c[0]);
+  world_free (&w);
+}
+
+static FilterResult
+filter_drop_all (Net *net, guint n, Packet *pk, gpointer user)
+{
+  return FILTER_DROP;
+}
+
+/* The result goes: its instances leave the SPD and the datapath, their
+ * ESP SAs are deleted, and a Quick Mode still running for one fails. */
+static void
+test_client_result_cleared (void)
+{
+  World w = { 0 };
+  g_autoptr (ModikeSaResult) r = vip_result (0);
+  ModikePrefix net = prefix ("10.8.0.0/16");
+  g_autofree char *names = NULL;
+  guint32 id9;
+
+  world_gateway (&w, "10.0.0.0/8", FALSE);
+  world_client (&w, 0, SPLIT_TEMPLATE);
+  p1_up (&w, 0);
+  give_address (&w, 0);
+  modike_sa_result_add_route (r, &net);
+  net = prefix ("10.9.0.0/16");
+  modike_sa_result_add_route (r, &net);
+  set_result (w.c[0], r);
+  acquire (&w, w.c[0], "vpn@10.8.0.0/16");
+  g_assert_cmpuint (only_sa (w.c[0])->children->len, ==, 1);
+
+  /* A Quick Mode for the other instance gets no answer yet. */
+  id9 = entry (w.c[0], "vpn@10.9.0.0/16")->id;
+  w.net->filter = filter_drop_all;
+  engine_acquire (w.c[0]->ike, id9, NULL);
+  net_run (w.net, 100, NULL, NULL);
+  g_assert_true (engine_policy_negotiating (w.c[0]->ike, id9, "gw", TRUE));
+
+  modike_ike_sa_clear_result (only_sa (w.c[0]));
+  names = spd_names (w.c[0]);
+  g_assert_cmpstr (names, ==, "first last");
+  g_assert_cmpuint (w.cdp[0].policies->len, ==, 2);
+  g_assert_cmpuint (only_sa (w.c[0])->children->len, ==, 0);
+  g_assert_false (engine_policy_negotiating (w.c[0]->ike, id9, "gw", TRUE));
+  g_assert_cmpuint (w.cos[0].live, ==, 0);
+
+  /* The answer comes: the Quick Mode ends without a child. */
+  w.net->filter = NULL;
+  net_run (w.net, 10000, NULL, NULL);
+  g_assert_cmpuint (only_sa (w.c[0])->children->len, ==, 0);
+  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (w.c[0]->ike)), ==, 0);
+  g_assert_cmpuint (w.c[0]->p2_failed, ==, 1);
+  world_free (&w);
+}
+
+/* Phase 1 rekeys (client at 170-180 s, old SAs expire at 200 s): the
+ * instances at both ends stay with the successor, ids and children kept. */
+static void
+test_rekey_keeps_instances (void)
+{
+  World w = { 0 };
+  g_autoptr (ModikeSaResult) r = vip_result (0);
+  ModikePrefix net = prefix ("10.8.0.0/16");
+  ModikeIkeSa *first;
+  guint32 cid, gid;
+  const EngineInstance *inst;
+
+  world_gateway (&w, "10.0.0.0/8", TRUE);
+  world_client (&w, 0, SPLIT_TEMPLATE);
+  p1_up (&w, 0);
+  give_address (&w, 0);
+  g_assert_true (log_has (w.log, "route+ gw0 10.99.0.11/32"));
+  modike_sa_result_add_route (r, &net);
+  set_result (w.c[0], r);
+  acquire (&w, w.c[0], "vpn@10.8.0.0/16");
+  first = only_sa (w.c[0]);
+  cid = entry (w.c[0], "vpn@10.8.0.0/16")->id;
+  gid = entry (w.gw, "vips@10.99.0.11/32")->id;
+
+  net_run (w.net, 210000, NULL, NULL);
+  g_assert_true (only_sa (w.c[0]) != first);
+  g_assert_cmpuint (w.c[0]->p1_up, ==, 2);
+  g_assert_cmpuint (entry (w.c[0], "vpn@10.8.0.0/16")->id, ==, cid);
+  g_assert_cmpuint (entry (w.gw, "vips@10.99.0.11/32")->id, ==, gid);
+  inst = engine_instance_find (w.c[0]->ike, cid);
+  g_assert_true (inst->sa == only_sa (w.c[0]));
+  inst = engine_instance_find (w.gw->ike, gid);
+  g_assert_true (inst->sa == gw_sa (&w, 0));
+  g_assert_cmpuint (only_sa (w.c[0])->children->len, ==, 1);
+  g_assert_cmpuint (log_count (w.log, 0, "route- gw0"), ==, 0);
+  assert_no_failures (w.gw, w.c[0]);
+
+  /* The client goes: its instance and route at the gateway go too. */
+  modike_ike_terminate (w.c[0]->ike, "gw");
+  net_run (w.net, 1000, NULL, NULL);
+  g_assert_null (entry (w.gw, "vips@10.99.0.11/32"));
+  g_assert_true (log_has (w.log, "route- gw0 10.99.0.11/32"));
+  g_assert_null (entry (w.c[0], "vpn@10.8.0.0/16"));
+  world_free (&w);
+}
+
+/* Client 1 (c[0]) asks for less than the gateway's template offers. */
+static const char *
+own_remote (guint i)
+{
+  return i == 0 ? "10.1.2.0/24" : "10.1.0.0/16";
+}
+
+/* Clients with their own address as an ordinary policy (as a mode config
+ * client would have it after its instance is made). */
+static const char *
+own_policy (guint i, const char *local)
+{
+  static char buf[3][512];
+
+  g_snprintf (buf[i], sizeof buf[i],
+              "  <policy name=\"own\" peer=\"gw\" action=\"protect\" local=\"%s\" remote=\"%s\">\n"
+              "    <proposal encryption=\"aes128\" integrity=\"sha256\"/>\n"
+              "  </policy>\n",
+              local, own_remote (i));
+  return buf[i];
+}
+
+static void
+three_clients (World *w, gboolean c3_lies)
+{
+  world_gateway (w, "10.1.0.0/16", TRUE);
+  for (guint i = 0; i < 3; i++)
+    {
+      world_client (w, i, own_policy (i, c3_lies && i == 2 ? client_vip[0] : client_vip[i]));
+      p1_up (w, i);
+      give_address (w, i);
+    }
+}
+
+/* Three clients on one responder-only entry each get their own instance
+ * (and route into the gateway's adapter); each one's Quick Mode is taken
+ * within its own instance; the gateway's acquire for a client's address
+ * runs on that client's SA. */
+static void
+test_gateway_clients (void)
+{
+  World w = { 0 };
+  g_autofree char *names = NULL;
+  EngineChild *c;
+  ModikePrefix again = prefix ("10.99.0.12/32");
+  g_autoptr (GError) error = NULL;
+
+  three_clients (&w, FALSE);
+  names = spd_names (w.gw);
+  g_assert_cmpstr (names, ==, "vips@10.99.0.11/32 vips@10.99.0.12/32 vips@10.99.0.13/32");
+  for (guint i = 0; i < 3; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("vips@%s", client_vip[i]);
+      g_autofree char *route = g_strdup_printf ("route+ gw0 %s", client_vip[i]);
+      const EngineInstance *inst = engine_instance_find (w.gw->ike, entry (w.gw, name)->id);
+
+      g_assert_true (inst->sa == gw_sa (&w, i));
+      g_assert_true (log_has (w.log, route));
+      /* Only its own client may use it. */
+      for (guint k = 0; k < 3; k++)
+        g_assert_true (engine_instance_usable (gw_sa (&w, k), inst->spd_id) == (k == i));
+    }
+  /* One client per address. */
+  g_assert_false (modike_ike_sa_set_peer_address (gw_sa (&w, 0), &again, &error));
+  g_assert_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED);
+  g_assert_nonnull (strstr (error->message, "another client's"));
+
+  /* The gateway starts one to client 2 (c[1]): on that client's SA, with
+   * the template's local and the client's address. */
+  c = acquire (&w, w.gw, "vips@10.99.0.12/32");
+  g_assert_true (c->sa == gw_sa (&w, 1));
+  assert_child_ts (w.gw, c, "10.1.0.0/16", client_vip[1]);
+  g_assert_cmpuint (gw_sa (&w, 0)->children->len + gw_sa (&w, 2)->children->len, ==, 0);
+  g_assert_cmpuint (only_sa (w.c[1])->children->len, ==, 1);
+
+  /* The others start theirs, taken within their own instances. */
+  for (guint i = 0; i < 3; i += 2)
+    {
+      c = acquire (&w, w.c[i], "own");
+      assert_child_ts (w.c[i], c, client_vip[i], own_remote (i));
+      g_assert_cmpuint (gw_sa (&w, i)->children->len, ==, 1);
+      c = g_ptr_array_index (gw_sa (&w, i)->children, 0);
+      /* Narrowed to what the client proposed. */
+      assert_child_ts (w.gw, c, own_remote (i), client_vip[i]);
+      g_assert_cmpstr (c->policy, ==, entry (w.gw, (i == 0 ? "vips@10.99.0.11/32" : "vips@10.99.0.13/32"))->name);
+    }
+  for (guint i = 0; i < 3; i++)
+    assert_no_failures (w.gw, w.c[i]);
+  world_free (&w);
+}
+
+/* Client 3 proposes client 1's address: no policy it may use covers those
+ * IDs, so the gateway answers INVALID_ID_INFORMATION (an identity problem,
+ * not a transform one: NO_PROPOSAL_CHOSEN is for proposals a matching
+ * policy refuses). Client 1's instance is untouched. */
+static void
+test_gateway_foreign_address (void)
+{
+  World w = { 0 };
+  const ModikeSpdEntry *e = NULL;
+  guint32 id1;
+
+  three_clients (&w, TRUE);
+  id1 = entry (w.gw, "vips@10.99.0.11/32")->id;
+  e = entry (w.c[2], "own");
+  g_assert_true (modike_ike_initiate_child (w.c[2]->ike, e->id, NULL));
+  net_run (w.net, 10000, NULL, NULL);
+  g_assert_cmpuint (w.gw->p2_failed, ==, 1);
+  g_assert_nonnull (strstr (w.gw->p2_error->message, "no policy for"));
+  g_assert_cmpuint (w.c[2]->p2_failed, ==, 1);
+  g_assert_nonnull (strstr (w.c[2]->p2_error->message, "INVALID_ID_INFORMATION"));
+  g_assert_cmpuint (gw_sa (&w, 2)->children->len, ==, 0);
+  g_assert_cmpuint (gw_sa (&w, 0)->children->len, ==, 0);
+  g_assert_cmpuint (entry (w.gw, "vips@10.99.0.11/32")->id, ==, id1);
+  world_free (&w);
+}
+
+/* One client's DELETE, and another's INITIAL-CONTACT after a reboot, leave
+ * the other clients' instances and routes alone. */
+static void
+test_gateway_isolation (void)
+{
+  World w = { 0 };
+  guint32 id1, id3;
+  guint mark;
+  ModikeIkeSa *gw1, *gw3;
+
+  three_clients (&w, FALSE);
+  id1 = entry (w.gw, "vips@10.99.0.11/32")->id;
+  id3 = entry (w.gw, "vips@10.99.0.13/32")->id;
+  gw1 = gw_sa (&w, 0);
+  gw3 = gw_sa (&w, 2);
+  acquire (&w, w.c[0], "own");
+
+  /* Client 2 reboots: INITIAL-CONTACT drops its old SA only. */
+  mark = w.log->len;
+  node_free (w.c[1]);
+  world_client (&w, 1, own_policy (1, client_vip[1]));
+  p1_up (&w, 1);
+  net_run (w.net, 1000, NULL, NULL);
+  g_assert_cmpuint (w.gw->deleted, ==, 1);
+  g_assert_cmpuint (modike_ike_count_sas (w.gw->ike, FALSE), ==, 3);
+  g_assert_true (gw_sa (&w, 0) == gw1);
+  g_assert_true (gw_sa (&w, 2) == gw3);
+  g_assert_cmpuint (entry (w.gw, "vips@10.99.0.11/32")->id, ==, id1);
+  g_assert_cmpuint (entry (w.gw, "vips@10.99.0.13/32")->id, ==, id3);
+  g_assert_true (engine_instance_find (w.gw->ike, id1)->sa == gw1);
+  g_assert_cmpuint (log_count (w.log, mark, "route- gw0 10.99.0.11"), ==, 0);
+  g_assert_cmpuint (log_count (w.log, mark, "route- gw0 10.99.0.13"), ==, 0);
+  g_assert_cmpuint (gw1->children->len, ==, 1);
+  /* Client 2's address moved to its new SA (the plugin may set it anew). */
+  g_assert_true (engine_instance_find (w.gw->ike, entry (w.gw, "vips@10.99.0.12/32")->id)->sa == gw_sa (&w, 1));
+
+  /* Client 3 goes with a DELETE. */
+  mark = w.log->len;
+  modike_ike_terminate (w.c[2]->ike, "gw");
+  net_run (w.net, 1000, NULL, NULL);
+  g_assert_null (entry (w.gw, "vips@10.99.0.13/32"));
+  g_assert_true (log_has (w.log, "route- gw0 10.99.0.13/32"));
+  g_assert_cmpuint (entry (w.gw, "vips@10.99.0.11/32")->id, ==, id1);
+  g_assert_cmpuint (log_count (w.log, mark, "route- gw0 10.99.0.11"), ==, 0);
+  g_assert_cmpuint (gw1->children->len, ==, 1);
+
+  /* Taken back by hand: that client's only. */
+  modike_ike_sa_clear_peer_addresses (gw1);
+  g_assert_null (entry (w.gw, "vips@10.99.0.11/32"));
+  g_assert_cmpuint (gw1->children->len, ==, 0);
+  world_free (&w);
+}
+
+#define P1 "<phase1><proposal encryption=\"aes128\" hash=\"sha256\" group=\"curve25519\"/></phase1>"
+
+static void
+assert_refused (const char *policy, const char *want)
+{
+  g_autofree char *xml = g_strdup_printf ("<?xml version=\"1.0\"?>\n"
+                                          "<modike>\n"
+                                          "  <peer name=\"gw\">\n"
+                                          "    <remote address=\"" GW_ADDR "\"/>\n"
+                                          "    <auth method=\"psk\" secret=\"x\"/>" P1 "\n"
+                                          "  </peer>\n"
+                                          "  <peer name=\"clients\">\n"
+                                          "    <auth method=\"psk\" secret=\"x\"/>" P1 "\n"
+                                          "  </peer>\n"
+                                          "%s"
+                                          "</modike>\n",
+                                          policy);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (ModikeConfig) cfg = modike_config_load_string (xml, "t.xml", &error);
+
+  g_assert_null (cfg);
+  g_assert_error (error, MODIKE_CONFIG_ERROR, MODIKE_CONFIG_ERROR_INVALID);
+  if (strstr (error->message, want) == NULL || strstr (error->message, "t.xml:10") == NULL)
+    g_error ("got '%s', want t.xml:10 and '%s'", error->message, want);
+}
+
+static void
+test_config (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (ModikeConfig) cfg = NULL;
+  const ModikeSpdEntry *e;
+
+  assert_refused ("  <policy name=\"p\" peer=\"gw\" action=\"protect\" local=\"virtual\" remote=\"virtual\">\n"
+                  "    <proposal encryption=\"aes128\" integrity=\"sha256\"/></policy>\n",
+                  "only one side can be virtual");
+  assert_refused ("  <policy name=\"p\" peer=\"gw\" action=\"bypass\" local=\"virtual\"/>\n",
+                  "a virtual local needs action=\"protect\"");
+  assert_refused ("  <policy name=\"p\" action=\"discard\" remote=\"virtual\"/>\n",
+                  "a virtual remote needs action=\"protect\"");
+  assert_refused ("  <policy name=\"p\" action=\"protect\" remote=\"virtual\">\n"
+                  "    <proposal encryption=\"aes128\" integrity=\"sha256\"/></policy>\n",
+                  "needs a peer");
+  assert_refused ("  <policy name=\"p\" peer=\"clients\" action=\"protect\" local=\"virtual\">\n"
+                  "    <proposal encryption=\"aes128\" integrity=\"sha256\"/></policy>\n",
+                  "local=\"virtual\" needs a peer with a remote address");
+  assert_refused ("  <policy name=\"p\" peer=\"gw\" action=\"protect\" local=\"virtual\" remote=\"virtua\">\n"
+                  "    <proposal encryption=\"aes128\" integrity=\"sha256\"/></policy>\n",
+                  "remote: bad prefix 'virtua'");
+
+  cfg = modike_config_load_string ("<?xml version=\"1.0\"?>\n"
+                                   "<modike>\n"
+                                   "  <peer name=\"clients\"><auth method=\"psk\" secret=\"x\"/>" P1 "</peer>\n"
+                                   "  <policy name=\"t\" peer=\"clients\" action=\"protect\" local=\"10.0.0.0/8\""
+                                   " remote=\"virtual\"><proposal encryption=\"aes128\" integrity=\"sha256\"/>"
+                                   "</policy>\n"
+                                   "</modike>\n",
+                                   "ok.xml", &error);
+  g_assert_no_error (error);
+  e = g_ptr_array_index (cfg->policies, 0);
+  g_assert_cmpuint (e->virtual_side, ==, MODIKE_VIRTUAL_REMOTE);
+  g_assert_cmpuint (e->remote.from.family, ==, 0);
+  g_assert_cmpuint (e->local.from.family, ==, AF_INET);
+}
+
+void
+fsm_add_instance_tests (void)
+{
+  g_test_add_func ("/fsm/instances/config", test_config);
+  g_test_add_func ("/fsm/instances/client-split", test_client_split);
+  g_test_add_func ("/fsm/instances/client-full-tunnel-exclude", test_client_full_tunnel_exclude);
+  g_test_add_func ("/fsm/instances/client-result-cleared", test_client_result_cleared);
+  g_test_add_func ("/fsm/instances/rekey", test_rekey_keeps_instances);
+  g_test_add_func ("/fsm/instances/gateway-clients", test_gateway_clients);
+  g_test_add_func ("/fsm/instances/gateway-foreign-address", test_gateway_foreign_address);
+  g_test_add_func ("/fsm/instances/gateway-isolation", test_gateway_isolation);
+}
