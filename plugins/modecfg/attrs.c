@@ -143,6 +143,13 @@ take_names (ModecfgAttrs *a, const ModikeAttrValue *v, GError **error)
   return TRUE;
 }
 
+void
+modecfg_prefix_network (ModikePrefix *p)
+{
+  for (guint b = p->plen; b < modike_addr_len (&p->net) * 8; b++)
+    p->net.addr[b / 8] &= (guint8) ~(0x80u >> (b % 8));
+}
+
 gboolean
 modecfg_unity_split_decode (const guint8 *data, gsize len, GArray *out, GError **error)
 {
@@ -171,9 +178,7 @@ modecfg_unity_split_decode (const guint8 *data, gsize len, GArray *out, GError *
       if (!modike_attr_value_decode (&attr, MODIKE_ATTR_FMT_IP4_SUBNET, &v, error))
         return FALSE;
       p = v.prefix;
-      /* host bits cleared: a route is a network */
-      if (!modike_prefix_contains (&p, &p.net))
-        return malformed (error, UNITY_SPLIT_INCLUDE, "bad network");
+      modecfg_prefix_network (&p);
       g_array_append_val (out, p);
     }
   return TRUE;

@@ -3,7 +3,7 @@
  * phase 2 go, so that Quick Mode uses the assigned address.
  *
  * Peer options (<option name=".." value=".."/> in the peer entry):
- *   modecfg          pull | push | no (absent: no)
+ *   modecfg.mode     pull | push | no (absent: no)
  *   modecfg.timeout  seconds to wait for the REPLY or SET (default 30)
  *   modecfg.ipv6     yes: ask for an IPv6 address too */
 #include "modecfg.h"
@@ -47,6 +47,14 @@ mc_client_request_attrs (McSa *st, GArray *attrs)
       modike_attr_add_tlv (attrs, MODECFG_IP6_DNS, NULL, 0);
     }
   modike_attr_add_tlv (attrs, MODECFG_APPLICATION_VERSION, (const guint8 *) version, sizeof version - 1);
+  for (guint i = 0; st->mc->request_extra != NULL && i < st->mc->request_extra->len; i++)
+    {
+      const ModikeAttr *e = &g_array_index (st->mc->request_extra, ModikeAttr, i);
+      gsize n = 0;
+      const guint8 *d = e->data != NULL ? g_bytes_get_data (e->data, &n) : NULL;
+
+      modike_attr_add_tlv (attrs, e->type, d, n);
+    }
   g_message ("peer %s: asking for mode config", mc_peer (st->sa));
 }
 
@@ -157,8 +165,7 @@ apply (McSa *st, const ModecfgAttrs *a, const char *what, GError **error)
       /* host bits as sent: the network they name */
       ModikePrefix p = g_array_index (a->subnets, ModikePrefix, i);
 
-      for (guint b = p.plen; b < modike_addr_len (&p.net) * 8; b++)
-        p.net.addr[b / 8] &= (guint8) ~(0x80u >> (b % 8));
+      modecfg_prefix_network (&p);
       add_route_once (r, seen, &p);
     }
   for (guint i = 0; i < a->split_exclude->len; i++)

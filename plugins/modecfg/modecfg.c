@@ -189,7 +189,7 @@ mc_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   if (st == NULL)
     {
       g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED,
-                   "mode config from peer %s, which is configured for none (option modecfg, <modecfg><gateway>)",
+                   "mode config from peer %s, which is configured for none (option modecfg.mode, <modecfg><gateway>)",
                    mc_peer (modike_exchange_get_sa (x)));
       g_message ("%s", (*error)->message);
       return MODIKE_V_FAIL;
@@ -267,14 +267,14 @@ static void
 mc_authenticated (ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child, gpointer user)
 {
   Modecfg *mc = user;
-  const char *mode = modike_ike_sa_get_option (sa, "modecfg");
+  const char *mode = modike_ike_sa_get_option (sa, "modecfg.mode");
   const ModecfgGateway *g = modecfg_find_gateway (mc, modike_ike_sa_get_peer_name (sa));
   McSa *st;
 
   if (mode != NULL && strcmp (mode, "pull") != 0 && strcmp (mode, "push") != 0)
     {
       if (strcmp (mode, "no") != 0)
-        g_warning ("peer %s: option modecfg='%s' is none of pull, push, no: no mode config", mc_peer (sa), mode);
+        g_warning ("peer %s: option modecfg.mode='%s' is none of pull, push, no: no mode config", mc_peer (sa), mode);
       mode = NULL;
     }
   if (mode == NULL && g == NULL)
@@ -323,6 +323,8 @@ modecfg_free (gpointer p)
   Modecfg *mc = p;
 
   g_clear_pointer (&mc->gateway_sas, g_hash_table_unref);
+  if (mc->request_extra != NULL)
+    g_array_unref (mc->request_extra);
   g_ptr_array_unref (mc->gateways);
   g_hash_table_unref (mc->pools);
   g_clear_pointer (&mc->store, modecfg_lease_store_free);

@@ -95,9 +95,13 @@ gboolean modecfg_attrs_decode (const GArray *attrs, ModecfgAttrs *a, GError **er
 /* Appends a's values as TLV attributes (TV for the Unity numbers). */
 void modecfg_attrs_encode (const ModecfgAttrs *a, GArray *attrs);
 
+/* Clears the host bits: the network a prefix names. */
+void modecfg_prefix_network (ModikePrefix *p);
+
 /* Unity split lists: 14-byte entries (IPv4 address, netmask, protocol
  * and ports, sent as zero). Decoding refuses a length that is not a
- * multiple of 14 and a netmask that is not contiguous. */
+ * multiple of 14 and a netmask that is not contiguous; host bits are
+ * cleared (the entry names a network). */
 GBytes *modecfg_unity_split_encode (const GArray *prefixes /* ModikePrefix, IPv4 */);
 gboolean modecfg_unity_split_decode (const guint8 *data, gsize len, GArray *out /* ModikePrefix */, GError **error);
 
@@ -122,6 +126,7 @@ typedef struct {
   GHashTable *pools;        /* name -> ModecfgPool* */
   GPtrArray *gateways;      /* ModecfgGateway* */
   GHashTable *gateway_sas;  /* McSa* of this gateway's SAs (a set): a successor takes over leases */
+  GArray *request_extra;    /* tests: ModikeAttr added to the client's REQUEST (NULL = none) */
 } Modecfg;
 
 /* ---- Per IKE SA (plugin data "modecfg"): all per-client state ---- */
