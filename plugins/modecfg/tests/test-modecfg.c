@@ -813,6 +813,28 @@ test_pool_exhausted (void)
   world_free (w);
 }
 
+/* A lease goes back with the client's SA: on a pool of one address the
+ * next client gets it once the first has left. */
+static void
+test_lease_released (void)
+{
+  World *w = world_new (FALSE,
+                        "  <modecfg><leases file=\"memory\"/><pool name=\"one\" range=\"10.9.0.7\"/>"
+                        "<gateway peer=\"clients\" pools=\"one\"/></modecfg>\n");
+  g_autofree char *addr = NULL;
+
+  world_client (w, 0, "pull", "c0.example");
+  world_client (w, 1, "pull", "c1.example");
+  connect_until (w, 0, "stage modecfg up");
+  modike_ike_terminate (w->c[0]->ike, "gw");
+  g_assert_true (net_run (w->net, 5000, pred_idle, NULL));
+  g_assert_null (gw_sa (w, 0));
+  connect_until (w, 1, "stage modecfg up");
+  addr = client_address (w, 1);
+  g_assert_cmpstr (addr, ==, "10.9.0.7/32");
+  world_free (w);
+}
+
 /* The same identity gets its address back after a reconnect, even when
  * another client connected in between; over an SQLite file, also after a
  * gateway restart. */
@@ -1035,6 +1057,7 @@ main (int argc, char **argv)
   g_test_add_func ("/modecfg/after-xauth", test_after_xauth);
   g_test_add_func ("/modecfg/pool-exhausted", test_pool_exhausted);
   g_test_add_func ("/modecfg/same-user-same-address", test_same_user_same_address);
+  g_test_add_func ("/modecfg/lease-released", test_lease_released);
   g_test_add_func ("/modecfg/three-clients", test_three_clients);
   g_test_add_func ("/modecfg/gateway-silent", test_gateway_silent);
   g_test_add_func ("/modecfg/gateway-not-configured", test_gateway_not_configured);
