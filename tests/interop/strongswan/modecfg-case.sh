@@ -13,6 +13,10 @@
 #       shows the DNS server and split include, a ping from that address
 #       to 198.51.100.1 goes through the tunnel; after modiked stops the
 #       address is gone with mk0.
+#   modecfg-split: as modecfg-client with two split networks (charon's
+#       child local_ts = 198.51.100.0/25, 198.51.100.192/26): mk0 gets a
+#       route for exactly those two (none for the /24 the policy template
+#       names, none for 198.51.100.128/26), and the ping goes through.
 #   modecfg-gateway: roles swapped: modiked in gw is the gateway (users
 #       file, <modecfg> with pool rw 10.99.2.10-10.99.2.20, dns, split
 #       include 198.51.100.0/24, policy local=198.51.100.0/24
@@ -29,7 +33,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 CASE=${1:-}
 WAIT=${MKI_WAIT:-30}
 case $CASE in
-  modecfg-client) SIDE_M=cl SIDE_C=gw POOL=10.99.1.0/28 ;;
+  modecfg-client) SIDE_M=cl SIDE_C=gw POOL=10.99.1.0/28 SPLIT=$MKI_GW_NET ;;
+  modecfg-split) SIDE_M=cl SIDE_C=gw POOL=10.99.1.0/28 SPLIT="198.51.100.0/25 198.51.100.192/26" ;;
   modecfg-gateway) SIDE_M=gw SIDE_C=cl POOL=10.99.2.0/24 ;;
   *) echo "usage: $0 CASE (see the head of this file)" >&2; exit 2 ;;
 esac
@@ -64,7 +69,7 @@ if [ "$SIDE_C" = gw ]; then
     remote-xauth {
       auth = xauth
     }"
-  c_child="        local_ts = $MKI_GW_NET"
+  c_child="        local_ts = ${SPLIT// /, }"
   c_pools="pools {
   rw {
     addrs = $POOL
@@ -204,9 +209,15 @@ if [ "$SIDE_M" = cl ]; then
   # helper's; until it is merged the DNS server is checked in the log.
   grep -q "mode config: address $VIP.* dns 198.51.100.53" "$LOG" || fail "no DNS server 198.51.100.53 in the result"
   grep -q "extended authentication succeeded" "$LOG" || fail "no XAuth before mode config"
-  # charon's unity plugin: the child's local_ts as UNITY_SPLIT_INCLUDE
-  grep -q "mode config: address $VIP.* include $MKI_GW_NET" "$LOG" || fail "no split include $MKI_GW_NET"
-  ip -n "$NS_M" route show dev mk0 | grep -q "^${MKI_GW_NET%/*}/24" || fail "no route to $MKI_GW_NET into mk0"
+  # charon's unity plugin: the child's local_ts as UNITY_SPLIT_INCLUDE,
+  # and exactly those networks routed into mk0
+  routes=$(ip -n "$NS_M" -4 route show dev mk0 | awk '$1 ~ /\// { print $1 }' | sort | tr '\n' ' ')
+  want=$(printf '%s\n' $SPLIT | sort | tr '\n' ' ')
+  mki_log "routes into mk0: $routes"
+  for net in $SPLIT; do
+    grep -q "mode config: address $VIP.* include $net" "$LOG" || fail "no split include $net in the result"
+  done
+  [ "$routes" = "$want" ] || fail "routes into mk0: '$routes', want '$want'"
   SRC_NS=$NS_M
 else
   [ "$VIP" = 10.99.2.10 ] || fail "charon got $VIP, want the pool's first 10.99.2.10"
