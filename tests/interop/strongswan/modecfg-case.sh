@@ -17,6 +17,12 @@
 #       child local_ts = 198.51.100.0/25, 198.51.100.192/26): mk0 gets a
 #       route for exactly those two (none for the /24 the policy template
 #       names, none for 198.51.100.128/26), and the ping goes through.
+#   modecfg-three-clients: as modecfg-gateway with three clients at once:
+#       one charon in cl with three connections from 192.0.2.2, .3 and .4
+#       (users alice, bob, carol; one namespace, three IKE SAs and virtual
+#       IPs, which is what the gateway sees of three machines). Each gets
+#       its own address and pings from it; bob disconnects and reconnects
+#       (same address again) while alice pings without a loss.
 #   modecfg-gateway: roles swapped: modiked in gw is the gateway (users
 #       file, <modecfg> with pool rw 10.99.2.10-10.99.2.20, dns, split
 #       include 198.51.100.0/24, policy local=198.51.100.0/24
@@ -32,10 +38,14 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 CASE=${1:-}
 WAIT=${MKI_WAIT:-30}
+THREE=
+USERS="alice bob carol"
+three_addr () { echo "192.0.2.$(($1 + 1))"; }   # client 1..3
 case $CASE in
   modecfg-client) SIDE_M=cl SIDE_C=gw POOL=10.99.1.0/28 SPLIT=$MKI_GW_NET ;;
   modecfg-split) SIDE_M=cl SIDE_C=gw POOL=10.99.1.0/28 SPLIT="198.51.100.0/25 198.51.100.192/26" ;;
   modecfg-gateway) SIDE_M=gw SIDE_C=cl POOL=10.99.2.0/24 ;;
+  modecfg-three-clients) SIDE_M=gw SIDE_C=cl POOL=10.99.2.0/24 THREE=yes ;;
   *) echo "usage: $0 CASE (see the head of this file)" >&2; exit 2 ;;
 esac
 MKI_CASE=$CASE
@@ -125,6 +135,61 @@ secrets {
   }
 }
 EOF
+if [ -n "$THREE" ]; then
+  for i in 2 3; do
+    ip -n "$NS_C" addr add "$(three_addr "$i")/24" dev veth0 || fail "cannot add $(three_addr "$i") in cl"
+  done
+  {
+    echo "connections {"
+    i=0
+    for u in $USERS; do
+      i=$((i + 1))
+      cat <<EOF
+  c$i {
+    version = 1
+    proposals = aes128-sha256-modp2048
+    rekey_time = 0
+    dpd_delay = 0
+    local_addrs = $(three_addr $i)
+    remote_addrs = $MKI_GW_V4
+    vips = 0.0.0.0
+    local {
+      auth = psk
+      id = client$i
+    }
+    local-xauth {
+      auth = xauth
+      xauth_id = $u
+    }
+    remote {
+      auth = psk
+      id = gw
+    }
+    children {
+      net$i {
+        mode = tunnel
+        remote_ts = $MKI_GW_NET
+        esp_proposals = aes128-sha256
+        rekey_time = 0
+        start_action = none
+      }
+    }
+  }
+EOF
+    done
+    echo "}"
+    echo "secrets {"
+    echo "  ike-1 {"
+    echo "    secret = \"testpsk\""
+    echo "  }"
+    i=0
+    for u in $USERS; do
+      i=$((i + 1))
+      printf '  xauth-%s {\n    id = %s\n    secret = "%spw"\n  }\n' "$i" "$u" "$u"
+    done
+    echo "}"
+  } >"$MKI_DIR/cl/swanctl.conf"
+fi
 # unity only on charon's gateway (split include to Unity clients): as a
 # client it would propose 0.0.0.0/0 and narrow later, as Cisco gateways
 # expect.
@@ -151,6 +216,11 @@ if [ "$SIDE_M" = cl ]; then
 else
   [ -x "${MODIKE_XAUTH_PASSWD:-}" ] || fail "MODIKE_XAUTH_PASSWD (modike-xauth-passwd) is not set or not executable"
   printf 'alicepw\n' | "$MODIKE_XAUTH_PASSWD" alice >"$MKI_DIR/gw/users" || fail "modike-xauth-passwd failed"
+  if [ -n "$THREE" ]; then
+    for u in bob carol; do
+      printf '%spw\n' "$u" | "$MODIKE_XAUTH_PASSWD" "$u" >>"$MKI_DIR/gw/users" || fail "modike-xauth-passwd failed"
+    done
+  fi
   mki_drop_lo_host gw
   section="  <xauth users-file=\"$MKI_DIR/gw/users\" timeout=\"20\"/>
   <modecfg>
@@ -183,6 +253,50 @@ mki_modiked_start "$SIDE_M" "$CFG"
 sleep 1
 mki_modiked_alive "$SIDE_M" || fail "modiked exited at start"
 LOG=$MKI_DIR/$SIDE_M/modiked.log
+
+if [ -n "$THREE" ]; then
+  # charon's virtual IP of connection c<i> (empty while it has none)
+  vip_of () { mki_sas_raw cl | grep "^list-sa event {c$1 " | grep -o 'local-vips=\[[0-9.]*' | cut -d[ -f2 | head -n1; }
+  up_of () { mki_sas_raw cl | grep "^list-sa event {c$1 " | grep -q 'state=INSTALLED'; }
+  initiate () {
+    mki_swanctl cl --initiate --child "net$1" --timeout "$WAIT" >"$MKI_DIR/cl/initiate-$1.out" 2>&1 &
+    MKI_PIDS+=("$!")
+  }
+  for i in 1 2 3; do initiate $i; done
+  declare -A VIPS=()
+  for i in 1 2 3; do
+    mki_poll "$WAIT" "[ -n \"\$(vip_of $i)\" ] && up_of $i" || fail "client $i: no address and child SA within $WAIT s"
+    VIPS[$i]=$(vip_of $i)
+    mki_log "client $i: ${VIPS[$i]}"
+  done
+  [ "$(printf '%s\n' "${VIPS[@]}" | sort -u | wc -l)" = 3 ] || fail "the three clients do not have three addresses"
+  mki_poll 5 "ip -n '$NS_C' link show ipsec0 >/dev/null 2>&1" || fail "no ipsec0 in cl"
+  ip -n "$NS_C" route replace "$MKI_GW_NET" dev ipsec0 || fail "cannot route $MKI_GW_NET into ipsec0"
+  for i in 1 2 3; do
+    ip netns exec "$NS_C" ping -n -c 3 -i 0.2 -W 2 -I "${VIPS[$i]}" "$MKI_GW_HOST" >"$MKI_DIR/ping-$i.out" 2>&1
+    grep -q ' 3 received' "$MKI_DIR/ping-$i.out" || { cat "$MKI_DIR/ping-$i.out" >&2; fail "client $i: ping from ${VIPS[$i]}"; }
+  done
+  mki_log "each client pings from its own address"
+  # alice pings on while bob leaves and comes back
+  ip netns exec "$NS_C" ping -n -c 40 -i 0.2 -W 2 -I "${VIPS[1]}" "$MKI_GW_HOST" >"$MKI_DIR/ping-long.out" 2>&1 &
+  LONG=$!
+  MKI_PIDS+=("$LONG")
+  mki_swanctl cl --terminate --ike c2 --timeout 10 >"$MKI_DIR/cl/terminate.out" 2>&1 || fail "terminate c2"
+  mki_poll 10 "[ -z \"\$(vip_of 2)\" ]" || fail "client 2 still has an SA"
+  grep -q "10.99.2.* back from user 'bob'" "$LOG" || fail "bob's lease did not go back"
+  initiate 2
+  mki_poll "$WAIT" "[ -n \"\$(vip_of 2)\" ] && up_of 2" || fail "client 2 did not come back"
+  [ "$(vip_of 2)" = "${VIPS[2]}" ] || fail "bob came back with $(vip_of 2), had ${VIPS[2]}"
+  ip netns exec "$NS_C" ping -n -c 3 -i 0.2 -W 2 -I "${VIPS[2]}" "$MKI_GW_HOST" >"$MKI_DIR/ping-2b.out" 2>&1
+  grep -q ' 3 received' "$MKI_DIR/ping-2b.out" || fail "client 2: no ping after reconnecting"
+  wait "$LONG"
+  sed 's/^/    /' "$MKI_DIR/ping-long.out" | tail -n 3 >&2
+  grep -q ' 40 received' "$MKI_DIR/ping-long.out" || fail "client 1 lost packets while client 2 reconnected"
+  mki_log "client 1: 40/40 while client 2 left and came back with ${VIPS[2]}"
+  mki_modiked_stop gw || fail "modiked did not stop on SIGTERM"
+  mki_log "PASS: $CASE"
+  exit 0
+fi
 
 if [ "$SIDE_C" = cl ]; then
   mki_swanctl cl --initiate --child net --timeout "$WAIT" >"$MKI_DIR/cl/initiate.out" 2>&1 &
