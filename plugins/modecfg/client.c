@@ -223,5 +223,5 @@ mc_client_message (ModikeExchange *x, McSa *st, const ModikeAttrPayload *ap, GEr
   if (why == NULL)
     for (guint i = 0; i < st->cur.asked->len; i++)
       modike_attr_add_tlv (ack, g_array_index (st->cur.asked, guint16, i), NULL, 0);
-  return mc_send (x, MODIKE_CFG_ACK, ap->identifier, ack, error) ? MODIKE_V_OK : MODIKE_V_FAIL;
+  return modike_transaction_send (x, MODIKE_CFG_ACK, ap->identifier, ack, error) ? MODIKE_V_OK : MODIKE_V_FAIL;
 }

@@ -102,7 +102,8 @@ build (McSa *st, const ModecfgGateway *g, const ModecfgAttrs *asked, ModecfgAttr
     g_array_append_vals (out->nbns, g->nbns->data, g->nbns->len);
   if (WANTS (UNITY_SPLIT_INCLUDE))
     g_array_append_vals (out->split_include, g->split_include->data, g->split_include->len);
-  if (asked != NULL && (modecfg_attrs_asked (asked, MODECFG_IP4_SUBNET) || modecfg_attrs_asked (asked, MODECFG_IP6_SUBNET)))
+  if (asked != NULL
+      && (modecfg_attrs_asked (asked, MODECFG_IP4_SUBNET) || modecfg_attrs_asked (asked, MODECFG_IP6_SUBNET)))
     g_array_append_vals (out->subnets, g->split_include->data, g->split_include->len);
   if (WANTS (UNITY_LOCAL_LAN))
     g_array_append_vals (out->split_exclude, g->split_exclude->data, g->split_exclude->len);
@@ -204,7 +205,7 @@ mc_gateway_request (ModikeExchange *x, McSa *st, const ModikeAttrPayload *ap, GE
    * keep theirs). */
   modecfg_attrs_encode (&out, attrs);
   modecfg_attrs_clear (&out);
-  v = mc_send (x, MODIKE_CFG_REPLY, ap->identifier, attrs, error) ? MODIKE_V_OK : MODIKE_V_FAIL;
+  v = modike_transaction_send (x, MODIKE_CFG_REPLY, ap->identifier, attrs, error) ? MODIKE_V_OK : MODIKE_V_FAIL;
   if (why != NULL)
     mc_fail_later (st, why);
   else

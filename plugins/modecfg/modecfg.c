@@ -122,19 +122,6 @@ mc_deadline_cancel (McSa *st)
   st->deadline = 0;
 }
 
-gboolean
-mc_send (ModikeExchange *x, guint8 type, guint16 identifier, GArray *attrs, GError **error)
-{
-  ModikeAttrPayload a = { .type = type, .identifier = identifier, .attrs = attrs };
-  g_autoptr (ModikeBuilder) b = modike_builder_new ();
-  GByteArray *body = g_byte_array_new ();
-
-  modike_attr_payload_encode (&a, body);
-  g_array_unref (attrs);
-  modike_builder_add_array (b, MODIKE_PL_ATTR, body);
-  return modike_exchange_send (x, b, TRUE, error);
-}
-
 /* ---- the transaction exchange ---- */
 
 /* The attribute claims: collect what the message says into st->cur. */
@@ -212,7 +199,8 @@ mc_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   if (st != NULL && out->kind == MC_STEP_REQUEST)
     {
       mc_client_request_attrs (st, attrs);
-      return mc_send (x, MODIKE_CFG_REQUEST, out->identifier, attrs, error) ? MODIKE_V_OK : MODIKE_V_FAIL;
+      return modike_transaction_send (x, MODIKE_CFG_REQUEST, out->identifier, attrs, error) ? MODIKE_V_OK
+                                                                                             : MODIKE_V_FAIL;
     }
   if (st == NULL || !mc_gateway_push_attrs (st, attrs, error))
     {
@@ -221,7 +209,7 @@ mc_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
         g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "mode config state gone");
       return fail_both (x, st, error);
     }
-  return mc_send (x, MODIKE_CFG_SET, out->identifier, attrs, error) ? MODIKE_V_OK : MODIKE_V_FAIL;
+  return modike_transaction_send (x, MODIKE_CFG_SET, out->identifier, attrs, error) ? MODIKE_V_OK : MODIKE_V_FAIL;
 }
 
 /* Message 2 of one we started: the gateway's REPLY, or the client's ACK. */

@@ -164,7 +164,6 @@ void mc_step_later (McSa *st, McStep step);
 void mc_fail_later (McSa *st, GError *error /* taken */);
 void mc_deadline_arm (McSa *st);
 void mc_deadline_cancel (McSa *st);
-gboolean mc_send (ModikeExchange *x, guint8 type, guint16 identifier, GArray *attrs /* taken */, GError **error);
 
 /* client.c */
 void mc_client_start (McSa *st);
