@@ -4,12 +4,15 @@
 #include "modecfg.h"
 
 #include <gio/gio.h>
+#include <glib/gstdio.h>
+
+#include <errno.h>
 #include <string.h>
 
 #define DEFAULT_LEASES "/var/lib/modike/leases.db"
 
 const char modecfg_rng[] =
-  "<element name=\"modecfg\" xmlns=\"http://relaxng.org/ns/structure/1.0\">"
+  "<element name=\"modecfg\" xmlns=\"http://relaxng.org/ns/structure/1.0\"><interleave>"
   "  <optional><element name=\"leases\"><attribute name=\"file\"/></element></optional>"
   "  <zeroOrMore><element name=\"pool\">"
   "    <attribute name=\"name\"/><attribute name=\"range\"/>"
@@ -29,7 +32,7 @@ const char modecfg_rng[] =
   "    <optional><attribute name=\"push\"/></optional>"
   "    <optional><attribute name=\"timeout\"/></optional>"
   "  </element></zeroOrMore>"
-  "</element>";
+  "</interleave></element>";
 
 void
 modecfg_gateway_free (gpointer p)
@@ -288,6 +291,18 @@ store_apply (Modecfg *mc, xmlNode *leases, gboolean want, ModecfgLeaseStore **st
     {
       *path = g_steal_pointer (&file);
       return TRUE;
+    }
+  /* The default place is ours to make (a package may not ship it). */
+  if (leases == NULL)
+    {
+      g_autofree char *dir = g_path_get_dirname (file);
+
+      if (g_mkdir_with_parents (dir, 0700) != 0)
+        {
+          g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errno), "lease database directory %s: %s", dir,
+                       g_strerror (errno));
+          return FALSE;
+        }
     }
   if ((*store = modecfg_lease_store_sqlite_open (file, error)) == NULL)
     {

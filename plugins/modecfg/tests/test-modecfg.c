@@ -1019,6 +1019,11 @@ test_config_errors (void)
                        "not an absolute path");
   assert_config_error ("<modecfg><gateway peer=\"clients\" split-exclude=\"2001:db8::/32\"/></modecfg>",
                        "IPv4 networks only");
+  /* any order of the elements; a second <leases> is refused */
+  assert_config_error ("<modecfg><gateway peer=\"clients\" pools=\"rw9\"/><pool name=\"rw\" range=\"10.9.0.0/24\"/>"
+                       "<leases file=\"memory\"/></modecfg>",
+                       "no <pool name=\"rw9\">");
+  assert_config_error ("<modecfg><leases file=\"memory\"/><leases file=\"memory\"/></modecfg>", "leases");
   /* file and line */
   assert_config_error ("<modecfg>\n<gateway peer=\"clients\" dns=\"x\"/></modecfg>", "gw:");
 }
