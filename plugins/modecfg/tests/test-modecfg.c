@@ -274,6 +274,7 @@ typedef struct {
   gboolean drop_tx_from_gw;
   guint gw_tx;                /* transaction packets the gateway sent */
   Modecfg *cmc[3];            /* each client's plugin */
+  const char *client_options; /* more <option> elements for the clients */
   GString *seq;               /* t/T: transaction from a client / the gateway; q/Q: Quick Mode */
 } World;
 
@@ -375,6 +376,7 @@ client_xml (World *w, guint i, const char *mode, const char *id)
                           "%s"
                           "    <option name=\"modecfg.mode\" value=\"%s\"/>\n"
                           "    <option name=\"modecfg.timeout\" value=\"20\"/>\n"
+                          "%s"
                           "  </peer>\n"
                           "  <policy name=\"vpn\" peer=\"gw\" action=\"protect\" local=\"virtual\""
                           " remote=\"10.0.0.0/8\">\n"
@@ -383,7 +385,7 @@ client_xml (World *w, guint i, const char *mode, const char *id)
                           "%s"
                           "</modike>\n",
                           client_addr[i], id, w->xauth ? "xauth-psk" : "psk", p1_xml, mode,
-                          creds != NULL ? creds : "");
+                          w->client_options != NULL ? w->client_options : "", creds != NULL ? creds : "");
 }
 
 /* A pool of one address. */
@@ -796,6 +798,27 @@ test_pool_exhausted (void)
   world_free (w);
 }
 
+/* Dual stack: an IPv4 and an IPv6 pool, the client asks for both
+ * (modecfg.ipv6); the adapter gets both addresses and both DNS servers. */
+static void
+test_dual_stack (void)
+{
+  World *w = world_new (FALSE,
+                        "  <modecfg><leases file=\"memory\"/><pool name=\"rw\" range=\"10.9.0.10-10.9.0.20\"/>"
+                        "<pool name=\"rw6\" range=\"2001:db8:f::/112\"/>"
+                        "<gateway peer=\"clients\" pools=\"rw rw6\" dns=\"10.1.0.53 2001:db8:1::53\"/></modecfg>\n");
+  const char *dns;
+
+  w->client_options = "    <option name=\"modecfg.ipv6\" value=\"yes\"/>\n";
+  world_client (w, 0, "pull", "c0.example");
+  connect_until (w, 0, "stage modecfg up");
+  g_assert_true (log_has (w->clog[0], "address modike0 10.9.0.10/32 mtu=1400"));
+  g_assert_true (log_has (w->clog[0], "address modike0 2001:db8:f::1/128 mtu=1400"));
+  dns = log_last (w->clog[0], "dns ");
+  g_assert_nonnull (strstr (dns, "servers=10.1.0.53,2001:db8:1::53"));
+  world_free (w);
+}
+
 /* A lease goes back with the client's SA: on a pool of one address the
  * next client gets it once the first has left. */
 static void
@@ -1044,6 +1067,7 @@ main (int argc, char **argv)
   g_test_add_func ("/modecfg/pool-exhausted", test_pool_exhausted);
   g_test_add_func ("/modecfg/same-user-same-address", test_same_user_same_address);
   g_test_add_func ("/modecfg/lease-released", test_lease_released);
+  g_test_add_func ("/modecfg/dual-stack", test_dual_stack);
   g_test_add_func ("/modecfg/three-clients", test_three_clients);
   g_test_add_func ("/modecfg/gateway-silent", test_gateway_silent);
   g_test_add_func ("/modecfg/gateway-not-configured", test_gateway_not_configured);
