@@ -798,6 +798,46 @@ test_pool_exhausted (void)
   world_free (w);
 }
 
+typedef struct {
+  World *w;
+  guint serial;
+} RekeyWant;
+
+/* Client 0 has a newer established SA than `serial` and the old one went. */
+static gboolean
+pred_rekeyed (Net *net, gpointer user)
+{
+  RekeyWant *q = user;
+  ModikeIkeSa *sa = client_sa (q->w, 0);
+
+  return sa != NULL && sa->serial != q->serial && modike_ike_count_sas (q->w->c[0]->ike, FALSE) == 1
+         && g_queue_is_empty (&net->queue);
+}
+
+/* A phase 1 rekey keeps the address: the new SA asks again and gets the
+ * same one, the old SA's going does not free it (on a pool of one, a
+ * second client is still refused). */
+static void
+test_rekey_keeps_address (void)
+{
+  World *w = world_new (FALSE, one_address_section);
+  RekeyWant q = { w, 0 };
+  g_autofree char *addr = NULL;
+
+  world_client (w, 0, "pull", "c0.example");
+  world_client (w, 1, "pull", "c1.example");
+  connect_until (w, 0, "stage modecfg up");
+  q.serial = client_sa (w, 0)->serial;
+  g_assert_true (net_run (w->net, 900000, pred_rekeyed, &q));
+  g_assert_false (log_has (w->clog[0], "destroy modike0"));
+  addr = client_address (w, 0);
+  g_assert_cmpstr (addr, ==, "10.9.0.7/32");
+  g_assert_true (spd_has (w->gw, "10.1.0.0/16", "10.9.0.7/32"));
+  connect_until (w, 1, "stage modecfg failed");
+  g_assert_nonnull (strstr (w->gw->p1_error->message, "exhausted"));
+  world_free (w);
+}
+
 /* Dual stack: an IPv4 and an IPv6 pool, the client asks for both
  * (modecfg.ipv6); the adapter gets both addresses and both DNS servers. */
 static void
@@ -1068,6 +1108,7 @@ main (int argc, char **argv)
   g_test_add_func ("/modecfg/same-user-same-address", test_same_user_same_address);
   g_test_add_func ("/modecfg/lease-released", test_lease_released);
   g_test_add_func ("/modecfg/dual-stack", test_dual_stack);
+  g_test_add_func ("/modecfg/rekey-keeps-address", test_rekey_keeps_address);
   g_test_add_func ("/modecfg/three-clients", test_three_clients);
   g_test_add_func ("/modecfg/gateway-silent", test_gateway_silent);
   g_test_add_func ("/modecfg/gateway-not-configured", test_gateway_not_configured);
