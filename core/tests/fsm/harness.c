@@ -324,25 +324,6 @@ node_configure (Node *n, const char *xml)
   g_assert_no_error (error);
 }
 
-gboolean
-node_apply_xml (Node *n, const char *xml, GError **error)
-{
-  g_autoptr (GHashTable) fragments = modike_registry_config_fragments (n->reg);
-  ModikeConfig *cfg = modike_config_load_string (xml, n->name, error);
-
-  if (cfg == NULL)
-    return FALSE;
-  if (!modike_config_check_plugins (cfg, fragments, error) || !modike_registry_resolve_auth (n->reg, cfg, error)
-      || !modike_registry_apply_config (n->reg, cfg, error) || !modike_ike_set_config (n->ike, cfg, error))
-    {
-      modike_config_free (cfg);
-      return FALSE;
-    }
-  modike_config_free (n->cfg);
-  n->cfg = cfg;
-  return TRUE;
-}
-
 Node *
 node_new_xml (Net *net, const char *name, const char *addr, const char *xml)
 {

@@ -92,9 +92,6 @@ Params params_default (void);
 char *config_xml (const Params *p, gboolean is_a);
 Node *node_alloc (Net *net, const char *name, const char *addr);
 void node_configure (Node *n, const char *xml);
-/* Applies xml as the daemon does: plugin sections (checked against the
- * fragments the loaded plugins registered), auth names, then the engine. */
-gboolean node_apply_xml (Node *n, const char *xml, GError **error);
 Node *node_new_xml (Net *net, const char *name, const char *addr, const char *xml);
 Node *node_new (Net *net, const char *name, const Params *p, gboolean is_a);
 void node_free (Node *n);

@@ -330,6 +330,28 @@ load (Node *n, const ModikePluginDescriptor *desc)
   return modike_plugin_get_data (pl);
 }
 
+/* Applies xml as the daemon does: plugin sections, auth names, the engine.
+ * (main's xauth fixture has this as configure_xml (n, xml, "", error):
+ * use that once both meet.) */
+static gboolean
+apply_xml (Node *n, const char *xml, GError **error)
+{
+  g_autoptr (GHashTable) fragments = modike_registry_config_fragments (n->reg);
+  ModikeConfig *cfg = modike_config_load_string (xml, n->name, error);
+
+  if (cfg == NULL)
+    return FALSE;
+  if (!modike_config_check_plugins (cfg, fragments, error) || !modike_registry_resolve_auth (n->reg, cfg, error)
+      || !modike_registry_apply_config (n->reg, cfg, error) || !modike_ike_set_config (n->ike, cfg, error))
+    {
+      modike_config_free (cfg);
+      return FALSE;
+    }
+  modike_config_free (n->cfg);
+  n->cfg = cfg;
+  return TRUE;
+}
+
 static const char p1_xml[] = "    <phase1 exchange=\"main\" lifetime=\"600\">"
                              "<proposal encryption=\"aes128\" hash=\"sha256\" group=\"curve25519\"/></phase1>\n"
                              "    <retransmit interval=\"1000\" tries=\"5\" half-open=\"60\"/>\n";
@@ -467,7 +489,7 @@ world_new (gboolean xauth, const char *section)
     load (w->gw, &xauth_desc);
   load (w->gw, modike_plugin_descriptor ());
   xml = gw_xml (w, section);
-  g_assert_true (node_apply_xml (w->gw, xml, &error));
+  g_assert_true (apply_xml (w->gw, xml, &error));
   g_assert_no_error (error);
   return w;
 }
@@ -491,7 +513,7 @@ world_client (World *w, guint i, const char *mode, const char *id)
   if (w->xauth)
     load (w->c[i], &xauth_desc);
   w->cmc[i] = load (w->c[i], modike_plugin_descriptor ());
-  g_assert_true (node_apply_xml (w->c[i], xml, &error));
+  g_assert_true (apply_xml (w->c[i], xml, &error));
   g_assert_no_error (error);
   modike_ike_set_host (w->c[i]->ike, &host_ops, w->hlog[i]);
   return w->c[i];
@@ -895,7 +917,7 @@ test_same_user_same_address (void)
   g_autofree char *a1 = NULL, *a2 = NULL, *a3 = NULL, *b1 = NULL;
   HostWant q;
 
-  g_assert_true (node_apply_xml (w->gw, xml, &error));
+  g_assert_true (apply_xml (w->gw, xml, &error));
   g_assert_no_error (error);
   world_client (w, 0, "pull", "c0.example");
   world_client (w, 1, "pull", "c1.example");
@@ -925,7 +947,7 @@ test_same_user_same_address (void)
   fake_dp_register (w->gw, &w->dp);
   fake_os_register (w->gw, &w->os);
   load (w->gw, modike_plugin_descriptor ());
-  g_assert_true (node_apply_xml (w->gw, xml, &error));
+  g_assert_true (apply_xml (w->gw, xml, &error));
   g_assert_no_error (error);
   g_string_truncate (w->hlog[0], 0);
   q = (HostWant){ w, 0, "stage modecfg up" };
@@ -1047,7 +1069,7 @@ assert_config_error (const char *section, const char *text)
   g_autofree char *xml = gw_xml (w, section);
   g_autoptr (GError) error = NULL;
 
-  if (node_apply_xml (w->gw, xml, &error))
+  if (apply_xml (w->gw, xml, &error))
     g_error ("accepted: %s", section);
   if (strstr (error->message, text) == NULL)
     g_error ("'%s' does not contain '%s'", error->message, text);

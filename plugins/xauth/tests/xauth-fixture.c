@@ -27,8 +27,21 @@ configure (Node *n, const Params *p, gboolean is_a, const char *section, GError 
   g_autofree char *x1 = g_strjoinv ("method=\"xauth-psk\"", parts);
   g_auto (GStrv) tail = g_strsplit (x1, "</modike>", -1);
   g_autofree char *x2 = NULL;
+  g_autoptr (GHashTable) fragments = modike_registry_config_fragments (n->reg);
+  ModikeConfig *cfg;
 
   g_assert_cmpuint (g_strv_length (tail), ==, 2);
   x2 = g_strconcat (tail[0], section, "</modike>", tail[1], NULL);
-  return node_apply_xml (n, x2, error);
+  cfg = modike_config_load_string (x2, n->name, error);
+  if (cfg == NULL)
+    return FALSE;
+  if (!modike_config_check_plugins (cfg, fragments, error) || !modike_registry_resolve_auth (n->reg, cfg, error)
+      || !modike_registry_apply_config (n->reg, cfg, error) || !modike_ike_set_config (n->ike, cfg, error))
+    {
+      modike_config_free (cfg);
+      return FALSE;
+    }
+  modike_config_free (n->cfg);
+  n->cfg = cfg;
+  return TRUE;
 }
