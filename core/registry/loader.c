@@ -21,8 +21,8 @@ static const gsize known_size[MODIKE_ABI_MINOR + 1] = {
    * modike_exchange_alloc_spi and _set_policy; the descriptor is the same. */
   [2] = G_STRUCT_OFFSET (ModikePluginDescriptor, fini) + G_SIZEOF_MEMBER (ModikePluginDescriptor, fini),
   /* 1.3: the shared transaction exchange, MODIKE_EVENT_AUTHENTICATED,
-   * policy templates and instances (split exclude, peer addresses); the
-   * descriptor is the same. */
+   * modike_ike_sa_auth_done/_get_user, policy templates and instances
+   * (split exclude, peer addresses); the descriptor is the same. */
   [3] = G_STRUCT_OFFSET (ModikePluginDescriptor, fini) + G_SIZEOF_MEMBER (ModikePluginDescriptor, fini),
 };
 
