@@ -424,9 +424,13 @@ static const char default_section[] =
   " banner=\"Authorised users only\" save-password=\"no\"/>\n"
   "  </modecfg>\n";
 
+/* The stages of XAuth and mode config (the core reports "adapter" and
+ * "routes" of its own, which these tests leave to the fsm suite). */
 static void
 host_stage (gpointer host, const char *peer, const char *stage, gboolean up, const GError *error)
 {
+  if (strcmp (stage, "xauth") != 0 && strcmp (stage, "modecfg") != 0)
+    return;
   g_string_append_printf (host, "stage %s %s%s%s\n", stage, up ? "up" : "failed", error ? ": " : "",
                           error ? error->message : "");
 }
