@@ -12,7 +12,9 @@
 #       address). modiked gets an address of the pool, mk0 has it, the log
 #       shows the DNS server and split include, a ping from that address
 #       to 198.51.100.1 goes through the tunnel; after modiked stops the
-#       address is gone with mk0.
+#       address is gone with mk0. With a tun plugin that sets DNS, its
+#       resolv.conf is a file of the case's own: the server in it while
+#       connected, the original back afterwards.
 #   modecfg-split: as modecfg-client with two split networks (charon's
 #       child local_ts = 198.51.100.0/25, 198.51.100.192/26): mk0 gets a
 #       route for exactly those two (none for the /24 the policy template
@@ -213,6 +215,15 @@ if [ "$SIDE_M" = cl ]; then
     STATUS="$MKI_DIR/cl/modiked.status" LOGLEVEL=debug \
     PLUGINS="natt esp_user tun xauth modecfg" ADAPTER=mk0
   option='    <option name="modecfg.mode" value="pull"/>'
+  # A tun plugin that sets DNS (its <tun resolv-conf> section) writes a
+  # resolv.conf of this case's own, never the host's.
+  DNS_FILE=
+  if grep -aq 'resolv-conf' "$(dirname "$CFG")/plugins/tun.so" 2>/dev/null; then
+    DNS_FILE=$MKI_DIR/cl/resolv.conf
+    printf 'nameserver 192.0.2.53\n' >"$DNS_FILE"
+    section="$section
+  <tun resolv-conf=\"$DNS_FILE\" state-dir=\"$MKI_DIR/cl/state\"/>"
+  fi
 else
   [ -x "${MODIKE_XAUTH_PASSWD:-}" ] || fail "MODIKE_XAUTH_PASSWD (modike-xauth-passwd) is not set or not executable"
   printf 'alicepw\n' | "$MODIKE_XAUTH_PASSWD" alice >"$MKI_DIR/gw/users" || fail "modike-xauth-passwd failed"
@@ -319,9 +330,15 @@ python3 -c "import ipaddress,sys; sys.exit(0 if ipaddress.ip_address('$VIP') in 
 
 if [ "$SIDE_M" = cl ]; then
   grep -q "mode config: address $VIP" "$LOG" || fail "modiked's log does not show the mode config"
-  # TODO(dns): the tun plugin's resolv.conf / resolved support is another
-  # helper's; until it is merged the DNS server is checked in the log.
   grep -q "mode config: address $VIP.* dns 198.51.100.53" "$LOG" || fail "no DNS server 198.51.100.53 in the result"
+  # Where the tun plugin sets DNS: the server first, the original after it.
+  if [ -n "$DNS_FILE" ]; then
+    mki_poll 5 "grep -q '^nameserver 198.51.100.53' '$DNS_FILE'" || fail "resolv.conf: $(cat "$DNS_FILE")"
+    grep -q '^nameserver 192.0.2.53' "$DNS_FILE" || fail "resolv.conf lost the original server: $(cat "$DNS_FILE")"
+    mki_log "resolv.conf has the gateway's DNS server"
+  else
+    mki_log "this tun plugin sets no DNS: the server was checked in modiked's log"
+  fi
   grep -q "extended authentication succeeded" "$LOG" || fail "no XAuth before mode config"
   # charon's unity plugin: the child's local_ts as UNITY_SPLIT_INCLUDE,
   # and exactly those networks routed into mk0
@@ -357,6 +374,9 @@ mki_log "ping through the tunnel from $VIP: 5/5"
 mki_modiked_stop "$SIDE_M" || fail "modiked did not stop on SIGTERM"
 if [ "$SIDE_M" = cl ]; then
   ip -n "$NS_M" link show mk0 >/dev/null 2>&1 && fail "mk0 is still there after modiked stopped"
+  if [ -n "$DNS_FILE" ]; then
+    [ "$(cat "$DNS_FILE")" = "nameserver 192.0.2.53" ] || fail "resolv.conf not restored: $(cat "$DNS_FILE")"
+  fi
 fi
 mki_log "PASS: $CASE"
 exit 0
