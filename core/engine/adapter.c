@@ -678,6 +678,7 @@ log_dns_unsupported (const ModikeOsAdapterOps *os)
 static void
 apply_dns (ModikeIke *ike, EngineAdapter *a, const ModikeSaResult *r)
 {
+  static const char *const no_domains[] = { NULL };
   const ModikeOsAdapterOps *os = os_ops (ike);
   gboolean want = r != NULL && (r->dns->len > 0 || r->domains->len > 0);
   g_autoptr (GError) error = NULL;
@@ -694,8 +695,10 @@ apply_dns (ModikeIke *ike, EngineAdapter *a, const ModikeSaResult *r)
       log_dns_unsupported (os);
       return;
     }
+  /* An empty null-terminated GPtrArray may have no pdata yet: the OS
+   * adapter gets an empty list, never NULL. */
   if (!os->set_dns (a->handle, (const ModikeAddr *) (gpointer) r->dns->data, r->dns->len,
-                    (const char *const *) r->domains->pdata, &error))
+                    r->domains->pdata != NULL ? (const char *const *) r->domains->pdata : no_domains, &error))
     {
       /* The tunnel works without them: say so and go on. */
       engine_log (G_LOG_LEVEL_WARNING, NULL, NULL, "peer %s: adapter %s: DNS not set: %s", a->peer, a->ifname,

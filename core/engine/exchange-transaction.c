@@ -68,6 +68,22 @@ route (const ModikeRegistry *reg, const ModikeAttrPayload *ap)
   return NULL;
 }
 
+gboolean
+modike_transaction_send (ModikeExchange *x, guint8 type, guint16 identifier, GArray *attrs, GError **error)
+{
+  ModikeAttrPayload a = { .type = type, .identifier = identifier, .attrs = attrs };
+  g_autoptr (ModikeBuilder) b = modike_builder_new ();
+  GByteArray *body = g_byte_array_new ();
+
+  g_return_val_if_fail (x != NULL && attrs != NULL, FALSE);
+  /* A password in attrs or body is wiped when freed: modike_attr_add_tlv
+   * and the builder keep values in modike_bytes_new_wiped buffers. */
+  modike_attr_payload_encode (&a, body);
+  g_array_unref (attrs);
+  modike_builder_add_array (b, MODIKE_PL_ATTR, body);
+  return modike_exchange_send (x, b, TRUE, error);
+}
+
 /* Nobody takes the peer's REQUEST or SET: an empty REPLY or ACK (the
  * draft's answer for "none of these supported"), so the peer goes on
  * without them instead of retransmitting into a timeout. */
@@ -75,20 +91,14 @@ static ModikeVerdict
 answer_empty (ModikeExchange *x, const ModikeAttrPayload *ap, GError **error)
 {
   g_autoptr (GString) types = g_string_new (NULL);
-  ModikeAttrPayload out = { .type = ap->type == MODIKE_CFG_REQUEST ? MODIKE_CFG_REPLY : MODIKE_CFG_ACK,
-                            .identifier = ap->identifier };
-  g_autoptr (ModikeBuilder) b = modike_builder_new ();
-  GByteArray *body = g_byte_array_new ();
+  guint8 type = ap->type == MODIKE_CFG_REQUEST ? MODIKE_CFG_REPLY : MODIKE_CFG_ACK;
 
   for (guint i = 0; i < ap->attrs->len && i < 16; i++)
     g_string_append_printf (types, "%s%u", i > 0 ? ", " : "", g_array_index (ap->attrs, ModikeAttr, i).type);
   ELOG_MSG (x->sa, x, "peer %s: ATTR(%s) with attributes [%s] that no loaded plugin takes: answered with an empty %s",
-            peer_of (x), kind_name (ap->type), types->str, kind_name (out.type));
-  out.attrs = modike_attr_array_new ();
-  modike_attr_payload_encode (&out, body);
-  g_array_unref (out.attrs);
-  modike_builder_add_array (b, MODIKE_PL_ATTR, body);
-  return modike_exchange_send (x, b, TRUE, error) ? MODIKE_V_OK : MODIKE_V_FAIL;
+            peer_of (x), kind_name (ap->type), types->str, kind_name (type));
+  return modike_transaction_send (x, type, ap->identifier, modike_attr_array_new (), error) ? MODIKE_V_OK
+                                                                                           : MODIKE_V_FAIL;
 }
 
 ModikeVerdict

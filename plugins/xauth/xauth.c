@@ -250,18 +250,7 @@ xa_step_run (ModikeIkeSa *sa, gpointer data)
 static gboolean
 send_attrs (ModikeExchange *x, guint8 type, guint16 identifier, GArray *attrs /* taken */, GError **error)
 {
-  ModikeAttrPayload a = { .type = type, .identifier = identifier, .attrs = attrs };
-  g_autoptr (ModikeBuilder) b = modike_builder_new ();
-  GByteArray *body = g_byte_array_new ();
-  gboolean ok;
-
-  modike_attr_payload_encode (&a, body);
-  /* A password in attrs or body is wiped when freed: modike_attr_add_tlv
-   * and the builder keep values in modike_bytes_new_wiped buffers. */
-  g_array_unref (attrs);
-  modike_builder_add_array (b, MODIKE_PL_ATTR, body);
-  ok = modike_exchange_send (x, b, TRUE, error);
-  return ok;
+  return modike_transaction_send (x, type, identifier, attrs, error);
 }
 
 static void

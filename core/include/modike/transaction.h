@@ -38,4 +38,10 @@ gboolean modike_register_transaction (ModikePlugin *plugin, const ModikeTransact
 ModikeExchange *modike_transaction_start (ModikeIkeSa *sa, ModikePlugin *plugin, gpointer data,
                                           GDestroyNotify destroy, GError **error);
 
+/* ABI 1.3: sends one ATTR payload (type REQUEST..ACK, identifier, attrs:
+ * a GArray of ModikeAttr, taken) as x's message, from a transaction
+ * handler (ops above). Values stay in wiped buffers (passwords). */
+gboolean modike_transaction_send (ModikeExchange *x, guint8 type, guint16 identifier, GArray *attrs,
+                                  GError **error);
+
 G_END_DECLS

@@ -1,0 +1,382 @@
+#!/bin/bash
+# Mode config (plugins/modecfg) against charon, after XAuth, with traffic
+# through the tunnel. gw is 192.0.2.1 with 198.51.100.1 (the protected
+# host), cl is 192.0.2.2.
+#
+# usage: modecfg-case.sh CASE
+#   modecfg-client: charon in gw is the gateway (xauth-generic, a pool
+#       rw = 10.99.1.0/28 with dns 198.51.100.53, the unity plugin for the
+#       split include 198.51.100.0/24); modiked in cl is the client (plugins
+#       natt esp_user tun xauth modecfg, option modecfg.mode pull, policy
+#       local="virtual" remote=198.51.100.0/24, adapter mk0 without an
+#       address). modiked gets an address of the pool, mk0 has it, the log
+#       shows the DNS server and split include, a ping from that address
+#       to 198.51.100.1 goes through the tunnel; after modiked stops the
+#       address is gone with mk0. With a tun plugin that sets DNS, its
+#       resolv.conf is a file of the case's own: the server in it while
+#       connected, the original back afterwards.
+#   modecfg-split: as modecfg-client with two split networks (charon's
+#       child local_ts = 198.51.100.0/25, 198.51.100.192/26): mk0 gets a
+#       route for exactly those two (none for the /24 the policy template
+#       names, none for 198.51.100.128/26), and the ping goes through.
+#   modecfg-three-clients: as modecfg-gateway with three clients at once:
+#       one charon in cl with three connections from 192.0.2.2, .3 and .4
+#       (users alice, bob, carol; one namespace, three IKE SAs and virtual
+#       IPs, which is what the gateway sees of three machines). Each gets
+#       its own address and pings from it; bob disconnects and reconnects
+#       (same address again) while alice pings without a loss.
+#   modecfg-gateway: roles swapped: modiked in gw is the gateway (users
+#       file, <modecfg> with pool rw 10.99.2.10-10.99.2.20, dns, split
+#       include 198.51.100.0/24, policy local=198.51.100.0/24
+#       remote="virtual"), charon in cl the client (vips = 0.0.0.0,
+#       local-xauth); charon gets 10.99.2.10 and pings 198.51.100.1 from it.
+# Environment: MODIKED, MODIKE_PLUGIN_DIR (':'-separated directories of
+# natt.so, esp_user.so, tun.so, xauth.so, modecfg.so), MODIKE_XAUTH_PASSWD
+# (modike-xauth-passwd, modecfg-gateway only).
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../lib.sh
+. "$HERE/../lib.sh"
+
+CASE=${1:-}
+WAIT=${MKI_WAIT:-30}
+THREE=
+USERS="alice bob carol"
+three_addr () { echo "192.0.2.$(($1 + 1))"; }   # client 1..3
+case $CASE in
+  modecfg-client) SIDE_M=cl SIDE_C=gw POOL=10.99.1.0/28 SPLIT=$MKI_GW_NET ;;
+  modecfg-split) SIDE_M=cl SIDE_C=gw POOL=10.99.1.0/28 SPLIT="198.51.100.0/25 198.51.100.192/26" ;;
+  modecfg-gateway) SIDE_M=gw SIDE_C=cl POOL=10.99.2.0/24 ;;
+  modecfg-three-clients) SIDE_M=gw SIDE_C=cl POOL=10.99.2.0/24 THREE=yes ;;
+  *) echo "usage: $0 CASE (see the head of this file)" >&2; exit 2 ;;
+esac
+MKI_CASE=$CASE
+mki_require_prereqs charon modiked traffic
+mki_setup "$CASE"
+
+fail () {
+  mki_log "FAIL: $*"
+  echo "----- charon ($SIDE_C) swanctl --list-sas -----" >&2
+  mki_swanctl "$SIDE_C" --list-sas --noblock >&2 2>&1 || true
+  mki_modiked_alive "$SIDE_M" && mki_modiked_status "$SIDE_M" >/dev/null
+  mki_dump_logs
+  exit 1
+}
+
+NS_M=$(mki_ns "$SIDE_M") NS_C=$(mki_ns "$SIDE_C")
+
+# --- charon ------------------------------------------------------------------
+if [ "$SIDE_C" = gw ]; then
+  c_conn="    local_addrs = $MKI_GW_V4
+    remote_addrs = $MKI_CL_V4
+    pools = rw
+    local {
+      auth = psk
+      id = gw
+    }
+    remote {
+      auth = psk
+      id = client
+    }
+    remote-xauth {
+      auth = xauth
+    }"
+  c_child="        local_ts = ${SPLIT// /, }"
+  c_pools="pools {
+  rw {
+    addrs = $POOL
+    dns = 198.51.100.53
+  }
+}"
+else
+  c_conn="    local_addrs = $MKI_CL_V4
+    remote_addrs = $MKI_GW_V4
+    vips = 0.0.0.0
+    local {
+      auth = psk
+      id = client
+    }
+    local-xauth {
+      auth = xauth
+      xauth_id = alice
+    }
+    remote {
+      auth = psk
+      id = gw
+    }"
+  c_child="        remote_ts = $MKI_GW_NET"
+  c_pools=
+fi
+cat >"$MKI_DIR/$SIDE_C/swanctl.conf" <<EOF
+connections {
+  rw {
+    version = 1
+    proposals = aes128-sha256-modp2048
+    rekey_time = 0
+    dpd_delay = 0
+$c_conn
+    children {
+      net {
+        mode = tunnel
+$c_child
+        esp_proposals = aes128-sha256
+        rekey_time = 0
+        start_action = none
+      }
+    }
+  }
+}
+$c_pools
+secrets {
+  ike-1 {
+    secret = "testpsk"
+  }
+  xauth-1 {
+    id = alice
+    secret = "alicepw"
+  }
+}
+EOF
+if [ -n "$THREE" ]; then
+  for i in 2 3; do
+    ip -n "$NS_C" addr add "$(three_addr "$i")/24" dev veth0 || fail "cannot add $(three_addr "$i") in cl"
+  done
+  {
+    echo "connections {"
+    i=0
+    for u in $USERS; do
+      i=$((i + 1))
+      cat <<EOF
+  c$i {
+    version = 1
+    proposals = aes128-sha256-modp2048
+    rekey_time = 0
+    dpd_delay = 0
+    local_addrs = $(three_addr $i)
+    remote_addrs = $MKI_GW_V4
+    vips = 0.0.0.0
+    local {
+      auth = psk
+      id = client$i
+    }
+    local-xauth {
+      auth = xauth
+      xauth_id = $u
+    }
+    remote {
+      auth = psk
+      id = gw
+    }
+    children {
+      net$i {
+        mode = tunnel
+        remote_ts = $MKI_GW_NET
+        esp_proposals = aes128-sha256
+        rekey_time = 0
+        start_action = none
+      }
+    }
+  }
+EOF
+    done
+    echo "}"
+    echo "secrets {"
+    echo "  ike-1 {"
+    echo "    secret = \"testpsk\""
+    echo "  }"
+    i=0
+    for u in $USERS; do
+      i=$((i + 1))
+      printf '  xauth-%s {\n    id = %s\n    secret = "%spw"\n  }\n' "$i" "$u" "$u"
+    done
+    echo "}"
+  } >"$MKI_DIR/cl/swanctl.conf"
+fi
+# unity only on charon's gateway (split include to Unity clients): as a
+# client it would propose 0.0.0.0/0 and narrow later, as Cisco gateways
+# expect.
+if [ "$SIDE_C" = gw ]; then
+  mki_strongswan_conf gw "" xauth-generic unity
+else
+  mki_strongswan_conf cl "" xauth-generic
+fi
+mki_charon_start "$SIDE_C"
+mki_swanctl_load "$SIDE_C"
+
+# --- modiked -------------------------------------------------------------------
+CFG=$MKI_DIR/$SIDE_M/modiked.xml
+if [ "$SIDE_M" = cl ]; then
+  printf 'alicepw\n' >"$MKI_DIR/cl/password"
+  chmod 600 "$MKI_DIR/cl/password"
+  section="  <xauth timeout=\"20\"><credentials peer=\"gw\" user=\"alice\" password-file=\"$MKI_DIR/cl/password\"/></xauth>"
+  mki_modiked_conf "$CFG" LISTEN="$MKI_CL_V4" NAME=gw INITIATE=yes \
+    LOCAL="$MKI_CL_V4" REMOTE="$MKI_GW_V4" LOCAL_ID=client REMOTE_ID=gw PSK=testpsk \
+    EXCHANGE=main LOCAL_TS=virtual REMOTE_TS="$MKI_GW_NET" \
+    STATUS="$MKI_DIR/cl/modiked.status" LOGLEVEL=debug \
+    PLUGINS="natt esp_user tun xauth modecfg" ADAPTER=mk0
+  option='    <option name="modecfg.mode" value="pull"/>'
+  # A tun plugin that sets DNS (its <tun resolv-conf> section) writes a
+  # resolv.conf of this case's own, never the host's.
+  DNS_FILE=
+  if grep -aq 'resolv-conf' "$(dirname "$CFG")/plugins/tun.so" 2>/dev/null; then
+    DNS_FILE=$MKI_DIR/cl/resolv.conf
+    printf 'nameserver 192.0.2.53\n' >"$DNS_FILE"
+    section="$section
+  <tun resolv-conf=\"$DNS_FILE\" state-dir=\"$MKI_DIR/cl/state\"/>"
+  fi
+else
+  [ -x "${MODIKE_XAUTH_PASSWD:-}" ] || fail "MODIKE_XAUTH_PASSWD (modike-xauth-passwd) is not set or not executable"
+  printf 'alicepw\n' | "$MODIKE_XAUTH_PASSWD" alice >"$MKI_DIR/gw/users" || fail "modike-xauth-passwd failed"
+  if [ -n "$THREE" ]; then
+    for u in bob carol; do
+      printf '%spw\n' "$u" | "$MODIKE_XAUTH_PASSWD" "$u" >>"$MKI_DIR/gw/users" || fail "modike-xauth-passwd failed"
+    done
+  fi
+  mki_drop_lo_host gw
+  section="  <xauth users-file=\"$MKI_DIR/gw/users\" timeout=\"20\"/>
+  <modecfg>
+    <leases file=\"$MKI_DIR/gw/leases.db\"/>
+    <pool name=\"rw\" range=\"10.99.2.10-10.99.2.20\"/>
+    <gateway peer=\"cl\" pools=\"rw\" dns=\"198.51.100.53\" split-include=\"$MKI_GW_NET\" domain=\"corp.example\" banner=\"modike test gateway\"/>
+  </modecfg>"
+  # The gateway's entry serves any client: no remote address, no remote ID.
+  mki_modiked_conf "$CFG" LISTEN="$MKI_GW_V4" NAME=cl INITIATE=no \
+    LOCAL="$MKI_GW_V4" LOCAL_ID=gw PSK=testpsk \
+    EXCHANGE=main LOCAL_TS="$MKI_GW_NET" REMOTE_TS=virtual \
+    STATUS="$MKI_DIR/gw/modiked.status" LOGLEVEL=debug \
+    PLUGINS="natt esp_user tun xauth modecfg" ADAPTER=mk0 ADAPTER_ADDR="$MKI_GW_HOST/32"
+  option=
+fi
+# The generic config with the XAuth method, the plugins' sections and the
+# client's mode config option.
+python3 - "$CFG" "$section" "$option" <<'PY' || fail "could not make the config"
+import sys
+cfg, section, option = sys.argv[1:4]
+text = open(cfg).read().replace('method="psk"', 'method="xauth-psk"')
+text = text.replace("  <peer ", section + "\n  <peer ", 1)
+if option:
+    text = text.replace("  </peer>", option + "\n  </peer>", 1)
+open(cfg, "w").write(text)
+PY
+ip netns exec "$NS_M" timeout 20 "$MODIKED" -c "$CFG" --check >"$MKI_DIR/$SIDE_M/check.out" 2>&1 ||
+  { cat "$MKI_DIR/$SIDE_M/check.out" "$CFG" >&2; fail "modiked --check rejected the configuration"; }
+mki_modiked_start "$SIDE_M" "$CFG"
+sleep 1
+mki_modiked_alive "$SIDE_M" || fail "modiked exited at start"
+LOG=$MKI_DIR/$SIDE_M/modiked.log
+
+if [ -n "$THREE" ]; then
+  # charon's virtual IP of connection c<i> (empty while it has none)
+  vip_of () { mki_sas_raw cl | grep "^list-sa event {c$1 " | grep -o 'local-vips=\[[0-9.]*' | cut -d[ -f2 | head -n1; }
+  up_of () { mki_sas_raw cl | grep "^list-sa event {c$1 " | grep -q 'state=INSTALLED'; }
+  initiate () {
+    mki_swanctl cl --initiate --child "net$1" --timeout "$WAIT" >"$MKI_DIR/cl/initiate-$1.out" 2>&1 &
+    MKI_PIDS+=("$!")
+  }
+  for i in 1 2 3; do initiate $i; done
+  declare -A VIPS=()
+  for i in 1 2 3; do
+    mki_poll "$WAIT" "[ -n \"\$(vip_of $i)\" ] && up_of $i" || fail "client $i: no address and child SA within $WAIT s"
+    VIPS[$i]=$(vip_of $i)
+    mki_log "client $i: ${VIPS[$i]}"
+  done
+  [ "$(printf '%s\n' "${VIPS[@]}" | sort -u | wc -l)" = 3 ] || fail "the three clients do not have three addresses"
+  mki_poll 5 "ip -n '$NS_C' link show ipsec0 >/dev/null 2>&1" || fail "no ipsec0 in cl"
+  ip -n "$NS_C" route replace "$MKI_GW_NET" dev ipsec0 || fail "cannot route $MKI_GW_NET into ipsec0"
+  for i in 1 2 3; do
+    ip netns exec "$NS_C" ping -n -c 3 -i 0.2 -W 2 -I "${VIPS[$i]}" "$MKI_GW_HOST" >"$MKI_DIR/ping-$i.out" 2>&1
+    grep -q ' 3 received' "$MKI_DIR/ping-$i.out" || { cat "$MKI_DIR/ping-$i.out" >&2; fail "client $i: ping from ${VIPS[$i]}"; }
+  done
+  mki_log "each client pings from its own address"
+  # alice pings on while bob leaves and comes back
+  ip netns exec "$NS_C" ping -n -c 40 -i 0.2 -W 2 -I "${VIPS[1]}" "$MKI_GW_HOST" >"$MKI_DIR/ping-long.out" 2>&1 &
+  LONG=$!
+  MKI_PIDS+=("$LONG")
+  mki_swanctl cl --terminate --ike c2 --timeout 10 >"$MKI_DIR/cl/terminate.out" 2>&1 || fail "terminate c2"
+  mki_poll 10 "[ -z \"\$(vip_of 2)\" ]" || fail "client 2 still has an SA"
+  grep -q "10.99.2.* back from user 'bob'" "$LOG" || fail "bob's lease did not go back"
+  initiate 2
+  mki_poll "$WAIT" "[ -n \"\$(vip_of 2)\" ] && up_of 2" || fail "client 2 did not come back"
+  [ "$(vip_of 2)" = "${VIPS[2]}" ] || fail "bob came back with $(vip_of 2), had ${VIPS[2]}"
+  ip netns exec "$NS_C" ping -n -c 3 -i 0.2 -W 2 -I "${VIPS[2]}" "$MKI_GW_HOST" >"$MKI_DIR/ping-2b.out" 2>&1
+  grep -q ' 3 received' "$MKI_DIR/ping-2b.out" || fail "client 2: no ping after reconnecting"
+  wait "$LONG"
+  sed 's/^/    /' "$MKI_DIR/ping-long.out" | tail -n 3 >&2
+  grep -q ' 40 received' "$MKI_DIR/ping-long.out" || fail "client 1 lost packets while client 2 reconnected"
+  mki_log "client 1: 40/40 while client 2 left and came back with ${VIPS[2]}"
+  mki_modiked_stop gw || fail "modiked did not stop on SIGTERM"
+  mki_log "PASS: $CASE"
+  exit 0
+fi
+
+if [ "$SIDE_C" = cl ]; then
+  mki_swanctl cl --initiate --child net --timeout "$WAIT" >"$MKI_DIR/cl/initiate.out" 2>&1 &
+  MKI_PIDS+=("$!")
+fi
+
+# The client's assigned address: modiked's adapter, or charon's virtual IP.
+client_vip () {
+  if [ "$SIDE_M" = cl ]; then
+    ip -n "$NS_M" -4 -o addr show dev mk0 2>/dev/null | awk '{ print $4 }' | cut -d/ -f1 | head -n1
+  else
+    mki_sas_raw cl | grep -o 'local-vips=\[[0-9.]*' | cut -d[ -f2 | head -n1
+  fi
+}
+mki_poll "$WAIT" '[ -n "$(client_vip)" ]' || fail "no address from mode config within $WAIT s"
+VIP=$(client_vip)
+mki_log "client address: $VIP"
+python3 -c "import ipaddress,sys; sys.exit(0 if ipaddress.ip_address('$VIP') in ipaddress.ip_network('$POOL') else 1)" ||
+  fail "address $VIP is not from the pool $POOL"
+
+if [ "$SIDE_M" = cl ]; then
+  grep -q "mode config: address $VIP" "$LOG" || fail "modiked's log does not show the mode config"
+  grep -q "mode config: address $VIP.* dns 198.51.100.53" "$LOG" || fail "no DNS server 198.51.100.53 in the result"
+  # Where the tun plugin sets DNS: the server first, the original after it.
+  if [ -n "$DNS_FILE" ]; then
+    mki_poll 5 "grep -q '^nameserver 198.51.100.53' '$DNS_FILE'" || fail "resolv.conf: $(cat "$DNS_FILE")"
+    grep -q '^nameserver 192.0.2.53' "$DNS_FILE" || fail "resolv.conf lost the original server: $(cat "$DNS_FILE")"
+    mki_log "resolv.conf has the gateway's DNS server"
+  else
+    mki_log "this tun plugin sets no DNS: the server was checked in modiked's log"
+  fi
+  grep -q "extended authentication succeeded" "$LOG" || fail "no XAuth before mode config"
+  # charon's unity plugin: the child's local_ts as UNITY_SPLIT_INCLUDE,
+  # and exactly those networks routed into mk0
+  routes=$(ip -n "$NS_M" -4 route show dev mk0 | awk '$1 ~ /\// { print $1 }' | sort | tr '\n' ' ')
+  want=$(printf '%s\n' $SPLIT | sort | tr '\n' ' ')
+  mki_log "routes into mk0: $routes"
+  for net in $SPLIT; do
+    grep -q "mode config: address $VIP.* include $net" "$LOG" || fail "no split include $net in the result"
+  done
+  [ "$routes" = "$want" ] || fail "routes into mk0: '$routes', want '$want'"
+  SRC_NS=$NS_M
+else
+  [ "$VIP" = 10.99.2.10 ] || fail "charon got $VIP, want the pool's first 10.99.2.10"
+  grep -q "user 'alice' gets 10.99.2.10 from pool rw" "$LOG" || fail "modiked's log does not show the lease"
+  # charon's virtual IP on its libipsec TUN device; the far net into it
+  mki_poll 5 "ip -n '$NS_C' link show ipsec0 >/dev/null 2>&1" || fail "no ipsec0 in cl"
+  ip -n "$NS_C" route replace "$MKI_GW_NET" dev ipsec0 src "$VIP" || fail "cannot route $MKI_GW_NET into ipsec0"
+  SRC_NS=$NS_C
+fi
+if [ "$SIDE_C" = gw ]; then
+  # charon's replies to the client's address go into its TUN device.
+  mki_poll 5 "ip -n '$NS_C' link show ipsec0 >/dev/null 2>&1" || fail "no ipsec0 in gw"
+  ip -n "$NS_C" route replace "$POOL" dev ipsec0 || fail "cannot route $POOL into ipsec0"
+fi
+
+# The first packet starts Quick Mode (acquire) on modiked's side; then 5 of 5.
+ip netns exec "$SRC_NS" ping -n -c 3 -i 0.5 -W 2 -I "$VIP" "$MKI_GW_HOST" >/dev/null 2>&1
+ip netns exec "$SRC_NS" ping -n -c 5 -i 0.2 -W 2 -I "$VIP" "$MKI_GW_HOST" >"$MKI_DIR/ping.out" 2>&1
+sed 's/^/    /' "$MKI_DIR/ping.out" >&2
+grep -q ' 5 received' "$MKI_DIR/ping.out" || fail "ping through the tunnel from $VIP: not 5 of 5"
+mki_log "ping through the tunnel from $VIP: 5/5"
+
+mki_modiked_stop "$SIDE_M" || fail "modiked did not stop on SIGTERM"
+if [ "$SIDE_M" = cl ]; then
+  ip -n "$NS_M" link show mk0 >/dev/null 2>&1 && fail "mk0 is still there after modiked stopped"
+  if [ -n "$DNS_FILE" ]; then
+    [ "$(cat "$DNS_FILE")" = "nameserver 192.0.2.53" ] || fail "resolv.conf not restored: $(cat "$DNS_FILE")"
+  fi
+fi
+mki_log "PASS: $CASE"
+exit 0
