@@ -236,17 +236,21 @@ from_tty (const char *label, gboolean secret)
 
   if (fd < 0)
     return NULL;
-  if (write (fd, label, strlen (label)) < 0 || write (fd, ": ", 2) < 0)
-    {
-      close (fd);
-      return NULL;
-    }
+  /* Echo goes off before the prompt shows, and without flushing input:
+   * whatever is typed once the prompt is there is read, never echoed. */
   if (secret && tcgetattr (fd, &old) == 0)
     {
       quiet = old;
       quiet.c_lflag &= ~(tcflag_t) ECHO;
       quiet.c_lflag |= ECHONL;
-      restore = tcsetattr (fd, TCSAFLUSH, &quiet) == 0;
+      restore = tcsetattr (fd, TCSANOW, &quiet) == 0;
+    }
+  if (write (fd, label, strlen (label)) < 0 || write (fd, ": ", 2) < 0)
+    {
+      if (restore)
+        tcsetattr (fd, TCSANOW, &old);
+      close (fd);
+      return NULL;
     }
   s = g_string_new (NULL);
   /* Only a complete line counts: Ctrl-C (EINTR), end of file or an
@@ -263,7 +267,7 @@ from_tty (const char *label, gboolean secret)
       g_string_append_c (s, ch);
     }
   if (restore)
-    tcsetattr (fd, TCSAFLUSH, &old);
+    tcsetattr (fd, TCSANOW, &old);
   close (fd);
   if (!complete)
     {
