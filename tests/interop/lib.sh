@@ -679,8 +679,9 @@ mki_libipsec_route () {
 # MKI_PING_RX and MKI_PING_SUMMARY (the two summary lines). Returns ping's
 # status (0: at least one reply).
 mki_ping () {
-  local side=$1 count=$2 out=$MKI_DIR/$1/ping.out rc; shift 2
-  ip netns exec "$(mki_ns "$side")" ping -n -c "$count" -I "$(mki_host "$side")" "$@" \
+  local side=$1 count=$2 out=$MKI_DIR/$1/ping.out rc from=${MKI_PING_FROM:-}; shift 2
+  [ -n "$from" ] || from=$(mki_host "$side")
+  ip netns exec "$(mki_ns "$side")" ping -n -c "$count" -I "$from" "$@" \
     "$(mki_far_host "$side")" >"$out" 2>&1
   rc=$?
   sed 's/^/    /' "$out" >&2
