@@ -243,9 +243,106 @@ test_mode_no (void)
   fx_free (fx);
 }
 
+/* A partial message goes on the engine's clock: a third of a message
+ * reaches B; at 29 s it is still held; at 31 s phase 1 starts, its first
+ * datagram finds it expired (counted) and nothing of it reached the
+ * parser. */
+static void
+test_engine_timeout (void)
+{
+  Side both = { .frag = TRUE };
+  Fx *fx = fx_new (&both, &both, FALSE, "main");
+  guint8 msg[1200] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+  g_autoptr (GPtrArray) parts = NULL;
+  GBytes *first;
+
+  msg[16] = MODIKE_PL_SA, msg[17] = 0x10, msg[18] = MODIKE_EX_MAIN;
+  msg[26] = sizeof msg >> 8, msg[27] = sizeof msg & 0xff;
+  parts = frag_split (msg, sizeof msg, 500, FRAG_ID);
+  first = g_ptr_array_index (parts, 0);
+  modike_ike_receive (fx->b->ike, &fx->b->addr, &fx->a->addr, g_bytes_get_data (first, NULL),
+                      g_bytes_get_size (first));
+  g_assert_cmpuint (frag_plugin_stats (fx->fb)->received, ==, 1);
+  g_assert_cmpuint (fx->b->ike->stats.rx_garbage, ==, 0);
+  /* At 29 s another datagram (junk for the parser) finds it still there. */
+  net_run (fx->net, 29000, NULL, NULL);
+  modike_ike_receive (fx->b->ike, &fx->b->addr, &fx->a->addr, msg, 40);
+  g_assert_cmpuint (frag_plugin_stats (fx->fb)->timed_out, ==, 0);
+  net_run (fx->net, 2000, NULL, NULL);
+  g_assert_true (modike_ike_initiate (fx->a->ike, "b", NULL));
+  g_assert_true (run_until_up (fx->net, fx->a, fx->b, 1, 60000));
+  g_assert_cmpuint (frag_plugin_stats (fx->fb)->timed_out, ==, 1);
+  g_assert_cmpuint (frag_plugin_stats (fx->fb)->reassembled, ==, frag_plugin_stats (fx->fa)->sent_messages);
+  g_assert_cmpuint (fx->b->ike->stats.rx_garbage, ==, 1); /* the junk only */
+  fx_free (fx);
+}
+
+/* The peer's VID with a capability word: only the IKE bit (0x80000000)
+ * turns fragments on in mode yes; 16 bytes alone do too. B's VID is
+ * rewritten in its MM2 to each form in turn. */
+typedef struct {
+  Fx *fx;
+  guint8 cap[4];
+  gboolean strip; /* 16-byte form as sent: leave it */
+} VidCase;
+
+static FilterResult
+vid_rewrite (Net *net, guint n, Packet *pk, gpointer user)
+{
+  VidCase *vc = user;
+  gsize len;
+  const guint8 *d = g_bytes_get_data (pk->data, &len);
+  const guint8 *hit = memmem (d, len, frag_vid, sizeof frag_vid);
+  GByteArray *out;
+  gsize at;
+
+  if (hit == NULL || pk->to != vc->fx->a || vc->strip)
+    return path_filter (net, n, pk, vc->fx);
+  /* Grow the VID payload by the 4 bytes after its 16. */
+  at = (gsize) (hit - d);
+  out = g_byte_array_new ();
+  g_byte_array_append (out, d, (guint) (at + sizeof frag_vid));
+  g_byte_array_append (out, vc->cap, 4);
+  g_byte_array_append (out, d + at + sizeof frag_vid, (guint) (len - at - sizeof frag_vid));
+  modike_patch_u16 (out, at - 2, (guint16) (sizeof frag_vid + 8));
+  modike_patch_u16 (out, 26, (guint16) out->len);
+  g_bytes_unref (pk->data);
+  pk->data = g_byte_array_free_to_bytes (out);
+  return path_filter (net, n, pk, vc->fx);
+}
+
+static void
+vid_case (const guint8 cap[4], gboolean strip, gboolean want_fragments)
+{
+  Side both = { .frag = TRUE };
+  VidCase vc = { .strip = strip };
+
+  vc.fx = fx_new (&both, &both, FALSE, "main");
+  memcpy (vc.cap, cap, 4);
+  vc.fx->net->filter = vid_rewrite;
+  vc.fx->net->filter_user = &vc;
+  g_assert_true (modike_ike_initiate (vc.fx->a->ike, "b", NULL));
+  g_assert_true (run_until_up (vc.fx->net, vc.fx->a, vc.fx->b, 1, 60000));
+  g_assert_cmpuint (frag_plugin_stats (vc.fx->fa)->sent_messages > 0, ==, want_fragments);
+  fx_free (vc.fx);
+}
+
+static void
+test_vid_forms (void)
+{
+  static const guint8 ike[4] = { 0x80, 0, 0, 0 }, cisco[4] = { 0xc0, 0, 0, 0 }, base[4] = { 0x40, 0, 0, 0 };
+
+  vid_case (ike, TRUE, TRUE);      /* 16 bytes, as we send it */
+  vid_case (ike, FALSE, TRUE);     /* strongSwan, racoon */
+  vid_case (cisco, FALSE, TRUE);   /* Cisco */
+  vid_case (base, FALSE, FALSE);   /* base ISAKMP only: not Main Mode */
+}
+
 void
 frag_add_engine_tests (void)
 {
+  g_test_add_func ("/frag/engines/timeout", test_engine_timeout);
+  g_test_add_func ("/frag/engines/vid-forms", test_vid_forms);
   g_test_add_func ("/frag/engines/mtu576/without", test_without);
   g_test_add_data_func ("/frag/engines/mtu576/main", "main", test_with);
   g_test_add_data_func ("/frag/engines/mtu576/aggressive", "aggressive", test_with);
