@@ -15,6 +15,8 @@
 #   mki_swanctl SIDE ARGS...          swanctl against that charon
 #   mki_modiked_start SIDE CFG        modiked -c CFG --foreground in SIDE
 #   mki_modiked_status SIDE           SIGUSR1, wait for the status file
+#   mki_charon_modiked_up             charon (gw) and modiked (cl) both show
+#                                     an established IKE SA with a child
 #   mki_capture_start / _stop         dumpcap on the gw side of the veth
 #   cleanup runs on EXIT (trap set by mki_setup).
 # A router between the two (issue 9: small MTUs, fragment drops, NAT):
@@ -145,9 +147,9 @@ mki_cleanup () {
   exit $rc
 }
 
-# mki_setup CASE: namespaces mkio-gw-$$ and mkio-cl-$$, veth0 in each,
-# addresses, loopback; a case directory with gw/ and cl/ below it.
-mki_setup () {
+# The start of mki_setup and mki_setup_routed: stale namespaces gone, the
+# gw and cl namespace names, cleanup on exit, the case directory.
+mki_case_begin () {
   MKI_CASE=$1
   mki_cleanup_stale
   MKI_ID=$$
@@ -157,6 +159,12 @@ mki_setup () {
   trap 'exit 1' INT TERM
   MKI_DIR=$(mktemp -d "${TMPDIR:-/tmp}/modike-interop-$MKI_CASE.XXXXXX")
   mkdir -p "$MKI_DIR/gw" "$MKI_DIR/cl"
+}
+
+# mki_setup CASE: namespaces mkio-gw-$$ and mkio-cl-$$, veth0 in each,
+# addresses, loopback; a case directory with gw/ and cl/ below it.
+mki_setup () {
+  mki_case_begin "$1"
   ip netns add "$MKI_NS_GW" || mki_fail "ip netns add $MKI_NS_GW"
   ip netns add "$MKI_NS_CL" || mki_fail "ip netns add $MKI_NS_CL"
   # Created inside the namespaces: no interface ever appears on the host.
@@ -208,20 +216,13 @@ mki_wait_carrier () {
 # drops (mki_rt_mtu, mki_rt_drop_ip_fragments) and NAT (nft rules in rt:
 # mki_rt_nft) build on it.
 mki_setup_routed () {
-  MKI_CASE=$1
-  mki_cleanup_stale
-  MKI_ID=$$
-  MKI_NS_GW=$MKI_PREFIX-gw-$MKI_ID
-  MKI_NS_CL=$MKI_PREFIX-cl-$MKI_ID
+  mki_case_begin "$1"
   MKI_NS_RT=$MKI_PREFIX-rt-$MKI_ID
   MKI_CL_V4=192.0.2.129
   MKI_CL_V6=2001:db8:1::2
   MKI_RT_GW_V4=192.0.2.126 MKI_RT_CL_V4=192.0.2.254
   MKI_RT_GW_V6=2001:db8::fe MKI_RT_CL_V6=2001:db8:1::fe
-  trap mki_cleanup EXIT
-  trap 'exit 1' INT TERM
-  MKI_DIR=$(mktemp -d "${TMPDIR:-/tmp}/modike-interop-$MKI_CASE.XXXXXX")
-  mkdir -p "$MKI_DIR/gw" "$MKI_DIR/cl" "$MKI_DIR/rt"
+  mkdir -p "$MKI_DIR/rt"
   local ns
   for ns in "$MKI_NS_GW" "$MKI_NS_CL" "$MKI_NS_RT"; do
     ip netns add "$ns" || mki_fail "ip netns add $ns"
@@ -257,9 +258,11 @@ mki_setup_routed () {
 # mki_rt_mtu MTU: the MTU of both links, at all four ends (so gw and cl
 # fragment locally what does not fit, as a host behind a small link does).
 mki_rt_mtu () {
-  ip -n "$MKI_NS_RT" link set veth-gw mtu "$1" && ip -n "$MKI_NS_RT" link set veth-cl mtu "$1" &&
-    ip -n "$MKI_NS_GW" link set veth0 mtu "$1" && ip -n "$MKI_NS_CL" link set veth0 mtu "$1" ||
-    mki_fail "cannot set MTU $1 on the routed links"
+  local ns dev
+  for ns in "$MKI_NS_RT:veth-gw" "$MKI_NS_RT:veth-cl" "$MKI_NS_GW:veth0" "$MKI_NS_CL:veth0"; do
+    dev=${ns#*:} ns=${ns%%:*}
+    ip -n "$ns" link set "$dev" mtu "$1" || mki_fail "cannot set MTU $1 on $dev in $ns"
+  done
 }
 
 # mki_rt_nft RULE...: each RULE (nft syntax) appended to the chain
@@ -268,8 +271,8 @@ mki_rt_mtu () {
 mki_rt_nft () {
   command -v nft >/dev/null 2>&1 || mki_fail "missing prerequisite: nft (scripts/deps.sh installs nftables)"
   if ! ip netns exec "$MKI_NS_RT" nft list chain inet mki pre >/dev/null 2>&1; then
-    ip netns exec "$MKI_NS_RT" nft add table inet mki &&
-      ip netns exec "$MKI_NS_RT" nft add chain inet mki pre '{ type filter hook prerouting priority -500; }' ||
+    ip netns exec "$MKI_NS_RT" nft add table inet mki || mki_fail "nft: cannot create a table in $MKI_NS_RT"
+    ip netns exec "$MKI_NS_RT" nft add chain inet mki pre '{ type filter hook prerouting priority -500; }' ||
       mki_fail "nft: cannot create the chain in $MKI_NS_RT"
   fi
   local rule
@@ -664,6 +667,17 @@ mki_poll () {
     sleep 0.5
   done
   return 1
+}
+
+# True when charon in gw has an ESTABLISHED IKE SA with an INSTALLED child
+# and modiked in cl (alive) an ESTABLISHED IKE SA with an ESP SA. Sets
+# MKI_RAW (charon's raw SA line) and MKI_ST (modiked's status file).
+mki_charon_modiked_up () {
+  MKI_RAW=$(mki_sas_raw gw) MKI_ST=""
+  [ "$(mki_raw_field "$MKI_RAW" state)" = ESTABLISHED ] || return 1
+  [ "$(mki_raw_field "$(mki_raw_child "$MKI_RAW")" state)" = INSTALLED ] || return 1
+  MKI_ST=$(mki_modiked_status cl) || return 1
+  grep -Eq '^IKE [^ ]+ ESTABLISHED ' "$MKI_ST" && grep -Eq '^ +ESP ' "$MKI_ST"
 }
 
 # For failure output: the tails of every log of the case.
