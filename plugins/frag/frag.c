@@ -125,8 +125,9 @@ frag_tx (ModikeIkeSa *sa, GBytes *message, guint attempt, gpointer user)
     return NULL;
   size = s.size != 0 ? s.size : family == AF_INET6 ? 1280 : 576;
   chunk = frag_chunk (size, family);
-  /* Whole when it fits, with the fragment header's room to spare. */
-  if (len <= chunk + FRAG_HDR_LEN || len < FRAG_ISAKMP_HDR)
+  /* Whole when it fits: chunk is what is left of size after the headers
+   * of a fragment message, which a whole message does without. */
+  if (len <= chunk + FRAG_ISAKMP_HDR + FRAG_HDR_LEN || len < FRAG_ISAKMP_HDR)
     return NULL;
   if ((len + chunk - 1) / chunk > 255)
     {

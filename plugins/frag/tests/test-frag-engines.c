@@ -338,9 +338,66 @@ test_vid_forms (void)
   vid_case (base, FALSE, FALSE);   /* base ISAKMP only: not Main Mode */
 }
 
+/* A config with the <frag> section checked and applied as the daemon
+ * does: the plugin's schema, then its apply. */
+static gboolean
+apply_section (Fx *fx, Node *n, const char *section, GError **error)
+{
+  Side s = { 0 };
+  g_autofree char *xml = side_xml (&s, n == fx->a, "main");
+  g_auto (GStrv) tail = g_strsplit (xml, "</modike>", 2);
+  g_autofree char *full = g_strconcat (tail[0], section, "</modike>", tail[1], NULL);
+  g_autoptr (GHashTable) fragments = modike_registry_config_fragments (n->reg);
+  ModikeConfig *cfg = modike_config_load_string (full, n->name, error);
+  gboolean ok;
+
+  if (cfg == NULL)
+    return FALSE;
+  ok = modike_config_check_plugins (cfg, fragments, error) && modike_registry_apply_config (n->reg, cfg, error);
+  modike_config_free (cfg);
+  return ok;
+}
+
+/* Bad sections are refused naming the attribute; a good one takes
+ * effect: force with size 1280 splits A's 2 KB message 5 for a peer
+ * without the plugin, in fragments that all fit 1280 bytes. */
+static void
+test_section (void)
+{
+  static const char *const bad[] = {
+    "<frag mode=\"maybe\"/>", "<frag size=\"100\"/>", "<frag max-fragments=\"1\"/>",
+    "<frag timeout=\"0\"/>", "<frag max-size=\"10\"/>", "<frag colour=\"red\"/>",
+  };
+  Side a = { .frag = TRUE }, none = { 0 };
+  Fx *fx = fx_new (&a, &none, FALSE, "main");
+
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autoptr (GError) error = NULL;
+
+      g_assert_false (apply_section (fx, fx->a, bad[i], &error));
+      g_assert_nonnull (error);
+      g_test_message ("%s: %s", bad[i], error->message);
+    }
+  {
+    g_autoptr (GError) error = NULL;
+
+    g_assert_true (apply_section (fx, fx->a, "<frag mode=\"force\" size=\"1280\" max-fragments=\"64\"/>", &error));
+    g_assert_no_error (error);
+  }
+  g_assert_true (modike_ike_initiate (fx->a->ike, "b", NULL));
+  net_run (fx->net, 3000, NULL, NULL);
+  g_assert_cmpuint (frag_plugin_stats (fx->fa)->sent_messages, >=, 1);
+  g_assert_cmpuint (frag_plugin_stats (fx->fa)->sent_fragments, ==, 2 * frag_plugin_stats (fx->fa)->sent_messages);
+  g_assert_cmpuint (fx->max_seen, <=, 1280);
+  g_assert_cmpuint (fx->max_seen, >, 576);
+  fx_free (fx);
+}
+
 void
 frag_add_engine_tests (void)
 {
+  g_test_add_func ("/frag/engines/section", test_section);
   g_test_add_func ("/frag/engines/timeout", test_engine_timeout);
   g_test_add_func ("/frag/engines/vid-forms", test_vid_forms);
   g_test_add_func ("/frag/engines/mtu576/without", test_without);
