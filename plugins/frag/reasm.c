@@ -157,7 +157,7 @@ frag_reasm_new (const FragLimits *limits)
 
   r->limits = *limits;
   r->bufs = g_hash_table_new (g_bytes_hash, g_bytes_equal);
-  r->peers = g_hash_table_new_full (g_bytes_hash, g_bytes_equal, NULL, g_free);
+  r->peers = g_hash_table_new_full (g_bytes_hash, g_bytes_equal, (GDestroyNotify) g_bytes_unref, g_free);
   g_queue_init (&r->age);
   return r;
 }
@@ -251,7 +251,8 @@ buf_new (FragReasm *r, GBytes *key, const ModikeAddr *remote, gint64 now_us)
   if (b->peer == NULL)
     {
       b->peer = g_new0 (Peer, 1);
-      g_hash_table_insert (r->peers, b->peer_key, b->peer);
+      /* The table holds its own key: this buffer may go before the peer's others. */
+      g_hash_table_insert (r->peers, g_bytes_ref (b->peer_key), b->peer);
     }
   b->peer->buffers++;
   b->started_us = now_us;

@@ -329,6 +329,89 @@ test_timeout (void)
   frag_reasm_free (r);
 }
 
+/* Valid, mutated and truncated fragments of a few messages from three
+ * peers in random order with a moving clock: the limits always hold,
+ * every message that comes out is one that went in or carries a mutated
+ * fragment, and the counters add up. */
+static void
+test_random (void)
+{
+  FragLimits l = limits;
+  FragReasm *r = NULL;
+  ModikeAddr peers[3] = { peer ("192.0.2.2"), peer ("192.0.2.3"), peer ("2001:db8::2") };
+  g_autoptr (GRand) rnd = g_rand_new_with_seed (7);
+  GBytes *msgs[4];
+  GPtrArray *parts[4];
+  gint64 now = 0;
+  guint64 returned = 0, mutations = 0, foreign = 0;
+
+  l.peer_memory = 8192;
+  l.memory = 16384;
+  r = frag_reasm_new (&l);
+  for (guint m = 0; m < 4; m++)
+    {
+      msgs[m] = message (600 + 700 * m, (guint8) m);
+      parts[m] = split (msgs[m], 300);
+    }
+  for (guint i = 0; i < 20000; i++)
+    {
+      guint m = g_rand_int_range (rnd, 0, 4);
+      GBytes *f = g_ptr_array_index (parts[m], g_rand_int_range (rnd, 0, (gint32) parts[m]->len));
+      const ModikeAddr *from = &peers[g_rand_int_range (rnd, 0, 3)];
+      g_autoptr (GBytes) in = NULL, whole = NULL;
+      gboolean mutated = g_rand_int_range (rnd, 0, 8) == 0;
+      const FragStats *st;
+
+      if (mutated)
+        {
+          gsize len;
+
+          mutations++;
+          guint8 *d = g_bytes_unref_to_data (g_bytes_ref (f), &len);
+
+          if (g_rand_boolean (rnd))
+            d[g_rand_int_range (rnd, 0, (gint32) len)] ^= (guint8) g_rand_int_range (rnd, 1, 256);
+          else
+            len = g_rand_int_range (rnd, 0, (gint32) len);
+          in = g_bytes_new_take (d, len);
+        }
+      else
+        in = g_bytes_ref (f);
+      now += g_rand_int_range (rnd, 0, 100000);
+      whole = frag_reasm_add (r, from, in, now);
+      if (whole != NULL)
+        {
+          gboolean known = FALSE;
+
+          returned++;
+          for (guint k = 0; k < 4; k++)
+            known = known || g_bytes_equal (whole, msgs[k]);
+          /* Only a mutated fragment can bring other data into a message. */
+          if (!known)
+            foreign++;
+          g_assert_true (known || mutations > 0);
+        }
+      for (guint k = 0; k < 3; k++)
+        g_assert_cmpuint (frag_reasm_held (r, &peers[k]), <=, l.peer_memory);
+      g_assert_cmpuint (frag_reasm_held (r, NULL), <=, l.memory);
+      st = frag_reasm_stats (r);
+      g_assert_cmpuint (st->reassembled, ==, returned);
+    }
+  g_assert_cmpuint (returned, >, 100);
+  g_assert_cmpuint (foreign, <, returned / 2);
+  g_test_message ("%" G_GUINT64_FORMAT " reassembled (%" G_GUINT64_FORMAT " not as sent), %" G_GUINT64_FORMAT " malformed, %" G_GUINT64_FORMAT
+                  " duplicate, %" G_GUINT64_FORMAT " overlapping, %" G_GUINT64_FORMAT " over memory, %"
+                  G_GUINT64_FORMAT " timed out", frag_reasm_stats (r)->reassembled, foreign, frag_reasm_stats (r)->malformed,
+                  frag_reasm_stats (r)->duplicate, frag_reasm_stats (r)->overlapping,
+                  frag_reasm_stats (r)->over_memory, frag_reasm_stats (r)->timed_out);
+  frag_reasm_free (r);
+  for (guint m = 0; m < 4; m++)
+    {
+      g_bytes_unref (msgs[m]);
+      g_ptr_array_unref (parts[m]);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -343,6 +426,7 @@ main (int argc, char **argv)
   g_test_add_func ("/frag/reasm/too-large", test_too_large);
   g_test_add_func ("/frag/reasm/peer-memory", test_peer_memory);
   g_test_add_func ("/frag/reasm/timeout", test_timeout);
+  g_test_add_func ("/frag/reasm/random", test_random);
   frag_add_engine_tests ();
   return g_test_run ();
 }
