@@ -508,6 +508,7 @@ mki_modiked_stop () {
 #   ADAPTER=mk0 ADAPTER_ADDR=203.0.113.1/32 ADAPTER_MTU ADAPTER_QUEUES
 #   ADAPTER_OFFLOAD              the peer's <adapter/> (only with ADAPTER)
 #   P2_LIFE=3600                 the policy's lifetime in seconds
+#   SECTIONS_XML='<frag mode="force"/>'  plugin sections, written as given
 mki_modiked_conf () {
   local file=$1; shift
   local kv
@@ -515,7 +516,7 @@ mki_modiked_conf () {
   local EXCHANGE=main P1_ENCR=aes128 P1_HASH=sha256 P1_GROUP=modp2048 PFS=none
   local LOCAL_TS="" REMOTE_TS="" ESP_ENCR=aes128 ESP_INTEG=sha256 STATUS="" LOGLEVEL=debug
   local P1_FIRST="" ESP_FIRST="" p e h g AUTH_XML="" ID_TYPE=fqdn
-  local PLUGINS=natt ESP_USER="" NATT_FORCE="" P2_LIFE=3600
+  local PLUGINS=natt ESP_USER="" NATT_FORCE="" P2_LIFE=3600 SECTIONS_XML=""
   local ADAPTER="" ADAPTER_ADDR="" ADAPTER_MTU=1400 ADAPTER_QUEUES=1 ADAPTER_OFFLOAD=yes
   for kv in "$@"; do local "$kv"; done
   local plugin_dir=$MODIKE_PLUGIN_DIR
@@ -540,6 +541,7 @@ mki_modiked_conf () {
     echo "    <status file=\"$STATUS\"/>"
     echo '  </daemon>'
     [ "$NATT_FORCE" = yes ] && echo '  <natt force-encap="yes"/>'
+    [ -n "$SECTIONS_XML" ] && echo "  $SECTIONS_XML"
     case " $PLUGINS " in *" esp_user "*) echo "  <esp_user${ESP_USER:+ $ESP_USER}/>" ;; esac
     echo "  <peer name=\"$NAME\" initiate=\"$INITIATE\">"
     [ -n "$LOCAL" ] && echo "    <local address=\"$LOCAL\"/>"
