@@ -58,8 +58,9 @@ CERTS=$HERE/../../vectors/certs
 install -m 0700 -d "$MKI_DIR/gw/private"
 install -m 0600 "$CERTS/gw.key" "$MKI_DIR/gw/private/gw.key"
 install -m 0600 "$CERTS/client.key" "$MKI_DIR/cl/client.key"
+aggr=no; [ "$EX" = aggressive ] && aggr=yes
 MKI_SWANCTL_TEMPLATE=swanctl-cert.conf.in mki_swanctl_conf gw LOCAL_ADDR=$MKI_GW_V4 REMOTE_ADDR=$MKI_CL_V4 \
-  AGGRESSIVE=$([ "$EX" = aggressive ] && echo yes || echo no) PROPOSALS=$IKE_PROPOSAL ESP_PROPOSALS=$ESP_PROPOSAL \
+  AGGRESSIVE="$aggr" PROPOSALS=$IKE_PROPOSAL ESP_PROPOSALS=$ESP_PROPOSAL \
   LOCAL_TS=$MKI_GW_NET REMOTE_TS=$MKI_CL_NET CERT="$CERTS/gw-chain.pem" CACERT="$CERTS/ca.pem"
 # fragmentation = yes: charon fragments (only) for a peer that sent the
 # FRAGMENTATION vendor ID; fragment_size: whole IP datagrams of 576 bytes.
@@ -131,7 +132,7 @@ grep -q 'splitting IKE message' "$clog" || fail "charon sent no fragments"
 grep -q "peer authenticated with certificate 'CN=gw,O=modike'" "$log" ||
   fail "modiked's log does not show charon's certificate accepted"
 drops=$(mki_rt_nft_counts)
-read -r later first v6 <<<"$drops"
+read -r later first _ <<<"$drops"
 [ "${later:-0}" = 0 ] && [ "${first:-0}" = 0 ] || fail "IP fragments reached the router ($drops): some datagram was over 576"
 mki_modiked_stop cl || fail "modiked did not stop on SIGTERM"
 grep -q 'fragments: [1-9][0-9]* messages sent as [0-9]* fragments; [0-9]* received, [1-9][0-9]* messages reassembled; dropped: 0 malformed, [0-9]* duplicate, 0 overlapping' "$log" ||
