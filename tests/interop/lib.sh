@@ -257,6 +257,7 @@ mki_setup_routed () {
 
 # mki_rt_mtu MTU: the MTU of both links, at all four ends (so gw and cl
 # fragment locally what does not fit, as a host behind a small link does).
+# Below 1280 the kernel takes IPv6 off the links (its minimum MTU).
 mki_rt_mtu () {
   local ns dev
   for ns in "$MKI_NS_RT:veth-gw" "$MKI_NS_RT:veth-cl" "$MKI_NS_GW:veth0" "$MKI_NS_CL:veth0"; do
