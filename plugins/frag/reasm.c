@@ -11,8 +11,10 @@
 const guint8 frag_vid[FRAG_VID_LEN] = { 0x40, 0x48, 0xb7, 0xd5, 0x6e, 0xbc, 0xe8, 0x85,
                                         0x25, 0xe7, 0xde, 0x7f, 0x00, 0xd6, 0xc2, 0xd3 };
 
-/* What a partial message costs beyond its data: the buffer and its slots. */
+/* What a partial message costs beyond its data: the buffer and its slots,
+ * and each fragment held its GBytes. */
 #define BUF_OVERHEAD(max) (96 + 8 * ((gsize) (max) + 1))
+#define FRAGMENT_OVERHEAD 48
 
 gboolean
 frag_is_fragment (const guint8 *d, gsize len)
@@ -372,7 +374,7 @@ frag_reasm_add (FragReasm *r, const ModikeAddr *remote, GBytes *datagram, gint64
       if (!charge (r, b, BUF_OVERHEAD (b->max)))
         goto over_memory;
     }
-  if (!charge (r, b, p.len))
+  if (!charge (r, b, p.len + FRAGMENT_OVERHEAD))
     goto over_memory;
   b->slots[p.number] = g_bytes_new (p.data, p.len);
   b->have++;
