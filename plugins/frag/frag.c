@@ -138,8 +138,8 @@ frag_tx (ModikeIkeSa *sa, GBytes *message, guint attempt, gpointer user)
   parts = frag_split (data, len, chunk, FRAG_ID);
   frag_reasm_stats_mut (f->reasm)->sent_messages++;
   frag_reasm_stats_mut (f->reasm)->sent_fragments += parts->len;
-  g_info ("peer %s: message of %" G_GSIZE_FORMAT " bytes sent as %u fragments (%s%u)",
-          modike_ike_sa_get_peer_name (sa), len, parts->len, attempt > 0 ? "resend, " : "", size);
+  g_info ("peer %s: message of %" G_GSIZE_FORMAT " bytes sent as %u fragments (IP datagrams of at most %u bytes%s)",
+          modike_ike_sa_get_peer_name (sa), len, parts->len, size, attempt > 0 ? ", a resend" : "");
   return parts;
 }
 
