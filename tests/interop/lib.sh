@@ -15,8 +15,15 @@
 #   mki_swanctl SIDE ARGS...          swanctl against that charon
 #   mki_modiked_start SIDE CFG        modiked -c CFG --foreground in SIDE
 #   mki_modiked_status SIDE           SIGUSR1, wait for the status file
+#   mki_charon_modiked_up             charon (gw) and modiked (cl) both show
+#                                     an established IKE SA with a child
 #   mki_capture_start / _stop         dumpcap on the gw side of the veth
 #   cleanup runs on EXIT (trap set by mki_setup).
+# A router between the two (issue 9: small MTUs, fragment drops, NAT):
+#   mki_setup_routed NAME             namespaces cl - rt - gw (see there)
+#   mki_rt_mtu MTU                    MTU of all four ends of both links
+#   mki_rt_nft RULE...                nft rules in rt, before defragmenting
+#   mki_rt_drop_ip_fragments          rt drops every IPv4/IPv6 fragment
 # Traffic (issue 4, the datapath; see "Traffic" near the end):
 #   mki_plugin_dir DEST NAME...       a directory holding NAME.so for each
 #   mki_drop_lo_host SIDE             the inner /32 off lo (an adapter has it)
@@ -129,6 +136,7 @@ mki_cleanup () {
   wait 2>/dev/null || true
   [ -n "${MKI_NS_GW:-}" ] && ip netns delete "$MKI_NS_GW" 2>/dev/null
   [ -n "${MKI_NS_CL:-}" ] && ip netns delete "$MKI_NS_CL" 2>/dev/null
+  [ -n "${MKI_NS_RT:-}" ] && ip netns delete "$MKI_NS_RT" 2>/dev/null
   if [ -n "${MKI_DIR:-}" ] && [ -d "$MKI_DIR" ]; then
     if [ "$MKI_KEEP" = 1 ] || [ $rc != 0 ]; then
       mki_log "case directory kept: $MKI_DIR"
@@ -139,9 +147,9 @@ mki_cleanup () {
   exit $rc
 }
 
-# mki_setup CASE: namespaces mkio-gw-$$ and mkio-cl-$$, veth0 in each,
-# addresses, loopback; a case directory with gw/ and cl/ below it.
-mki_setup () {
+# The start of mki_setup and mki_setup_routed: stale namespaces gone, the
+# gw and cl namespace names, cleanup on exit, the case directory.
+mki_case_begin () {
   MKI_CASE=$1
   mki_cleanup_stale
   MKI_ID=$$
@@ -151,6 +159,12 @@ mki_setup () {
   trap 'exit 1' INT TERM
   MKI_DIR=$(mktemp -d "${TMPDIR:-/tmp}/modike-interop-$MKI_CASE.XXXXXX")
   mkdir -p "$MKI_DIR/gw" "$MKI_DIR/cl"
+}
+
+# mki_setup CASE: namespaces mkio-gw-$$ and mkio-cl-$$, veth0 in each,
+# addresses, loopback; a case directory with gw/ and cl/ below it.
+mki_setup () {
+  mki_case_begin "$1"
   ip netns add "$MKI_NS_GW" || mki_fail "ip netns add $MKI_NS_GW"
   ip netns add "$MKI_NS_CL" || mki_fail "ip netns add $MKI_NS_CL"
   # Created inside the namespaces: no interface ever appears on the host.
@@ -177,7 +191,108 @@ mki_setup () {
   mki_fail "veth0 not up in $MKI_NS_CL and $MKI_NS_GW"
 }
 
-mki_ns () { if [ "$1" = gw ]; then echo "$MKI_NS_GW"; else echo "$MKI_NS_CL"; fi; }
+mki_ns () {
+  case $1 in gw) echo "$MKI_NS_GW" ;; rt) echo "$MKI_NS_RT" ;; *) echo "$MKI_NS_CL" ;; esac
+}
+
+# Waits (5 s) until interface DEV in namespace NS has carrier.
+mki_wait_carrier () {
+  local i
+  for i in $(seq 1 50); do
+    ip -n "$1" -o link show "$2" | grep -q LOWER_UP && return 0
+    sleep 0.1
+  done
+  mki_fail "$2 not up in $1"
+}
+
+# mki_setup_routed CASE: like mki_setup, but a router namespace
+# mkio-rt-$$ sits between gw and cl, and 192.0.2.0/24 is split into two
+# links: gw 192.0.2.1/25 -- rt veth-gw 192.0.2.126/25, rt veth-cl
+# 192.0.2.254/25 -- cl 192.0.2.129/25 (IPv6: 2001:db8::/64 on the gw link,
+# 2001:db8:1::/64 on the cl link, rt ::fe on both). MKI_CL_V4/V6 change
+# accordingly; gw and cl route the other's address via rt, which
+# forwards. Interfaces: veth0 in gw and cl, veth-gw and veth-cl in rt. The
+# inner hosts on lo are as with mki_setup. Cases for small MTUs, fragment
+# drops (mki_rt_mtu, mki_rt_drop_ip_fragments) and NAT (nft rules in rt:
+# mki_rt_nft) build on it.
+mki_setup_routed () {
+  mki_case_begin "$1"
+  MKI_NS_RT=$MKI_PREFIX-rt-$MKI_ID
+  MKI_CL_V4=192.0.2.129
+  MKI_CL_V6=2001:db8:1::2
+  MKI_RT_GW_V4=192.0.2.126 MKI_RT_CL_V4=192.0.2.254
+  MKI_RT_GW_V6=2001:db8::fe MKI_RT_CL_V6=2001:db8:1::fe
+  mkdir -p "$MKI_DIR/rt"
+  local ns
+  for ns in "$MKI_NS_GW" "$MKI_NS_CL" "$MKI_NS_RT"; do
+    ip netns add "$ns" || mki_fail "ip netns add $ns"
+    ip -n "$ns" link set lo up
+  done
+  ip -n "$MKI_NS_RT" link add veth-gw type veth peer name veth0 netns "$MKI_NS_GW" || mki_fail "veth rt-gw"
+  ip -n "$MKI_NS_RT" link add veth-cl type veth peer name veth0 netns "$MKI_NS_CL" || mki_fail "veth rt-cl"
+  ip netns exec "$MKI_NS_RT" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 ||
+    mki_fail "forwarding in $MKI_NS_RT"
+  ip -n "$MKI_NS_RT" addr add "$MKI_RT_GW_V4/25" dev veth-gw
+  ip -n "$MKI_NS_RT" addr add "$MKI_RT_CL_V4/25" dev veth-cl
+  ip -n "$MKI_NS_RT" -6 addr add "$MKI_RT_GW_V6/64" dev veth-gw nodad
+  ip -n "$MKI_NS_RT" -6 addr add "$MKI_RT_CL_V6/64" dev veth-cl nodad
+  ip -n "$MKI_NS_RT" link set veth-gw up
+  ip -n "$MKI_NS_RT" link set veth-cl up
+  ip -n "$MKI_NS_GW" addr add "$MKI_GW_HOST/32" dev lo
+  ip -n "$MKI_NS_GW" addr add "$MKI_GW_V4/25" dev veth0
+  ip -n "$MKI_NS_GW" -6 addr add "$MKI_GW_V6/64" dev veth0 nodad
+  ip -n "$MKI_NS_CL" addr add "$MKI_CL_HOST/32" dev lo
+  ip -n "$MKI_NS_CL" addr add "$MKI_CL_V4/25" dev veth0
+  ip -n "$MKI_NS_CL" -6 addr add "$MKI_CL_V6/64" dev veth0 nodad
+  for ns in "$MKI_NS_GW" "$MKI_NS_CL"; do ip -n "$ns" link set veth0 up; done
+  ip -n "$MKI_NS_GW" route add 192.0.2.128/25 via "$MKI_RT_GW_V4"
+  ip -n "$MKI_NS_GW" -6 route add 2001:db8:1::/64 via "$MKI_RT_GW_V6"
+  ip -n "$MKI_NS_CL" route add 192.0.2.0/25 via "$MKI_RT_CL_V4"
+  ip -n "$MKI_NS_CL" -6 route add 2001:db8::/64 via "$MKI_RT_CL_V6"
+  mki_wait_carrier "$MKI_NS_RT" veth-gw
+  mki_wait_carrier "$MKI_NS_RT" veth-cl
+  mki_wait_carrier "$MKI_NS_GW" veth0
+  mki_wait_carrier "$MKI_NS_CL" veth0
+}
+
+# mki_rt_mtu MTU: the MTU of both links, at all four ends (so gw and cl
+# fragment locally what does not fit, as a host behind a small link does).
+# Below 1280 the kernel takes IPv6 off the links (its minimum MTU).
+mki_rt_mtu () {
+  local ns dev
+  for ns in "$MKI_NS_RT:veth-gw" "$MKI_NS_RT:veth-cl" "$MKI_NS_GW:veth0" "$MKI_NS_CL:veth0"; do
+    dev=${ns#*:} ns=${ns%%:*}
+    ip -n "$ns" link set "$dev" mtu "$1" || mki_fail "cannot set MTU $1 on $dev in $ns"
+  done
+}
+
+# mki_rt_nft RULE...: each RULE (nft syntax) appended to the chain
+# "inet mki pre" of rt, hooked at prerouting before connection tracking
+# reassembles fragments (priority -500), so a rule sees every fragment.
+mki_rt_nft () {
+  command -v nft >/dev/null 2>&1 || mki_fail "missing prerequisite: nft (scripts/deps.sh installs nftables)"
+  if ! ip netns exec "$MKI_NS_RT" nft list chain inet mki pre >/dev/null 2>&1; then
+    ip netns exec "$MKI_NS_RT" nft add table inet mki || mki_fail "nft: cannot create a table in $MKI_NS_RT"
+    ip netns exec "$MKI_NS_RT" nft add chain inet mki pre '{ type filter hook prerouting priority -500; }' ||
+      mki_fail "nft: cannot create the chain in $MKI_NS_RT"
+  fi
+  local rule
+  for rule in "$@"; do
+    # shellcheck disable=SC2086  # a rule is a word list for nft
+    ip netns exec "$MKI_NS_RT" nft add rule inet mki pre $rule || mki_fail "nft rule '$rule' refused"
+  done
+}
+
+# rt drops IP fragments (first and later ones, v4 and v6), counting them:
+# mki_rt_nft_counts prints "v4-later v4-first v6" packet counts.
+mki_rt_drop_ip_fragments () {
+  mki_rt_nft 'ip frag-off & 0x1fff != 0 counter drop' 'ip frag-off & 0x2000 != 0 counter drop'     'exthdr frag exists counter drop'
+}
+
+mki_rt_nft_counts () {
+  ip netns exec "$MKI_NS_RT" nft list chain inet mki pre 2>/dev/null |
+    grep -o 'packets [0-9]*' | awk '{ printf "%s%s", sep, $2; sep = " " } END { print "" }'
+}
 
 # mki_strongswan_conf SIDE [LOGLEVELS [PLUGIN...]]: writes
 # $MKI_DIR/SIDE/strongswan.conf from the template. LOGLEVELS: filelog
@@ -394,6 +509,7 @@ mki_modiked_stop () {
 #   ADAPTER=mk0 ADAPTER_ADDR=203.0.113.1/32 ADAPTER_MTU ADAPTER_QUEUES
 #   ADAPTER_OFFLOAD              the peer's <adapter/> (only with ADAPTER)
 #   P2_LIFE=3600                 the policy's lifetime in seconds
+#   SECTIONS_XML='<frag mode="force"/>'  plugin sections, written as given
 mki_modiked_conf () {
   local file=$1; shift
   local kv
@@ -401,7 +517,7 @@ mki_modiked_conf () {
   local EXCHANGE=main P1_ENCR=aes128 P1_HASH=sha256 P1_GROUP=modp2048 PFS=none
   local LOCAL_TS="" REMOTE_TS="" ESP_ENCR=aes128 ESP_INTEG=sha256 STATUS="" LOGLEVEL=debug
   local P1_FIRST="" ESP_FIRST="" p e h g AUTH_XML="" ID_TYPE=fqdn
-  local PLUGINS=natt ESP_USER="" NATT_FORCE="" P2_LIFE=3600
+  local PLUGINS=natt ESP_USER="" NATT_FORCE="" P2_LIFE=3600 SECTIONS_XML=""
   local ADAPTER="" ADAPTER_ADDR="" ADAPTER_MTU=1400 ADAPTER_QUEUES=1 ADAPTER_OFFLOAD=yes
   for kv in "$@"; do local "$kv"; done
   local plugin_dir=$MODIKE_PLUGIN_DIR
@@ -426,6 +542,7 @@ mki_modiked_conf () {
     echo "    <status file=\"$STATUS\"/>"
     echo '  </daemon>'
     [ "$NATT_FORCE" = yes ] && echo '  <natt force-encap="yes"/>'
+    [ -n "$SECTIONS_XML" ] && echo "  $SECTIONS_XML"
     case " $PLUGINS " in *" esp_user "*) echo "  <esp_user${ESP_USER:+ $ESP_USER}/>" ;; esac
     echo "  <peer name=\"$NAME\" initiate=\"$INITIATE\">"
     [ -n "$LOCAL" ] && echo "    <local address=\"$LOCAL\"/>"
@@ -553,6 +670,17 @@ mki_poll () {
     sleep 0.5
   done
   return 1
+}
+
+# True when charon in gw has an ESTABLISHED IKE SA with an INSTALLED child
+# and modiked in cl (alive) an ESTABLISHED IKE SA with an ESP SA. Sets
+# MKI_RAW (charon's raw SA line) and MKI_ST (modiked's status file).
+mki_charon_modiked_up () {
+  MKI_RAW=$(mki_sas_raw gw) MKI_ST=""
+  [ "$(mki_raw_field "$MKI_RAW" state)" = ESTABLISHED ] || return 1
+  [ "$(mki_raw_field "$(mki_raw_child "$MKI_RAW")" state)" = INSTALLED ] || return 1
+  MKI_ST=$(mki_modiked_status cl) || return 1
+  grep -Eq '^IKE [^ ]+ ESTABLISHED ' "$MKI_ST" && grep -Eq '^ +ESP ' "$MKI_ST"
 }
 
 # For failure output: the tails of every log of the case.

@@ -178,11 +178,9 @@ fi
 RAW="" ST=""
 both_up () {
   mki_modiked_alive cl || fail "modiked exited during the exchange"
-  RAW=$(mki_sas_raw gw)
-  [ "$(mki_raw_field "$RAW" state)" = ESTABLISHED ] || return 1
-  [ "$(mki_raw_field "$(mki_raw_child "$RAW")" state)" = INSTALLED ] || return 1
-  ST=$(mki_modiked_status cl) || return 1
-  grep -Eq '^IKE [^ ]+ ESTABLISHED ' "$ST" && grep -Eq '^ +ESP ' "$ST"
+  mki_charon_modiked_up; local rc=$?
+  RAW=$MKI_RAW ST=$MKI_ST
+  return $rc
 }
 if ! mki_poll "$WAIT" both_up; then
   if [ -z "$RAW" ]; then why="charon has no IKE SA"
