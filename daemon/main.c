@@ -861,6 +861,7 @@ start (Daemon *d, gboolean check_only, GError **error)
                                           d, error))
     return FALSE;
   dir = d->plugin_dir ? d->plugin_dir : d->cfg->plugin_dir ? d->cfg->plugin_dir : MODIKE_PLUGIN_DIR;
+  modike_registry_set_check_only (d->reg, check_only);
   d->loader = modike_loader_new (d->reg, dir);
   names = plugin_names (d->cfg);
   if (!modike_loader_load (d->loader, (const char *const *) names, error))

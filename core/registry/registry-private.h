@@ -20,6 +20,9 @@ ModikeRegistry *modike_plugin_get_registry (const ModikePlugin *plugin);
 /* The first registration of this plugin the registry refused (NULL if
  * none): the loader refuses a plugin whose init ignored such an error. */
 const GError *modike_plugin_get_refusal (const ModikePlugin *plugin);
+/* modiked --check: plugins validate their sections without taking what a
+ * running daemon holds (modike_plugin_is_check_only). */
+void modike_registry_set_check_only (ModikeRegistry *reg, gboolean check_only);
 /* Everything registered, one line per item, in registration order (tests
  * compare it before and after a failed load; debug logs). */
 char *modike_registry_describe (const ModikeRegistry *reg);

@@ -80,6 +80,7 @@ typedef struct {
 
 struct _ModikeRegistry {
   ModikePlugin *core;
+  gboolean check_only;   /* modiked --check: sections are validated, not put to work */
   GPtrArray *plugins;    /* ModikePlugin*, owned; the core first */
   GPtrArray *exchanges;  /* ExchangeReg* */
   GPtrArray *payloads;   /* PayloadReg* */
@@ -1400,6 +1401,22 @@ modike_register_attributes (ModikePlugin *plugin, const ModikeAttrSpec *specs, g
       g_ptr_array_add (reg->attributes, c);
     }
   return TRUE;
+}
+
+/* ---- Check only ---- */
+
+void
+modike_registry_set_check_only (ModikeRegistry *reg, gboolean check_only)
+{
+  g_return_if_fail (reg != NULL);
+  reg->check_only = check_only;
+}
+
+gboolean
+modike_plugin_is_check_only (const ModikePlugin *plugin)
+{
+  g_return_val_if_fail (plugin != NULL, FALSE);
+  return plugin->reg->check_only;
 }
 
 /* ---- Transaction exchange ---- */

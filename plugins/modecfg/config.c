@@ -292,6 +292,13 @@ store_apply (Modecfg *mc, xmlNode *leases, gboolean want, ModecfgLeaseStore **st
       *path = g_steal_pointer (&file);
       return TRUE;
     }
+  /* modiked --check: the running gateway holds the database (locked for
+   * one process); the pools are checked over a store of their own. */
+  if (modike_plugin_is_check_only (mc->plugin))
+    {
+      *store = modecfg_lease_store_memory_new ();
+      return TRUE;
+    }
   /* The default place is ours to make (a package may not ship it). */
   if (leases == NULL)
     {
@@ -384,7 +391,7 @@ modecfg_apply (ModikePlugin *plugin, xmlNode *section, gpointer user, GError **e
       g_free (mc->store_path);
       mc->store_path = g_steal_pointer (&path);
     }
-  if (g_hash_table_size (mc->pools) > 0)
+  if (g_hash_table_size (mc->pools) > 0 && !modike_plugin_is_check_only (plugin))
     g_message ("mode config: %u pools, leases in %s", g_hash_table_size (mc->pools),
                mc->store_path != NULL ? mc->store_path : "memory");
   return TRUE;

@@ -251,7 +251,10 @@ tun_apply (ModikePlugin *plugin, xmlNode *section, gpointer user, GError **error
 
   if (!path_prop (section, "resolv-conf", &resolv_conf, error) || !path_prop (section, "state-dir", &state_dir, error))
     return FALSE;
-  tun_dns_configure (user, resolv_conf, state_dir);
+  /* A check next to a running modiked must not take its state for a
+   * crashed one's. */
+  if (!modike_plugin_is_check_only (plugin))
+    tun_dns_configure (user, resolv_conf, state_dir);
   return TRUE;
 }
 

@@ -28,6 +28,11 @@
 #   control-failures  a wrong pre-shared key and an unreachable gateway: phase 1
 #                failed, the client detached with exit 4 (authentication) or 5
 #                (nobody answers), the site removed (a retry uploads it again)
+#   examples     the remote-access examples in docs/examples (ra-gateway.xml,
+#                ra-client.xml) pass --check with the real plugins, and
+#                ra-site.xml is accepted by `modike connect`'s upload; a
+#                --check of the gateway's config next to the running gateway
+#                passes at once and leaves its lease database and users alone
 # Needs root; a missing prerequisite fails.
 set -uo pipefail
 CASE=${1:?case}
@@ -273,6 +278,54 @@ traffic-esp-ip|traffic-udp-encap|traffic-ipv6-esp-ip|traffic-ipv6-udp-encap)
       mki_fail "the logs never mention $MKI_CL_V6: not over IPv6?"
   fi
   mki_log "PASS: $CASE"
+  ;;
+examples)
+  EX=$ROOT/docs/examples
+  PLUGDIR=$MKI_DIR/plugins
+  mki_plugin_dir "$PLUGDIR" natt esp_user tun xauth modecfg || mki_fail "plugins not built"
+  PLUGDIR=$MKI_PLUGIN_DIR_OUT
+  PASSWD_TOOL=$(cd "$(dirname "$MODIKED")/../plugins/xauth" && pwd)/modike-xauth-passwd
+  printf 'alicepw\n' | "$PASSWD_TOOL" alice >"$MKI_DIR/users" || mki_fail "modike-xauth-passwd"
+  # The examples' system paths, moved into the case directory.
+  sed -e "s|/etc/modike/users|$MKI_DIR/users|" -e "s|/var/lib/modike/leases.db|$MKI_DIR/leases.db|" \
+    -e "s|/run/modiked.status|$MKI_DIR/gw.status|" "$EX/ra-gateway.xml" >"$MKI_DIR/ra-gateway.xml"
+  sed -e "s|/run/modike/modiked.sock|$MKI_DIR/ctl.sock|" -e 's| group="modike"||' \
+    "$EX/ra-client.xml" >"$MKI_DIR/ra-client.xml"
+  for f in ra-gateway ra-client; do
+    out=$(ip netns exec "$MKI_NS_GW" timeout 20 "$MODIKED" -c "$MKI_DIR/$f.xml" --plugin-dir "$PLUGDIR" --check 2>&1) ||
+      mki_fail "docs/examples/$f.xml fails --check: $out"
+  done
+  [ -e "$MKI_DIR/leases.db" ] && mki_fail "--check created the lease database"
+  # The client daemon takes the example site.
+  ip netns exec "$MKI_NS_CL" "$MODIKED" -c "$MKI_DIR/ra-client.xml" --plugin-dir "$PLUGDIR" --foreground \
+    >"$MKI_DIR/cl/modiked.log" 2>&1 &
+  MKI_PIDS+=("$!")
+  mki_poll 10 "[ -S '$MKI_DIR/ctl.sock' ]" || { cat "$MKI_DIR/cl/modiked.log" >&2; mki_fail "no control socket"; }
+  out=$(printf '{"v":1,"type":"hello","id":1,"client":"test"}\n{"v":1,"type":"upload","id":2,"name":"ra-site.xml","site":%s}\n' \
+    "$(python3 -c 'import json,sys; print(json.dumps(open(sys.argv[1]).read()))' "$EX/ra-site.xml")" |
+    ip netns exec "$MKI_NS_CL" timeout 5 python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.stdin.buffer.read())
+buf = b""
+while buf.count(b"\n") < 2:
+    d = s.recv(4096)
+    if not d: break
+    buf += d
+print(buf.decode())' "$MKI_DIR/ctl.sock")
+  printf '%s\n' "$out" | grep -q '"type":"result","id":2' || mki_fail "ra-site.xml not accepted: $out"
+  # The gateway runs; a --check of its config beside it.
+  ip netns exec "$MKI_NS_GW" "$MODIKED" -c "$MKI_DIR/ra-gateway.xml" --plugin-dir "$PLUGDIR" --foreground \
+    >"$MKI_DIR/gw/modiked.log" 2>&1 &
+  GWPID=$!
+  MKI_PIDS+=("$GWPID")
+  mki_poll 10 "[ -e '$MKI_DIR/leases.db' ]" || { cat "$MKI_DIR/gw/modiked.log" >&2; mki_fail "the gateway made no lease database"; }
+  start=$(date +%s%N)
+  out=$(ip netns exec "$MKI_NS_GW" timeout 20 "$MODIKED" -c "$MKI_DIR/ra-gateway.xml" --plugin-dir "$PLUGDIR" --check 2>&1) ||
+    mki_fail "--check beside the running gateway fails: $out"
+  ms=$(( ($(date +%s%N) - start) / 1000000 ))
+  mki_log "--check beside the running gateway: ok in $ms ms"
+  kill -0 "$GWPID" 2>/dev/null || mki_fail "the gateway died"
+  mki_log "PASS: the remote-access examples check, and a check leaves a running gateway alone"
   ;;
 control-access)
   mki_pair_conf

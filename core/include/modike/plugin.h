@@ -42,6 +42,11 @@ typedef const ModikePluginDescriptor *(*ModikePluginEntry) (void);
   .struct_size = sizeof (ModikePluginDescriptor)
 
 const char *modike_plugin_get_name (const ModikePlugin *plugin);
+/* ABI 1.3: TRUE while the configuration is only being checked (modiked
+ * --check, perhaps next to a running modiked): a config section's apply
+ * validates everything but opens no database, takes no lock and restores
+ * nothing. */
+gboolean modike_plugin_is_check_only (const ModikePlugin *plugin);
 /* Per-plugin state, freed with `destroy` after fini. */
 void modike_plugin_set_data (ModikePlugin *plugin, gpointer data, GDestroyNotify destroy);
 gpointer modike_plugin_get_data (const ModikePlugin *plugin);

@@ -30,7 +30,21 @@
 #       include 198.51.100.0/24, policy local=198.51.100.0/24
 #       remote="virtual"), charon in cl the client (vips = 0.0.0.0,
 #       local-xauth); charon gets 10.99.2.10 and pings 198.51.100.1 from it.
-# Environment: MODIKED, MODIKE_PLUGIN_DIR (':'-separated directories of
+#   modecfg-connect: as modecfg-client, driven as a user would: modiked in
+#       cl has only a <control> socket; `modike connect SITE` (the peer,
+#       without an adapter, and the local="virtual" policy) runs on a
+#       pseudo-terminal (pty-connect.py) where alice's user name and
+#       password are typed at the prompts. It shows the xauth, adapter,
+#       routes and modecfg stages; the adapter modike0 has the pool address,
+#       the split include is routed into it, resolv.conf (the case's own)
+#       has the gateway's DNS server first; ping through; Ctrl-C: exit 0,
+#       modike0, its routes and the DNS change are gone. Then once more and
+#       modiked is killed (SIGKILL) while connected: the adapter goes with
+#       the process, and the restarted modiked puts resolv.conf back.
+#   modecfg-connect-wrong-password: a wrong password typed at the prompt:
+#       modike connect exits 4 saying authentication failed; no adapter,
+#       no route and no DNS change are left behind.
+# Environment: MODIKED, MODIKE (modecfg-connect*), MODIKE_PLUGIN_DIR (':'-separated directories of
 # natt.so, esp_user.so, tun.so, xauth.so, modecfg.so), MODIKE_XAUTH_PASSWD
 # (modike-xauth-passwd, modecfg-gateway only).
 set -u
@@ -40,12 +54,15 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 CASE=${1:-}
 WAIT=${MKI_WAIT:-30}
-THREE=
+THREE= CONNECT= PASSWORD=alicepw
 USERS="alice bob carol"
 three_addr () { echo "192.0.2.$(($1 + 1))"; }   # client 1..3
 case $CASE in
   modecfg-client) SIDE_M=cl SIDE_C=gw POOL=10.99.1.0/28 SPLIT=$MKI_GW_NET ;;
   modecfg-split) SIDE_M=cl SIDE_C=gw POOL=10.99.1.0/28 SPLIT="198.51.100.0/25 198.51.100.192/26" ;;
+  modecfg-connect) SIDE_M=cl SIDE_C=gw POOL=10.99.1.0/28 SPLIT=$MKI_GW_NET CONNECT=yes ;;
+  modecfg-connect-wrong-password)
+    SIDE_M=cl SIDE_C=gw POOL=10.99.1.0/28 SPLIT=$MKI_GW_NET CONNECT=yes PASSWORD=wrongpw ;;
   modecfg-gateway) SIDE_M=gw SIDE_C=cl POOL=10.99.2.0/24 ;;
   modecfg-three-clients) SIDE_M=gw SIDE_C=cl POOL=10.99.2.0/24 THREE=yes ;;
   *) echo "usage: $0 CASE (see the head of this file)" >&2; exit 2 ;;
@@ -215,15 +232,11 @@ if [ "$SIDE_M" = cl ]; then
     STATUS="$MKI_DIR/cl/modiked.status" LOGLEVEL=debug \
     PLUGINS="natt esp_user tun xauth modecfg" ADAPTER=mk0
   option='    <option name="modecfg.mode" value="pull"/>'
-  # A tun plugin that sets DNS (its <tun resolv-conf> section) writes a
-  # resolv.conf of this case's own, never the host's.
-  DNS_FILE=
-  if grep -aq 'resolv-conf' "$(dirname "$CFG")/plugins/tun.so" 2>/dev/null; then
-    DNS_FILE=$MKI_DIR/cl/resolv.conf
-    printf 'nameserver 192.0.2.53\n' >"$DNS_FILE"
-    section="$section
+  # The tun plugin writes a resolv.conf of this case's own, never the host's.
+  DNS_FILE=$MKI_DIR/cl/resolv.conf
+  printf 'nameserver 192.0.2.53\n' >"$DNS_FILE"
+  section="$section
   <tun resolv-conf=\"$DNS_FILE\" state-dir=\"$MKI_DIR/cl/state\"/>"
-  fi
 else
   [ -x "${MODIKE_XAUTH_PASSWD:-}" ] || fail "MODIKE_XAUTH_PASSWD (modike-xauth-passwd) is not set or not executable"
   printf 'alicepw\n' | "$MODIKE_XAUTH_PASSWD" alice >"$MKI_DIR/gw/users" || fail "modike-xauth-passwd failed"
@@ -258,12 +271,123 @@ if option:
     text = text.replace("  </peer>", option + "\n  </peer>", 1)
 open(cfg, "w").write(text)
 PY
+if [ -n "$CONNECT" ]; then
+  # The peer and its policy become the site `modike connect` uploads, with
+  # no <adapter> (one is made for the result) and no stored credentials;
+  # the daemon keeps the rest and gets a control socket.
+  SOCK=$MKI_DIR/cl/ctl.sock SITE=$MKI_DIR/cl/site.xml
+  python3 - "$CFG" "$SITE" "$SOCK" <<'PY' || fail "could not split the config into daemon and site"
+import re, sys
+cfg, site, sock = sys.argv[1:4]
+text = open(cfg).read()
+m = re.search(r"(  <peer .*</policy>\n)", text, re.S)
+peer = re.sub(r"\n *<adapter [^>]*/>", "", m.group(1).replace('initiate="yes"', 'initiate="no"'))
+open(site, "w").write('<?xml version="1.0"?>\n<modike>\n' + peer + "</modike>\n")
+text = text.replace(m.group(1), '  <control socket="%s"/>\n' % sock)
+text = re.sub(r"<xauth [^>]*>.*?</xauth>", '<xauth timeout="20"/>', text, flags=re.S)
+open(cfg, "w").write(text)
+PY
+  grep -q '<credentials' "$CFG" && fail "the daemon config still holds credentials"
+fi
 ip netns exec "$NS_M" timeout 20 "$MODIKED" -c "$CFG" --check >"$MKI_DIR/$SIDE_M/check.out" 2>&1 ||
   { cat "$MKI_DIR/$SIDE_M/check.out" "$CFG" >&2; fail "modiked --check rejected the configuration"; }
 mki_modiked_start "$SIDE_M" "$CFG"
 sleep 1
 mki_modiked_alive "$SIDE_M" || fail "modiked exited at start"
 LOG=$MKI_DIR/$SIDE_M/modiked.log
+
+if [ -n "$CONNECT" ]; then
+  [ -x "${MODIKE:-}" ] || fail "MODIKE (the modike client) is not set or not executable"
+  mki_poll 10 "[ -S '$SOCK' ]" || fail "no control socket $SOCK"
+  ORIG_DNS=$(cat "$DNS_FILE")
+  # modike connect on a terminal; the credentials are typed, not taken
+  # from the environment or a file.
+  connect () { # OUT CTRLC
+    env -u MODIKE_USERNAME -u MODIKE_PASSWORD -u MODIKE_PASSCODE \
+      python3 "$HERE/pty-connect.py" "$1" "$2" alice "$PASSWORD" -- "$MODIKE" --socket "$SOCK" connect "$SITE" &
+    DRIVER=$!
+    MKI_PIDS+=("$DRIVER")
+  }
+  driver_exit () { # SECONDS OUT: modike's exit status (fails when it still runs)
+    mki_poll "$1" "! kill -0 $DRIVER 2>/dev/null" || { cat "$2" >&2; fail "modike connect still runs"; }
+    wait "$DRIVER"
+  }
+  adapter () { ip -n "$NS_M" -o link show | grep -o 'modike[0-9]*' | head -n1; }
+  nothing_left () { # WHEN: no adapter, no route into one, resolv.conf as it was
+    [ -z "$(adapter)" ] || fail "$1: adapter $(adapter) is still there"
+    ip -n "$NS_M" -4 route show | grep -q modike && fail "$1: a route into the adapter is left: $(ip -n "$NS_M" -4 route show)"
+    [ "$(cat "$DNS_FILE")" = "$ORIG_DNS" ] || fail "$1: resolv.conf is not as before: $(cat "$DNS_FILE")"
+  }
+  OUT=$MKI_DIR/connect.out CTRLC=$MKI_DIR/ctrl-c
+  connect "$OUT" "$CTRLC"
+  if [ "$PASSWORD" != alicepw ]; then
+    driver_exit "$WAIT" "$OUT"; rc=$?
+    cat "$OUT" >&2
+    [ $rc = 4 ] || fail "modike connect: exit $rc after a wrong password, want 4 (authentication failed)"
+    grep -Eq '^xauth +failed .*extended authentication failed for user .alice.' "$OUT" ||
+      fail "modike connect did not say that extended authentication failed"
+    grep -Eq '^(adapter|routes|modecfg) +up' "$OUT" && fail "mode config went on after the failed XAuth"
+    nothing_left "after the wrong password"
+    grep -q "$PASSWORD" "$OUT" "$LOG" && fail "the password was echoed or logged"
+    mki_modiked_stop cl || fail "modiked did not stop on SIGTERM"
+    mki_log "PASS: $CASE"
+    exit 0
+  fi
+  mki_poll "$WAIT" "grep -Eq '^modecfg +up' '$OUT' 2>/dev/null" || { cat "$OUT" >&2; fail "modike connect: no modecfg up"; }
+  for st in phase1 xauth adapter routes modecfg; do
+    grep -Eq "^$st +up +[0-9]+\.[0-9]{3} s" "$OUT" || { cat "$OUT" >&2; fail "modike connect: no '$st up' line"; }
+  done
+  IF=$(adapter)
+  VIP=$(ip -n "$NS_M" -4 -o addr show dev "${IF:-none}" 2>/dev/null | awk '{ print $4 }' | cut -d/ -f1 | head -n1)
+  [ -n "$VIP" ] || fail "adapter ${IF:-(none)} has no address"
+  python3 -c "import ipaddress,sys; sys.exit(0 if ipaddress.ip_address('$VIP') in ipaddress.ip_network('$POOL') else 1)" ||
+    fail "address $VIP is not from the pool $POOL"
+  routes=$(ip -n "$NS_M" -4 route show dev "$IF" | awk '$1 ~ /\// { print $1 }' | sort | tr '\n' ' ')
+  [ "$routes" = "$MKI_GW_NET " ] || fail "routes into $IF: '$routes', want '$MKI_GW_NET '"
+  [ "$(grep -m1 '^nameserver' "$DNS_FILE")" = "nameserver 198.51.100.53" ] ||
+    fail "resolv.conf does not have the gateway's server first: $(cat "$DNS_FILE")"
+  grep -q '^nameserver 192.0.2.53' "$DNS_FILE" || fail "resolv.conf lost the original server: $(cat "$DNS_FILE")"
+  mki_log "$IF has $VIP, route $MKI_GW_NET, DNS 198.51.100.53"
+  mki_poll 5 "ip -n '$NS_C' link show ipsec0 >/dev/null 2>&1" || fail "no ipsec0 in gw"
+  ip -n "$NS_C" route replace "$POOL" dev ipsec0 || fail "cannot route $POOL into ipsec0"
+  # The first packet starts Quick Mode (acquire); then 5 of 5.
+  ip netns exec "$NS_M" ping -n -c 3 -i 0.5 -W 2 -I "$VIP" "$MKI_GW_HOST" >/dev/null 2>&1
+  ip netns exec "$NS_M" ping -n -c 5 -i 0.2 -W 2 -I "$VIP" "$MKI_GW_HOST" >"$MKI_DIR/ping.out" 2>&1
+  sed 's/^/    /' "$MKI_DIR/ping.out" >&2
+  grep -q ' 5 received' "$MKI_DIR/ping.out" || fail "ping through the tunnel from $VIP: not 5 of 5"
+  grep -Eq '^phase2 +up' "$OUT" || { cat "$OUT" >&2; fail "modike connect: no phase2 up line"; }
+  st=$("$MODIKE" --socket "$SOCK" status 2>&1) || fail "modike status: $st"
+  printf '%s\n' "$st" >&2
+  printf '%s\n' "$st" | grep -Eq "^gw +POLICY +protect +$VIP/32 <-> " || fail "modike status: no policy instance for $VIP"
+  touch "$CTRLC"
+  driver_exit 15 "$OUT"; rc=$?
+  cat "$OUT" >&2
+  [ $rc = 0 ] || fail "modike connect: exit $rc after Ctrl-C, want 0"
+  grep -q 'prompts answered: 2' "$OUT" || fail "not asked for user name and password once each"
+  grep -q alicepw "$OUT" "$LOG" && fail "the password was echoed or logged"
+  mki_poll 10 'nothing_left "after Ctrl-C" 2>/dev/null' || nothing_left "after Ctrl-C"
+  mki_log "Ctrl-C: adapter, route and DNS change gone"
+
+  # Killed while connected: the adapter goes with the process; the next
+  # modiked restores resolv.conf from its state file.
+  OUT=$MKI_DIR/connect2.out
+  connect "$OUT" "$MKI_DIR/ctrl-c2"
+  mki_poll "$WAIT" "grep -Eq '^modecfg +up' '$OUT' 2>/dev/null" || { cat "$OUT" >&2; fail "second connect: no modecfg up"; }
+  grep -q '^nameserver 198.51.100.53' "$DNS_FILE" || fail "second connect: no DNS in resolv.conf"
+  kill -KILL "$(mki_modiked_pid cl)"
+  driver_exit 15 "$OUT"
+  mki_poll 10 '[ -z "$(adapter)" ]' || fail "the adapter outlived the killed modiked"
+  grep -q '^nameserver 198.51.100.53' "$DNS_FILE" || fail "resolv.conf changed without a modiked to change it"
+  mki_modiked_start cl "$CFG"
+  mki_poll 10 "[ \"\$(cat '$DNS_FILE')\" = '$ORIG_DNS' ]" || fail "the restarted modiked did not restore resolv.conf: $(cat "$DNS_FILE")"
+  grep -q 'the original is back from .*which stopped with DNS set' "$LOG" ||
+    fail "the restarted modiked did not say it put resolv.conf back"
+  mki_log "modiked after the kill: $(grep -m1 'the original is back' "$LOG" | sed 's/^.*: \//\//')"
+  nothing_left "after the restart"
+  mki_modiked_stop cl || fail "modiked did not stop on SIGTERM"
+  mki_log "PASS: $CASE"
+  exit 0
+fi
 
 if [ -n "$THREE" ]; then
   # charon's virtual IP of connection c<i> (empty while it has none)
