@@ -137,6 +137,7 @@ mki_cleanup () {
   [ -n "${MKI_NS_GW:-}" ] && ip netns delete "$MKI_NS_GW" 2>/dev/null
   [ -n "${MKI_NS_CL:-}" ] && ip netns delete "$MKI_NS_CL" 2>/dev/null
   [ -n "${MKI_NS_RT:-}" ] && ip netns delete "$MKI_NS_RT" 2>/dev/null
+  for i in "${MKI_NS_EXTRA[@]}"; do ip netns delete "$i" 2>/dev/null; done
   if [ -n "${MKI_DIR:-}" ] && [ -d "$MKI_DIR" ]; then
     if [ "$MKI_KEEP" = 1 ] || [ $rc != 0 ]; then
       mki_log "case directory kept: $MKI_DIR"
@@ -192,7 +193,39 @@ mki_setup () {
 }
 
 mki_ns () {
-  case $1 in gw) echo "$MKI_NS_GW" ;; rt) echo "$MKI_NS_RT" ;; *) echo "$MKI_NS_CL" ;; esac
+  case $1 in
+    gw) echo "$MKI_NS_GW" ;;
+    rt) echo "$MKI_NS_RT" ;;
+    cl) echo "$MKI_NS_CL" ;;
+    *) eval "echo \${MKI_NS_SIDE_$1:-$MKI_NS_CL}" ;;
+  esac
+}
+
+# mki_add_client SIDE ADDR: one more client machine for gw (after
+# mki_setup): namespace mkio-SIDE-<pid> with ADDR/32 on its veth0, linked
+# to gw by a veth pair of its own (gw's end v-SIDE also holds
+# $MKI_GW_V4/32) and host routes both ways, so gw sees a separate host on
+# its subnet. mki_ns SIDE names it; $MKI_DIR/SIDE is its directory.
+MKI_NS_EXTRA=()
+mki_add_client () {
+  local side=$1 addr=$2 ns=$MKI_PREFIX-$1-$MKI_ID i
+  ip netns add "$ns" || mki_fail "ip netns add $ns"
+  MKI_NS_EXTRA+=("$ns")
+  eval "MKI_NS_SIDE_$side=$ns"
+  mkdir -p "$MKI_DIR/$side"
+  ip -n "$MKI_NS_GW" link add "v-$side" type veth peer name veth0 netns "$ns" || mki_fail "veth pair gw - $side"
+  ip -n "$ns" link set lo up
+  ip -n "$ns" addr add "$addr/32" dev veth0
+  ip -n "$ns" link set veth0 up
+  ip -n "$ns" route add "$MKI_GW_V4/32" dev veth0 || mki_fail "route to gw in $side"
+  ip -n "$MKI_NS_GW" addr add "$MKI_GW_V4/32" dev "v-$side"
+  ip -n "$MKI_NS_GW" link set "v-$side" up
+  ip -n "$MKI_NS_GW" route add "$addr/32" dev "v-$side" || mki_fail "route to $side in gw"
+  for i in $(seq 1 50); do
+    ip -n "$ns" -o link show veth0 | grep -q LOWER_UP && return 0
+    sleep 0.1
+  done
+  mki_fail "veth0 not up in $ns"
 }
 
 # Waits (5 s) until interface DEV in namespace NS has carrier.
@@ -425,6 +458,7 @@ mki_swanctl () {
 
 mki_swanctl_load () {
   local side=$1
+  [ -f "$MKI_DIR/$side/swanctl.conf" ] || mki_fail "no $MKI_DIR/$side/swanctl.conf to load"
   mki_swanctl "$side" --load-all --file "$MKI_DIR/$side/swanctl.conf" >"$MKI_DIR/$side/load.out" 2>&1 ||
     { cat "$MKI_DIR/$side/load.out" >&2; mki_fail "swanctl --load-all ($side)"; }
 }

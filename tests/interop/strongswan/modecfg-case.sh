@@ -19,12 +19,13 @@
 #       child local_ts = 198.51.100.0/25, 198.51.100.192/26): mk0 gets a
 #       route for exactly those two (none for the /24 the policy template
 #       names, none for 198.51.100.128/26), and the ping goes through.
-#   modecfg-three-clients: as modecfg-gateway with three clients at once:
-#       one charon in cl with three connections from 192.0.2.2, .3 and .4
-#       (users alice, bob, carol; one namespace, three IKE SAs and virtual
-#       IPs, which is what the gateway sees of three machines). Each gets
-#       its own address and pings from it; bob disconnects and reconnects
-#       (same address again) while alice pings without a loss.
+#   modecfg-three-clients: as modecfg-gateway with three strongSwan clients
+#       at once, each a machine of its own: charon in cl (192.0.2.2, alice),
+#       in c2 (192.0.2.3, bob) and in c3 (192.0.2.4, carol), three
+#       namespaces with their own links to gw (lib.sh mki_add_client). They
+#       connect at the same time; each gets its own address and pings from
+#       it; bob disconnects and reconnects (same address again) while alice
+#       pings without a loss and carol stays up.
 #   modecfg-gateway: roles swapped: modiked in gw is the gateway (users
 #       file, <modecfg> with pool rw 10.99.2.10-10.99.2.20, dns, split
 #       include 198.51.100.0/24, policy local=198.51.100.0/24
@@ -56,7 +57,8 @@ CASE=${1:-}
 WAIT=${MKI_WAIT:-30}
 THREE= CONNECT= PASSWORD=alicepw
 USERS="alice bob carol"
-three_addr () { echo "192.0.2.$(($1 + 1))"; }   # client 1..3
+CLIENT_SIDES=cl
+three_side () { case $1 in 1) echo cl ;; 2) echo c2 ;; *) echo c3 ;; esac; }   # THREE: client 1..3
 case $CASE in
   modecfg-client) SIDE_M=cl SIDE_C=gw POOL=10.99.1.0/28 SPLIT=$MKI_GW_NET ;;
   modecfg-split) SIDE_M=cl SIDE_C=gw POOL=10.99.1.0/28 SPLIT="198.51.100.0/25 198.51.100.192/26" ;;
@@ -155,21 +157,21 @@ secrets {
 }
 EOF
 if [ -n "$THREE" ]; then
-  for i in 2 3; do
-    ip -n "$NS_C" addr add "$(three_addr "$i")/24" dev veth0 || fail "cannot add $(three_addr "$i") in cl"
-  done
-  {
-    echo "connections {"
-    i=0
-    for u in $USERS; do
-      i=$((i + 1))
-      cat <<EOF
-  c$i {
+  CLIENT_SIDES="cl c2 c3"
+  mki_add_client c2 192.0.2.3
+  mki_add_client c3 192.0.2.4
+  i=0
+  for u in $USERS; do
+    i=$((i + 1))
+    side=$(three_side $i)
+    cat >"$MKI_DIR/$side/swanctl.conf" <<EOF
+connections {
+  rw {
     version = 1
     proposals = aes128-sha256-modp2048
     rekey_time = 0
     dpd_delay = 0
-    local_addrs = $(three_addr $i)
+    local_addrs = 192.0.2.$((i + 1))
     remote_addrs = $MKI_GW_V4
     vips = 0.0.0.0
     local {
@@ -185,7 +187,7 @@ if [ -n "$THREE" ]; then
       id = gw
     }
     children {
-      net$i {
+      net {
         mode = tunnel
         remote_ts = $MKI_GW_NET
         esp_proposals = aes128-sha256
@@ -194,31 +196,33 @@ if [ -n "$THREE" ]; then
       }
     }
   }
+}
+secrets {
+  ike-1 {
+    secret = "testpsk"
+  }
+  xauth-1 {
+    id = $u
+    secret = "${u}pw"
+  }
+}
 EOF
-    done
-    echo "}"
-    echo "secrets {"
-    echo "  ike-1 {"
-    echo "    secret = \"testpsk\""
-    echo "  }"
-    i=0
-    for u in $USERS; do
-      i=$((i + 1))
-      printf '  xauth-%s {\n    id = %s\n    secret = "%spw"\n  }\n' "$i" "$u" "$u"
-    done
-    echo "}"
-  } >"$MKI_DIR/cl/swanctl.conf"
+  done
 fi
 # unity only on charon's gateway (split include to Unity clients): as a
 # client it would propose 0.0.0.0/0 and narrow later, as Cisco gateways
 # expect.
 if [ "$SIDE_C" = gw ]; then
   mki_strongswan_conf gw "" xauth-generic unity
+  mki_charon_start gw
+  mki_swanctl_load gw
 else
-  mki_strongswan_conf cl "" xauth-generic
+  for side in $CLIENT_SIDES; do
+    mki_strongswan_conf "$side" "" xauth-generic
+    mki_charon_start "$side"
+    mki_swanctl_load "$side"
+  done
 fi
-mki_charon_start "$SIDE_C"
-mki_swanctl_load "$SIDE_C"
 
 # --- modiked -------------------------------------------------------------------
 CFG=$MKI_DIR/$SIDE_M/modiked.xml
@@ -390,44 +394,53 @@ if [ -n "$CONNECT" ]; then
 fi
 
 if [ -n "$THREE" ]; then
-  # charon's virtual IP of connection c<i> (empty while it has none)
-  vip_of () { mki_sas_raw cl | grep "^list-sa event {c$1 " | grep -o 'local-vips=\[[0-9.]*' | cut -d[ -f2 | head -n1; }
-  up_of () { mki_sas_raw cl | grep "^list-sa event {c$1 " | grep -q 'state=INSTALLED'; }
+  # A client's virtual IP (empty while it has none) and its child SA.
+  vip_of () { mki_sas_raw "$1" | grep -o 'local-vips=\[[0-9.]*' | cut -d[ -f2 | head -n1; }
+  up_of () { mki_sas_raw "$1" | grep -q 'state=INSTALLED'; }
   initiate () {
-    mki_swanctl cl --initiate --child "net$1" --timeout "$WAIT" >"$MKI_DIR/cl/initiate-$1.out" 2>&1 &
+    mki_swanctl "$1" --initiate --child net --timeout "$WAIT" >"$MKI_DIR/$1/initiate.out" 2>&1 &
     MKI_PIDS+=("$!")
   }
-  for i in 1 2 3; do initiate $i; done
+  # All three at once.
+  for side in $CLIENT_SIDES; do initiate "$side"; done
   declare -A VIPS=()
-  for i in 1 2 3; do
-    mki_poll "$WAIT" "[ -n \"\$(vip_of $i)\" ] && up_of $i" || fail "client $i: no address and child SA within $WAIT s"
-    VIPS[$i]=$(vip_of $i)
-    mki_log "client $i: ${VIPS[$i]}"
+  for side in $CLIENT_SIDES; do
+    mki_poll "$WAIT" "[ -n \"\$(vip_of $side)\" ] && up_of $side" || fail "client $side: no address and child SA within $WAIT s"
+    VIPS[$side]=$(vip_of "$side")
+    mki_log "client $side: ${VIPS[$side]}"
   done
   [ "$(printf '%s\n' "${VIPS[@]}" | sort -u | wc -l)" = 3 ] || fail "the three clients do not have three addresses"
-  mki_poll 5 "ip -n '$NS_C' link show ipsec0 >/dev/null 2>&1" || fail "no ipsec0 in cl"
-  ip -n "$NS_C" route replace "$MKI_GW_NET" dev ipsec0 || fail "cannot route $MKI_GW_NET into ipsec0"
-  for i in 1 2 3; do
-    ip netns exec "$NS_C" ping -n -c 3 -i 0.2 -W 2 -I "${VIPS[$i]}" "$MKI_GW_HOST" >"$MKI_DIR/ping-$i.out" 2>&1
-    grep -q ' 3 received' "$MKI_DIR/ping-$i.out" || { cat "$MKI_DIR/ping-$i.out" >&2; fail "client $i: ping from ${VIPS[$i]}"; }
+  st=$(mki_modiked_status gw) || fail "no status from modiked"
+  [ "$(grep -c '^IKE cl ESTABLISHED' "$st")" = 3 ] || { cat "$st" >&2; fail "modiked does not show three IKE SAs"; }
+  for side in $CLIENT_SIDES; do
+    ns=$(mki_ns "$side")
+    mki_poll 5 "ip -n '$ns' link show ipsec0 >/dev/null 2>&1" || fail "no ipsec0 in $side"
+    ip -n "$ns" route replace "$MKI_GW_NET" dev ipsec0 || fail "cannot route $MKI_GW_NET into ipsec0 in $side"
+    ip netns exec "$ns" ping -n -c 3 -i 0.2 -W 2 -I "${VIPS[$side]}" "$MKI_GW_HOST" >"$MKI_DIR/$side/ping.out" 2>&1
+    grep -q ' 3 received' "$MKI_DIR/$side/ping.out" ||
+      { cat "$MKI_DIR/$side/ping.out" >&2; fail "client $side: ping from ${VIPS[$side]}"; }
   done
   mki_log "each client pings from its own address"
-  # alice pings on while bob leaves and comes back
-  ip netns exec "$NS_C" ping -n -c 40 -i 0.2 -W 2 -I "${VIPS[1]}" "$MKI_GW_HOST" >"$MKI_DIR/ping-long.out" 2>&1 &
+  # alice pings on while bob leaves and comes back; carol stays.
+  ip netns exec "$(mki_ns cl)" ping -n -c 40 -i 0.2 -W 2 -I "${VIPS[cl]}" "$MKI_GW_HOST" >"$MKI_DIR/ping-long.out" 2>&1 &
   LONG=$!
   MKI_PIDS+=("$LONG")
-  mki_swanctl cl --terminate --ike c2 --timeout 10 >"$MKI_DIR/cl/terminate.out" 2>&1 || fail "terminate c2"
-  mki_poll 10 "[ -z \"\$(vip_of 2)\" ]" || fail "client 2 still has an SA"
-  grep -q "10.99.2.* back from user 'bob'" "$LOG" || fail "bob's lease did not go back"
-  initiate 2
-  mki_poll "$WAIT" "[ -n \"\$(vip_of 2)\" ] && up_of 2" || fail "client 2 did not come back"
-  [ "$(vip_of 2)" = "${VIPS[2]}" ] || fail "bob came back with $(vip_of 2), had ${VIPS[2]}"
-  ip netns exec "$NS_C" ping -n -c 3 -i 0.2 -W 2 -I "${VIPS[2]}" "$MKI_GW_HOST" >"$MKI_DIR/ping-2b.out" 2>&1
-  grep -q ' 3 received' "$MKI_DIR/ping-2b.out" || fail "client 2: no ping after reconnecting"
+  mki_swanctl c2 --terminate --ike rw --timeout 10 >"$MKI_DIR/c2/terminate.out" 2>&1 || fail "terminate bob (c2)"
+  mki_poll 10 "[ -z \"\$(vip_of c2)\" ]" || fail "bob (c2) still has an SA"
+  mki_poll 5 "grep -q \"10.99.2.* back from user 'bob'\" '$LOG'" || fail "bob's lease did not go back"
+  initiate c2
+  mki_poll "$WAIT" "[ -n \"\$(vip_of c2)\" ] && up_of c2" || fail "bob (c2) did not come back"
+  [ "$(vip_of c2)" = "${VIPS[c2]}" ] || fail "bob came back with $(vip_of c2), had ${VIPS[c2]}"
+  ip -n "$(mki_ns c2)" route replace "$MKI_GW_NET" dev ipsec0 || fail "cannot route $MKI_GW_NET into ipsec0 in c2"
+  ip netns exec "$(mki_ns c2)" ping -n -c 3 -i 0.2 -W 2 -I "${VIPS[c2]}" "$MKI_GW_HOST" >"$MKI_DIR/c2/ping2.out" 2>&1
+  grep -q ' 3 received' "$MKI_DIR/c2/ping2.out" || fail "bob (c2): no ping after reconnecting"
   wait "$LONG"
   sed 's/^/    /' "$MKI_DIR/ping-long.out" | tail -n 3 >&2
-  grep -q ' 40 received' "$MKI_DIR/ping-long.out" || fail "client 1 lost packets while client 2 reconnected"
-  mki_log "client 1: 40/40 while client 2 left and came back with ${VIPS[2]}"
+  grep -q ' 40 received' "$MKI_DIR/ping-long.out" || fail "alice lost packets while bob reconnected"
+  up_of c3 || fail "carol (c3) lost her SA while bob reconnected"
+  ip netns exec "$(mki_ns c3)" ping -n -c 3 -i 0.2 -W 2 -I "${VIPS[c3]}" "$MKI_GW_HOST" >"$MKI_DIR/c3/ping2.out" 2>&1
+  grep -q ' 3 received' "$MKI_DIR/c3/ping2.out" || fail "carol (c3): no ping after bob reconnected"
+  mki_log "alice 40/40 and carol up while bob left and came back with ${VIPS[c2]}"
   mki_modiked_stop gw || fail "modiked did not stop on SIGTERM"
   mki_log "PASS: $CASE"
   exit 0
