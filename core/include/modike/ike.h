@@ -140,5 +140,9 @@ gint64 modike_ike_sa_get_last_inbound (ModikeIkeSa *sa);
  * (the policies follow to that), nor when the peer entry has no remote
  * address (logged). */
 void modike_ike_sa_delete (ModikeIkeSa *sa, gboolean restart);
+/* modike_ike_sa_delete (sa, TRUE), and when the new phase 1 gets no answer
+ * (its retransmits run out) it starts again at once, until the peer
+ * answers, a phase 1 fails otherwise, or the peer is terminated. */
+void modike_ike_sa_delete_retry (ModikeIkeSa *sa);
 
 G_END_DECLS
