@@ -148,6 +148,13 @@ daemon_stage (Daemon *d, const char *peer, const char *stage, const char *state,
    * stages that waited (phase 1 deleted, queued Quick Modes) as well. */
   if (site && site->fail_code && strcmp (state, "failed") == 0)
     return;
+  /* Up again (a restart after dead peer detection, a retried XAuth): an
+   * earlier failure no longer tells how the connection ends. */
+  if (site && site->fail_code && strcmp (stage, "phase1") == 0 && strcmp (state, "up") == 0)
+    {
+      g_clear_pointer (&site->fail_code, g_free);
+      g_clear_pointer (&site->fail_message, g_free);
+    }
   m = control_msg_new ("event");
   json_object_set_string_member (m, "event", "stage");
   json_object_set_string_member (m, "site", peer ? peer : "");
