@@ -11,7 +11,7 @@ pkgs=(
   libjson-glib-dev libpam0g-dev libsqlite3-dev libsqlite3-0
   clang libclang-rt-14-dev gnutls-bin
   iproute2 procps psmisc tshark python3 coreutils
-  iputils-ping iperf3
+  iputils-ping iperf3 nftables
   dbus-daemon
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins libstrongswan-standard-plugins libcharon-extauth-plugins
 )
