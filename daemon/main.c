@@ -694,6 +694,20 @@ ctl_statistics (gpointer user)
     json_object_set_int_member (e, "auth_failures", (gint64) st->auth_failures);
     json_object_set_object_member (res, "engine", e);
   }
+  {
+    g_autoptr (GArray) counters = modike_ike_plugin_counters (d->ike);
+    JsonObject *plugins = json_object_new ();
+
+    for (guint i = 0; i < counters->len; i++)
+      {
+        const ModikeCounter *c = &g_array_index (counters, ModikeCounter, i);
+
+        if (!json_object_has_member (plugins, c->plugin))
+          json_object_set_object_member (plugins, c->plugin, json_object_new ());
+        json_object_set_int_member (json_object_get_object_member (plugins, c->plugin), c->name, (gint64) c->value);
+      }
+    json_object_set_object_member (res, "plugins", plugins);
+  }
   return res;
 }
 

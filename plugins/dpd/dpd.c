@@ -314,6 +314,21 @@ on_rx (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote, GBytes
   return MODIKE_RX_PASS;
 }
 
+static void
+counters (ModikeCounters *out, gpointer user)
+{
+  const DpdStats *st = &((Dpd *) user)->stats;
+
+  modike_counters_add (out, "r_u_there_sent", st->rut_sent);
+  modike_counters_add (out, "r_u_there_received", st->rut_received);
+  modike_counters_add (out, "ack_sent", st->ack_sent);
+  modike_counters_add (out, "ack_received", st->ack_received);
+  modike_counters_add (out, "ack_stale", st->ack_stale);
+  modike_counters_add (out, "rejected", st->rejected);
+  modike_counters_add (out, "dead_peers", st->dead_peers);
+  modike_counters_add (out, "info_unknown_sa", st->info_unknown_sa);
+}
+
 /* Numbers are checked by apply_config, with the range in the message. */
 static const char dpd_rng[] =
   "<element name=\"dpd\" xmlns=\"http://relaxng.org/ns/structure/1.0\">"
@@ -356,5 +371,6 @@ dpd_init (ModikePlugin *plugin, GError **error)
          && modike_register_notify (plugin, MODIKE_N_DPD_R_U_THERE_ACK, on_ack, d, error)
          && modike_register_event (plugin, MODIKE_EVENT_P1_UP, on_p1_up, d, error)
          && modike_register_rx_hook (plugin, on_rx, d, error)
+         && modike_register_counters (plugin, counters, d, error)
          && modike_register_config_section (plugin, "dpd", dpd_rng, apply_config, d, error);
 }

@@ -80,6 +80,9 @@ guint modike_ike_count_sas (ModikeIke *ike, gboolean established_only);
 /* Human-readable status: IKE SAs (cookies, peer, state, algorithms,
  * lifetimes) and their IPsec SAs (SPIs, algorithms, lifetimes). */
 char *modike_ike_status (ModikeIke *ike);
+/* Every plugin's counters (modike_register_counters) now: ModikeCounter
+ * elements in load order; the array frees the names. */
+GArray *modike_ike_plugin_counters (ModikeIke *ike);
 
 /* Outcome callbacks for the daemon's log and the tests. */
 typedef struct {

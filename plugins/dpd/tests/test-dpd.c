@@ -387,6 +387,7 @@ test_dead_clear (void)
   gint64 start = fx->net->now_us;
   guint deleted = fx->a->deleted;
   guint64 unknown;
+  g_autofree char *status = NULL;
 
   fx->dead_ab = fx->dead_ba = TRUE;
   g_assert_true (net_run (fx->net, 60000, pred_a_empty, fx));
@@ -410,6 +411,11 @@ test_dead_clear (void)
   net_run (fx->net, 100, NULL, NULL);
   g_assert_cmpuint (fx->da->stats.info_unknown_sa, ==, 1);
   g_assert_cmpuint (fx->a->ike->stats.rx_unknown_sa, ==, unknown + 1);
+  /* The counters reach the status (modiked's status file and statistics). */
+  status = modike_ike_status (fx->a->ike);
+  g_assert_cmpstr (status, ==,
+                   "PLUGIN dpd r_u_there_sent=4 r_u_there_received=0 ack_sent=0 ack_received=0 ack_stale=0 rejected=0"
+                   " dead_peers=1 info_unknown_sa=1\n");
   fx_free (fx);
 }
 

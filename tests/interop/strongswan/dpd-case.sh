@@ -11,7 +11,8 @@
 #       within delay + timeout (+ 4 s of slack), removes its SAs, the
 #       adapter's route to 198.51.100.0/24 and the site; `modike connect`
 #       exits 5 saying "dead peer detected: no answer to R-U-THERE within
-#       10 s".
+#       10 s"; the status file's "PLUGIN dpd" line counts the R-U-THEREs
+#       sent and the dead peer.
 #   dpd-dead-gateway-restart: the same with dpd.action restart and short
 #       retransmits (0.5 s, 3 tries: an attempt gives up after about 7.5 s): phase 1
 #       keeps starting again while the gateway stays dark (20 s: several
@@ -21,7 +22,8 @@
 #       dpd_timeout 5 s to modiked in gw (its own DPD off: dpd.delay 0, it
 #       only answers); over 12 idle seconds charon asks and modiked
 #       answers each R-U-THERE with the same sequence number (charon's
-#       log), and both keep their SAs; a ping passes afterwards.
+#       log, and modiked's "PLUGIN dpd" status line), and both keep
+#       their SAs; a ping passes afterwards.
 # Environment: MODIKED, MODIKE (the client), MODIKE_PLUGIN_DIR
 # (':'-separated directories of natt.so, esp_user.so, tun.so, dpd.so).
 set -u
@@ -155,6 +157,10 @@ if [ "$SIDE_M" = gw ]; then
   [ "$(mki_raw_field "$(mki_sas_raw cl)" uniqueid)" = "$ike0" ] || fail "charon's IKE SA changed"
   m_esp || fail "modiked lost its SAs"
   grep -q 'R-U-THERE [0-9]* answered' "$LOG" || fail "modiked's log shows no answered R-U-THERE"
+  st=$(mki_modiked_status gw) || fail "no status from modiked"
+  grep -E '^PLUGIN dpd ' "$st" >&2
+  grep -Eq '^PLUGIN dpd .* r_u_there_received=[1-9][0-9]* ack_sent=[1-9]' "$st" ||
+    fail "modiked's status does not count the R-U-THEREs answered"
   mki_ping gw 3 -i 0.2 -W 2
   [ "$MKI_PING_RX" = 3 ] || fail "ping through the tunnel after the idle time: $MKI_PING_RX of 3"
   mki_modiked_stop gw || fail "modiked did not stop on SIGTERM"
@@ -208,6 +214,10 @@ if [ "$ACTION" = clear ]; then
   [ $rc = 5 ] || fail "modike connect: exit $rc, want 5 (nobody answers)"
   grep -q 'dead peer detected: no answer to R-U-THERE within 10 s' "$OUT" || fail "modike connect did not say why"
   mki_poll 5 '! m_ike' || fail "modiked still has an SA"
+  st=$(mki_modiked_status cl) || fail "no status from modiked"
+  grep -E '^PLUGIN dpd ' "$st" >&2
+  grep -Eq '^PLUGIN dpd r_u_there_sent=[1-9][0-9]* .* dead_peers=1 ' "$st" ||
+    fail "modiked's status does not count the R-U-THEREs sent and the dead peer"
   ip -n "$(mki_ns cl)" route show "$MKI_GW_NET" | grep -q . &&
     fail "route to $MKI_GW_NET still there: $(ip -n "$(mki_ns cl)" route show "$MKI_GW_NET")"
   if ip -n "$(mki_ns cl)" link show mk0 >/dev/null 2>&1; then
