@@ -1575,21 +1575,28 @@ modike_registry_describe (const ModikeRegistry *reg)
 
 /* ---- Packet-path hooks ---- */
 
-gboolean
-modike_register_rx_hook (ModikePlugin *plugin, ModikeRxHookFunc fn, gpointer user, GError **error)
+/* Appends a hook of plugin to list (rx hooks, counters). */
+static gboolean
+hook_add (ModikePlugin *plugin, GPtrArray *list, gpointer fn, gpointer user, const char *what, GError **error)
 {
   HookReg *h;
 
-  g_return_val_if_fail (plugin != NULL, FALSE);
-  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
   if (fn == NULL)
-    return INVALID (plugin, error, "registers a %s without a function", "receive hook");
+    return INVALID (plugin, error, "registers %s without a function", what);
   h = g_new0 (HookReg, 1);
   h->owner = plugin;
-  h->fn = (gpointer) fn;
+  h->fn = fn;
   h->user = user;
-  g_ptr_array_add (plugin->reg->rx_hooks, h);
+  g_ptr_array_add (list, h);
   return TRUE;
+}
+
+gboolean
+modike_register_rx_hook (ModikePlugin *plugin, ModikeRxHookFunc fn, gpointer user, GError **error)
+{
+  g_return_val_if_fail (plugin != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  return hook_add (plugin, plugin->reg->rx_hooks, (gpointer) fn, user, "a receive hook", error);
 }
 
 /* ---- counters ---- */
@@ -1602,18 +1609,9 @@ struct _ModikeCounters {
 gboolean
 modike_register_counters (ModikePlugin *plugin, ModikeCountersFunc fn, gpointer user, GError **error)
 {
-  HookReg *h;
-
   g_return_val_if_fail (plugin != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-  if (fn == NULL)
-    return INVALID (plugin, error, "registers %s without a function", "counters");
-  h = g_new0 (HookReg, 1);
-  h->owner = plugin;
-  h->fn = (gpointer) fn;
-  h->user = user;
-  g_ptr_array_add (plugin->reg->counters, h);
-  return TRUE;
+  return hook_add (plugin, plugin->reg->counters, (gpointer) fn, user, "counters", error);
 }
 
 void

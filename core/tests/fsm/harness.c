@@ -638,3 +638,15 @@ peer_id_text (ModikeIkeSa *sa)
     return modike_x509_dn_to_string (d, len);
   return modike_id_payload_to_string (id);
 }
+
+gpointer
+node_load_plugin (Node *n, const ModikePluginDescriptor *desc)
+{
+  ModikePlugin *pl = modike_registry_add_plugin (n->reg, desc);
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (desc->init (pl, &error));
+  g_assert_no_error (error);
+  g_assert_true (modike_registry_check_table (n->reg, &error));
+  return modike_plugin_get_data (pl);
+}

@@ -66,14 +66,7 @@ static const ModikeHostOps host_ops = { .size = sizeof (ModikeHostOps), .stage =
 static Dpd *
 load_plugin (Node *n)
 {
-  const ModikePluginDescriptor *desc = modike_plugin_descriptor ();
-  ModikePlugin *pl = modike_registry_add_plugin (n->reg, desc);
-  g_autoptr (GError) error = NULL;
-
-  g_assert_true (desc->init (pl, &error));
-  g_assert_no_error (error);
-  g_assert_true (modike_registry_check_table (n->reg, &error));
-  return modike_plugin_get_data (pl);
+  return node_load_plugin (n, modike_plugin_descriptor ());
 }
 
 /* The peer entry's XML with `options` (<option .../> elements) added. */

@@ -171,14 +171,7 @@ fi
 # --- dpd-dead-gateway(-restart): modike connect against a control socket -------
 [ -x "${MODIKE:-}" ] || fail "MODIKE (the modike client) is not set or not executable"
 SOCK=$MKI_DIR/cl/ctl.sock SITE=$MKI_DIR/cl/site.xml OUT=$MKI_DIR/connect.out
-python3 - "$CFG" "$SITE" "$SOCK" <<'PY' || fail "could not split the config into daemon and site"
-import re, sys
-cfg, site, sock = sys.argv[1:4]
-text = open(cfg).read()
-m = re.search(r"(  <peer .*</policy>\n)", text, re.S)
-open(site, "w").write('<?xml version="1.0"?>\n<modike>\n' + m.group(1) + "</modike>\n")
-open(cfg, "w").write(text.replace(m.group(1), '  <control socket="%s"/>\n' % sock))
-PY
+mki_site_split "$CFG" "$SITE" "$SOCK" || fail "could not split the config into daemon and site"
 mki_modiked_start cl "$CFG"
 mki_poll 10 "[ -S '$SOCK' ]" || fail "no control socket $SOCK"
 "$MODIKE" --socket "$SOCK" connect "$SITE" >"$OUT" 2>&1 &
