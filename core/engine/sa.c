@@ -1138,6 +1138,12 @@ modike_ike_sa_delete_retry (ModikeIkeSa *sa)
   sa_delete (sa, TRUE, TRUE);
 }
 
+gboolean
+modike_ike_sa_is_replaced (const ModikeIkeSa *sa)
+{
+  return sa->rekeyed;
+}
+
 /* The core keeps the NAT verdict: a client of a responder-only entry that
  * is behind a NAT is recognised by its identity alone when it moves. */
 void

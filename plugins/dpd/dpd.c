@@ -176,6 +176,13 @@ dpd_tick (ModikeIkeSa *sa, gpointer data)
   gint64 timeout_us = (gint64) s->set.timeout_s * G_USEC_PER_SEC;
 
   s->timer = 0;
+  /* Phase 1 was rekeyed: the successor carries the traffic and its own
+   * DPD; the old SA's silence means nothing. */
+  if (modike_ike_sa_is_replaced (sa))
+    {
+      g_debug ("peer %s: IKE SA replaced: DPD stops on it", modike_ike_sa_get_peer_name (sa));
+      return;
+    }
   if (s->waiting && last > s->waiting_since)
     {
       g_debug ("peer %s: traffic since R-U-THERE %u: alive", modike_ike_sa_get_peer_name (sa), s->first_seq);

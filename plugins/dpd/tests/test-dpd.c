@@ -88,6 +88,8 @@ opts (guint delay, guint timeout, const char *action)
                           delay, timeout, action);
 }
 
+static guint fx_p1_life;    /* phase 1 lifetime of the next fx_new; 0: the default */
+
 /* A with options_a; B with the plugin (options_b) or without it. */
 static Fx *
 fx_new (const char *options_a, gboolean plugin_b, const char *options_b)
@@ -98,6 +100,8 @@ fx_new (const char *options_a, gboolean plugin_b, const char *options_b)
   char *xa, *xb;
   ModikePlugin *dp;
 
+  if (fx_p1_life != 0)
+    p.p1_life = fx_p1_life;
   fx->stages = g_string_new (NULL);
   fx->net = net_new ();
   fx->a = node_alloc (fx->net, "a", "192.0.2.2");
@@ -450,6 +454,42 @@ test_dead_restart (void)
   fx_free (fx);
 }
 
+/* Phase 1 rekeyed: DPD stops on the old SA (it lingers, idle, until it
+ * expires, and its silence says nothing) and runs on the new one. */
+static void
+test_rekey (void)
+{
+  g_autofree char *oa = opts (5, 20, "clear");
+  Fx *fx;
+  ModikeIkeSa *old = NULL, *now = NULL;
+
+  fx_p1_life = 100;
+  fx = fx_new (oa, TRUE, "<option name=\"dpd.delay\" value=\"0\"/>");
+  fx_p1_life = 0;
+  /* The initiator rekeys at 85..90 s; the old SA expires at 100 s. */
+  net_run (fx->net, 95000, NULL, NULL);
+  for (guint i = 0; i < fx->a->ike->sas->len; i++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (fx->a->ike->sas, i);
+
+      if (sa->dead)
+        continue;
+      if (modike_ike_sa_is_replaced (sa))
+        old = sa;
+      else
+        now = sa;
+    }
+  g_assert_nonnull (old);
+  g_assert_nonnull (now);
+  g_assert_cmpuint (dpd_sa_get (old)->timer, ==, 0);
+  g_assert_cmpuint (dpd_sa_get (now)->timer, !=, 0);
+  net_run (fx->net, 60000, NULL, NULL);
+  g_assert_cmpuint (fx->da->stats.dead_peers + fx->da->stats.ack_stale, ==, 0);
+  g_assert_cmpuint (fx->da->stats.ack_received, ==, fx->da->stats.rut_sent);
+  g_assert_cmpuint (modike_ike_count_sas (fx->a->ike, TRUE), ==, 1);
+  fx_free (fx);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -462,5 +502,6 @@ main (int argc, char **argv)
   g_test_add_func ("/dpd/wrong-ack", test_wrong_ack);
   g_test_add_func ("/dpd/dead-clear", test_dead_clear);
   g_test_add_func ("/dpd/dead-restart", test_dead_restart);
+  g_test_add_func ("/dpd/rekey", test_rekey);
   return g_test_run ();
 }
