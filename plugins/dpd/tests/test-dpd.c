@@ -368,6 +368,20 @@ test_wrong_ack (void)
   send_ack (fx->b, s->seq, TRUE);
   net_run (fx->net, 100, NULL, NULL);
   g_assert_cmpuint (fx->da->stats.ack_stale, ==, 3);
+  /* An R-U-THERE without a 4-byte sequence number gets no answer. */
+  {
+    ModikeIkeSa *sa = only_sa (fx->a);
+    g_autoptr (GError) error = NULL;
+    guint info_ba = fx->info_ba;
+
+    g_assert_true (modike_ike_sa_send_notify (sa, MODIKE_N_DPD_R_U_THERE, MODIKE_PROTO_ISAKMP, NULL, 0,
+                                              (const guint8 *) "abc", 3, &error));
+    g_assert_no_error (error);
+    net_run (fx->net, 100, NULL, NULL);
+    g_assert_cmpuint (fx->db->stats.rejected, ==, 1);
+    g_assert_cmpuint (fx->db->stats.ack_sent, ==, 1);
+    g_assert_cmpuint (fx->info_ba, ==, info_ba);
+  }
   fx_free (fx);
 }
 
