@@ -204,7 +204,8 @@ dpd_tick (ModikeIkeSa *sa, gpointer data)
       peer_dead (sa, s);
       return;
     }
-  /* RFC 3706 7: every R-U-THERE, a retransmission too, takes the next number. */
+  /* Every R-U-THERE, a resend too, takes the next number (as strongSwan
+   * does): an answer tells which one it answers. */
   s->seq++;
   if (send_dpd (sa, MODIKE_N_DPD_R_U_THERE, s->seq))
     {
@@ -224,7 +225,8 @@ on_p1_up (ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child, gpoi
 
   dpd_settings_for (d, sa, &s->set);
   s->up_us = modike_ike_now_us (modike_ike_sa_get_ike (sa));
-  /* RFC 3706 7: a random start; below 2^31 so that it never wraps in practice. */
+  /* A random start (RFC 3706 6); below 2^31, our choice, so that it never
+   * wraps in practice. */
   modike_random (&start, sizeof start);
   s->seq = start & 0x7fffffff;
   if (!s->peer_vid || s->set.delay_s == 0)
