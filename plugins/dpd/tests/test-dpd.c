@@ -468,6 +468,34 @@ test_dead_restart (void)
   fx_free (fx);
 }
 
+/* The restart keeps trying only while nobody answers: B comes back with
+ * proposals A does not share, and NO_PROPOSAL_CHOSEN ends it. */
+static void
+test_restart_gives_up (void)
+{
+  g_autofree char *oa = opts (5, 20, "restart");
+  Fx *fx = fx_new (oa, TRUE, NULL);
+  Params p = params_default ();
+  guint failed;
+
+  fx->dead_ab = fx->dead_ba = TRUE;
+  net_run (fx->net, 40000, NULL, NULL);
+  g_assert_cmpuint (fx->da->stats.dead_peers, ==, 1);
+  g_assert_cmpuint (fx->a->p1_failed, >=, 1);
+  g_assert_cmpuint (modike_ike_count_sas (fx->a->ike, FALSE), ==, 1);
+  p.encr = "aes256";
+  reload_node (fx->b, &p, FALSE, "b2");
+  fx->dead_ab = fx->dead_ba = FALSE;
+  failed = fx->a->p1_failed;
+  g_assert_true (net_run (fx->net, 30000, pred_a_empty, fx));
+  g_assert_cmpuint (fx->a->p1_failed, ==, failed + 1);
+  g_assert_error (fx->a->p1_error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PROPOSAL_CHOSEN);
+  net_run (fx->net, 60000, NULL, NULL);
+  g_assert_cmpuint (modike_ike_count_sas (fx->a->ike, FALSE), ==, 0);
+  g_assert_cmpuint (fx->a->p1_failed, ==, failed + 1);
+  fx_free (fx);
+}
+
 /* Phase 1 rekeyed: DPD stops on the old SA (it lingers, idle, until it
  * expires, and its silence says nothing) and runs on the new one. */
 static void
@@ -516,6 +544,7 @@ main (int argc, char **argv)
   g_test_add_func ("/dpd/wrong-ack", test_wrong_ack);
   g_test_add_func ("/dpd/dead-clear", test_dead_clear);
   g_test_add_func ("/dpd/dead-restart", test_dead_restart);
+  g_test_add_func ("/dpd/restart-gives-up", test_restart_gives_up);
   g_test_add_func ("/dpd/rekey", test_rekey);
   return g_test_run ();
 }
