@@ -148,6 +148,13 @@ daemon_stage (Daemon *d, const char *peer, const char *stage, const char *state,
    * stages that waited (phase 1 deleted, queued Quick Modes) as well. */
   if (site && site->fail_code && strcmp (state, "failed") == 0)
     return;
+  /* Up again (a restart after dead peer detection, a retried XAuth): an
+   * earlier failure no longer tells how the connection ends. */
+  if (site && site->fail_code && strcmp (stage, "phase1") == 0 && strcmp (state, "up") == 0)
+    {
+      g_clear_pointer (&site->fail_code, g_free);
+      g_clear_pointer (&site->fail_message, g_free);
+    }
   m = control_msg_new ("event");
   json_object_set_string_member (m, "event", "stage");
   json_object_set_string_member (m, "site", peer ? peer : "");
@@ -686,6 +693,20 @@ ctl_statistics (gpointer user)
     json_object_set_int_member (e, "retransmits", (gint64) st->retransmits);
     json_object_set_int_member (e, "auth_failures", (gint64) st->auth_failures);
     json_object_set_object_member (res, "engine", e);
+  }
+  {
+    g_autoptr (GArray) counters = modike_ike_plugin_counters (d->ike);
+    JsonObject *plugins = json_object_new ();
+
+    for (guint i = 0; i < counters->len; i++)
+      {
+        const ModikeCounter *c = &g_array_index (counters, ModikeCounter, i);
+
+        if (!json_object_has_member (plugins, c->plugin))
+          json_object_set_object_member (plugins, c->plugin, json_object_new ());
+        json_object_set_int_member (json_object_get_object_member (plugins, c->plugin), c->name, (gint64) c->value);
+      }
+    json_object_set_object_member (res, "plugins", plugins);
   }
   return res;
 }

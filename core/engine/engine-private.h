@@ -155,6 +155,7 @@ struct _ModikeIkeSa {
   struct _EngineGate *gate;   /* phase-2 gate (phase2-gate.c); NULL until held */
 
   gint64 last_rx_us;          /* last authenticated (decrypted, accepted) message */
+  gboolean retry_p1;          /* a plugin's restart: phase 1 starts again when it times out */
   GHashTable *plugin_timers;  /* id -> timer of modike_ike_sa_timer_add; NULL until one */
   guint next_timer_id;
   ModikePrefix peer_addr4, peer_addr6; /* the client's mode config addresses (gateway); family 0 = none */

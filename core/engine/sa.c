@@ -595,6 +595,8 @@ engine_sa_delete (ModikeIkeSa *sa, gboolean send_delete)
     }
 }
 
+static void sa_delete (ModikeIkeSa *sa, gboolean restart, gboolean retry);
+
 void
 engine_sa_fail (ModikeIkeSa *sa, const GError *error)
 {
@@ -605,6 +607,14 @@ engine_sa_fail (ModikeIkeSa *sa, const GError *error)
   ELOG_MSG (sa, NULL, "phase 1 failed: %s", error->message);
   if (sa->state != SA_ESTABLISHED && ike->obs.p1_failed != NULL)
     ike->obs.p1_failed (sa->peer_name != NULL ? sa->peer_name : "", error, ike->obs_user);
+  /* A restart that keeps trying (modike_ike_sa_delete_retry): the peer is
+   * still away; the next attempt starts before anyone sees no SA. */
+  if (sa->retry_p1 && sa->state != SA_ESTABLISHED && g_error_matches (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_TIMEOUT))
+    {
+      ELOG_INFO (sa, NULL, "no answer yet: starting phase 1 again");
+      sa_delete (sa, TRUE, TRUE);
+      return;
+    }
   engine_sa_delete (sa, FALSE);
 }
 
@@ -1055,11 +1065,27 @@ add_policy (GArray *policies, guint32 spd_id)
   g_array_append_val (policies, spd_id);
 }
 
-void
-modike_ike_sa_delete (ModikeIkeSa *sa, gboolean restart)
+/* The new phase 1 a restart started with the peer (none: a newer SA
+ * carries on, or the restart failed) keeps trying while it times out. */
+static void
+mark_retry (ModikeIke *ike, const ModikePeerConfig *peer, guint32 after)
+{
+  for (guint i = 0; i < ike->sas->len; i++)
+    {
+      ModikeIkeSa *s = g_ptr_array_index (ike->sas, i);
+
+      if (!s->dead && s->peer == peer && s->serial > after && s->role == MODIKE_ROLE_INITIATOR &&
+          s->state != SA_ESTABLISHED)
+        s->retry_p1 = TRUE;
+    }
+}
+
+static void
+sa_delete (ModikeIkeSa *sa, gboolean restart, gboolean retry)
 {
   ModikeIke *ike = sa->ike;
   const ModikePeerConfig *peer = sa->peer;
+  guint32 serial = sa->serial;
   g_autofree char *name = g_strdup (sa->peer_name);
   g_autoptr (GArray) policies = g_array_new (FALSE, FALSE, sizeof (guint32));
   g_autoptr (GArray) waiting = g_array_new (FALSE, FALSE, sizeof (guint32));
@@ -1092,13 +1118,34 @@ modike_ike_sa_delete (ModikeIkeSa *sa, gboolean restart)
       if (!x->done && !x->dead && x->role == MODIKE_ROLE_INITIATOR && x->spd_id != 0)
         add_policy (policies, x->spd_id);
     }
-  ELOG_INFO (sa, NULL, "deleting the IKE SA on a plugin's request%s", restart ? ", then starting again" : "");
+  if (!sa->retry_p1)
+    ELOG_INFO (sa, NULL, "deleting the IKE SA on a plugin's request%s", restart ? ", then starting again" : "");
   if (restart)
     engine_gate_drop_waiting (sa, NULL, FALSE);
   engine_sa_delete (sa, TRUE);
   if (restart)
     sa_restart (ike, peer, name, policies, replaced);
+  if (restart && retry && peer != NULL)
+    mark_retry (ike, peer, serial);
   engine_leave (ike);
+}
+
+void
+modike_ike_sa_delete (ModikeIkeSa *sa, gboolean restart)
+{
+  sa_delete (sa, restart, FALSE);
+}
+
+void
+modike_ike_sa_delete_retry (ModikeIkeSa *sa)
+{
+  sa_delete (sa, TRUE, TRUE);
+}
+
+gboolean
+modike_ike_sa_is_replaced (const ModikeIkeSa *sa)
+{
+  return sa->rekeyed;
 }
 
 /* The core keeps the NAT verdict: a client of a responder-only entry that

@@ -9,7 +9,10 @@
  * POLICY lines are the policy instances the SA's result or peer address
  * made (instances.c); readers that do not know them skip them.
  * The counters come from the datapath plugin (none without one); drops is
- * the sum over every reason of both directions. */
+ * the sum over every reason of both directions. Then one line per plugin
+ * that registered counters (modike_register_counters):
+ *
+ * PLUGIN <name> <counter>=<n> ... */
 #include "engine-private.h"
 
 const char *
@@ -94,5 +97,27 @@ modike_ike_status (ModikeIke *ike)
       if (!sa->dead)
         append_sa (s, sa);
     }
+  {
+    g_autoptr (GArray) counters = modike_ike_plugin_counters (ike);
+    const char *last = NULL;
+
+    for (guint i = 0; i < counters->len; i++)
+      {
+        const ModikeCounter *c = &g_array_index (counters, ModikeCounter, i);
+
+        if (last != c->plugin)
+          g_string_append_printf (s, "%sPLUGIN %s", last != NULL ? "\n" : "", c->plugin);
+        g_string_append_printf (s, " %s=%" G_GUINT64_FORMAT, c->name, c->value);
+        last = c->plugin;
+      }
+    if (last != NULL)
+      g_string_append_c (s, '\n');
+  }
   return g_string_free (s, FALSE);
+}
+
+GArray *
+modike_ike_plugin_counters (ModikeIke *ike)
+{
+  return modike_registry_counters (ike->registry);
 }

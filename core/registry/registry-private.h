@@ -84,6 +84,8 @@ void modike_registry_emit (const ModikeRegistry *reg, ModikeEventType ev, Modike
 const ModikeDatapathOps *modike_registry_datapath (const ModikeRegistry *reg, gpointer *user);
 const ModikeOsAdapterOps *modike_registry_os_adapter (const ModikeRegistry *reg, gpointer *user);
 /* Receive hooks in registration order: how many, and the i-th. */
+/* Every plugin's counters now (ModikeCounter, in load order). */
+GArray *modike_registry_counters (const ModikeRegistry *reg);
 guint modike_registry_rx_hooks (const ModikeRegistry *reg);
 ModikeRxHookFunc modike_registry_rx_hook (const ModikeRegistry *reg, guint i, gpointer *user);
 /* The transmit hook, NULL when none is registered. */

@@ -101,6 +101,7 @@ struct _ModikeRegistry {
   GHashTable *payload_index;
   GHashTable *builder_index;
   GPtrArray *empty;      /* returned when nothing is registered at a point */
+  GPtrArray *counters;   /* HookReg*: modike_register_counters, in load order */
 };
 
 static const ModikePluginDescriptor core_descriptor = {
@@ -343,6 +344,7 @@ modike_registry_new (void)
   reg->ports = g_ptr_array_new_with_free_func (g_free);
   reg->events = g_ptr_array_new_with_free_func (g_free);
   reg->rx_hooks = g_ptr_array_new_with_free_func (g_free);
+  reg->counters = g_ptr_array_new_with_free_func (g_free);
   reg->payload_index = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL,
                                               (GDestroyNotify) g_ptr_array_unref);
   reg->builder_index = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL,
@@ -377,6 +379,7 @@ modike_registry_free (ModikeRegistry *reg)
   g_ptr_array_unref (reg->ports);
   g_ptr_array_unref (reg->events);
   g_ptr_array_unref (reg->rx_hooks);
+  g_ptr_array_unref (reg->counters);
   single_clear (&reg->encap);
   single_clear (&reg->datapath);
   single_clear (&reg->os_adapter);
@@ -449,6 +452,7 @@ modike_registry_remove_plugin (ModikeRegistry *reg, ModikePlugin *plugin)
   drop_owned (reg->attributes, plugin);
   drop_owned (reg->transactions, plugin);
   drop_owned (reg->rx_hooks, plugin);
+  drop_owned (reg->counters, plugin);
   if (reg->tx_hook.owner == plugin)
     memset (&reg->tx_hook, 0, sizeof reg->tx_hook);
   if (reg->encap.owner == plugin)
@@ -1588,21 +1592,74 @@ modike_registry_describe (const ModikeRegistry *reg)
 
 /* ---- Packet-path hooks ---- */
 
-gboolean
-modike_register_rx_hook (ModikePlugin *plugin, ModikeRxHookFunc fn, gpointer user, GError **error)
+/* Appends a hook of plugin to list (rx hooks, counters). */
+static gboolean
+hook_add (ModikePlugin *plugin, GPtrArray *list, gpointer fn, gpointer user, const char *what, GError **error)
 {
   HookReg *h;
 
-  g_return_val_if_fail (plugin != NULL, FALSE);
-  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
   if (fn == NULL)
-    return INVALID (plugin, error, "registers a %s without a function", "receive hook");
+    return INVALID (plugin, error, "registers %s without a function", what);
   h = g_new0 (HookReg, 1);
   h->owner = plugin;
-  h->fn = (gpointer) fn;
+  h->fn = fn;
   h->user = user;
-  g_ptr_array_add (plugin->reg->rx_hooks, h);
+  g_ptr_array_add (list, h);
   return TRUE;
+}
+
+gboolean
+modike_register_rx_hook (ModikePlugin *plugin, ModikeRxHookFunc fn, gpointer user, GError **error)
+{
+  g_return_val_if_fail (plugin != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  return hook_add (plugin, plugin->reg->rx_hooks, (gpointer) fn, user, "a receive hook", error);
+}
+
+/* ---- counters ---- */
+
+struct _ModikeCounters {
+  GArray *out;             /* ModikeCounter */
+  const char *plugin;
+};
+
+gboolean
+modike_register_counters (ModikePlugin *plugin, ModikeCountersFunc fn, gpointer user, GError **error)
+{
+  g_return_val_if_fail (plugin != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  return hook_add (plugin, plugin->reg->counters, (gpointer) fn, user, "counters", error);
+}
+
+void
+modike_counters_add (ModikeCounters *out, const char *name, guint64 value)
+{
+  ModikeCounter c = { out->plugin, g_strdup (name), value };
+
+  g_return_if_fail (name != NULL);
+  g_array_append_val (out->out, c);
+}
+
+static void
+counter_clear (gpointer p)
+{
+  g_free (((ModikeCounter *) p)->name);
+}
+
+GArray *
+modike_registry_counters (const ModikeRegistry *reg)
+{
+  GArray *out = g_array_new (FALSE, FALSE, sizeof (ModikeCounter));
+
+  g_array_set_clear_func (out, counter_clear);
+  for (guint i = 0; i < reg->counters->len; i++)
+    {
+      const HookReg *h = g_ptr_array_index (reg->counters, i);
+      ModikeCounters c = { out, modike_plugin_get_name (h->owner) };
+
+      ((ModikeCountersFunc) h->fn) (&c, h->user);
+    }
+  return out;
 }
 
 guint

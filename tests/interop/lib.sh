@@ -612,6 +612,21 @@ mki_modiked_conf () {
   } > "$file"
 }
 
+# mki_site_split CFG SITE SOCK: moves CFG's peer and policy (initiate
+# "no": `modike connect` starts them) into the site file SITE, for `modike
+# connect`, and gives the daemon config a <control socket=SOCK> instead.
+mki_site_split () {
+  python3 - "$1" "$2" "$3" <<'PY'
+import re, sys
+cfg, site, sock = sys.argv[1:4]
+text = open(cfg).read()
+m = re.search(r"(  <peer .*</policy>\n)", text, re.S)
+open(site, "w").write('<?xml version="1.0"?>\n<modike>\n' + m.group(1).replace('initiate="yes"', 'initiate="no"')
+                      + "</modike>\n")
+open(cfg, "w").write(text.replace(m.group(1), '  <control socket="%s"/>\n' % sock))
+PY
+}
+
 # mki_plugin_dir DEST NAME...: sets MKI_PLUGIN_DIR_OUT to a directory that
 # holds NAME.so for every NAME (modiked takes one plugin directory; meson
 # builds each plugin in its own). MODIKE_PLUGIN_DIR is a ':'-separated list

@@ -80,6 +80,9 @@ guint modike_ike_count_sas (ModikeIke *ike, gboolean established_only);
 /* Human-readable status: IKE SAs (cookies, peer, state, algorithms,
  * lifetimes) and their IPsec SAs (SPIs, algorithms, lifetimes). */
 char *modike_ike_status (ModikeIke *ike);
+/* Every plugin's counters (modike_register_counters) now: ModikeCounter
+ * elements in load order; the array frees the names. */
+GArray *modike_ike_plugin_counters (ModikeIke *ike);
 
 /* Outcome callbacks for the daemon's log and the tests. */
 typedef struct {
@@ -140,5 +143,12 @@ gint64 modike_ike_sa_get_last_inbound (ModikeIkeSa *sa);
  * (the policies follow to that), nor when the peer entry has no remote
  * address (logged). */
 void modike_ike_sa_delete (ModikeIkeSa *sa, gboolean restart);
+/* modike_ike_sa_delete (sa, TRUE), and when the new phase 1 gets no answer
+ * (its retransmits run out) it starts again at once, until the peer
+ * answers, a phase 1 fails otherwise, or the peer is terminated. */
+void modike_ike_sa_delete_retry (ModikeIkeSa *sa);
+/* TRUE once a newer IKE SA with the same peer took over (phase 1 was
+ * rekeyed): this one only lingers until it expires. */
+gboolean modike_ike_sa_is_replaced (const ModikeIkeSa *sa);
 
 G_END_DECLS

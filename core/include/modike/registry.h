@@ -175,6 +175,21 @@ typedef ModikeRxVerdict (*ModikeRxHookFunc) (ModikeIke *ike, const ModikeAddr *l
                                              GBytes *datagram, GBytes **replace, gpointer user);
 gboolean modike_register_rx_hook (ModikePlugin *plugin, ModikeRxHookFunc fn, gpointer user, GError **error);
 
+/* ---- Counters (ABI 1.3; not exclusive): a plugin's own numbers for the
+ * host's status (modiked's status file, the control socket's statistics).
+ * fn adds each one with modike_counters_add whenever the host asks. ---- */
+typedef struct _ModikeCounters ModikeCounters;
+typedef void (*ModikeCountersFunc) (ModikeCounters *out, gpointer user);
+gboolean modike_register_counters (ModikePlugin *plugin, ModikeCountersFunc fn, gpointer user, GError **error);
+/* name: lower case, digits and '_', unique within the plugin. */
+void modike_counters_add (ModikeCounters *out, const char *name, guint64 value);
+/* What the host reads (modike_ike_plugin_counters). */
+typedef struct {
+  const char *plugin;
+  char *name;
+  guint64 value;
+} ModikeCounter;
+
 /* The transmit hook (exclusive) sees every whole IKE message the engine
  * sends on sa, without the non-ESP marker: the first send (attempt 0),
  * each retransmission and each answer to a retransmitted request (attempt

@@ -599,17 +599,23 @@ assert_no_sas (Node *n)
 
 /* A takes a new config built from p; `name` labels its source. */
 void
-reload_a (Node *a, const Params *p, const char *name)
+reload_node (Node *n, const Params *p, gboolean is_a, const char *name)
 {
-  g_autofree char *xml = config_xml (p, TRUE);
+  g_autofree char *xml = config_xml (p, is_a);
   g_autoptr (GError) error = NULL;
   ModikeConfig *cfg = modike_config_load_string (xml, name, &error);
 
   g_assert_no_error (error);
-  g_assert_true (modike_ike_set_config (a->ike, cfg, &error));
+  g_assert_true (modike_ike_set_config (n->ike, cfg, &error));
   g_assert_no_error (error);
-  modike_config_free (a->cfg);
-  a->cfg = cfg;
+  modike_config_free (n->cfg);
+  n->cfg = cfg;
+}
+
+void
+reload_a (Node *a, const Params *p, const char *name)
+{
+  reload_node (a, p, TRUE, name);
 }
 
 char *
@@ -637,4 +643,16 @@ peer_id_text (ModikeIkeSa *sa)
   if (id->type == MODIKE_ID_DER_ASN1_DN)
     return modike_x509_dn_to_string (d, len);
   return modike_id_payload_to_string (id);
+}
+
+gpointer
+node_load_plugin (Node *n, const ModikePluginDescriptor *desc)
+{
+  ModikePlugin *pl = modike_registry_add_plugin (n->reg, desc);
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (desc->init (pl, &error));
+  g_assert_no_error (error);
+  g_assert_true (modike_registry_check_table (n->reg, &error));
+  return modike_plugin_get_data (pl);
 }

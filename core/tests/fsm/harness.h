@@ -112,6 +112,11 @@ void assert_no_failures (Node *a, Node *b);
 void establish (const Params *p, gboolean a_initiates);
 void assert_no_sas (Node *n);
 void reload_a (Node *a, const Params *p, const char *name);
+/* The same for either node: config_xml (p, is_a) applied as a reload. */
+void reload_node (Node *n, const Params *p, gboolean is_a, const char *name);
+/* A plugin on a node as the loader gives it (descriptor, init, table
+ * check), before the node is configured; its plugin data. */
+gpointer node_load_plugin (Node *n, const ModikePluginDescriptor *desc);
 
 /* ---- fake datapath and OS adapter plugins (fakes.c): they record the
  * engine's calls in one log ("create mk0 ...", "route+ mk0 ...") ---- */

@@ -9,14 +9,7 @@ const ModikePluginDescriptor *modike_plugin_descriptor (void);
 Xauth *
 load_plugin (Node *n)
 {
-  const ModikePluginDescriptor *desc = modike_plugin_descriptor ();
-  ModikePlugin *pl = modike_registry_add_plugin (n->reg, desc);
-  g_autoptr (GError) error = NULL;
-
-  g_assert_true (desc->init (pl, &error));
-  g_assert_no_error (error);
-  g_assert_true (modike_registry_check_table (n->reg, &error));
-  return modike_plugin_get_data (pl);
+  return node_load_plugin (n, modike_plugin_descriptor ());
 }
 
 /* `xml` with `section` added before </modike>; applied as the daemon does

@@ -247,15 +247,7 @@ if [ -n "$PROMPT" ]; then
   # The peer and its policy become the site `modike connect` uploads; the
   # daemon keeps the rest and gets a control socket.
   SOCK=$MKI_DIR/cl/ctl.sock SITE=$MKI_DIR/cl/site.xml
-  python3 - "$CFG" "$SITE" "$SOCK" <<'PY' || fail "could not split the config into daemon and site"
-import re, sys
-cfg, site, sock = sys.argv[1:4]
-text = open(cfg).read()
-m = re.search(r"(  <peer .*</policy>\n)", text, re.S)
-open(site, "w").write('<?xml version="1.0"?>\n<modike>\n' + m.group(1).replace('initiate="yes"', 'initiate="no"')
-                      + "</modike>\n")
-open(cfg, "w").write(text.replace(m.group(1), '  <control socket="%s"/>\n' % sock))
-PY
+  mki_site_split "$CFG" "$SITE" "$SOCK" || fail "could not split the config into daemon and site"
 fi
 mki_modiked_start "$SIDE_M" "$CFG"
 sleep 1
