@@ -832,6 +832,16 @@ host_stage (gpointer host, const char *peer, const char *stage, gboolean up, con
   daemon_stage (host, peer, stage, up ? "up" : "failed", error, NULL);
 }
 
+/* "adapter up ... modike0 10.9.0.17/32": the detail goes as the message. */
+static void
+host_stage_detail (gpointer host, const char *peer, const char *stage, const char *detail)
+{
+  g_autoptr (JsonObject) extra = json_object_new ();
+
+  json_object_set_string_member (extra, "message", detail);
+  daemon_stage (host, peer, stage, "up", NULL, extra);
+}
+
 static void
 host_banner (gpointer host, const char *peer, const char *text)
 {
@@ -845,7 +855,7 @@ host_banner (gpointer host, const char *peer, const char *text)
 }
 
 static const ModikeHostOps host_ops = {
-  sizeof (ModikeHostOps), host_request_credentials, host_stage, host_banner,
+  sizeof (ModikeHostOps), host_request_credentials, host_stage, host_banner, host_stage_detail,
 };
 
 /* On reload, MODIKE_IKE_ERROR_FAILED is not worth a warning. */

@@ -756,6 +756,35 @@ set_addresses (EngineAdapter *a, const ModikeOsAdapterOps *os, const ModikeSaRes
   return TRUE;
 }
 
+/* What modike connect shows next to the stages: "modike0 10.9.0.17/32",
+ * "10.1.0.0/16 10.2.0.0/16" (a full tunnel is many prefixes: counted). */
+static void
+report_adapter_up (ModikeIkeSa *sa, const EngineAdapter *a, const ModikeSaResult *r)
+{
+  g_autoptr (GString) s = g_string_new (a->ifname);
+  const ModikePrefix *addrs[] = { &r->addr4, &r->addr6 };
+  char buf[MODIKE_ADDR_STRLEN + 8];
+
+  for (guint i = 0; i < G_N_ELEMENTS (addrs); i++)
+    if (addrs[i]->net.family != 0)
+      g_string_append_printf (s, " %s", prefix_format (addrs[i], buf, sizeof buf));
+  modike_ike_sa_report_stage_detail (sa, "adapter", s->str);
+}
+
+static void
+report_routes_up (ModikeIkeSa *sa, const EngineAdapter *a)
+{
+  g_autoptr (GString) s = g_string_new (NULL);
+  char buf[MODIKE_ADDR_STRLEN + 8];
+
+  if (a->result_routes->len > 4)
+    g_string_printf (s, "%u networks", a->result_routes->len);
+  for (guint i = 0; i < a->result_routes->len && a->result_routes->len <= 4; i++)
+    g_string_append_printf (s, "%s%s", i > 0 ? " " : "",
+                            prefix_format (&g_array_index (a->result_routes, ModikePrefix, i), buf, sizeof buf));
+  modike_ike_sa_report_stage_detail (sa, "routes", s->len > 0 ? s->str : "none");
+}
+
 gboolean
 modike_ike_sa_set_result (ModikeIkeSa *sa, const ModikeSaResult *r, GError **error)
 {
@@ -812,12 +841,12 @@ modike_ike_sa_set_result (ModikeIkeSa *sa, const ModikeSaResult *r, GError **err
   a->result_sa = sa;
   result_routes (r, &sa->remote, a->result_routes);
   /* The connect client shows the adapter and routes stages (host.h). */
-  modike_ike_sa_report_stage (sa, "adapter", TRUE, NULL);
+  report_adapter_up (sa, a, r);
   apply_dns (ike, a, r);
   adapter_sync_routes (ike, a, ike->cfg);
   engine_instances_check_result (sa, r);
   engine_instances_sync (ike);
-  modike_ike_sa_report_stage (sa, "routes", TRUE, NULL);
+  report_routes_up (sa, a);
   return TRUE;
 }
 

@@ -74,6 +74,15 @@ modike_ike_sa_report_stage (ModikeIkeSa *sa, const char *stage, gboolean up, con
 }
 
 void
+modike_ike_sa_report_stage_detail (ModikeIkeSa *sa, const char *stage, const char *detail)
+{
+  if (HOST_HAS (sa->ike, stage_detail))
+    sa->ike->host_ops->stage_detail (sa->ike->host, sa->peer_name, stage, detail);
+  else
+    modike_ike_sa_report_stage (sa, stage, TRUE, NULL);
+}
+
+void
 modike_ike_sa_report_banner (ModikeIkeSa *sa, const char *text)
 {
   if (HOST_HAS (sa->ike, banner))

@@ -31,6 +31,9 @@ typedef struct _ModikeHostOps {
   void (*stage) (gpointer host, const char *peer, const char *stage, gboolean up, const GError *error);
   /* A text from the gateway for the user (mode config banner). */
   void (*banner) (gpointer host, const char *peer, const char *text);
+  /* ABI 1.3: a stage is up, with what to show next to it ("modike0
+   * 10.9.0.17/32"); hosts without it get stage (.., TRUE, NULL). */
+  void (*stage_detail) (gpointer host, const char *peer, const char *stage, const char *detail);
 } ModikeHostOps;
 
 /* ops NULL: no host (requests fail, reports go nowhere). ops is borrowed. */
@@ -48,5 +51,8 @@ gboolean modike_ike_sa_request_credentials (ModikeIkeSa *sa, const char *prompt,
 /* Tells the host that a stage of sa's connection is up or failed. */
 void modike_ike_sa_report_stage (ModikeIkeSa *sa, const char *stage, gboolean up, const GError *error);
 void modike_ike_sa_report_banner (ModikeIkeSa *sa, const char *text);
+/* ABI 1.3: a stage is up, with a short detail for the user (the adapter
+ * and its address, the networks routed). */
+void modike_ike_sa_report_stage_detail (ModikeIkeSa *sa, const char *stage, const char *detail);
 
 G_END_DECLS

@@ -49,6 +49,17 @@ static const ModikeHostOps host_ops = {
   sizeof (ModikeHostOps), host_request, host_stage, host_banner,
 };
 
+static void
+host_stage_detail (gpointer host, const char *peer, const char *stage, const char *detail)
+{
+  g_string_append_printf (((FakeHost *) host)->log, "stage %s %s up: %s\n", peer, stage, detail);
+}
+
+/* A host that shows details next to the stages (ABI 1.3). */
+static const ModikeHostOps detail_ops = {
+  sizeof (ModikeHostOps), host_request, host_stage, host_banner, host_stage_detail,
+};
+
 /* An older host that knows only request_credentials. */
 static const ModikeHostOps short_ops = {
   G_STRUCT_OFFSET (ModikeHostOps, stage), host_request, host_stage, host_banner,
@@ -214,6 +225,13 @@ test_host_result_stages (void)
   g_assert_true (modike_ike_sa_set_result (only_sa (a), r, &error));
   g_assert_no_error (error);
   g_assert_cmpstr (h.log->str, ==, "stage b adapter up\nstage b routes up\n");
+
+  /* A host with details gets the adapter, its address and the networks. */
+  g_string_truncate (h.log, 0);
+  modike_ike_set_host (a->ike, &detail_ops, &h);
+  g_assert_true (modike_ike_sa_set_result (only_sa (a), r, &error));
+  g_assert_no_error (error);
+  g_assert_cmpstr (h.log->str, ==, "stage b adapter up: modike0 10.99.0.5/32\nstage b routes up: 10.2.0.0/24\n");
 
   g_string_truncate (h.log, 0);
   os.fail_address = TRUE;
