@@ -962,6 +962,33 @@ test_same_user_same_address (void)
   world_free (w);
 }
 
+/* Identities longer than a lease key (MODECFG_IDENTITY_MAX): two that
+ * differ only past it are two users with two addresses. */
+static void
+test_long_identities (void)
+{
+  World *w = world_new (FALSE, default_section);
+  g_autoptr (GString) common = g_string_new (NULL);
+  g_autofree char *a0 = NULL, *a1 = NULL;
+
+  while (common->len < MODECFG_IDENTITY_MAX + 20)
+    g_string_append (common, "host.");
+  for (guint i = 0; i < 2; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("%sc%u.example", common->str, i);
+
+      world_client (w, i, "pull", id);
+    }
+  connect_until (w, 0, "stage modecfg up");
+  connect_until (w, 1, "stage modecfg up");
+  a0 = client_address (w, 0);
+  a1 = client_address (w, 1);
+  g_assert_nonnull (a0);
+  g_assert_nonnull (a1);
+  g_assert_cmpstr (a0, !=, a1);
+  world_free (w);
+}
+
 /* Three clients at once: each its own address, instance and adapter. */
 static void
 test_three_clients (void)
@@ -1136,6 +1163,7 @@ main (int argc, char **argv)
   g_test_add_func ("/modecfg/dual-stack", test_dual_stack);
   g_test_add_func ("/modecfg/rekey-keeps-address", test_rekey_keeps_address);
   g_test_add_func ("/modecfg/three-clients", test_three_clients);
+  g_test_add_func ("/modecfg/long-identities", test_long_identities);
   g_test_add_func ("/modecfg/gateway-silent", test_gateway_silent);
   g_test_add_func ("/modecfg/gateway-not-configured", test_gateway_not_configured);
   g_test_add_func ("/modecfg/unknown-attribute", test_unknown_attribute);
