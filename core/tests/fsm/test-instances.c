@@ -43,11 +43,12 @@ gw_xml (const char *local, gboolean adapter)
     adapter ? "    <adapter name=\"gw0\"/>\n" : "", local);
 }
 
-static void
-world_gateway (World *w, const char *local, gboolean adapter)
-{
-  g_autofree char *xml = gw_xml (local, adapter);
+static void fake_xauth_register (Node *n);
 
+/* The gateway with config xml; `xauth`: with the fake xauth-psk method. */
+static void
+world_gateway_xml (World *w, const char *xml, gboolean xauth)
+{
   w->net = net_new ();
   w->log = g_ptr_array_new_with_free_func (g_free);
   fake_dp_init (&w->dp, w->log);
@@ -55,7 +56,17 @@ world_gateway (World *w, const char *local, gboolean adapter)
   w->gw = node_alloc (w->net, "gw", GW_ADDR);
   fake_dp_register (w->gw, &w->dp);
   fake_os_register (w->gw, &w->os);
+  if (xauth)
+    fake_xauth_register (w->gw);
   node_configure (w->gw, xml);
+}
+
+static void
+world_gateway (World *w, const char *local, gboolean adapter)
+{
+  g_autofree char *xml = gw_xml (local, adapter);
+
+  world_gateway_xml (w, xml, FALSE);
 }
 
 static char *
@@ -92,12 +103,10 @@ reload (Node *n, const char *xml)
   n->cfg = cfg;
 }
 
-/* Client i (identity c<i>.example) with `policies` (XML). */
+/* Client i with config xml; `xauth`: with the fake xauth-psk method. */
 static Node *
-world_client (World *w, guint i, const char *policies)
+world_client_xml (World *w, guint i, const char *xml, gboolean xauth)
 {
-  g_autofree char *xml = client_xml (i, policies);
-
   if (w->clog[i] == NULL)
     {
       w->clog[i] = g_ptr_array_new_with_free_func (g_free);
@@ -107,8 +116,19 @@ world_client (World *w, guint i, const char *policies)
   w->c[i] = node_alloc (w->net, "client", client_addr[i]);
   fake_dp_register (w->c[i], &w->cdp[i]);
   fake_os_register (w->c[i], &w->cos[i]);
+  if (xauth)
+    fake_xauth_register (w->c[i]);
   node_configure (w->c[i], xml);
   return w->c[i];
+}
+
+/* Client i (identity c<i>.example) with `policies` (XML). */
+static Node *
+world_client (World *w, guint i, const char *policies)
+{
+  g_autofree char *xml = client_xml (i, policies);
+
+  return world_client_xml (w, i, xml, FALSE);
 }
 
 static void
@@ -846,15 +866,7 @@ group_gateway (World *w)
   g_autofree char *plain = gw_xml ("10.1.0.0/16", TRUE);
   g_autofree char *xml = replace (plain, "method=\"psk\"", "method=\"xauth-psk\"");
 
-  w->net = net_new ();
-  w->log = g_ptr_array_new_with_free_func (g_free);
-  fake_dp_init (&w->dp, w->log);
-  w->os.log = w->log;
-  w->gw = node_alloc (w->net, "gw", GW_ADDR);
-  fake_dp_register (w->gw, &w->dp);
-  fake_os_register (w->gw, &w->os);
-  fake_xauth_register (w->gw);
-  node_configure (w->gw, xml);
+  world_gateway_xml (w, xml, TRUE);
 }
 
 /* Client i with the group's identity; phase 1 up, then XAuth as `user`. */
@@ -866,14 +878,7 @@ group_client (World *w, guint i, const char *user)
   g_autofree char *grouped = replace (plain, id, "group.example");
   g_autofree char *xml = replace (grouped, "method=\"psk\"", "method=\"xauth-psk\"");
 
-  w->clog[i] = g_ptr_array_new_with_free_func (g_free);
-  fake_dp_init (&w->cdp[i], w->clog[i]);
-  w->cos[i].log = w->clog[i];
-  w->c[i] = node_alloc (w->net, "client", client_addr[i]);
-  fake_dp_register (w->c[i], &w->cdp[i]);
-  fake_os_register (w->c[i], &w->cos[i]);
-  fake_xauth_register (w->c[i]);
-  node_configure (w->c[i], xml);
+  world_client_xml (w, i, xml, TRUE);
   p1_up (w, i);
   /* Both came through NATs: an address does not tell clients apart. */
   gw_sa (w, i)->nat_remote = TRUE;
