@@ -241,7 +241,17 @@ mc_gateway_release (McSa *st)
       char buf[MODIKE_ADDR_STRLEN];
 
       if (pool == NULL)
-        continue;   /* removed by a reload: its leases stay in the store */
+        {
+          gboolean found = FALSE;
+          ModecfgLeaseStore *store = st->mc->store;
+
+          /* Its pool went with a reload: the lease still goes offline in
+           * the store (online, it would stay taken should the pool come
+           * back). */
+          if (store != NULL && !store->release (store->self, l->pool, st->user, &l->addr, &found, &error))
+            g_message ("pool %s (no longer configured): %s", l->pool, error->message);
+          continue;
+        }
       if (!modecfg_pool_release (pool, st->user, &l->addr, &error))
         g_message ("pool %s: %s", l->pool, error->message);
       else

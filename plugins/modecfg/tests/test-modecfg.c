@@ -274,6 +274,7 @@ typedef struct {
   gboolean drop_tx_from_gw;
   guint gw_tx;                /* transaction packets the gateway sent */
   Modecfg *cmc[3];            /* each client's plugin */
+  Modecfg *gmc;               /* the gateway's */
   const char *client_options; /* more <option> elements for the clients */
   GString *seq;               /* t/T: transaction from a client / the gateway; q/Q: Quick Mode */
 } World;
@@ -491,7 +492,7 @@ world_new (gboolean xauth, const char *section)
   fake_os_register (w->gw, &w->os);
   if (xauth)
     load (w->gw, &xauth_desc);
-  load (w->gw, modike_plugin_descriptor ());
+  w->gmc = load (w->gw, modike_plugin_descriptor ());
   xml = gw_xml (w, section);
   g_assert_true (apply_xml (w->gw, xml, &error));
   g_assert_no_error (error);
@@ -989,6 +990,37 @@ test_long_identities (void)
   world_free (w);
 }
 
+/* A reload takes a client's pool away, the client leaves, the pool comes
+ * back: the lease went offline when the client left (it was online for
+ * good, one address less per such reload). */
+static void
+test_pool_removed_by_reload (void)
+{
+  static const char other_section[] = "  <modecfg><leases file=\"memory\"/>"
+                                      "<pool name=\"rw2\" range=\"10.9.1.10-10.9.1.20\"/>"
+                                      "<gateway peer=\"clients\" pools=\"rw2\"/></modecfg>\n";
+  World *w = world_new (FALSE, default_section);
+  g_autofree char *other = gw_xml (w, other_section);
+  g_autofree char *back = gw_xml (w, default_section);
+  g_autoptr (GError) error = NULL;
+  ModecfgPoolStatus status;
+
+  world_client (w, 0, "pull", "c0.example");
+  connect_until (w, 0, "stage modecfg up");
+  g_assert_true (apply_xml (w->gw, other, &error));
+  g_assert_no_error (error);
+  modike_ike_terminate (w->c[0]->ike, "gw");
+  g_assert_true (net_run (w->net, 5000, pred_idle, NULL));
+  g_assert_null (gw_sa (w, 0));
+  g_assert_true (apply_xml (w->gw, back, &error));
+  g_assert_no_error (error);
+  g_assert_true (modecfg_pool_get_status (g_hash_table_lookup (w->gmc->pools, "rw"), &status, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (status.online, ==, 0);
+  g_assert_cmpuint (status.offline, ==, 1);
+  world_free (w);
+}
+
 /* Three clients at once: each its own address, instance and adapter. */
 static void
 test_three_clients (void)
@@ -1164,6 +1196,7 @@ main (int argc, char **argv)
   g_test_add_func ("/modecfg/rekey-keeps-address", test_rekey_keeps_address);
   g_test_add_func ("/modecfg/three-clients", test_three_clients);
   g_test_add_func ("/modecfg/long-identities", test_long_identities);
+  g_test_add_func ("/modecfg/pool-removed-by-reload", test_pool_removed_by_reload);
   g_test_add_func ("/modecfg/gateway-silent", test_gateway_silent);
   g_test_add_func ("/modecfg/gateway-not-configured", test_gateway_not_configured);
   g_test_add_func ("/modecfg/unknown-attribute", test_unknown_attribute);
