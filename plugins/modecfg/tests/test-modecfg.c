@@ -1021,6 +1021,30 @@ test_pool_removed_by_reload (void)
   world_free (w);
 }
 
+/* A gateway that hands out an address no host can have (unspecified,
+ * loopback, multicast, broadcast): the client refuses it with a clear
+ * error and configures nothing. */
+static void
+test_unusable_address (void)
+{
+  static const char *const bad[] = { "0.0.0.0", "127.0.0.1", "224.0.0.5", "255.255.255.255" };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autofree char *section = g_strdup_printf ("  <modecfg><leases file=\"memory\"/><pool name=\"bad\" range=\"%s\"/>"
+                                                  "<gateway peer=\"clients\" pools=\"bad\"/></modecfg>\n",
+                                                  bad[i]);
+      World *w = world_new (FALSE, section);
+
+      world_client (w, 0, "pull", "c0.example");
+      connect_until (w, 0, "stage modecfg failed");
+      if (strstr (w->hlog[0]->str, "not an address for a host") == NULL)
+        g_error ("%s: %s", bad[i], w->hlog[0]->str);
+      g_assert_null (log_last (w->clog[0], "address "));
+      world_free (w);
+    }
+}
+
 /* Three clients at once: each its own address, instance and adapter. */
 static void
 test_three_clients (void)
@@ -1197,6 +1221,7 @@ main (int argc, char **argv)
   g_test_add_func ("/modecfg/three-clients", test_three_clients);
   g_test_add_func ("/modecfg/long-identities", test_long_identities);
   g_test_add_func ("/modecfg/pool-removed-by-reload", test_pool_removed_by_reload);
+  g_test_add_func ("/modecfg/unusable-address", test_unusable_address);
   g_test_add_func ("/modecfg/gateway-silent", test_gateway_silent);
   g_test_add_func ("/modecfg/gateway-not-configured", test_gateway_not_configured);
   g_test_add_func ("/modecfg/unknown-attribute", test_unknown_attribute);
