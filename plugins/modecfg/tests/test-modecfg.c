@@ -845,9 +845,9 @@ pred_rekeyed (Net *net, gpointer user)
  * same one, the old SA's going does not free it (on a pool of one, a
  * second client is still refused). */
 static void
-test_rekey_keeps_address (void)
+test_rekey_keeps_address (gconstpointer xauth)
 {
-  World *w = world_new (FALSE, one_address_section);
+  World *w = world_new (GPOINTER_TO_INT (xauth), one_address_section);
   RekeyWant q = { w, 0 };
   g_autofree char *addr = NULL;
 
@@ -1217,7 +1217,9 @@ main (int argc, char **argv)
   g_test_add_func ("/modecfg/same-user-same-address", test_same_user_same_address);
   g_test_add_func ("/modecfg/lease-released", test_lease_released);
   g_test_add_func ("/modecfg/dual-stack", test_dual_stack);
-  g_test_add_func ("/modecfg/rekey-keeps-address", test_rekey_keeps_address);
+  g_test_add_data_func ("/modecfg/rekey-keeps-address", GINT_TO_POINTER (FALSE), test_rekey_keeps_address);
+  /* XAuth: the new SA joins the client's only once authenticated */
+  g_test_add_data_func ("/modecfg/rekey-keeps-address-xauth", GINT_TO_POINTER (TRUE), test_rekey_keeps_address);
   g_test_add_func ("/modecfg/three-clients", test_three_clients);
   g_test_add_func ("/modecfg/long-identities", test_long_identities);
   g_test_add_func ("/modecfg/pool-removed-by-reload", test_pool_removed_by_reload);
