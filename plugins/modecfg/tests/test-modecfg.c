@@ -1045,6 +1045,33 @@ test_unusable_address (void)
     }
 }
 
+/* A client that asks for another client's address (a value in its
+ * REQUEST's INTERNAL_IP4_ADDRESS) gets its own lease; the other keeps
+ * its address and instance. */
+static void
+test_request_for_address_ignored (void)
+{
+  World *w = world_new (FALSE, default_section);
+  g_autofree char *a0 = NULL, *a1 = NULL;
+  ModikeAddr want;
+  g_autofree char *vip0 = NULL;
+
+  world_client (w, 0, "pull", "c0.example");
+  world_client (w, 1, "pull", "c1.example");
+  connect_until (w, 0, "stage modecfg up");
+  a0 = client_address (w, 0);
+  vip0 = g_strndup (a0, strchr (a0, '/') - a0);
+  g_assert_true (modike_addr_parse (vip0, 0, &want, NULL));
+  w->cmc[1]->request_extra = modike_attr_array_new ();
+  modike_attr_add_addr (w->cmc[1]->request_extra, MODECFG_IP4_ADDRESS, &want);
+  connect_until (w, 1, "stage modecfg up");
+  a1 = client_address (w, 1);
+  g_assert_cmpstr (a1, !=, a0);
+  g_assert_true (spd_has (w->gw, "10.1.0.0/16", a0));
+  g_assert_nonnull (client_sa (w, 0));
+  world_free (w);
+}
+
 /* Three clients at once: each its own address, instance and adapter. */
 static void
 test_three_clients (void)
@@ -1224,6 +1251,7 @@ main (int argc, char **argv)
   g_test_add_func ("/modecfg/long-identities", test_long_identities);
   g_test_add_func ("/modecfg/pool-removed-by-reload", test_pool_removed_by_reload);
   g_test_add_func ("/modecfg/unusable-address", test_unusable_address);
+  g_test_add_func ("/modecfg/request-for-address-ignored", test_request_for_address_ignored);
   g_test_add_func ("/modecfg/gateway-silent", test_gateway_silent);
   g_test_add_func ("/modecfg/gateway-not-configured", test_gateway_not_configured);
   g_test_add_func ("/modecfg/unknown-attribute", test_unknown_attribute);
