@@ -255,6 +255,9 @@ test_attrs_malformed (void)
   assert_refused (UNITY_LOCAL_LAN, junk, 20);
   assert_refused (UNITY_BANNER, junk, 4);           /* a NUL inside */
   assert_refused (UNITY_DEF_DOMAIN, bad_utf8, 3);
+  /* a domain is one line of printable text (it reaches logs and terminals) */
+  assert_refused (UNITY_DEF_DOMAIN, (const guint8 *) "corp\x1b[2J.example", 16);
+  assert_refused (UNITY_SPLITDNS_NAME, (const guint8 *) "a.example,b\nnameserver 6.6.6.6", 30);
   assert_refused (UNITY_BANNER, (const guint8 *) long_text, strlen (long_text));
 }
 
