@@ -333,6 +333,32 @@ answer_credentials (Conn *c, JsonObject *req)
 
 /* ---- events ---- */
 
+/* Text from the daemon that a peer may have chosen (the banner, messages
+ * quoting it) for the terminal: control characters, escape sequences
+ * among them, are shown as \xNN (\u00NN for C1); `lines` keeps newline
+ * and tab. */
+static char *
+terminal_text (const char *text, gboolean lines)
+{
+  g_autofree char *valid = g_utf8_make_valid (text, -1);
+  GString *s = g_string_new (NULL);
+
+  for (const char *p = valid; *p != '\0'; p = g_utf8_next_char (p))
+    {
+      gunichar c = g_utf8_get_char (p);
+
+      if (lines && (c == '\n' || c == '\t'))
+        g_string_append_c (s, (char) c);
+      else if (c < 0x20 || c == 0x7f)
+        g_string_append_printf (s, "\\x%02x", c);
+      else if (c >= 0x80 && c < 0xa0)
+        g_string_append_printf (s, "\\u%04x", c);
+      else
+        g_string_append_unichar (s, c);
+    }
+  return g_string_free (s, FALSE);
+}
+
 static void
 print_stage (JsonObject *m)
 {
@@ -343,7 +369,9 @@ print_stage (JsonObject *m)
   g_autofree char *elapsed = ms >= 0 ? g_strdup_printf ("%" G_GINT64_FORMAT ".%03d s", ms / 1000, (int) (ms % 1000))
                                      : g_strdup ("");
 
-  printf ("%-8s %-7s %10s%s%s\n", stage, state, elapsed, message ? "  " : "", message ? message : "");
+  g_autofree char *shown = terminal_text (message != NULL ? message : "", FALSE);
+
+  printf ("%-8s %-7s %10s%s%s\n", stage, state, elapsed, message ? "  " : "", shown);
   fflush (stdout);
 }
 
@@ -362,12 +390,17 @@ handle_async (Conn *c, JsonObject *m)
   else if (strcmp (event, "stage") == 0)
     print_stage (m);
   else if (strcmp (event, "banner") == 0)
-    printf ("%s\n", control_msg_get_string (m, "text", ""));
+    {
+      g_autofree char *text = terminal_text (control_msg_get_string (m, "text", ""), TRUE);
+
+      printf ("%s\n", text);
+    }
   else if (strcmp (event, "detached") == 0)
     {
       const char *code = control_msg_get_string (m, "code", "failed");
+      g_autofree char *text = terminal_text (control_msg_get_string (m, "message", code), FALSE);
 
-      printf ("detached: %s\n", control_msg_get_string (m, "message", code));
+      printf ("detached: %s\n", text);
       fflush (stdout);
       c->exit_code = code_to_exit (code);
       c->done = TRUE;

@@ -187,6 +187,7 @@ typedef struct {
   guint gone;
   gboolean end_on_answer;   /* after the credentials: detach with code */
   const char *end_code;
+  const char *banner;        /* sent after phase 2, when set */
   GSpawnChildSetupFunc child_setup;
   gpointer child_data;
   GString *pty_out;          /* what the client wrote to its terminal */
@@ -235,6 +236,15 @@ on_credentials (GHashTable *values, const GError *error, gpointer user)
       f->password = g_strdup (g_hash_table_lookup (values, "password"));
       stage (f, "xauth", "up");
       stage (f, "phase2", "up");
+      if (f->banner != NULL)
+        {
+          g_autoptr (JsonObject) m = control_msg_new ("event");
+
+          json_object_set_string_member (m, "event", "banner");
+          json_object_set_string_member (m, "site", f->site);
+          json_object_set_string_member (m, "text", f->banner);
+          daemon_control_send (f->attached, m);
+        }
     }
   if (f->end_on_answer && f->attached)
     {
@@ -440,6 +450,27 @@ lose_tty (gpointer data)
   setsid ();
 }
 
+/* The banner is the gateway's text: control characters (a terminal's
+ * escape sequences) are shown escaped, lines stay lines. */
+static void
+test_client_banner_escaped (Fixture *f, gconstpointer data)
+{
+  g_autofree char *site = write_site (f, "<modike><peer name=\"gw\"/></modike>");
+  const char *env[] = { "MODIKE_USERNAME", "alice", "MODIKE_PASSWORD", "pw", NULL };
+  const char *args[] = { "connect", site, NULL };
+  g_autofree char *out = NULL, *err = NULL;
+
+  f->end_on_answer = TRUE;
+  f->end_code = "closed";
+  f->banner = "Welcome\n\x1b]0;owned\x07line two\r\x1b[2J\tend \xc3\xa9";
+  g_assert_cmpint (run_client (f, env, &out, &err, args), ==, 7);
+  g_assert_null (strchr (out, '\x1b'));
+  g_assert_null (strchr (out, '\x07'));
+  g_assert_null (strchr (out, '\r'));
+  g_assert_nonnull (strstr (out, "Welcome\n\\x1b]0;owned\\x07line two\\x0d\\x1b[2J\tend \xc3\xa9\n"));
+  g_unlink (site);
+}
+
 /* No credentials anywhere and no terminal: the client cancels, and the
  * requester hears it (the fake then ends the connection). */
 static void
@@ -611,5 +642,6 @@ main (int argc, char **argv)
   ADD ("server/request-client-gone", test_request_client_gone);
   ADD ("client/credentials-missing", test_client_credentials_missing);
   ADD ("client/credentials-tty", test_client_credentials_tty);
+  ADD ("client/banner-escaped", test_client_banner_escaped);
   return g_test_run ();
 }

@@ -53,6 +53,10 @@ modike_ike_sa_auth_done (ModikeIkeSa *sa)
     return;
   sa->authenticated = TRUE;
   ELOG_DEBUG (sa, NULL, "authenticated in full");
+  if (sa->join_deferred)
+    engine_sa_join (sa);
+  if (sa->dead)
+    return;
   modike_registry_emit (sa->ike->registry, MODIKE_EVENT_AUTHENTICATED, sa, NULL);
 }
 
@@ -62,6 +66,7 @@ modike_ike_sa_set_user (ModikeIkeSa *sa, const char *user)
   g_return_if_fail (sa != NULL && user != NULL && g_utf8_validate (user, -1, NULL));
   g_free (sa->user);
   sa->user = g_strdup (user);
+  sa->user_set = TRUE;
 }
 
 const char *

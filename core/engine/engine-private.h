@@ -122,6 +122,8 @@ struct _ModikeIkeSa {
   gboolean rekeyed;           /* a newer SA replaces this one */
   gboolean authenticated;     /* in full: MODIKE_EVENT_AUTHENTICATED went out */
   char *user;                 /* modike_ike_sa_set_user, else the peer's ID as text (lazily) */
+  gboolean user_set;          /* by modike_ike_sa_set_user (XAuth): part of the peer key */
+  gboolean join_deferred;     /* joins its client's SAs once authenticated (engine_sa_join) */
   guint32 serial;             /* creation order, for "older SA" decisions */
 
   ModikeAddr local, remote;   /* current endpoints (ports move on float) */
@@ -234,6 +236,10 @@ void engine_p1_established (ModikeIkeSa *sa);
 void engine_sa_fail (ModikeIkeSa *sa, const GError *error);
 void engine_sa_delete (ModikeIkeSa *sa, gboolean send_delete);
 void engine_sa_initial_contact (ModikeIkeSa *sa);
+/* A client of a responder-only entry that its auth method authenticates
+ * after phase 1 (XAuth) joins its own SAs (INITIAL-CONTACT, phase 1
+ * rekeying) only then: called by modike_ike_sa_auth_done. */
+void engine_sa_join (ModikeIkeSa *sa);
 gboolean engine_start_qm (ModikeIkeSa *sa, guint32 spd_id, guint32 rekey_spi, GError **error);
 void engine_p2_failed (ModikeIkeSa *sa, const GError *error);
 void engine_p2_up (ModikeIkeSa *sa, EngineChild *child);

@@ -45,11 +45,22 @@ id_is_address (guint8 type)
     }
 }
 
+/* A client of a responder-only entry whose auth method has still to
+ * authenticate it (XAuth): its phase 1 ID may be a group's, shared by
+ * other users. */
+static gboolean
+awaits_auth (const ModikeIkeSa *sa)
+{
+  return sa->peer != NULL && sa->peer->remote.family == 0 && !sa->authenticated && engine_auth_pending (sa);
+}
+
 /* sa's bucket in ike->by_peer: the name of a configured peer with a remote
  * address (one peer); for a responder-only entry (many clients) the name
  * and the type and value of the client's authenticated identity, plus the
  * address it came from when the identity is an address (behind NAT that is
- * a private address other clients may use too). NULL until then. */
+ * a private address other clients may use too), plus the user its auth
+ * method named (XAuth: users of one group ID are different clients).
+ * NULL until then. */
 static char *
 peer_key (const ModikeIkeSa *sa)
 {
@@ -57,6 +68,7 @@ peer_key (const ModikeIkeSa *sa)
   g_autoptr (ModikeIdPayload) parsed = NULL;
   g_autofree char *value = NULL;
   g_autofree char *from = NULL;
+  g_autofree char *user = NULL;
   const guint8 *data;
   gsize len;
 
@@ -64,7 +76,7 @@ peer_key (const ModikeIkeSa *sa)
     return NULL;
   if (sa->peer->remote.family != 0)
     return g_strdup (sa->peer_name);
-  if (sa->state != SA_ESTABLISHED || id == NULL)
+  if (sa->state != SA_ESTABLISHED || id == NULL || awaits_auth (sa))
     return NULL;
   data = g_bytes_get_data (id, &len);
   parsed = modike_id_payload_parse (data, len, NULL);
@@ -72,11 +84,17 @@ peer_key (const ModikeIkeSa *sa)
     return NULL;
   data = g_bytes_get_data (parsed->data, &len);
   value = modike_hex (data, len);
+  if (sa->user_set && sa->user != NULL)
+    {
+      g_autofree char *hex = modike_hex ((const guint8 *) sa->user, strlen (sa->user));
+
+      user = g_strconcat ("/u/", hex, NULL);
+    }
   /* '/' never occurs in a peer name: no client's key is a peer's name. */
   if (!id_is_address (parsed->type))
-    return g_strdup_printf ("%s/%u/%s", sa->peer_name, parsed->type, value);
+    return g_strdup_printf ("%s/%u/%s%s", sa->peer_name, parsed->type, value, user != NULL ? user : "");
   from = modike_hex (sa->remote.addr, modike_addr_len (&sa->remote));
-  return g_strdup_printf ("%s/%u/%s/%s", sa->peer_name, parsed->type, value, from);
+  return g_strdup_printf ("%s/%u/%s/%s%s", sa->peer_name, parsed->type, value, from, user != NULL ? user : "");
 }
 
 static void
@@ -710,32 +728,17 @@ engine_sa_arm_half_open (ModikeIkeSa *sa)
 }
 
 void
-engine_p1_established (ModikeIkeSa *sa)
+engine_sa_join (ModikeIkeSa *sa)
 {
-  ModikeIke *ike = sa->ike;
-  guint64 life = sa->choice.life_s;
-  g_autoptr (GArray) pending = NULL;
   g_autoptr (GPtrArray) sas = NULL;
 
-  if (sa->dead || sa->state == SA_ESTABLISHED)
-    return;
-  sa->state = SA_ESTABLISHED;
-  if (sa->role == MODIKE_ROLE_RESPONDER)
-    ike->half_open--;
-  sa->established_us = ike->env.now_us (ike->env.env);
-  engine_timer_cancel (ike, &sa->half_open_timer);
-  ELOG_INFO (sa, NULL, "IKE SA established (%s-%s-%s, %s, %s, life %" G_GUINT64_FORMAT " s)",
-             modike_encr_name (sa->choice.encr, sa->choice.keybits), modike_hash_name (sa->choice.hash),
-             modike_dh_name (sa->choice.group), sa->p1_exchange == MODIKE_EX_AGGRESSIVE ? "aggressive" : "main",
-             sa->role == MODIKE_ROLE_INITIATOR ? "initiator" : "responder", life);
-  /* Its authenticated identity is known now: a client of a responder-only
-   * entry joins its own SAs. */
+  sa->join_deferred = FALSE;
   sa_index (sa);
   if (sa->peer_initial_contact)
     engine_sa_initial_contact (sa);
   /* A peer address given before phase 1 was up makes its instances now. */
   if (sa->peer_addr4.net.family != 0 || sa->peer_addr6.net.family != 0)
-    engine_instances_sync (ike);
+    engine_instances_sync (sa->ike);
 
   /* Children of the other SAs of this peer move here (phase 1 rekeying). */
   sas = engine_sa_peer_sas (sa);
@@ -749,6 +752,35 @@ engine_p1_established (ModikeIkeSa *sa)
       if (o->state == SA_ESTABLISHED)
         o->rekeyed = TRUE;
     }
+}
+
+void
+engine_p1_established (ModikeIkeSa *sa)
+{
+  ModikeIke *ike = sa->ike;
+  guint64 life = sa->choice.life_s;
+  g_autoptr (GArray) pending = NULL;
+
+  if (sa->dead || sa->state == SA_ESTABLISHED)
+    return;
+  sa->state = SA_ESTABLISHED;
+  if (sa->role == MODIKE_ROLE_RESPONDER)
+    ike->half_open--;
+  sa->established_us = ike->env.now_us (ike->env.env);
+  engine_timer_cancel (ike, &sa->half_open_timer);
+  ELOG_INFO (sa, NULL, "IKE SA established (%s-%s-%s, %s, %s, life %" G_GUINT64_FORMAT " s)",
+             modike_encr_name (sa->choice.encr, sa->choice.keybits), modike_hash_name (sa->choice.hash),
+             modike_dh_name (sa->choice.group), sa->p1_exchange == MODIKE_EX_AGGRESSIVE ? "aggressive" : "main",
+             sa->role == MODIKE_ROLE_INITIATOR ? "initiator" : "responder", life);
+  /* Its authenticated identity is known now: a client of a responder-only
+   * entry joins its own SAs (after XAuth, when there is XAuth). */
+  if (awaits_auth (sa))
+    {
+      sa->join_deferred = TRUE;
+      sa_index (sa);
+    }
+  else
+    engine_sa_join (sa);
 
   if (life > 0)
     {

@@ -115,6 +115,22 @@ take_text (const ModikeAttrValue *v, char **out, GError **error)
   return TRUE;
 }
 
+/* A domain or list of domains: text on one line, without control
+ * characters (it reaches logs and terminals; tun checks the names). */
+static gboolean
+take_line (const ModikeAttrValue *v, char **out, GError **error)
+{
+  if (!take_text (v, out, error))
+    return FALSE;
+  for (const char *c = *out; *c != '\0'; c++)
+    if ((guchar) *c < 0x20 || *c == 0x7f)
+      {
+        g_clear_pointer (out, g_free);
+        return malformed (error, v->type, "control characters in a domain");
+      }
+  return TRUE;
+}
+
 static gboolean
 list_room (const GArray *list, const ModikeAttrValue *v, GError **error)
 {
@@ -128,7 +144,7 @@ take_names (ModecfgAttrs *a, const ModikeAttrValue *v, GError **error)
   g_autofree char *text = NULL;
   g_auto (GStrv) names = NULL;
 
-  if (!take_text (v, &text, error))
+  if (!take_line (v, &text, error))
     return FALSE;
   names = g_strsplit (text, ",", -1);
   for (guint i = 0; names[i] != NULL; i++)
@@ -279,7 +295,7 @@ modecfg_attrs_take (ModecfgAttrs *a, const ModikeAttrValue *v, GError **error)
       a->save_passwd = v->number;
       break;
     case UNITY_DEF_DOMAIN:
-      return take_text (v, &a->domain, error);
+      return take_line (v, &a->domain, error);
     case UNITY_SPLITDNS_NAME:
       return take_names (a, v, error);
     case UNITY_SPLIT_INCLUDE:

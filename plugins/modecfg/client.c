@@ -127,8 +127,22 @@ describe (const ModecfgAttrs *a)
   return g_string_free (s, FALSE);
 }
 
+/* An address a host may be given: not unspecified, loopback, multicast
+ * or (IPv4) reserved or broadcast. */
+static gboolean
+host_address (const ModikeAddr *a)
+{
+  static const guint8 zero[16];
+
+  if (a->family == AF_INET)
+    return memcmp (a->addr, zero, 4) != 0 && a->addr[0] != 127 && a->addr[0] < 224;
+  return memcmp (a->addr, zero, 16) != 0 && a->addr[0] != 0xff
+         && !(memcmp (a->addr, zero, 15) == 0 && a->addr[15] == 1);
+}
+
 /* What the gateway gave, as the SA's result. FALSE (and nothing applied)
- * without an address or when the core cannot apply it. */
+ * without an address, with one no host may have, or when the core cannot
+ * apply it. */
 static gboolean
 apply (McSa *st, const ModecfgAttrs *a, const char *what, GError **error)
 {
@@ -141,6 +155,16 @@ apply (McSa *st, const ModecfgAttrs *a, const char *what, GError **error)
     {
       g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED,
                    "peer %s: the gateway's mode config %s carries no address", mc_peer (sa), what);
+      return FALSE;
+    }
+  if ((a->has_addr4 && !host_address (&a->addr4)) || (a->has_addr6 && !host_address (&a->addr6.net)))
+    {
+      char buf[MODIKE_ADDR_STRLEN];
+
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED,
+                   "peer %s: the gateway's mode config %s gives %s, not an address for a host", mc_peer (sa), what,
+                   modike_addr_format (a->has_addr4 && !host_address (&a->addr4) ? &a->addr4 : &a->addr6.net, buf,
+                                       sizeof buf));
       return FALSE;
     }
   if (a->has_addr4)

@@ -28,6 +28,20 @@ lease_of_family (McSa *st, int family)
   return NULL;
 }
 
+/* The lease key of a user: the name itself, or for one longer than a key
+ * may be (a long certificate DN) its SHA-256, so that two names that
+ * differ only past MODECFG_IDENTITY_MAX bytes stay two users. */
+static char *
+lease_key (const char *user)
+{
+  g_autofree char *digest = NULL;
+
+  if (strlen (user) <= MODECFG_IDENTITY_MAX)
+    return g_strdup (user);
+  digest = g_compute_checksum_for_string (G_CHECKSUM_SHA256, user, -1);
+  return g_strconcat ("sha256:", digest, NULL);
+}
+
 /* Leases for the families wanted (ours already count), then the policy
  * instances for them. */
 static gboolean
@@ -43,7 +57,7 @@ lease (McSa *st, const ModecfgGateway *g, gboolean want4, gboolean want6, GError
       return FALSE;
     }
   if (st->user == NULL)
-    st->user = g_strndup (user, MODECFG_IDENTITY_MAX);
+    st->user = lease_key (user);
   for (guint i = 0; i < g->pools->len; i++)
     {
       ModecfgPool *pool = g->pools->pdata[i];
@@ -227,7 +241,17 @@ mc_gateway_release (McSa *st)
       char buf[MODIKE_ADDR_STRLEN];
 
       if (pool == NULL)
-        continue;   /* removed by a reload: its leases stay in the store */
+        {
+          gboolean found = FALSE;
+          ModecfgLeaseStore *store = st->mc->store;
+
+          /* Its pool went with a reload: the lease still goes offline in
+           * the store (online, it would stay taken should the pool come
+           * back). */
+          if (store != NULL && !store->release (store->self, l->pool, st->user, &l->addr, &found, &error))
+            g_message ("pool %s (no longer configured): %s", l->pool, error->message);
+          continue;
+        }
       if (!modecfg_pool_release (pool, st->user, &l->addr, &error))
         g_message ("pool %s: %s", l->pool, error->message);
       else
@@ -251,7 +275,8 @@ successor (McSa *st, int family)
   while (g_hash_table_iter_next (&it, &key, NULL))
     {
       McSa *o = key;
-      const char *user = o->user != NULL ? o->user : modike_ike_sa_get_user (o->sa);
+      const char *name = o->user == NULL ? modike_ike_sa_get_user (o->sa) : NULL;
+      g_autofree char *user = o->user != NULL ? g_strdup (o->user) : name != NULL ? lease_key (name) : NULL;
 
       if (o != st && modike_ike_sa_is_established (o->sa) && g_strcmp0 (user, st->user) == 0
           && g_strcmp0 (modike_ike_sa_get_peer_name (o->sa), modike_ike_sa_get_peer_name (st->sa)) == 0

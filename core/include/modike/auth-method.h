@@ -44,8 +44,9 @@ gboolean modike_ike_sa_auth_is_local (const ModikeIkeSa *sa);
 void modike_ike_sa_auth_done (ModikeIkeSa *sa);
 gboolean modike_ike_sa_is_authenticated (const ModikeIkeSa *sa);
 /* ABI 1.3: who the peer is, for leases and logs: the name the method's
- * plugin set (the XAuth user name), else the peer's phase 1 identity as
- * text ("client.example", "192.0.2.7", a DN); NULL before phase 1. */
+ * plugin set (the XAuth user name; before auth_done, as it tells a
+ * responder-only entry's clients apart), else the peer's phase 1 identity
+ * as text ("client.example", "192.0.2.7", a DN); NULL before phase 1. */
 void modike_ike_sa_set_user (ModikeIkeSa *sa, const char *user);
 const char *modike_ike_sa_get_user (ModikeIkeSa *sa);
 

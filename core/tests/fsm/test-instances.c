@@ -43,11 +43,12 @@ gw_xml (const char *local, gboolean adapter)
     adapter ? "    <adapter name=\"gw0\"/>\n" : "", local);
 }
 
-static void
-world_gateway (World *w, const char *local, gboolean adapter)
-{
-  g_autofree char *xml = gw_xml (local, adapter);
+static void fake_xauth_register (Node *n);
 
+/* The gateway with config xml; `xauth`: with the fake xauth-psk method. */
+static void
+world_gateway_xml (World *w, const char *xml, gboolean xauth)
+{
   w->net = net_new ();
   w->log = g_ptr_array_new_with_free_func (g_free);
   fake_dp_init (&w->dp, w->log);
@@ -55,7 +56,17 @@ world_gateway (World *w, const char *local, gboolean adapter)
   w->gw = node_alloc (w->net, "gw", GW_ADDR);
   fake_dp_register (w->gw, &w->dp);
   fake_os_register (w->gw, &w->os);
+  if (xauth)
+    fake_xauth_register (w->gw);
   node_configure (w->gw, xml);
+}
+
+static void
+world_gateway (World *w, const char *local, gboolean adapter)
+{
+  g_autofree char *xml = gw_xml (local, adapter);
+
+  world_gateway_xml (w, xml, FALSE);
 }
 
 static char *
@@ -92,12 +103,10 @@ reload (Node *n, const char *xml)
   n->cfg = cfg;
 }
 
-/* Client i (identity c<i>.example) with `policies` (XML). */
+/* Client i with config xml; `xauth`: with the fake xauth-psk method. */
 static Node *
-world_client (World *w, guint i, const char *policies)
+world_client_xml (World *w, guint i, const char *xml, gboolean xauth)
 {
-  g_autofree char *xml = client_xml (i, policies);
-
   if (w->clog[i] == NULL)
     {
       w->clog[i] = g_ptr_array_new_with_free_func (g_free);
@@ -107,8 +116,19 @@ world_client (World *w, guint i, const char *policies)
   w->c[i] = node_alloc (w->net, "client", client_addr[i]);
   fake_dp_register (w->c[i], &w->cdp[i]);
   fake_os_register (w->c[i], &w->cos[i]);
+  if (xauth)
+    fake_xauth_register (w->c[i]);
   node_configure (w->c[i], xml);
   return w->c[i];
+}
+
+/* Client i (identity c<i>.example) with `policies` (XML). */
+static Node *
+world_client (World *w, guint i, const char *policies)
+{
+  g_autofree char *xml = client_xml (i, policies);
+
+  return world_client_xml (w, i, xml, FALSE);
 }
 
 static void
@@ -805,6 +825,100 @@ test_gateway_isolation (void)
   world_free (&w);
 }
 
+/* ---- clients that share a phase 1 identity (a group ID) and are told
+ * apart by XAuth ---- */
+
+static void
+fx_established (ModikeIkeSa *sa, guint16 method, gboolean local, gpointer user)
+{
+}
+
+static const ModikePluginDescriptor fake_xauth_desc = {
+  MODIKE_PLUGIN_DESCRIPTOR_INIT,
+  .name = "fakexauth",
+  .version = "0",
+};
+
+/* xauth-psk as the xauth plugin registers it; the test authenticates the
+ * client by hand (modike_ike_sa_set_user, modike_ike_sa_auth_done). */
+static void
+fake_xauth_register (Node *n)
+{
+  ModikePlugin *pl = modike_registry_add_plugin (n->reg, &fake_xauth_desc);
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (modike_register_auth_method (pl, MODIKE_AUTH_XAUTH_INIT_PSK, "xauth-psk", MODIKE_AUTH_PSK,
+                                              MODIKE_ROLE_INITIATOR, fx_established, NULL, &error));
+  g_assert_no_error (error);
+}
+
+static char *
+replace (const char *text, const char *from, const char *to)
+{
+  g_auto (GStrv) parts = g_strsplit (text, from, -1);
+
+  return g_strjoinv (to, parts);
+}
+
+static void
+group_gateway (World *w)
+{
+  g_autofree char *plain = gw_xml ("10.1.0.0/16", TRUE);
+  g_autofree char *xml = replace (plain, "method=\"psk\"", "method=\"xauth-psk\"");
+
+  world_gateway_xml (w, xml, TRUE);
+}
+
+/* Client i with the group's identity; phase 1 up, then XAuth as `user`. */
+static void
+group_client (World *w, guint i, const char *user)
+{
+  g_autofree char *plain = client_xml (i, own_policy (i, client_vip[i]));
+  g_autofree char *id = g_strdup_printf ("c%u.example", i + 1);
+  g_autofree char *grouped = replace (plain, id, "group.example");
+  g_autofree char *xml = replace (grouped, "method=\"psk\"", "method=\"xauth-psk\"");
+
+  world_client_xml (w, i, xml, TRUE);
+  p1_up (w, i);
+  /* Both came through NATs: an address does not tell clients apart. */
+  gw_sa (w, i)->nat_remote = TRUE;
+  modike_ike_sa_set_user (gw_sa (w, i), user);
+  modike_ike_sa_auth_done (gw_sa (w, i));
+  g_assert_true (modike_ike_sa_is_authenticated (gw_sa (w, i)));
+}
+
+/* Two users behind NAT with one group ID are two clients: the second's
+ * phase 1 takes none of the first's ESP SAs, its address does not take
+ * the first's instance, and it may not use the first's instance. */
+static void
+test_gateway_group_id (void)
+{
+  World w = { 0 };
+  ModikeIkeSa *alice;
+  guint32 id0;
+
+  group_gateway (&w);
+  group_client (&w, 0, "alice");
+  alice = gw_sa (&w, 0);
+  give_address (&w, 0);
+  acquire (&w, w.c[0], "own");
+  g_assert_cmpuint (alice->children->len, ==, 1);
+  id0 = entry (w.gw, "vips@10.99.0.11/32")->id;
+
+  group_client (&w, 1, "bob");
+  g_assert_cmpuint (alice->children->len, ==, 1);
+  g_assert_false (alice->rekeyed);
+  g_assert_cmpuint (gw_sa (&w, 1)->children->len, ==, 0);
+  g_assert_false (engine_instance_usable (gw_sa (&w, 1), id0));
+  give_address (&w, 1);
+  g_assert_nonnull (entry (w.gw, "vips@10.99.0.11/32"));
+  g_assert_cmpuint (entry (w.gw, "vips@10.99.0.11/32")->id, ==, id0);
+  g_assert_nonnull (entry (w.gw, "vips@10.99.0.12/32"));
+  g_assert_true (engine_instance_find (w.gw->ike, id0)->sa == alice);
+  g_assert_cmpuint (alice->children->len, ==, 1);
+  world_free (&w);
+}
+
 #define P1 "<phase1><proposal encryption=\"aes128\" hash=\"sha256\" group=\"curve25519\"/></phase1>"
 
 static void
@@ -881,4 +995,5 @@ fsm_add_instance_tests (void)
   g_test_add_func ("/fsm/instances/gateway-clients", test_gateway_clients);
   g_test_add_func ("/fsm/instances/gateway-foreign-address", test_gateway_foreign_address);
   g_test_add_func ("/fsm/instances/gateway-isolation", test_gateway_isolation);
+  g_test_add_func ("/fsm/instances/gateway-group-id", test_gateway_group_id);
 }

@@ -255,6 +255,9 @@ test_attrs_malformed (void)
   assert_refused (UNITY_LOCAL_LAN, junk, 20);
   assert_refused (UNITY_BANNER, junk, 4);           /* a NUL inside */
   assert_refused (UNITY_DEF_DOMAIN, bad_utf8, 3);
+  /* a domain is one line of printable text (it reaches logs and terminals) */
+  assert_refused (UNITY_DEF_DOMAIN, (const guint8 *) "corp\x1b[2J.example", 16);
+  assert_refused (UNITY_SPLITDNS_NAME, (const guint8 *) "a.example,b\nnameserver 6.6.6.6", 30);
   assert_refused (UNITY_BANNER, (const guint8 *) long_text, strlen (long_text));
 }
 
@@ -274,6 +277,7 @@ typedef struct {
   gboolean drop_tx_from_gw;
   guint gw_tx;                /* transaction packets the gateway sent */
   Modecfg *cmc[3];            /* each client's plugin */
+  Modecfg *gmc;               /* the gateway's */
   const char *client_options; /* more <option> elements for the clients */
   GString *seq;               /* t/T: transaction from a client / the gateway; q/Q: Quick Mode */
 } World;
@@ -491,7 +495,7 @@ world_new (gboolean xauth, const char *section)
   fake_os_register (w->gw, &w->os);
   if (xauth)
     load (w->gw, &xauth_desc);
-  load (w->gw, modike_plugin_descriptor ());
+  w->gmc = load (w->gw, modike_plugin_descriptor ());
   xml = gw_xml (w, section);
   g_assert_true (apply_xml (w->gw, xml, &error));
   g_assert_no_error (error);
@@ -844,9 +848,9 @@ pred_rekeyed (Net *net, gpointer user)
  * same one, the old SA's going does not free it (on a pool of one, a
  * second client is still refused). */
 static void
-test_rekey_keeps_address (void)
+test_rekey_keeps_address (gconstpointer xauth)
 {
-  World *w = world_new (FALSE, one_address_section);
+  World *w = world_new (GPOINTER_TO_INT (xauth), one_address_section);
   RekeyWant q = { w, 0 };
   g_autofree char *addr = NULL;
 
@@ -959,6 +963,115 @@ test_same_user_same_address (void)
   g_assert_true (net_run (w->net, 60000, pred_host, &q));
   a3 = client_address (w, 0);
   g_assert_cmpstr (a3, ==, "10.9.0.11/32");
+  world_free (w);
+}
+
+/* Identities longer than a lease key (MODECFG_IDENTITY_MAX): two that
+ * differ only past it are two users with two addresses. */
+static void
+test_long_identities (void)
+{
+  World *w = world_new (FALSE, default_section);
+  g_autoptr (GString) common = g_string_new (NULL);
+  g_autofree char *a0 = NULL, *a1 = NULL;
+
+  while (common->len < MODECFG_IDENTITY_MAX + 20)
+    g_string_append (common, "host.");
+  for (guint i = 0; i < 2; i++)
+    {
+      g_autofree char *id = g_strdup_printf ("%sc%u.example", common->str, i);
+
+      world_client (w, i, "pull", id);
+    }
+  connect_until (w, 0, "stage modecfg up");
+  connect_until (w, 1, "stage modecfg up");
+  a0 = client_address (w, 0);
+  a1 = client_address (w, 1);
+  g_assert_nonnull (a0);
+  g_assert_nonnull (a1);
+  g_assert_cmpstr (a0, !=, a1);
+  world_free (w);
+}
+
+/* A reload takes a client's pool away, the client leaves, the pool comes
+ * back: the lease went offline when the client left (it was online for
+ * good, one address less per such reload). */
+static void
+test_pool_removed_by_reload (void)
+{
+  static const char other_section[] = "  <modecfg><leases file=\"memory\"/>"
+                                      "<pool name=\"rw2\" range=\"10.9.1.10-10.9.1.20\"/>"
+                                      "<gateway peer=\"clients\" pools=\"rw2\"/></modecfg>\n";
+  World *w = world_new (FALSE, default_section);
+  g_autofree char *other = gw_xml (w, other_section);
+  g_autofree char *back = gw_xml (w, default_section);
+  g_autoptr (GError) error = NULL;
+  ModecfgPoolStatus status;
+
+  world_client (w, 0, "pull", "c0.example");
+  connect_until (w, 0, "stage modecfg up");
+  g_assert_true (apply_xml (w->gw, other, &error));
+  g_assert_no_error (error);
+  modike_ike_terminate (w->c[0]->ike, "gw");
+  g_assert_true (net_run (w->net, 5000, pred_idle, NULL));
+  g_assert_null (gw_sa (w, 0));
+  g_assert_true (apply_xml (w->gw, back, &error));
+  g_assert_no_error (error);
+  g_assert_true (modecfg_pool_get_status (g_hash_table_lookup (w->gmc->pools, "rw"), &status, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (status.online, ==, 0);
+  g_assert_cmpuint (status.offline, ==, 1);
+  world_free (w);
+}
+
+/* A gateway that hands out an address no host can have (unspecified,
+ * loopback, multicast, broadcast): the client refuses it with a clear
+ * error and configures nothing. */
+static void
+test_unusable_address (void)
+{
+  static const char *const bad[] = { "0.0.0.0", "127.0.0.1", "224.0.0.5", "255.255.255.255" };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autofree char *section = g_strdup_printf ("  <modecfg><leases file=\"memory\"/><pool name=\"bad\" range=\"%s\"/>"
+                                                  "<gateway peer=\"clients\" pools=\"bad\"/></modecfg>\n",
+                                                  bad[i]);
+      World *w = world_new (FALSE, section);
+
+      world_client (w, 0, "pull", "c0.example");
+      connect_until (w, 0, "stage modecfg failed");
+      if (strstr (w->hlog[0]->str, "not an address for a host") == NULL)
+        g_error ("%s: %s", bad[i], w->hlog[0]->str);
+      g_assert_null (log_last (w->clog[0], "address "));
+      world_free (w);
+    }
+}
+
+/* A client that asks for another client's address (a value in its
+ * REQUEST's INTERNAL_IP4_ADDRESS) gets its own lease; the other keeps
+ * its address and instance. */
+static void
+test_request_for_address_ignored (void)
+{
+  World *w = world_new (FALSE, default_section);
+  g_autofree char *a0 = NULL, *a1 = NULL;
+  ModikeAddr want;
+  g_autofree char *vip0 = NULL;
+
+  world_client (w, 0, "pull", "c0.example");
+  world_client (w, 1, "pull", "c1.example");
+  connect_until (w, 0, "stage modecfg up");
+  a0 = client_address (w, 0);
+  vip0 = g_strndup (a0, strchr (a0, '/') - a0);
+  g_assert_true (modike_addr_parse (vip0, 0, &want, NULL));
+  w->cmc[1]->request_extra = modike_attr_array_new ();
+  modike_attr_add_addr (w->cmc[1]->request_extra, MODECFG_IP4_ADDRESS, &want);
+  connect_until (w, 1, "stage modecfg up");
+  a1 = client_address (w, 1);
+  g_assert_cmpstr (a1, !=, a0);
+  g_assert_true (spd_has (w->gw, "10.1.0.0/16", a0));
+  g_assert_nonnull (client_sa (w, 0));
   world_free (w);
 }
 
@@ -1134,8 +1247,14 @@ main (int argc, char **argv)
   g_test_add_func ("/modecfg/same-user-same-address", test_same_user_same_address);
   g_test_add_func ("/modecfg/lease-released", test_lease_released);
   g_test_add_func ("/modecfg/dual-stack", test_dual_stack);
-  g_test_add_func ("/modecfg/rekey-keeps-address", test_rekey_keeps_address);
+  g_test_add_data_func ("/modecfg/rekey-keeps-address", GINT_TO_POINTER (FALSE), test_rekey_keeps_address);
+  /* XAuth: the new SA joins the client's only once authenticated */
+  g_test_add_data_func ("/modecfg/rekey-keeps-address-xauth", GINT_TO_POINTER (TRUE), test_rekey_keeps_address);
   g_test_add_func ("/modecfg/three-clients", test_three_clients);
+  g_test_add_func ("/modecfg/long-identities", test_long_identities);
+  g_test_add_func ("/modecfg/pool-removed-by-reload", test_pool_removed_by_reload);
+  g_test_add_func ("/modecfg/unusable-address", test_unusable_address);
+  g_test_add_func ("/modecfg/request-for-address-ignored", test_request_for_address_ignored);
   g_test_add_func ("/modecfg/gateway-silent", test_gateway_silent);
   g_test_add_func ("/modecfg/gateway-not-configured", test_gateway_not_configured);
   g_test_add_func ("/modecfg/unknown-attribute", test_unknown_attribute);
