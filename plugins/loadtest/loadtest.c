@@ -63,7 +63,10 @@ lt_free (gpointer p)
 
 /* ---- configuration ---- */
 
-/* FALSE with "line N: ..." (the apply's caller adds the plugin and section). */
+/* The file the section came from, for "file:line: ..." messages. */
+static const char *lt_file = "config";
+
+/* FALSE with "file:line: ..." (the apply's caller adds the plugin and section). */
 G_GNUC_PRINTF (3, 4) static gboolean
 bad (GError **error, guint line, const char *fmt, ...)
 {
@@ -73,7 +76,7 @@ bad (GError **error, guint line, const char *fmt, ...)
   va_start (ap, fmt);
   msg = g_strdup_vprintf (fmt, ap);
   va_end (ap);
-  g_set_error (error, MODIKE_CONFIG_ERROR, MODIKE_CONFIG_ERROR_INVALID, "line %u: %s", line, msg);
+  g_set_error (error, MODIKE_CONFIG_ERROR, MODIKE_CONFIG_ERROR_INVALID, "%s:%u: %s", lt_file, line, msg);
   return FALSE;
 }
 #define BAD(line, ...) bad (error, line, __VA_ARGS__)
@@ -161,6 +164,7 @@ parse (xmlNode *s, LtConfig *c, GError **error)
   g_autofree char *enable = prop (s, "enable");
   g_autofree char *sources = prop (s, "sources");
 
+  lt_file = s->doc != NULL && s->doc->URL != NULL ? (const char *) s->doc->URL : "config";
   if (g_strcmp0 (enable, "yes") != 0)
     return BAD (line, "<loadtest> needs enable=\"yes\": the load generator never runs unless enabled explicitly");
   c->peer = prop (s, "peer");
@@ -193,8 +197,9 @@ parse (xmlNode *s, LtConfig *c, GError **error)
     }
   c->report_file = prop (s, "report-file");
   if (c->id_template == NULL && c->sources->len <= 1 && c->concurrency > 1)
-    g_warning ("line %u: <loadtest>: every setup has the same address and identity: the responder sees one "
-               "client replacing its SA, not %u clients (give sources or id-template)", line, c->concurrency);
+    g_warning ("%s:%u: <loadtest>: every setup has the same address and identity: the responder sees one "
+               "client replacing its SA, not %u clients (give sources or id-template)", lt_file, line,
+               c->concurrency);
   return TRUE;
 }
 
@@ -203,6 +208,7 @@ lt_apply (ModikePlugin *plugin, xmlNode *section, gpointer user, GError **error)
 {
   Lt *lt = user;
   LtConfig c = { 0 };
+  gboolean ok;
 
   if (section == NULL)
     {
@@ -211,7 +217,9 @@ lt_apply (ModikePlugin *plugin, xmlNode *section, gpointer user, GError **error)
                    "it refuses to run unless enabled explicitly");
       return FALSE;
     }
-  if (!parse (section, &c, error))
+  ok = parse (section, &c, error);
+  lt_file = "config";  /* the document goes with the config */
+  if (!ok)
     {
       lt_config_clear (&c);
       return FALSE;

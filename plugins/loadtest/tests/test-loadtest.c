@@ -153,8 +153,8 @@ static void
 test_config_errors (void)
 {
   /* The section is on line 15 of A's config. */
-  expect_refusal ("enable=\"yes\"", "line 15: <loadtest>: peer=");
-  expect_refusal ("enable=\"yes\" peer=\"b\" count=\"0\"", "line 15: <loadtest count=\"0\">: not a number in 1..");
+  expect_refusal ("enable=\"yes\"", "a:15: <loadtest>: peer=");
+  expect_refusal ("enable=\"yes\" peer=\"b\" count=\"0\"", "a:15: <loadtest count=\"0\">: not a number in 1..");
   expect_refusal ("enable=\"yes\" peer=\"b\" concurrency=\"x\"", "<loadtest concurrency=\"x\">");
   expect_refusal ("enable=\"yes\" peer=\"b\" hold=\"maybe\"", "<loadtest hold=\"maybe\">: yes or no");
   expect_refusal ("enable=\"yes\" peer=\"b\" sources=\"192.0.2.9-192.0.2.3\"", "ends below its start");
