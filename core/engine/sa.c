@@ -669,7 +669,11 @@ p1_rekey (gpointer data)
   ModikeIkeSa *sa = data;
   g_autoptr (GError) error = NULL;
 
-  if (!sa->dead && sa->peer != NULL)
+  /* A standalone SA (modike_ike_initiate_as) has no successor to hand its
+   * children to: it runs until it expires. */
+  if (!sa->dead && sa->own_key != NULL)
+    ELOG_INFO (sa, NULL, "a standalone IKE SA is not rekeyed: it expires");
+  else if (!sa->dead && sa->peer != NULL)
     {
       ELOG_INFO (sa, NULL, "rekeying the IKE SA");
       sa->rekeyed = TRUE;

@@ -276,6 +276,26 @@ test_identities (void)
   fx_free (fx);
 }
 
+/* Held SAs are standalone: not rekeyed with the template peer, they go
+ * at the end of their lifetime. */
+static void
+test_held_expire (void)
+{
+  Params p = params_default ();
+  Fx *fx;
+
+  p.p1_life = 120;
+  p.p2_life = 120;
+  fx = fx_run (&p, &p, "enable=\"yes\" peer=\"b\" count=\"5\" concurrency=\"5\" hold=\"yes\""
+               " id-template=\"c%u.example\"", 60000);
+  g_assert_cmpuint (fx->lt->ok, ==, 5);
+  net_run (fx->net, 130000, NULL, NULL);
+  g_assert_cmpuint (fx->a->p1_up, ==, 5);
+  g_assert_cmpuint (modike_ike_count_sas (fx->a->ike, FALSE), ==, 0);
+  g_assert_cmpuint (modike_ike_count_sas (fx->b->ike, FALSE), ==, 0);
+  fx_free (fx);
+}
+
 static void
 test_rate (void)
 {
@@ -379,6 +399,7 @@ main (int argc, char **argv)
   g_test_add_func ("/loadtest/delete", test_delete);
   g_test_add_func ("/loadtest/pfs", test_pfs);
   g_test_add_func ("/loadtest/identities", test_identities);
+  g_test_add_func ("/loadtest/held-expire", test_held_expire);
   g_test_add_func ("/loadtest/rate", test_rate);
   g_test_add_func ("/loadtest/latency", test_latency);
   g_test_add_func ("/loadtest/fail-timeout", test_fail_timeout);
