@@ -71,8 +71,9 @@ gboolean modike_ike_initiate (ModikeIke *ike, const char *peer, GError **error);
  * Returns it (borrowed, until its P1_DOWN or P1_FAILED event). */
 ModikeIkeSa *modike_ike_initiate_as (ModikeIke *ike, const char *peer, const ModikeAddr *local,
                                      guint8 local_id_type, const char *local_id, GError **error);
-/* ABI 1.4: a timer on the engine's clock (ModikeEnv.timer_add: fn returns
- * G_SOURCE_REMOVE to stop); remove with the id it returned. */
+/* ABI 1.4: a one-shot timer on the engine's clock, bound to no SA: fn runs
+ * outside the engine and returns G_SOURCE_REMOVE. Remove only a pending
+ * one (id 0: nothing). */
 guint modike_ike_timer_add (ModikeIke *ike, guint ms, GSourceFunc fn, gpointer data);
 void modike_ike_timer_remove (ModikeIke *ike, guint id);
 /* Starts one Quick Mode for a policy on an established (or starting) SA. */
