@@ -26,7 +26,8 @@ lt_init (ModikePlugin *plugin, GError **error)
 
   modike_plugin_set_data (plugin, lt, lt_free);
   if (!modike_register_config_section (plugin, "loadtest", lt_rng, lt_apply, lt, error)
-      || !modike_register_engine_start (plugin, lt_start, lt, error))
+      || !modike_register_engine_start (plugin, lt_start, lt, error)
+      || !modike_register_counters (plugin, lt_counters, lt, error))
     return FALSE;
   for (guint i = 0; i < G_N_ELEMENTS (events); i++)
     if (!modike_register_event (plugin, events[i], lt_event, lt, error))

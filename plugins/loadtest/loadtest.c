@@ -465,6 +465,25 @@ lt_event (ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child, gpoi
     }
 }
 
+/* The host's status (SIGUSR1, control statistics) while the run goes. */
+void
+lt_counters (ModikeCounters *out, gpointer user)
+{
+  Lt *lt = user;
+
+  modike_counters_add (out, "started", lt->started);
+  modike_counters_add (out, "ok", lt->ok);
+  modike_counters_add (out, "failed", lt->failed);
+  modike_counters_add (out, "in_flight", g_hash_table_size (lt->attempts));
+  for (guint i = 0; i < LT_FAIL_N; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("failed_%s", lt_cause_name (i));
+
+      g_strdelimit (name, "-", '_');
+      modike_counters_add (out, name, lt->failures[i]);
+    }
+}
+
 /* ---- the report ---- */
 
 gint64

@@ -49,6 +49,7 @@ void lt_free (gpointer lt);
 /* The <loadtest> section (NULL: none); refuses without enable="yes". */
 gboolean lt_apply (ModikePlugin *plugin, xmlNode *section, gpointer user, GError **error);
 void lt_start (ModikeIke *ike, gpointer user);
+void lt_counters (ModikeCounters *out, gpointer user);
 void lt_event (ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child, gpointer user);
 
 const char *lt_cause_name (LtCause c);

@@ -234,6 +234,13 @@ run_ok (const char *pfs, gboolean hold)
   g_assert_nonnull (strstr (json, "\"ok\": 50, \"failed\": 0"));
   g_assert_nonnull (strstr (json, "\"latency_ms\": {\"p50\": "));
   g_assert_nonnull (strstr (fx->lt->summary, "50 ok, 0 failed"));
+  {
+    g_autofree char *status = modike_ike_status (fx->a->ike);
+
+    if (strstr (status, "PLUGIN loadtest started=50 ok=50 failed=0 in_flight=0 failed_timeout=0 "
+                        "failed_no_proposal=0") == NULL)
+      g_error ("no loadtest counters in: %s", status);
+  }
   fx_free (fx);
   g_unlink (report);
   g_rmdir (dir);
