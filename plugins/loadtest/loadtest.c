@@ -282,6 +282,18 @@ record_failure (Lt *lt, LtCause cause)
   lt->failures[cause]++;
 }
 
+/* sa goes at the next tick (found again by its cookies: it may be gone). */
+static void
+queue_delete (Lt *lt, ModikeIkeSa *sa)
+{
+  guint8 cookies[16];
+
+  memcpy (cookies, modike_ike_sa_get_icookie (sa), 8);
+  memcpy (cookies + 8, modike_ike_sa_get_rcookie (sa), 8);
+  g_ptr_array_add (lt->to_delete, g_bytes_new (cookies, sizeof cookies));
+  schedule (lt, 0);
+}
+
 /* Done with sa's setup: cancel its timer (which frees the attempt) and,
  * unless held or already gone, delete it from the next tick. */
 static void
@@ -292,13 +304,7 @@ attempt_end (LtAttempt *at, gboolean delete_sa)
 
   at->done = TRUE;
   if (delete_sa)
-    {
-      guint8 cookies[16];
-
-      memcpy (cookies, modike_ike_sa_get_icookie (sa), 8);
-      memcpy (cookies + 8, modike_ike_sa_get_rcookie (sa), 8);
-      g_ptr_array_add (lt->to_delete, g_bytes_new (cookies, sizeof cookies));
-    }
+    queue_delete (lt, sa);
   modike_ike_sa_timer_cancel (sa, at->timer);
   schedule (lt, 0);
 }
@@ -315,14 +321,7 @@ attempt_timeout (ModikeIkeSa *sa, gpointer data)
   g_hash_table_remove (at->lt->attempts, sa);
   at->timer = 0;
   /* fn runs before destroy: the SA lives on until the tick deletes it. */
-  {
-    guint8 cookies[16];
-
-    memcpy (cookies, modike_ike_sa_get_icookie (sa), 8);
-    memcpy (cookies + 8, modike_ike_sa_get_rcookie (sa), 8);
-    g_ptr_array_add (at->lt->to_delete, g_bytes_new (cookies, sizeof cookies));
-  }
-  schedule (at->lt, 0);
+  queue_delete (at->lt, sa);
 }
 
 /* The SA timer's destroy: after a timeout, a cancel, or the SA's death. */

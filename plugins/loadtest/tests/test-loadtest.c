@@ -164,6 +164,30 @@ test_config_errors (void)
   expect_refusal ("enable=\"yes\" peer=\"b\" id-template=\"c%s%u\"", "needs exactly one %u");
 }
 
+/* The SDK calls the plugin needs refuse what they must. */
+static void
+noop_event (ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child, gpointer user)
+{
+}
+
+static void
+test_sdk_registrations (void)
+{
+  static const ModikePluginDescriptor desc = { MODIKE_PLUGIN_DESCRIPTOR_INIT, .name = "probe", .version = "0" };
+  ModikeRegistry *reg = modike_registry_new ();
+  ModikePlugin *pl = modike_registry_add_plugin (reg, &desc);
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (modike_register_event (pl, MODIKE_EVENT_P1_FAILED, noop_event, NULL, &error));
+  g_assert_true (modike_register_event (pl, MODIKE_EVENT_P2_FAILED, noop_event, NULL, &error));
+  g_assert_false (modike_register_event (pl, MODIKE_EVENT_P2_FAILED + 1, noop_event, NULL, &error));
+  g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID);
+  g_clear_error (&error);
+  g_assert_false (modike_register_engine_start (pl, NULL, NULL, &error));
+  g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID);
+  modike_registry_free (reg);
+}
+
 /* ---- statistics ---- */
 
 static void
@@ -402,6 +426,7 @@ main (int argc, char **argv)
   g_test_add_func ("/loadtest/refuses-without-enable", test_refuses_without_enable);
   g_test_add_func ("/loadtest/config-errors", test_config_errors);
   g_test_add_func ("/loadtest/percentiles", test_percentiles);
+  g_test_add_func ("/loadtest/sdk-registrations", test_sdk_registrations);
   g_test_add_func ("/loadtest/hold", test_hold);
   g_test_add_func ("/loadtest/delete", test_delete);
   g_test_add_func ("/loadtest/pfs", test_pfs);
