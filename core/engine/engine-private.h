@@ -107,6 +107,7 @@ struct _ModikeIke {
   gpointer host;
   GPtrArray *instances;       /* EngineInstance*: SPD entries made from templates (instances.c) */
   GHashTable *instance_ids;   /* spd_id -> EngineInstance* of `instances` */
+  gboolean started;           /* the engine-start hooks ran (first set_config) */
 };
 
 struct _ModikeIkeSa {
@@ -134,6 +135,11 @@ struct _ModikeIkeSa {
   const ModikePeerConfig *peer; /* borrowed from ike->cfg */
   char *peer_name;
   char *peer_key;             /* its bucket in ike->by_peer; NULL = none (yet) */
+  /* modike_ike_initiate_as: a bucket of its own and our identity for it. */
+  char *own_key;
+  guint8 own_id_type;
+  char *own_id;
+  GError *failure;            /* during a P1_FAILED / P2_FAILED event: why */
 
   EngineP1Choice choice;
   gboolean have_keys;
@@ -242,10 +248,15 @@ void engine_sa_initial_contact (ModikeIkeSa *sa);
 void engine_sa_join (ModikeIkeSa *sa);
 gboolean engine_start_qm (ModikeIkeSa *sa, guint32 spd_id, guint32 rekey_spi, GError **error);
 void engine_p2_failed (ModikeIkeSa *sa, const GError *error);
+void engine_emit_failure (ModikeIkeSa *sa, ModikeEventType ev, const GError *error);
 void engine_p2_up (ModikeIkeSa *sa, EngineChild *child);
 guint32 engine_alloc_msgid (ModikeIkeSa *sa);
 /* Starts phase 1 with a configured peer as initiator. */
 ModikeIkeSa *engine_start_p1 (ModikeIke *ike, const ModikePeerConfig *peer, GError **error);
+/* The same with another local address (NULL: the peer's), identity (type
+ * 0: the peer's) and, when own, a bucket of its own (modike_ike_initiate_as). */
+ModikeIkeSa *engine_start_p1_as (ModikeIke *ike, const ModikePeerConfig *peer, const ModikeAddr *local_as,
+                                 guint8 id_type, const char *id, gboolean own, GError **error);
 
 /* ---- IKE SAs and children (sa.c) ---- */
 ModikeIkeSa *engine_sa_new (ModikeIke *ike, ModikeRole role, guint8 p1_exchange, const ModikeAddr *local,

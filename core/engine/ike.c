@@ -580,7 +580,14 @@ out:
 ModikeIkeSa *
 engine_start_p1 (ModikeIke *ike, const ModikePeerConfig *peer, GError **error)
 {
-  ModikeAddr local = peer->local, remote = peer->remote;
+  return engine_start_p1_as (ike, peer, NULL, 0, NULL, FALSE, error);
+}
+
+ModikeIkeSa *
+engine_start_p1_as (ModikeIke *ike, const ModikePeerConfig *peer, const ModikeAddr *local_as, guint8 id_type,
+                    const char *id, gboolean own, GError **error)
+{
+  ModikeAddr local = local_as != NULL ? *local_as : peer->local, remote = peer->remote;
   ModikeIkeSa *sa;
   ModikeExchange *x;
   guint8 exchange = peer->exchange == MODIKE_EX_AGGRESSIVE ? MODIKE_EX_AGGRESSIVE : MODIKE_EX_MAIN;
@@ -612,6 +619,14 @@ engine_start_p1 (ModikeIke *ike, const ModikePeerConfig *peer, GError **error)
   if (local.port == 0)
     local.port = 500;
   sa = engine_sa_new (ike, MODIKE_ROLE_INITIATOR, exchange, &local, &remote, peer);
+  if (own)
+    {
+      /* '#' after '/': no configured peer's or client's key. */
+      sa->own_key = g_strdup_printf ("%s/#%u", peer->name, sa->serial);
+      engine_sa_set_peer (sa, peer);
+    }
+  sa->own_id_type = id_type;
+  sa->own_id = g_strdup (id);
   sa_register (ike, sa);
   engine_sa_arm_half_open (sa);
   ELOG_INFO (sa, NULL, "initiating %s", exchange == MODIKE_EX_AGGRESSIVE ? "Aggressive Mode" : "Main Mode");
@@ -733,6 +748,58 @@ modike_ike_initiate (ModikeIke *ike, const char *name, GError **error)
 out:
   engine_leave (ike);
   return ok;
+}
+
+ModikeIkeSa *
+modike_ike_initiate_as (ModikeIke *ike, const char *name, const ModikeAddr *local, guint8 local_id_type,
+                        const char *local_id, GError **error)
+{
+  const ModikePeerConfig *peer = ike->cfg != NULL ? modike_config_find_peer (ike->cfg, name) : NULL;
+  g_autoptr (GPtrArray) entries = NULL;
+  ModikeIkeSa *sa;
+
+  if (peer == NULL)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_NO_PEER, "no peer named '%s'", name);
+      return NULL;
+    }
+  if (local_id_type != 0 && local_id == NULL)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "peer %s: identity type %u without a value", name,
+                   local_id_type);
+      return NULL;
+    }
+  engine_enter (ike);
+  sa = engine_start_p1_as (ike, peer, local, local_id_type, local_id, TRUE, error);
+  /* Its own Quick Modes, whatever other SAs of the peer carry. */
+  entries = sa != NULL ? modike_spd_entries (ike->spd) : NULL;
+  for (guint i = 0; entries != NULL && i < entries->len && !sa->dead; i++)
+    {
+      const ModikeSpdEntry *e = g_ptr_array_index (entries, i);
+
+      if (e->action == MODIKE_SPD_PROTECT && g_strcmp0 (e->peer, peer->name) == 0)
+        g_array_append_val (sa->pending_spd, e->id);
+    }
+  if (sa != NULL && sa->dead)
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "peer %s: phase 1 failed to start", name);
+      sa = NULL;
+    }
+  engine_leave (ike);
+  return sa;
+}
+
+guint
+modike_ike_timer_add (ModikeIke *ike, guint ms, GSourceFunc fn, gpointer data)
+{
+  return engine_timer_add (ike, ms, fn, data);
+}
+
+void
+modike_ike_timer_remove (ModikeIke *ike, guint id)
+{
+  if (id != 0)
+    ike->env.timer_remove (ike->env.env, id);
 }
 
 gboolean
@@ -1057,6 +1124,11 @@ modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error)
 
   engine_dp_policies_set (ike);
   engine_adapters_sync_routes (ike, cfg);
+  if (!ike->started)
+    {
+      ike->started = TRUE;
+      modike_registry_emit_start (ike->registry, ike);
+    }
   engine_leave (ike);
   return TRUE;
 }

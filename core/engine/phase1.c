@@ -116,6 +116,11 @@ p1_local_id (ModikeIkeSa *sa, GError **error)
       if (!sig_local_id (sa, &type, data, error))
         return NULL;
     }
+  else if (sa->own_id_type != 0)
+    {
+      if (!config_id (sa->own_id_type, sa->own_id, &sa->local, &type, data, error))
+        return NULL;
+    }
   else if (!config_id (peer != NULL ? peer->local_id_type : 0, peer != NULL ? peer->local_id : NULL, &sa->local, &type,
                   data, error))
     return NULL;

@@ -357,6 +357,7 @@ modike_ike_sa_fail (ModikeIkeSa *sa, const GError *error)
   sa->pending_spd = g_array_new (FALSE, FALSE, sizeof (guint32));
   for (guint i = 0; i < pending->len; i++)
     engine_p2_failed (sa, error);
+  engine_emit_failure (sa, MODIKE_EVENT_P1_FAILED, error);
   if (ike->obs.p1_failed != NULL)
     ike->obs.p1_failed (sa->peer_name != NULL ? sa->peer_name : "", error, ike->obs_user);
   engine_sa_delete (sa, TRUE);

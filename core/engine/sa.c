@@ -74,6 +74,8 @@ peer_key (const ModikeIkeSa *sa)
 
   if (sa->peer == NULL || sa->peer_name == NULL)
     return NULL;
+  if (sa->own_key != NULL)
+    return g_strdup (sa->own_key);
   if (sa->peer->remote.family != 0)
     return g_strdup (sa->peer_name);
   if (sa->state != SA_ESTABLISHED || id == NULL || awaits_auth (sa))
@@ -259,6 +261,8 @@ engine_sa_free (ModikeIkeSa *sa)
   g_clear_pointer (&sa->idr_b, g_bytes_unref);
   modike_memwipe (sa->p1_iv, sizeof sa->p1_iv);
   g_free (sa->peer_name);
+  g_free (sa->own_key);
+  g_free (sa->own_id);
   g_free (sa->user);
   g_free (sa);
 }
@@ -615,6 +619,25 @@ engine_sa_delete (ModikeIkeSa *sa, gboolean send_delete)
 
 static void sa_delete (ModikeIkeSa *sa, gboolean restart, gboolean retry);
 
+/* The plugins' P1_FAILED / P2_FAILED handlers, with the cause readable
+ * through modike_ike_sa_get_failure while they run. */
+void
+engine_emit_failure (ModikeIkeSa *sa, ModikeEventType ev, const GError *error)
+{
+  GError *outer = g_steal_pointer (&sa->failure);
+
+  sa->failure = g_error_copy (error);
+  modike_registry_emit (sa->ike->registry, ev, sa, NULL);
+  g_clear_error (&sa->failure);
+  sa->failure = outer;
+}
+
+const GError *
+modike_ike_sa_get_failure (const ModikeIkeSa *sa)
+{
+  return sa->failure;
+}
+
 void
 engine_sa_fail (ModikeIkeSa *sa, const GError *error)
 {
@@ -623,6 +646,8 @@ engine_sa_fail (ModikeIkeSa *sa, const GError *error)
   if (sa->dead)
     return;
   ELOG_MSG (sa, NULL, "phase 1 failed: %s", error->message);
+  if (sa->state != SA_ESTABLISHED)
+    engine_emit_failure (sa, MODIKE_EVENT_P1_FAILED, error);
   if (sa->state != SA_ESTABLISHED && ike->obs.p1_failed != NULL)
     ike->obs.p1_failed (sa->peer_name != NULL ? sa->peer_name : "", error, ike->obs_user);
   /* A restart that keeps trying (modike_ike_sa_delete_retry): the peer is
@@ -662,7 +687,11 @@ p1_rekey (gpointer data)
   ModikeIkeSa *sa = data;
   g_autoptr (GError) error = NULL;
 
-  if (!sa->dead && sa->peer != NULL)
+  /* A standalone SA (modike_ike_initiate_as) has no successor to hand its
+   * children to: it runs until it expires. */
+  if (!sa->dead && sa->own_key != NULL)
+    ELOG_INFO (sa, NULL, "a standalone IKE SA is not rekeyed: it expires");
+  else if (!sa->dead && sa->peer != NULL)
     {
       ELOG_INFO (sa, NULL, "rekeying the IKE SA");
       sa->rekeyed = TRUE;
@@ -861,6 +890,7 @@ engine_p2_failed (ModikeIkeSa *sa, const GError *error)
   ModikeIke *ike = sa->ike;
 
   ELOG_MSG (sa, NULL, "Quick Mode failed: %s", error->message);
+  engine_emit_failure (sa, MODIKE_EVENT_P2_FAILED, error);
   if (ike->obs.p2_failed != NULL)
     ike->obs.p2_failed (sa->peer_name != NULL ? sa->peer_name : "", error, ike->obs_user);
 }

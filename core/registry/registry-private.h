@@ -81,6 +81,8 @@ gboolean modike_registry_apply_config (ModikeRegistry *reg, const ModikeConfig *
 GArray *modike_registry_ports (const ModikeRegistry *reg);
 const ModikeEncapOps *modike_registry_encap (const ModikeRegistry *reg, gpointer *user);
 void modike_registry_emit (const ModikeRegistry *reg, ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child);
+/* The engine start hooks, once per engine (its first set_config). */
+void modike_registry_emit_start (const ModikeRegistry *reg, ModikeIke *ike);
 const ModikeDatapathOps *modike_registry_datapath (const ModikeRegistry *reg, gpointer *user);
 const ModikeOsAdapterOps *modike_registry_os_adapter (const ModikeRegistry *reg, gpointer *user);
 /* Receive hooks in registration order: how many, and the i-th. */

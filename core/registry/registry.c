@@ -95,6 +95,7 @@ struct _ModikeRegistry {
   GPtrArray *attributes;   /* ModikeAttrClaim* */
   GPtrArray *transactions; /* TransactionReg* */
   GPtrArray *rx_hooks;   /* HookReg*: run in registration order */
+  GPtrArray *start_hooks; /* HookReg*: engine start, in registration order */
   HookReg tx_hook;       /* one at most (owner NULL: none) */
   /* (exchange << 8 | msg_no) -> GPtrArray of claims / builders, borrowed
    * from the lists above; rebuilt whenever those change. */
@@ -344,6 +345,7 @@ modike_registry_new (void)
   reg->ports = g_ptr_array_new_with_free_func (g_free);
   reg->events = g_ptr_array_new_with_free_func (g_free);
   reg->rx_hooks = g_ptr_array_new_with_free_func (g_free);
+  reg->start_hooks = g_ptr_array_new_with_free_func (g_free);
   reg->counters = g_ptr_array_new_with_free_func (g_free);
   reg->payload_index = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL,
                                               (GDestroyNotify) g_ptr_array_unref);
@@ -379,6 +381,7 @@ modike_registry_free (ModikeRegistry *reg)
   g_ptr_array_unref (reg->ports);
   g_ptr_array_unref (reg->events);
   g_ptr_array_unref (reg->rx_hooks);
+  g_ptr_array_unref (reg->start_hooks);
   g_ptr_array_unref (reg->counters);
   single_clear (&reg->encap);
   single_clear (&reg->datapath);
@@ -452,6 +455,7 @@ modike_registry_remove_plugin (ModikeRegistry *reg, ModikePlugin *plugin)
   drop_owned (reg->attributes, plugin);
   drop_owned (reg->transactions, plugin);
   drop_owned (reg->rx_hooks, plugin);
+  drop_owned (reg->start_hooks, plugin);
   drop_owned (reg->counters, plugin);
   if (reg->tx_hook.owner == plugin)
     memset (&reg->tx_hook, 0, sizeof reg->tx_hook);
@@ -1216,7 +1220,7 @@ modike_register_event (ModikePlugin *plugin, ModikeEventType ev, ModikeEventFunc
 
   g_return_val_if_fail (plugin != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-  if (fn == NULL || (guint) ev > MODIKE_EVENT_AUTHENTICATED)
+  if (fn == NULL || (guint) ev > MODIKE_EVENT_P2_FAILED)
     return INVALID (plugin, error, "registers event %u without a handler or with an unknown event", (guint) ev);
   e = g_new0 (EventReg, 1);
   e->owner = plugin;
@@ -1237,6 +1241,35 @@ modike_registry_emit (const ModikeRegistry *reg, ModikeEventType ev, ModikeIkeSa
 
       if (e->ev == ev)
         e->fn (ev, sa, child, e->user);
+    }
+}
+
+gboolean
+modike_register_engine_start (ModikePlugin *plugin, ModikeEngineStartFunc fn, gpointer user, GError **error)
+{
+  HookReg *h;
+
+  g_return_val_if_fail (plugin != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+  if (fn == NULL)
+    return INVALID (plugin, error, "registers an engine start hook %s", "without a function");
+  h = g_new0 (HookReg, 1);
+  h->owner = plugin;
+  h->fn = fn;
+  h->user = user;
+  g_ptr_array_add (plugin->reg->start_hooks, h);
+  return TRUE;
+}
+
+void
+modike_registry_emit_start (const ModikeRegistry *reg, ModikeIke *ike)
+{
+  g_return_if_fail (reg != NULL);
+  for (guint i = 0; i < reg->start_hooks->len; i++)
+    {
+      const HookReg *h = g_ptr_array_index (reg->start_hooks, i);
+
+      ((ModikeEngineStartFunc) h->fn) (ike, h->user);
     }
 }
 

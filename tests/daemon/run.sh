@@ -33,6 +33,12 @@
 #                ra-site.xml is accepted by `modike connect`'s upload; a
 #                --check of the gateway's config next to the running gateway
 #                passes at once and leaves its lease database and users alone
+#   loadtest-smoke  modiked with the loadtest plugin (64 source addresses on
+#                cl's veth0, one identity each setup) against a modiked
+#                responder: 200 setups at concurrency 16, each deleted once
+#                up; the generator exits by itself and its report says 200
+#                ok, 0 failed; the same config without enable="yes" is
+#                refused by --check and at start, naming the switch
 # Needs root; a missing prerequisite fails.
 set -uo pipefail
 CASE=${1:?case}
@@ -176,6 +182,43 @@ bad-config)
   expect_refusal "$MKI_DIR/authmethod.xml" "authmethod\.xml:$line:" '<auth>' "unknown auth method 'xauth-psk'"
   timeout 5 "$MODIKED" -c "$MKI_DIR/missing.xml" --check >/dev/null 2>&1 && mki_fail "a missing file passes --check"
   mki_log "PASS: bad configs refused with file, line and element"
+  ;;
+loadtest-smoke)
+  # LT_COUNT, LT_CONCURRENCY, LT_PFS (a group) change the run by hand.
+  n=${LT_COUNT:-200} conc=${LT_CONCURRENCY:-16} pfs=${LT_PFS:-none}
+  report=$MKI_DIR/cl/report.json
+  for i in $(seq 10 73); do
+    ip -n "$MKI_NS_CL" addr add "192.0.2.$i/24" dev veth0 || mki_fail "address 192.0.2.$i"
+  done
+  mki_modiked_conf "$MKI_DIR/gw/modiked.xml" LISTEN="$MKI_GW_V4" NAME=clients LOCAL="$MKI_GW_V4" \
+    LOCAL_ID=gw PSK=load-secret LOCAL_TS=10.2.0.0/24 REMOTE_TS=10.1.0.0/24 LOGLEVEL=message PFS="$pfs" \
+    STATUS="$MKI_DIR/gw/modiked.status"
+  lt="<loadtest enable=\"yes\" peer=\"gw\" count=\"$n\" concurrency=\"$conc\" hold=\"no\""
+  lt="$lt sources=\"192.0.2.10-192.0.2.73\" id-template=\"client%u.example\" report-file=\"$report\" exit=\"yes\"/>"
+  mki_modiked_conf "$MKI_DIR/cl/modiked.xml" NAME=gw REMOTE="$MKI_GW_V4" REMOTE_ID=gw PSK=load-secret \
+    PLUGINS=loadtest SECTIONS_XML="$lt" LOCAL_TS=10.1.0.0/24 REMOTE_TS=10.2.0.0/24 LOGLEVEL=message PFS="$pfs" \
+    STATUS="$MKI_DIR/cl/modiked.status"
+  sed 's/<loadtest enable="yes"/<loadtest/' "$MKI_DIR/cl/modiked.xml" > "$MKI_DIR/disabled.xml"
+  expect_refusal "$MKI_DIR/disabled.xml" "plugin 'loadtest'" 'disabled\.xml:[0-9]+: <loadtest> needs enable="yes"'
+  mki_pair_start || { mki_dump_logs; mki_fail "modiked (gw) exited at start"; }
+  pid=$(mki_modiked_pid cl)
+  for _ in $(seq 1 900); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && { mki_dump_logs; mki_fail "the generator did not finish within 90 s"; }
+  wait "$pid"; rc=$?
+  [ $rc = 0 ] || { mki_dump_logs; mki_fail "the generator exited $rc"; }
+  grep -q "loadtest: $n ok, 0 failed" "$MKI_DIR/cl/modiked.log" || { mki_dump_logs; mki_fail "no summary line"; }
+  python3 - "$report" "$n" <<'PY' || { mki_dump_logs; mki_fail "report $report"; }
+import json, sys
+r = json.load(open(sys.argv[1])); n = int(sys.argv[2])
+assert r["ok"] == n and r["failed"] == 0 and r["started"] == n, r
+assert sum(r["failures"].values()) == 0, r
+l = r["latency_ms"]
+assert 0 < l["p50"] <= l["p90"] <= l["p99"] <= l["max"], l
+assert r["setups_per_s"] > 0, r
+print("setups/s %.1f, latency ms p50 %.1f p90 %.1f p99 %.1f max %.1f" %
+      (r["setups_per_s"], l["p50"], l["p90"], l["p99"], l["max"]), file=sys.stderr)
+PY
+  mki_log "PASS: $n setups from 64 sources, report parsed"
   ;;
 hostile)
   mki_pair_conf

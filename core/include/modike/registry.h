@@ -96,10 +96,21 @@ typedef enum {
    * core's methods, when the method's plugin calls modike_ike_sa_auth_done
    * for an extended one (XAuth). Mode config starts here. */
   MODIKE_EVENT_AUTHENTICATED,
+  /* ABI 1.4: a phase 1 or a Quick Mode of the SA failed (child NULL);
+   * modike_ike_sa_get_failure (sa) says why while the handler runs. */
+  MODIKE_EVENT_P1_FAILED,
+  MODIKE_EVENT_P2_FAILED,
 } ModikeEventType;
 typedef void (*ModikeEventFunc) (ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child, gpointer user);
 gboolean modike_register_event (ModikePlugin *plugin, ModikeEventType ev, ModikeEventFunc fn, gpointer user,
                                 GError **error);
+
+/* ---- Engine start (ABI 1.4; not exclusive): fn runs once per engine at
+ * the end of its first modike_ike_set_config (peers, SPD and datapath in
+ * place), for plugins that act on their own (loadtest initiates). ---- */
+typedef void (*ModikeEngineStartFunc) (ModikeIke *ike, gpointer user);
+gboolean modike_register_engine_start (ModikePlugin *plugin, ModikeEngineStartFunc fn, gpointer user,
+                                       GError **error);
 
 /* ---- Datapaths (ESP processing) and OS adapters (virtual interfaces). ----
  * See datapath.h for the calls a datapath makes back into the core. All

@@ -55,8 +55,15 @@ static Node *
 route (Net *net, const ModikeAddr *dst)
 {
   for (guint i = 0; i < net->n_nodes; i++)
-    if (net->nodes[i] != NULL && modike_addr_equal_ip (&net->nodes[i]->addr, dst))
-      return net->nodes[i];
+    {
+      Node *n = net->nodes[i];
+
+      if (n != NULL && modike_addr_equal_ip (&n->addr, dst))
+        return n;
+      for (guint j = 0; n != NULL && n->aliases != NULL && j < n->aliases->len; j++)
+        if (modike_addr_equal_ip (&g_array_index (n->aliases, ModikeAddr, j), dst))
+          return n;
+    }
   return NULL;
 }
 
@@ -356,6 +363,7 @@ node_free (Node *n)
   n->ike = NULL;
   modike_config_free (n->cfg);
   modike_registry_free (n->reg);
+  g_clear_pointer (&n->aliases, g_array_unref);
   g_clear_error (&n->p1_error);
   g_clear_error (&n->p2_error);
   g_free (n->name);

@@ -42,6 +42,7 @@ struct _Node {
   ModikeConfig *cfg;
   guint p1_up, p2_up, deleted, p1_failed, p2_failed;
   GError *p1_error, *p2_error;
+  GArray *aliases;                 /* ModikeAddr: more addresses routed to this node, or NULL */
 };
 
 struct _Net {
