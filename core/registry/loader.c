@@ -22,11 +22,10 @@ static const gsize known_size[MODIKE_ABI_MINOR + 1] = {
   [2] = G_STRUCT_OFFSET (ModikePluginDescriptor, fini) + G_SIZEOF_MEMBER (ModikePluginDescriptor, fini),
   /* 1.3: the shared transaction exchange, MODIKE_EVENT_AUTHENTICATED,
    * modike_ike_sa_auth_done/_get_user, policy templates and instances
-   * (split exclude, peer addresses); the descriptor is the same. */
+   * (split exclude, peer addresses), plugin counters, check-only,
+   * stage details, modike_ike_initiate_as, engine timers and start hooks,
+   * the P1_FAILED / P2_FAILED events; the descriptor is the same. */
   [3] = G_STRUCT_OFFSET (ModikePluginDescriptor, fini) + G_SIZEOF_MEMBER (ModikePluginDescriptor, fini),
-  /* 1.4: modike_ike_initiate_as, engine timers and start hooks, the
-   * P1_FAILED / P2_FAILED events; the descriptor is the same. */
-  [4] = G_STRUCT_OFFSET (ModikePluginDescriptor, fini) + G_SIZEOF_MEMBER (ModikePluginDescriptor, fini),
 };
 
 typedef struct {

@@ -64,14 +64,14 @@ void modike_ike_receive (ModikeIke *ike, const ModikeAddr *local, const ModikeAd
 /* Starts phase 1 with the peer and then Quick Mode for each of its PROTECT
  * policies. */
 gboolean modike_ike_initiate (ModikeIke *ike, const char *peer, GError **error);
-/* ABI 1.4: a new phase 1 with the peer's settings but from local (NULL: as
+/* ABI 1.3: a new phase 1 with the peer's settings but from local (NULL: as
  * the peer says) as identity local_id of type local_id_type (0: the
  * peer's), then Quick Mode for each of the peer's PROTECT policies. The SA
  * stands alone: never reused, replaced or merged with the peer's others.
  * Returns it (borrowed, until its P1_DOWN or P1_FAILED event). */
 ModikeIkeSa *modike_ike_initiate_as (ModikeIke *ike, const char *peer, const ModikeAddr *local,
                                      guint8 local_id_type, const char *local_id, GError **error);
-/* ABI 1.4: a one-shot timer on the engine's clock, bound to no SA: fn runs
+/* ABI 1.3: a one-shot timer on the engine's clock, bound to no SA: fn runs
  * outside the engine and returns G_SOURCE_REMOVE. Remove only a pending
  * one (id 0: nothing). */
 guint modike_ike_timer_add (ModikeIke *ike, guint ms, GSourceFunc fn, gpointer data);
@@ -117,7 +117,7 @@ ModikeIkeSa *modike_ike_find_sa (ModikeIke *ike, const guint8 *icookie, const gu
 /* The engine's clock (ModikeEnv.now_us, monotonic microseconds): plugins
  * use it instead of g_get_monotonic_time so that a mocked clock holds. */
 gint64 modike_ike_now_us (ModikeIke *ike);
-/* ABI 1.4: inside a MODIKE_EVENT_P1_FAILED / P2_FAILED handler, the cause
+/* ABI 1.3: inside a MODIKE_EVENT_P1_FAILED / P2_FAILED handler, the cause
  * (MODIKE_IKE_ERROR_*); NULL elsewhere. */
 const GError *modike_ike_sa_get_failure (const ModikeIkeSa *sa);
 

@@ -96,7 +96,7 @@ typedef enum {
    * core's methods, when the method's plugin calls modike_ike_sa_auth_done
    * for an extended one (XAuth). Mode config starts here. */
   MODIKE_EVENT_AUTHENTICATED,
-  /* ABI 1.4: a phase 1 or a Quick Mode of the SA failed (child NULL);
+  /* ABI 1.3: a phase 1 or a Quick Mode of the SA failed (child NULL);
    * modike_ike_sa_get_failure (sa) says why while the handler runs. */
   MODIKE_EVENT_P1_FAILED,
   MODIKE_EVENT_P2_FAILED,
@@ -105,7 +105,7 @@ typedef void (*ModikeEventFunc) (ModikeEventType ev, ModikeIkeSa *sa, const Modi
 gboolean modike_register_event (ModikePlugin *plugin, ModikeEventType ev, ModikeEventFunc fn, gpointer user,
                                 GError **error);
 
-/* ---- Engine start (ABI 1.4; not exclusive): fn runs once per engine at
+/* ---- Engine start (ABI 1.3; not exclusive): fn runs once per engine at
  * the end of its first modike_ike_set_config (peers, SPD and datapath in
  * place), for plugins that act on their own (loadtest initiates). ---- */
 typedef void (*ModikeEngineStartFunc) (ModikeIke *ike, gpointer user);
