@@ -430,6 +430,37 @@ engine_dp_child_last_in (ModikeIke *ike, const EngineChild *c)
   return in.last_us;
 }
 
+gint64
+engine_dp_child_last_out (ModikeIke *ike, const EngineChild *c)
+{
+  EngineDatapath *dp = ike->dp;
+  ModikeSaStats out;
+
+  if (dp == NULL || dp->ops->sa_stats == NULL)
+    return 0;
+  memset (&out, 0, sizeof out);
+  dp->ops->sa_stats (dp->user, MODIKE_DIR_OUT, c->spi_out, &out);
+  return out.last_us;
+}
+
+void
+engine_dp_sa_move (ModikeIke *ike, const ModikeSadEntry *e)
+{
+  EngineDatapath *dp = ike->dp;
+  GHashTable *refused;
+
+  if (dp == NULL)
+    return;
+  refused = e->dir == MODIKE_DIR_IN ? dp->refused_in : dp->refused_out;
+  if (g_hash_table_contains (refused, GUINT_TO_POINTER (e->spi)))
+    return;
+  if (dp->ops->sa_move != NULL)
+    dp->ops->sa_move (dp->user, e);
+  else
+    engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "datapath %s cannot move ESP SA %08x to the peer's new address",
+                dp_name (dp), e->spi);
+}
+
 gboolean
 modike_ike_offer_socket (ModikeIke *ike, int fd, const ModikeAddr *local)
 {

@@ -24,6 +24,9 @@ static const gsize known_size[MODIKE_ABI_MINOR + 1] = {
    * modike_ike_sa_auth_done/_get_user, policy templates and instances
    * (split exclude, peer addresses); the descriptor is the same. */
   [3] = G_STRUCT_OFFSET (ModikePluginDescriptor, fini) + G_SIZEOF_MEMBER (ModikePluginDescriptor, fini),
+  /* 1.4: the datapath's sa_move (a NAT peer moved),
+   * modike_ike_sa_get_last_outbound; the descriptor is the same. */
+  [4] = G_STRUCT_OFFSET (ModikePluginDescriptor, fini) + G_SIZEOF_MEMBER (ModikePluginDescriptor, fini),
 };
 
 typedef struct {

@@ -1,6 +1,6 @@
-/* NAT traversal negotiation. Everything reaches the core's exchanges
- * through registrations: vendor IDs, NAT-D claims and builders, the
- * encapsulation ops and port 4500. Keepalives and NAT-OA come later. */
+/* NAT traversal. Everything reaches the core's exchanges through
+ * registrations: vendor IDs, NAT-D claims and builders, the encapsulation
+ * ops and port 4500; keepalives run on SA timers (RFC 3948 2.3). */
 #include "natt.h"
 
 #include <string.h>
@@ -195,6 +195,7 @@ on_natd (ModikeExchange *x, const ModikeMessage *msg, const ModikePayload *const
   if (natt_forced (plugin, sa))
     local_nat = TRUE;
   modike_ike_sa_set_nat (sa, local_nat, remote_nat);
+  s->local_nat = local_nat;
   g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO, "MESSAGE",
                     "peer %s: NAT-T %s, local %s %s NAT, remote %s %s NAT",
                     modike_ike_sa_get_peer_name (sa),
@@ -230,6 +231,86 @@ encap_in (ModikeIkeSa *sa, guint16 value, guint16 *mode, gboolean *udp, gpointer
     return FALSE;
   /* UDP encapsulation only where NAT-T was negotiated. */
   return !*udp || (s && s->version != NATT_NONE);
+}
+
+/* ---- NAT keepalives (RFC 3948 2.3): the end behind the NAT keeps its
+ * mapping open with one 0xFF byte on the float port whenever nothing else
+ * went to the peer for an interval. ---- */
+
+static guint
+keepalive_interval (ModikeIkeSa *sa)
+{
+  const char *opt = modike_ike_sa_get_option (sa, "natt.keepalive");
+  guint64 v;
+
+  if (opt == NULL)
+    return NATT_KEEPALIVE_DEFAULT;
+  if (!g_ascii_string_to_unsigned (opt, 10, 0, 3600, &v, NULL))
+    {
+      g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "MESSAGE",
+                        "peer %s: natt.keepalive \"%s\" is not 0..3600 seconds: %u used",
+                        modike_ike_sa_get_peer_name (sa), opt, NATT_KEEPALIVE_DEFAULT);
+      return NATT_KEEPALIVE_DEFAULT;
+    }
+  return (guint) v;
+}
+
+static void keepalive_tick (ModikeIkeSa *sa, gpointer data);
+
+static void
+keepalive_arm (ModikeIkeSa *sa, NattSa *s, gint64 delay_us)
+{
+  s->keepalive_timer = modike_ike_sa_timer_add (sa, (guint) MAX (delay_us / 1000, 1), keepalive_tick, s, NULL);
+}
+
+static void
+keepalive_tick (ModikeIkeSa *sa, gpointer data)
+{
+  static const guint8 keepalive[1] = { 0xff };
+  NattSa *s = data;
+  gint64 interval_us = (gint64) s->keepalive_s * G_USEC_PER_SEC;
+  gint64 now = modike_ike_now_us (modike_ike_sa_get_ike (sa));
+  gint64 last = modike_ike_sa_get_last_outbound (sa);
+  g_autoptr (GError) error = NULL;
+
+  s->keepalive_timer = 0;
+  /* Something else went out lately: it held the mapping; look again one
+   * interval after it. */
+  if (last != 0 && now - last < interval_us)
+    {
+      keepalive_arm (sa, s, last + interval_us - now);
+      return;
+    }
+  if (modike_ike_sa_send_raw (sa, keepalive, sizeof keepalive, &error))
+    {
+      s->keepalives++;
+      g_debug ("peer %s: NAT keepalive %u sent", modike_ike_sa_get_peer_name (sa), s->keepalives);
+    }
+  else
+    g_debug ("peer %s: NAT keepalive not sent: %s", modike_ike_sa_get_peer_name (sa), error->message);
+  keepalive_arm (sa, s, interval_us);
+}
+
+/* Phase 1 is up: keepalives start if this end is behind a NAT. */
+static void
+on_p1_up (ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child, gpointer user)
+{
+  NattSa *s = natt_sa (sa, FALSE);
+
+  if (s == NULL || !s->local_nat || s->keepalive_timer != 0)
+    return;
+  s->keepalive_s = keepalive_interval (sa);
+  if (s->keepalive_s == 0)
+    return;
+  keepalive_arm (sa, s, (gint64) s->keepalive_s * G_USEC_PER_SEC);
+}
+
+guint
+natt_sa_keepalives (ModikeIkeSa *sa)
+{
+  NattSa *s = natt_sa (sa, FALSE);
+
+  return s != NULL ? s->keepalives : 0;
 }
 
 static const ModikeEncapOps natt_encap_ops = { encap_out, encap_in };
@@ -278,6 +359,7 @@ natt_init (ModikePlugin *plugin, GError **error)
     if (!modike_register_builder (plugin, natd_in[i], build_natd, plugin, error))
       return FALSE;
   return modike_register_encap (plugin, &natt_encap_ops, plugin, error)
+         && modike_register_event (plugin, MODIKE_EVENT_P1_UP, on_p1_up, plugin, error)
          && modike_register_port (plugin, NATT_PORT, MODIKE_PORT_NON_ESP_MARKER, error)
          && modike_register_config_section (plugin, "natt", natt_rng, apply_config, NULL, error);
 }

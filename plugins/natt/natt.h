@@ -7,6 +7,7 @@
 G_BEGIN_DECLS
 
 #define NATT_PORT 4500
+#define NATT_KEEPALIVE_DEFAULT 20 /* seconds (peer option natt.keepalive) */
 
 typedef enum {
   NATT_NONE = 0,
@@ -18,6 +19,10 @@ typedef enum {
 /* What natt knows about one IKE SA (its plugin data). */
 typedef struct {
   NattVersion version;     /* best version both ends support */
+  gboolean local_nat;      /* NAT-D: this end is behind a NAT */
+  guint keepalive_s;       /* 0 = none */
+  guint keepalive_timer;   /* SA timer id, 0 = not armed */
+  guint keepalives;        /* sent on this SA */
 } NattSa;
 
 gboolean natt_init (ModikePlugin *plugin, GError **error);
@@ -36,6 +41,9 @@ void natt_detect (ModikeHashAlg alg, const guint8 icookie[8], const guint8 rcook
 /* The encapsulation mode value for a plain mode and version, and back. */
 guint16 natt_encap_value (NattVersion v, guint16 mode);
 gboolean natt_encap_parse (guint16 value, guint16 *mode, gboolean *udp);
+
+/* NAT keepalives sent on sa so far (tests, status). */
+guint natt_sa_keepalives (ModikeIkeSa *sa);
 
 /* The vendor ID bytes for a version (16 bytes). */
 const guint8 *natt_vendor_id (NattVersion v, gboolean draft02_newline);

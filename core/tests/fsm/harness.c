@@ -72,6 +72,14 @@ env_send (gpointer env, const ModikeAddr *local, const ModikeAddr *remote, const
   p->to = route (net, remote);
   p->dst = *remote;
   p->src = *local;
+  if (local->port == 4500 && len == 1 && data[0] == 0xff)
+    {
+      /* A NAT keepalive (RFC 3948 2.3): the peer's socket swallows it. */
+      net->keepalives++;
+      net->keepalive_us = net->now_us;
+      g_free (p);
+      return TRUE;
+    }
   if (local->port == 4500)
     {
       /* Floated: the non-ESP marker goes, as the daemon's 4500 socket does. */
