@@ -16,6 +16,13 @@ typedef enum {
   NATT_RFC = 3947,
 } NattVersion;
 
+/* Bits of the peer option natt.versions. */
+#define NATT_MASK_RFC 1u
+#define NATT_MASK_DRAFT_03 2u
+#define NATT_MASK_DRAFT_02 4u
+#define NATT_ALL_VERSIONS 7u
+guint natt_version_mask (NattVersion v);
+
 /* What natt knows about one IKE SA (its plugin data). */
 typedef struct {
   NattVersion version;     /* best version both ends support */
@@ -23,6 +30,9 @@ typedef struct {
   guint keepalive_s;       /* 0 = none */
   guint keepalive_timer;   /* SA timer id, 0 = not armed */
   guint keepalives;        /* sent on this SA */
+  gboolean have_oa;        /* the peer sent NAT-OA (transport mode) */
+  ModikeAddr oa_i, oa_r;   /* its original initiator and responder addresses */
+  guint16 encap_seen;      /* the last encapsulation mode value received (tests) */
 } NattSa;
 
 gboolean natt_init (ModikePlugin *plugin, GError **error);
@@ -44,6 +54,9 @@ gboolean natt_encap_parse (guint16 value, guint16 *mode, gboolean *udp);
 
 /* NAT keepalives sent on sa so far (tests, status). */
 guint natt_sa_keepalives (ModikeIkeSa *sa);
+
+/* The NAT-OA addresses the peer sent in Quick Mode (FALSE: none). */
+gboolean natt_sa_nat_oa (ModikeIkeSa *sa, ModikeAddr *oa_i, ModikeAddr *oa_r);
 
 /* The vendor ID bytes for a version (16 bytes). */
 const guint8 *natt_vendor_id (NattVersion v, gboolean draft02_newline);

@@ -26,7 +26,7 @@ natt_register (Node *n)
 
 /* A behind a (forced) NAT with the keepalive option given (NULL: none). */
 static Net *
-natt_pair (const char *keepalive, gboolean force, FakeDp *dpb, Node **a, Node **b)
+natt_pair_mode (const char *mode, const char *keepalive, gboolean force, FakeDp *dpb, Node **a, Node **b)
 {
   Params p = params_default ();
   g_autofree char *extra = g_strdup_printf ("%s%s%s%s", force ? "    <option name=\"natt.force\" value=\"yes\"/>\n" : "",
@@ -35,12 +35,19 @@ natt_pair (const char *keepalive, gboolean force, FakeDp *dpb, Node **a, Node **
   Net *net;
 
   p.peer_extra_a = extra;
+  p.mode = mode;
   net = dpb != NULL ? dp_pair_new (&p, NULL, dpb, NULL, a, b) : pair_new (&p, a, b);
   natt_register (*a);
   natt_register (*b);
   bring_up (net, *a, *b, 1);
   g_assert_cmpuint (net->keepalives, ==, 0);
   return net;
+}
+
+static Net *
+natt_pair (const char *keepalive, gboolean force, FakeDp *dpb, Node **a, Node **b)
+{
+  return natt_pair_mode ("tunnel", keepalive, force, dpb, a, b);
 }
 
 /* Idle for 60 s with a 5 s interval: twelve keepalives from A, one every
@@ -333,6 +340,166 @@ test_mapping_no_nat (void)
   net_free (net);
 }
 
+/* ---- draft-02/03 on the wire ---- */
+
+typedef struct {
+  Node *a;
+  GPtrArray *from_a, *from_b; /* GBytes: the plain phase-1 messages */
+} Wire;
+
+static FilterResult
+filter_record (Net *net, guint n, Packet *p, gpointer user)
+{
+  Wire *w = user;
+
+  g_ptr_array_add (modike_addr_equal_ip (&p->src, &w->a->addr) ? w->from_a : w->from_b, g_bytes_ref (p->data));
+  return FILTER_PASS;
+}
+
+/* Count of payloads of type in message no (0-based, plain Main Mode ones
+ * only) of list, and its VIDs (natt's, by version) as a mask. */
+static guint
+count_in (GPtrArray *list, guint no, guint8 type, guint *vid_mask)
+{
+  static const struct { NattVersion v; gboolean nl; } all[] = {
+    { NATT_RFC, FALSE }, { NATT_DRAFT_03, FALSE }, { NATT_DRAFT_02, FALSE }, { NATT_DRAFT_02, TRUE },
+  };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (ModikeMessage) msg = NULL;
+  guint n;
+
+  g_assert_cmpuint (no, <, list->len);
+  msg = modike_message_parse (g_ptr_array_index (list, no), &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (msg->hdr.exchange, ==, MODIKE_EX_MAIN);
+  g_assert_false (msg->hdr.flags & MODIKE_FLAG_ENCRYPTION);
+  n = modike_message_count (msg, type);
+  if (vid_mask != NULL)
+    {
+      *vid_mask = 0;
+      for (guint i = 0; i < modike_message_count (msg, MODIKE_PL_VID); i++)
+        {
+          const ModikePayload *v = modike_message_find_nth (msg, MODIKE_PL_VID, i);
+
+          for (gsize j = 0; j < G_N_ELEMENTS (all); j++)
+            if (v->len == 16 && memcmp (v->body, natt_vendor_id (all[j].v, all[j].nl), 16) == 0)
+              *vid_mask |= natt_version_mask (all[j].v);
+        }
+    }
+  return n;
+}
+
+/* A offers only `versions` (VIDs `offered`): the VIDs both ways, the NAT-D payload type in
+ * messages 3 and 4 and the encapsulation mode each side received in Quick
+ * Mode are those of `want`. */
+static void
+check_version (const char *versions, guint offered, NattVersion want)
+{
+  Params p = params_default ();
+  g_autofree char *extra = g_strdup_printf ("<option name=\"natt.force\" value=\"yes\"/>"
+                                            "<option name=\"natt.versions\" value=\"%s\"/>", versions);
+  Wire w = { NULL, g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref),
+             g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref) };
+  guint8 natd = want == NATT_RFC ? MODIKE_PL_NAT_D : MODIKE_PL_NAT_D_DRAFT;
+  guint8 other = want == NATT_RFC ? MODIKE_PL_NAT_D_DRAFT : MODIKE_PL_NAT_D;
+  guint16 encap = want == NATT_RFC ? MODIKE_ENCAP_UDP_TUNNEL : MODIKE_ENCAP_UDP_TUNNEL_DRAFT;
+  guint mask;
+  Node *a, *b;
+  Net *net;
+
+  p.peer_extra_a = extra;
+  net = pair_new (&p, &a, &b);
+  natt_register (a);
+  natt_register (b);
+  w.a = a;
+  net->filter = filter_record;
+  net->filter_user = &w;
+  bring_up (net, a, b, 1);
+
+  /* MM1: A's allowed versions; MM2: B names the one it chose. */
+  count_in (w.from_a, 0, MODIKE_PL_VID, &mask);
+  g_assert_cmpuint (mask, ==, offered);
+  count_in (w.from_b, 0, MODIKE_PL_VID, &mask);
+  g_assert_cmpuint (mask, ==, natt_version_mask (want));
+  /* MM3, MM4: two NAT-D each, of the version's type. */
+  g_assert_cmpuint (count_in (w.from_a, 1, natd, NULL), ==, 2);
+  g_assert_cmpuint (count_in (w.from_a, 1, other, NULL), ==, 0);
+  g_assert_cmpuint (count_in (w.from_b, 1, natd, NULL), ==, 2);
+  g_assert_cmpuint (count_in (w.from_b, 1, other, NULL), ==, 0);
+  /* Quick Mode's SA payloads (encrypted): the values each side parsed. */
+  g_assert_cmpuint (((NattSa *) modike_ike_sa_get_plugin_data (only_sa (a), "natt"))->version, ==, want);
+  g_assert_cmpuint (((NattSa *) modike_ike_sa_get_plugin_data (only_sa (b), "natt"))->version, ==, want);
+  g_assert_cmpuint (((NattSa *) modike_ike_sa_get_plugin_data (only_sa (b), "natt"))->encap_seen, ==, encap);
+  g_assert_cmpuint (((NattSa *) modike_ike_sa_get_plugin_data (only_sa (a), "natt"))->encap_seen, ==, encap);
+  g_assert_true (only_sa (b)->floated);
+  net->filter = NULL;
+  g_ptr_array_unref (w.from_a);
+  g_ptr_array_unref (w.from_b);
+  net_free (net);
+}
+
+static void
+test_versions (void)
+{
+  check_version ("rfc draft-03 draft-02", NATT_ALL_VERSIONS, NATT_RFC);
+  check_version ("draft-03", NATT_MASK_DRAFT_03, NATT_DRAFT_03);
+  check_version ("draft-02", NATT_MASK_DRAFT_02, NATT_DRAFT_02);
+  check_version ("draft-03,draft-02", NATT_MASK_DRAFT_03 | NATT_MASK_DRAFT_02, NATT_DRAFT_03);
+}
+
+/* ---- NAT-OA ---- */
+
+static void
+assert_addr (const ModikeAddr *got, const char *want)
+{
+  ModikeAddr w;
+
+  g_assert_true (modike_addr_parse (want, 0, &w, NULL));
+  g_assert_true (modike_addr_equal_ip (got, &w));
+}
+
+/* Transport mode behind a NAT: both ends send NAT-OAi and NAT-OAr (the
+ * original addresses as each end knows them); the peer keeps them. */
+static void
+test_natoa_transport (void)
+{
+  Node *a, *b;
+  Net *net = natt_pair_mode ("transport", "0", TRUE, NULL, &a, &b);
+  ModikeAddr oi, or;
+
+  g_assert_true (natt_sa_nat_oa (only_sa (b), &oi, &or));
+  assert_addr (&oi, "192.0.2.2");
+  assert_addr (&or, "192.0.2.1");
+  g_assert_true (natt_sa_nat_oa (only_sa (a), &oi, &or));
+  assert_addr (&oi, "192.0.2.2");
+  assert_addr (&or, "192.0.2.1");
+  net_free (net);
+
+  /* Tunnel mode, or no NAT: none. */
+  net = natt_pair ("0", TRUE, NULL, &a, &b);
+  g_assert_false (natt_sa_nat_oa (only_sa (b), &oi, &or));
+  g_assert_false (natt_sa_nat_oa (only_sa (a), &oi, &or));
+  net_free (net);
+  net = natt_pair_mode ("transport", "0", FALSE, NULL, &a, &b);
+  g_assert_false (natt_sa_nat_oa (only_sa (b), &oi, &or));
+  net_free (net);
+}
+
+/* The NAT-OA body: ID type, three reserved bytes, the address. */
+static void
+test_natoa_codec (void)
+{
+  ModikeNatOaPayload oa = { .id_type = MODIKE_ID_IPV4_ADDR, .addr = { 192, 0, 2, 2 } }, back;
+  g_autoptr (GByteArray) body = g_byte_array_new ();
+  static const guint8 want[] = { 1, 0, 0, 0, 192, 0, 2, 2 };
+
+  modike_nat_oa_payload_encode (&oa, body);
+  g_assert_cmpmem (body->data, body->len, want, sizeof want);
+  g_assert_true (modike_nat_oa_payload_parse (body->data, body->len, &back, NULL));
+  g_assert_cmpuint (back.id_type, ==, MODIKE_ID_IPV4_ADDR);
+  g_assert_cmpmem (back.addr, 4, oa.addr, 4);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -344,5 +511,8 @@ main (int argc, char **argv)
   g_test_add_func ("/natt/mapping/follow", test_mapping_change);
   g_test_add_func ("/natt/mapping/forged", test_mapping_forged);
   g_test_add_func ("/natt/mapping/no-nat", test_mapping_no_nat);
+  g_test_add_func ("/natt/versions/on-the-wire", test_versions);
+  g_test_add_func ("/natt/nat-oa/transport", test_natoa_transport);
+  g_test_add_func ("/natt/nat-oa/codec", test_natoa_codec);
   return g_test_run ();
 }
