@@ -418,29 +418,16 @@ engine_dp_child_stats (ModikeIke *ike, const EngineChild *c, ModikeSaStats *in, 
 }
 
 gint64
-engine_dp_child_last_in (ModikeIke *ike, const EngineChild *c)
+engine_dp_child_last (ModikeIke *ike, const EngineChild *c, ModikeDirection dir)
 {
   EngineDatapath *dp = ike->dp;
-  ModikeSaStats in;
+  ModikeSaStats st;
 
   if (dp == NULL || dp->ops->sa_stats == NULL)
     return 0;
-  memset (&in, 0, sizeof in);
-  dp->ops->sa_stats (dp->user, MODIKE_DIR_IN, c->spi_in, &in);
-  return in.last_us;
-}
-
-gint64
-engine_dp_child_last_out (ModikeIke *ike, const EngineChild *c)
-{
-  EngineDatapath *dp = ike->dp;
-  ModikeSaStats out;
-
-  if (dp == NULL || dp->ops->sa_stats == NULL)
-    return 0;
-  memset (&out, 0, sizeof out);
-  dp->ops->sa_stats (dp->user, MODIKE_DIR_OUT, c->spi_out, &out);
-  return out.last_us;
+  memset (&st, 0, sizeof st);
+  dp->ops->sa_stats (dp->user, dir, dir == MODIKE_DIR_IN ? c->spi_in : c->spi_out, &st);
+  return st.last_us;
 }
 
 void

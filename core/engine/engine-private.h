@@ -501,8 +501,7 @@ void engine_dp_schedule_reap (ModikeIke *ike);
 /* Counters of a child pair; FALSE without a datapath. */
 gboolean engine_dp_child_stats (ModikeIke *ike, const EngineChild *c, ModikeSaStats *in, ModikeSaStats *out);
 /* When the datapath last processed a packet on the child's inbound SA (0: never, no datapath). */
-gint64 engine_dp_child_last_in (ModikeIke *ike, const EngineChild *c);
-gint64 engine_dp_child_last_out (ModikeIke *ike, const EngineChild *c);
+gint64 engine_dp_child_last (ModikeIke *ike, const EngineChild *c, ModikeDirection dir);
 /* The core's SAD entry e (outer addresses, encapsulation ports) changed:
  * the datapath's copy follows (sa_move, ABI 1.4). */
 void engine_dp_sa_move (ModikeIke *ike, const ModikeSadEntry *e);

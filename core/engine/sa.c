@@ -1009,14 +1009,22 @@ engine_sa_timers_clear (ModikeIkeSa *sa)
   g_clear_pointer (&sa->plugin_timers, g_hash_table_destroy);
 }
 
+/* The later of own (the IKE side) and the datapath's last packet on the
+ * children's SAs in dir. */
+static gint64
+sa_last (ModikeIkeSa *sa, gint64 own, ModikeDirection dir)
+{
+  gint64 last = own;
+
+  for (guint i = 0; i < sa->children->len; i++)
+    last = MAX (last, engine_dp_child_last (sa->ike, g_ptr_array_index (sa->children, i), dir));
+  return last;
+}
+
 gint64
 modike_ike_sa_get_last_outbound (ModikeIkeSa *sa)
 {
-  gint64 last = sa->last_tx_us;
-
-  for (guint i = 0; i < sa->children->len; i++)
-    last = MAX (last, engine_dp_child_last_out (sa->ike, g_ptr_array_index (sa->children, i)));
-  return last;
+  return sa_last (sa, sa->last_tx_us, MODIKE_DIR_OUT);
 }
 
 static void
@@ -1062,11 +1070,7 @@ engine_sa_move_remote (ModikeIkeSa *sa, const ModikeAddr *remote)
 gint64
 modike_ike_sa_get_last_inbound (ModikeIkeSa *sa)
 {
-  gint64 last = sa->last_rx_us;
-
-  for (guint i = 0; i < sa->children->len; i++)
-    last = MAX (last, engine_dp_child_last_in (sa->ike, g_ptr_array_index (sa->children, i)));
-  return last;
+  return sa_last (sa, sa->last_rx_us, MODIKE_DIR_IN);
 }
 
 /* Phase 1 again with the peer, carrying the policies of the old SA's

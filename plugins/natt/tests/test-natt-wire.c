@@ -98,27 +98,30 @@ test_keepalive_only_idle (void)
   net_free (net);
 }
 
+/* Keepalives sent in ms of silence after A (behind a NAT when force)
+ * came up with natt.keepalive set to keepalive (NULL: unset). */
+static guint
+keepalives_after (const char *keepalive, gboolean force, guint ms)
+{
+  Node *a, *b;
+  Net *net = natt_pair (keepalive, force, NULL, &a, &b);
+  guint n;
+
+  g_assert_true (modike_ike_sa_nat_detected (only_sa (a)) == force);
+  net_run (net, ms, NULL, NULL);
+  n = net->keepalives;
+  net_free (net);
+  return n;
+}
+
 /* natt.keepalive 0: none; no NAT: none; the default is 20 s. */
 static void
 test_keepalive_off (void)
 {
-  Node *a, *b;
-  Net *net = natt_pair ("0", TRUE, NULL, &a, &b);
-
-  net_run (net, 60000, NULL, NULL);
-  g_assert_cmpuint (net->keepalives, ==, 0);
-  net_free (net);
-
-  net = natt_pair (NULL, FALSE, NULL, &a, &b);
-  g_assert_false (modike_ike_sa_nat_detected (only_sa (a)));
-  net_run (net, 60000, NULL, NULL);
-  g_assert_cmpuint (net->keepalives, ==, 0);
-  net_free (net);
-
-  net = natt_pair (NULL, TRUE, NULL, &a, &b);
-  net_run (net, 61000, NULL, NULL);
-  g_assert_cmpuint (net->keepalives, ==, 3);
-  net_free (net);
+  g_assert_cmpuint (keepalives_after ("0", TRUE, 60000), ==, 0);
+  g_assert_cmpuint (keepalives_after (NULL, FALSE, 60000), ==, 0);
+  g_assert_cmpuint (keepalives_after (NULL, TRUE, 61000), ==, 3);
+  g_assert_cmpuint (keepalives_after ("junk", TRUE, 41000), ==, 2);
 }
 
 /* They stop with the SA. */
