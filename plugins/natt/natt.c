@@ -447,9 +447,20 @@ keepalive_tick (ModikeIkeSa *sa, gpointer data)
     {
       s->keepalives++;
       g_debug ("peer %s: NAT keepalive %u sent", modike_ike_sa_get_peer_name (sa), s->keepalives);
+      if (s->keepalive_failing)
+        g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "MESSAGE", "peer %s: NAT keepalives are sent again",
+                          modike_ike_sa_get_peer_name (sa));
+      s->keepalive_failing = FALSE;
     }
-  else
-    g_debug ("peer %s: NAT keepalive not sent: %s", modike_ike_sa_get_peer_name (sa), error->message);
+  else if (!s->keepalive_failing)
+    {
+      /* Once per streak: our address went away (the client roamed) or
+       * the route did; DPD decides about the SA. */
+      g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "MESSAGE",
+                        "peer %s: NAT keepalive not sent (did our address go away?): %s",
+                        modike_ike_sa_get_peer_name (sa), error->message);
+      s->keepalive_failing = TRUE;
+    }
   keepalive_arm (sa, s, interval_us);
 }
 

@@ -30,6 +30,7 @@ typedef struct {
   guint keepalive_s;       /* 0 = none */
   guint keepalive_timer;   /* SA timer id, 0 = not armed */
   guint keepalives;        /* sent on this SA */
+  gboolean keepalive_failing; /* the last send failed (logged once) */
   gboolean have_oa;        /* the peer sent NAT-OA (transport mode) */
   ModikeAddr oa_i, oa_r;   /* its original initiator and responder addresses */
   guint16 encap_seen;      /* the last encapsulation mode value received (tests) */

@@ -66,8 +66,11 @@ env_send (gpointer env, const ModikeAddr *local, const ModikeAddr *remote, const
   Node *from = env;
   Net *net = from->net;
   guint n = ++net->sent;
-  Packet *p = g_new0 (Packet, 1);
+  Packet *p;
 
+  if (net->send_fails)
+    return FALSE;
+  p = g_new0 (Packet, 1);
   g_assert_cmpint (local->family, ==, remote->family);
   p->to = route (net, remote);
   p->dst = *remote;

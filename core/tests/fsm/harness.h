@@ -58,6 +58,7 @@ struct _Net {
   GPtrArray *held; /* Packet* kept by filters */
   guint keepalives;                /* NAT keepalives sent (never delivered) */
   gint64 keepalive_us;             /* when the last one went */
+  gboolean send_fails;             /* every send fails (an address gone) */
 };
 
 

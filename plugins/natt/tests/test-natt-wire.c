@@ -141,6 +141,27 @@ test_keepalive_stop (void)
   net_free (net);
 }
 
+/* A send that fails (our address went away) is noticed once and the
+ * keepalives go on when sending works again. */
+static void
+test_keepalive_send_fails (void)
+{
+  Node *a, *b;
+  Net *net = natt_pair ("5", TRUE, NULL, &a, &b);
+  NattSa *s = modike_ike_sa_get_plugin_data (only_sa (a), "natt");
+
+  net->send_fails = TRUE;
+  net_run (net, 12000, NULL, NULL);
+  g_assert_cmpuint (natt_sa_keepalives (only_sa (a)), ==, 0);
+  g_assert_true (s->keepalive_failing);
+  net->send_fails = FALSE;
+  net_run (net, 6000, NULL, NULL);
+  g_assert_cmpuint (natt_sa_keepalives (only_sa (a)), ==, 1);
+  g_assert_cmpuint (net->keepalives, ==, 1);
+  g_assert_false (s->keepalive_failing);
+  net_free (net);
+}
+
 /* ---- mapping changes ---- */
 
 typedef struct {
@@ -511,6 +532,7 @@ main (int argc, char **argv)
   g_test_add_func ("/natt/keepalive/only-when-idle", test_keepalive_only_idle);
   g_test_add_func ("/natt/keepalive/off", test_keepalive_off);
   g_test_add_func ("/natt/keepalive/stop-with-sa", test_keepalive_stop);
+  g_test_add_func ("/natt/keepalive/send-fails", test_keepalive_send_fails);
   g_test_add_func ("/natt/mapping/follow", test_mapping_change);
   g_test_add_func ("/natt/mapping/forged", test_mapping_forged);
   g_test_add_func ("/natt/mapping/no-nat", test_mapping_no_nat);
