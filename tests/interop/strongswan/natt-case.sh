@@ -18,6 +18,17 @@
 #       (natt.versions): charon answers in it; the capture on gw's link
 #       shows NAT-D as payload 130 (not 20) from both sides in Main Mode
 #       messages 3 and 4; tunnel up, ping.
+#   natt-mapping-change  roles swapped: modiked is the gateway in gw, charon
+#       the client in cl (no keepalives; charon does DPD only with a peer
+#       that sent the DPD vendor ID, which modiked without a dpd plugin
+#       does not). Child "net" (198.51.100.0/25 - 203.0.113.0/25) comes up;
+#       rt drops all UDP 500/4500 for 35 s (before conntrack: the mapping
+#       expires) and masquerades to ports 40000-40099 from then on; charon
+#       then starts a second child "net2" (the upper /25s), whose Quick
+#       Mode comes from the new port: modiked logs "moved from
+#       192.0.2.126[4500] to 192.0.2.126[400NN]", keeps the IKE SA and
+#       net's ESP SAs, and pings over net (its ESP SAs moved) cross both
+#       ways.
 #   natt-two-clients  cl and c2 (192.0.2.130, linked to rt as well) behind
 #       the same NAT, one public address: both get tunnels at once
 #       (203.0.113.0/26 and 203.0.113.64/26 inside) and both ping.
@@ -28,14 +39,15 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../lib.sh"
 
 CASE=${1:-}
-KEEPALIVE=20 TWO=no DRAFT=""
+KEEPALIVE=20 TWO=no DRAFT="" MOVE=no
 case $CASE in
   natt-masquerade) ;;
   natt-draft03) DRAFT=03 ;;
   natt-draft02) DRAFT=02 ;;
   natt-masquerade-nokeepalive) KEEPALIVE=0 ;;
   natt-two-clients) TWO=yes ;;
-  *) echo "usage: $0 natt-masquerade|natt-masquerade-nokeepalive|natt-draft03|natt-draft02|natt-two-clients" >&2; exit 2 ;;
+  natt-mapping-change) MOVE=yes ;;
+  *) echo "usage: $0 natt-masquerade|natt-masquerade-nokeepalive|natt-draft03|natt-draft02|natt-two-clients|natt-mapping-change" >&2; exit 2 ;;
 esac
 MKI_CASE=$CASE
 WAIT=${MKI_WAIT:-30}
@@ -86,6 +98,82 @@ if [ "$TWO" = yes ]; then
   ip -n "$ns" route add 192.0.2.0/25 via "$MKI_RT_CL_V4" || fail "route to gw's link in c2"
   mki_wait_carrier "$ns" veth0
   mki_wait_carrier "$MKI_NS_RT" veth-c2
+fi
+
+# --- natt-mapping-change: modiked in gw, charon in cl --------------------------
+ping_side () { # SIDE FROM TO COUNT: ping from SIDE's inner host
+  ip netns exec "$(mki_ns "$1")" ping -n -c "$4" -W 2 -i 0.3 -I "$2" "$3" >"$MKI_DIR/$1/ping.out" 2>&1
+  grep -o '[0-9]* received' "$MKI_DIR/$1/ping.out" | cut -d' ' -f1
+}
+if [ "$MOVE" = yes ]; then
+  mki_swanctl_conf cl LOCAL_ADDR=$MKI_CL_V4 REMOTE_ADDR=$MKI_GW_V4 LOCAL_ID=client REMOTE_ID=gw \
+    AGGRESSIVE=no PROPOSALS=aes128-sha256-modp2048 ESP_PROPOSALS=aes128-sha256 \
+    LOCAL_TS=203.0.113.0/25 REMOTE_TS=198.51.100.0/25 PSK=testpsk
+  awk '/^      net \{$/ { print "      net2 {"; print "        mode = tunnel";
+         print "        local_ts = 203.0.113.128/25"; print "        remote_ts = 198.51.100.128/25";
+         print "        esp_proposals = aes128-sha256"; print "        rekey_time = 0";
+         print "        start_action = none"; print "      }" } { print }' \
+    "$MKI_DIR/cl/swanctl.conf" >"$MKI_DIR/cl/swanctl.conf.new" && mv "$MKI_DIR/cl/swanctl.conf.new" "$MKI_DIR/cl/swanctl.conf"
+  grep -q 'net2 {' "$MKI_DIR/cl/swanctl.conf" || fail "could not add the child net2 to charon's config"
+  mki_strongswan_conf cl "default = 1; ike = 2; cfg = 1; net = 2; enc = 1"
+  sed -i 's/^charon {$/&\n  keep_alive = 0s/' "$MKI_DIR/cl/strongswan.conf"
+  mki_charon_start cl
+  mki_swanctl_load cl
+  mki_libipsec_route cl
+  mki_drop_lo_host gw
+  CFG=$MKI_DIR/gw/modiked.xml
+  mki_modiked_conf "$CFG" LISTEN=$MKI_GW_V4 NAME=cl INITIATE=no \
+    LOCAL=$MKI_GW_V4 REMOTE=$PUBLIC LOCAL_ID=gw REMOTE_ID=client PSK=testpsk \
+    EXCHANGE=main PFS=none LOCAL_TS=198.51.100.0/25 REMOTE_TS=203.0.113.0/25 ESP_ENCR=aes128 ESP_INTEG=sha256 \
+    STATUS="$MKI_DIR/gw/modiked.status" LOGLEVEL=debug \
+    PLUGINS="natt esp_user tun" ADAPTER=mk0 ADAPTER_ADDR="$MKI_GW_HOST/32" \
+    SECTIONS_XML='<policy name="net2" peer="cl" action="protect" mode="tunnel" local="198.51.100.128/25" remote="203.0.113.128/25" pfs="none" lifetime="3600"><proposal encryption="aes128" integrity="sha256"/></policy>'
+  ip netns exec "$MKI_NS_GW" timeout 20 "$MODIKED" -c "$CFG" --check >"$MKI_DIR/gw/check.out" 2>&1 ||
+    { cat "$MKI_DIR/gw/check.out" "$CFG" >&2; fail "modiked --check rejected gw's configuration"; }
+  mki_modiked_start gw "$CFG"
+  listening () { ip netns exec "$MKI_NS_GW" ss -Hlun 'sport = :500' 2>/dev/null | grep -q .; }
+  mki_poll 5 listening || fail "modiked does not listen on UDP port 500"
+  mki_swanctl cl --initiate --child net --timeout "$WAIT" >"$MKI_DIR/cl/initiate.out" 2>&1 &
+  MKI_PIDS+=("$!")
+  gw_up () {
+    local st raw
+    mki_modiked_alive gw || fail "modiked in gw exited"
+    st=$(mki_modiked_status gw) || return 1
+    grep -Eq '^IKE [^ ]+ ESTABLISHED ' "$st" && grep -Eq '^ +ESP ' "$st" || return 1
+    raw=$(mki_sas_raw cl)
+    [ "$(mki_raw_field "$(mki_raw_child "$raw")" state)" = INSTALLED ]
+  }
+  mki_poll "$WAIT" gw_up || fail "no SAs within $WAIT s"
+  log=$MKI_DIR/gw/modiked.log
+  esp_lines () { grep -E '^ +ESP ' "$(mki_modiked_status gw)" | grep -Eo 'in=[0-9a-f]+ out=[0-9a-f]+'; }
+  before=$(esp_lines)
+  rx=$(ping_side cl "$MKI_CL_HOST" "$MKI_GW_HOST" 3)
+  [ "$rx" = 3 ] || fail "ping from cl before the move: $rx/3"
+  # The outage: rt drops IKE and ESP in UDP before conntrack sees them, so
+  # the mapping expires (30 s); afterwards it masquerades to new ports.
+  mki_rt_nft 'udp dport { 500, 4500 } drop' 'udp sport { 500, 4500 } drop'
+  ip netns exec "$MKI_NS_RT" nft flush chain ip nat post || fail "nft flush"
+  ip netns exec "$MKI_NS_RT" nft add rule ip nat post oifname veth-gw meta l4proto udp counter masquerade to :40000-40099 ||
+    fail "nft: masquerade to a port range refused"
+  ip netns exec "$MKI_NS_RT" nft add rule ip nat post oifname veth-gw counter masquerade || fail "nft: masquerade refused"
+  mki_log "rt drops UDP 500/4500 for 35 s, then maps to ports 40000-40099"
+  sleep 35
+  ip netns exec "$MKI_NS_RT" nft flush chain inet mki pre || fail "nft flush of the drops"
+  grep -q 'moved from' "$log" && fail "modiked moved the SA before any authenticated message: $(grep 'moved from' "$log")"
+  mki_swanctl cl --initiate --child net2 --timeout "$WAIT" >"$MKI_DIR/cl/initiate2.out" 2>&1 &
+  MKI_PIDS+=("$!")
+  moved () { grep -Eq "moved from $PUBLIC\[4500\] to $PUBLIC\[400[0-9][0-9]\]" "$log"; }
+  mki_poll 20 moved || fail "modiked did not follow charon to its new port within 20 s of charon's Quick Mode for net2"
+  mki_log "modiked: $(grep -Eo 'peer [^ ]+ moved from .*' "$log" | head -n1)"
+  rx=$(ping_side gw "$MKI_GW_HOST" "$MKI_CL_HOST" 3)
+  [ "$rx" = 3 ] || fail "ping from gw after the move: $rx/3"
+  rx=$(ping_side cl "$MKI_CL_HOST" "$MKI_GW_HOST" 3)
+  [ "$rx" = 3 ] || fail "ping from cl after the move: $rx/3"
+  after=$(esp_lines)
+  printf '%s\n' "$after" | grep -qF "$before" || fail "net's ESP SAs changed: $before -> $after"
+  [ "$(grep -c 'IKE SA established' "$log")" = 1 ] || fail "phase 1 ran again"
+  mki_log "PASS: charon's NAT mapping moved to a new port; modiked followed on net2's Quick Mode, net's SAs kept ($before), pings over them both ways"
+  exit 0
 fi
 
 # --- charon in gw ------------------------------------------------------------
@@ -155,10 +243,6 @@ ports=$(printf '%s\n' "$sas" | grep -o "$PUBLIC\[[0-9]*\]" | sort -u)
 mki_log "charon sees: $(echo $ports)"
 printf '%s\n' "$sas" | grep -q 'UDP_ENCAP\|ENCAP' || mki_log "note: charon's listing shows no encapsulation flag"
 
-ping_side () { # SIDE FROM TO COUNT: ping from SIDE's inner host
-  ip netns exec "$(mki_ns "$1")" ping -n -c "$4" -W 2 -i 0.3 -I "$2" "$3" >"$MKI_DIR/$1/ping.out" 2>&1
-  grep -o '[0-9]* received' "$MKI_DIR/$1/ping.out" | cut -d' ' -f1
-}
 if [ "$TWO" = yes ]; then
   # Both at once.
   ping_side cl 203.0.113.1 "$MKI_GW_HOST" 10 >"$MKI_DIR/cl/rx" &
