@@ -1,5 +1,8 @@
-/* NAT traversal negotiation (RFC 3947 and drafts 02/03): vendor IDs,
- * NAT-D detection, the move to port 4500 and the UDP-encapsulated modes. */
+/* NAT traversal (RFC 3947/3948 and drafts 02/03): vendor IDs (peer option
+ * natt.versions), NAT-D detection, the move to port 4500, the
+ * UDP-encapsulated modes, NAT keepalives (natt.keepalive) and NAT-OA in
+ * transport mode. Following a peer whose NAT mapping changed is the
+ * core's (it knows which messages authenticated). */
 #pragma once
 
 #include <modike/modike.h>
