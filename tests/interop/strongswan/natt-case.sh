@@ -85,6 +85,7 @@ if [ "$TWO" = yes ]; then
   ns=$MKI_PREFIX-c2-$MKI_ID
   ip netns add "$ns" || fail "ip netns add $ns"
   MKI_NS_EXTRA+=("$ns")
+  # shellcheck disable=SC2034  # read by mki_ns through eval
   MKI_NS_SIDE_c2=$ns
   mkdir -p "$MKI_DIR/c2"
   ip -n "$MKI_NS_RT" link add veth-c2 type veth peer name veth0 netns "$ns" || fail "veth rt-c2"
