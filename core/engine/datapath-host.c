@@ -418,16 +418,34 @@ engine_dp_child_stats (ModikeIke *ike, const EngineChild *c, ModikeSaStats *in, 
 }
 
 gint64
-engine_dp_child_last_in (ModikeIke *ike, const EngineChild *c)
+engine_dp_child_last (ModikeIke *ike, const EngineChild *c, ModikeDirection dir)
 {
   EngineDatapath *dp = ike->dp;
-  ModikeSaStats in;
+  ModikeSaStats st;
 
   if (dp == NULL || dp->ops->sa_stats == NULL)
     return 0;
-  memset (&in, 0, sizeof in);
-  dp->ops->sa_stats (dp->user, MODIKE_DIR_IN, c->spi_in, &in);
-  return in.last_us;
+  memset (&st, 0, sizeof st);
+  dp->ops->sa_stats (dp->user, dir, dir == MODIKE_DIR_IN ? c->spi_in : c->spi_out, &st);
+  return st.last_us;
+}
+
+void
+engine_dp_sa_move (ModikeIke *ike, const ModikeSadEntry *e)
+{
+  EngineDatapath *dp = ike->dp;
+  GHashTable *refused;
+
+  if (dp == NULL)
+    return;
+  refused = e->dir == MODIKE_DIR_IN ? dp->refused_in : dp->refused_out;
+  if (g_hash_table_contains (refused, GUINT_TO_POINTER (e->spi)))
+    return;
+  if (dp->ops->sa_move != NULL)
+    dp->ops->sa_move (dp->user, e);
+  else
+    engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "datapath %s cannot move ESP SA %08x to the peer's new address",
+                dp_name (dp), e->spi);
 }
 
 gboolean

@@ -164,6 +164,7 @@ struct _ModikeIkeSa {
 
   gint64 last_rx_us;          /* last authenticated (decrypted, accepted) message */
   gboolean retry_p1;          /* a plugin's restart: phase 1 starts again when it times out */
+  gint64 last_tx_us;          /* last datagram sent to the peer (IKE or raw) */
   GHashTable *plugin_timers;  /* id -> timer of modike_ike_sa_timer_add; NULL until one */
   guint next_timer_id;
   ModikePrefix peer_addr4, peer_addr6; /* the client's mode config addresses (gateway); family 0 = none */
@@ -518,7 +519,13 @@ void engine_dp_schedule_reap (ModikeIke *ike);
 /* Counters of a child pair; FALSE without a datapath. */
 gboolean engine_dp_child_stats (ModikeIke *ike, const EngineChild *c, ModikeSaStats *in, ModikeSaStats *out);
 /* When the datapath last processed a packet on the child's inbound SA (0: never, no datapath). */
-gint64 engine_dp_child_last_in (ModikeIke *ike, const EngineChild *c);
+gint64 engine_dp_child_last (ModikeIke *ike, const EngineChild *c, ModikeDirection dir);
+/* The core's SAD entry e (outer addresses, encapsulation ports) changed:
+ * the datapath's copy follows (sa_move, ABI 1.4). */
+void engine_dp_sa_move (ModikeIke *ike, const ModikeSadEntry *e);
+/* The peer of sa (behind a NAT) now speaks from remote: the SA and its ESP
+ * SAs follow (sa.c). Only for authenticated messages. */
+void engine_sa_move_remote (ModikeIkeSa *sa, const ModikeAddr *remote);
 
 /* ---- host calls, run on the main loop (ike.c, sa.c) ---- */
 void engine_acquire (ModikeIke *ike, guint32 spd_id, const ModikeSelector *sel);

@@ -279,6 +279,7 @@ send_datagram (ModikeIkeSa *sa, const guint8 *data, gsize len)
   ModikeIke *ike = sa->ike;
 
   ike->stats.tx_packets++;
+  sa->last_tx_us = ike->env.now_us (ike->env.env);
   if (sa->floated)
     {
       /* Non-ESP marker (RFC 3948 2.2) in front of IKE on the float port. */
@@ -682,10 +683,13 @@ apply_verdict (ModikeExchange *x, const ModikeFsmRow *row, ModikeMessage *msg, M
               sa->remote = x->rx_remote;
               ELOG_INFO (sa, x, "peer floated to port %u", sa->remote.port);
             }
-          else if (sa->floated && x->rx_local.port == sa->local.port && x->rx_remote.family != 0 &&
+          /* The peer's NAT mapping changed (RFC 3947 5.2): only a message
+           * that decrypted under the SA's keys and was accepted moves it. */
+          else if (sa->floated && (msg->hdr.flags & MODIKE_FLAG_ENCRYPTION) &&
+                   x->rx_local.port == sa->local.port && x->rx_remote.family != 0 &&
                    !modike_addr_equal (&x->rx_remote, &sa->remote) &&
-                   modike_addr_equal_ip (&x->rx_remote, &sa->remote))
-            sa->remote = x->rx_remote; /* NAT rebinding of the peer's port */
+                   (sa->nat_remote || modike_addr_equal_ip (&x->rx_remote, &sa->remote)))
+            engine_sa_move_remote (sa, &x->rx_remote);
         }
       engine_timer_cancel (ike, &x->timer);
       if (x->outbox != NULL)

@@ -514,7 +514,9 @@ modike_ike_receive (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *r
           goto out;
         }
     }
-  if (!modike_addr_equal_ip (remote, &sa->remote))
+  /* A peer behind a NAT may come from a new address: the exchange
+   * decides, and only an authenticated message moves the SA. */
+  if (!modike_addr_equal_ip (remote, &sa->remote) && !(sa->nat_remote && sa->floated))
     {
       ike->stats.rx_dropped++;
       ELOG_MSG (sa, NULL, "message from unexpected address %s dropped", modike_addr_format (remote, buf, sizeof buf));

@@ -989,6 +989,8 @@ modike_ike_sa_send_raw (ModikeIkeSa *sa, const guint8 *data, gsize len, GError *
   ModikeIke *ike = sa->ike;
 
   g_return_val_if_fail (data != NULL || len == 0, FALSE);
+  if (!sa->dead)
+    sa->last_tx_us = ike->env.now_us (ike->env.env);
   if (sa->dead || ike->env.send == NULL || !ike->env.send (ike->env.env, &sa->local, &sa->remote, data, len))
     {
       g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "peer %s: datagram of %" G_GSIZE_FORMAT
@@ -1079,14 +1081,68 @@ engine_sa_timers_clear (ModikeIkeSa *sa)
   g_clear_pointer (&sa->plugin_timers, g_hash_table_destroy);
 }
 
+/* The later of own (the IKE side) and the datapath's last packet on the
+ * children's SAs in dir. */
+static gint64
+sa_last (ModikeIkeSa *sa, gint64 own, ModikeDirection dir)
+{
+  gint64 last = own;
+
+  for (guint i = 0; i < sa->children->len; i++)
+    last = MAX (last, engine_dp_child_last (sa->ike, g_ptr_array_index (sa->children, i), dir));
+  return last;
+}
+
+gint64
+modike_ike_sa_get_last_outbound (ModikeIkeSa *sa)
+{
+  return sa_last (sa, sa->last_tx_us, MODIKE_DIR_OUT);
+}
+
+static void
+move_entry (ModikeIke *ike, ModikeDirection dir, guint32 spi, const ModikeAddr *remote)
+{
+  /* The core owns its SAD: the entry is ours to change. */
+  ModikeSadEntry *e = (ModikeSadEntry *) modike_sad_lookup (ike->sad, dir, spi);
+  ModikeAddr *peer;
+
+  if (e == NULL)
+    return;
+  peer = dir == MODIKE_DIR_OUT ? &e->dst : &e->src;
+  memcpy (peer->addr, remote->addr, sizeof peer->addr);
+  peer->family = remote->family;
+  if (e->udp_encap)
+    {
+      if (dir == MODIKE_DIR_OUT)
+        e->encap_dport = remote->port;
+      else
+        e->encap_sport = remote->port;
+    }
+  engine_dp_sa_move (ike, e);
+}
+
+void
+engine_sa_move_remote (ModikeIkeSa *sa, const ModikeAddr *remote)
+{
+  char from[MODIKE_ADDR_STRLEN], to[MODIKE_ADDR_STRLEN];
+
+  ELOG_INFO (sa, NULL, "peer %s moved from %s to %s", sa->peer_name != NULL ? sa->peer_name : "?",
+             modike_addr_format (&sa->remote, from, sizeof from), modike_addr_format (remote, to, sizeof to));
+  sa->remote = *remote;
+  for (guint i = 0; i < sa->children->len; i++)
+    {
+      EngineChild *c = g_ptr_array_index (sa->children, i);
+
+      move_entry (sa->ike, MODIKE_DIR_OUT, c->spi_out, remote);
+      move_entry (sa->ike, MODIKE_DIR_IN, c->spi_in, remote);
+    }
+  sa_index (sa); /* an address identity's key names the address it came from */
+}
+
 gint64
 modike_ike_sa_get_last_inbound (ModikeIkeSa *sa)
 {
-  gint64 last = sa->last_rx_us;
-
-  for (guint i = 0; i < sa->children->len; i++)
-    last = MAX (last, engine_dp_child_last_in (sa->ike, g_ptr_array_index (sa->children, i)));
-  return last;
+  return sa_last (sa, sa->last_rx_us, MODIKE_DIR_IN);
 }
 
 /* Phase 1 again with the peer, carrying the policies of the old SA's

@@ -24,7 +24,8 @@ static const gsize known_size[MODIKE_ABI_MINOR + 1] = {
    * modike_ike_sa_auth_done/_get_user, policy templates and instances
    * (split exclude, peer addresses), plugin counters, check-only,
    * stage details, modike_ike_initiate_as, engine timers and start hooks,
-   * the P1_FAILED / P2_FAILED events; the descriptor is the same. */
+   * the P1_FAILED / P2_FAILED events, the datapath's sa_move (a NAT peer
+   * moved), modike_ike_sa_get_last_outbound; the descriptor is the same. */
   [3] = G_STRUCT_OFFSET (ModikePluginDescriptor, fini) + G_SIZEOF_MEMBER (ModikePluginDescriptor, fini),
 };
 

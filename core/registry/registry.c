@@ -1142,6 +1142,26 @@ claim_single (ModikePlugin *plugin, SingleReg *slot, const char *what, gconstpoi
   return TRUE;
 }
 
+/* A plugin built for an older minor passed a shorter struct (known bytes
+ * of full): the ops it does not know are NULL in our copy. */
+static gboolean
+claim_grown (ModikePlugin *plugin, SingleReg *slot, const char *what, gconstpointer ops, gsize full, gsize known,
+             gpointer user, GError **error)
+{
+  gpointer copy;
+
+  if (!claim_single (plugin, slot, what, ops, known, user, error))
+    return FALSE;
+  if (known < full)
+    {
+      copy = g_malloc0 (full);
+      memcpy (copy, slot->ops, known);
+      g_free (slot->ops);
+      slot->ops = copy;
+    }
+  return TRUE;
+}
+
 gboolean
 modike_register_encap (ModikePlugin *plugin, const ModikeEncapOps *ops, gpointer user, GError **error)
 {
@@ -1167,7 +1187,10 @@ modike_register_datapath (ModikePlugin *plugin, const ModikeDatapathOps *ops, gp
 {
   g_return_val_if_fail (plugin != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-  return claim_single (plugin, &plugin->reg->datapath, "datapath", ops, sizeof *ops, user, error);
+  /* A plugin built before 1.4 passed a struct without sa_move. */
+  return claim_grown (plugin, &plugin->reg->datapath, "datapath", ops, sizeof *ops,
+                      plugin->desc->abi_minor >= 3 ? sizeof *ops : G_STRUCT_OFFSET (ModikeDatapathOps, sa_move),
+                      user, error);
 }
 
 const ModikeDatapathOps *
@@ -1184,21 +1207,9 @@ modike_register_os_adapter (ModikePlugin *plugin, const ModikeOsAdapterOps *ops,
 {
   g_return_val_if_fail (plugin != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-  if (!claim_single (plugin, &plugin->reg->os_adapter, "OS adapter", ops,
-                     plugin->desc->abi_minor >= 2 ? sizeof *ops : G_STRUCT_OFFSET (ModikeOsAdapterOps, set_dns), user,
-                     error))
-    return FALSE;
-  /* A plugin built for an older minor passed a shorter struct: the ops
-   * it does not know are NULL in our copy. */
-  if (plugin->desc->abi_minor < 2)
-    {
-      gpointer copy = g_malloc0 (sizeof *ops);
-
-      memcpy (copy, plugin->reg->os_adapter.ops, G_STRUCT_OFFSET (ModikeOsAdapterOps, set_dns));
-      g_free (plugin->reg->os_adapter.ops);
-      plugin->reg->os_adapter.ops = copy;
-    }
-  return TRUE;
+  return claim_grown (plugin, &plugin->reg->os_adapter, "OS adapter", ops, sizeof *ops,
+                      plugin->desc->abi_minor >= 2 ? sizeof *ops : G_STRUCT_OFFSET (ModikeOsAdapterOps, set_dns),
+                      user, error);
 }
 
 const ModikeOsAdapterOps *

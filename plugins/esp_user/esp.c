@@ -354,6 +354,15 @@ esp_sa_entry (const EspSa *sa)
   return sa->entry;
 }
 
+void
+esp_sa_move (EspSa *sa, const ModikeSadEntry *e)
+{
+  sa->entry->src = e->src;
+  sa->entry->dst = e->dst;
+  sa->entry->encap_sport = e->encap_sport;
+  sa->entry->encap_dport = e->encap_dport;
+}
+
 /* ---- Counters and lifetimes ---- */
 
 static gboolean

@@ -44,6 +44,9 @@ typedef struct _EspSa EspSa;
 EspSa *esp_sa_new (const ModikeSadEntry *e, guint n_threads, GError **error);
 void esp_sa_free (EspSa *sa);
 const ModikeSadEntry *esp_sa_entry (const EspSa *sa);
+/* The outer addresses and encapsulation ports of e: for outbound SAs only,
+ * under the writer lock (workers read them from the snapshot, not here). */
+void esp_sa_move (EspSa *sa, const ModikeSadEntry *e);
 
 /* Outbound. pkt: an IP packet (v4 or v6) of len bytes with ESP_HEADROOM
  * writable bytes before it and ESP_TAILROOM after. Tunnel mode wraps the

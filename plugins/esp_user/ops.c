@@ -313,6 +313,27 @@ dp_sa_add (gpointer user, const ModikeSadEntry *e, GError **error)
   return ok;
 }
 
+/* The peer moved behind its NAT: outbound packets go to the new address
+ * and port from the next snapshot on. Inbound SAs take ESP from any source
+ * already, and their workers read the entry: they stay untouched. */
+static void
+dp_sa_move (gpointer user, const ModikeSadEntry *e)
+{
+  Datapath *dp = user;
+  DpSa *sa;
+
+  if (e->dir != MODIKE_DIR_OUT)
+    return;
+  g_mutex_lock (&dp->wlock);
+  sa = g_hash_table_lookup (dp->sa_out, GUINT_TO_POINTER (e->spi));
+  if (sa != NULL && dp->started)
+    {
+      esp_sa_move (sa->esp, e);
+      dp_publish (dp);
+    }
+  g_mutex_unlock (&dp->wlock);
+}
+
 static void
 dp_sa_del (gpointer user, ModikeDirection dir, guint32 spi)
 {
@@ -537,6 +558,7 @@ const ModikeDatapathOps datapath_ops = {
   .stop = dp_stop,
   .sa_add = dp_sa_add,
   .sa_del = dp_sa_del,
+  .sa_move = dp_sa_move,
   .policies_set = dp_policies_set,
   .adapter_attach = dp_adapter_attach,
   .adapter_detach = dp_adapter_detach,

@@ -7,7 +7,7 @@ static const ModikePluginDescriptor natt_descriptor = {
   MODIKE_PLUGIN_DESCRIPTOR_INIT,
   .name = "natt",
   .version = "1.0",
-  .description = "NAT traversal negotiation (RFC 3947, drafts 02/03)",
+  .description = "NAT traversal (RFC 3947/3948, drafts 02/03): negotiation, keepalives, NAT-OA",
   .provides = natt_provides,
   .depends = NULL,
   .init = natt_init,

@@ -1,6 +1,6 @@
-/* NAT traversal negotiation. Everything reaches the core's exchanges
- * through registrations: vendor IDs, NAT-D claims and builders, the
- * encapsulation ops and port 4500. Keepalives and NAT-OA come later. */
+/* NAT traversal. Everything reaches the core's exchanges through
+ * registrations: vendor IDs, NAT-D claims and builders, the encapsulation
+ * ops and port 4500; keepalives run on SA timers (RFC 3948 2.3). */
 #include "natt.h"
 
 #include <string.h>
@@ -129,16 +129,78 @@ natt_forced (ModikePlugin *plugin, ModikeIkeSa *sa)
   return np && np->force_encap;
 }
 
+/* The versions the peer option natt.versions allows ("rfc draft-03
+ * draft-02", any of them, in any order; default all). */
+static guint
+versions_allowed (ModikeIkeSa *sa)
+{
+  const char *opt = modike_ike_sa_get_option (sa, "natt.versions");
+  g_auto (GStrv) words = NULL;
+  guint mask = 0;
+
+  if (opt == NULL)
+    return NATT_ALL_VERSIONS;
+  words = g_strsplit_set (opt, " ,", -1);
+  for (guint i = 0; words[i] != NULL; i++)
+    if (g_strcmp0 (words[i], "rfc") == 0)
+      mask |= NATT_MASK_RFC;
+    else if (g_strcmp0 (words[i], "draft-03") == 0)
+      mask |= NATT_MASK_DRAFT_03;
+    else if (g_strcmp0 (words[i], "draft-02") == 0)
+      mask |= NATT_MASK_DRAFT_02;
+    else if (words[i][0] != '\0')
+      g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "MESSAGE",
+                        "peer %s: natt.versions: unknown version \"%s\" ignored", modike_ike_sa_get_peer_name (sa),
+                        words[i]);
+  return mask;
+}
+
+guint
+natt_version_mask (NattVersion v)
+{
+  switch (v)
+    {
+    case NATT_RFC: return NATT_MASK_RFC;
+    case NATT_DRAFT_03: return NATT_MASK_DRAFT_03;
+    case NATT_DRAFT_02: return NATT_MASK_DRAFT_02;
+    default: return 0;
+    }
+}
+
 /* The core calls this only for the VID it was registered with, whose
- * version is the user data. */
+ * version is the user data. Versions natt.versions leaves out are not
+ * spoken. */
 static void
 on_vendor_id (ModikeIkeSa *sa, const guint8 *vid, gsize len, gpointer user)
 {
   NattSa *s = natt_sa (sa, TRUE);
   NattVersion v = GPOINTER_TO_INT (user);
 
+  if (!(versions_allowed (sa) & natt_version_mask (v)))
+    return;
   if (v > s->version)
     s->version = v;
+}
+
+/* Our vendor IDs in the first message of each side: the allowed versions
+ * (draft-02 in both spellings); a responder that already chose a version
+ * names only that one. */
+static gboolean
+build_vids (ModikeExchange *x, ModikeBuilder *b, gpointer user, GError **error)
+{
+  static const struct { NattVersion v; gboolean nl; } order[] = {
+    { NATT_RFC, FALSE }, { NATT_DRAFT_03, FALSE }, { NATT_DRAFT_02, FALSE }, { NATT_DRAFT_02, TRUE },
+  };
+  ModikeIkeSa *sa = modike_exchange_get_sa (x);
+  NattSa *s = natt_sa (sa, FALSE);
+  guint mask = versions_allowed (sa);
+
+  if (modike_exchange_get_role (x) == MODIKE_ROLE_RESPONDER && s != NULL && s->version != NATT_NONE)
+    mask = natt_version_mask (s->version);
+  for (gsize i = 0; i < G_N_ELEMENTS (order); i++)
+    if (mask & natt_version_mask (order[i].v))
+      modike_builder_add (b, MODIKE_PL_VID, natt_vendor_id (order[i].v, order[i].nl), 16);
+  return TRUE;
 }
 
 static guint8
@@ -195,10 +257,11 @@ on_natd (ModikeExchange *x, const ModikeMessage *msg, const ModikePayload *const
   if (natt_forced (plugin, sa))
     local_nat = TRUE;
   modike_ike_sa_set_nat (sa, local_nat, remote_nat);
+  s->local_nat = local_nat;
   g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO, "MESSAGE",
                     "peer %s: NAT-T %s, local %s %s NAT, remote %s %s NAT",
                     modike_ike_sa_get_peer_name (sa),
-                    s->version == NATT_RFC ? "RFC 3947" : "draft",
+                    s->version == NATT_RFC ? "RFC 3947" : s->version == NATT_DRAFT_03 ? "draft-03" : "draft-02",
                     modike_addr_format (modike_ike_sa_get_local (sa), lb, sizeof lb),
                     local_nat ? "behind" : "not behind",
                     modike_addr_format (modike_ike_sa_get_remote (sa), rb, sizeof rb),
@@ -209,6 +272,104 @@ on_natd (ModikeExchange *x, const ModikeMessage *msg, const ModikePayload *const
   if ((local_nat || remote_nat) && modike_ike_sa_get_role (sa) == MODIKE_ROLE_INITIATOR)
     modike_ike_sa_float (sa, NATT_PORT);
   return MODIKE_V_OK;
+}
+
+/* ---- NAT-OA (RFC 3947 5.2): in transport mode behind a NAT both ends
+ * send the original addresses of initiator and responder in Quick Mode
+ * (the TCP/UDP checksum fixup needs them). ---- */
+
+static guint8
+natoa_type (const NattSa *s)
+{
+  return s->version == NATT_RFC ? MODIKE_PL_NAT_OA : MODIKE_PL_NAT_OA_DRAFT;
+}
+
+static void
+add_natoa (ModikeBuilder *b, guint8 type, const ModikeAddr *addr)
+{
+  ModikeNatOaPayload oa = { 0 };
+  g_autoptr (GByteArray) body = g_byte_array_new ();
+
+  oa.id_type = addr->family == AF_INET6 ? MODIKE_ID_IPV6_ADDR : MODIKE_ID_IPV4_ADDR;
+  memcpy (oa.addr, addr->addr, modike_addr_len (addr));
+  modike_nat_oa_payload_encode (&oa, body);
+  modike_builder_add (b, type, body->data, body->len);
+}
+
+/* The mode of the policy a Quick Mode runs for; 0 when unknown. */
+static ModikeIpsecMode
+qm_mode (ModikeExchange *x)
+{
+  ModikeIkeSa *sa = modike_exchange_get_sa (x);
+  guint32 id = modike_exchange_get_policy (x);
+  const ModikeSpdEntry *e = id != 0 ? modike_spd_get (modike_ike_get_spd (modike_ike_sa_get_ike (sa)), id) : NULL;
+
+  return e != NULL ? e->mode : 0;
+}
+
+static gboolean
+build_natoa (ModikeExchange *x, ModikeBuilder *b, gpointer user, GError **error)
+{
+  ModikeIkeSa *sa = modike_exchange_get_sa (x);
+  NattSa *s = natt_sa (sa, FALSE);
+  gboolean initiator = modike_exchange_get_role (x) == MODIKE_ROLE_INITIATOR;
+  const ModikeAddr *local = modike_ike_sa_get_local (sa), *remote = modike_ike_sa_get_remote (sa);
+
+  if (s == NULL || s->version == NATT_NONE || !modike_ike_sa_nat_detected (sa) ||
+      qm_mode (x) != MODIKE_MODE_TRANSPORT)
+    return TRUE;
+  /* NAT-OAi, then NAT-OAr, each as this end knows it. */
+  add_natoa (b, natoa_type (s), initiator ? local : remote);
+  add_natoa (b, natoa_type (s), initiator ? remote : local);
+  return TRUE;
+}
+
+static void
+natoa_addr (const ModikeNatOaPayload *oa, ModikeAddr *out)
+{
+  memset (out, 0, sizeof *out);
+  out->family = oa->id_type == MODIKE_ID_IPV6_ADDR ? AF_INET6 : AF_INET;
+  memcpy (out->addr, oa->addr, modike_addr_len (out));
+}
+
+/* The peer's NAT-OA: kept on the SA and logged. The SAD has no field for
+ * them and esp_user does no transport-mode checksum fixup yet. */
+static ModikeVerdict
+on_natoa (ModikeExchange *x, const ModikeMessage *msg, const ModikePayload *const *payloads, guint n,
+          gpointer user, GError **error)
+{
+  ModikeIkeSa *sa = modike_exchange_get_sa (x);
+  NattSa *s = natt_sa (sa, FALSE);
+  char ib[MODIKE_ADDR_STRLEN], rb[MODIKE_ADDR_STRLEN];
+
+  if (s == NULL || s->version == NATT_NONE)
+    return MODIKE_V_OK;
+  for (guint i = 0; i < n && i < 2; i++)
+    {
+      const ModikeNatOaPayload *oa = modike_payload_get_nat_oa (payloads[i]);
+
+      if (oa == NULL)
+        return MODIKE_V_OK; /* the decoder refused it: the core said why */
+      natoa_addr (oa, i == 0 ? &s->oa_i : &s->oa_r);
+    }
+  s->have_oa = n > 0;
+  if (n >= 2)
+    g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_INFO, "MESSAGE", "peer %s: NAT-OA initiator %s, responder %s",
+                      modike_ike_sa_get_peer_name (sa), modike_addr_format (&s->oa_i, ib, sizeof ib),
+                      modike_addr_format (&s->oa_r, rb, sizeof rb));
+  return MODIKE_V_OK;
+}
+
+gboolean
+natt_sa_nat_oa (ModikeIkeSa *sa, ModikeAddr *oa_i, ModikeAddr *oa_r)
+{
+  NattSa *s = natt_sa (sa, FALSE);
+
+  if (s == NULL || !s->have_oa)
+    return FALSE;
+  *oa_i = s->oa_i;
+  *oa_r = s->oa_r;
+  return TRUE;
 }
 
 static guint16
@@ -226,10 +387,103 @@ encap_in (ModikeIkeSa *sa, guint16 value, guint16 *mode, gboolean *udp, gpointer
 {
   NattSa *s = natt_sa (sa, FALSE);
 
+  if (s != NULL)
+    s->encap_seen = value;
   if (!natt_encap_parse (value, mode, udp))
     return FALSE;
   /* UDP encapsulation only where NAT-T was negotiated. */
   return !*udp || (s && s->version != NATT_NONE);
+}
+
+/* ---- NAT keepalives (RFC 3948 2.3): the end behind the NAT keeps its
+ * mapping open with one 0xFF byte on the float port whenever nothing else
+ * went to the peer for an interval. ---- */
+
+static guint
+keepalive_interval (ModikeIkeSa *sa)
+{
+  const char *opt = modike_ike_sa_get_option (sa, "natt.keepalive");
+  guint64 v;
+
+  if (opt == NULL)
+    return NATT_KEEPALIVE_DEFAULT;
+  if (!g_ascii_string_to_unsigned (opt, 10, 0, 3600, &v, NULL))
+    {
+      g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "MESSAGE",
+                        "peer %s: natt.keepalive \"%s\" is not 0..3600 seconds: %u used",
+                        modike_ike_sa_get_peer_name (sa), opt, NATT_KEEPALIVE_DEFAULT);
+      return NATT_KEEPALIVE_DEFAULT;
+    }
+  return (guint) v;
+}
+
+static void keepalive_tick (ModikeIkeSa *sa, gpointer data);
+
+static void
+keepalive_arm (ModikeIkeSa *sa, NattSa *s, gint64 delay_us)
+{
+  s->keepalive_timer = modike_ike_sa_timer_add (sa, (guint) MAX (delay_us / 1000, 1), keepalive_tick, s, NULL);
+}
+
+static void
+keepalive_tick (ModikeIkeSa *sa, gpointer data)
+{
+  static const guint8 keepalive[1] = { 0xff };
+  NattSa *s = data;
+  gint64 interval_us = (gint64) s->keepalive_s * G_USEC_PER_SEC;
+  gint64 now = modike_ike_now_us (modike_ike_sa_get_ike (sa));
+  gint64 last = modike_ike_sa_get_last_outbound (sa);
+  g_autoptr (GError) error = NULL;
+
+  s->keepalive_timer = 0;
+  /* Something else went out lately: it held the mapping; look again one
+   * interval after it. */
+  if (last != 0 && now - last < interval_us)
+    {
+      keepalive_arm (sa, s, last + interval_us - now);
+      return;
+    }
+  if (modike_ike_sa_send_raw (sa, keepalive, sizeof keepalive, &error))
+    {
+      s->keepalives++;
+      g_debug ("peer %s: NAT keepalive %u sent", modike_ike_sa_get_peer_name (sa), s->keepalives);
+      if (s->keepalive_failing)
+        g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "MESSAGE", "peer %s: NAT keepalives are sent again",
+                          modike_ike_sa_get_peer_name (sa));
+      s->keepalive_failing = FALSE;
+    }
+  else if (!s->keepalive_failing)
+    {
+      /* Once per streak: our address went away (the client roamed) or
+       * the route did; DPD decides about the SA. */
+      g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "MESSAGE",
+                        "peer %s: NAT keepalive not sent (did our address go away?): %s",
+                        modike_ike_sa_get_peer_name (sa), error->message);
+      s->keepalive_failing = TRUE;
+    }
+  keepalive_arm (sa, s, interval_us);
+}
+
+/* Phase 1 is up: keepalives start if this end is behind a NAT. */
+static void
+on_p1_up (ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child, gpointer user)
+{
+  NattSa *s = natt_sa (sa, FALSE);
+
+  if (s == NULL || !s->local_nat || s->keepalive_timer != 0)
+    return;
+  s->keepalive_s = keepalive_interval (sa);
+  if (s->keepalive_s == 0)
+    return;
+  keepalive_arm (sa, s, (gint64) s->keepalive_s * G_USEC_PER_SEC);
+}
+
+guint
+natt_sa_keepalives (ModikeIkeSa *sa)
+{
+  NattSa *s = natt_sa (sa, FALSE);
+
+  return s != NULL ? s->keepalives : 0;
 }
 
 static const ModikeEncapOps natt_encap_ops = { encap_out, encap_in };
@@ -256,6 +510,10 @@ natt_init (ModikePlugin *plugin, GError **error)
     { MODIKE_EX_MAIN, 3 }, { MODIKE_EX_MAIN, 4 },
     { MODIKE_EX_AGGRESSIVE, 2 }, { MODIKE_EX_AGGRESSIVE, 3 },
   };
+  static const ModikeMsgPoint natoa_in[] = { { MODIKE_EX_QUICK, 1 }, { MODIKE_EX_QUICK, 2 } };
+  static const ModikeMsgPoint vids_out[] = {
+    { MODIKE_EX_MAIN, 1 }, { MODIKE_EX_MAIN, 2 }, { MODIKE_EX_AGGRESSIVE, 1 }, { MODIKE_EX_AGGRESSIVE, 2 },
+  };
   static const struct { const char *name; NattVersion v; gboolean nl; } vids[] = {
     { "RFC 3947", NATT_RFC, FALSE },
     { "draft-ietf-ipsec-nat-t-ike-03", NATT_DRAFT_03, FALSE },
@@ -264,9 +522,13 @@ natt_init (ModikePlugin *plugin, GError **error)
   };
 
   modike_plugin_set_data (plugin, g_new0 (NattPlugin, 1), g_free);
+  /* Matched by the core, sent by build_vids (per peer: natt.versions). */
   for (gsize i = 0; i < G_N_ELEMENTS (vids); i++)
     if (!modike_register_vendor_id (plugin, vids[i].name, natt_vendor_id (vids[i].v, vids[i].nl), 16,
-                                    MODIKE_VID_SEND, on_vendor_id, GINT_TO_POINTER (vids[i].v), error))
+                                    0, on_vendor_id, GINT_TO_POINTER (vids[i].v), error))
+      return FALSE;
+  for (gsize i = 0; i < G_N_ELEMENTS (vids_out); i++)
+    if (!modike_register_builder (plugin, vids_out[i], build_vids, plugin, error))
       return FALSE;
   if (!modike_register_payload (plugin, MODIKE_PL_NAT_D, natd_in, G_N_ELEMENTS (natd_in), 8,
                                 on_natd, plugin, error)
@@ -277,7 +539,16 @@ natt_init (ModikePlugin *plugin, GError **error)
   for (gsize i = 0; i < G_N_ELEMENTS (natd_in); i++)
     if (!modike_register_builder (plugin, natd_in[i], build_natd, plugin, error))
       return FALSE;
+  if (!modike_register_payload (plugin, MODIKE_PL_NAT_OA, natoa_in, G_N_ELEMENTS (natoa_in), 2, on_natoa, plugin,
+                                error)
+      || !modike_register_payload (plugin, MODIKE_PL_NAT_OA_DRAFT, natoa_in, G_N_ELEMENTS (natoa_in), 2, on_natoa,
+                                   plugin, error))
+    return FALSE;
+  for (gsize i = 0; i < G_N_ELEMENTS (natoa_in); i++)
+    if (!modike_register_builder (plugin, natoa_in[i], build_natoa, plugin, error))
+      return FALSE;
   return modike_register_encap (plugin, &natt_encap_ops, plugin, error)
+         && modike_register_event (plugin, MODIKE_EVENT_P1_UP, on_p1_up, plugin, error)
          && modike_register_port (plugin, NATT_PORT, MODIKE_PORT_NON_ESP_MARKER, error)
          && modike_register_config_section (plugin, "natt", natt_rng, apply_config, NULL, error);
 }

@@ -1,5 +1,8 @@
-/* NAT traversal negotiation (RFC 3947 and drafts 02/03): vendor IDs,
- * NAT-D detection, the move to port 4500 and the UDP-encapsulated modes. */
+/* NAT traversal (RFC 3947/3948 and drafts 02/03): vendor IDs (peer option
+ * natt.versions), NAT-D detection, the move to port 4500, the
+ * UDP-encapsulated modes, NAT keepalives (natt.keepalive) and NAT-OA in
+ * transport mode. Following a peer whose NAT mapping changed is the
+ * core's (it knows which messages authenticated). */
 #pragma once
 
 #include <modike/modike.h>
@@ -7,6 +10,7 @@
 G_BEGIN_DECLS
 
 #define NATT_PORT 4500
+#define NATT_KEEPALIVE_DEFAULT 20 /* seconds (peer option natt.keepalive) */
 
 typedef enum {
   NATT_NONE = 0,
@@ -15,9 +19,24 @@ typedef enum {
   NATT_RFC = 3947,
 } NattVersion;
 
+/* Bits of the peer option natt.versions. */
+#define NATT_MASK_RFC 1u
+#define NATT_MASK_DRAFT_03 2u
+#define NATT_MASK_DRAFT_02 4u
+#define NATT_ALL_VERSIONS 7u
+guint natt_version_mask (NattVersion v);
+
 /* What natt knows about one IKE SA (its plugin data). */
 typedef struct {
   NattVersion version;     /* best version both ends support */
+  gboolean local_nat;      /* NAT-D: this end is behind a NAT */
+  guint keepalive_s;       /* 0 = none */
+  guint keepalive_timer;   /* SA timer id, 0 = not armed */
+  guint keepalives;        /* sent on this SA */
+  gboolean keepalive_failing; /* the last send failed (logged once) */
+  gboolean have_oa;        /* the peer sent NAT-OA (transport mode) */
+  ModikeAddr oa_i, oa_r;   /* its original initiator and responder addresses */
+  guint16 encap_seen;      /* the last encapsulation mode value received (tests) */
 } NattSa;
 
 gboolean natt_init (ModikePlugin *plugin, GError **error);
@@ -36,6 +55,12 @@ void natt_detect (ModikeHashAlg alg, const guint8 icookie[8], const guint8 rcook
 /* The encapsulation mode value for a plain mode and version, and back. */
 guint16 natt_encap_value (NattVersion v, guint16 mode);
 gboolean natt_encap_parse (guint16 value, guint16 *mode, gboolean *udp);
+
+/* NAT keepalives sent on sa so far (tests, status). */
+guint natt_sa_keepalives (ModikeIkeSa *sa);
+
+/* The NAT-OA addresses the peer sent in Quick Mode (FALSE: none). */
+gboolean natt_sa_nat_oa (ModikeIkeSa *sa, ModikeAddr *oa_i, ModikeAddr *oa_r);
 
 /* The vendor ID bytes for a version (16 bytes). */
 const guint8 *natt_vendor_id (NattVersion v, gboolean draft02_newline);

@@ -544,6 +544,7 @@ mki_modiked_stop () {
 #   ADAPTER_OFFLOAD              the peer's <adapter/> (only with ADAPTER)
 #   P2_LIFE=3600                 the policy's lifetime in seconds
 #   SECTIONS_XML='<frag mode="force"/>'  plugin sections, written as given
+#   PEER_XML='<option name="natt.keepalive" value="20"/>'  more in <peer>
 mki_modiked_conf () {
   local file=$1; shift
   local kv
@@ -551,7 +552,7 @@ mki_modiked_conf () {
   local EXCHANGE=main P1_ENCR=aes128 P1_HASH=sha256 P1_GROUP=modp2048 PFS=none
   local LOCAL_TS="" REMOTE_TS="" ESP_ENCR=aes128 ESP_INTEG=sha256 STATUS="" LOGLEVEL=debug
   local P1_FIRST="" ESP_FIRST="" p e h g AUTH_XML="" ID_TYPE=fqdn
-  local PLUGINS=natt ESP_USER="" NATT_FORCE="" P2_LIFE=3600 SECTIONS_XML=""
+  local PLUGINS=natt ESP_USER="" NATT_FORCE="" P2_LIFE=3600 SECTIONS_XML="" PEER_XML=""
   local ADAPTER="" ADAPTER_ADDR="" ADAPTER_MTU=1400 ADAPTER_QUEUES=1 ADAPTER_OFFLOAD=yes
   for kv in "$@"; do local "$kv"; done
   local plugin_dir=$MODIKE_PLUGIN_DIR
@@ -592,6 +593,7 @@ mki_modiked_conf () {
     echo "      <proposal encryption=\"$P1_ENCR\" hash=\"$P1_HASH\" group=\"$P1_GROUP\"/>"
     echo '    </phase1>'
     echo '    <retransmit interval="1000" tries="5" half-open="30"/>'
+    [ -n "$PEER_XML" ] && echo "    $PEER_XML"
     if [ -n "$ADAPTER" ]; then
       echo "    <adapter name=\"$ADAPTER\"${ADAPTER_ADDR:+ address=\"$ADAPTER_ADDR\"} mtu=\"$ADAPTER_MTU\" queues=\"$ADAPTER_QUEUES\" offload=\"$ADAPTER_OFFLOAD\"/>"
     fi

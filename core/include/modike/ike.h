@@ -150,6 +150,9 @@ void modike_ike_sa_timer_cancel (ModikeIkeSa *sa, guint id);
  * latest of its last authenticated IKE message and the datapath's last_us
  * of its children's inbound ESP SAs; 0 = nothing yet. */
 gint64 modike_ike_sa_get_last_inbound (ModikeIkeSa *sa);
+/* ABI 1.3: when we last sent to the peer: the latest of our last IKE or raw
+ * datagram and the datapath's last_us of the children's outbound ESP SAs. */
+gint64 modike_ike_sa_get_last_outbound (ModikeIkeSa *sa);
 
 /* Deletes the SA and its children (DELETEs sent when it is established).
  * restart: phase 1 again with the peer as initiator; the policies of its

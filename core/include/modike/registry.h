@@ -139,6 +139,9 @@ typedef struct {
   gboolean (*socket_attach) (gpointer user, int fd, const ModikeAddr *local, GError **error);
   /* Counters for the status of one SA. */
   void (*sa_stats) (gpointer user, ModikeDirection dir, guint32 spi, ModikeSaStats *out);
+  /* ABI 1.3: the peer (behind a NAT) moved: e is the SA (dir, spi) with its
+   * new outer addresses and encapsulation ports; keys and counters stay. */
+  void (*sa_move) (gpointer user, const ModikeSadEntry *e);
 } ModikeDatapathOps;
 gboolean modike_register_datapath (ModikePlugin *plugin, const ModikeDatapathOps *ops, gpointer user,
                                    GError **error);

@@ -92,6 +92,25 @@ fdp_sa_del (gpointer user, ModikeDirection dir, guint32 spi)
   g_assert_true (g_hash_table_remove (dp->sas, key));
 }
 
+/* The peer moved: the copy takes the new endpoints (mirror checks see it). */
+static void
+fdp_sa_move (gpointer user, const ModikeSadEntry *e)
+{
+  FakeDp *dp = user;
+  g_autofree char *key = sa_key (e->dir, e->spi);
+  ModikeSadEntry *mine = g_hash_table_lookup (dp->sas, key);
+  char buf[MODIKE_ADDR_STRLEN];
+
+  g_assert_nonnull (mine);
+  mine->src = e->src;
+  mine->dst = e->dst;
+  mine->encap_sport = e->encap_sport;
+  mine->encap_dport = e->encap_dport;
+  fake_log (dp->log, "move %s %s port %u", key,
+            modike_addr_format (e->dir == MODIKE_DIR_OUT ? &e->dst : &e->src, buf, sizeof buf),
+            e->dir == MODIKE_DIR_OUT ? e->encap_dport : e->encap_sport);
+}
+
 static void
 fdp_policies_set (gpointer user, GPtrArray *entries)
 {
@@ -151,6 +170,7 @@ static const ModikeDatapathOps fake_dp_ops = {
   .stop = fdp_stop,
   .sa_add = fdp_sa_add,
   .sa_del = fdp_sa_del,
+  .sa_move = fdp_sa_move,
   .policies_set = fdp_policies_set,
   .adapter_attach = fdp_adapter_attach,
   .adapter_detach = fdp_adapter_detach,

@@ -73,12 +73,23 @@ env_send (gpointer env, const ModikeAddr *local, const ModikeAddr *remote, const
   Node *from = env;
   Net *net = from->net;
   guint n = ++net->sent;
-  Packet *p = g_new0 (Packet, 1);
+  Packet *p;
 
+  if (net->send_fails)
+    return FALSE;
+  p = g_new0 (Packet, 1);
   g_assert_cmpint (local->family, ==, remote->family);
   p->to = route (net, remote);
   p->dst = *remote;
   p->src = *local;
+  if (local->port == 4500 && len == 1 && data[0] == 0xff)
+    {
+      /* A NAT keepalive (RFC 3948 2.3): the peer's socket swallows it. */
+      net->keepalives++;
+      net->keepalive_us = net->now_us;
+      g_free (p);
+      return TRUE;
+    }
   if (local->port == 4500)
     {
       /* Floated: the non-ESP marker goes, as the daemon's 4500 socket does. */

@@ -57,6 +57,9 @@ struct _Net {
   NetFilter filter;
   gpointer filter_user;
   GPtrArray *held; /* Packet* kept by filters */
+  guint keepalives;                /* NAT keepalives sent (never delivered) */
+  gint64 keepalive_us;             /* when the last one went */
+  gboolean send_fails;             /* every send fails (an address gone) */
 };
 
 
