@@ -5,7 +5,7 @@
  *   client  (local="virtual"):  per address of the peer's result (family):
  *           local = that address, remote = each result route within the
  *           template's remote (split include), or the template's remote
- *           (no routes: full tunnel); each excluded network a BYPASS entry
+ *           (no routes of the address's family: full tunnel for it); each excluded network a BYPASS entry
  *           ahead of them.
  *   gateway (remote="virtual"): per client SA with a peer address:
  *           local = the template's local, remote = the client's address.
@@ -177,6 +177,15 @@ result_address (const ModikeSaResult *r, int family)
 
 static const int families[] = { AF_INET, AF_INET6 };
 
+static gboolean
+has_route_of (const ModikeSaResult *r, int family)
+{
+  for (guint i = 0; i < r->routes->len; i++)
+    if (g_array_index (r->routes, ModikePrefix, i).net.family == family)
+      return TRUE;
+  return FALSE;
+}
+
 static void
 client_instances (Wants *want, const ModikeSpdEntry *t, guint index, const ModikeSaResult *r, ModikeIkeSa *sa)
 {
@@ -194,7 +203,10 @@ client_instances (Wants *want, const ModikeSpdEntry *t, guint index, const Modik
         if (g_array_index (r->excludes, ModikePrefix, i).net.family == families[f] &&
             modike_addr_range_from_prefix (&g_array_index (r->excludes, ModikePrefix, i), &net))
           want_add (want, t, index, '!', MODIKE_SPD_BYPASS, &any, &net, sa);
-      if (r->routes->len == 0)
+      /* Per family: an address whose family got no network (an IPv4-only
+       * split list with an IPv6 address) is a full tunnel for that family,
+       * so its traffic is protected rather than sent outside. */
+      if (!has_route_of (r, families[f]))
         {
           want_add (want, t, index, '@', MODIKE_SPD_PROTECT, &local, &trem, sa);
           continue;

@@ -497,6 +497,34 @@ test_client_full_tunnel_exclude (void)
   world_free (&w);
 }
 
+/* Dual stack with an IPv4-only split list: IPv6 is a full tunnel of its
+ * own (protected), not left outside. */
+static void
+test_client_split_other_family (void)
+{
+  World w = { 0 };
+  static const char *const nets[] = { "198.51.100.0/24", NULL };
+  g_autoptr (ModikeSaResult) r = vip_result (0, nets);
+  ModikePrefix v6 = prefix ("2001:db8:99::5/128");
+  g_autofree char *names = NULL;
+  ModikeAddrRange any6 = range ("::/0");
+
+  world_gateway (&w, "any", FALSE);
+  world_client (&w, 0,
+                "  <policy name=\"vpn\" peer=\"gw\" action=\"protect\" local=\"virtual\" remote=\"any\">\n"
+                "    <proposal encryption=\"aes128\" integrity=\"sha256\"/>\n"
+                "  </policy>\n");
+  connect_client (&w, 0);
+  modike_sa_result_add_address (r, &v6);
+  set_result (w.c[0], r);
+  names = spd_names (w.c[0]);
+  g_assert_cmpstr (names, ==, "vpn@198.51.100.0/24 vpn@::/0");
+  assert_range_equal (&entry (w.c[0], "vpn@::/0")->remote, &any6);
+  g_assert_true (log_has (w.clog[0], "route+ modike0 198.51.100.0/24"));
+  g_assert_true (log_has (w.clog[0], "route+ modike0 ::/0"));
+  world_free (&w);
+}
+
 static FilterResult
 filter_drop_all (Net *net, guint n, Packet *pk, gpointer user)
 {
@@ -990,6 +1018,7 @@ fsm_add_instance_tests (void)
   g_test_add_func ("/fsm/instances/config", test_config);
   g_test_add_func ("/fsm/instances/client-split", test_client_split);
   g_test_add_func ("/fsm/instances/client-full-tunnel-exclude", test_client_full_tunnel_exclude);
+  g_test_add_func ("/fsm/instances/client-split-other-family", test_client_split_other_family);
   g_test_add_func ("/fsm/instances/client-result-cleared", test_client_result_cleared);
   g_test_add_func ("/fsm/instances/rekey", test_rekey_keeps_instances);
   g_test_add_func ("/fsm/instances/gateway-clients", test_gateway_clients);
