@@ -518,16 +518,17 @@ addr_unspecified (const ModikeAddr *a)
 static gboolean
 roam_check (ModikeIkeSa *sa, NattSa *s)
 {
-  const ModikeAddr *local = modike_ike_sa_get_local (sa);
+  ModikeAddr local = *modike_ike_sa_get_local (sa);
   const ModikePeerConfig *peer;
   char lb[MODIKE_ADDR_STRLEN];
 
-  if (!roam_applies (sa) || addr_unspecified (local) || natt_addr_is_local (local))
+  if (!roam_applies (sa) || addr_unspecified (&local) || natt_addr_is_local (&local))
     {
       s->roam_logged = FALSE;
       return FALSE;
     }
-  modike_addr_format (local, lb, sizeof lb);
+  local.port = 0; /* the bare address in messages */
+  modike_addr_format (&local, lb, sizeof lb);
   peer = modike_ike_sa_get_peer_config (sa);
   if (peer->local.family != 0)
     {
@@ -586,7 +587,7 @@ on_p1_up (ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child, gpoi
   if (s != NULL && s->roam_timer == 0 && roam_applies (sa))
     {
       s->roam_s = option_seconds (sa, "natt.roam-check", NATT_ROAM_CHECK_DEFAULT);
-      if (s->roam_s != 0)
+          if (s->roam_s != 0)
         s->roam_timer = modike_ike_sa_timer_add (sa, s->roam_s * 1000, roam_tick, s, NULL);
     }
   if (s == NULL || !s->local_nat || s->keepalive_timer != 0)
