@@ -598,6 +598,24 @@ test_roam_restart (void)
   net_free (net);
 }
 
+/* n's SA outlives 30 s with addr gone (unpinned: n's entry pins nothing);
+ * returns its natt data. */
+static NattSa *
+roam_stays (Net *net, Node *n, gboolean unpinned, const char *addr)
+{
+  guint8 ck[8];
+
+  memcpy (ck, modike_ike_sa_get_icookie (only_sa (n)), 8);
+  if (unpinned)
+    unpin (n);
+  set_gone (addr);
+  net_run (net, 30000, NULL, NULL);
+  set_gone (NULL);
+  g_assert_true (same_sa (n, ck));
+  g_assert_true (modike_ike_sa_is_established (only_sa (n)));
+  return modike_ike_sa_get_plugin_data (only_sa (n), "natt");
+}
+
 /* natt.roam="no"; a pinned local address (only logged); the gateway's
  * responder entry: the SA stays. */
 static void
@@ -605,34 +623,14 @@ test_roam_not (void)
 {
   Node *a, *b;
   Net *net = roam_pair ("    <option name=\"natt.roam\" value=\"no\"/>\n", &a, &b);
-  guint8 ck[8], ckb[8];
-  NattSa *s;
 
-  memcpy (ck, modike_ike_sa_get_icookie (only_sa (a)), 8);
-  unpin (a);
-  set_gone ("192.0.2.2");
-  net_run (net, 30000, NULL, NULL);
-  g_assert_true (same_sa (a, ck));
-  g_assert_true (modike_ike_sa_is_established (only_sa (a)));
+  roam_stays (net, a, TRUE, "192.0.2.2");
   net_free (net);
-
   net = roam_pair (NULL, &a, &b);
-  memcpy (ck, modike_ike_sa_get_icookie (only_sa (a)), 8);
-  set_gone ("192.0.2.2");
-  net_run (net, 30000, NULL, NULL);
-  g_assert_true (same_sa (a, ck));
-  s = modike_ike_sa_get_plugin_data (only_sa (a), "natt");
-  g_assert_true (s->roam_logged);
+  g_assert_true (roam_stays (net, a, FALSE, "192.0.2.2")->roam_logged);
   net_free (net);
-
   net = roam_pair (NULL, &a, &b);
-  memcpy (ckb, modike_ike_sa_get_icookie (only_sa (b)), 8);
-  unpin (b);
-  set_gone ("192.0.2.1");
-  net_run (net, 30000, NULL, NULL);
-  g_assert_true (same_sa (b, ckb));
-  g_assert_true (modike_ike_sa_is_established (only_sa (b)));
-  set_gone (NULL);
+  roam_stays (net, b, TRUE, "192.0.2.1");
   net_free (net);
 }
 
