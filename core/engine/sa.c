@@ -333,6 +333,12 @@ modike_ike_sa_get_option (const ModikeIkeSa *sa, const char *key)
   return modike_peer_config_option (sa->peer, key);
 }
 
+const ModikePeerConfig *
+modike_ike_sa_get_peer_config (const ModikeIkeSa *sa)
+{
+  return sa->peer;
+}
+
 gboolean
 modike_ike_sa_is_established (const ModikeIkeSa *sa)
 {

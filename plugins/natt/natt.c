@@ -3,6 +3,8 @@
  * ops and port 4500; keepalives run on SA timers (RFC 3948 2.3). */
 #include "natt.h"
 
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <string.h>
 
 
@@ -399,25 +401,8 @@ encap_in (ModikeIkeSa *sa, guint16 value, guint16 *mode, gboolean *udp, gpointer
  * mapping open with one 0xFF byte on the float port whenever nothing else
  * went to the peer for an interval. ---- */
 
-static guint
-keepalive_interval (ModikeIkeSa *sa)
-{
-  const char *opt = modike_ike_sa_get_option (sa, "natt.keepalive");
-  guint64 v;
-
-  if (opt == NULL)
-    return NATT_KEEPALIVE_DEFAULT;
-  if (!g_ascii_string_to_unsigned (opt, 10, 0, 3600, &v, NULL))
-    {
-      g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "MESSAGE",
-                        "peer %s: natt.keepalive \"%s\" is not 0..3600 seconds: %u used",
-                        modike_ike_sa_get_peer_name (sa), opt, NATT_KEEPALIVE_DEFAULT);
-      return NATT_KEEPALIVE_DEFAULT;
-    }
-  return (guint) v;
-}
-
 static void keepalive_tick (ModikeIkeSa *sa, gpointer data);
+static gboolean roam_check (ModikeIkeSa *sa, NattSa *s);
 
 static void
 keepalive_arm (ModikeIkeSa *sa, NattSa *s, gint64 delay_us)
@@ -461,18 +446,153 @@ keepalive_tick (ModikeIkeSa *sa, gpointer data)
                         modike_ike_sa_get_peer_name (sa), error->message);
       s->keepalive_failing = TRUE;
     }
+  /* A failed send is the first sign of a vanished address. */
+  if (s->keepalive_failing && roam_check (sa, s))
+    return;
   keepalive_arm (sa, s, interval_us);
 }
 
-/* Phase 1 is up: keepalives start if this end is behind a NAT. */
+/* ---- Roaming: a client whose local address went away (Wi-Fi to LTE,
+ * DHCP renumbering) reconnects from whatever address now routes to the
+ * gateway. IKEv1 has no MOBIKE: a new phase 1 (XAuth and mode config run
+ * again) rather than moving the SA. A changed NAT mapping with our address
+ * still there needs nothing: the gateway follows (the core). ---- */
+
+static NattAddrIsLocalFunc addr_is_local_fn;
+
+gboolean
+natt_addr_is_local (const ModikeAddr *addr)
+{
+  struct ifaddrs *ifs, *i;
+  gboolean found = FALSE;
+
+  if (addr_is_local_fn != NULL)
+    return addr_is_local_fn (addr);
+  if (getifaddrs (&ifs) != 0)
+    return TRUE; /* cannot tell: assume it is still there */
+  for (i = ifs; i != NULL && !found; i = i->ifa_next)
+    if (i->ifa_addr == NULL || i->ifa_addr->sa_family != addr->family)
+      continue;
+    else if (addr->family == AF_INET)
+      found = memcmp (&((struct sockaddr_in *) i->ifa_addr)->sin_addr, addr->addr, 4) == 0;
+    else if (addr->family == AF_INET6)
+      found = memcmp (&((struct sockaddr_in6 *) i->ifa_addr)->sin6_addr, addr->addr, 16) == 0;
+  freeifaddrs (ifs);
+  return found;
+}
+
+void
+natt_set_addr_is_local (NattAddrIsLocalFunc fn)
+{
+  addr_is_local_fn = fn;
+}
+
+static gboolean
+option_no (ModikeIkeSa *sa, const char *key)
+{
+  const char *opt = modike_ike_sa_get_option (sa, key);
+
+  return g_strcmp0 (opt, "no") == 0 || g_strcmp0 (opt, "false") == 0;
+}
+
+/* A client: this end initiated, to a peer entry with a remote address
+ * (never a gateway's responder-only entry), and natt.roam is not "no". */
+static gboolean
+roam_applies (ModikeIkeSa *sa)
+{
+  const ModikePeerConfig *peer = modike_ike_sa_get_peer_config (sa);
+
+  return peer != NULL && peer->remote.family != 0 && modike_ike_sa_get_role (sa) == MODIKE_ROLE_INITIATOR
+         && !modike_ike_sa_is_replaced (sa) && !option_no (sa, "natt.roam");
+}
+
+static gboolean
+addr_unspecified (const ModikeAddr *a)
+{
+  static const guint8 zero[16] = { 0 };
+
+  return a->family == 0 || memcmp (a->addr, zero, modike_addr_len (a)) == 0;
+}
+
+/* TRUE when sa was deleted (the client restarts from another address). */
+static gboolean
+roam_check (ModikeIkeSa *sa, NattSa *s)
+{
+  ModikeAddr local = *modike_ike_sa_get_local (sa);
+  const ModikePeerConfig *peer;
+  char lb[MODIKE_ADDR_STRLEN];
+
+  if (!roam_applies (sa) || addr_unspecified (&local) || natt_addr_is_local (&local))
+    {
+      s->roam_logged = FALSE;
+      return FALSE;
+    }
+  local.port = 0; /* the bare address in messages */
+  modike_addr_format (&local, lb, sizeof lb);
+  peer = modike_ike_sa_get_peer_config (sa);
+  if (peer->local.family != 0)
+    {
+      /* <local address> pins it: no other address to reconnect from. */
+      if (!s->roam_logged)
+        g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "MESSAGE",
+                          "peer %s: configured local address %s is gone: not roaming (<local address> pins it)",
+                          modike_ike_sa_get_peer_name (sa), lb);
+      s->roam_logged = TRUE;
+      return FALSE;
+    }
+  g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "MESSAGE", "peer %s: local address %s is gone: roaming, reconnecting",
+                    modike_ike_sa_get_peer_name (sa), lb);
+  modike_ike_sa_delete_retry (sa);
+  return TRUE;
+}
+
+static guint
+option_seconds (ModikeIkeSa *sa, const char *key, guint dflt)
+{
+  const char *opt = modike_ike_sa_get_option (sa, key);
+  guint64 v;
+
+  if (opt == NULL)
+    return dflt;
+  if (!g_ascii_string_to_unsigned (opt, 10, 0, 3600, &v, NULL))
+    {
+      g_log_structured (G_LOG_DOMAIN, G_LOG_LEVEL_MESSAGE, "MESSAGE",
+                        "peer %s: %s \"%s\" is not 0..3600 seconds: %u used",
+                        modike_ike_sa_get_peer_name (sa), key, opt, dflt);
+      return dflt;
+    }
+  return (guint) v;
+}
+
+static void
+roam_tick (ModikeIkeSa *sa, gpointer data)
+{
+  NattSa *s = data;
+
+  s->roam_timer = 0;
+  if (roam_check (sa, s))
+    return;
+  s->roam_timer = modike_ike_sa_timer_add (sa, s->roam_s * 1000, roam_tick, s, NULL);
+}
+
+/* Phase 1 is up: keepalives start if this end is behind a NAT; a client
+ * starts watching its local address. */
 static void
 on_p1_up (ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child, gpointer user)
 {
   NattSa *s = natt_sa (sa, FALSE);
 
+  if (s == NULL && roam_applies (sa))
+    s = natt_sa (sa, TRUE);
+  if (s != NULL && s->roam_timer == 0 && roam_applies (sa))
+    {
+      s->roam_s = option_seconds (sa, "natt.roam-check", NATT_ROAM_CHECK_DEFAULT);
+          if (s->roam_s != 0)
+        s->roam_timer = modike_ike_sa_timer_add (sa, s->roam_s * 1000, roam_tick, s, NULL);
+    }
   if (s == NULL || !s->local_nat || s->keepalive_timer != 0)
     return;
-  s->keepalive_s = keepalive_interval (sa);
+  s->keepalive_s = option_seconds (sa, "natt.keepalive", NATT_KEEPALIVE_DEFAULT);
   if (s->keepalive_s == 0)
     return;
   keepalive_arm (sa, s, (gint64) s->keepalive_s * G_USEC_PER_SEC);

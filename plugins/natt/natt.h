@@ -1,8 +1,9 @@
 /* NAT traversal (RFC 3947/3948 and drafts 02/03): vendor IDs (peer option
  * natt.versions), NAT-D detection, the move to port 4500, the
  * UDP-encapsulated modes, NAT keepalives (natt.keepalive) and NAT-OA in
- * transport mode. Following a peer whose NAT mapping changed is the
- * core's (it knows which messages authenticated). */
+ * transport mode, and a client that roams (natt.roam: its local address
+ * went away, it reconnects). Following a peer whose NAT mapping changed
+ * is the core's (it knows which messages authenticated). */
 #pragma once
 
 #include <modike/modike.h>
@@ -11,6 +12,7 @@ G_BEGIN_DECLS
 
 #define NATT_PORT 4500
 #define NATT_KEEPALIVE_DEFAULT 20 /* seconds (peer option natt.keepalive) */
+#define NATT_ROAM_CHECK_DEFAULT 5 /* seconds (peer option natt.roam-check) */
 
 typedef enum {
   NATT_NONE = 0,
@@ -37,6 +39,9 @@ typedef struct {
   gboolean have_oa;        /* the peer sent NAT-OA (transport mode) */
   ModikeAddr oa_i, oa_r;   /* its original initiator and responder addresses */
   guint16 encap_seen;      /* the last encapsulation mode value received (tests) */
+  guint roam_s;            /* natt.roam-check interval; 0 = only when a send fails */
+  guint roam_timer;        /* SA timer id, 0 = not armed */
+  gboolean roam_logged;    /* a pinned local address is gone (logged once) */
 } NattSa;
 
 gboolean natt_init (ModikePlugin *plugin, GError **error);
@@ -61,6 +66,12 @@ guint natt_sa_keepalives (ModikeIkeSa *sa);
 
 /* The NAT-OA addresses the peer sent in Quick Mode (FALSE: none). */
 gboolean natt_sa_nat_oa (ModikeIkeSa *sa, ModikeAddr *oa_i, ModikeAddr *oa_r);
+
+/* Whether addr (its IP) is an address of this host; getifaddrs by
+ * default. natt_set_addr_is_local replaces it (tests; NULL: the default). */
+typedef gboolean (*NattAddrIsLocalFunc) (const ModikeAddr *addr);
+gboolean natt_addr_is_local (const ModikeAddr *addr);
+void natt_set_addr_is_local (NattAddrIsLocalFunc fn);
 
 /* The vendor ID bytes for a version (16 bytes). */
 const guint8 *natt_vendor_id (NattVersion v, gboolean draft02_newline);

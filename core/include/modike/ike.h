@@ -165,6 +165,10 @@ void modike_ike_sa_delete (ModikeIkeSa *sa, gboolean restart);
  * (its retransmits run out) it starts again at once, until the peer
  * answers, a phase 1 fails otherwise, or the peer is terminated. */
 void modike_ike_sa_delete_retry (ModikeIkeSa *sa);
+/* ABI 1.3: the peer entry sa runs for (borrowed; NULL while unknown, e.g.
+ * a responder's first message; valid until the next config reload): its
+ * remote and pinned local address. */
+const ModikePeerConfig *modike_ike_sa_get_peer_config (const ModikeIkeSa *sa);
 /* TRUE once a newer IKE SA with the same peer took over (phase 1 was
  * rekeyed): this one only lingers until it expires. */
 gboolean modike_ike_sa_is_replaced (const ModikeIkeSa *sa);

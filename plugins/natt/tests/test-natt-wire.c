@@ -524,10 +524,146 @@ test_natoa_codec (void)
   g_assert_cmpmem (back.addr, 4, oa.addr, 4);
 }
 
+/* ---- roaming: the client's local address goes away ---- */
+
+static ModikeAddr gone; /* the address that is no longer ours (family 0: none) */
+
+static gboolean
+test_addr_is_local (const ModikeAddr *addr)
+{
+  return gone.family == 0 || !modike_addr_equal_ip (addr, &gone);
+}
+
+static void
+set_gone (const char *addr)
+{
+  memset (&gone, 0, sizeof gone);
+  if (addr != NULL)
+    g_assert_true (modike_addr_parse (addr, 0, &gone, NULL));
+}
+
+/* The harness pins every <local address>; a roaming client has none. */
+static void
+unpin (Node *n)
+{
+  ModikePeerConfig *pc = (ModikePeerConfig *) modike_ike_sa_get_peer_config (only_sa (n));
+
+  g_assert_nonnull (pc);
+  pc->local.family = 0;
+}
+
+static Net *
+roam_pair (const char *extra, Node **a, Node **b)
+{
+  Params p = params_default ();
+  Net *net;
+
+  p.peer_extra_a = extra;
+  net = pair_new (&p, a, b);
+  natt_register (*a);
+  natt_register (*b);
+  bring_up (net, *a, *b, 1);
+  set_gone (NULL);
+  return net;
+}
+
+/* Whether n's only SA is still the one with icookie ck. */
+static gboolean
+same_sa (Node *n, const guint8 ck[8])
+{
+  return memcmp (modike_ike_sa_get_icookie (only_sa (n)), ck, 8) == 0;
+}
+
+/* The address vanishes: at the next check (natt.roam-check, 5 s by
+ * default) the old SA is deleted and a new phase 1 starts. */
+static void
+test_roam_restart (void)
+{
+  Node *a, *b;
+  Net *net = roam_pair (NULL, &a, &b);
+  guint8 ck[8];
+
+  memcpy (ck, modike_ike_sa_get_icookie (only_sa (a)), 8);
+  unpin (a);
+  net_run (net, 3000, NULL, NULL);
+  g_assert_true (same_sa (a, ck));
+  set_gone ("192.0.2.2");
+  net_run (net, 3000, NULL, NULL);
+  /* The new phase 1 came up (from "any": the harness delivers it). */
+  g_assert_false (same_sa (a, ck));
+  g_assert_true (modike_ike_sa_is_established (only_sa (a)));
+  g_assert_cmpint (modike_ike_sa_get_role (only_sa (a)), ==, MODIKE_ROLE_INITIATOR);
+  g_assert_cmpuint (a->p1_up, ==, 2);
+  set_gone (NULL);
+  net_free (net);
+}
+
+/* n's SA outlives 30 s with addr gone (unpinned: n's entry pins nothing);
+ * returns its natt data. */
+static NattSa *
+roam_stays (Net *net, Node *n, gboolean unpinned, const char *addr)
+{
+  guint8 ck[8];
+
+  memcpy (ck, modike_ike_sa_get_icookie (only_sa (n)), 8);
+  if (unpinned)
+    unpin (n);
+  set_gone (addr);
+  net_run (net, 30000, NULL, NULL);
+  set_gone (NULL);
+  g_assert_true (same_sa (n, ck));
+  g_assert_true (modike_ike_sa_is_established (only_sa (n)));
+  return modike_ike_sa_get_plugin_data (only_sa (n), "natt");
+}
+
+/* natt.roam="no"; a pinned local address (only logged); the gateway's
+ * responder entry: the SA stays. */
+static void
+test_roam_not (void)
+{
+  Node *a, *b;
+  Net *net = roam_pair ("    <option name=\"natt.roam\" value=\"no\"/>\n", &a, &b);
+
+  roam_stays (net, a, TRUE, "192.0.2.2");
+  net_free (net);
+  net = roam_pair (NULL, &a, &b);
+  g_assert_true (roam_stays (net, a, FALSE, "192.0.2.2")->roam_logged);
+  net_free (net);
+  net = roam_pair (NULL, &a, &b);
+  roam_stays (net, b, TRUE, "192.0.2.1");
+  net_free (net);
+}
+
+/* With the periodic check off, a failing keepalive send finds the
+ * vanished address. */
+static void
+test_roam_send_fails (void)
+{
+  Node *a, *b;
+  Net *net = roam_pair ("    <option name=\"natt.force\" value=\"yes\"/>\n"
+                        "    <option name=\"natt.keepalive\" value=\"5\"/>\n"
+                        "    <option name=\"natt.roam-check\" value=\"0\"/>\n", &a, &b);
+  guint8 ck[8];
+
+  memcpy (ck, modike_ike_sa_get_icookie (only_sa (a)), 8);
+  unpin (a);
+  set_gone ("192.0.2.2");
+  net_run (net, 12000, NULL, NULL);
+  g_assert_true (same_sa (a, ck)); /* keepalives went out: nobody looked */
+  g_assert_cmpuint (net->keepalives, >=, 1);
+  net->send_fails = TRUE;
+  net_run (net, 6000, NULL, NULL);
+  net->send_fails = FALSE;
+  g_assert_false (same_sa (a, ck));
+  set_gone (NULL);
+  net_free (net);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
+  natt_set_addr_is_local (test_addr_is_local);
   g_test_add_func ("/natt/keepalive/idle", test_keepalive_idle);
   g_test_add_func ("/natt/keepalive/only-when-idle", test_keepalive_only_idle);
   g_test_add_func ("/natt/keepalive/off", test_keepalive_off);
@@ -536,6 +672,9 @@ main (int argc, char **argv)
   g_test_add_func ("/natt/mapping/follow", test_mapping_change);
   g_test_add_func ("/natt/mapping/forged", test_mapping_forged);
   g_test_add_func ("/natt/mapping/no-nat", test_mapping_no_nat);
+  g_test_add_func ("/natt/roam/restart", test_roam_restart);
+  g_test_add_func ("/natt/roam/not", test_roam_not);
+  g_test_add_func ("/natt/roam/send-fails", test_roam_send_fails);
   g_test_add_func ("/natt/versions/on-the-wire", test_versions);
   g_test_add_func ("/natt/nat-oa/transport", test_natoa_transport);
   g_test_add_func ("/natt/nat-oa/codec", test_natoa_codec);

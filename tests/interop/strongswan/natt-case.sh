@@ -29,6 +29,13 @@
 #       192.0.2.126[4500] to 192.0.2.126[400NN]", keeps the IKE SA and
 #       net's ESP SAs, and pings over net (its ESP SAs moved) cross both
 #       ways.
+#   natt-roaming  the client roams: modiked in cl without a pinned local
+#       address (natt.roam-check 2 s), up and ping as natt-masquerade; then
+#       cl's veth0 address changes (192.0.2.129 -> 192.0.2.140, same /25,
+#       route via rt again): modiked logs "local address 192.0.2.129 is
+#       gone: roaming, reconnecting", a new IKE SA comes up (charon,
+#       unique = replace, lists one established IKE SA, from a new mapping)
+#       and pings work again within 20 s.
 #   natt-two-clients  cl and c2 (192.0.2.130, linked to rt as well) behind
 #       the same NAT, one public address: both get tunnels at once
 #       (203.0.113.0/26 and 203.0.113.64/26 inside) and both ping.
@@ -39,7 +46,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../lib.sh"
 
 CASE=${1:-}
-KEEPALIVE=20 TWO=no DRAFT="" MOVE=no
+KEEPALIVE=20 TWO=no DRAFT="" MOVE=no ROAM=no
 case $CASE in
   natt-masquerade) ;;
   natt-draft03) DRAFT=03 ;;
@@ -47,7 +54,8 @@ case $CASE in
   natt-masquerade-nokeepalive) KEEPALIVE=0 ;;
   natt-two-clients) TWO=yes ;;
   natt-mapping-change) MOVE=yes ;;
-  *) echo "usage: $0 natt-masquerade|natt-masquerade-nokeepalive|natt-draft03|natt-draft02|natt-two-clients|natt-mapping-change" >&2; exit 2 ;;
+  natt-roaming) ROAM=yes ;;
+  *) echo "usage: $0 natt-masquerade|natt-masquerade-nokeepalive|natt-draft03|natt-draft02|natt-two-clients|natt-mapping-change|natt-roaming" >&2; exit 2 ;;
 esac
 MKI_CASE=$CASE
 WAIT=${MKI_WAIT:-30}
@@ -187,6 +195,11 @@ mki_strongswan_conf gw "default = 1; ike = 2; cfg = 1; net = 2; enc = 1"
 # charon keeps no mapping alive for the client: only the client's traffic may.
 sed -i 's/^charon {$/&\n  keep_alive = 0s/' "$MKI_DIR/gw/strongswan.conf"
 grep -q 'keep_alive = 0s' "$MKI_DIR/gw/strongswan.conf" || fail "could not turn charon's keepalives off"
+# A roaming client's new IKE SA replaces its old one (same identity).
+if [ "$ROAM" = yes ]; then
+  sed -i 's/^    version = 1$/&\n    unique = replace/' "$MKI_DIR/gw/swanctl.conf"
+  grep -q 'unique = replace' "$MKI_DIR/gw/swanctl.conf" || fail "could not set unique = replace"
+fi
 mki_charon_start gw
 mki_swanctl_load gw
 mki_libipsec_route gw
@@ -198,12 +211,15 @@ client () {
   ns=$(mki_ns "$side")
   ip -n "$ns" addr del "$host/32" dev lo 2>/dev/null || true
   cfg=$MKI_DIR/$side/modiked.xml
-  mki_modiked_conf "$cfg" LISTEN="$addr" NAME=gw INITIATE=yes \
-    LOCAL="$addr" REMOTE=$MKI_GW_V4 LOCAL_ID="$id" REMOTE_ID=gw PSK=testpsk \
+  # A roaming client pins no address: it reconnects from whatever it has.
+  local pin=$addr roam=""
+  [ "$ROAM" = yes ] && pin="" roam='<option name="natt.roam-check" value="2"/>'
+  mki_modiked_conf "$cfg" LISTEN="$pin" NAME=gw INITIATE=yes \
+    LOCAL="$pin" REMOTE=$MKI_GW_V4 LOCAL_ID="$id" REMOTE_ID=gw PSK=testpsk \
     EXCHANGE=main PFS=none LOCAL_TS="$net" REMOTE_TS=$MKI_GW_NET ESP_ENCR=aes128 ESP_INTEG=sha256 \
     STATUS="$MKI_DIR/$side/modiked.status" LOGLEVEL=debug \
     PLUGINS="natt esp_user tun" ADAPTER=mk0 ADAPTER_ADDR="$host/32" \
-    PEER_XML="<option name=\"natt.keepalive\" value=\"$KEEPALIVE\"/>${DRAFT:+<option name=\"natt.versions\" value=\"draft-$DRAFT\"/>}"
+    PEER_XML="$roam<option name=\"natt.keepalive\" value=\"$KEEPALIVE\"/>${DRAFT:+<option name=\"natt.versions\" value=\"draft-$DRAFT\"/>}"
   ip netns exec "$ns" timeout 20 "$MODIKED" -c "$cfg" --check >"$MKI_DIR/$side/check.out" 2>&1 ||
     { cat "$MKI_DIR/$side/check.out" "$cfg" >&2; fail "modiked --check rejected $side's configuration"; }
   mki_modiked_start "$side" "$cfg"
@@ -285,6 +301,37 @@ if [ -n "$DRAFT" ]; then
 fi
 rx=$(ping_side gw "$MKI_GW_HOST" "$MKI_CL_HOST" 3)
 [ "$rx" = 3 ] || fail "ping through the tunnel from gw: $rx/3"
+if [ "$ROAM" = yes ]; then
+  log=$MKI_DIR/cl/modiked.log
+  NEW_V4=192.0.2.140
+  old_ike=$(mki_swanctl gw --list-sas --noblock 2>/dev/null | grep -o "$PUBLIC\[[0-9]*\]" | sort -u)
+  ip -n "$MKI_NS_CL" addr del "$MKI_CL_V4/25" dev veth0 || fail "cannot remove cl's address"
+  ip -n "$MKI_NS_CL" addr add "$NEW_V4/25" dev veth0 || fail "cannot add cl's new address"
+  ip -n "$MKI_NS_CL" route replace 192.0.2.0/25 via "$MKI_RT_CL_V4" || fail "route via rt from the new address"
+  mki_log "cl moved from $MKI_CL_V4 to $NEW_V4"
+  roamed () { grep -q "peer gw: local address $MKI_CL_V4 is gone: roaming, reconnecting" "$log"; }
+  mki_poll 10 roamed || fail "modiked did not notice that $MKI_CL_V4 went away within 10 s"
+  reup () {
+    local n
+    [ "$(grep -c 'IKE SA established' "$log")" -ge 2 ] || return 1
+    side_up cl || return 1
+    n=$(mki_swanctl gw --list-sas --noblock 2>/dev/null | grep -c 'ESTABLISHED')
+    [ "$n" = 1 ] && children_up 1
+  }
+  mki_poll 20 reup || fail "no new IKE SA (alone at charon) within 20 s of roaming"
+  new_ike=$(mki_swanctl gw --list-sas --noblock 2>/dev/null | grep -o "$PUBLIC\[[0-9]*\]" | sort -u)
+  ok=no
+  for i in $(seq 10); do
+    rx=$(ping_side cl "$MKI_CL_HOST" "$MKI_GW_HOST" 2)
+    [ "$rx" = 2 ] && { ok=yes; break; }
+    sleep 1
+  done
+  [ "$ok" = yes ] || fail "no ping through the new tunnel from cl"
+  rx=$(ping_side gw "$MKI_GW_HOST" "$MKI_CL_HOST" 3)
+  [ "$rx" = 3 ] || fail "ping from gw through the new tunnel: $rx/3"
+  mki_log "PASS: cl roamed from $MKI_CL_V4 to $NEW_V4; modiked reconnected (charon: $old_ike -> $new_ike), pings both ways"
+  exit 0
+fi
 spis_before=$(mki_swanctl gw --list-sas --noblock 2>/dev/null | grep -Eo 'SPIs: [0-9a-f_io ]+' | sort)
 
 mki_log "idle for $IDLE s (rt forgets a UDP mapping after 30 s)"
