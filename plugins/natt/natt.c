@@ -460,25 +460,57 @@ keepalive_tick (ModikeIkeSa *sa, gpointer data)
 
 static NattAddrIsLocalFunc addr_is_local_fn;
 
+/* The host's addresses from one scan, reused for a second: every SA's
+ * check within it (thousands on a loadtest initiator) costs a lookup, not
+ * a getifaddrs. Engine thread only. */
+#define LOCAL_ADDRS_MAX_AGE_US G_USEC_PER_SEC
+static GArray *local_addrs; /* ModikeAddr, port 0 */
+static gint64 local_addrs_us;
+
+static gboolean
+local_addrs_refresh (void)
+{
+  struct ifaddrs *ifs;
+  gint64 now = g_get_monotonic_time ();
+
+  if (local_addrs != NULL && now - local_addrs_us < LOCAL_ADDRS_MAX_AGE_US)
+    return TRUE;
+  if (getifaddrs (&ifs) != 0)
+    return FALSE;
+  if (local_addrs == NULL)
+    local_addrs = g_array_new (FALSE, TRUE, sizeof (ModikeAddr));
+  g_array_set_size (local_addrs, 0);
+  for (struct ifaddrs *i = ifs; i != NULL; i = i->ifa_next)
+    {
+      ModikeAddr a = { 0 };
+
+      if (i->ifa_addr == NULL)
+        continue;
+      if (i->ifa_addr->sa_family == AF_INET)
+        memcpy (a.addr, &((struct sockaddr_in *) i->ifa_addr)->sin_addr, 4);
+      else if (i->ifa_addr->sa_family == AF_INET6)
+        memcpy (a.addr, &((struct sockaddr_in6 *) i->ifa_addr)->sin6_addr, 16);
+      else
+        continue;
+      a.family = i->ifa_addr->sa_family;
+      g_array_append_val (local_addrs, a);
+    }
+  freeifaddrs (ifs);
+  local_addrs_us = now;
+  return TRUE;
+}
+
 gboolean
 natt_addr_is_local (const ModikeAddr *addr)
 {
-  struct ifaddrs *ifs, *i;
-  gboolean found = FALSE;
-
   if (addr_is_local_fn != NULL)
     return addr_is_local_fn (addr);
-  if (getifaddrs (&ifs) != 0)
+  if (!local_addrs_refresh ())
     return TRUE; /* cannot tell: assume it is still there */
-  for (i = ifs; i != NULL && !found; i = i->ifa_next)
-    if (i->ifa_addr == NULL || i->ifa_addr->sa_family != addr->family)
-      continue;
-    else if (addr->family == AF_INET)
-      found = memcmp (&((struct sockaddr_in *) i->ifa_addr)->sin_addr, addr->addr, 4) == 0;
-    else if (addr->family == AF_INET6)
-      found = memcmp (&((struct sockaddr_in6 *) i->ifa_addr)->sin6_addr, addr->addr, 16) == 0;
-  freeifaddrs (ifs);
-  return found;
+  for (guint i = 0; i < local_addrs->len; i++)
+    if (modike_addr_equal_ip (&g_array_index (local_addrs, ModikeAddr, i), addr))
+      return TRUE;
+  return FALSE;
 }
 
 void
@@ -676,4 +708,5 @@ natt_init (ModikePlugin *plugin, GError **error)
 void
 natt_fini (ModikePlugin *plugin)
 {
+  g_clear_pointer (&local_addrs, g_array_unref);
 }

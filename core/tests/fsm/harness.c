@@ -433,6 +433,23 @@ run_until_up (Net *net, Node *a, Node *b, guint children, guint limit_ms)
 }
 
 ModikeIkeSa *
+newest_sa_from (Node *n, const ModikeAddr *remote)
+{
+  ModikeIkeSa *found = NULL;
+
+  for (guint k = 0; k < n->ike->sas->len; k++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (n->ike->sas, k);
+
+      if (sa->dead || !modike_addr_equal_ip (&sa->remote, remote))
+        continue;
+      if (found == NULL || sa->serial > found->serial)
+        found = sa;
+    }
+  return found;
+}
+
+ModikeIkeSa *
 only_sa (Node *n)
 {
   ModikeIkeSa *found = NULL;

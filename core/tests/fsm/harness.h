@@ -104,6 +104,8 @@ void net_free (Net *net);
 gboolean pred_up (Net *net, gpointer user);
 gboolean run_until_up (Net *net, Node *a, Node *b, guint children, guint limit_ms);
 ModikeIkeSa *only_sa (Node *n);
+/* n's newest live IKE SA with a peer at remote's address, or NULL. */
+ModikeIkeSa *newest_sa_from (Node *n, const ModikeAddr *remote);
 void assert_secret_equal (const ModikeSecret *x, const ModikeSecret *y);
 void assert_range_equal (const ModikeAddrRange *x, const ModikeAddrRange *y);
 void check_pair (Node *a, Node *b, guint children);

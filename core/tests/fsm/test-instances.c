@@ -149,18 +149,7 @@ world_free (World *w)
 static ModikeIkeSa *
 gw_sa (World *w, guint i)
 {
-  ModikeIkeSa *found = NULL;
-
-  for (guint k = 0; k < w->gw->ike->sas->len; k++)
-    {
-      ModikeIkeSa *sa = g_ptr_array_index (w->gw->ike->sas, k);
-
-      if (sa->dead || !modike_addr_equal_ip (&sa->remote, &w->c[i]->addr))
-        continue;
-      if (found == NULL || sa->serial > found->serial)
-        found = sa;
-    }
-  return found;
+  return newest_sa_from (w->gw, &w->c[i]->addr);
 }
 
 typedef struct {
