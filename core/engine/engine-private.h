@@ -126,6 +126,7 @@ struct _ModikeIkeSa {
   gboolean user_set;          /* by modike_ike_sa_set_user (XAuth): part of the peer key */
   gboolean join_deferred;     /* joins its client's SAs once authenticated (engine_sa_join) */
   guint32 serial;             /* creation order, for "older SA" decisions */
+  guint sas_pos;              /* its index in ike->sas (removal without a scan) */
 
   ModikeAddr local, remote;   /* current endpoints (ports move on float) */
   guint16 float_port;         /* set by natt; 0 = none */
@@ -393,6 +394,8 @@ gboolean p1_add_local_id (ModikeIkeSa *sa, ModikeBuilder *b, GError **error);
 gboolean p1_add_auth (ModikeIkeSa *sa, ModikeBuilder *b, GError **error);
 /* With RSA signatures: a CR per trust anchor (an empty one without). */
 void p1_add_cert_request (ModikeIkeSa *sa, ModikeBuilder *b);
+/* Phase 1 is up: frees what only its hashes and key derivation needed. */
+void p1_forget_handshake (ModikeIkeSa *sa);
 /* Adds our KE and nonce first unless b is NULL, then derives the keys;
  * failures are INVALID_KEY_INFORMATION. */
 gboolean p1_key_exchange (ModikeExchange *x, ModikeBuilder *b, GError **error);

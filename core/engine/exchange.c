@@ -544,9 +544,11 @@ exchange_done (ModikeExchange *x, const ModikeFsmRow *row)
 
   x->done = TRUE;
   engine_timer_cancel (ike, &x->timer);
-  if (x->msgid == 0)
-    return; /* phase 1 stays with its SA to answer retransmits */
-  /* Keep the exchange as long as the peer may retransmit to us. */
+  /* No handler runs on a finished exchange: only replays of its last
+   * message, for as long as the peer may retransmit to us (phase 1 too). */
+  if (x->destroy != NULL && x->data != NULL)
+    x->destroy (g_steal_pointer (&x->data));
+  x->destroy = NULL;
   linger = (guint64) retransmit_base (x, row) * (2u << MIN (retransmit_tries (x), 16u));
   linger = MIN (linger, LINGER_MAX_MS);
   engine_timer_cancel (ike, &x->linger_timer);

@@ -288,6 +288,7 @@ static void
 sa_register (ModikeIke *ike, ModikeIkeSa *sa)
 {
   memcpy (&sa->icookie_key, sa->icookie, sizeof sa->icookie_key);
+  sa->sas_pos = ike->sas->len;
   g_ptr_array_add (ike->sas, sa);
   g_hash_table_insert (ike->by_icookie, &sa->icookie_key, sa);
 }

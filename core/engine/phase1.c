@@ -338,6 +338,22 @@ p1_derive_keys (ModikeIkeSa *sa, GError **error)
   return TRUE;
 }
 
+void
+p1_forget_handshake (ModikeIkeSa *sa)
+{
+  GBytes **own_id = sa->role == MODIKE_ROLE_INITIATOR ? &sa->idi_b : &sa->idr_b;
+
+  /* Only HASH_I/HASH_R and SKEYID needed these; the peer's ID stays (its
+   * key among the SAs, modike_ike_sa_get_user). */
+  g_clear_pointer (&sa->sai_b, g_bytes_unref);
+  g_clear_pointer (&sa->ni, g_bytes_unref);
+  g_clear_pointer (&sa->nr, g_bytes_unref);
+  g_clear_pointer (&sa->gxi, g_bytes_unref);
+  g_clear_pointer (&sa->gxr, g_bytes_unref);
+  g_clear_pointer (own_id, g_bytes_unref);
+  g_clear_pointer (&sa->dh, modike_dh_free);
+}
+
 gboolean
 p1_key_exchange (ModikeExchange *x, ModikeBuilder *b, GError **error)
 {

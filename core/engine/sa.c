@@ -612,7 +612,11 @@ engine_sa_delete (ModikeIkeSa *sa, gboolean send_delete)
   engine_adapters_sa_gone (sa);
   engine_instances_sa_gone (sa);
   sa_unindex (sa);
-  g_ptr_array_remove (ike->sas, sa);
+  /* The last SA takes its place: O(1) at any SA count (the status sorts). */
+  g_assert (sa->sas_pos < ike->sas->len && ike->sas->pdata[sa->sas_pos] == sa);
+  g_ptr_array_remove_index_fast (ike->sas, sa->sas_pos);
+  if (sa->sas_pos < ike->sas->len)
+    ((ModikeIkeSa *) ike->sas->pdata[sa->sas_pos])->sas_pos = sa->sas_pos;
   g_ptr_array_add (ike->dead_sas, sa);
   ELOG_INFO (sa, NULL, "IKE SA removed");
   if (was_up)
@@ -803,6 +807,7 @@ engine_p1_established (ModikeIkeSa *sa)
     ike->half_open--;
   sa->established_us = ike->env.now_us (ike->env.env);
   engine_timer_cancel (ike, &sa->half_open_timer);
+  p1_forget_handshake (sa);
   ELOG_INFO (sa, NULL, "IKE SA established (%s-%s-%s, %s, %s, life %" G_GUINT64_FORMAT " s)",
              modike_encr_name (sa->choice.encr, sa->choice.keybits), modike_hash_name (sa->choice.hash),
              modike_dh_name (sa->choice.group), sa->p1_exchange == MODIKE_EX_AGGRESSIVE ? "aggressive" : "main",

@@ -85,14 +85,25 @@ append_sa (GString *s, const ModikeIkeSa *sa)
   engine_instances_status (sa, s);
 }
 
+static gint
+by_serial (gconstpointer a, gconstpointer b)
+{
+  const ModikeIkeSa *x = *(ModikeIkeSa *const *) a, *y = *(ModikeIkeSa *const *) b;
+
+  return x->serial < y->serial ? -1 : x->serial > y->serial;
+}
+
 char *
 modike_ike_status (ModikeIke *ike)
 {
   GString *s = g_string_new (NULL);
+  g_autoptr (GPtrArray) sas = g_ptr_array_copy (ike->sas, NULL, NULL);
 
-  for (guint i = 0; i < ike->sas->len; i++)
+  /* In creation order (ike->sas is not kept in order). */
+  g_ptr_array_sort (sas, by_serial);
+  for (guint i = 0; i < sas->len; i++)
     {
-      const ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
+      const ModikeIkeSa *sa = g_ptr_array_index (sas, i);
 
       if (!sa->dead)
         append_sa (s, sa);

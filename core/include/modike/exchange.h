@@ -71,7 +71,8 @@ guint8 modike_exchange_get_type (const ModikeExchange *x);
 guint32 modike_exchange_get_msgid (const ModikeExchange *x);
 ModikeRole modike_exchange_get_role (const ModikeExchange *x);
 guint modike_exchange_get_state (const ModikeExchange *x);
-/* Exchange-specific data owned by the exchange's handlers. */
+/* Exchange-specific data owned by the exchange's handlers; destroy runs once
+ * the exchange completes (only replays of its last message follow) or dies. */
 void modike_exchange_set_data (ModikeExchange *x, gpointer data, GDestroyNotify destroy);
 gpointer modike_exchange_get_data (const ModikeExchange *x);
 /* Notify to send when the verdict is FAIL (0 = send none). */
