@@ -153,7 +153,7 @@ struct _ModikeIkeSa {
   ModikeDh *dh;
 
   GHashTable *exchanges;      /* msgid -> ModikeExchange* */
-  GHashTable *plugin_data;    /* plugin name -> EnginePluginData* */
+  GArray *plugin_data;        /* EnginePluginData (sa.c); NULL until a plugin keeps data */
   GPtrArray *children;        /* EngineChild*, owned */
   GArray *pending_spd;        /* guint32: Quick Modes to start when up */
   gboolean peer_initial_contact;

@@ -549,6 +549,11 @@ exchange_done (ModikeExchange *x, const ModikeFsmRow *row)
   if (x->destroy != NULL && x->data != NULL)
     x->destroy (g_steal_pointer (&x->data));
   x->destroy = NULL;
+  /* It ended on the peer's message: the peer has our last one and never
+   * asks for it again. The exchange still lingers: it recognises copies of
+   * the peer's messages (replayed Informationals must not act twice). */
+  if (x->sent_no <= x->rx_no)
+    g_clear_pointer (&x->last_sent, g_bytes_unref);
   linger = (guint64) retransmit_base (x, row) * (2u << MIN (retransmit_tries (x), 16u));
   linger = MIN (linger, LINGER_MAX_MS);
   engine_timer_cancel (ike, &x->linger_timer);

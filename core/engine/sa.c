@@ -5,19 +5,22 @@
 
 #include <string.h>
 
+/* A plugin's data on an SA: a few per SA at most (one per loaded plugin
+ * that keeps any), so a small array, created on first use, with the
+ * plugin's name interned rather than copied into every SA. */
 typedef struct {
+  const char *plugin;         /* g_intern_string */
   gpointer data;
   GDestroyNotify destroy;
 } EnginePluginData;
 
 static void
-plugin_data_free (gpointer p)
+plugin_data_clear (gpointer p)
 {
   EnginePluginData *d = p;
 
   if (d->destroy != NULL)
     d->destroy (d->data);
-  g_free (d);
 }
 
 static void
@@ -209,7 +212,6 @@ engine_sa_new (ModikeIke *ike, ModikeRole role, guint8 p1_exchange, const Modike
   if (role == MODIKE_ROLE_RESPONDER)
     sa->rcookie_set = TRUE;
   sa->exchanges = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, exchange_unref_cb);
-  sa->plugin_data = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, plugin_data_free);
   sa->children = g_ptr_array_new ();
   sa->pending_spd = g_array_new (FALSE, FALSE, sizeof (guint32));
   sa->created_us = ike->env.now_us (ike->env.env);
@@ -247,7 +249,7 @@ engine_sa_free (ModikeIkeSa *sa)
     engine_child_free (g_ptr_array_index (sa->children, i));
   g_ptr_array_unref (sa->children);
   g_hash_table_destroy (sa->exchanges);
-  g_hash_table_destroy (sa->plugin_data);
+  g_clear_pointer (&sa->plugin_data, g_array_unref);
   engine_gate_free (sa);
   g_array_unref (sa->pending_spd);
   modike_p1_keys_clear (&sa->keys);
@@ -353,27 +355,60 @@ modike_ike_sa_float (ModikeIkeSa *sa, guint16 port)
     sa->float_port = port;
 }
 
+static EnginePluginData *
+plugin_data_find (const ModikeIkeSa *sa, const char *plugin, guint *index)
+{
+  for (guint i = 0; sa->plugin_data != NULL && i < sa->plugin_data->len; i++)
+    {
+      EnginePluginData *d = &g_array_index (sa->plugin_data, EnginePluginData, i);
+
+      if (strcmp (d->plugin, plugin) == 0)
+        {
+          if (index != NULL)
+            *index = i;
+          return d;
+        }
+    }
+  return NULL;
+}
+
 void
 modike_ike_sa_set_plugin_data (ModikeIkeSa *sa, const char *plugin, gpointer data, GDestroyNotify destroy)
 {
   EnginePluginData *d;
+  EnginePluginData old = { 0 };
+  guint i;
 
   g_return_if_fail (plugin != NULL);
-  if (data == NULL && destroy == NULL)
+  d = plugin_data_find (sa, plugin, &i);
+  if (d != NULL)
     {
-      g_hash_table_remove (sa->plugin_data, plugin);
-      return;
+      old = *d;
+      d->destroy = NULL; /* old's, run below (the array's clear func would run it now) */
+      if (data == NULL && destroy == NULL)
+        g_array_remove_index_fast (sa->plugin_data, i);
+      else
+        d->data = data, d->destroy = destroy;
     }
-  d = g_new0 (EnginePluginData, 1);
-  d->data = data;
-  d->destroy = destroy;
-  g_hash_table_replace (sa->plugin_data, g_strdup (plugin), d);
+  else if (data != NULL || destroy != NULL)
+    {
+      EnginePluginData add = { g_intern_string (plugin), data, destroy };
+
+      if (sa->plugin_data == NULL)
+        {
+          sa->plugin_data = g_array_sized_new (FALSE, FALSE, sizeof (EnginePluginData), 2);
+          g_array_set_clear_func (sa->plugin_data, plugin_data_clear);
+        }
+      g_array_append_val (sa->plugin_data, add);
+    }
+  /* Last: the old data's destroy may call back in here. */
+  plugin_data_clear (&old);
 }
 
 gpointer
 modike_ike_sa_get_plugin_data (const ModikeIkeSa *sa, const char *plugin)
 {
-  EnginePluginData *d = g_hash_table_lookup (sa->plugin_data, plugin);
+  EnginePluginData *d = plugin_data_find (sa, plugin, NULL);
 
   return d != NULL ? d->data : NULL;
 }
