@@ -14,11 +14,13 @@ void (*modike_secret_wipe_hook) (const guint8 *data, gsize len);
 ModikeSecret *
 modike_secret_new (gsize len)
 {
-  ModikeSecret *s = g_new0 (ModikeSecret, 1);
+  /* One block: the key follows its header (a gateway holds several keys
+   * per SA; a second allocation each would cost more than most keys). */
+  ModikeSecret *s = g_malloc0 (sizeof (ModikeSecret) + MAX (len, 1));
 
   s->len = len;
   /* Never NULL, so callers can pass data to the libraries even when empty. */
-  s->data = g_malloc0 (MAX (len, 1));
+  s->data = (guint8 *) (s + 1);
   return s;
 }
 
@@ -49,7 +51,6 @@ modike_secret_free (ModikeSecret *s)
   modike_memwipe (s->data, MAX (s->len, 1));
   if (modike_secret_wipe_hook != NULL)
     modike_secret_wipe_hook (s->data, s->len);
-  g_free (s->data);
   g_free (s);
 }
 

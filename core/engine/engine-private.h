@@ -152,7 +152,7 @@ struct _ModikeIkeSa {
   GBytes *sai_b, *ni, *nr, *gxi, *gxr, *idi_b, *idr_b;
   ModikeDh *dh;
 
-  GHashTable *exchanges;      /* msgid -> ModikeExchange* */
+  GHashTable *exchanges;      /* msgid -> ModikeExchange*; NULL while none (engine_sa_exchange) */
   GArray *plugin_data;        /* EnginePluginData (sa.c); NULL until a plugin keeps data */
   GPtrArray *children;        /* EngineChild*, owned */
   GArray *pending_spd;        /* guint32: Quick Modes to start when up */
@@ -264,6 +264,10 @@ ModikeIkeSa *engine_start_p1_as (ModikeIke *ike, const ModikePeerConfig *peer, c
 ModikeIkeSa *engine_sa_new (ModikeIke *ike, ModikeRole role, guint8 p1_exchange, const ModikeAddr *local,
                             const ModikeAddr *remote, const ModikePeerConfig *peer);
 void engine_sa_free (ModikeIkeSa *sa);
+/* The SA's exchanges by message ID (the table exists only while any do). */
+void engine_sa_exchanges_add (ModikeIkeSa *sa, ModikeExchange *x);
+void engine_sa_exchanges_steal (ModikeIkeSa *sa, ModikeExchange *x); /* no-op unless filed */
+ModikeExchange *engine_sa_exchange (const ModikeIkeSa *sa, guint32 msgid);
 void engine_sa_apply_float (ModikeIkeSa *sa);
 /* Cancels the plugins' timers on the SA (it dies). */
 void engine_sa_timers_clear (ModikeIkeSa *sa);

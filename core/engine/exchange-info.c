@@ -91,8 +91,9 @@ fail_pending_quick_modes (ModikeIkeSa *sa, const ModikeNotifyPayload *n)
 
   /* Naming our SPI: the exchange that reserved it; else every phase 2
    * exchange we started here (those negotiating for a policy). */
-  g_hash_table_iter_init (&it, sa->exchanges);
-  while (g_hash_table_iter_next (&it, NULL, &value))
+  if (sa->exchanges != NULL)
+    g_hash_table_iter_init (&it, sa->exchanges);
+  while (sa->exchanges != NULL && g_hash_table_iter_next (&it, NULL, &value))
     {
       ModikeExchange *x = value;
 

@@ -25,7 +25,7 @@ engine_exchange_new (ModikeIkeSa *sa, guint8 type, guint32 msgid, ModikeRole rol
       memcpy (x->iv, iv, sa->block_len);
       modike_memwipe (iv, sizeof iv);
     }
-  g_hash_table_insert (sa->exchanges, GUINT_TO_POINTER (msgid), x);
+  engine_sa_exchanges_add (sa, x);
   return x;
 }
 
@@ -60,8 +60,7 @@ engine_exchange_discard (ModikeExchange *x)
   x->dead = TRUE;
   engine_timer_cancel (ike, &x->timer);
   engine_timer_cancel (ike, &x->linger_timer);
-  if (g_hash_table_lookup (x->sa->exchanges, GUINT_TO_POINTER (x->msgid)) == x)
-    g_hash_table_steal (x->sa->exchanges, GUINT_TO_POINTER (x->msgid));
+  engine_sa_exchanges_steal (x->sa, x);
   g_ptr_array_add (ike->dead_exchanges, x);
 }
 

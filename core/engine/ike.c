@@ -376,7 +376,7 @@ engine_alloc_msgid (ModikeIkeSa *sa)
 
   do
     modike_random_nonce (&id, sizeof id);
-  while (id == 0 || g_hash_table_contains (sa->exchanges, GUINT_TO_POINTER (id)));
+  while (id == 0 || engine_sa_exchange (sa, id) != NULL);
   return id;
 }
 
@@ -538,7 +538,7 @@ modike_ike_receive (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *r
       sa->local.port = port;
     }
 
-  x = g_hash_table_lookup (sa->exchanges, GUINT_TO_POINTER (hdr->msgid));
+  x = engine_sa_exchange (sa, hdr->msgid);
   if (x != NULL && !x->dead && engine_exchange_is_replay (x, data, len))
     goto out;
   if (x == NULL || x->dead)

@@ -29,6 +29,32 @@ exchange_unref_cb (gpointer p)
   engine_exchange_free (p);
 }
 
+/* An SA's exchanges by message ID: a table only while it has any (most
+ * established SAs have none between their Informationals). */
+void
+engine_sa_exchanges_add (ModikeIkeSa *sa, ModikeExchange *x)
+{
+  if (sa->exchanges == NULL)
+    sa->exchanges = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, exchange_unref_cb);
+  g_hash_table_insert (sa->exchanges, GUINT_TO_POINTER (x->msgid), x);
+}
+
+void
+engine_sa_exchanges_steal (ModikeIkeSa *sa, ModikeExchange *x)
+{
+  if (engine_sa_exchange (sa, x->msgid) != x)
+    return;
+  g_hash_table_steal (sa->exchanges, GUINT_TO_POINTER (x->msgid));
+  if (g_hash_table_size (sa->exchanges) == 0)
+    g_clear_pointer (&sa->exchanges, g_hash_table_destroy);
+}
+
+ModikeExchange *
+engine_sa_exchange (const ModikeIkeSa *sa, guint32 msgid)
+{
+  return sa->exchanges != NULL ? g_hash_table_lookup (sa->exchanges, GUINT_TO_POINTER (msgid)) : NULL;
+}
+
 /* ---- the SAs of one peer ---- */
 
 static gboolean
@@ -211,7 +237,6 @@ engine_sa_new (ModikeIke *ike, ModikeRole role, guint8 p1_exchange, const Modike
                        "\0\0\0\0\0\0\0\0", MODIKE_COOKIE_LEN));
   if (role == MODIKE_ROLE_RESPONDER)
     sa->rcookie_set = TRUE;
-  sa->exchanges = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, exchange_unref_cb);
   sa->children = g_ptr_array_new ();
   sa->pending_spd = g_array_new (FALSE, FALSE, sizeof (guint32));
   sa->created_us = ike->env.now_us (ike->env.env);
@@ -248,7 +273,7 @@ engine_sa_free (ModikeIkeSa *sa)
   for (guint i = 0; i < sa->children->len; i++)
     engine_child_free (g_ptr_array_index (sa->children, i));
   g_ptr_array_unref (sa->children);
-  g_hash_table_destroy (sa->exchanges);
+  g_clear_pointer (&sa->exchanges, g_hash_table_destroy);
   g_clear_pointer (&sa->plugin_data, g_array_unref);
   engine_gate_free (sa);
   g_array_unref (sa->pending_spd);
@@ -593,8 +618,9 @@ cancel_exchanges (ModikeIkeSa *sa)
   GHashTableIter it;
   gpointer value;
 
-  g_hash_table_iter_init (&it, sa->exchanges);
-  while (g_hash_table_iter_next (&it, NULL, &value))
+  if (sa->exchanges != NULL)
+    g_hash_table_iter_init (&it, sa->exchanges);
+  while (sa->exchanges != NULL && g_hash_table_iter_next (&it, NULL, &value))
     {
       ModikeExchange *x = value;
 
@@ -1274,8 +1300,9 @@ sa_delete (ModikeIkeSa *sa, gboolean restart, gboolean retry)
   engine_gate_policies (sa, waiting);
   for (guint i = 0; i < waiting->len; i++)
     add_policy (policies, g_array_index (waiting, guint32, i));
-  g_hash_table_iter_init (&it, sa->exchanges);
-  while (g_hash_table_iter_next (&it, NULL, &value))
+  if (sa->exchanges != NULL)
+    g_hash_table_iter_init (&it, sa->exchanges);
+  while (sa->exchanges != NULL && g_hash_table_iter_next (&it, NULL, &value))
     {
       const ModikeExchange *x = value;
 

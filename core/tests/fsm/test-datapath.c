@@ -48,6 +48,8 @@ quick_modes (Node *n)
       GHashTableIter it;
       gpointer value;
 
+      if (sa->exchanges == NULL)
+        continue;
       g_hash_table_iter_init (&it, sa->exchanges);
       while (g_hash_table_iter_next (&it, NULL, &value))
         {

@@ -280,7 +280,7 @@ filter_hold (Net *net, guint n, Packet *pk, gpointer user)
 static ModikeExchange *
 p1_exchange (Node *n)
 {
-  ModikeExchange *x = g_hash_table_lookup (only_sa (n)->exchanges, GUINT_TO_POINTER (0));
+  ModikeExchange *x = engine_sa_exchange (only_sa (n), 0);
 
   g_assert_nonnull (x);
   return x;

@@ -21,6 +21,8 @@ count_quick (ModikeIkeSa *sa, ModikeExchange **last)
   gpointer value;
   guint n = 0;
 
+  if (sa->exchanges == NULL)
+    return 0;
   g_hash_table_iter_init (&it, sa->exchanges);
   while (g_hash_table_iter_next (&it, NULL, &value))
     {
