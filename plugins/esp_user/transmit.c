@@ -218,26 +218,15 @@ protect (DpWorker *w, const DpOut *o, guint8 *pkt, gsize len)
   w->n_tx++;
 }
 
-/* The policy with this state in a snapshot (it survives renumbering). */
-static const DpPolicy *
-snap_policy (const DpSnap *s, const DpPolicyState *st)
-{
-  for (guint i = 0; i < s->n_pol; i++)
-    if (s->pol[i].state == st)
-      return &s->pol[i];
-  return NULL;
-}
-
 /* PROTECT without an SA: queue (bounded) and acquire once. */
 static void
 hold (DpWorker *w, const DpPolicy *pol, const ModikeSelector *sel, guint8 *pkt, gsize len)
 {
   Datapath *dp = w->dp;
   DpPolicyState *st = pol->state;
-  const DpSnap *cur;
-  const DpPolicy *now;
+  const DpOut *o;
   gboolean call = FALSE;
-  guint32 spd_id = pol->spd_id;
+  guint32 spd_id = 0;
   gint64 t;
 
   if (st == NULL)
@@ -247,15 +236,14 @@ hold (DpWorker *w, const DpPolicy *pol, const ModikeSelector *sel, guint8 *pkt, 
     }
   g_mutex_lock (&st->lock);
   /* The SA may have been published while we waited for the lock. */
-  cur = atomic_load (&dp->snap);
-  now = snap_policy (cur, st);
-  if (now != NULL && now->out.sa != NULL)
+  o = atomic_load (&st->out);
+  if (o != NULL)
     {
       g_mutex_unlock (&st->lock);
-      protect (w, &now->out, pkt, len);
+      protect (w, o, pkt, len);
       return;
     }
-  if (now == NULL || st->queue.length >= atomic_load_explicit (&dp->acquire_queue, memory_order_relaxed))
+  if (st->gone || st->queue.length >= atomic_load_explicit (&dp->acquire_queue, memory_order_relaxed))
     {
       dp_pstate_inc (&st->queue_drops);
       dp_count (dp, C_QUEUE_DROPS);
@@ -270,12 +258,12 @@ hold (DpWorker *w, const DpPolicy *pol, const ModikeSelector *sel, guint8 *pkt, 
       dp_count (dp, C_QUEUED);
     }
   t = w->now_us;   /* the batch's clock read */
-  if (now != NULL
+  if (!st->gone
       && (!st->acquired || t - st->last_acquire >= atomic_load_explicit (&dp->acquire_retry_us, memory_order_relaxed)))
     {
       st->acquired = TRUE;
       st->last_acquire = t;
-      spd_id = now->spd_id;
+      spd_id = st->spd_id;
       call = TRUE;
     }
   g_mutex_unlock (&st->lock);
@@ -328,10 +316,13 @@ out_packet (DpWorker *w, const DpSnap *s, guint8 *pkt, gsize len)
   switch (pol->action)
     {
     case MODIKE_SPD_PROTECT:
-      if (pol->out.sa != NULL)
-        protect (w, &pol->out, pkt, len);
-      else
-        hold (w, pol, &sel, pkt, len);
+      {
+        const DpOut *o = pol->state != NULL ? atomic_load_explicit (&pol->state->out, memory_order_acquire) : NULL;
+        if (o != NULL)
+          protect (w, o, pkt, len);
+        else
+          hold (w, pol, &sel, pkt, len);
+      }
       break;
     case MODIKE_SPD_BYPASS:
       bypass (w, s, &sel, pkt, len);
