@@ -329,8 +329,10 @@ void dp_in_insert (Datapath *dp, DpSa *sa);
 void dp_in_remove (Datapath *dp, DpSa *sa);
 /* The newest outbound SA of this policy, published to its state (the
  * acquire queue flushed into it first); `force` republishes even if it is
- * the same SA (its socket or addresses changed). */
+ * the same SA (its socket or addresses changed). O(the policy's SAs). */
 void dp_out_refresh (Datapath *dp, DpPolicyState *st, gboolean force);
+/* sa was just added to st's policy: it is the newest. O(1). */
+void dp_out_added (Datapath *dp, DpPolicyState *st, DpSa *sa);
 /* Frees what was retired if enough piled up (after a grace period). */
 void dp_reclaim_some (Datapath *dp);
 

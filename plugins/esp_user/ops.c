@@ -338,7 +338,7 @@ out_add (Datapath *dp, DpSa *sa)
 
   set_add (dp->out_by_spd, GUINT_TO_POINTER (sa->spd_id), NULL, sa);
   if (st != NULL)
-    dp_out_refresh (dp, st, FALSE);
+    dp_out_added (dp, st, sa);
 }
 
 static gboolean
@@ -440,8 +440,11 @@ dp_sa_del (gpointer user, ModikeDirection dir, guint32 spi)
         {
           DpPolicyState *st = g_hash_table_lookup (dp->pstates, GUINT_TO_POINTER (sa->spd_id));
 
+          const DpOut *cur = st != NULL ? atomic_load (&st->out) : NULL;
+
           set_remove (dp->out_by_spd, GUINT_TO_POINTER (sa->spd_id), sa);
-          if (st != NULL)
+          /* Only when it was the one in use: then the next newest takes over. */
+          if (cur != NULL && cur->sa == sa)
             dp_out_refresh (dp, st, FALSE);
         }
       dp_retire (dp, dp_sa_free, sa);

@@ -291,6 +291,7 @@ void
 dp_in_insert (Datapath *dp, DpSa *sa)
 {
   DpInTab *t = atomic_load (&dp->intab);
+  guint i;
 
   /* Keep a quarter of the slots NULL (probes end early, and always). */
   if ((dp->in_used + dp->in_tombs + 1) * 4 > (t->mask + 1) * 3)
@@ -298,8 +299,11 @@ dp_in_insert (Datapath *dp, DpSa *sa)
       in_rebuild (dp, in_cap_for (dp->in_used + 1));
       t = atomic_load (&dp->intab);
     }
+  i = in_find_slot (t, sa->spi, NULL);
+  if (atomic_load_explicit (&t->slot[i], memory_order_relaxed) == DP_IN_TOMB)
+    dp->in_tombs--;
   /* Release: a worker that finds the pointer sees the whole SA. */
-  atomic_store_explicit (&t->slot[in_find_slot (t, sa->spi, NULL)], sa, memory_order_release);
+  atomic_store_explicit (&t->slot[i], sa, memory_order_release);
   dp->in_used++;
 }
 
@@ -349,11 +353,46 @@ flush_queue (Datapath *dp, DpPolicyState *st, const DpOut *o)
 
 /* ---- Outbound SAs ---- */
 
+/* Publishes sa (NULL: none) as st's outbound SA. */
+static void
+out_publish (Datapath *dp, DpPolicyState *st, DpSa *sa)
+{
+  DpOut *cur = atomic_load (&st->out), *o = NULL;
+
+  if (sa != NULL)
+    {
+      o = g_new (DpOut, 1);
+      resolve_out (dp, sa, o);
+    }
+  /* What waited for this policy's SA goes first, before any worker can
+   * see the SA; workers that raced us find it under the same lock. */
+  g_mutex_lock (&st->lock);
+  if (o != NULL)
+    {
+      if (st->queue.length > 0 && dp->started)
+        flush_queue (dp, st, o);
+      st->acquired = FALSE;
+    }
+  atomic_store (&st->out, o);
+  g_mutex_unlock (&st->lock);
+  if (cur != NULL)
+    dp_retire (dp, g_free, cur);
+}
+
+void
+dp_out_added (Datapath *dp, DpPolicyState *st, DpSa *sa)
+{
+  const DpOut *cur = atomic_load (&st->out);
+
+  if (cur == NULL || cur->sa->serial < sa->serial)
+    out_publish (dp, st, sa);
+}
+
 void
 dp_out_refresh (Datapath *dp, DpPolicyState *st, gboolean force)
 {
   GHashTable *set = g_hash_table_lookup (dp->out_by_spd, GUINT_TO_POINTER (st->spd_id));
-  DpOut *cur = atomic_load (&st->out), *o = NULL;
+  const DpOut *cur = atomic_load (&st->out);
   DpSa *newest = NULL;
   GHashTableIter it;
   gpointer k;
@@ -369,26 +408,8 @@ dp_out_refresh (Datapath *dp, DpPolicyState *st, gboolean force)
             newest = sa;
         }
     }
-  if (!force && (cur != NULL ? cur->sa : NULL) == newest)
-    return;
-  if (newest != NULL)
-    {
-      o = g_new (DpOut, 1);
-      resolve_out (dp, newest, o);
-    }
-  /* What waited for this policy's SA goes first, before any worker can
-   * see the SA; workers that raced us find it under the same lock. */
-  g_mutex_lock (&st->lock);
-  if (o != NULL)
-    {
-      if (st->queue.length > 0 && dp->started)
-        flush_queue (dp, st, o);
-      st->acquired = FALSE;
-    }
-  atomic_store (&st->out, o);
-  g_mutex_unlock (&st->lock);
-  if (cur != NULL)
-    dp_retire (dp, g_free, cur);
+  if (force || (cur != NULL ? cur->sa : NULL) != newest)
+    out_publish (dp, st, newest);
 }
 
 void
