@@ -101,6 +101,7 @@ struct _DpSa {
   ModikeDirection dir;
   guint64 serial;            /* add order: the newest outbound SA wins */
   guint32 spd_id;            /* its policy now (ids change at reloads); writers only */
+  DpSa *spd_next;            /* outbound: the next SA of its policy; writers only */
   _Atomic (DpAdapter *) adapter; /* inbound: its peer's adapter now, NULL: none */
 };
 
@@ -212,7 +213,7 @@ struct _Datapath {
   ModikeDatapathHost *host;
   guint n_threads;
   GHashTable *sa_in, *sa_out;         /* spi -> DpSa* */
-  GHashTable *out_by_spd;             /* spd_id -> set of its outbound DpSa* */
+  GHashTable *out_by_spd;             /* spd_id -> its outbound DpSa* (list by spd_next) */
   GHashTable *in_by_peer;             /* peer -> set of its inbound DpSa* */
   guint in_used, in_tombs;            /* live and removed slots of intab */
   guint64 next_serial;

@@ -25,7 +25,7 @@ datapath_new (void)
   dp->raw_sockets = TRUE;
   dp->sa_in = g_hash_table_new (NULL, NULL);
   dp->sa_out = g_hash_table_new (NULL, NULL);
-  dp->out_by_spd = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify) g_hash_table_unref);
+  dp->out_by_spd = g_hash_table_new (NULL, NULL);
   dp->in_by_peer = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_hash_table_unref);
   atomic_init (&dp->intab, dp_in_tab_new ());
   dp->policies = g_ptr_array_new_with_free_func ((GDestroyNotify) modike_spd_entry_free);
@@ -289,33 +289,55 @@ dp_stop (gpointer user)
   g_mutex_unlock (&dp->wlock);
 }
 
-/* A set in a table of sets (spd_id or peer -> set of DpSa*). */
+/* Inbound SAs by peer: a set each (a peer may have very many). */
 static void
-set_add (GHashTable *sets, gpointer key, gpointer (*key_dup) (gconstpointer), DpSa *sa)
+peer_add (Datapath *dp, const char *peer, DpSa *sa)
 {
-  GHashTable *set = g_hash_table_lookup (sets, key);
+  GHashTable *set = g_hash_table_lookup (dp->in_by_peer, peer);
 
   if (set == NULL)
     {
       set = g_hash_table_new (NULL, NULL);
-      g_hash_table_insert (sets, key_dup != NULL ? key_dup (key) : key, set);
+      g_hash_table_insert (dp->in_by_peer, g_strdup (peer), set);
     }
   g_hash_table_add (set, sa);
 }
 
 static void
-set_remove (GHashTable *sets, gconstpointer key, DpSa *sa)
+peer_remove (Datapath *dp, const char *peer, DpSa *sa)
 {
-  GHashTable *set = g_hash_table_lookup (sets, key);
+  GHashTable *set = g_hash_table_lookup (dp->in_by_peer, peer);
 
   if (set != NULL && g_hash_table_remove (set, sa) && g_hash_table_size (set) == 0)
-    g_hash_table_remove (sets, key);
+    g_hash_table_remove (dp->in_by_peer, peer);
 }
 
-static gpointer
-peer_dup (gconstpointer peer)
+/* Outbound SAs by policy: a list through the SAs (one or two each; a
+ * table per policy would cost more than the SA). */
+static void
+spd_link (Datapath *dp, guint32 spd_id, DpSa *head)
 {
-  return g_strdup (peer);
+  if (head != NULL)
+    g_hash_table_insert (dp->out_by_spd, GUINT_TO_POINTER (spd_id), head);
+  else
+    g_hash_table_remove (dp->out_by_spd, GUINT_TO_POINTER (spd_id));
+}
+
+static void
+spd_remove (Datapath *dp, DpSa *sa)
+{
+  DpSa *head = g_hash_table_lookup (dp->out_by_spd, GUINT_TO_POINTER (sa->spd_id));
+
+  if (head == sa)
+    spd_link (dp, sa->spd_id, sa->spd_next);
+  else
+    for (DpSa *p = head; p != NULL; p = p->spd_next)
+      if (p->spd_next == sa)
+        {
+          p->spd_next = sa->spd_next;
+          break;
+        }
+  sa->spd_next = NULL;
 }
 
 /* Inbound: into the table workers read, with its peer's adapter. */
@@ -326,7 +348,7 @@ in_add (Datapath *dp, DpSa *sa, const char *peer)
 
   atomic_store (&sa->adapter, ad);
   if (peer != NULL)
-    set_add (dp->in_by_peer, (gpointer) peer, peer_dup, sa);
+    peer_add (dp, peer, sa);
   dp_in_insert (dp, sa);
 }
 
@@ -336,7 +358,8 @@ out_add (Datapath *dp, DpSa *sa)
 {
   DpPolicyState *st = g_hash_table_lookup (dp->pstates, GUINT_TO_POINTER (sa->spd_id));
 
-  set_add (dp->out_by_spd, GUINT_TO_POINTER (sa->spd_id), NULL, sa);
+  sa->spd_next = g_hash_table_lookup (dp->out_by_spd, GUINT_TO_POINTER (sa->spd_id));
+  spd_link (dp, sa->spd_id, sa);
   if (st != NULL)
     dp_out_added (dp, st, sa);
 }
@@ -434,7 +457,7 @@ dp_sa_del (gpointer user, ModikeDirection dir, guint32 spi)
 
           dp_in_remove (dp, sa);
           if (peer != NULL)
-            set_remove (dp->in_by_peer, peer, sa);
+            peer_remove (dp, peer, sa);
         }
       else
         {
@@ -442,7 +465,7 @@ dp_sa_del (gpointer user, ModikeDirection dir, guint32 spi)
 
           const DpOut *cur = st != NULL ? atomic_load (&st->out) : NULL;
 
-          set_remove (dp->out_by_spd, GUINT_TO_POINTER (sa->spd_id), sa);
+          spd_remove (dp, sa);
           /* Only when it was the one in use: then the next newest takes over. */
           if (cur != NULL && cur->sa == sa)
             dp_out_refresh (dp, st, FALSE);
@@ -459,7 +482,7 @@ dp_policies_set (gpointer user, GPtrArray *entries)
   Datapath *dp = user;
   g_autoptr (GHashTable) keep = g_hash_table_new (NULL, NULL);
   g_autoptr (GHashTable) renum = g_hash_table_new (NULL, NULL); /* old id -> new id */
-  g_autoptr (GPtrArray) moved = g_ptr_array_new (); /* set, new id, ... */
+  g_autoptr (GPtrArray) moved = g_ptr_array_new (); /* list head, new id, ... */
   GHashTableIter it;
   gpointer k, v;
 
@@ -481,23 +504,19 @@ dp_policies_set (gpointer user, GPtrArray *entries)
   g_hash_table_iter_init (&it, renum);
   while (g_hash_table_iter_next (&it, &k, &v))
     {
-      GHashTable *set = NULL;
-      if (g_hash_table_steal_extended (dp->out_by_spd, k, NULL, (gpointer *) &set))
-        g_ptr_array_add (moved, set), g_ptr_array_add (moved, v);
+      gpointer head = NULL;
+      if (g_hash_table_steal_extended (dp->out_by_spd, k, NULL, &head))
+        g_ptr_array_add (moved, head), g_ptr_array_add (moved, v);
     }
   for (guint i = 0; i < moved->len; i += 2)
     {
-      GHashTable *set = moved->pdata[i];
-      GHashTableIter si;
-      gpointer sa;
+      guint32 id = GPOINTER_TO_UINT (moved->pdata[i + 1]);
+      DpSa *head = moved->pdata[i], *tail = NULL;
 
-      g_hash_table_iter_init (&si, set);
-      while (g_hash_table_iter_next (&si, &sa, NULL))
-        {
-          ((DpSa *) sa)->spd_id = GPOINTER_TO_UINT (moved->pdata[i + 1]);
-          set_add (dp->out_by_spd, moved->pdata[i + 1], NULL, sa);
-        }
-      g_hash_table_unref (set);
+      for (DpSa *sa = head; sa != NULL; tail = sa, sa = sa->spd_next)
+        sa->spd_id = id;
+      tail->spd_next = g_hash_table_lookup (dp->out_by_spd, GUINT_TO_POINTER (id));
+      spd_link (dp, id, head);
     }
   g_hash_table_iter_init (&it, renum);
   while (g_hash_table_iter_next (&it, &k, &v))

@@ -391,23 +391,14 @@ dp_out_added (Datapath *dp, DpPolicyState *st, DpSa *sa)
 void
 dp_out_refresh (Datapath *dp, DpPolicyState *st, gboolean force)
 {
-  GHashTable *set = g_hash_table_lookup (dp->out_by_spd, GUINT_TO_POINTER (st->spd_id));
   const DpOut *cur = atomic_load (&st->out);
   DpSa *newest = NULL;
-  GHashTableIter it;
-  gpointer k;
 
   /* The policy's own SAs only: usually one, two while a rekey overlaps. */
-  if (set != NULL)
-    {
-      g_hash_table_iter_init (&it, set);
-      while (g_hash_table_iter_next (&it, &k, NULL))
-        {
-          DpSa *sa = k;
-          if (newest == NULL || newest->serial < sa->serial)
-            newest = sa;
-        }
-    }
+  for (DpSa *sa = g_hash_table_lookup (dp->out_by_spd, GUINT_TO_POINTER (st->spd_id)); sa != NULL;
+       sa = sa->spd_next)
+    if (newest == NULL || newest->serial < sa->serial)
+      newest = sa;
   if (force || (cur != NULL ? cur->sa : NULL) != newest)
     out_publish (dp, st, newest);
 }
