@@ -144,7 +144,15 @@ typedef struct {
 
 typedef struct {
   guint n_pol;
-  DpPolicy *pol;
+  DpPolicy *pol;             /* in SPD order: the first match wins */
+  /* Policies whose remote selector is one address (a client's), chained
+   * by that address's hash in SPD order; the others in `rest`, so a
+   * lookup is a hash probe plus the rest before the candidate. */
+  guint host_mask;
+  guint32 *host_head;        /* [host_mask + 1]: a policy's index + 1, 0 = none */
+  guint32 *host_next;        /* [n_pol]: the next in the chain, index + 1 */
+  guint n_rest;
+  guint32 *rest;             /* indexes of the other policies, ascending */
   DpIo *io[DP_MAX_IO];
   int raw_ip4, raw_ip6;      /* BYPASS (IP_HDRINCL) */
 } DpSnap;
@@ -352,6 +360,10 @@ void dp_publish (Datapath *dp);
 /* ------------------------------------------------------------------ */
 /* transmit.c                                                          */
 
+/* The first policy in SPD order that matches sel, NULL if none. */
+const DpPolicy *dp_spd_match (const DpSnap *s, const ModikeSelector *sel);
+/* A remote address's chain in a snapshot's host index. */
+guint dp_host_hash (const ModikeAddr *a);
 /* One ESP packet to o's destination now (not batched). */
 gboolean dp_tx_send_one (Datapath *dp, const DpOut *o, guint8 *data, gsize len);
 /* Reads a batch from an adapter fd: encrypted, held or dropped. */

@@ -482,20 +482,36 @@ dp_policies_set (gpointer user, GPtrArray *entries)
   Datapath *dp = user;
   g_autoptr (GHashTable) keep = g_hash_table_new (NULL, NULL);
   g_autoptr (GHashTable) renum = g_hash_table_new (NULL, NULL); /* old id -> new id */
+  g_autoptr (GHashTable) by_name = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
+                                                          (GDestroyNotify) g_ptr_array_unref); /* old PROTECTs */
   g_autoptr (GPtrArray) moved = g_ptr_array_new (); /* list head, new id, ... */
   GHashTableIter it;
   gpointer k, v;
 
   g_mutex_lock (&dp->wlock);
   /* A reload numbers policies anew: SAs and queues follow their policy
-   * by name, as the core's children do. */
+   * by name, as the core's children do (names hashed: the gateway sets
+   * the whole SPD, one policy per client, at every client's setup). */
+  for (guint j = 0; j < dp->policies->len; j++)
+    {
+      const ModikeSpdEntry *o = dp->policies->pdata[j];
+      if (o->action == MODIKE_SPD_PROTECT && o->name != NULL)
+        {
+          GPtrArray *same = g_hash_table_lookup (by_name, o->name);
+          if (same == NULL)
+            g_hash_table_insert (by_name, o->name, same = g_ptr_array_new ());
+          g_ptr_array_add (same, (gpointer) o);
+        }
+    }
   for (guint i = 0; entries != NULL && i < entries->len; i++)
     {
       const ModikeSpdEntry *e = entries->pdata[i];
-      for (guint j = 0; e->action == MODIKE_SPD_PROTECT && e->name != NULL && j < dp->policies->len; j++)
+      GPtrArray *same = e->action == MODIKE_SPD_PROTECT && e->name != NULL ? g_hash_table_lookup (by_name, e->name)
+                                                                           : NULL;
+      for (guint j = 0; same != NULL && j < same->len; j++)
         {
-          const ModikeSpdEntry *o = dp->policies->pdata[j];
-          if (o->action == MODIKE_SPD_PROTECT && g_strcmp0 (o->name, e->name) == 0 && o->id != e->id)
+          const ModikeSpdEntry *o = same->pdata[j];
+          if (o->id != e->id)
             g_hash_table_insert (renum, GUINT_TO_POINTER (o->id), GUINT_TO_POINTER (e->id));
         }
     }

@@ -66,6 +66,9 @@ dp_snap_free (gpointer p)
   if (s == NULL)
     return;
   g_free (s->pol);
+  g_free (s->host_head);
+  g_free (s->host_next);
+  g_free (s->rest);
   g_free (s);
 }
 
@@ -190,6 +193,44 @@ resolve_out (Datapath *dp, DpSa *sa, DpOut *o)
   modike_addr_to_sockaddr (&dst, &o->dst, &o->dst_len);
 }
 
+static gboolean
+one_address (const ModikeAddrRange *r)
+{
+  gsize len = r->from.family == AF_INET ? 4 : r->from.family == AF_INET6 ? 16 : 0;
+
+  return len > 0 && r->to.family == r->from.family && memcmp (r->from.addr, r->to.addr, len) == 0;
+}
+
+/* The snapshot's index of one-address remote selectors (transmit.c's
+ * dp_spd_match reads it). */
+static void
+index_hosts (DpSnap *s)
+{
+  guint n_host = 0, cap = 16;
+
+  s->rest = g_new (guint32, MAX (s->n_pol, 1));
+  for (guint i = 0; i < s->n_pol; i++)
+    if (one_address (&s->pol[i].remote))
+      n_host++;
+    else
+      s->rest[s->n_rest++] = i;
+  if (n_host == 0)
+    return;
+  while (cap < 2 * n_host)
+    cap *= 2;
+  s->host_mask = cap - 1;
+  s->host_head = g_new0 (guint32, cap);
+  s->host_next = g_new0 (guint32, s->n_pol);
+  /* Backwards, each to the front of its chain: chains end up in order. */
+  for (guint i = s->n_pol; i-- > 0;)
+    if (one_address (&s->pol[i].remote))
+      {
+        guint b = dp_host_hash (&s->pol[i].remote.from) & s->host_mask;
+        s->host_next[i] = s->host_head[b];
+        s->host_head[b] = i + 1;
+      }
+}
+
 static DpSnap *
 snap_build (Datapath *dp)
 {
@@ -215,6 +256,7 @@ snap_build (Datapath *dp)
       p->rport = e->remote_port;
       p->state = g_hash_table_lookup (dp->pstates, GUINT_TO_POINTER (e->id));
     }
+  index_hosts (s);
   return s;
 }
 

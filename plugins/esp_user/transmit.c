@@ -178,18 +178,43 @@ port_in (const ModikePortRange *r, guint16 p)
   return r->from <= p && p <= r->to;
 }
 
-static const DpPolicy *
-spd_match (const DpSnap *s, const ModikeSelector *sel)
+static gboolean
+policy_matches (const DpPolicy *p, const ModikeSelector *sel)
 {
-  for (guint i = 0; i < s->n_pol; i++)
-    {
-      const DpPolicy *p = &s->pol[i];
-      if (modike_addr_range_contains (&p->local, &sel->local) && modike_addr_range_contains (&p->remote, &sel->remote)
-          && (p->proto == 0 || p->proto == sel->proto) && port_in (&p->lport, sel->local_port)
-          && port_in (&p->rport, sel->remote_port))
-        return p;
-    }
-  return NULL;
+  return modike_addr_range_contains (&p->local, &sel->local) && modike_addr_range_contains (&p->remote, &sel->remote)
+         && (p->proto == 0 || p->proto == sel->proto) && port_in (&p->lport, sel->local_port)
+         && port_in (&p->rport, sel->remote_port);
+}
+
+guint
+dp_host_hash (const ModikeAddr *a)
+{
+  guint32 h = 2166136261u ^ (guint32) a->family;
+  gsize len = a->family == AF_INET6 ? 16 : 4;
+
+  for (gsize i = 0; i < len; i++)
+    h = (h ^ a->addr[i]) * 16777619u;
+  return h ^ (h >> 15);
+}
+
+const DpPolicy *
+dp_spd_match (const DpSnap *s, const ModikeSelector *sel)
+{
+  guint best = G_MAXUINT;
+
+  /* The first matching one-address policy (chains are in SPD order)... */
+  if (s->host_head != NULL)
+    for (guint32 i = s->host_head[dp_host_hash (&sel->remote) & s->host_mask]; i != 0; i = s->host_next[i - 1])
+      if (policy_matches (&s->pol[i - 1], sel))
+        {
+          best = i - 1;
+          break;
+        }
+  /* ...unless another policy before it matches. */
+  for (guint k = 0; k < s->n_rest && s->rest[k] < best; k++)
+    if (policy_matches (&s->pol[s->rest[k]], sel))
+      return &s->pol[s->rest[k]];
+  return best != G_MAXUINT ? &s->pol[best] : NULL;
 }
 
 /* Encrypts the packet in slot[n_tx] and queues the ESP for sending. */
@@ -307,7 +332,7 @@ out_packet (DpWorker *w, const DpSnap *s, guint8 *pkt, gsize len)
       dp_count (dp, C_MALFORMED);
       return;
     }
-  pol = spd_match (s, &sel);
+  pol = dp_spd_match (s, &sel);
   if (pol == NULL)
     {
       dp_count (dp, C_NO_POLICY);

@@ -409,6 +409,116 @@ test_churn (void)
 }
 
 /* ------------------------------------------------------------------ */
+/* The SPD lookup's index of one-address remote selectors              */
+
+static void
+random_addr (GRand *r, gboolean v6, guint8 net, ModikeAddr *a)
+{
+  memset (a, 0, sizeof *a);
+  a->family = v6 ? AF_INET6 : AF_INET;
+  if (v6)
+    {
+      a->addr[0] = 0xfd, a->addr[1] = net;
+      a->addr[15] = (guint8) g_rand_int_range (r, 0, 64);
+    }
+  else
+    {
+      a->addr[0] = 10, a->addr[1] = net;
+      a->addr[3] = (guint8) g_rand_int_range (r, 0, 64);
+    }
+}
+
+static void
+random_ports (GRand *r, ModikePortRange *pr)
+{
+  guint16 p = (guint16) g_rand_int_range (r, 1, 4);
+
+  if (g_rand_boolean (r))
+    *pr = (ModikePortRange) { 0, 65535 };
+  else
+    *pr = (ModikePortRange) { p, p };
+}
+
+/* The SPD's meaning: the first policy in order that matches. */
+static const DpPolicy *
+reference_match (const DpSnap *s, const ModikeSelector *sel)
+{
+  for (guint i = 0; i < s->n_pol; i++)
+    {
+      const DpPolicy *p = &s->pol[i];
+      if (modike_addr_range_contains (&p->local, &sel->local) && modike_addr_range_contains (&p->remote, &sel->remote)
+          && (p->proto == 0 || p->proto == sel->proto) && p->lport.from <= sel->local_port
+          && sel->local_port <= p->lport.to && p->rport.from <= sel->remote_port && sel->remote_port <= p->rport.to)
+        return p;
+    }
+  return NULL;
+}
+
+static void
+test_spd_index (void)
+{
+  g_autoptr (Datapath) dp = datapath_new ();
+  GRand *r = g_rand_new_with_seed (4242);
+  GPtrArray *entries = g_ptr_array_new_with_free_func ((GDestroyNotify) modike_spd_entry_free);
+  const DpSnap *s;
+  guint hits = 0, hosts = 0;
+
+  /* Mostly one-address remotes (several with the same address, some
+   * narrower by protocol or port), ranges and "any" in between. */
+  for (guint i = 0; i < 400; i++)
+    {
+      ModikeSpdEntry *e = modike_spd_entry_new ();
+      guint kind = g_rand_int_range (r, 0, 10);
+      gboolean v6 = g_rand_int_range (r, 0, 4) == 0;
+
+      e->id = i + 1;
+      e->action = (ModikeSpdAction) g_rand_int_range (r, MODIKE_SPD_PROTECT, MODIKE_SPD_DISCARD + 1);
+      if (kind < 7)
+        {
+          random_addr (r, v6, 0, &e->remote.from);
+          e->remote.to = e->remote.from;
+          hosts++;
+        }
+      else if (kind < 9)
+        {
+          random_addr (r, v6, 0, &e->remote.from);
+          e->remote.from.addr[v6 ? 15 : 3] &= 0xf0; /* a range of 16 */
+          e->remote.to = e->remote.from;
+          e->remote.to.addr[v6 ? 15 : 3] |= 0x0f;
+        }
+      if (g_rand_boolean (r))
+        range_of (v6 ? "fd01::/64" : "10.1.0.0/16", &e->local);
+      e->proto = (guint8) (g_rand_int_range (r, 0, 3) == 0 ? 17 : 0);
+      random_ports (r, &e->local_port);
+      random_ports (r, &e->remote_port);
+      g_ptr_array_add (entries, e);
+    }
+  datapath_ops.policies_set (dp, entries);
+  s = atomic_load (&dp->snap);
+  g_assert_cmpuint (s->n_pol, ==, 400);
+  g_assert_cmpuint (s->n_pol - s->n_rest, ==, hosts);
+  for (guint i = 0; i < 20000; i++)
+    {
+      ModikeSelector sel = { 0 };
+      gboolean v6 = g_rand_int_range (r, 0, 4) == 0;
+      const DpPolicy *want, *got;
+
+      random_addr (r, v6, 0, &sel.remote);
+      random_addr (r, v6, g_rand_boolean (r) ? 1 : 2, &sel.local);
+      sel.proto = g_rand_boolean (r) ? 17 : 6;
+      sel.local_port = (guint16) g_rand_int_range (r, 1, 4);
+      sel.remote_port = (guint16) g_rand_int_range (r, 1, 4);
+      want = reference_match (s, &sel);
+      got = dp_spd_match (s, &sel);
+      g_assert_true (got == want);
+      hits += want != NULL;
+    }
+  /* The cases were not all misses. */
+  g_assert_cmpuint (hits, >, 5000);
+  g_rand_free (r);
+}
+
+/* ------------------------------------------------------------------ */
 /* Memory per ESP pair                                                 */
 
 static gsize
@@ -456,6 +566,7 @@ scale_add_tests (void)
 {
   g_test_add_func ("/scale/in-table", test_in_table);
   g_test_add_func ("/scale/churn", test_churn);
+  g_test_add_func ("/scale/spd-index", test_spd_index);
   g_test_add_data_func ("/scale/memory/gcm128", &alg_gcm128, test_memory);
   g_test_add_data_func ("/scale/memory/cbc-sha256", &alg_cbc_sha256, test_memory);
 }
