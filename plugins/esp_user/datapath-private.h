@@ -14,7 +14,7 @@
  * for ESP around them.
  *
  *   packet.c    checksums, selectors, virtio_net_hdr, TSO/USO segmentation
- *   snapshot.c  building and publishing snapshots, QSBR reclamation
+ *   snapshot.c  snapshots, the inbound SA table, outbound SAs, QSBR
  *   transmit.c  outbound: adapter reads, SPD lookup, acquire queue, sends
  *   receive.c   inbound: socket reads, ESP input, delivery, GRO
  *   worker.c    worker threads and the fds they watch
@@ -176,7 +176,7 @@ typedef enum {
 typedef struct {
   int fd;
   gboolean udp;
-  const DpOut *out;          /* into the snapshot: valid while online */
+  const DpOut *out;          /* its policy's (retired through QSBR): valid while online */
   guint8 *data;
   gsize len;
 } DpTx;

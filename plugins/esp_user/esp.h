@@ -46,7 +46,7 @@ EspSa *esp_sa_new (const ModikeSadEntry *e, guint n_threads, GError **error);
 void esp_sa_free (EspSa *sa);
 const ModikeSadEntry *esp_sa_entry (const EspSa *sa);
 /* The outer addresses and encapsulation ports of e: for outbound SAs only,
- * under the writer lock (workers read them from the snapshot, not here). */
+ * under the writer lock (workers read them from their policy's DpOut, not here). */
 void esp_sa_move (EspSa *sa, const ModikeSadEntry *e);
 
 /* Outbound. pkt: an IP packet (v4 or v6) of len bytes with ESP_HEADROOM
