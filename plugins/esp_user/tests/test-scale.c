@@ -299,6 +299,16 @@ del_pair (Side *from, Side *to, guint32 spi)
   datapath_ops.sa_del (to->dp, MODIKE_DIR_IN, spi);
 }
 
+/* The SPI of a policy's outbound SA now, 0 if none. */
+static guint32
+out_spi (Side *s, guint32 spd_id)
+{
+  DpPolicyState *st = g_hash_table_lookup (s->dp->pstates, GUINT_TO_POINTER (spd_id));
+  const DpOut *o = st != NULL ? atomic_load (&st->out) : NULL;
+
+  return o != NULL ? o->sa->spi : 0;
+}
+
 static guint
 log2_ceil (guint n)
 {
@@ -335,18 +345,27 @@ test_churn (void)
   for (guint phase = 0; phase < 2; phase++)
     for (guint i = 0; i < N_PAIRS; i++)
       {
-        guint32 spi_ab = 0x100000 + i, spi_ba = 0x200000 + i;
+        guint k = phase == 0 ? i : N_PAIRS - 1 - i; /* out newest first */
+        guint32 spi_ab = 0x100000 + k, spi_ba = 0x200000 + k;
+
+        /* Every 100th belongs to policy 2 (no traffic): its outbound SA
+         * changes with each, and goes back to the one before on removal. */
+        guint32 spd = k % 100 == 0 ? 2 : 1000 + k;
 
         if (phase == 0)
           {
-            add_sa (&p.a, &p.b, spi_ab, 1000 + i, &alg_gcm128, FALSE, NULL, 0);
-            add_sa (&p.b, &p.a, spi_ba, 1000 + i, &alg_gcm128, FALSE, NULL, 0);
+            add_sa (&p.a, &p.b, spi_ab, spd, &alg_gcm128, FALSE, NULL, 0);
+            add_sa (&p.b, &p.a, spi_ba, spd, &alg_gcm128, FALSE, NULL, 0);
             inserts += 2;
+            if (spd == 2)
+              g_assert_cmpuint (out_spi (&p.a, 2), ==, spi_ab);
           }
         else
           {
             del_pair (&p.a, &p.b, spi_ab);
             del_pair (&p.b, &p.a, spi_ba);
+            if (spd == 2)
+              g_assert_cmpuint (out_spi (&p.a, 2), ==, k >= 100 ? spi_ab - 100 : 0);
           }
         if (i % 1000 == 999)
           {
