@@ -415,8 +415,9 @@ dp_sa_add (gpointer user, const ModikeSadEntry *e, GError **error)
 }
 
 /* The peer moved behind its NAT: outbound packets go to the new address
- * and port once its policy's DpOut is replaced. Inbound SAs take ESP from any source
- * already, and their workers read the entry: they stay untouched. */
+ * and port once its policy's DpOut is replaced. Inbound SAs take ESP from
+ * any source already, and their workers read the entry: they stay
+ * untouched. */
 static void
 dp_sa_move (gpointer user, const ModikeSadEntry *e)
 {
@@ -462,7 +463,6 @@ dp_sa_del (gpointer user, ModikeDirection dir, guint32 spi)
       else
         {
           DpPolicyState *st = g_hash_table_lookup (dp->pstates, GUINT_TO_POINTER (sa->spd_id));
-
           const DpOut *cur = st != NULL ? atomic_load (&st->out) : NULL;
 
           spd_remove (dp, sa);
@@ -515,7 +515,7 @@ dp_policies_set (gpointer user, GPtrArray *entries)
             g_hash_table_insert (renum, GUINT_TO_POINTER (o->id), GUINT_TO_POINTER (e->id));
         }
     }
-  /* The SAs of a renumbered policy move as a set (all taken out first:
+  /* The SAs of a renumbered policy move as a list (all taken out first:
    * one id's new number may be another's old one). */
   g_hash_table_iter_init (&it, renum);
   while (g_hash_table_iter_next (&it, &k, &v))
