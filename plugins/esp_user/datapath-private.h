@@ -234,6 +234,7 @@ struct _Datapath {
   int raw_esp4, raw_esp6, raw_ip4, raw_ip6;
   int stop_fd;
   GPtrArray *retired;                 /* freed after a grace period (snapshot.c) */
+  gboolean retired_table;             /* an inbound SA table is among them */
   guint64 n_snapshots, n_in_rebuilds, n_in_copied; /* datapath_get_table_stats */
 
   /* Shared with the workers. */

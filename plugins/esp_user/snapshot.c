@@ -116,6 +116,7 @@ dp_retired_free_all (Datapath *dp)
       g_free (r);
     }
   g_ptr_array_set_size (dp->retired, 0);
+  dp->retired_table = FALSE;
 }
 
 /* Frees what the last publish made unreachable. */
@@ -129,11 +130,12 @@ reclaim (Datapath *dp)
 }
 
 /* SA changes retire a few objects each: wait for a grace period once
- * per batch of them, not per change. */
+ * per batch of them, not per change (or after an inbound table was
+ * replaced: the old one is as big as the new). */
 void
 dp_reclaim_some (Datapath *dp)
 {
-  if (dp->retired->len >= 64)
+  if (dp->retired->len >= 64 || dp->retired_table)
     reclaim (dp);
 }
 
@@ -327,6 +329,7 @@ in_rebuild (Datapath *dp, guint cap)
   dp->in_tombs = 0;
   atomic_store_explicit (&dp->intab, t, memory_order_release);
   dp_retire (dp, g_free, old);
+  dp->retired_table = TRUE;
 }
 
 void
