@@ -24,6 +24,7 @@
 #include "datapath.h"
 
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -120,7 +121,7 @@ typedef struct {
   Datapath *dp;
   guint32 spd_id;            /* changes (under lock) when a reload renumbers */
   _Atomic (DpOut *) out;     /* the newest outbound SA; set under lock */
-  GMutex lock;
+  pthread_mutex_t lock;      /* pthread: ThreadSanitizer understands it */
   GQueue queue;              /* DpQueued*, under lock */
   gboolean acquired;         /* under lock: acquire sent, no SA yet */
   gboolean gone;             /* under lock: the policy was removed */

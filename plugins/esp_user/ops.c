@@ -112,9 +112,9 @@ datapath_get_policy_counters (Datapath *dp, guint32 spd_id, DatapathPolicyCounte
       out->queued = atomic_load (&st->queued);
       out->queue_drops = atomic_load (&st->queue_drops);
       out->acquires = atomic_load (&st->acquires);
-      g_mutex_lock (&st->lock);
+      pthread_mutex_lock (&st->lock);
       out->queue_len = st->queue.length;
-      g_mutex_unlock (&st->lock);
+      pthread_mutex_unlock (&st->lock);
     }
   g_mutex_unlock (&dp->wlock);
   return st != NULL;
@@ -541,9 +541,9 @@ dp_policies_set (gpointer user, GPtrArray *entries)
       if (st != NULL && !g_hash_table_contains (dp->pstates, v))
         {
           g_hash_table_steal (dp->pstates, k);
-          g_mutex_lock (&st->lock);
+          pthread_mutex_lock (&st->lock);
           st->spd_id = GPOINTER_TO_UINT (v);
-          g_mutex_unlock (&st->lock);
+          pthread_mutex_unlock (&st->lock);
           g_hash_table_insert (dp->pstates, v, st);
         }
     }
@@ -559,7 +559,7 @@ dp_policies_set (gpointer user, GPtrArray *entries)
           st = g_new0 (DpPolicyState, 1);
           st->dp = dp;
           st->spd_id = e->id;
-          g_mutex_init (&st->lock);
+          pthread_mutex_init (&st->lock, NULL);
           g_queue_init (&st->queue);
           g_hash_table_insert (dp->pstates, GUINT_TO_POINTER (e->id), st);
         }
@@ -581,9 +581,9 @@ dp_policies_set (gpointer user, GPtrArray *entries)
 
         g_hash_table_iter_remove (&it);
         /* Workers that still hold it queue nothing more. */
-        g_mutex_lock (&st->lock);
+        pthread_mutex_lock (&st->lock);
         st->gone = TRUE;
-        g_mutex_unlock (&st->lock);
+        pthread_mutex_unlock (&st->lock);
         dp_retire (dp, dp_pstate_free, st);
       }
   dp_publish (dp);

@@ -54,7 +54,7 @@ dp_pstate_free (gpointer p)
    * the policy went, before the grace period ended). */
   atomic_fetch_add (&st->dp->counters[C_QUEUE_DROPS], pstate_drain (st));
   g_free (atomic_load (&st->out));
-  g_mutex_clear (&st->lock);
+  pthread_mutex_destroy (&st->lock);
   g_free (st);
 }
 
@@ -411,7 +411,7 @@ out_publish (Datapath *dp, DpPolicyState *st, DpSa *sa)
     }
   /* What waited for this policy's SA goes first, before any worker can
    * see the SA; workers that raced us find it under the same lock. */
-  g_mutex_lock (&st->lock);
+  pthread_mutex_lock (&st->lock);
   if (o != NULL)
     {
       if (st->queue.length > 0 && dp->started)
@@ -419,7 +419,7 @@ out_publish (Datapath *dp, DpPolicyState *st, DpSa *sa)
       st->acquired = FALSE;
     }
   atomic_store (&st->out, o);
-  g_mutex_unlock (&st->lock);
+  pthread_mutex_unlock (&st->lock);
   if (cur != NULL)
     dp_retire (dp, g_free, cur);
 }

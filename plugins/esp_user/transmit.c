@@ -259,12 +259,12 @@ hold (DpWorker *w, const DpPolicy *pol, const ModikeSelector *sel, guint8 *pkt, 
       dp_count (dp, C_QUEUE_DROPS);
       return;
     }
-  g_mutex_lock (&st->lock);
+  pthread_mutex_lock (&st->lock);
   /* The SA may have been published while we waited for the lock. */
   o = atomic_load (&st->out);
   if (o != NULL)
     {
-      g_mutex_unlock (&st->lock);
+      pthread_mutex_unlock (&st->lock);
       protect (w, o, pkt, len);
       return;
     }
@@ -291,7 +291,7 @@ hold (DpWorker *w, const DpPolicy *pol, const ModikeSelector *sel, guint8 *pkt, 
       spd_id = st->spd_id;
       call = TRUE;
     }
-  g_mutex_unlock (&st->lock);
+  pthread_mutex_unlock (&st->lock);
   if (call)
     {
       dp_pstate_inc (&st->acquires);
