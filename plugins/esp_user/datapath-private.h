@@ -1,16 +1,20 @@
 /* What the files of the esp_user datapath runtime share (not the tests).
  *
  * Writers (the ops, on the main loop) build an immutable snapshot of the
- * policies, SAs, adapters and fds, publish it with one atomic store and
- * free the old one after every worker passed a quiescent point (QSBR: a
- * worker is "offline" while it sleeps in epoll_wait and announces the
- * epoch it saw when it wakes). Workers never lock on the fast path; the
- * only lock they take is a per-policy one while a policy waits for its
- * SA (the acquire queue). Each worker owns its epoll set and preallocated
- * packet slots with room for ESP around them.
+ * policies and fds, publish it with one atomic store and free the old one
+ * after every worker passed a quiescent point (QSBR: a worker is
+ * "offline" while it sleeps in epoll_wait and announces the epoch it saw
+ * when it wakes). SAs change without a new snapshot: inbound SAs live in
+ * an open-addressing table whose slots writers set with atomic stores
+ * (DpInTab), and each policy's outbound SA is a pointer in its state
+ * (DpPolicyState.out); both are freed through the same grace periods.
+ * Workers never lock on the fast path; the only lock they take is a
+ * per-policy one while a policy waits for its SA (the acquire queue).
+ * Each worker owns its epoll set and preallocated packet slots with room
+ * for ESP around them.
  *
  *   packet.c    checksums, selectors, virtio_net_hdr, TSO/USO segmentation
- *   snapshot.c  building and publishing snapshots, QSBR reclamation
+ *   snapshot.c  snapshots, the inbound SA table, outbound SAs, QSBR
  *   transmit.c  outbound: adapter reads, SPD lookup, acquire queue, sends
  *   receive.c   inbound: socket reads, ESP input, delivery, GRO
  *   worker.c    worker threads and the fds they watch
@@ -20,6 +24,7 @@
 #include "datapath.h"
 
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -51,6 +56,8 @@ G_BEGIN_DECLS
 /* ------------------------------------------------------------------ */
 /* Objects                                                             */
 
+typedef struct _DpSa DpSa;
+
 typedef enum {
   DP_IO_ADAPTER,
   DP_IO_UDP,
@@ -77,31 +84,8 @@ typedef struct {
   DpIo *ios[DP_MAX_QUEUES];
 } DpAdapter;
 
-typedef struct {
-  EspSa *esp;
-  guint32 spi;
-  ModikeDirection dir;
-  guint64 serial;            /* add order: the newest outbound SA wins */
-  guint32 spd_id;            /* its policy now (ids change at reloads); writers only */
-} DpSa;
-
-/* What survives snapshots for one policy: counters and the acquire queue. */
-typedef struct {
-  Datapath *dp;
-  guint32 spd_id;
-  GMutex lock;
-  GQueue queue;              /* DpQueued*, under lock */
-  gboolean acquired;         /* under lock: acquire sent, no SA yet */
-  gint64 last_acquire;
-  atomic_uint_fast64_t discarded, queued, queue_drops, acquires;
-} DpPolicyState;
-
-typedef struct {
-  gsize len;
-  guint8 data[];             /* ESP_HEADROOM + packet + ESP_TAILROOM */
-} DpQueued;
-
-/* Where a policy's ESP goes (resolved when the snapshot is built). */
+/* Where a policy's ESP goes (resolved when its SA changes); immutable
+ * once published, replaced as a whole. */
 typedef struct {
   DpSa *sa;
   int fd;                    /* -1: no socket for it */
@@ -112,6 +96,44 @@ typedef struct {
   socklen_t dst_len;
 } DpOut;
 
+struct _DpSa {
+  EspSa *esp;
+  guint32 spi;
+  ModikeDirection dir;
+  guint64 serial;            /* add order: the newest outbound SA wins */
+  guint32 spd_id;            /* its policy now (ids change at reloads); writers only */
+  DpSa *spd_next;            /* outbound: the next SA of its policy; writers only */
+  _Atomic (DpAdapter *) adapter; /* inbound: its peer's adapter now, NULL: none */
+};
+
+/* Inbound SAs by SPI: linear probing over slots that writers set with
+ * one atomic store each (insert into an empty or removed slot; remove =
+ * tombstone), so lookups need no lock. Grown, shrunk or cleaned of
+ * tombstones by building a new table and publishing it (amortised O(1)). */
+typedef struct {
+  guint mask;
+  _Atomic (DpSa *) slot[]; /* NULL: never used (ends a probe); DP_IN_TOMB: removed */
+} DpInTab;
+
+/* What survives snapshots for one policy: its outbound SA, counters and
+ * the acquire queue. */
+typedef struct {
+  Datapath *dp;
+  guint32 spd_id;            /* changes (under lock) when a reload renumbers */
+  _Atomic (DpOut *) out;     /* the newest outbound SA; set under lock */
+  pthread_mutex_t lock;      /* pthread: ThreadSanitizer understands it */
+  GQueue queue;              /* DpQueued*, under lock */
+  gboolean acquired;         /* under lock: acquire sent, no SA yet */
+  gboolean gone;             /* under lock: the policy was removed */
+  gint64 last_acquire;
+  atomic_uint_fast64_t discarded, queued, queue_drops, acquires;
+} DpPolicyState;
+
+typedef struct {
+  gsize len;
+  guint8 data[];             /* ESP_HEADROOM + packet + ESP_TAILROOM */
+} DpQueued;
+
 typedef struct {
   guint32 spd_id;
   ModikeSpdAction action;
@@ -119,20 +141,19 @@ typedef struct {
   guint8 proto;
   ModikePortRange lport, rport;
   DpPolicyState *state;
-  DpOut out;
 } DpPolicy;
 
 typedef struct {
-  guint32 spi;               /* 0 = empty bucket */
-  DpSa *sa;
-  DpAdapter *adapter;
-} DpIn;
-
-typedef struct {
   guint n_pol;
-  DpPolicy *pol;
-  guint in_mask;
-  DpIn *in;
+  DpPolicy *pol;             /* in SPD order: the first match wins */
+  /* Policies whose remote selector is one address (a client's), chained
+   * by that address's hash in SPD order; the others in `rest`, so a
+   * lookup is a hash probe plus the rest before the candidate. */
+  guint host_mask;
+  guint32 *host_head;        /* [host_mask + 1]: a policy's index + 1, 0 = none */
+  guint32 *host_next;        /* [n_pol]: the next in the chain, index + 1 */
+  guint n_rest;
+  guint32 *rest;             /* indexes of the other policies, ascending */
   DpIo *io[DP_MAX_IO];
   int raw_ip4, raw_ip6;      /* BYPASS (IP_HDRINCL) */
 } DpSnap;
@@ -156,7 +177,7 @@ typedef enum {
 typedef struct {
   int fd;
   gboolean udp;
-  const DpOut *out;          /* into the snapshot: valid while online */
+  const DpOut *out;          /* its policy's (retired through QSBR): valid while online */
   guint8 *data;
   gsize len;
 } DpTx;
@@ -201,6 +222,9 @@ struct _Datapath {
   ModikeDatapathHost *host;
   guint n_threads;
   GHashTable *sa_in, *sa_out;         /* spi -> DpSa* */
+  GHashTable *out_by_spd;             /* spd_id -> its outbound DpSa* (list by spd_next) */
+  GHashTable *in_by_peer;             /* peer -> set of its inbound DpSa* */
+  guint in_used, in_tombs;            /* live and removed slots of intab */
   guint64 next_serial;
   GPtrArray *policies;                /* ModikeSpdEntry*, lookup order */
   GHashTable *pstates;                /* spd_id -> DpPolicyState* */
@@ -211,9 +235,12 @@ struct _Datapath {
   int raw_esp4, raw_esp6, raw_ip4, raw_ip6;
   int stop_fd;
   GPtrArray *retired;                 /* freed after a grace period (snapshot.c) */
+  gboolean retired_table;             /* an inbound SA table is among them */
+  guint64 n_snapshots, n_in_rebuilds, n_in_copied; /* datapath_get_table_stats */
 
   /* Shared with the workers. */
   _Atomic (DpSnap *) snap;
+  _Atomic (DpInTab *) intab;
   atomic_uint_fast64_t epoch;
   atomic_bool stopping;
   atomic_bool udp_gso;                /* UDP_SEGMENT works (cleared on EIO) */
@@ -282,24 +309,43 @@ dp_spi_hash (guint32 spi)
   return spi;
 }
 
-/* The inbound SA with this SPI in a snapshot, NULL if none. */
-static inline const DpIn *
-dp_in_lookup (const DpSnap *s, guint32 spi)
+extern DpSa dp_in_tomb;
+#define DP_IN_TOMB (&dp_in_tomb)
+
+/* The inbound SA with this SPI, NULL if none (workers while online, or
+ * writers). A table always keeps a NULL slot, so the probe ends. */
+static inline DpSa *
+dp_in_lookup (const DpInTab *t, guint32 spi)
 {
-  guint i = dp_spi_hash (spi) & s->in_mask;
+  guint i = dp_spi_hash (spi) & t->mask;
 
   if (spi == 0)
     return NULL;
   for (;;)
     {
-      const DpIn *e = &s->in[i];
-      if (e->spi == spi)
-        return e;
-      if (e->spi == 0)
+      DpSa *sa = atomic_load_explicit (&t->slot[i], memory_order_acquire);
+      if (sa == NULL)
         return NULL;
-      i = (i + 1) & s->in_mask;
+      if (sa != DP_IN_TOMB && sa->spi == spi)
+        return sa;
+      i = (i + 1) & t->mask;
     }
 }
+
+/* An empty inbound SA table. */
+DpInTab *dp_in_tab_new (void);
+/* Inbound SA table updates (writers, under wlock): a slot each, or a new
+ * table when the load calls for one. */
+void dp_in_insert (Datapath *dp, DpSa *sa);
+void dp_in_remove (Datapath *dp, DpSa *sa);
+/* The newest outbound SA of this policy, published to its state (the
+ * acquire queue flushed into it first); `force` republishes even if it is
+ * the same SA (its socket or addresses changed). O(the policy's SAs). */
+void dp_out_refresh (Datapath *dp, DpPolicyState *st, gboolean force);
+/* sa was just added to st's policy: it is the newest. O(1). */
+void dp_out_added (Datapath *dp, DpPolicyState *st, DpSa *sa);
+/* Frees what was retired if enough piled up (after a grace period). */
+void dp_reclaim_some (Datapath *dp);
 
 void dp_sa_free (gpointer p);
 void dp_adapter_free (gpointer p);
@@ -316,6 +362,10 @@ void dp_publish (Datapath *dp);
 /* ------------------------------------------------------------------ */
 /* transmit.c                                                          */
 
+/* The first policy in SPD order that matches sel, NULL if none. */
+const DpPolicy *dp_spd_match (const DpSnap *s, const ModikeSelector *sel);
+/* A remote address's chain in a snapshot's host index. */
+guint dp_host_hash (const ModikeAddr *a);
 /* One ESP packet to o's destination now (not batched). */
 gboolean dp_tx_send_one (Datapath *dp, const DpOut *o, guint8 *data, gsize len);
 /* Reads a batch from an adapter fd: encrypted, held or dropped. */

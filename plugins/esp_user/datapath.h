@@ -60,6 +60,18 @@ typedef struct {
 /* FALSE if the policy is unknown. */
 gboolean datapath_get_policy_counters (Datapath *dp, guint32 spd_id, DatapathPolicyCounters *out);
 
+/* What the writers rebuilt: SA changes must not show up in `snapshots`,
+ * and the inbound table's rebuilds stay logarithmic in the SAs added. */
+typedef struct {
+  guint64 snapshots;     /* policy and fd snapshots built */
+  guint64 in_rebuilds;   /* inbound SA table grown, shrunk or cleaned */
+  guint64 in_copied;     /* SA entries those rebuilds copied */
+  guint in_capacity;     /* slots of the inbound table now */
+  guint in_sas;          /* inbound SAs in it */
+  guint in_tombstones;   /* removed slots not yet cleaned */
+} DatapathTableStats;
+void datapath_get_table_stats (Datapath *dp, DatapathTableStats *out);
+
 /* The plugin's init (descriptor in esp_user-plugin.c). No fini: the core
  * stops the datapath before unloading, and the plugin data's destroy
  * (datapath_free) stops it if not and frees everything. */

@@ -1,8 +1,10 @@
 /* ESP packet transforms (RFC 4303) on GnuTLS: AES-CBC (RFC 3602) with
  * HMAC-MD5-96, HMAC-SHA1-96 (RFC 2403, 2404) or HMAC-SHA2 (RFC 4868), and
  * AES-GCM with a 16-byte ICV (RFC 4106). Packets are transformed in place;
- * each datapath thread has its own cipher and HMAC handles, counters are
- * atomics, and nothing is allocated per packet. */
+ * each datapath thread has its own cipher and HMAC handles, made when it
+ * first uses the SA (an SA usually meets one or two threads: handles for
+ * all would cost most of an SA's memory); counters are atomics, and
+ * nothing is allocated per packet. */
 #include "esp.h"
 
 #include <gnutls/crypto.h>
@@ -43,14 +45,21 @@ typedef enum {
   KIND_GCM,
 } CipherKind;
 
-/* One per datapath thread, on its own cache line. */
+/* A datapath thread's handles for one SA (read-only once made: the
+ * contexts they point to are what each packet writes). */
 typedef struct {
-  _Alignas (CACHE_LINE) gnutls_cipher_hd_t cbc;
+  gnutls_cipher_hd_t cbc;
   gnutls_aead_cipher_hd_t gcm;
   gnutls_hmac_hd_t hmac;
-  guint8 *iv_pool;            /* outbound CBC only */
-  gsize iv_used;              /* bytes of iv_pool handed out */
 } EspThread;
+
+/* Random CBC IVs fetched with one gnutls_rnd call: per thread, for every
+ * SA it serves (a pool per SA and thread cost 4 KiB each). */
+static _Thread_local struct {
+  guint8 pool[IV_POOL_LEN];
+  gsize used;                 /* bytes handed out; 0 before the first fill */
+  gboolean filled;
+} iv_pool;
 
 struct _EspSa {
   ModikeSadEntry *entry;
@@ -60,8 +69,11 @@ struct _EspSa {
   gsize icv_len;
   gboolean has_mac;           /* HMAC handles (CBC with integrity) */
   guint8 salt[GCM_SALT_LEN];
+  gnutls_cipher_algorithm_t cipher;
+  gnutls_mac_algorithm_t mac;
   guint n_threads;
-  EspThread *threads;
+  EspThread **threads;        /* [n_threads], each made by its thread on first use */
+  _Atomic (EspThread *) spare; /* made by esp_sa_new (checks the keys): the first thread takes it */
   gboolean replay_on;
   /* pthread rather than GMutex: ThreadSanitizer understands it. */
   pthread_mutex_t replay_lock;
@@ -131,9 +143,25 @@ mac_params (guint16 alg, gnutls_mac_algorithm_t *mac, gsize *key_len, gsize *icv
     }
 }
 
-static gboolean
-thread_init (EspSa *sa, EspThread *t, gnutls_cipher_algorithm_t cipher, gnutls_mac_algorithm_t mac, GError **error)
+static void
+thread_free (EspThread *t)
 {
+  if (t == NULL)
+    return;
+  if (t->cbc != NULL)
+    gnutls_cipher_deinit (t->cbc);
+  if (t->gcm != NULL)
+    gnutls_aead_cipher_deinit (t->gcm);
+  if (t->hmac != NULL)
+    gnutls_hmac_deinit (t->hmac, NULL);
+  g_free (t);
+}
+
+static gboolean
+thread_init (EspSa *sa, EspThread *t, GError **error)
+{
+  gnutls_cipher_algorithm_t cipher = sa->cipher;
+  gnutls_mac_algorithm_t mac = sa->mac;
   const ModikeSecret *k = sa->entry->enc_key;
   gnutls_datum_t key;
   int ret;
@@ -156,12 +184,6 @@ thread_init (EspSa *sa, EspThread *t, gnutls_cipher_algorithm_t cipher, gnutls_m
   ret = gnutls_cipher_init (&t->cbc, cipher, &key, &iv);
   if (ret < 0)
     return crypto_fail (error, "gnutls_cipher_init", ret);
-  if (sa->entry->dir == MODIKE_DIR_OUT)
-    {
-      /* Filled by the first packet. */
-      t->iv_pool = g_malloc (IV_POOL_LEN);
-      t->iv_used = IV_POOL_LEN;
-    }
   if (sa->has_mac)
     {
       ret = gnutls_hmac_init (&t->hmac, mac, sa->entry->auth_key->data, sa->entry->auth_key->len);
@@ -169,6 +191,35 @@ thread_init (EspSa *sa, EspThread *t, gnutls_cipher_algorithm_t cipher, gnutls_m
         return crypto_fail (error, "gnutls_hmac_init", ret);
     }
   return TRUE;
+}
+
+static EspThread *
+thread_new (EspSa *sa, GError **error)
+{
+  EspThread *t = g_new0 (EspThread, 1);
+
+  if (!thread_init (sa, t, error))
+    {
+      thread_free (t);
+      return NULL;
+    }
+  return t;
+}
+
+/* This thread's handles: only thread `thread` calls this for its index,
+ * so the slot needs no lock. NULL: the library failed (out of memory). */
+static EspThread *
+thread_get (EspSa *sa, guint thread)
+{
+  EspThread *t = sa->threads[thread];
+
+  if (G_LIKELY (t != NULL))
+    return t;
+  t = atomic_exchange_explicit (&sa->spare, NULL, memory_order_acquire);
+  if (t == NULL && (t = thread_new (sa, NULL)) == NULL)
+    return NULL;
+  sa->threads[thread] = t;
+  return t;
 }
 
 EspSa *
@@ -308,12 +359,14 @@ esp_sa_new (const ModikeSadEntry *e, guint n_threads, GError **error)
     }
 
   sa->n_threads = n_threads;
-  sa->threads = g_aligned_alloc0 (n_threads, sizeof (EspThread), CACHE_LINE);
-  for (guint i = 0; i < n_threads; i++)
-    {
-      if (!thread_init (sa, &sa->threads[i], cipher, mac, error))
-        goto fail;
-    }
+  sa->cipher = cipher;
+  sa->mac = mac;
+  sa->threads = g_new0 (EspThread *, n_threads);
+  /* One set of handles now, so bad keys fail here; it serves the first
+   * thread that uses the SA. */
+  atomic_init (&sa->spare, thread_new (sa, error));
+  if (atomic_load (&sa->spare) == NULL)
+    goto fail;
   g_debug ("ESP SA %08x %s ready for %u threads", e->spi, e->dir == MODIKE_DIR_IN ? "in" : "out", n_threads);
   return sa;
 
@@ -328,18 +381,9 @@ esp_sa_free (EspSa *sa)
   if (sa == NULL)
     return;
   for (guint i = 0; sa->threads != NULL && i < sa->n_threads; i++)
-    {
-      EspThread *t = &sa->threads[i];
-
-      if (t->cbc != NULL)
-        gnutls_cipher_deinit (t->cbc);
-      if (t->gcm != NULL)
-        gnutls_aead_cipher_deinit (t->gcm);
-      if (t->hmac != NULL)
-        gnutls_hmac_deinit (t->hmac, NULL);
-      g_free (t->iv_pool);
-    }
-  g_aligned_free (sa->threads);
+    thread_free (sa->threads[i]);
+  g_free (sa->threads);
+  thread_free (atomic_load (&sa->spare));
   esp_replay_clear (&sa->replay);
   pthread_mutex_destroy (&sa->replay_lock);
   modike_memwipe (sa->salt, sizeof sa->salt);
@@ -493,7 +537,7 @@ esp_test_icv (EspSa *sa, guint thread, const guint8 *data, gsize len, guint8 *ic
   guint8 full[MAC_MAX];
 
   g_return_val_if_fail (sa != NULL && thread < sa->n_threads && sa->has_mac, FALSE);
-  if (!mac_compute (&sa->threads[thread], data, len, full))
+  if (thread_get (sa, thread) == NULL || !mac_compute (thread_get (sa, thread), data, len, full))
     return FALSE;
   memcpy (icv, full, sa->icv_len);
   *icv_len = sa->icv_len;
@@ -502,16 +546,17 @@ esp_test_icv (EspSa *sa, guint thread, const guint8 *data, gsize len, guint8 *ic
 
 /* A random CBC IV (RFC 3602 3: unpredictable) from the thread's pool. */
 static gboolean
-cbc_iv (EspThread *t, guint8 *iv)
+cbc_iv (guint8 *iv)
 {
-  if (t->iv_used + CBC_BLOCK > IV_POOL_LEN)
+  if (!iv_pool.filled || iv_pool.used + CBC_BLOCK > IV_POOL_LEN)
     {
-      if (gnutls_rnd (GNUTLS_RND_NONCE, t->iv_pool, IV_POOL_LEN) < 0)
+      if (gnutls_rnd (GNUTLS_RND_NONCE, iv_pool.pool, IV_POOL_LEN) < 0)
         return FALSE;
-      t->iv_used = 0;
+      iv_pool.used = 0;
+      iv_pool.filled = TRUE;
     }
-  memcpy (iv, t->iv_pool + t->iv_used, CBC_BLOCK);
-  t->iv_used += CBC_BLOCK;
+  memcpy (iv, iv_pool.pool + iv_pool.used, CBC_BLOCK);
+  iv_pool.used += CBC_BLOCK;
   return TRUE;
 }
 
@@ -664,7 +709,8 @@ esp_sa_encrypt (EspSa *sa, guint thread, guint8 *pkt, gsize len, guint8 **esp, g
   *why = MODIKE_DROP_OTHER;
   g_return_val_if_fail (sa != NULL && pkt != NULL, FALSE);
   g_return_val_if_fail (thread < sa->n_threads && sa->entry->dir == MODIKE_DIR_OUT, drop (sa, MODIKE_DROP_OTHER, why));
-  t = &sa->threads[thread];
+  if ((t = thread_get (sa, thread)) == NULL)
+    return drop (sa, MODIKE_DROP_OTHER, why);
 
   if (!outbound_payload (sa, pkt, len, &off, &plen, &nh))
     return drop (sa, MODIKE_DROP_MALFORMED, why);
@@ -720,7 +766,7 @@ esp_sa_encrypt (EspSa *sa, guint thread, guint8 *pkt, gsize len, guint8 **esp, g
     }
   else
     {
-      if (!cbc_iv (t, iv))
+      if (!cbc_iv (iv))
         return drop (sa, MODIKE_DROP_OTHER, why);
       if (G_UNLIKELY (esp_test_iv_hook != NULL))
         esp_test_iv_hook (sa->entry->spi, seq, iv, CBC_BLOCK);
@@ -765,7 +811,8 @@ esp_sa_decrypt (EspSa *sa, guint thread, guint8 *esp, gsize len, guint8 **payloa
   *why = MODIKE_DROP_OTHER;
   g_return_val_if_fail (sa != NULL && (esp != NULL || len == 0), FALSE);
   g_return_val_if_fail (thread < sa->n_threads && sa->entry->dir == MODIKE_DIR_IN, drop (sa, MODIKE_DROP_OTHER, why));
-  t = &sa->threads[thread];
+  if ((t = thread_get (sa, thread)) == NULL)
+    return drop (sa, MODIKE_DROP_OTHER, why);
 
   /* SPI, sequence, IV, at least one aligned unit of ciphertext, ICV. */
   modike_reader_init (&r, esp, len);

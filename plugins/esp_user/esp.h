@@ -38,14 +38,15 @@ typedef enum {
 
 typedef struct _EspSa EspSa;
 
-/* From a SAD entry (copied): cipher handles for n_threads threads, the
- * replay window (entry's replay_window, 0 = off) for inbound SAs. Fails on
- * an algorithm or key length it does not support. */
+/* From a SAD entry (copied): for up to n_threads threads (each thread's
+ * cipher handles are made when it first uses the SA; one set now, which
+ * checks the keys), the replay window (entry's replay_window, 0 = off) for
+ * inbound SAs. Fails on an algorithm or key length it does not support. */
 EspSa *esp_sa_new (const ModikeSadEntry *e, guint n_threads, GError **error);
 void esp_sa_free (EspSa *sa);
 const ModikeSadEntry *esp_sa_entry (const EspSa *sa);
 /* The outer addresses and encapsulation ports of e: for outbound SAs only,
- * under the writer lock (workers read them from the snapshot, not here). */
+ * under the writer lock (workers read them from their policy's DpOut, not here). */
 void esp_sa_move (EspSa *sa, const ModikeSadEntry *e);
 
 /* Outbound. pkt: an IP packet (v4 or v6) of len bytes with ESP_HEADROOM

@@ -1,7 +1,8 @@
 /* The esp_user datapath: the Datapath object, its ModikeDatapathOps (the
  * writers: start, stop, SAs, policies, adapters, sockets, stats; all under
- * wlock, each change published as a new snapshot) and the plugin's init
- * (descriptor in esp_user-plugin.c). */
+ * wlock; policy and fd changes published as a new snapshot, SA changes in
+ * place: snapshot.c) and the plugin's init (descriptor in
+ * esp_user-plugin.c). */
 #include "datapath-private.h"
 
 #include <errno.h>
@@ -24,6 +25,9 @@ datapath_new (void)
   dp->raw_sockets = TRUE;
   dp->sa_in = g_hash_table_new (NULL, NULL);
   dp->sa_out = g_hash_table_new (NULL, NULL);
+  dp->out_by_spd = g_hash_table_new (NULL, NULL);
+  dp->in_by_peer = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_hash_table_unref);
+  atomic_init (&dp->intab, dp_in_tab_new ());
   dp->policies = g_ptr_array_new_with_free_func ((GDestroyNotify) modike_spd_entry_free);
   dp->pstates = g_hash_table_new (NULL, NULL);
   dp->adapters = g_hash_table_new (g_str_hash, g_str_equal);
@@ -84,6 +88,17 @@ datapath_get_counters (Datapath *dp, DatapathCounters *out)
   };
 }
 
+void
+datapath_get_table_stats (Datapath *dp, DatapathTableStats *out)
+{
+  g_mutex_lock (&dp->wlock);
+  *out = (DatapathTableStats) {
+    .snapshots = dp->n_snapshots, .in_rebuilds = dp->n_in_rebuilds, .in_copied = dp->n_in_copied,
+    .in_capacity = atomic_load (&dp->intab)->mask + 1, .in_sas = dp->in_used, .in_tombstones = dp->in_tombs,
+  };
+  g_mutex_unlock (&dp->wlock);
+}
+
 gboolean
 datapath_get_policy_counters (Datapath *dp, guint32 spd_id, DatapathPolicyCounters *out)
 {
@@ -97,9 +112,9 @@ datapath_get_policy_counters (Datapath *dp, guint32 spd_id, DatapathPolicyCounte
       out->queued = atomic_load (&st->queued);
       out->queue_drops = atomic_load (&st->queue_drops);
       out->acquires = atomic_load (&st->acquires);
-      g_mutex_lock (&st->lock);
+      pthread_mutex_lock (&st->lock);
       out->queue_len = st->queue.length;
-      g_mutex_unlock (&st->lock);
+      pthread_mutex_unlock (&st->lock);
     }
   g_mutex_unlock (&dp->wlock);
   return st != NULL;
@@ -129,6 +144,10 @@ clear_state (Datapath *dp)
   while (g_hash_table_iter_next (&it, NULL, &v))
     dp_sa_free (v);
   g_hash_table_remove_all (dp->sa_out);
+  g_hash_table_remove_all (dp->out_by_spd);
+  g_hash_table_remove_all (dp->in_by_peer);
+  g_free (atomic_exchange (&dp->intab, dp_in_tab_new ()));
+  dp->in_used = dp->in_tombs = 0;
   g_hash_table_iter_init (&it, dp->pstates);
   while (g_hash_table_iter_next (&it, NULL, &v))
     dp_pstate_free (v);
@@ -180,6 +199,9 @@ datapath_free (Datapath *dp)
   g_mutex_unlock (&dp->wlock);
   g_hash_table_unref (dp->sa_in);
   g_hash_table_unref (dp->sa_out);
+  g_hash_table_unref (dp->out_by_spd);
+  g_hash_table_unref (dp->in_by_peer);
+  g_free (atomic_load (&dp->intab));
   g_ptr_array_unref (dp->policies);
   g_hash_table_unref (dp->pstates);
   g_hash_table_unref (dp->adapters);
@@ -267,6 +289,81 @@ dp_stop (gpointer user)
   g_mutex_unlock (&dp->wlock);
 }
 
+/* Inbound SAs by peer: a set each (a peer may have very many). */
+static void
+peer_add (Datapath *dp, const char *peer, DpSa *sa)
+{
+  GHashTable *set = g_hash_table_lookup (dp->in_by_peer, peer);
+
+  if (set == NULL)
+    {
+      set = g_hash_table_new (NULL, NULL);
+      g_hash_table_insert (dp->in_by_peer, g_strdup (peer), set);
+    }
+  g_hash_table_add (set, sa);
+}
+
+static void
+peer_remove (Datapath *dp, const char *peer, DpSa *sa)
+{
+  GHashTable *set = g_hash_table_lookup (dp->in_by_peer, peer);
+
+  if (set != NULL && g_hash_table_remove (set, sa) && g_hash_table_size (set) == 0)
+    g_hash_table_remove (dp->in_by_peer, peer);
+}
+
+/* Outbound SAs by policy: a list through the SAs (one or two each; a
+ * table per policy would cost more than the SA). */
+static void
+spd_link (Datapath *dp, guint32 spd_id, DpSa *head)
+{
+  if (head != NULL)
+    g_hash_table_insert (dp->out_by_spd, GUINT_TO_POINTER (spd_id), head);
+  else
+    g_hash_table_remove (dp->out_by_spd, GUINT_TO_POINTER (spd_id));
+}
+
+static void
+spd_remove (Datapath *dp, DpSa *sa)
+{
+  DpSa *head = g_hash_table_lookup (dp->out_by_spd, GUINT_TO_POINTER (sa->spd_id));
+
+  if (head == sa)
+    spd_link (dp, sa->spd_id, sa->spd_next);
+  else
+    for (DpSa *p = head; p != NULL; p = p->spd_next)
+      if (p->spd_next == sa)
+        {
+          p->spd_next = sa->spd_next;
+          break;
+        }
+  sa->spd_next = NULL;
+}
+
+/* Inbound: into the table workers read, with its peer's adapter. */
+static void
+in_add (Datapath *dp, DpSa *sa, const char *peer)
+{
+  DpAdapter *ad = peer != NULL ? g_hash_table_lookup (dp->adapters, peer) : NULL;
+
+  atomic_store (&sa->adapter, ad);
+  if (peer != NULL)
+    peer_add (dp, peer, sa);
+  dp_in_insert (dp, sa);
+}
+
+/* Outbound: the newest SA of its policy, which alone changes. */
+static void
+out_add (Datapath *dp, DpSa *sa)
+{
+  DpPolicyState *st = g_hash_table_lookup (dp->pstates, GUINT_TO_POINTER (sa->spd_id));
+
+  sa->spd_next = g_hash_table_lookup (dp->out_by_spd, GUINT_TO_POINTER (sa->spd_id));
+  spd_link (dp, sa->spd_id, sa);
+  if (st != NULL)
+    dp_out_added (dp, st, sa);
+}
+
 static gboolean
 dp_sa_add (gpointer user, const ModikeSadEntry *e, GError **error)
 {
@@ -305,7 +402,11 @@ dp_sa_add (gpointer user, const ModikeSadEntry *e, GError **error)
           sa->serial = ++dp->next_serial;
           sa->spd_id = e->spd_id;
           g_hash_table_insert (table, GUINT_TO_POINTER (e->spi), sa);
-          dp_publish (dp);
+          if (e->dir == MODIKE_DIR_IN)
+            in_add (dp, sa, e->peer);
+          else
+            out_add (dp, sa);
+          dp_reclaim_some (dp);
           ok = TRUE;
         }
     }
@@ -314,8 +415,9 @@ dp_sa_add (gpointer user, const ModikeSadEntry *e, GError **error)
 }
 
 /* The peer moved behind its NAT: outbound packets go to the new address
- * and port from the next snapshot on. Inbound SAs take ESP from any source
- * already, and their workers read the entry: they stay untouched. */
+ * and port once its policy's DpOut is replaced. Inbound SAs take ESP from
+ * any source already, and their workers read the entry: they stay
+ * untouched. */
 static void
 dp_sa_move (gpointer user, const ModikeSadEntry *e)
 {
@@ -328,8 +430,12 @@ dp_sa_move (gpointer user, const ModikeSadEntry *e)
   sa = g_hash_table_lookup (dp->sa_out, GUINT_TO_POINTER (e->spi));
   if (sa != NULL && dp->started)
     {
+      DpPolicyState *st = g_hash_table_lookup (dp->pstates, GUINT_TO_POINTER (sa->spd_id));
+
       esp_sa_move (sa->esp, e);
-      dp_publish (dp);
+      if (st != NULL)
+        dp_out_refresh (dp, st, TRUE);
+      dp_reclaim_some (dp);
     }
   g_mutex_unlock (&dp->wlock);
 }
@@ -346,8 +452,26 @@ dp_sa_del (gpointer user, ModikeDirection dir, guint32 spi)
   if (sa != NULL)
     {
       g_hash_table_remove (table, GUINT_TO_POINTER (spi));
+      if (dir == MODIKE_DIR_IN)
+        {
+          const char *peer = esp_sa_entry (sa->esp)->peer;
+
+          dp_in_remove (dp, sa);
+          if (peer != NULL)
+            peer_remove (dp, peer, sa);
+        }
+      else
+        {
+          DpPolicyState *st = g_hash_table_lookup (dp->pstates, GUINT_TO_POINTER (sa->spd_id));
+          const DpOut *cur = st != NULL ? atomic_load (&st->out) : NULL;
+
+          spd_remove (dp, sa);
+          /* Only when it was the one in use: then the next newest takes over. */
+          if (cur != NULL && cur->sa == sa)
+            dp_out_refresh (dp, st, FALSE);
+        }
       dp_retire (dp, dp_sa_free, sa);
-      dp_publish (dp);
+      dp_reclaim_some (dp);
     }
   g_mutex_unlock (&dp->wlock);
 }
@@ -358,28 +482,57 @@ dp_policies_set (gpointer user, GPtrArray *entries)
   Datapath *dp = user;
   g_autoptr (GHashTable) keep = g_hash_table_new (NULL, NULL);
   g_autoptr (GHashTable) renum = g_hash_table_new (NULL, NULL); /* old id -> new id */
+  g_autoptr (GHashTable) by_name = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
+                                                          (GDestroyNotify) g_ptr_array_unref); /* old PROTECTs */
+  g_autoptr (GPtrArray) moved = g_ptr_array_new (); /* list head, new id, ... */
   GHashTableIter it;
   gpointer k, v;
 
   g_mutex_lock (&dp->wlock);
   /* A reload numbers policies anew: SAs and queues follow their policy
-   * by name, as the core's children do. */
+   * by name, as the core's children do (names hashed: the gateway sets
+   * the whole SPD, one policy per client, at every client's setup). */
+  for (guint j = 0; j < dp->policies->len; j++)
+    {
+      const ModikeSpdEntry *o = dp->policies->pdata[j];
+      if (o->action == MODIKE_SPD_PROTECT && o->name != NULL)
+        {
+          GPtrArray *same = g_hash_table_lookup (by_name, o->name);
+          if (same == NULL)
+            g_hash_table_insert (by_name, o->name, same = g_ptr_array_new ());
+          g_ptr_array_add (same, (gpointer) o);
+        }
+    }
   for (guint i = 0; entries != NULL && i < entries->len; i++)
     {
       const ModikeSpdEntry *e = entries->pdata[i];
-      for (guint j = 0; e->action == MODIKE_SPD_PROTECT && e->name != NULL && j < dp->policies->len; j++)
+      GPtrArray *same = e->action == MODIKE_SPD_PROTECT && e->name != NULL ? g_hash_table_lookup (by_name, e->name)
+                                                                           : NULL;
+      for (guint j = 0; same != NULL && j < same->len; j++)
         {
-          const ModikeSpdEntry *o = dp->policies->pdata[j];
-          if (o->action == MODIKE_SPD_PROTECT && g_strcmp0 (o->name, e->name) == 0 && o->id != e->id)
+          const ModikeSpdEntry *o = same->pdata[j];
+          if (o->id != e->id)
             g_hash_table_insert (renum, GUINT_TO_POINTER (o->id), GUINT_TO_POINTER (e->id));
         }
     }
-  g_hash_table_iter_init (&it, dp->sa_out);
-  while (g_hash_table_iter_next (&it, NULL, &v))
+  /* The SAs of a renumbered policy move as a list (all taken out first:
+   * one id's new number may be another's old one). */
+  g_hash_table_iter_init (&it, renum);
+  while (g_hash_table_iter_next (&it, &k, &v))
     {
-      DpSa *sa = v;
-      if (g_hash_table_lookup_extended (renum, GUINT_TO_POINTER (sa->spd_id), NULL, &k))
-        sa->spd_id = GPOINTER_TO_UINT (k);
+      gpointer head = NULL;
+      if (g_hash_table_steal_extended (dp->out_by_spd, k, NULL, &head))
+        g_ptr_array_add (moved, head), g_ptr_array_add (moved, v);
+    }
+  for (guint i = 0; i < moved->len; i += 2)
+    {
+      guint32 id = GPOINTER_TO_UINT (moved->pdata[i + 1]);
+      DpSa *head = moved->pdata[i], *tail = NULL;
+
+      for (DpSa *sa = head; sa != NULL; tail = sa, sa = sa->spd_next)
+        sa->spd_id = id;
+      tail->spd_next = g_hash_table_lookup (dp->out_by_spd, GUINT_TO_POINTER (id));
+      spd_link (dp, id, head);
     }
   g_hash_table_iter_init (&it, renum);
   while (g_hash_table_iter_next (&it, &k, &v))
@@ -388,7 +541,9 @@ dp_policies_set (gpointer user, GPtrArray *entries)
       if (st != NULL && !g_hash_table_contains (dp->pstates, v))
         {
           g_hash_table_steal (dp->pstates, k);
+          pthread_mutex_lock (&st->lock);
           st->spd_id = GPOINTER_TO_UINT (v);
+          pthread_mutex_unlock (&st->lock);
           g_hash_table_insert (dp->pstates, v, st);
         }
     }
@@ -404,10 +559,12 @@ dp_policies_set (gpointer user, GPtrArray *entries)
           st = g_new0 (DpPolicyState, 1);
           st->dp = dp;
           st->spd_id = e->id;
-          g_mutex_init (&st->lock);
+          pthread_mutex_init (&st->lock, NULL);
           g_queue_init (&st->queue);
           g_hash_table_insert (dp->pstates, GUINT_TO_POINTER (e->id), st);
         }
+      /* A new or renumbered policy may have SAs already. */
+      dp_out_refresh (dp, st, FALSE);
       g_hash_table_add (keep, GUINT_TO_POINTER (e->id));
     }
   if (entries != NULL)
@@ -420,20 +577,43 @@ dp_policies_set (gpointer user, GPtrArray *entries)
   while (g_hash_table_iter_next (&it, &k, &v))
     if (!g_hash_table_contains (keep, k))
       {
+        DpPolicyState *st = v;
+
         g_hash_table_iter_remove (&it);
-        dp_retire (dp, dp_pstate_free, v);
+        /* Workers that still hold it queue nothing more. */
+        pthread_mutex_lock (&st->lock);
+        st->gone = TRUE;
+        pthread_mutex_unlock (&st->lock);
+        dp_retire (dp, dp_pstate_free, st);
       }
   dp_publish (dp);
   g_mutex_unlock (&dp->wlock);
 }
 
+/* The peer's inbound SAs deliver to ad from now on (NULL: nowhere). */
 static void
-adapter_detach_locked (Datapath *dp, const char *peer)
+adapter_point (Datapath *dp, const char *peer, DpAdapter *ad)
+{
+  GHashTable *set = g_hash_table_lookup (dp->in_by_peer, peer);
+  GHashTableIter it;
+  gpointer sa;
+
+  if (set == NULL)
+    return;
+  g_hash_table_iter_init (&it, set);
+  while (g_hash_table_iter_next (&it, &sa, NULL))
+    atomic_store (&((DpSa *) sa)->adapter, ad);
+}
+
+/* The peer's adapter goes; its SAs deliver to `next` (may be NULL). */
+static void
+adapter_detach_locked (Datapath *dp, const char *peer, DpAdapter *next)
 {
   DpAdapter *ad = g_hash_table_lookup (dp->adapters, peer);
 
   if (ad == NULL)
     return;
+  adapter_point (dp, peer, next);
   g_hash_table_remove (dp->adapters, peer);
   for (guint i = 0; i < ad->n_fds; i++)
     dp_io_remove (dp, ad->ios[i]);
@@ -455,11 +635,14 @@ dp_adapter_attach (gpointer user, const char *peer, const int *fds, guint n_fds,
                    dp->started ? "" : ", not started");
       goto out;
     }
-  adapter_detach_locked (dp, peer);
   ad = g_new0 (DpAdapter, 1);
   ad->peer = g_strdup (peer);
   ad->n_fds = n_fds;
   ad->vnet = (flags & MODIKE_ADAPTER_VNET_HDR) != 0;
+  memcpy (ad->fds, fds, n_fds * sizeof fds[0]);
+  /* The old one goes first (its fds may be these); the SAs switch over
+   * in one store each. */
+  adapter_detach_locked (dp, peer, ad);
   for (guint i = 0; i < n_fds; i++)
     {
       int fl = fcntl (fds[i], F_GETFL);
@@ -468,12 +651,12 @@ dp_adapter_attach (gpointer user, const char *peer, const int *fds, guint n_fds,
       if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl (fds[i], F_SETFL, fl | O_NONBLOCK) < 0))
         g_warning ("esp_user: adapter fd %d of %s: cannot make it non-blocking: %s", fds[i], peer,
                    g_strerror (errno));
-      ad->fds[i] = fds[i];
       ad->ios[i] = dp_io_add (dp, DP_IO_ADAPTER, fds[i], i, error);
       if (ad->ios[i] == NULL)
         {
           for (guint j = 0; j < i; j++)
             dp_io_remove (dp, ad->ios[j]);
+          adapter_point (dp, peer, NULL);
           dp_retire (dp, dp_adapter_free, ad);
           dp_publish (dp);
           goto out;
@@ -481,6 +664,7 @@ dp_adapter_attach (gpointer user, const char *peer, const int *fds, guint n_fds,
       ad->ios[i]->vnet = ad->vnet;
     }
   g_hash_table_insert (dp->adapters, ad->peer, ad);
+  adapter_point (dp, peer, ad);
   dp_publish (dp);
   g_info ("esp_user: adapter for %s attached (%u queue(s)%s)", peer, n_fds, ad->vnet ? ", offloads" : "");
   ok = TRUE;
@@ -495,7 +679,7 @@ dp_adapter_detach (gpointer user, const char *peer)
   Datapath *dp = user;
 
   g_mutex_lock (&dp->wlock);
-  adapter_detach_locked (dp, peer);
+  adapter_detach_locked (dp, peer, NULL);
   dp_publish (dp);
   g_mutex_unlock (&dp->wlock);
 }
@@ -507,6 +691,8 @@ dp_socket_attach (gpointer user, int fd, const ModikeAddr *local, GError **error
   static const guint8 zero[16];
   int type = 0;
   socklen_t tl = sizeof type;
+  GHashTableIter it;
+  gpointer v;
   DpIo *io;
   gboolean ok = FALSE;
 
@@ -531,6 +717,10 @@ dp_socket_attach (gpointer user, int fd, const ModikeAddr *local, GError **error
   io->family = local->family;
   io->local = *local;
   io->wildcard = memcmp (local->addr, zero, modike_addr_len (local)) == 0;
+  /* Outbound SAs may go out on this socket now (rare: at start-up). */
+  g_hash_table_iter_init (&it, dp->pstates);
+  while (g_hash_table_iter_next (&it, NULL, &v))
+    dp_out_refresh (dp, v, TRUE);
   dp_publish (dp);
   ok = TRUE;
 out:

@@ -208,16 +208,16 @@ datapath_gro_add (DatapathGro *gro, gconstpointer ad, int fd, guint8 *pkt, gsize
 }
 
 static void
-deliver (DpWorker *w, const DpIn *in, guint8 *pkt, gsize len)
+deliver (DpWorker *w, DpSa *sa, guint8 *pkt, gsize len)
 {
   Datapath *dp = w->dp;
-  const DpAdapter *ad = in->adapter;
+  const DpAdapter *ad = atomic_load_explicit (&sa->adapter, memory_order_acquire);
   int fd;
 
   if (ad == NULL)
     {
       dp_count (dp, C_NO_ADAPTER);
-      esp_sa_count_drop (in->sa->esp, MODIKE_DROP_OTHER);
+      esp_sa_count_drop (sa->esp, MODIKE_DROP_OTHER);
       return;
     }
   fd = ad->fds[w->index % ad->n_fds];
@@ -279,7 +279,7 @@ esp_input (DpWorker *w, const DpSnap *s, guint8 *esp, gsize len)
 {
   Datapath *dp = w->dp;
   guint32 spi;
-  const DpIn *in;
+  DpSa *sa;
   guint8 *payload, next;
   gsize plen;
   EspLifeEvent life = ESP_LIFE_OK;
@@ -292,30 +292,30 @@ esp_input (DpWorker *w, const DpSnap *s, guint8 *esp, gsize len)
       dp_count (dp, C_MALFORMED);
       return;
     }
-  in = dp_in_lookup (s, spi);
-  if (in == NULL)
+  sa = dp_in_lookup (atomic_load_explicit (&dp->intab, memory_order_acquire), spi);
+  if (sa == NULL)
     {
       dp_count (dp, C_UNKNOWN_SPI);
       return;
     }
-  ok = esp_sa_decrypt (in->sa->esp, w->index, esp, len, &payload, &plen, &next, &life, &why);
+  ok = esp_sa_decrypt (sa->esp, w->index, esp, len, &payload, &plen, &next, &life, &why);
   if (life != ESP_LIFE_OK)
     modike_datapath_expire (dp->host, MODIKE_DIR_IN, spi, life == ESP_LIFE_HARD);
   if (!ok)
     return;
   /* Authentic and not a replay: the peer is alive. */
-  esp_sa_touch (in->sa->esp, w->now_us);
-  e = esp_sa_entry (in->sa->esp);
+  esp_sa_touch (sa->esp, w->now_us);
+  e = esp_sa_entry (sa->esp);
   if (e->mode == MODIKE_MODE_TRANSPORT)
     {
       payload = transport_header (e, payload, plen, next, &plen);
       if (payload == NULL)
         {
-          esp_sa_count_drop (in->sa->esp, MODIKE_DROP_MALFORMED);
+          esp_sa_count_drop (sa->esp, MODIKE_DROP_MALFORMED);
           return;
         }
     }
-  deliver (w, in, payload, plen);
+  deliver (w, sa, payload, plen);
 }
 
 static void

@@ -1,7 +1,9 @@
-/* Snapshots of the esp_user datapath: what the workers read (policies,
- * SAs, adapters, fds), built by the writers under wlock and published
- * with one atomic store; what a publish made unreachable is freed after
- * every worker passed a quiescent point (QSBR, datapath-private.h). */
+/* What the workers of the esp_user datapath read, written by the writers
+ * under wlock: snapshots of the policies and fds (rebuilt and published
+ * with one atomic store), the inbound SA table (changed slot by slot) and
+ * the policies' outbound SAs (one pointer each). What a change made
+ * unreachable is freed after every worker passed a quiescent point
+ * (QSBR, datapath-private.h). */
 #include "datapath-private.h"
 
 #include <sched.h>
@@ -51,7 +53,8 @@ dp_pstate_free (gpointer p)
   /* Whatever still waits is dropped (a worker may have queued it after
    * the policy went, before the grace period ended). */
   atomic_fetch_add (&st->dp->counters[C_QUEUE_DROPS], pstate_drain (st));
-  g_mutex_clear (&st->lock);
+  g_free (atomic_load (&st->out));
+  pthread_mutex_destroy (&st->lock);
   g_free (st);
 }
 
@@ -63,7 +66,9 @@ dp_snap_free (gpointer p)
   if (s == NULL)
     return;
   g_free (s->pol);
-  g_free (s->in);
+  g_free (s->host_head);
+  g_free (s->host_next);
+  g_free (s->rest);
   g_free (s);
 }
 
@@ -111,6 +116,7 @@ dp_retired_free_all (Datapath *dp)
       g_free (r);
     }
   g_ptr_array_set_size (dp->retired, 0);
+  dp->retired_table = FALSE;
 }
 
 /* Frees what the last publish made unreachable. */
@@ -121,6 +127,16 @@ reclaim (Datapath *dp)
     return;
   qsbr_synchronize (dp);
   dp_retired_free_all (dp);
+}
+
+/* SA changes retire a few objects each: wait for a grace period once
+ * per batch of them, not per change (or after an inbound table was
+ * replaced: the old one is as big as the new). */
+void
+dp_reclaim_some (Datapath *dp)
+{
+  if (dp->retired->len >= 64 || dp->retired_table)
+    reclaim (dp);
 }
 
 static DpIo *
@@ -179,45 +195,59 @@ resolve_out (Datapath *dp, DpSa *sa, DpOut *o)
   modike_addr_to_sockaddr (&dst, &o->dst, &o->dst_len);
 }
 
-static void
-in_insert (DpSnap *s, const DpIn *entry)
+static gboolean
+one_address (const ModikeAddrRange *r)
 {
-  guint i = dp_spi_hash (entry->spi) & s->in_mask;
+  gsize len = r->from.family == AF_INET ? 4 : r->from.family == AF_INET6 ? 16 : 0;
 
-  while (s->in[i].spi != 0)
-    i = (i + 1) & s->in_mask;
-  s->in[i] = *entry;
+  return len > 0 && r->to.family == r->from.family && memcmp (r->from.addr, r->to.addr, len) == 0;
+}
+
+/* The snapshot's index of one-address remote selectors (transmit.c's
+ * dp_spd_match reads it). */
+static void
+index_hosts (DpSnap *s)
+{
+  guint n_host = 0, cap = 16;
+
+  s->rest = g_new (guint32, MAX (s->n_pol, 1));
+  for (guint i = 0; i < s->n_pol; i++)
+    if (one_address (&s->pol[i].remote))
+      n_host++;
+    else
+      s->rest[s->n_rest++] = i;
+  if (n_host == 0)
+    return;
+  while (cap < 2 * n_host)
+    cap *= 2;
+  s->host_mask = cap - 1;
+  s->host_head = g_new0 (guint32, cap);
+  s->host_next = g_new0 (guint32, s->n_pol);
+  /* Backwards, each to the front of its chain: chains end up in order. */
+  for (guint i = s->n_pol; i-- > 0;)
+    if (one_address (&s->pol[i].remote))
+      {
+        guint b = dp_host_hash (&s->pol[i].remote.from) & s->host_mask;
+        s->host_next[i] = s->host_head[b];
+        s->host_head[b] = i + 1;
+      }
 }
 
 static DpSnap *
 snap_build (Datapath *dp)
 {
   DpSnap *s = g_new0 (DpSnap, 1);
-  g_autoptr (GHashTable) newest = g_hash_table_new (NULL, NULL); /* spd_id -> DpSa* */
-  GHashTableIter it;
-  gpointer v;
-  guint cap = 16;
 
+  dp->n_snapshots++;
   memcpy (s->io, dp->io, sizeof s->io);
   s->raw_ip4 = dp->raw_ip4;
   s->raw_ip6 = dp->raw_ip6;
-
-  g_hash_table_iter_init (&it, dp->sa_out);
-  while (g_hash_table_iter_next (&it, NULL, &v))
-    {
-      DpSa *sa = v;
-      DpSa *cur = g_hash_table_lookup (newest, GUINT_TO_POINTER (sa->spd_id));
-      if (cur == NULL || cur->serial < sa->serial)
-        g_hash_table_insert (newest, GUINT_TO_POINTER (sa->spd_id), sa);
-    }
-
   s->n_pol = dp->policies->len;
   s->pol = g_new0 (DpPolicy, MAX (s->n_pol, 1));
   for (guint i = 0; i < s->n_pol; i++)
     {
       const ModikeSpdEntry *e = dp->policies->pdata[i];
       DpPolicy *p = &s->pol[i];
-      DpSa *sa;
 
       p->spd_id = e->id;
       p->action = e->action;
@@ -227,27 +257,115 @@ snap_build (Datapath *dp)
       p->lport = e->local_port;
       p->rport = e->remote_port;
       p->state = g_hash_table_lookup (dp->pstates, GUINT_TO_POINTER (e->id));
-      p->out.fd = -1;
-      sa = e->action == MODIKE_SPD_PROTECT ? g_hash_table_lookup (newest, GUINT_TO_POINTER (e->id)) : NULL;
-      if (sa != NULL)
-        resolve_out (dp, sa, &p->out);
     }
-
-  while (cap < 2 * g_hash_table_size (dp->sa_in))
-    cap *= 2;
-  s->in_mask = cap - 1;
-  s->in = g_new0 (DpIn, cap);
-  g_hash_table_iter_init (&it, dp->sa_in);
-  while (g_hash_table_iter_next (&it, NULL, &v))
-    {
-      DpSa *sa = v;
-      const ModikeSadEntry *e = esp_sa_entry (sa->esp);
-      DpIn in = { .spi = sa->spi, .sa = sa };
-
-      in.adapter = e->peer != NULL ? g_hash_table_lookup (dp->adapters, e->peer) : NULL;
-      in_insert (s, &in);
-    }
+  index_hosts (s);
   return s;
+}
+
+/* ---- Inbound SA table ---- */
+
+DpSa dp_in_tomb;
+
+static DpInTab *
+in_tab_new (guint cap)
+{
+  DpInTab *t = g_malloc0 (sizeof *t + cap * sizeof t->slot[0]);
+
+  t->mask = cap - 1;
+  return t;
+}
+
+DpInTab *
+dp_in_tab_new (void)
+{
+  return in_tab_new (16);
+}
+
+/* A table for `used` SAs: at most half full, so probes stay short and
+ * the next rebuild is at least a quarter of the table's changes away. */
+static guint
+in_cap_for (guint used)
+{
+  guint cap = 16;
+
+  while (cap < 2 * used)
+    cap *= 2;
+  return cap;
+}
+
+static guint
+in_find_slot (DpInTab *t, guint32 spi, DpSa *want)
+{
+  guint i = dp_spi_hash (spi) & t->mask;
+
+  for (;;)
+    {
+      DpSa *sa = atomic_load_explicit (&t->slot[i], memory_order_relaxed);
+      if (sa == want || (want != NULL && sa == NULL))
+        return i;
+      if (want == NULL && sa == DP_IN_TOMB)
+        return i;
+      i = (i + 1) & t->mask;
+    }
+}
+
+/* Copies the live entries into a new table and publishes it; readers of
+ * the old one see the same SAs until they go quiescent. */
+static void
+in_rebuild (Datapath *dp, guint cap)
+{
+  DpInTab *old = atomic_load (&dp->intab);
+  DpInTab *t = in_tab_new (cap);
+
+  for (guint i = 0; i <= old->mask; i++)
+    {
+      DpSa *sa = atomic_load_explicit (&old->slot[i], memory_order_relaxed);
+      if (sa == NULL || sa == DP_IN_TOMB)
+        continue;
+      atomic_store_explicit (&t->slot[in_find_slot (t, sa->spi, NULL)], sa, memory_order_relaxed);
+      dp->n_in_copied++;
+    }
+  dp->n_in_rebuilds++;
+  dp->in_tombs = 0;
+  atomic_store_explicit (&dp->intab, t, memory_order_release);
+  dp_retire (dp, g_free, old);
+  dp->retired_table = TRUE;
+}
+
+void
+dp_in_insert (Datapath *dp, DpSa *sa)
+{
+  DpInTab *t = atomic_load (&dp->intab);
+  guint i;
+
+  /* Keep a quarter of the slots NULL (probes end early, and always). */
+  if ((dp->in_used + dp->in_tombs + 1) * 4 > (t->mask + 1) * 3)
+    {
+      in_rebuild (dp, in_cap_for (dp->in_used + 1));
+      t = atomic_load (&dp->intab);
+    }
+  i = in_find_slot (t, sa->spi, NULL);
+  if (atomic_load_explicit (&t->slot[i], memory_order_relaxed) == DP_IN_TOMB)
+    dp->in_tombs--;
+  /* Release: a worker that finds the pointer sees the whole SA. */
+  atomic_store_explicit (&t->slot[i], sa, memory_order_release);
+  dp->in_used++;
+}
+
+void
+dp_in_remove (Datapath *dp, DpSa *sa)
+{
+  DpInTab *t = atomic_load (&dp->intab);
+  guint i = in_find_slot (t, sa->spi, sa);
+
+  if (atomic_load_explicit (&t->slot[i], memory_order_relaxed) != sa)
+    return;
+  /* A tombstone, not NULL: probes for SAs placed after it go on. */
+  atomic_store_explicit (&t->slot[i], DP_IN_TOMB, memory_order_release);
+  dp->in_used--;
+  dp->in_tombs++;
+  if (t->mask + 1 > 16 && dp->in_used * 8 < t->mask + 1)
+    in_rebuild (dp, in_cap_for (dp->in_used));
 }
 
 /* Sends what waited for this policy's SA, in order (main loop thread:
@@ -278,30 +396,63 @@ flush_queue (Datapath *dp, DpPolicyState *st, const DpOut *o)
     }
 }
 
+/* ---- Outbound SAs ---- */
+
+/* Publishes sa (NULL: none) as st's outbound SA. */
+static void
+out_publish (Datapath *dp, DpPolicyState *st, DpSa *sa)
+{
+  DpOut *cur = atomic_load (&st->out), *o = NULL;
+
+  if (sa != NULL)
+    {
+      o = g_new (DpOut, 1);
+      resolve_out (dp, sa, o);
+    }
+  /* What waited for this policy's SA goes first, before any worker can
+   * see the SA; workers that raced us find it under the same lock. */
+  pthread_mutex_lock (&st->lock);
+  if (o != NULL)
+    {
+      if (st->queue.length > 0 && dp->started)
+        flush_queue (dp, st, o);
+      st->acquired = FALSE;
+    }
+  atomic_store (&st->out, o);
+  pthread_mutex_unlock (&st->lock);
+  if (cur != NULL)
+    dp_retire (dp, g_free, cur);
+}
+
+void
+dp_out_added (Datapath *dp, DpPolicyState *st, DpSa *sa)
+{
+  const DpOut *cur = atomic_load (&st->out);
+
+  if (cur == NULL || cur->sa->serial < sa->serial)
+    out_publish (dp, st, sa);
+}
+
+void
+dp_out_refresh (Datapath *dp, DpPolicyState *st, gboolean force)
+{
+  const DpOut *cur = atomic_load (&st->out);
+  DpSa *newest = NULL;
+
+  /* The policy's own SAs only: usually one, two while a rekey overlaps. */
+  for (DpSa *sa = g_hash_table_lookup (dp->out_by_spd, GUINT_TO_POINTER (st->spd_id)); sa != NULL;
+       sa = sa->spd_next)
+    if (newest == NULL || newest->serial < sa->serial)
+      newest = sa;
+  if (force || (cur != NULL ? cur->sa : NULL) != newest)
+    out_publish (dp, st, newest);
+}
+
 void
 dp_publish (Datapath *dp)
 {
-  DpSnap *s = snap_build (dp);
-  DpSnap *old;
-  g_autoptr (GPtrArray) locked = g_ptr_array_new ();
+  DpSnap *old = atomic_exchange (&dp->snap, snap_build (dp));
 
-  /* A policy that gets an SA flushes its queue before any worker can see
-   * the SA, so queued packets go first; workers that raced us find the
-   * SA under the same lock. */
-  for (guint i = 0; i < s->n_pol; i++)
-    {
-      DpPolicy *p = &s->pol[i];
-      if (p->out.sa == NULL || p->state == NULL)
-        continue;
-      g_mutex_lock (&p->state->lock);
-      g_ptr_array_add (locked, p->state);
-      if (p->state->queue.length > 0 && dp->started)
-        flush_queue (dp, p->state, &p->out);
-      p->state->acquired = FALSE;
-    }
-  old = atomic_exchange (&dp->snap, s);
-  for (guint i = 0; i < locked->len; i++)
-    g_mutex_unlock (&((DpPolicyState *) locked->pdata[i])->lock);
   if (old != NULL)
     dp_retire (dp, dp_snap_free, old);
   reclaim (dp);

@@ -178,18 +178,43 @@ port_in (const ModikePortRange *r, guint16 p)
   return r->from <= p && p <= r->to;
 }
 
-static const DpPolicy *
-spd_match (const DpSnap *s, const ModikeSelector *sel)
+static gboolean
+policy_matches (const DpPolicy *p, const ModikeSelector *sel)
 {
-  for (guint i = 0; i < s->n_pol; i++)
-    {
-      const DpPolicy *p = &s->pol[i];
-      if (modike_addr_range_contains (&p->local, &sel->local) && modike_addr_range_contains (&p->remote, &sel->remote)
-          && (p->proto == 0 || p->proto == sel->proto) && port_in (&p->lport, sel->local_port)
-          && port_in (&p->rport, sel->remote_port))
-        return p;
-    }
-  return NULL;
+  return modike_addr_range_contains (&p->local, &sel->local) && modike_addr_range_contains (&p->remote, &sel->remote)
+         && (p->proto == 0 || p->proto == sel->proto) && port_in (&p->lport, sel->local_port)
+         && port_in (&p->rport, sel->remote_port);
+}
+
+guint
+dp_host_hash (const ModikeAddr *a)
+{
+  guint32 h = 2166136261u ^ (guint32) a->family;
+  gsize len = a->family == AF_INET6 ? 16 : 4;
+
+  for (gsize i = 0; i < len; i++)
+    h = (h ^ a->addr[i]) * 16777619u;
+  return h ^ (h >> 15);
+}
+
+const DpPolicy *
+dp_spd_match (const DpSnap *s, const ModikeSelector *sel)
+{
+  guint best = G_MAXUINT;
+
+  /* The first matching one-address policy (chains are in SPD order)... */
+  if (s->host_head != NULL)
+    for (guint32 i = s->host_head[dp_host_hash (&sel->remote) & s->host_mask]; i != 0; i = s->host_next[i - 1])
+      if (policy_matches (&s->pol[i - 1], sel))
+        {
+          best = i - 1;
+          break;
+        }
+  /* ...unless another policy before it matches. */
+  for (guint k = 0; k < s->n_rest && s->rest[k] < best; k++)
+    if (policy_matches (&s->pol[s->rest[k]], sel))
+      return &s->pol[s->rest[k]];
+  return best != G_MAXUINT ? &s->pol[best] : NULL;
 }
 
 /* Encrypts the packet in slot[n_tx] and queues the ESP for sending. */
@@ -218,26 +243,15 @@ protect (DpWorker *w, const DpOut *o, guint8 *pkt, gsize len)
   w->n_tx++;
 }
 
-/* The policy with this state in a snapshot (it survives renumbering). */
-static const DpPolicy *
-snap_policy (const DpSnap *s, const DpPolicyState *st)
-{
-  for (guint i = 0; i < s->n_pol; i++)
-    if (s->pol[i].state == st)
-      return &s->pol[i];
-  return NULL;
-}
-
 /* PROTECT without an SA: queue (bounded) and acquire once. */
 static void
 hold (DpWorker *w, const DpPolicy *pol, const ModikeSelector *sel, guint8 *pkt, gsize len)
 {
   Datapath *dp = w->dp;
   DpPolicyState *st = pol->state;
-  const DpSnap *cur;
-  const DpPolicy *now;
+  const DpOut *o;
   gboolean call = FALSE;
-  guint32 spd_id = pol->spd_id;
+  guint32 spd_id = 0;
   gint64 t;
 
   if (st == NULL)
@@ -245,17 +259,16 @@ hold (DpWorker *w, const DpPolicy *pol, const ModikeSelector *sel, guint8 *pkt, 
       dp_count (dp, C_QUEUE_DROPS);
       return;
     }
-  g_mutex_lock (&st->lock);
+  pthread_mutex_lock (&st->lock);
   /* The SA may have been published while we waited for the lock. */
-  cur = atomic_load (&dp->snap);
-  now = snap_policy (cur, st);
-  if (now != NULL && now->out.sa != NULL)
+  o = atomic_load (&st->out);
+  if (o != NULL)
     {
-      g_mutex_unlock (&st->lock);
-      protect (w, &now->out, pkt, len);
+      pthread_mutex_unlock (&st->lock);
+      protect (w, o, pkt, len);
       return;
     }
-  if (now == NULL || st->queue.length >= atomic_load_explicit (&dp->acquire_queue, memory_order_relaxed))
+  if (st->gone || st->queue.length >= atomic_load_explicit (&dp->acquire_queue, memory_order_relaxed))
     {
       dp_pstate_inc (&st->queue_drops);
       dp_count (dp, C_QUEUE_DROPS);
@@ -270,15 +283,15 @@ hold (DpWorker *w, const DpPolicy *pol, const ModikeSelector *sel, guint8 *pkt, 
       dp_count (dp, C_QUEUED);
     }
   t = w->now_us;   /* the batch's clock read */
-  if (now != NULL
+  if (!st->gone
       && (!st->acquired || t - st->last_acquire >= atomic_load_explicit (&dp->acquire_retry_us, memory_order_relaxed)))
     {
       st->acquired = TRUE;
       st->last_acquire = t;
-      spd_id = now->spd_id;
+      spd_id = st->spd_id;
       call = TRUE;
     }
-  g_mutex_unlock (&st->lock);
+  pthread_mutex_unlock (&st->lock);
   if (call)
     {
       dp_pstate_inc (&st->acquires);
@@ -319,7 +332,7 @@ out_packet (DpWorker *w, const DpSnap *s, guint8 *pkt, gsize len)
       dp_count (dp, C_MALFORMED);
       return;
     }
-  pol = spd_match (s, &sel);
+  pol = dp_spd_match (s, &sel);
   if (pol == NULL)
     {
       dp_count (dp, C_NO_POLICY);
@@ -328,10 +341,13 @@ out_packet (DpWorker *w, const DpSnap *s, guint8 *pkt, gsize len)
   switch (pol->action)
     {
     case MODIKE_SPD_PROTECT:
-      if (pol->out.sa != NULL)
-        protect (w, &pol->out, pkt, len);
-      else
-        hold (w, pol, &sel, pkt, len);
+      {
+        const DpOut *o = pol->state != NULL ? atomic_load_explicit (&pol->state->out, memory_order_acquire) : NULL;
+        if (o != NULL)
+          protect (w, o, pkt, len);
+        else
+          hold (w, pol, &sel, pkt, len);
+      }
       break;
     case MODIKE_SPD_BYPASS:
       bypass (w, s, &sel, pkt, len);

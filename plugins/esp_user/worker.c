@@ -20,7 +20,7 @@ dp_worker_main (gpointer data)
       const DpSnap *s;
       int n;
 
-      atomic_store (&w->qs, 0); /* quiescent: holds no snapshot pointer */
+      atomic_store (&w->qs, 0); /* quiescent: holds no pointer to anything writers retire */
       n = epoll_wait (w->epfd, ev, G_N_ELEMENTS (ev), -1);
       atomic_store (&w->qs, atomic_load (&dp->epoch));
       if (atomic_load (&dp->stopping))

@@ -6,8 +6,8 @@
  *
  * The process moves into its own network namespace first (as root, or
  * through a user namespace) so raw ESP/IP sockets see only our packets. */
+#include "harness.h"
 #include "loader.h"
-#include "packets.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -23,8 +23,6 @@
 
 /* The descriptor esp_user-plugin.c exports. */
 const ModikePluginDescriptor *modike_plugin_descriptor (void);
-
-#define WAIT_MS 10000 /* guard against a hang only; nothing measures time */
 
 static gboolean in_netns;
 static char netns_error[256];
@@ -182,30 +180,11 @@ calls_first (CallKind kind, ModikeDatapathHost *host)
 /* ------------------------------------------------------------------ */
 /* Two datapaths                                                       */
 
-typedef struct {
-  guint16 transform, key_bits, auth;
-  gsize enc_len, auth_len;
-} Alg;
-
-static const Alg alg_cbc_sha1 = { MODIKE_ESP_AES_CBC, 128, MODIKE_AUTH_ALG_HMAC_SHA1, 16, 20 };
-static const Alg alg_cbc_sha256 = { MODIKE_ESP_AES_CBC, 128, MODIKE_AUTH_ALG_HMAC_SHA2_256, 16, 32 };
-static const Alg alg_cbc256_sha256 = { MODIKE_ESP_AES_CBC, 256, MODIKE_AUTH_ALG_HMAC_SHA2_256, 32, 32 };
-static const Alg alg_gcm128 = { MODIKE_ESP_AES_GCM_16, 128, MODIKE_AUTH_ALG_NONE, 20, 0 };
-static const Alg alg_gcm256 = { MODIKE_ESP_AES_GCM_16, 256, MODIKE_AUTH_ALG_NONE, 36, 0 };
-
-typedef struct {
-  const char *name;       /* this side's name, the peer name the other uses */
-  Datapath *dp;
-  ModikeDatapathHost *host;
-  int adapter[2];         /* [0] the datapath's end, [1] the test's */
-  int udp;
-  ModikeAddr addr;        /* the UDP socket's address */
-  const char *net4, *net6; /* inner addresses behind this side */
-} Side;
-
-typedef struct {
-  Side a, b;
-} Pair;
+const Alg alg_cbc_sha1 = { MODIKE_ESP_AES_CBC, 128, MODIKE_AUTH_ALG_HMAC_SHA1, 16, 20 };
+const Alg alg_cbc_sha256 = { MODIKE_ESP_AES_CBC, 128, MODIKE_AUTH_ALG_HMAC_SHA2_256, 16, 32 };
+const Alg alg_cbc256_sha256 = { MODIKE_ESP_AES_CBC, 256, MODIKE_AUTH_ALG_HMAC_SHA2_256, 32, 32 };
+const Alg alg_gcm128 = { MODIKE_ESP_AES_GCM_16, 128, MODIKE_AUTH_ALG_NONE, 20, 0 };
+const Alg alg_gcm256 = { MODIKE_ESP_AES_GCM_16, 256, MODIKE_AUTH_ALG_NONE, 36, 0 };
 
 static int host_tag_a, host_tag_b;
 
@@ -274,13 +253,13 @@ pair_init_full (Pair *p, int outer_family, guint flags, gboolean raw, guint queu
   p->b.net4 = "10.2.0.0/16", p->b.net6 = "fd00:2::/64";
 }
 
-static void
+void
 pair_init (Pair *p, int outer_family)
 {
   pair_init_full (p, outer_family, 0, FALSE, 64);
 }
 
-static void
+void
 pair_clear (Pair *p)
 {
   side_clear (&p->a);
@@ -288,7 +267,7 @@ pair_clear (Pair *p)
   calls_reset ();
 }
 
-static void
+void
 range_of (const char *prefix, ModikeAddrRange *r)
 {
   ModikePrefix p;
@@ -297,7 +276,7 @@ range_of (const char *prefix, ModikeAddrRange *r)
   g_assert_true (modike_addr_range_from_prefix (&p, r));
 }
 
-static ModikeSpdEntry *
+ModikeSpdEntry *
 policy_new (guint32 id, ModikeSpdAction action, const char *local, const char *remote, const char *peer)
 {
   ModikeSpdEntry *e = modike_spd_entry_new ();
@@ -312,7 +291,7 @@ policy_new (guint32 id, ModikeSpdAction action, const char *local, const char *r
 }
 
 /* PROTECT between the sides' v4 nets (id 1) and v6 nets (id 2), on both. */
-static void
+void
 pair_policies (Pair *p, ModikeSpdEntry *extra_a)
 {
   GPtrArray *pa = g_ptr_array_new_with_free_func ((GDestroyNotify) modike_spd_entry_free);
@@ -328,14 +307,8 @@ pair_policies (Pair *p, ModikeSpdEntry *extra_a)
   datapath_ops.policies_set (p->b.dp, pb);
 }
 
-typedef struct {
-  ModikeLifetime soft, hard;
-  gboolean raw;           /* ESP over IP instead of UDP */
-  ModikeIpsecMode mode;
-} SaOpts;
-
 /* The SA from -> to with this SPI: outbound on `from`, inbound on `to`. */
-static void
+void
 add_sa (Side *from, Side *to, guint32 spi, guint32 spd_id, const Alg *alg, gboolean v6_inner, const SaOpts *o,
         ModikeDirection only)
 {
@@ -398,14 +371,14 @@ add_sa (Side *from, Side *to, guint32 spi, guint32 spd_id, const Alg *alg, gbool
     }
 }
 
-static void
+void
 send_packet (Side *s, const GByteArray *pkt)
 {
   g_assert_cmpint (send (s->adapter[1], pkt->data, pkt->len, 0), ==, (gssize) pkt->len);
 }
 
 /* The next packet the datapath wrote to this side's adapter. */
-static GByteArray *
+GByteArray *
 recv_packet (Side *s)
 {
   struct pollfd pfd = { .fd = s->adapter[1], .events = POLLIN };
@@ -453,7 +426,7 @@ send_udp (Side *s, const char *src, const char *dst, guint16 sport, guint16 dpor
   send_packet (s, pkt);
 }
 
-static void
+void
 get_counters (Side *s, DatapathCounters *c)
 {
   datapath_get_counters (s->dp, c);
@@ -1391,6 +1364,12 @@ main (int argc, char **argv)
   enter_netns ();
   g_test_init (&argc, &argv, NULL);
   calls = g_ptr_array_new_with_free_func (call_free);
+  /* One executable, two meson tests: suite scale runs only these. */
+  if (g_strcmp0 (g_getenv ("DATAPATH_TESTS"), "scale") == 0)
+    {
+      scale_add_tests ();
+      return g_test_run ();
+    }
 
   packet_add_tests ();
   for (gsize i = 0; i < G_N_ELEMENTS (flows); i++)
