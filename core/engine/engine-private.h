@@ -17,6 +17,7 @@ G_BEGIN_DECLS
 #define ENGINE_DEFAULT_HALF_OPEN_S 30
 #define ENGINE_REPLAY_WINDOW 32
 #define ENGINE_MAX_HALF_OPEN 1024     /* responder SAs still in phase 1 */
+#define ENGINE_DONE_IDS 8             /* finished exchanges' message IDs remembered per SA */
 
 /* States, private to their exchange type (0 = none). */
 enum { MM_I1 = 1, MM_R2, MM_I3, MM_R4, MM_I5, MM_DONE };
@@ -153,6 +154,10 @@ struct _ModikeIkeSa {
   ModikeDh *dh;
 
   GHashTable *exchanges;      /* msgid -> ModikeExchange*; NULL while none (engine_sa_exchange) */
+  /* Message IDs of the last exchanges that finished and are gone: copies
+   * of their messages are duplicates, never new exchanges (sa.c). */
+  guint32 done_ids[ENGINE_DONE_IDS];
+  guint8 n_done_ids, next_done_id;
   GArray *plugin_data;        /* EnginePluginData (sa.c); NULL until a plugin keeps data */
   GPtrArray *children;        /* EngineChild*, owned */
   GArray *pending_spd;        /* guint32: Quick Modes to start when up */
@@ -268,6 +273,10 @@ void engine_sa_free (ModikeIkeSa *sa);
 void engine_sa_exchanges_add (ModikeIkeSa *sa, ModikeExchange *x);
 void engine_sa_exchanges_steal (ModikeIkeSa *sa, ModikeExchange *x); /* no-op unless filed */
 ModikeExchange *engine_sa_exchange (const ModikeIkeSa *sa, guint32 msgid);
+/* A finished exchange is freed: its message ID is remembered (the last
+ * ENGINE_DONE_IDS of them) so that copies of its messages stay duplicates. */
+void engine_sa_remember_done (ModikeIkeSa *sa, guint32 msgid);
+gboolean engine_sa_was_done (const ModikeIkeSa *sa, guint32 msgid);
 void engine_sa_apply_float (ModikeIkeSa *sa);
 /* Cancels the plugins' timers on the SA (it dies). */
 void engine_sa_timers_clear (ModikeIkeSa *sa);

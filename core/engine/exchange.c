@@ -524,7 +524,10 @@ retransmit_cb (gpointer data)
 static void
 linger_over (gpointer data)
 {
-  engine_exchange_discard (data);
+  ModikeExchange *x = data;
+
+  engine_sa_remember_done (x->sa, x->msgid);
+  engine_exchange_discard (x);
 }
 
 static gboolean
@@ -549,10 +552,14 @@ exchange_done (ModikeExchange *x, const ModikeFsmRow *row)
     x->destroy (g_steal_pointer (&x->data));
   x->destroy = NULL;
   /* It ended on the peer's message: the peer has our last one and never
-   * asks for it again. The exchange still lingers: it recognises copies of
-   * the peer's messages (replayed Informationals must not act twice). */
+   * asks for it again. Its message ID, remembered, is enough to keep
+   * copies of the peer's messages from acting twice. */
   if (x->sent_no <= x->rx_no)
-    g_clear_pointer (&x->last_sent, g_bytes_unref);
+    {
+      engine_sa_remember_done (x->sa, x->msgid);
+      engine_exchange_discard (x);
+      return;
+    }
   linger = (guint64) retransmit_base (x, row) * (2u << MIN (retransmit_tries (x), 16u));
   linger = MIN (linger, LINGER_MAX_MS);
   engine_timer_cancel (ike, &x->linger_timer);

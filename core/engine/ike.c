@@ -376,7 +376,7 @@ engine_alloc_msgid (ModikeIkeSa *sa)
 
   do
     modike_random_nonce (&id, sizeof id);
-  while (id == 0 || engine_sa_exchange (sa, id) != NULL);
+  while (id == 0 || engine_sa_exchange (sa, id) != NULL || engine_sa_was_done (sa, id));
   return id;
 }
 
@@ -541,6 +541,13 @@ modike_ike_receive (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *r
   x = engine_sa_exchange (sa, hdr->msgid);
   if (x != NULL && !x->dead && engine_exchange_is_replay (x, data, len))
     goto out;
+  if ((x == NULL || x->dead) && engine_sa_was_done (sa, hdr->msgid))
+    {
+      ike->stats.rx_duplicates++;
+      ELOG_DEBUG (sa, NULL, "%s message %08x of a finished exchange ignored", engine_exchange_name (hdr->exchange),
+                  hdr->msgid);
+      goto out;
+    }
   if (x == NULL || x->dead)
     {
       if (hdr->msgid == 0)

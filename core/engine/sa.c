@@ -55,6 +55,25 @@ engine_sa_exchange (const ModikeIkeSa *sa, guint32 msgid)
   return sa->exchanges != NULL ? g_hash_table_lookup (sa->exchanges, GUINT_TO_POINTER (msgid)) : NULL;
 }
 
+void
+engine_sa_remember_done (ModikeIkeSa *sa, guint32 msgid)
+{
+  if (engine_sa_was_done (sa, msgid))
+    return;
+  sa->done_ids[sa->next_done_id] = msgid;
+  sa->next_done_id = (sa->next_done_id + 1) % ENGINE_DONE_IDS;
+  sa->n_done_ids = MIN (sa->n_done_ids + 1, ENGINE_DONE_IDS);
+}
+
+gboolean
+engine_sa_was_done (const ModikeIkeSa *sa, guint32 msgid)
+{
+  for (guint i = 0; i < sa->n_done_ids; i++)
+    if (sa->done_ids[i] == msgid)
+      return TRUE;
+  return FALSE;
+}
+
 /* ---- the SAs of one peer ---- */
 
 static gboolean
