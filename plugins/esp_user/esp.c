@@ -2,8 +2,9 @@
  * HMAC-MD5-96, HMAC-SHA1-96 (RFC 2403, 2404) or HMAC-SHA2 (RFC 4868), and
  * AES-GCM with a 16-byte ICV (RFC 4106). Packets are transformed in place;
  * each datapath thread has its own cipher and HMAC handles, made when it
- * first uses the SA (an SA usually meets one or two threads: handles for
- * all would cost most of an SA's memory); counters are atomics, and
+ * first uses the SA (an SA usually meets one or two threads, an idle one
+ * none: handles for all would cost most of an SA's memory); counters are
+ * atomics, and
  * nothing is allocated per packet. */
 #include "esp.h"
 
@@ -73,7 +74,6 @@ struct _EspSa {
   gnutls_mac_algorithm_t mac;
   guint n_threads;
   EspThread **threads;        /* [n_threads], each made by its thread on first use */
-  _Atomic (EspThread *) spare; /* made by esp_sa_new (checks the keys): the first thread takes it */
   gboolean replay_on;
   /* pthread rather than GMutex: ThreadSanitizer understands it. */
   pthread_mutex_t replay_lock;
@@ -215,8 +215,7 @@ thread_get (EspSa *sa, guint thread)
 
   if (G_LIKELY (t != NULL))
     return t;
-  t = atomic_exchange_explicit (&sa->spare, NULL, memory_order_acquire);
-  if (t == NULL && (t = thread_new (sa, NULL)) == NULL)
+  if ((t = thread_new (sa, NULL)) == NULL)
     return NULL;
   sa->threads[thread] = t;
   return t;
@@ -362,11 +361,16 @@ esp_sa_new (const ModikeSadEntry *e, guint n_threads, GError **error)
   sa->cipher = cipher;
   sa->mac = mac;
   sa->threads = g_new0 (EspThread *, n_threads);
-  /* One set of handles now, so bad keys fail here; it serves the first
-   * thread that uses the SA. */
-  atomic_init (&sa->spare, thread_new (sa, error));
-  if (atomic_load (&sa->spare) == NULL)
-    goto fail;
+  /* One set of handles now, only so that bad keys fail here: each thread
+   * makes its own when it first meets the SA, and an idle SA (most of a
+   * gateway's at any time) holds none. */
+  {
+    EspThread *check = thread_new (sa, error);
+
+    if (check == NULL)
+      goto fail;
+    thread_free (check);
+  }
   g_debug ("ESP SA %08x %s ready for %u threads", e->spi, e->dir == MODIKE_DIR_IN ? "in" : "out", n_threads);
   return sa;
 
@@ -383,7 +387,6 @@ esp_sa_free (EspSa *sa)
   for (guint i = 0; sa->threads != NULL && i < sa->n_threads; i++)
     thread_free (sa->threads[i]);
   g_free (sa->threads);
-  thread_free (atomic_load (&sa->spare));
   esp_replay_clear (&sa->replay);
   pthread_mutex_destroy (&sa->replay_lock);
   modike_memwipe (sa->salt, sizeof sa->salt);
