@@ -344,7 +344,8 @@ p1_forget_handshake (ModikeIkeSa *sa)
   GBytes **own_id = sa->role == MODIKE_ROLE_INITIATOR ? &sa->idi_b : &sa->idr_b;
 
   /* Only HASH_I/HASH_R and SKEYID needed these; the peer's ID stays (its
-   * key among the SAs, modike_ike_sa_get_user). */
+   * key among the SAs, modike_ike_sa_get_user). Phase 2 and the
+   * Informationals need SKEYID_d, SKEYID_a and enc_key only. */
   g_clear_pointer (&sa->sai_b, g_bytes_unref);
   g_clear_pointer (&sa->ni, g_bytes_unref);
   g_clear_pointer (&sa->nr, g_bytes_unref);
@@ -352,6 +353,9 @@ p1_forget_handshake (ModikeIkeSa *sa)
   g_clear_pointer (&sa->gxr, g_bytes_unref);
   g_clear_pointer (own_id, g_bytes_unref);
   g_clear_pointer (&sa->dh, modike_dh_free);
+  /* SKEYID went into HASH_I/HASH_R, SKEYID_e into enc_key: done. */
+  g_clear_pointer (&sa->keys.skeyid, modike_secret_free);
+  g_clear_pointer (&sa->keys.skeyid_e, modike_secret_free);
 }
 
 gboolean
