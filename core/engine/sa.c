@@ -209,7 +209,6 @@ engine_sa_new (ModikeIke *ike, ModikeRole role, guint8 p1_exchange, const Modike
   if (role == MODIKE_ROLE_RESPONDER)
     sa->rcookie_set = TRUE;
   sa->exchanges = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, exchange_unref_cb);
-  sa->plugin_data = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, plugin_data_free);
   sa->children = g_ptr_array_new ();
   sa->pending_spd = g_array_new (FALSE, FALSE, sizeof (guint32));
   sa->created_us = ike->env.now_us (ike->env.env);
@@ -238,6 +237,7 @@ engine_sa_free (ModikeIkeSa *sa)
     return;
   ike = sa->ike;
   sa_unindex (sa);
+  engine_half_open_leave (sa);
   engine_timer_cancel (ike, &sa->half_open_timer);
   engine_timer_cancel (ike, &sa->rekey_timer);
   engine_timer_cancel (ike, &sa->expire_timer);
@@ -247,7 +247,7 @@ engine_sa_free (ModikeIkeSa *sa)
     engine_child_free (g_ptr_array_index (sa->children, i));
   g_ptr_array_unref (sa->children);
   g_hash_table_destroy (sa->exchanges);
-  g_hash_table_destroy (sa->plugin_data);
+  g_clear_pointer (&sa->plugin_data, g_hash_table_destroy);
   engine_gate_free (sa);
   g_array_unref (sa->pending_spd);
   modike_p1_keys_clear (&sa->keys);
@@ -361,9 +361,13 @@ modike_ike_sa_set_plugin_data (ModikeIkeSa *sa, const char *plugin, gpointer dat
   g_return_if_fail (plugin != NULL);
   if (data == NULL && destroy == NULL)
     {
-      g_hash_table_remove (sa->plugin_data, plugin);
+      if (sa->plugin_data != NULL)
+        g_hash_table_remove (sa->plugin_data, plugin);
       return;
     }
+  /* Made on first use: a half-open SA from a flood has none (halfopen.c). */
+  if (sa->plugin_data == NULL)
+    sa->plugin_data = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, plugin_data_free);
   d = g_new0 (EnginePluginData, 1);
   d->data = data;
   d->destroy = destroy;
@@ -373,7 +377,7 @@ modike_ike_sa_set_plugin_data (ModikeIkeSa *sa, const char *plugin, gpointer dat
 gpointer
 modike_ike_sa_get_plugin_data (const ModikeIkeSa *sa, const char *plugin)
 {
-  EnginePluginData *d = g_hash_table_lookup (sa->plugin_data, plugin);
+  EnginePluginData *d = sa->plugin_data != NULL ? g_hash_table_lookup (sa->plugin_data, plugin) : NULL;
 
   return d != NULL ? d->data : NULL;
 }
@@ -598,8 +602,7 @@ engine_sa_delete (ModikeIkeSa *sa, gboolean send_delete)
       engine_send_delete (sa, MODIKE_PROTO_ISAKMP, spi, sizeof spi);
     }
   sa->dead = TRUE;
-  if (sa->role == MODIKE_ROLE_RESPONDER && !was_up)
-    ike->half_open--;
+  engine_half_open_leave (sa);
   engine_timer_cancel (ike, &sa->half_open_timer);
   engine_timer_cancel (ike, &sa->rekey_timer);
   engine_timer_cancel (ike, &sa->expire_timer);
@@ -644,14 +647,15 @@ modike_ike_sa_get_failure (const ModikeIkeSa *sa)
   return sa->failure;
 }
 
-void
-engine_sa_fail (ModikeIkeSa *sa, const GError *error)
+/* engine_sa_fail with its log line at level. */
+static void
+sa_fail_at (ModikeIkeSa *sa, const GError *error, GLogLevelFlags level)
 {
   ModikeIke *ike = sa->ike;
 
   if (sa->dead)
     return;
-  ELOG_MSG (sa, NULL, "phase 1 failed: %s", error->message);
+  engine_log (level, sa, NULL, "phase 1 failed: %s", error->message);
   if (sa->state != SA_ESTABLISHED)
     engine_emit_failure (sa, MODIKE_EVENT_P1_FAILED, error);
   if (sa->state != SA_ESTABLISHED && ike->obs.p1_failed != NULL)
@@ -665,6 +669,24 @@ engine_sa_fail (ModikeIkeSa *sa, const GError *error)
       return;
     }
   engine_sa_delete (sa, FALSE);
+}
+
+void
+engine_sa_fail (ModikeIkeSa *sa, const GError *error)
+{
+  sa_fail_at (sa, error, G_LOG_LEVEL_MESSAGE);
+}
+
+void
+engine_sa_expire (ModikeIkeSa *sa, const GError *error)
+{
+  if (sa->ho_entry == NULL || sa->dead)
+    {
+      engine_sa_fail (sa, error);
+      return;
+    }
+  engine_half_open_expired (sa, error);
+  sa_fail_at (sa, error, G_LOG_LEVEL_INFO);
 }
 
 void
@@ -738,11 +760,12 @@ half_open (gpointer data)
 
   if (sa->state != SA_ESTABLISHED)
     {
-      g_autoptr (GError) error = g_error_new (
-        MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_TIMEOUT, "peer %s: phase 1 not complete after %u s",
-        sa->peer_name != NULL ? sa->peer_name : "?",
-        sa->peer != NULL && sa->peer->half_open_s > 0 ? sa->peer->half_open_s : ENGINE_DEFAULT_HALF_OPEN_S);
-      engine_sa_fail (sa, error);
+      guint s = sa->peer != NULL && sa->peer->half_open_s > 0 ? sa->peer->half_open_s : ENGINE_DEFAULT_HALF_OPEN_S;
+      g_autoptr (GError) error = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_TIMEOUT,
+                                              "peer %s: phase 1 not complete after %u s",
+                                              sa->peer_name != NULL ? sa->peer_name : "?", s);
+
+      engine_sa_expire (sa, error);
     }
 }
 
@@ -799,8 +822,7 @@ engine_p1_established (ModikeIkeSa *sa)
   if (sa->dead || sa->state == SA_ESTABLISHED)
     return;
   sa->state = SA_ESTABLISHED;
-  if (sa->role == MODIKE_ROLE_RESPONDER)
-    ike->half_open--;
+  engine_half_open_leave (sa);
   sa->established_us = ike->env.now_us (ike->env.env);
   engine_timer_cancel (ike, &sa->half_open_timer);
   ELOG_INFO (sa, NULL, "IKE SA established (%s-%s-%s, %s, %s, life %" G_GUINT64_FORMAT " s)",
