@@ -40,6 +40,7 @@ typedef struct {
   guint64 auth_failures;
   guint64 rx_half_open_limit; /* first messages over a half-open limit (also in rx_dropped) */
   guint64 half_open_expired;  /* responder SAs that timed out before phase 1 was up */
+  guint64 rx_no_peer;         /* first messages without a peer config (also in rx_dropped) */
 } ModikeIkeStats;
 
 typedef struct {
@@ -279,6 +280,9 @@ guint engine_half_open_per_addr (const ModikeConfig *cfg);
 /* A first message from remote may create a responder SA; else it is
  * counted and summarised in the log, and FALSE. Allocates nothing per drop. */
 gboolean engine_half_open_admit (ModikeIke *ike, const ModikeAddr *remote, guint8 exchange);
+/* A first message from remote matched no peer config: dropped, counted,
+ * summarised in the log like the limits' drops. */
+void engine_half_open_no_peer (ModikeIke *ike, const ModikeAddr *remote, guint8 exchange);
 /* sa (a new responder SA) counts as half-open; leave: it no longer does
  * (established or gone; a no-op when it did not count). */
 void engine_half_open_enter (ModikeIkeSa *sa);

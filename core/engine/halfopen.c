@@ -8,7 +8,8 @@
  * points at its entry: the decrement is exact even if the SA's remote
  * address moves meanwhile.
  *
- * Drops and expiries are logged as one line per kind per interval: the first
+ * Drops (over a limit, or for want of a peer config) and expiries are
+ * logged as one line per kind per interval: the first
  * event after a quiet interval at once, the rest counted and flushed by a
  * timer (docs/design.md, "Half-open limits"). */
 #include "engine-private.h"
@@ -24,10 +25,17 @@ struct _EngineHalfOpenEntry {
   guint count;
 };
 
-typedef enum { SUM_DROP, SUM_EXPIRE, SUM_N } SummaryKind;
+typedef enum {
+  SUM_DROP,    /* over a limit */
+  SUM_NO_PEER, /* no peer config for the address: a flood of spoofed sources */
+  SUM_EXPIRE,  /* half-open SAs that timed out */
+  SUM_N
+} SummaryKind;
 
 /* What happened since the last line of one kind. */
 typedef struct {
+  EngineHalfOpen *ho;
+  SummaryKind kind;
   guint64 events;
   guint64 by_total, by_addr; /* SUM_DROP: which limit refused */
   GHashTable *addrs;         /* EngineHalfOpenEntry (count = events) */
@@ -93,6 +101,11 @@ engine_half_open_init (ModikeIke *ike)
 
   ho->ike = ike;
   ho->by_addr = entry_table ();
+  for (guint k = 0; k < SUM_N; k++)
+    {
+      ho->sum[k].ho = ho;
+      ho->sum[k].kind = k;
+    }
   ike->ho = ho;
 }
 
@@ -116,16 +129,17 @@ engine_half_open_free (ModikeIke *ike)
 /* ---- summaries ---- */
 
 static void
-summary_line (EngineHalfOpen *ho, SummaryKind kind)
+summary_line (Summary *s)
 {
-  Summary *s = &ho->sum[kind];
-  const ModikeConfig *cfg = ho->ike->cfg;
+  const ModikeConfig *cfg = s->ho->ike->cfg;
   GHashTableIter it;
   gpointer p;
   const EngineHalfOpenEntry *top = NULL;
   guint naddrs = s->addrs != NULL ? g_hash_table_size (s->addrs) : 0;
   const char *more = s->more_addrs ? "more than " : "", *plural = naddrs == 1 && !s->more_addrs ? "" : "es";
+  const char *msgs = s->events == 1 ? "" : "s";
   char buf[MODIKE_ADDR_STRLEN], top_text[MODIKE_ADDR_STRLEN + 32] = "";
+  g_autofree char *limits = NULL;
 
   if (s->addrs != NULL)
     {
@@ -136,10 +150,9 @@ summary_line (EngineHalfOpen *ho, SummaryKind kind)
     }
   if (top != NULL)
     g_snprintf (top_text, sizeof top_text, "most from %s: %u", entry_format (top, buf, sizeof buf), top->count);
-  if (kind == SUM_DROP)
+  switch (s->kind)
     {
-      g_autofree char *limits = NULL;
-
+    case SUM_DROP:
       if (s->by_addr > 0 && s->by_total > 0)
         limits = g_strdup_printf ("per-address limit %u: %" G_GUINT64_FORMAT ", total limit %u: %" G_GUINT64_FORMAT,
                                   engine_half_open_per_addr (cfg), s->by_addr, engine_half_open_max (cfg),
@@ -151,65 +164,52 @@ summary_line (EngineHalfOpen *ho, SummaryKind kind)
       engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL,
                   "half-open limit: dropped %" G_GUINT64_FORMAT " first message%s from %s%u address%s in the last %u s"
                   " (%s; %s)",
-                  s->events, s->events == 1 ? "" : "s", more, naddrs, plural, SUMMARY_MS / 1000, limits, top_text);
+                  s->events, msgs, more, naddrs, plural, SUMMARY_MS / 1000, limits, top_text);
+      break;
+    case SUM_NO_PEER:
+      engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL,
+                  "no matching peer config: dropped %" G_GUINT64_FORMAT " first message%s from %s%u address%s in the"
+                  " last %u s (%s)",
+                  s->events, msgs, more, naddrs, plural, SUMMARY_MS / 1000, top_text);
+      break;
+    default:
+      engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL,
+                  "half-open: %" G_GUINT64_FORMAT " SA%s from %s%u address%s expired in the last %u s (%s)", s->events,
+                  msgs, more, naddrs, plural, SUMMARY_MS / 1000, top_text);
+      break;
     }
-  else
-    engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL,
-                "half-open: %" G_GUINT64_FORMAT " SA%s from %s%u address%s expired in the last %u s (%s)", s->events,
-                s->events == 1 ? "" : "s", more, naddrs, plural, SUMMARY_MS / 1000, top_text);
   s->events = s->by_total = s->by_addr = 0;
   s->more_addrs = FALSE;
   g_clear_pointer (&s->addrs, g_hash_table_destroy);
 }
 
-static gboolean summary_cb (EngineHalfOpen *ho, SummaryKind kind);
-
-static gboolean
-drop_cb (gpointer data)
-{
-  return summary_cb (data, SUM_DROP);
-}
-
-static gboolean
-expire_cb (gpointer data)
-{
-  return summary_cb (data, SUM_EXPIRE);
-}
+static gboolean summary_cb (gpointer data);
 
 static void
-summary_arm (EngineHalfOpen *ho, SummaryKind kind)
+summary_arm (Summary *s)
 {
-  ho->sum[kind].timer = engine_timer_add (ho->ike, SUMMARY_MS, kind == SUM_DROP ? drop_cb : expire_cb, ho);
+  s->timer = engine_timer_add (s->ho->ike, SUMMARY_MS, summary_cb, s);
 }
 
 /* The end of an interval: its line if anything happened (and another
  * interval), else quiet again. */
 static void
-drop_tick (gpointer data)
+summary_tick (gpointer data)
 {
-  EngineHalfOpen *ho = data;
+  Summary *s = data;
 
-  if (ho->sum[SUM_DROP].events == 0)
+  if (s->events == 0)
     return;
-  summary_line (ho, SUM_DROP);
-  summary_arm (ho, SUM_DROP);
-}
-
-static void
-expire_tick (gpointer data)
-{
-  EngineHalfOpen *ho = data;
-
-  if (ho->sum[SUM_EXPIRE].events == 0)
-    return;
-  summary_line (ho, SUM_EXPIRE);
-  summary_arm (ho, SUM_EXPIRE);
+  summary_line (s);
+  summary_arm (s);
 }
 
 static gboolean
-summary_cb (EngineHalfOpen *ho, SummaryKind kind)
+summary_cb (gpointer data)
 {
-  return engine_timer_fire (ho->ike, &ho->sum[kind].timer, kind == SUM_DROP ? drop_tick : expire_tick, ho);
+  Summary *s = data;
+
+  return engine_timer_fire (s->ho->ike, &s->timer, summary_tick, s);
 }
 
 /* Counts one event of kind from remote; after a quiet interval it is logged
@@ -224,7 +224,7 @@ summary_add (EngineHalfOpen *ho, SummaryKind kind, const EngineHalfOpenEntry *k,
   if (s->timer == 0)
     {
       engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "%s", now_text);
-      summary_arm (ho, kind);
+      summary_arm (s);
       return;
     }
   s->events++;
@@ -284,6 +284,20 @@ engine_half_open_admit (ModikeIke *ike, const ModikeAddr *remote, guint8 exchang
                 by_total ? "total limit" : "per-address limit", by_total ? max : per_addr);
   summary_add (ho, SUM_DROP, &k, by_total, now_text);
   return FALSE;
+}
+
+void
+engine_half_open_no_peer (ModikeIke *ike, const ModikeAddr *remote, guint8 exchange)
+{
+  EngineHalfOpenEntry k = entry_key (remote);
+  char now_text[200], buf[MODIKE_ADDR_STRLEN];
+
+  ike->stats.rx_dropped++;
+  ike->stats.rx_no_peer++;
+  if (ike->ho->sum[SUM_NO_PEER].timer == 0)
+    g_snprintf (now_text, sizeof now_text, "%s from %s: no matching peer config, dropped",
+                engine_exchange_name (exchange), modike_addr_format (remote, buf, sizeof buf));
+  summary_add (ike->ho, SUM_NO_PEER, &k, FALSE, now_text);
 }
 
 void

@@ -393,9 +393,7 @@ new_responder_sa (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *rem
 
   if (peer == NULL)
     {
-      ike->stats.rx_dropped++;
-      engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "%s from %s: no matching peer config, dropped",
-                  engine_exchange_name (hdr->exchange), modike_addr_format (remote, buf, sizeof buf));
+      engine_half_open_no_peer (ike, remote, hdr->exchange);
       return NULL;
     }
   /* Before anything is allocated for it: a flood costs no memory. */

@@ -8,14 +8,15 @@
 
 /* ---- the log lines of the engine, captured ---- */
 
-static GPtrArray *captured; /* char*: "half-open" lines while a test captures */
+static GPtrArray *captured; /* char*: the lines of half-open SAs and first messages, while a test captures */
 
 static GLogWriterOutput
 capture_writer (GLogLevelFlags level, const GLogField *fields, gsize n, gpointer user)
 {
   if (captured != NULL && (level & (G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_WARNING)) != 0)
     for (gsize i = 0; i < n; i++)
-      if (strcmp (fields[i].key, "MESSAGE") == 0 && strstr (fields[i].value, "half-open") != NULL)
+      if (strcmp (fields[i].key, "MESSAGE") == 0 &&
+          (strstr (fields[i].value, "half-open") != NULL || strstr (fields[i].value, "no matching peer") != NULL))
         g_ptr_array_add (captured, g_strdup (fields[i].value));
   return g_log_writer_default (level, fields, n, user);
 }
@@ -322,6 +323,31 @@ test_log_summary (void)
   gw_clear (&g);
 }
 
+/* First messages that match no peer config: one line at once, then a
+ * summary; no SA, no half-open count. */
+static void
+test_no_peer (void)
+{
+  Gw g = { 0 };
+
+  gw_init (&g, 0, 0);
+  reload_node (g.b, &g.p, FALSE, "b"); /* no "any" entry: only A's address */
+  captured = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < 100; i++)
+    g_assert_false (gw_first (&g, i, "198.51.100.9", 500));
+  g_assert_cmpuint (modike_ike_half_open_check (g.b->ike), ==, 0);
+  g_assert_cmpuint (modike_ike_get_stats (g.b->ike)->rx_no_peer, ==, 100);
+  net_run (g.net, 10500, NULL, NULL);
+  for (guint i = 0; i < captured->len; i++)
+    g_test_message ("%s", (char *) captured->pdata[i]);
+  g_assert_cmpuint (count_matching ("MM from 198.51.100.9[500]: no matching peer config, dropped"), ==, 1);
+  g_assert_cmpuint (count_matching ("no matching peer config: dropped 99 first messages from 1 address in the last "
+                                    "10 s (most from 198.51.100.9: 99)"), ==, 1);
+  g_assert_cmpuint (captured->len, ==, 2);
+  g_clear_pointer (&captured, g_ptr_array_unref);
+  gw_clear (&g);
+}
+
 /* Memory of a half-open SA: 1000 of them, malloc's count before and after. */
 static void
 test_memory (void)
@@ -358,5 +384,6 @@ fsm_add_halfopen_tests (void)
   g_test_add_func ("/fsm/half-open-bound", test_total);
   g_test_add_func ("/fsm/half-open/exact", test_exact);
   g_test_add_func ("/fsm/half-open/log-summary", test_log_summary);
+  g_test_add_func ("/fsm/half-open/no-peer", test_no_peer);
   g_test_add_func ("/fsm/half-open/memory", test_memory);
 }
