@@ -83,6 +83,31 @@ udp_rcvbuf_errors () {
   ip netns exec "$MKI_NS_GW" awk '/^Udp:/ { if (n++) print $6 }' /proc/net/snmp
 }
 
+# The gw gets a control socket (for `statistics`).
+gw_add_control () {
+  local cfg=$MKI_DIR/gw/modiked.xml
+  sed -i "s|^  <peer |  <control socket=\"$MKI_DIR/gw/ctl.sock\"/>\n&|" "$cfg"
+  grep -q '<control ' "$cfg" || mki_fail "no <control> in $cfg"
+}
+
+# The gw's engine counters from `statistics` on its control socket, as
+# "name=value ..." on one line.
+gw_engine_stats () {
+  python3 - "$MKI_DIR/gw/ctl.sock" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(5)
+s.sendall(json.dumps({"v": 1, "id": 1, "type": "statistics"}).encode() + b"\n")
+buf = b""
+while b"\n" not in buf:
+    d = s.recv(65536)
+    if not d: sys.exit("connection closed")
+    buf += d
+m = json.loads(buf.split(b"\n", 1)[0])
+if m.get("type") != "result": sys.exit("statistics: %s" % m)
+print(" ".join("%s=%s" % kv for kv in sorted(m["engine"].items())))
+PY
+}
+
 rss_kib () { awk '/^VmRSS:/ { print $2 }' "/proc/$(mki_modiked_pid gw)/status"; }
 
 # The gw's status line "HALF-OPEN sas=.. limit-drops=.. expired=..".
@@ -113,6 +138,7 @@ wait_summary () {
 case $CASE in
 flood)
   mki_pair_conf DATAPATH=yes ESP_ENCR=aes128gcm16 ESP_INTEG="" LOGLEVEL=message
+  gw_add_control
   mki_drop_lo_host gw
   mki_drop_lo_host cl
   mki_pair_start || { mki_dump_logs; mki_fail "modiked (gw) exited at start"; }
@@ -151,6 +177,10 @@ flood)
   # modiked (a busy machine); most must reach it.
   [ $((sas + drops + kdrops)) = "$sent" ] || mki_fail "$sas SAs + $drops limit drops + $kdrops kernel drops != $sent"
   [ "${drops:-0}" -ge 1500 ] || mki_fail "only ${drops:-0} first messages dropped by the limit"
+  stats=$(gw_engine_stats) || mki_fail "no statistics from the gw's control socket"
+  mki_log "statistics: $stats"
+  printf ' %s\n' "$stats" | grep -q " rx_half_open_limit=$drops " && printf ' %s\n' "$stats" | grep -q " half_open=32 " ||
+    mki_fail "statistics disagree with the status: $stats"
   printf '%s\n' "$summary" | grep -q "from 1 address in the last 10 s (per-address limit 32; most from $MKI_CL_V4: " ||
     mki_fail "unexpected summary: $summary"
   [ $((lines1 - lines0)) -le 20 ] || { tail -n 40 "$MKI_DIR/gw/modiked.log" >&2; mki_fail "$((lines1 - lines0)) log lines for the flood"; }

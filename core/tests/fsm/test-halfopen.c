@@ -21,6 +21,14 @@ capture_writer (GLogLevelFlags level, const GLogField *fields, gsize n, gpointer
   return g_log_writer_default (level, fields, n, user);
 }
 
+/* The captured lines from index from, in the test's log. */
+static void
+show_captured (guint from)
+{
+  for (guint i = from; i < captured->len; i++)
+    g_test_message ("%s", (char *) captured->pdata[i]);
+}
+
 static guint
 count_matching (const char *text)
 {
@@ -298,15 +306,13 @@ test_log_summary (void)
   net_run (g.net, 10500, NULL, NULL);
   want = g_strdup_printf ("half-open limit: dropped %u first messages from 1 address in the last 10 s "
                           "(per-address limit 32; most from 198.51.100.77: %u)", 3000 - 33, 3000 - 33);
-  for (guint i = 0; i < captured->len; i++)
-    g_test_message ("%s", (char *) captured->pdata[i]);
+  show_captured (0);
   g_assert_cmpuint (count_matching (want), ==, 1);
   g_assert_cmpuint (captured->len, ==, 2);
   /* The 32 time out (no answer to MM2 after 15 s): one line at once, one
    * summary of the rest; the drops were quiet for an interval meanwhile. */
   net_run (g.net, 20000, NULL, NULL);
-  for (guint i = 2; i < captured->len; i++)
-    g_test_message ("%s", (char *) captured->pdata[i]);
+  show_captured (2);
   g_assert_cmpuint (count_matching ("half-open: SA from 198.51.100.77 expired (peer any: "), ==, 1);
   g_assert_cmpuint (count_matching ("half-open: 31 SAs from 1 address expired in the last 10 s (most from "
                                     "198.51.100.77: 31)"), ==, 1);
@@ -338,8 +344,7 @@ test_no_peer (void)
   g_assert_cmpuint (modike_ike_half_open_check (g.b->ike), ==, 0);
   g_assert_cmpuint (modike_ike_get_stats (g.b->ike)->rx_no_peer, ==, 100);
   net_run (g.net, 10500, NULL, NULL);
-  for (guint i = 0; i < captured->len; i++)
-    g_test_message ("%s", (char *) captured->pdata[i]);
+  show_captured (0);
   g_assert_cmpuint (count_matching ("MM from 198.51.100.9[500]: no matching peer config, dropped"), ==, 1);
   g_assert_cmpuint (count_matching ("no matching peer config: dropped 99 first messages from 1 address in the last "
                                     "10 s (most from 198.51.100.9: 99)"), ==, 1);
