@@ -9,9 +9,11 @@
  * address moves meanwhile.
  *
  * Drops (over a limit, or for want of a peer config) and expiries are
- * logged as one line per kind per interval: the first
- * event after a quiet interval at once, the rest counted and flushed by a
- * timer (docs/design.md, "Half-open limits"). */
+ * logged as one line per kind per interval: the first event after a quiet
+ * interval at once, the rest counted and flushed by a timer (docs/design.md,
+ * "Half-open limits under a flood"). Both tables stay small whatever the
+ * sources: the counts hold only admitted addresses (at most the total
+ * limit), the summaries at most SUMMARY_ADDRS. */
 #include "engine-private.h"
 
 #include <string.h>
