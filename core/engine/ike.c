@@ -386,19 +386,21 @@ engine_alloc_msgid (ModikeIkeSa *sa)
 static ModikeIkeSa *
 new_responder_sa (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote, const ModikeHeader *hdr)
 {
-  const ModikePeerConfig *peer = engine_find_peer (ike, local, remote, hdr->exchange, NULL);
+  const ModikePeerConfig *peer;
   ModikeAddr l = *local;
   ModikeIkeSa *sa;
   char buf[MODIKE_ADDR_STRLEN];
 
+  /* Before anything is allocated for it, or the peers searched: a flood
+   * costs no memory and O(1) work per message. */
+  if (!engine_half_open_admit (ike, remote, hdr->exchange))
+    return NULL;
+  peer = engine_find_peer (ike, local, remote, hdr->exchange, NULL);
   if (peer == NULL)
     {
       engine_half_open_no_peer (ike, remote, hdr->exchange);
       return NULL;
     }
-  /* Before anything is allocated for it: a flood costs no memory. */
-  if (!engine_half_open_admit (ike, remote, hdr->exchange))
-    return NULL;
   if (l.family == 0 && peer->local.family != 0)
     {
       l = peer->local;
