@@ -692,6 +692,10 @@ ctl_statistics (gpointer user)
     json_object_set_int_member (e, "tx_packets", (gint64) st->tx_packets);
     json_object_set_int_member (e, "retransmits", (gint64) st->retransmits);
     json_object_set_int_member (e, "auth_failures", (gint64) st->auth_failures);
+    json_object_set_int_member (e, "rx_half_open_limit", (gint64) st->rx_half_open_limit);
+    json_object_set_int_member (e, "half_open_expired", (gint64) st->half_open_expired);
+    json_object_set_int_member (e, "rx_no_peer", (gint64) st->rx_no_peer);
+    json_object_set_int_member (e, "half_open", d->ike->half_open);
     json_object_set_object_member (res, "engine", e);
   }
   {

@@ -16,7 +16,6 @@ G_BEGIN_DECLS
 #define ENGINE_DEFAULT_TRIES 5
 #define ENGINE_DEFAULT_HALF_OPEN_S 30
 #define ENGINE_REPLAY_WINDOW 32
-#define ENGINE_MAX_HALF_OPEN 1024     /* responder SAs still in phase 1 */
 #define ENGINE_DONE_IDS 8             /* finished exchanges' message IDs remembered per SA */
 
 /* States, private to their exchange type (0 = none). */
@@ -40,6 +39,9 @@ typedef struct {
   guint64 tx_packets;
   guint64 retransmits;
   guint64 auth_failures;
+  guint64 rx_half_open_limit; /* first messages over a half-open limit (also in rx_dropped) */
+  guint64 half_open_expired;  /* responder SAs that timed out before phase 1 was up */
+  guint64 rx_no_peer;         /* first messages without a peer config (also in rx_dropped) */
 } ModikeIkeStats;
 
 typedef struct {
@@ -79,6 +81,8 @@ typedef struct {
 
 typedef struct _EngineDatapath EngineDatapath; /* datapath-host.c */
 typedef struct _EngineAdapter EngineAdapter;   /* adapter.c */
+typedef struct _EngineHalfOpen EngineHalfOpen; /* halfopen.c */
+typedef struct _EngineHalfOpenEntry EngineHalfOpenEntry;
 
 struct _ModikeIke {
   ModikeEnv env;
@@ -88,6 +92,7 @@ struct _ModikeIke {
   ModikeSad *sad;
   GPtrArray *sas;             /* ModikeIkeSa*, live ones */
   guint half_open;            /* live responder SAs before phase 1 is up (no scan per new SA) */
+  EngineHalfOpen *ho;         /* their count per address, the limits' log summaries (halfopen.c) */
   GHashTable *by_icookie;     /* guint64 key in the SA -> ModikeIkeSa* */
   GHashTable *by_peer;        /* peer key -> GPtrArray of the SAs of one peer (sa.c) */
   GHashTable *children_in;    /* our inbound SPI -> EngineChild* once up (sa.c) */
@@ -118,6 +123,7 @@ struct _ModikeIkeSa {
   guint8 rcookie[MODIKE_COOKIE_LEN];
   gboolean rcookie_set;
   ModikeRole role;
+  EngineHalfOpenEntry *ho_entry; /* counted as half-open there (halfopen.c); NULL = not */
   guint8 p1_exchange;         /* MODIKE_EX_MAIN or MODIKE_EX_AGGRESSIVE */
   EngineSaState state;
   gboolean dead;
@@ -223,6 +229,9 @@ const char *engine_payload_name (guint8 type);
 
 /* ---- the engine (ike.c; the SA lifecycle: sa.c) ---- */
 const ModikeIkeStats *modike_ike_get_stats (ModikeIke *ike); /* tests */
+/* Asserts the per-address half-open counts sum to ike->half_open and match
+ * the SAs marked half-open; returns that count (tests). */
+guint modike_ike_half_open_check (ModikeIke *ike);
 void engine_enter (ModikeIke *ike);
 void engine_leave (ModikeIke *ike);   /* frees what died when depth reaches 0 */
 guint engine_timer_add (ModikeIke *ike, guint ms, GSourceFunc fn, gpointer data);
@@ -247,6 +256,9 @@ ModikeIkeSa *engine_best_established (GPtrArray *sas, const ModikeIkeSa *except)
 gboolean engine_sa_is_first_with_peer (ModikeIkeSa *sa);
 void engine_p1_established (ModikeIkeSa *sa);
 void engine_sa_fail (ModikeIkeSa *sa, const GError *error);
+/* engine_sa_fail for a timeout: a half-open responder SA's goes into the
+ * summary of expiries (halfopen.c) with its own line at info only. */
+void engine_sa_expire (ModikeIkeSa *sa, const GError *error);
 void engine_sa_delete (ModikeIkeSa *sa, gboolean send_delete);
 void engine_sa_initial_contact (ModikeIkeSa *sa);
 /* A client of a responder-only entry that its auth method authenticates
@@ -264,6 +276,25 @@ ModikeIkeSa *engine_start_p1 (ModikeIke *ike, const ModikePeerConfig *peer, GErr
  * 0: the peer's) and, when own, a bucket of its own (modike_ike_initiate_as). */
 ModikeIkeSa *engine_start_p1_as (ModikeIke *ike, const ModikePeerConfig *peer, const ModikeAddr *local_as,
                                  guint8 id_type, const char *id, gboolean own, GError **error);
+
+/* ---- half-open responder SAs (halfopen.c) ---- */
+void engine_half_open_init (ModikeIke *ike);
+void engine_half_open_free (ModikeIke *ike);
+/* The limits of cfg (<daemon><limits>), defaults for 0 or no config. */
+guint engine_half_open_max (const ModikeConfig *cfg);
+guint engine_half_open_per_addr (const ModikeConfig *cfg);
+/* A first message from remote may create a responder SA; else it is
+ * counted and summarised in the log, and FALSE. Allocates nothing per drop. */
+gboolean engine_half_open_admit (ModikeIke *ike, const ModikeAddr *remote, guint8 exchange);
+/* A first message from remote matched no peer config: dropped, counted,
+ * summarised in the log like the limits' drops. */
+void engine_half_open_no_peer (ModikeIke *ike, const ModikeAddr *remote, guint8 exchange);
+/* sa (a new responder SA) counts as half-open; leave: it no longer does
+ * (established or gone; a no-op when it did not count). */
+void engine_half_open_enter (ModikeIkeSa *sa);
+void engine_half_open_leave (ModikeIkeSa *sa);
+/* sa timed out half-open (why): counted and summarised, before it leaves. */
+void engine_half_open_expired (ModikeIkeSa *sa, const GError *why);
 
 /* ---- IKE SAs and children (sa.c) ---- */
 ModikeIkeSa *engine_sa_new (ModikeIke *ike, ModikeRole role, guint8 p1_exchange, const ModikeAddr *local,

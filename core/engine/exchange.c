@@ -499,8 +499,17 @@ retransmit (gpointer data)
                                               "peer %s: no answer to %s message %u after %u retransmits",
                                               sa->peer_name != NULL ? sa->peer_name : "?",
                                               engine_exchange_name (x->type), x->sent_no, x->tries);
-      ELOG_MSG (sa, x, "%s", error->message);
-      engine_exchange_fail (x, error);
+      /* A half-open responder SA's end is summarised (a flood would fill the log). */
+      if (is_phase1 (x) && sa->ho_entry != NULL)
+        {
+          ELOG_INFO (sa, x, "%s", error->message);
+          engine_sa_expire (sa, error);
+        }
+      else
+        {
+          ELOG_MSG (sa, x, "%s", error->message);
+          engine_exchange_fail (x, error);
+        }
     }
   else
     {

@@ -133,6 +133,7 @@ modike_ike_new (const ModikeEnv *env, ModikeRegistry *registry)
   ike->sad = modike_sad_new ();
   ike->sas = g_ptr_array_new ();
   ike->by_icookie = g_hash_table_new (g_int64_hash, g_int64_equal);
+  engine_half_open_init (ike);
   ike->by_peer = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_ptr_array_unref);
   ike->children_in = g_hash_table_new (NULL, NULL);
   ike->children_out = g_hash_table_new (NULL, NULL);
@@ -183,6 +184,7 @@ modike_ike_free (ModikeIke *ike)
   g_ptr_array_unref (ike->dead_sas);
   g_ptr_array_unref (ike->dead_exchanges);
   g_hash_table_destroy (ike->by_icookie);
+  engine_half_open_free (ike);
   engine_inflight_free (ike);
   g_hash_table_destroy (ike->by_peer);
   g_hash_table_destroy (ike->children_in);
@@ -385,24 +387,19 @@ engine_alloc_msgid (ModikeIkeSa *sa)
 static ModikeIkeSa *
 new_responder_sa (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *remote, const ModikeHeader *hdr)
 {
-  const ModikePeerConfig *peer = engine_find_peer (ike, local, remote, hdr->exchange, NULL);
+  const ModikePeerConfig *peer;
   ModikeAddr l = *local;
   ModikeIkeSa *sa;
   char buf[MODIKE_ADDR_STRLEN];
 
+  /* Before anything is allocated for it, or the peers searched: a flood
+   * costs no memory and O(1) work per message. */
+  if (!engine_half_open_admit (ike, remote, hdr->exchange))
+    return NULL;
+  peer = engine_find_peer (ike, local, remote, hdr->exchange, NULL);
   if (peer == NULL)
     {
-      ike->stats.rx_dropped++;
-      engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "%s from %s: no matching peer config, dropped",
-                  engine_exchange_name (hdr->exchange), modike_addr_format (remote, buf, sizeof buf));
-      return NULL;
-    }
-  if (ike->half_open >= ENGINE_MAX_HALF_OPEN)
-    {
-      ike->stats.rx_dropped++;
-      engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "%s from %s: %u half-open SAs already, dropped",
-                  engine_exchange_name (hdr->exchange), modike_addr_format (remote, buf, sizeof buf),
-                  ENGINE_MAX_HALF_OPEN);
+      engine_half_open_no_peer (ike, remote, hdr->exchange);
       return NULL;
     }
   if (l.family == 0 && peer->local.family != 0)
@@ -413,7 +410,7 @@ new_responder_sa (ModikeIke *ike, const ModikeAddr *local, const ModikeAddr *rem
   sa = engine_sa_new (ike, MODIKE_ROLE_RESPONDER, hdr->exchange, &l, remote, peer);
   memcpy (sa->icookie, hdr->icookie, MODIKE_COOKIE_LEN);
   sa_register (ike, sa);
-  ike->half_open++;
+  engine_half_open_enter (sa);
   engine_sa_arm_half_open (sa);
   ELOG_INFO (sa, NULL, "%s request from %s", engine_exchange_name (hdr->exchange),
              modike_addr_format (remote, buf, sizeof buf));

@@ -284,6 +284,7 @@ engine_sa_free (ModikeIkeSa *sa)
     return;
   ike = sa->ike;
   sa_unindex (sa);
+  engine_half_open_leave (sa);
   engine_timer_cancel (ike, &sa->half_open_timer);
   engine_timer_cancel (ike, &sa->rekey_timer);
   engine_timer_cancel (ike, &sa->expire_timer);
@@ -678,8 +679,7 @@ engine_sa_delete (ModikeIkeSa *sa, gboolean send_delete)
       engine_send_delete (sa, MODIKE_PROTO_ISAKMP, spi, sizeof spi);
     }
   sa->dead = TRUE;
-  if (sa->role == MODIKE_ROLE_RESPONDER && !was_up)
-    ike->half_open--;
+  engine_half_open_leave (sa);
   engine_timer_cancel (ike, &sa->half_open_timer);
   engine_timer_cancel (ike, &sa->rekey_timer);
   engine_timer_cancel (ike, &sa->expire_timer);
@@ -728,14 +728,15 @@ modike_ike_sa_get_failure (const ModikeIkeSa *sa)
   return sa->failure;
 }
 
-void
-engine_sa_fail (ModikeIkeSa *sa, const GError *error)
+/* engine_sa_fail with its log line at level. */
+static void
+sa_fail_at (ModikeIkeSa *sa, const GError *error, GLogLevelFlags level)
 {
   ModikeIke *ike = sa->ike;
 
   if (sa->dead)
     return;
-  ELOG_MSG (sa, NULL, "phase 1 failed: %s", error->message);
+  engine_log (level, sa, NULL, "phase 1 failed: %s", error->message);
   if (sa->state != SA_ESTABLISHED)
     engine_emit_failure (sa, MODIKE_EVENT_P1_FAILED, error);
   if (sa->state != SA_ESTABLISHED && ike->obs.p1_failed != NULL)
@@ -749,6 +750,24 @@ engine_sa_fail (ModikeIkeSa *sa, const GError *error)
       return;
     }
   engine_sa_delete (sa, FALSE);
+}
+
+void
+engine_sa_fail (ModikeIkeSa *sa, const GError *error)
+{
+  sa_fail_at (sa, error, G_LOG_LEVEL_MESSAGE);
+}
+
+void
+engine_sa_expire (ModikeIkeSa *sa, const GError *error)
+{
+  if (sa->ho_entry == NULL || sa->dead)
+    {
+      engine_sa_fail (sa, error);
+      return;
+    }
+  engine_half_open_expired (sa, error);
+  sa_fail_at (sa, error, G_LOG_LEVEL_INFO);
 }
 
 void
@@ -822,11 +841,12 @@ half_open (gpointer data)
 
   if (sa->state != SA_ESTABLISHED)
     {
-      g_autoptr (GError) error = g_error_new (
-        MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_TIMEOUT, "peer %s: phase 1 not complete after %u s",
-        sa->peer_name != NULL ? sa->peer_name : "?",
-        sa->peer != NULL && sa->peer->half_open_s > 0 ? sa->peer->half_open_s : ENGINE_DEFAULT_HALF_OPEN_S);
-      engine_sa_fail (sa, error);
+      guint s = sa->peer != NULL && sa->peer->half_open_s > 0 ? sa->peer->half_open_s : ENGINE_DEFAULT_HALF_OPEN_S;
+      g_autoptr (GError) error = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_TIMEOUT,
+                                              "peer %s: phase 1 not complete after %u s",
+                                              sa->peer_name != NULL ? sa->peer_name : "?", s);
+
+      engine_sa_expire (sa, error);
     }
 }
 
@@ -883,8 +903,7 @@ engine_p1_established (ModikeIkeSa *sa)
   if (sa->dead || sa->state == SA_ESTABLISHED)
     return;
   sa->state = SA_ESTABLISHED;
-  if (sa->role == MODIKE_ROLE_RESPONDER)
-    ike->half_open--;
+  engine_half_open_leave (sa);
   sa->established_us = ike->env.now_us (ike->env.env);
   engine_timer_cancel (ike, &sa->half_open_timer);
   p1_forget_handshake (sa);

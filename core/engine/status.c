@@ -12,7 +12,12 @@
  * the sum over every reason of both directions. Then one line per plugin
  * that registered counters (modike_register_counters):
  *
- * PLUGIN <name> <counter>=<n> ... */
+ * PLUGIN <name> <counter>=<n> ...
+ *
+ * and, once a first message came over a half-open limit or a half-open
+ * responder SA timed out (halfopen.c), one line of those counters:
+ *
+ * HALF-OPEN sas=<now> limit-drops=<n> expired=<n> */
 #include "engine-private.h"
 
 const char *
@@ -124,6 +129,9 @@ modike_ike_status (ModikeIke *ike)
     if (last != NULL)
       g_string_append_c (s, '\n');
   }
+  if (ike->stats.rx_half_open_limit > 0 || ike->stats.half_open_expired > 0)
+    g_string_append_printf (s, "HALF-OPEN sas=%u limit-drops=%" G_GUINT64_FORMAT " expired=%" G_GUINT64_FORMAT "\n",
+                            ike->half_open, ike->stats.rx_half_open_limit, ike->stats.half_open_expired);
   return g_string_free (s, FALSE);
 }
 

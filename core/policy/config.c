@@ -1073,7 +1073,7 @@ static gboolean
 daemon_parse (Ctx *c, const xmlNode *n, GError **error)
 {
   ModikeConfig *cfg = c->cfg;
-  gboolean seen_plugins = FALSE, seen_log = FALSE, seen_status = FALSE;
+  gboolean seen_plugins = FALSE, seen_log = FALSE, seen_status = FALSE, seen_limits = FALSE;
 
   for (const xmlNode *k = n->children; k != NULL; k = k->next) {
     if (k->type != XML_ELEMENT_NODE)
@@ -1130,6 +1130,15 @@ daemon_parse (Ctx *c, const xmlNode *n, GError **error)
         return FALSE;
       if (*cfg->status_file == '\0')
         return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, k, "empty status file name");
+    } else if (is_element (k, "limits")) {
+      guint64 total, per_addr;
+      if (!at_most_once (c, k, &seen_limits, error) ||
+          !get_number (c, k, "half-open", 1, 1000000, MODIKE_HALF_OPEN_MAX_DEFAULT, &total, error) ||
+          !get_number (c, k, "half-open-per-address", 1, 1000000, MODIKE_HALF_OPEN_PER_ADDR_DEFAULT, &per_addr,
+                       error))
+        return FALSE;
+      cfg->half_open_max = (guint) total;
+      cfg->half_open_per_addr = (guint) per_addr;
     } else {
       return fail (error, MODIKE_CONFIG_ERROR_SCHEMA, c->file, k, "unexpected element");
     }
@@ -1268,6 +1277,8 @@ config_new (const char *file)
   cfg->peers = g_ptr_array_new_with_free_func ((GDestroyNotify) peer_config_free);
   cfg->policies = g_ptr_array_new_with_free_func ((GDestroyNotify) modike_spd_entry_free);
   cfg->path = g_strdup (file);
+  cfg->half_open_max = MODIKE_HALF_OPEN_MAX_DEFAULT;
+  cfg->half_open_per_addr = MODIKE_HALF_OPEN_PER_ADDR_DEFAULT;
   return cfg;
 }
 

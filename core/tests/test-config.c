@@ -670,6 +670,49 @@ test_unknown_element (void)
   g_assert_true (g_str_has_prefix (error->message, "<string>:1: <y>: "));
 }
 
+/* <daemon><limits>: defaults without it, values, range and once only. */
+static void
+test_limits (void)
+{
+  static const struct { const char *attrs; const char *word; } bad[] = {
+    { "half-open=\"0\"", "half-open" },
+    { "half-open=\"1000001\"", "half-open" },
+    { "half-open-per-address=\"0\"", "half-open-per-address" },
+    { "half-open-per-address=\"x\"", "half-open-per-address" },
+  };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (ModikeConfig) def = modike_config_load_string ("<modike><daemon/></modike>", "inline.xml", &error);
+  g_autoptr (ModikeConfig) set = NULL;
+
+  g_assert_no_error (error);
+  g_assert_cmpuint (def->half_open_max, ==, 2048);
+  g_assert_cmpuint (def->half_open_per_addr, ==, 32);
+  set = modike_config_load_string ("<modike><daemon><limits half-open=\"1000000\" half-open-per-address=\"1\"/>"
+                                   "</daemon></modike>", "inline.xml", &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (set->half_open_max, ==, 1000000);
+  g_assert_cmpuint (set->half_open_per_addr, ==, 1);
+  g_clear_pointer (&set, modike_config_free);
+  set = modike_config_load_string ("<modike><daemon><limits half-open=\"5\"/></daemon></modike>", "inline.xml",
+                                   &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (set->half_open_max, ==, 5);
+  g_assert_cmpuint (set->half_open_per_addr, ==, 32);
+
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++) {
+    g_autofree char *xml = g_strdup_printf ("<modike>\n<daemon>\n\n<limits %s/>\n</daemon>\n</modike>", bad[i].attrs);
+    g_clear_error (&error);
+    g_assert_null (modike_config_load_string (xml, "inline.xml", &error));
+    g_test_message ("%s", error->message);
+    g_assert_true (g_str_has_prefix (error->message, "inline.xml:4: "));
+    g_assert_nonnull (strstr (error->message, bad[i].word));
+  }
+  g_clear_error (&error);
+  g_assert_null (modike_config_load_string ("<modike><daemon><limits/>\n<limits/></daemon></modike>", "inline.xml",
+                                            &error));
+  g_assert_true (g_str_has_prefix (error->message, "inline.xml:2: "));
+}
+
 static void
 test_io_error (void)
 {
@@ -1165,5 +1208,6 @@ main (int argc, char **argv)
   g_test_add_func ("/config/rsa/key-mode", test_rsa_key_mode);
   g_test_add_func ("/config/rsa/plugin-needs-certs", test_rsa_plugin_needs_certs);
   g_test_add_func ("/config/schema-resource", test_schema_resource);
+  g_test_add_func ("/config/limits", test_limits);
   return g_test_run ();
 }

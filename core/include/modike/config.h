@@ -11,6 +11,9 @@
 G_BEGIN_DECLS
 
 #define MODIKE_CONFIG_ERROR (modike_config_error_quark ())
+/* Defaults of <daemon><limits half-open half-open-per-address>. */
+#define MODIKE_HALF_OPEN_MAX_DEFAULT 2048
+#define MODIKE_HALF_OPEN_PER_ADDR_DEFAULT 32
 GQuark modike_config_error_quark (void);
 typedef enum {
   MODIKE_CONFIG_ERROR_IO,
@@ -83,6 +86,9 @@ typedef struct {
   GPtrArray *policies;     /* ModikeSpdEntry*: SPD entries in config order */
   xmlDoc *doc;             /* the parsed document, for plugin sections */
   char *path;
+  /* <daemon><limits>: responder SAs not established yet, in total and per
+   * remote address (port ignored); 0 = the default (2048, 32). */
+  guint half_open_max, half_open_per_addr;
 } ModikeConfig;
 
 /* Reads and validates a file against the core schema; plugin sections

@@ -189,4 +189,5 @@ char *cert_config_xml (const Params *p, gboolean is_a, const char *method, const
 void fsm_add_host_tests (void);
 void fsm_add_hybrid_tests (void);
 void fsm_add_instance_tests (void);
+void fsm_add_halfopen_tests (void);
 

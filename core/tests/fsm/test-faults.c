@@ -197,69 +197,6 @@ test_timeout (void)
   net_free (net);
 }
 
-/* ---- the half-open bound ---- */
-
-/* Keeps A's first message from B. */
-static FilterResult
-take_first (Net *net, guint n, Packet *pk, gpointer user)
-{
-  GBytes **first = user;
-
-  if (*first != NULL)
-    return FILTER_PASS;
-  *first = g_bytes_ref (pk->data);
-  packet_free (pk);
-  return FILTER_TAKEN;
-}
-
-/* Copies of A's MM1 under fresh cookies fill B's half-open slots up to
- * ENGINE_MAX_HALF_OPEN, then are dropped; slots free when those SAs time
- * out or come up, and an established SA takes none. */
-static void
-test_half_open_bound (void)
-{
-  Params p = params_default ();
-  Node *a, *b;
-  Net *net;
-  g_autoptr (GBytes) first = NULL;
-  gsize len;
-  g_autofree guint8 *copy = NULL;
-  guint64 dropped;
-
-  p.tries = 1;
-  net = pair_new (&p, &a, &b);
-  net->filter = take_first;
-  net->filter_user = &first;
-  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
-  g_assert_nonnull (first);
-  net->filter = NULL;
-  len = g_bytes_get_size (first);
-  copy = g_memdup2 (g_bytes_get_data (first, NULL), len);
-  for (guint i = 0; i <= ENGINE_MAX_HALF_OPEN; i++)
-    {
-      static const guint8 fixed[6] = { 0x5a, 0xa5, 0x5a, 0xa5, 0x5a, 0xa5 };
-
-      memcpy (copy, fixed, sizeof fixed);
-      copy[6] = i >> 8;
-      copy[7] = i & 0xff;
-      dropped = b->ike->stats.rx_dropped;
-      modike_ike_receive (b->ike, &b->addr, &a->addr, copy, len);
-      g_assert_cmpuint (b->ike->stats.rx_dropped, ==, dropped + (i == ENGINE_MAX_HALF_OPEN));
-    }
-  g_assert_cmpuint (b->ike->half_open, ==, ENGINE_MAX_HALF_OPEN);
-  g_assert_cmpuint (modike_ike_count_sas (b->ike, FALSE), ==, ENGINE_MAX_HALF_OPEN);
-  /* A's own attempt fails too (its first MM1 was kept from B, B's SA for
-   * its retransmission at 1 s times out last); all time out. */
-  net_run (net, (p.half_open + 5) * 1000, NULL, NULL);
-  g_assert_cmpuint (b->ike->half_open, ==, 0);
-  assert_no_sas (b);
-  bring_up (net, a, b, 1);
-  g_assert_cmpuint (b->ike->half_open, ==, 0);
-  modike_ike_receive (b->ike, &b->addr, &a->addr, copy, len);
-  g_assert_cmpuint (b->ike->half_open, ==, 1);
-  net_free (net);
-}
-
 /* ---- digest rejections ---- */
 
 typedef struct {
@@ -511,7 +448,6 @@ fsm_add_fault_tests (void)
   g_test_add_data_func ("/fsm/wrong-psk/main", GINT_TO_POINTER (FALSE), test_wrong_psk);
   g_test_add_data_func ("/fsm/wrong-psk/aggressive", GINT_TO_POINTER (TRUE), test_wrong_psk);
   g_test_add_func ("/fsm/timeout", test_timeout);
-  g_test_add_func ("/fsm/half-open-bound", test_half_open_bound);
   g_test_add_func ("/fsm/digest-reject", test_digest_reject);
   g_test_add_func ("/fsm/garbage", test_garbage);
   g_test_add_data_func ("/fsm/corruption/main", GINT_TO_POINTER (FALSE), test_corruption);
