@@ -159,7 +159,8 @@ struct _ModikeIkeSa {
   GBytes *sai_b, *ni, *nr, *gxi, *gxr, *idi_b, *idr_b;
   ModikeDh *dh;
 
-  GHashTable *exchanges;      /* msgid -> ModikeExchange*; NULL while none (engine_sa_exchange) */
+  GHashTable *exchanges;      /* msgid -> ModikeExchange*, but 0; NULL while none (engine_sa_exchange) */
+  ModikeExchange *p1_exchange_x; /* message ID 0: phase 1's exchange while it runs or lingers */
   /* Message IDs of the last exchanges that finished and are gone: copies
    * of their messages are duplicates, never new exchanges (sa.c). */
   guint32 done_ids[ENGINE_DONE_IDS];

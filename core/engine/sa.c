@@ -29,11 +29,18 @@ exchange_unref_cb (gpointer p)
   engine_exchange_free (p);
 }
 
-/* An SA's exchanges by message ID: a table only while it has any (most
+/* An SA's exchanges by message ID: phase 1's (ID 0) in a field of its
+ * own, the others in a table that exists only while there are any (most
  * established SAs have none between their Informationals). */
 void
 engine_sa_exchanges_add (ModikeIkeSa *sa, ModikeExchange *x)
 {
+  if (x->msgid == 0)
+    {
+      g_clear_pointer (&sa->p1_exchange_x, engine_exchange_free);
+      sa->p1_exchange_x = x;
+      return;
+    }
   if (sa->exchanges == NULL)
     sa->exchanges = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, exchange_unref_cb);
   g_hash_table_insert (sa->exchanges, GUINT_TO_POINTER (x->msgid), x);
@@ -44,6 +51,11 @@ engine_sa_exchanges_steal (ModikeIkeSa *sa, ModikeExchange *x)
 {
   if (engine_sa_exchange (sa, x->msgid) != x)
     return;
+  if (x->msgid == 0)
+    {
+      sa->p1_exchange_x = NULL;
+      return;
+    }
   g_hash_table_steal (sa->exchanges, GUINT_TO_POINTER (x->msgid));
   if (g_hash_table_size (sa->exchanges) == 0)
     g_clear_pointer (&sa->exchanges, g_hash_table_destroy);
@@ -52,6 +64,8 @@ engine_sa_exchanges_steal (ModikeIkeSa *sa, ModikeExchange *x)
 ModikeExchange *
 engine_sa_exchange (const ModikeIkeSa *sa, guint32 msgid)
 {
+  if (msgid == 0)
+    return sa->p1_exchange_x;
   return sa->exchanges != NULL ? g_hash_table_lookup (sa->exchanges, GUINT_TO_POINTER (msgid)) : NULL;
 }
 
@@ -294,6 +308,7 @@ engine_sa_free (ModikeIkeSa *sa)
     engine_child_free (g_ptr_array_index (sa->children, i));
   g_ptr_array_unref (sa->children);
   g_clear_pointer (&sa->exchanges, g_hash_table_destroy);
+  g_clear_pointer (&sa->p1_exchange_x, engine_exchange_free);
   g_clear_pointer (&sa->plugin_data, g_array_unref);
   engine_gate_free (sa);
   g_array_unref (sa->pending_spd);
@@ -636,17 +651,18 @@ static void
 cancel_exchanges (ModikeIkeSa *sa)
 {
   GHashTableIter it;
-  gpointer value;
+  gpointer value = sa->p1_exchange_x;
 
   if (sa->exchanges != NULL)
     g_hash_table_iter_init (&it, sa->exchanges);
-  while (sa->exchanges != NULL && g_hash_table_iter_next (&it, NULL, &value))
+  while (value != NULL || (sa->exchanges != NULL && g_hash_table_iter_next (&it, NULL, &value)))
     {
       ModikeExchange *x = value;
 
       engine_timer_cancel (sa->ike, &x->timer);
       engine_timer_cancel (sa->ike, &x->linger_timer);
       x->dead = TRUE;
+      value = NULL;
     }
 }
 
