@@ -108,6 +108,8 @@ struct _ModikeIke {
   GPtrArray *instances;       /* EngineInstance*: SPD entries made from templates (instances.c) */
   GHashTable *instance_ids;   /* spd_id -> EngineInstance* of `instances` */
   gboolean started;           /* the engine-start hooks ran (first set_config) */
+  struct _EngineCrypto *crypto; /* the crypto worker pool (offload.c), NULL = none yet */
+  guint crypto_threads;       /* its size; 0 = crypto runs inline */
 };
 
 struct _ModikeIkeSa {
@@ -203,7 +205,26 @@ struct _ModikeExchange {
   gboolean parked;            /* a peer's Quick Mode waiting at the phase-2 gate (susp_row/msg) */
   const ModikePlugin *txn_owner; /* transaction exchange: the plugin whose ops run it */
   guint replays;              /* answers to retransmissions of the peer's last message */
+  struct _EngineOffload *offload; /* the crypto job it waits for (offload.c), NULL = none */
 };
+
+/* ---- crypto offload (offload.c) ---- */
+typedef struct _EngineCrypto EngineCrypto;
+typedef struct _EngineOffload EngineOffload;
+/* Pool size; the first call with threads > 0 creates the pool, its
+ * results drained on the caller's thread-default main context. */
+gboolean engine_crypto_set_threads (ModikeIke *ike, guint threads, GError **error);
+void engine_crypto_free (ModikeIke *ike);     /* jobs in flight: results dropped */
+/* Tests without a main loop: runs the `done` of jobs as they come back
+ * until none is in flight; FALSE after timeout_ms. */
+gboolean engine_crypto_wait (ModikeIke *ike, guint timeout_ms);
+guint engine_crypto_in_flight (ModikeIke *ike);
+/* x goes: its job's result is dropped (free_job still runs). */
+void engine_offload_orphan (ModikeExchange *x);
+/* After x's SUSPEND was applied: an inline job's done runs now. */
+void engine_offload_run_inline (ModikeExchange *x);
+/* exchange.c: ends x's suspension with done's verdict. */
+void engine_exchange_offload_done (ModikeExchange *x, ModikeOffloadDone done, gpointer job);
 
 /* ---- logging (ike.c) ---- */
 void engine_log (GLogLevelFlags level, const ModikeIkeSa *sa, const ModikeExchange *x, const char *fmt, ...)
@@ -370,9 +391,7 @@ gboolean p1_id_matches (const ModikePeerConfig *peer, const ModikeIdPayload *id)
 gboolean p1_check_remote_id (ModikeIkeSa *sa, const ModikePayload *id, GError **error);
 void p1_add_vendor_ids (ModikeExchange *x, ModikeBuilder *b);
 void p1_process_vendor_ids (ModikeIkeSa *sa, const ModikeMessage *msg);
-gboolean p1_add_ke_nonce (ModikeIkeSa *sa, ModikeBuilder *b, GError **error);
 gboolean p1_take_ke_nonce (ModikeExchange *x, const ModikeMessage *msg, GError **error);
-gboolean p1_derive_keys (ModikeIkeSa *sa, GError **error);
 void p1_hash (ModikeIkeSa *sa, gboolean of_initiator, guint8 *out);
 gboolean p1_verify_hash (ModikeExchange *x, gboolean of_initiator, const ModikePayload *hash, GError **error);
 gboolean p1_add_id_hash (ModikeExchange *x, ModikeBuilder *b, GError **error);
@@ -393,9 +412,14 @@ gboolean p1_add_local_id (ModikeIkeSa *sa, ModikeBuilder *b, GError **error);
 gboolean p1_add_auth (ModikeIkeSa *sa, ModikeBuilder *b, GError **error);
 /* With RSA signatures: a CR per trust anchor (an empty one without). */
 void p1_add_cert_request (ModikeIkeSa *sa, ModikeBuilder *b);
-/* Adds our KE and nonce first unless b is NULL, then derives the keys;
- * failures are INVALID_KEY_INFORMATION. */
-gboolean p1_key_exchange (ModikeExchange *x, ModikeBuilder *b, GError **error);
+/* The handler's Diffie-Hellman on a crypto worker (offload.c); returns
+ * SUSPEND. keygen: a key pair of ours, whose KE and a nonce are added to b
+ * (else the SA's pair from before); compute: g^xy with the peer's KE
+ * taken, then the keys. `then` finishes the handler with b (taken) and
+ * msg. Failures are INVALID_KEY_INFORMATION. */
+typedef ModikeVerdict (*P1DhThen) (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error);
+ModikeVerdict p1_key_exchange (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, gboolean keygen,
+                               gboolean compute, P1DhThen then, GError **error);
 /* The peer's ID (when check_id) and HASH (or certificate and SIG), then
  * its notifies. */
 gboolean p1_authenticate (ModikeExchange *x, const ModikeMessage *msg, gboolean check_id, GError **error);

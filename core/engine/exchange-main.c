@@ -34,43 +34,62 @@ mm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   return engine_send_msg (x, 2, b, FALSE, error);
 }
 
-ModikeVerdict
-mm_i2 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+/* After our key pair (crypto worker): message 3. */
+static ModikeVerdict
+mm_i2_send (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error)
 {
-  g_autoptr (ModikeBuilder) b = modike_builder_new ();
+  g_autoptr (ModikeBuilder) owned = b;
 
-  if (!p1_take_reply_sa (x, msg, error) || !p1_add_ke_nonce (x->sa, b, error))
-    return MODIKE_V_FAIL;
   p1_add_cert_request (x->sa, b);
   return engine_send_msg (x, 3, b, FALSE, error);
 }
 
 ModikeVerdict
-mm_r3 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+mm_i2 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
-  g_autoptr (ModikeBuilder) b = modike_builder_new ();
+  if (!p1_take_reply_sa (x, msg, error))
+    return MODIKE_V_FAIL;
+  return p1_key_exchange (x, msg, modike_builder_new (), TRUE, FALSE, mm_i2_send, error);
+}
 
-  if (!p1_take_ke_nonce (x, msg, error))
-    return MODIKE_V_FAIL;
-  p1_process_vendor_ids (x->sa, msg);
-  if (!p1_key_exchange (x, b, error))
-    return MODIKE_V_FAIL;
+/* After our key pair and g^xy (crypto worker): message 4. */
+static ModikeVerdict
+mm_r3_send (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error)
+{
+  g_autoptr (ModikeBuilder) owned = b;
+
   p1_add_cert_request (x->sa, b);
   return engine_send_msg (x, 4, b, FALSE, error);
 }
 
 ModikeVerdict
-mm_i4 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+mm_r3 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
-  g_autoptr (ModikeBuilder) b = modike_builder_new ();
-
   if (!p1_take_ke_nonce (x, msg, error))
     return MODIKE_V_FAIL;
   p1_process_vendor_ids (x->sa, msg);
-  if (!p1_key_exchange (x, NULL, error) || !p1_add_id_hash (x, b, error))
+  return p1_key_exchange (x, msg, modike_builder_new (), TRUE, TRUE, mm_r3_send, error);
+}
+
+/* After g^xy (crypto worker): message 5. */
+static ModikeVerdict
+mm_i4_send (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error)
+{
+  g_autoptr (ModikeBuilder) owned = b;
+
+  if (!p1_add_id_hash (x, b, error))
     return MODIKE_V_FAIL;
   p1_maybe_initial_contact (x->sa, b);
   return engine_send_msg (x, 5, b, TRUE, error);
+}
+
+ModikeVerdict
+mm_i4 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+{
+  if (!p1_take_ke_nonce (x, msg, error))
+    return MODIKE_V_FAIL;
+  p1_process_vendor_ids (x->sa, msg);
+  return p1_key_exchange (x, msg, modike_builder_new (), FALSE, TRUE, mm_i4_send, error);
 }
 
 ModikeVerdict

@@ -250,26 +250,20 @@ p1_process_vendor_ids (ModikeIkeSa *sa, const ModikeMessage *msg)
     }
 }
 
-gboolean
-p1_add_ke_nonce (ModikeIkeSa *sa, ModikeBuilder *b, GError **error)
+/* Our KE (pub) and a fresh nonce, both kept for the key derivation. */
+static void
+put_ke_nonce (ModikeIkeSa *sa, ModikeBuilder *b, GBytes *pub)
 {
-  g_autoptr (GBytes) pub = NULL;
   guint8 nonce[ENGINE_NONCE_LEN];
   gboolean initiator = sa->role == MODIKE_ROLE_INITIATOR;
 
-  g_clear_pointer (&sa->dh, modike_dh_free);
-  sa->dh = modike_dh_new (sa->choice.group, error);
-  if (sa->dh == NULL)
-    return FALSE;
-  pub = modike_dh_public (sa->dh);
   modike_random_nonce (nonce, sizeof nonce);
   modike_builder_add (b, MODIKE_PL_KE, g_bytes_get_data (pub, NULL), g_bytes_get_size (pub));
   modike_builder_add (b, MODIKE_PL_NONCE, nonce, sizeof nonce);
   g_clear_pointer (initiator ? &sa->gxi : &sa->gxr, g_bytes_unref);
   g_clear_pointer (initiator ? &sa->ni : &sa->nr, g_bytes_unref);
-  *(initiator ? &sa->gxi : &sa->gxr) = g_steal_pointer (&pub);
+  *(initiator ? &sa->gxi : &sa->gxr) = g_bytes_ref (pub);
   *(initiator ? &sa->ni : &sa->nr) = g_bytes_new (nonce, sizeof nonce);
-  return TRUE;
 }
 
 gboolean
@@ -298,11 +292,10 @@ p1_take_ke_nonce (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   return TRUE;
 }
 
-gboolean
-p1_derive_keys (ModikeIkeSa *sa, GError **error)
+/* SKEYID and the keys from g^xy (computed on a crypto worker). */
+static gboolean
+derive_keys (ModikeIkeSa *sa, const ModikeSecret *gxy, GError **error)
 {
-  GBytes *peer_pub = sa->role == MODIKE_ROLE_INITIATOR ? sa->gxr : sa->gxi;
-  g_autoptr (ModikeSecret) gxy = NULL;
   ModikeSecret *skeyid;
   gsize ni_len, nr_len, gxi_len, gxr_len;
   const guint8 *ni, *nr, *gxi, *gxr;
@@ -313,9 +306,6 @@ p1_derive_keys (ModikeIkeSa *sa, GError **error)
                    sa->peer_name != NULL ? sa->peer_name : "?");
       return FALSE;
     }
-  gxy = modike_dh_compute (sa->dh, g_bytes_get_data (peer_pub, NULL), g_bytes_get_size (peer_pub), error);
-  if (gxy == NULL)
-    return FALSE;
   ni = g_bytes_get_data (sa->ni, &ni_len);
   nr = g_bytes_get_data (sa->nr, &nr_len);
   skeyid = p1_uses_sig (sa) ? modike_skeyid_sig (sa->choice.hash, ni, ni_len, nr, nr_len, gxy)
@@ -334,21 +324,113 @@ p1_derive_keys (ModikeIkeSa *sa, GError **error)
   gxr = g_bytes_get_data (sa->gxr, &gxr_len);
   modike_p1_iv (sa->choice.hash, gxi, gxi_len, gxr, gxr_len, sa->p1_iv, sa->block_len);
   sa->have_keys = TRUE;
-  g_clear_pointer (&sa->dh, modike_dh_free);
   return TRUE;
 }
 
-gboolean
-p1_key_exchange (ModikeExchange *x, ModikeBuilder *b, GError **error)
+/* The Diffie-Hellman of phase 1 as a crypto job: our key pair unless dh
+ * came with it, g^xy when the peer's value did. Inputs are copies; the
+ * worker sees nothing of the SA. */
+typedef struct {
+  /* engine thread */
+  ModikeBuilder *b;            /* the message being built, finished by then */
+  const ModikeMessage *msg;    /* received (kept by the suspended exchange) */
+  P1DhThen then;
+  /* worker */
+  ModikeDhGroup group;
+  ModikeDh *dh;
+  GBytes *peer_pub;
+  GBytes *pub;                 /* out: ours when made here */
+  ModikeSecret *gxy;           /* out */
+  GError *error;               /* out */
+} P1Dh;
+
+static void
+p1_dh_free (gpointer data)
+{
+  P1Dh *j = data;
+
+  g_clear_pointer (&j->b, modike_builder_free);
+  g_clear_pointer (&j->dh, modike_dh_free);
+  g_clear_pointer (&j->peer_pub, g_bytes_unref);
+  g_clear_pointer (&j->pub, g_bytes_unref);
+  g_clear_pointer (&j->gxy, modike_secret_free);
+  g_clear_error (&j->error);
+  g_free (j);
+}
+
+static void
+p1_dh_work (gpointer data)
+{
+  P1Dh *j = data;
+
+  if (j->dh == NULL)
+    {
+      j->dh = modike_dh_new (j->group, &j->error);
+      if (j->dh == NULL)
+        return;
+      j->pub = modike_dh_public (j->dh);
+    }
+  if (j->peer_pub != NULL)
+    {
+      j->gxy = modike_dh_compute (j->dh, g_bytes_get_data (j->peer_pub, NULL), g_bytes_get_size (j->peer_pub),
+                                  &j->error);
+      g_clear_pointer (&j->dh, modike_dh_free);
+    }
+}
+
+static ModikeVerdict
+p1_dh_done (ModikeExchange *x, gpointer data, GError **error)
+{
+  P1Dh *j = data;
+  ModikeIkeSa *sa = x->sa;
+  ModikeBuilder *b = g_steal_pointer (&j->b);
+
+  if (j->error != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&j->error));
+      modike_builder_free (b);
+      return engine_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "key exchange failed");
+    }
+  if (j->pub != NULL)
+    put_ke_nonce (sa, b, j->pub);
+  if (j->dh != NULL)
+    {
+      g_clear_pointer (&sa->dh, modike_dh_free);
+      sa->dh = g_steal_pointer (&j->dh); /* for g^xy once the peer's KE is in */
+    }
+  if (j->gxy != NULL && !derive_keys (sa, j->gxy, error))
+    {
+      modike_builder_free (b);
+      return engine_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "key exchange failed");
+    }
+  return j->then (x, j->msg, b, error);
+}
+
+ModikeVerdict
+p1_key_exchange (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, gboolean keygen, gboolean compute,
+                 P1DhThen then, GError **error)
 {
   ModikeIkeSa *sa = x->sa;
+  GBytes *peer_pub = sa->role == MODIKE_ROLE_INITIATOR ? sa->gxr : sa->gxi;
+  P1Dh *j;
 
-  if ((b != NULL && !p1_add_ke_nonce (sa, b, error)) || !p1_derive_keys (sa, error))
+  if ((!keygen && sa->dh == NULL) || (compute && peer_pub == NULL))
     {
-      engine_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "key exchange failed");
-      return FALSE;
+      modike_builder_free (b);
+      return engine_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error,
+                          "key exchange failed: no %s", compute && peer_pub == NULL ? "KE from the peer" : "key pair");
     }
-  return TRUE;
+  j = g_new0 (P1Dh, 1);
+  j->b = b;
+  j->msg = msg;
+  j->then = then;
+  j->group = sa->choice.group;
+  if (!keygen)
+    j->dh = g_steal_pointer (&sa->dh);
+  if (compute)
+    j->peer_pub = g_bytes_ref (peer_pub);
+  modike_exchange_offload (x, p1_dh_work, p1_dh_done, j, p1_dh_free);
+  return MODIKE_V_SUSPEND;
 }
 
 static void

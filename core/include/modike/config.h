@@ -83,7 +83,12 @@ typedef struct {
   GPtrArray *policies;     /* ModikeSpdEntry*: SPD entries in config order */
   xmlDoc *doc;             /* the parsed document, for plugin sections */
   char *path;
+  /* ABI 1.3: <crypto threads>: worker threads for DH and signatures
+   * (modike_ike_set_crypto_threads); absent = one per core, 0 = inline. */
+  guint crypto_threads;
 } ModikeConfig;
+
+#define MODIKE_CRYPTO_THREADS_MAX 256
 
 /* Reads and validates a file against the core schema; plugin sections
  * (top-level elements other than daemon/peer/policy) are checked later by
