@@ -22,5 +22,6 @@ main (int argc, char **argv)
   fsm_add_host_tests ();
   fsm_add_hybrid_tests ();
   fsm_add_instance_tests ();
+  fsm_add_offload_tests ();
   return g_test_run ();
 }

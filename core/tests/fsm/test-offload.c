@@ -1,0 +1,195 @@
+/* Crypto on worker threads (modike_exchange_offload): handshakes with a
+ * pool of two threads on each end, and the exchange going away while its
+ * Diffie-Hellman is on a worker: a DELETE, the half-open expiry, the
+ * engine freed. A retransmission of the message being worked on is
+ * answered once. Nodes without threads (every other test) run the same
+ * jobs inline. */
+#include "harness.h"
+
+#define POOL 2
+
+/* A and B from p (or from xa / xb), each with a pool, A initiating. */
+static Net *
+pool_pair (const Params *p, const char *xa, const char *xb, Node **a, Node **b)
+{
+  Net *net = net_new ();
+  g_autofree char *ca = xa == NULL ? config_xml (p, TRUE) : NULL;
+  g_autofree char *cb = xb == NULL ? config_xml (p, FALSE) : NULL;
+
+  net_set_crypto_threads (net, POOL);
+  *a = node_new_xml (net, "a", "192.0.2.2", xa != NULL ? xa : ca);
+  *b = node_new_xml (net, "b", "192.0.2.1", xb != NULL ? xb : cb);
+  return net;
+}
+
+static void
+up_with_pool (const Params *p, const char *xa, const char *xb)
+{
+  Node *a, *b;
+  Net *net = pool_pair (p, xa, xb, &a, &b);
+
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  check_pair (a, b, 1);
+  assert_up_counts (a, b, 1, 1);
+  assert_no_failures (a, b);
+  g_assert_cmpuint (engine_crypto_in_flight (a->ike), ==, 0);
+  g_assert_cmpuint (engine_crypto_in_flight (b->ike), ==, 0);
+  net_free (net);
+}
+
+static void
+test_main_psk (void)
+{
+  Params p = params_default ();
+
+  up_with_pool (&p, NULL, NULL);
+}
+
+static void
+test_aggressive (void)
+{
+  Params p = params_default ();
+
+  p.exchange = "aggressive";
+  up_with_pool (&p, NULL, NULL);
+}
+
+static void
+test_quick_pfs (void)
+{
+  Params p = params_default ();
+
+  p.pfs = "modp2048";
+  up_with_pool (&p, NULL, NULL);
+}
+
+static void
+test_main_certs (void)
+{
+  Params p = params_default ();
+  g_autofree char *xa = cert_config_xml (&p, TRUE, "rsa", "client", "ca.pem", NULL);
+  g_autofree char *xb = cert_config_xml (&p, FALSE, "rsa", "gw", "ca.pem", NULL);
+
+  up_with_pool (&p, xa, xb);
+  p.exchange = "aggressive";
+  g_clear_pointer (&xa, g_free);
+  g_clear_pointer (&xb, g_free);
+  xa = cert_config_xml (&p, TRUE, "rsa", "client", "ca.pem", NULL);
+  xb = cert_config_xml (&p, FALSE, "rsa", "gw", "ca.pem", NULL);
+  up_with_pool (&p, xa, xb);
+}
+
+static gboolean
+pred_b_working (Net *net, gpointer user)
+{
+  Node *b = user;
+
+  return engine_crypto_in_flight (b->ike) > 0;
+}
+
+/* A's Main Mode as far as B's Diffie-Hellman for message 3, which stays
+ * with the workers (results are not run until the test says). */
+static Net *
+b_working (Node **a, Node **b)
+{
+  Params p = params_default ();
+  Net *net = pool_pair (&p, NULL, NULL, a, b);
+
+  (*b)->hold_crypto = TRUE;
+  g_assert_true (modike_ike_initiate ((*a)->ike, "b", NULL));
+  g_assert_true (net_run (net, 1000, pred_b_working, *b));
+  g_assert_cmpuint (engine_crypto_in_flight ((*b)->ike), ==, 1);
+  g_assert_true (((ModikeExchange *) g_hash_table_lookup (only_sa (*b)->exchanges, GUINT_TO_POINTER (0)))->suspended);
+  return net;
+}
+
+static void
+test_delete_while_working (void)
+{
+  Node *a, *b;
+  Net *net = b_working (&a, &b);
+  guint64 tx = b->ike->stats.tx_packets;
+
+  engine_enter (b->ike);
+  engine_sa_delete (only_sa (b), FALSE);
+  engine_leave (b->ike);
+  assert_no_sas (b);
+  /* The job comes back to nobody: no message 4, the SA stays gone. */
+  g_assert_true (engine_crypto_wait (b->ike, 10000));
+  g_assert_cmpuint (b->ike->stats.tx_packets, ==, tx);
+  assert_no_sas (b);
+  g_assert_cmpuint (b->p1_up, ==, 0);
+  net_free (net);
+}
+
+static void
+test_half_open_expiry_while_working (void)
+{
+  Node *a, *b;
+  Net *net = b_working (&a, &b);
+  ModikeIkeSa *sa = only_sa (b);
+  guint64 tx = b->ike->stats.tx_packets;
+
+  g_assert_cmpuint (sa->half_open_timer, !=, 0);
+  net_fire_now (net, sa->half_open_timer);
+  g_assert_true (net_run (net, 0, NULL, NULL));
+  assert_no_sas (b);
+  g_assert_nonnull (b->p1_error);
+  g_assert_true (engine_crypto_wait (b->ike, 10000));
+  g_assert_cmpuint (b->ike->stats.tx_packets, ==, tx);
+  assert_no_sas (b);
+  net_free (net);
+}
+
+static void
+test_engine_freed_while_working (void)
+{
+  Node *a, *b;
+  Net *net = b_working (&a, &b);
+
+  /* A's own jobs too: its message 5 waits for g^xy once message 4 is in. */
+  node_free (b);
+  g_assert_true (net_run (net, 0, NULL, NULL));
+  net_free (net); /* ASan: the jobs, their secrets and messages freed */
+}
+
+static void
+test_retransmit_while_working (void)
+{
+  Node *a, *b;
+  Net *net = b_working (&a, &b);
+  ModikeExchange *xa = g_hash_table_lookup (only_sa (a)->exchanges, GUINT_TO_POINTER (0));
+  guint64 tx = b->ike->stats.tx_packets, dropped = b->ike->stats.rx_dropped;
+
+  /* A resends message 3: B is busy with it, so it is neither worked on
+   * again nor answered. */
+  g_assert_cmpuint (xa->timer, !=, 0);
+  net_fire_now (net, xa->timer);
+  g_assert_true (net_run (net, 0, NULL, NULL));
+  g_assert_cmpuint (b->ike->stats.rx_dropped, ==, dropped + 1);
+  g_assert_cmpuint (b->ike->stats.tx_packets, ==, tx);
+  g_assert_cmpuint (engine_crypto_in_flight (b->ike), ==, 1);
+  /* The work comes back: message 4 goes once. */
+  g_assert_true (engine_crypto_wait (b->ike, 10000));
+  g_assert_cmpuint (b->ike->stats.tx_packets, ==, tx + 1);
+  b->hold_crypto = FALSE;
+  g_assert_true (run_until_up (net, a, b, 1, 30000));
+  check_pair (a, b, 1);
+  assert_no_failures (a, b);
+  g_assert_cmpuint (a->ike->stats.rx_duplicates + a->ike->stats.rx_dropped, ==, 0);
+  net_free (net);
+}
+
+void
+fsm_add_offload_tests (void)
+{
+  g_test_add_func ("/fsm/offload/main-psk", test_main_psk);
+  g_test_add_func ("/fsm/offload/aggressive", test_aggressive);
+  g_test_add_func ("/fsm/offload/quick-pfs", test_quick_pfs);
+  g_test_add_func ("/fsm/offload/certs", test_main_certs);
+  g_test_add_func ("/fsm/offload/delete-while-working", test_delete_while_working);
+  g_test_add_func ("/fsm/offload/half-open-expiry-while-working", test_half_open_expiry_while_working);
+  g_test_add_func ("/fsm/offload/engine-freed-while-working", test_engine_freed_while_working);
+  g_test_add_func ("/fsm/offload/retransmit-while-working", test_retransmit_while_working);
+}
