@@ -226,6 +226,28 @@ void engine_offload_run_inline (ModikeExchange *x);
 /* exchange.c: ends x's suspension with done's verdict. */
 void engine_exchange_offload_done (ModikeExchange *x, ModikeOffloadDone done, gpointer job);
 
+/* exchange-common.c: a handler's Diffie-Hellman on a crypto worker (modike_exchange_offload):
+ * our key pair unless dh (taken) is given, then g^xy when peer_pub is.
+ * The worker sees only these copies. `then` goes on with the handler on
+ * the engine thread; b and msg are the handler's (b is freed with the
+ * job; msg stays with the suspended exchange). Returns SUSPEND; a DH
+ * failure fails x with INVALID_KEY_INFORMATION. */
+typedef struct _EngineDhJob EngineDhJob;
+typedef ModikeVerdict (*EngineDhThen) (ModikeExchange *x, EngineDhJob *j, GError **error);
+struct _EngineDhJob {
+  ModikeBuilder *b;            /* engine thread: the message being built */
+  const ModikeMessage *msg;
+  EngineDhThen then;
+  ModikeDhGroup group;         /* worker */
+  ModikeDh *dh;                /* ours; stays (keygen only) for a later g^xy */
+  GBytes *peer_pub;
+  GBytes *pub;                 /* out: our public value when made here */
+  ModikeSecret *gxy;           /* out */
+  GError *error;               /* out */
+};
+ModikeVerdict engine_dh_offload (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, ModikeDhGroup group,
+                                 ModikeDh *dh, GBytes *peer_pub, EngineDhThen then);
+
 /* ---- logging (ike.c) ---- */
 void engine_log (GLogLevelFlags level, const ModikeIkeSa *sa, const ModikeExchange *x, const char *fmt, ...)
   G_GNUC_PRINTF (4, 5);
@@ -412,14 +434,15 @@ gboolean p1_add_local_id (ModikeIkeSa *sa, ModikeBuilder *b, GError **error);
 gboolean p1_add_auth (ModikeIkeSa *sa, ModikeBuilder *b, GError **error);
 /* With RSA signatures: a CR per trust anchor (an empty one without). */
 void p1_add_cert_request (ModikeIkeSa *sa, ModikeBuilder *b);
-/* The handler's Diffie-Hellman on a crypto worker (offload.c); returns
- * SUSPEND. keygen: a key pair of ours, whose KE and a nonce are added to b
- * (else the SA's pair from before); compute: g^xy with the peer's KE
- * taken, then the keys. `then` finishes the handler with b (taken) and
- * msg. Failures are INVALID_KEY_INFORMATION. */
-typedef ModikeVerdict (*P1DhThen) (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error);
+/* Phase 1 Diffie-Hellman on a crypto worker (engine_dh_offload); returns
+ * SUSPEND. keygen: a key pair of ours (else the SA's from before);
+ * compute: g^xy with the peer's KE taken. `then` starts with
+ * p1_take_dh. */
 ModikeVerdict p1_key_exchange (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, gboolean keygen,
-                               gboolean compute, P1DhThen then, GError **error);
+                               gboolean compute, EngineDhThen then, GError **error);
+/* The job's results into the SA: our KE and a nonce into j->b, the key
+ * pair kept, the keys derived; failures are INVALID_KEY_INFORMATION. */
+gboolean p1_take_dh (ModikeExchange *x, EngineDhJob *j, GError **error);
 /* The peer's ID (when check_id) and HASH (or certificate and SIG), then
  * its notifies. */
 gboolean p1_authenticate (ModikeExchange *x, const ModikeMessage *msg, gboolean check_id, GError **error);

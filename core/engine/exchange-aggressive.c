@@ -11,9 +11,12 @@
 
 /* After our key pair (crypto worker): message 1. */
 static ModikeVerdict
-am_initiate_send (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error)
+am_initiate_send (ModikeExchange *x, EngineDhJob *j, GError **error)
 {
-  g_autoptr (ModikeBuilder) owned = b;
+  ModikeBuilder *b = j->b;
+
+  if (!p1_take_dh (x, j, error))
+    return MODIKE_V_FAIL;
 
   if (!p1_add_local_id (x->sa, b, error))
     return MODIKE_V_FAIL;
@@ -60,9 +63,12 @@ choose_peer (ModikeExchange *x, const ModikePayload *idp, GError **error)
 
 /* After our key pair and g^xy (crypto worker): message 2. */
 static ModikeVerdict
-am_r1_send (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error)
+am_r1_send (ModikeExchange *x, EngineDhJob *j, GError **error)
 {
-  g_autoptr (ModikeBuilder) owned = b;
+  ModikeBuilder *b = j->b;
+
+  if (!p1_take_dh (x, j, error))
+    return MODIKE_V_FAIL;
 
   if (!p1_add_id_hash (x, b, error))
     return MODIKE_V_FAIL;
@@ -90,11 +96,14 @@ am_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 
 /* After g^xy (crypto worker): the responder's authentication, message 3. */
 static ModikeVerdict
-am_i2_send (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error)
+am_i2_send (ModikeExchange *x, EngineDhJob *j, GError **error)
 {
-  g_autoptr (ModikeBuilder) owned = b;
+  ModikeBuilder *b = j->b;
 
-  if (!p1_authenticate (x, msg, TRUE, error))
+  if (!p1_take_dh (x, j, error))
+    return MODIKE_V_FAIL;
+
+  if (!p1_authenticate (x, j->msg, TRUE, error))
     return MODIKE_V_FAIL;
   if (!p1_add_auth (x->sa, b, error))
     {

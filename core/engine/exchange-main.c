@@ -36,9 +36,12 @@ mm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 
 /* After our key pair (crypto worker): message 3. */
 static ModikeVerdict
-mm_i2_send (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error)
+mm_i2_send (ModikeExchange *x, EngineDhJob *j, GError **error)
 {
-  g_autoptr (ModikeBuilder) owned = b;
+  ModikeBuilder *b = j->b;
+
+  if (!p1_take_dh (x, j, error))
+    return MODIKE_V_FAIL;
 
   p1_add_cert_request (x->sa, b);
   return engine_send_msg (x, 3, b, FALSE, error);
@@ -54,9 +57,12 @@ mm_i2 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 
 /* After our key pair and g^xy (crypto worker): message 4. */
 static ModikeVerdict
-mm_r3_send (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error)
+mm_r3_send (ModikeExchange *x, EngineDhJob *j, GError **error)
 {
-  g_autoptr (ModikeBuilder) owned = b;
+  ModikeBuilder *b = j->b;
+
+  if (!p1_take_dh (x, j, error))
+    return MODIKE_V_FAIL;
 
   p1_add_cert_request (x->sa, b);
   return engine_send_msg (x, 4, b, FALSE, error);
@@ -73,9 +79,12 @@ mm_r3 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 
 /* After g^xy (crypto worker): message 5. */
 static ModikeVerdict
-mm_i4_send (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error)
+mm_i4_send (ModikeExchange *x, EngineDhJob *j, GError **error)
 {
-  g_autoptr (ModikeBuilder) owned = b;
+  ModikeBuilder *b = j->b;
+
+  if (!p1_take_dh (x, j, error))
+    return MODIKE_V_FAIL;
 
   if (!p1_add_id_hash (x, b, error))
     return MODIKE_V_FAIL;

@@ -327,72 +327,13 @@ derive_keys (ModikeIkeSa *sa, const ModikeSecret *gxy, GError **error)
   return TRUE;
 }
 
-/* The Diffie-Hellman of phase 1 as a crypto job: our key pair unless dh
- * came with it, g^xy when the peer's value did. Inputs are copies; the
- * worker sees nothing of the SA. */
-typedef struct {
-  /* engine thread */
-  ModikeBuilder *b;            /* the message being built, finished by then */
-  const ModikeMessage *msg;    /* received (kept by the suspended exchange) */
-  P1DhThen then;
-  /* worker */
-  ModikeDhGroup group;
-  ModikeDh *dh;
-  GBytes *peer_pub;
-  GBytes *pub;                 /* out: ours when made here */
-  ModikeSecret *gxy;           /* out */
-  GError *error;               /* out */
-} P1Dh;
-
-static void
-p1_dh_free (gpointer data)
+gboolean
+p1_take_dh (ModikeExchange *x, EngineDhJob *j, GError **error)
 {
-  P1Dh *j = data;
-
-  g_clear_pointer (&j->b, modike_builder_free);
-  g_clear_pointer (&j->dh, modike_dh_free);
-  g_clear_pointer (&j->peer_pub, g_bytes_unref);
-  g_clear_pointer (&j->pub, g_bytes_unref);
-  g_clear_pointer (&j->gxy, modike_secret_free);
-  g_clear_error (&j->error);
-  g_free (j);
-}
-
-static void
-p1_dh_work (gpointer data)
-{
-  P1Dh *j = data;
-
-  if (j->dh == NULL)
-    {
-      j->dh = modike_dh_new (j->group, &j->error);
-      if (j->dh == NULL)
-        return;
-      j->pub = modike_dh_public (j->dh);
-    }
-  if (j->peer_pub != NULL)
-    {
-      j->gxy = modike_dh_compute (j->dh, g_bytes_get_data (j->peer_pub, NULL), g_bytes_get_size (j->peer_pub),
-                                  &j->error);
-      g_clear_pointer (&j->dh, modike_dh_free);
-    }
-}
-
-static ModikeVerdict
-p1_dh_done (ModikeExchange *x, gpointer data, GError **error)
-{
-  P1Dh *j = data;
   ModikeIkeSa *sa = x->sa;
-  ModikeBuilder *b = g_steal_pointer (&j->b);
 
-  if (j->error != NULL)
-    {
-      g_propagate_error (error, g_steal_pointer (&j->error));
-      modike_builder_free (b);
-      return engine_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "key exchange failed");
-    }
   if (j->pub != NULL)
-    put_ke_nonce (sa, b, j->pub);
+    put_ke_nonce (sa, j->b, j->pub);
   if (j->dh != NULL)
     {
       g_clear_pointer (&sa->dh, modike_dh_free);
@@ -400,19 +341,18 @@ p1_dh_done (ModikeExchange *x, gpointer data, GError **error)
     }
   if (j->gxy != NULL && !derive_keys (sa, j->gxy, error))
     {
-      modike_builder_free (b);
-      return engine_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "key exchange failed");
+      engine_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "key exchange failed");
+      return FALSE;
     }
-  return j->then (x, j->msg, b, error);
+  return TRUE;
 }
 
 ModikeVerdict
 p1_key_exchange (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, gboolean keygen, gboolean compute,
-                 P1DhThen then, GError **error)
+                 EngineDhThen then, GError **error)
 {
   ModikeIkeSa *sa = x->sa;
   GBytes *peer_pub = sa->role == MODIKE_ROLE_INITIATOR ? sa->gxr : sa->gxi;
-  P1Dh *j;
 
   if ((!keygen && sa->dh == NULL) || (compute && peer_pub == NULL))
     {
@@ -420,17 +360,8 @@ p1_key_exchange (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, 
       return engine_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error,
                           "key exchange failed: no %s", compute && peer_pub == NULL ? "KE from the peer" : "key pair");
     }
-  j = g_new0 (P1Dh, 1);
-  j->b = b;
-  j->msg = msg;
-  j->then = then;
-  j->group = sa->choice.group;
-  if (!keygen)
-    j->dh = g_steal_pointer (&sa->dh);
-  if (compute)
-    j->peer_pub = g_bytes_ref (peer_pub);
-  modike_exchange_offload (x, p1_dh_work, p1_dh_done, j, p1_dh_free);
-  return MODIKE_V_SUSPEND;
+  return engine_dh_offload (x, msg, b, sa->choice.group, keygen ? NULL : g_steal_pointer (&sa->dh),
+                            compute ? peer_pub : NULL, then);
 }
 
 static void
