@@ -17,7 +17,6 @@ am_initiate_send (ModikeExchange *x, EngineDhJob *j, GError **error)
 
   if (!p1_take_dh (x, j, error))
     return MODIKE_V_FAIL;
-
   if (!p1_add_local_id (x->sa, b, error))
     return MODIKE_V_FAIL;
   p1_add_cert_request (x->sa, b);
@@ -69,7 +68,6 @@ am_r1_send (ModikeExchange *x, EngineDhJob *j, GError **error)
 
   if (!p1_take_dh (x, j, error))
     return MODIKE_V_FAIL;
-
   if (!p1_add_id_hash (x, b, error))
     return MODIKE_V_FAIL;
   p1_add_cert_request (x->sa, b);
@@ -102,7 +100,6 @@ am_i2_send (ModikeExchange *x, EngineDhJob *j, GError **error)
 
   if (!p1_take_dh (x, j, error))
     return MODIKE_V_FAIL;
-
   if (!p1_authenticate (x, j->msg, TRUE, error))
     return MODIKE_V_FAIL;
   if (!p1_add_auth (x->sa, b, error))

@@ -34,17 +34,15 @@ mm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   return engine_send_msg (x, 2, b, FALSE, error);
 }
 
-/* After our key pair (crypto worker): message 3. */
+/* After our key pair (and g^xy as responder) from a crypto worker:
+ * message 3 or 4, KE and nonce. */
 static ModikeVerdict
-mm_i2_send (ModikeExchange *x, EngineDhJob *j, GError **error)
+mm_ke_send (ModikeExchange *x, EngineDhJob *j, GError **error)
 {
-  ModikeBuilder *b = j->b;
-
   if (!p1_take_dh (x, j, error))
     return MODIKE_V_FAIL;
-
-  p1_add_cert_request (x->sa, b);
-  return engine_send_msg (x, 3, b, FALSE, error);
+  p1_add_cert_request (x->sa, j->b);
+  return engine_send_msg (x, x->cur_no + 1, j->b, FALSE, error);
 }
 
 ModikeVerdict
@@ -52,20 +50,7 @@ mm_i2 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
   if (!p1_take_reply_sa (x, msg, error))
     return MODIKE_V_FAIL;
-  return p1_key_exchange (x, msg, modike_builder_new (), TRUE, FALSE, mm_i2_send, error);
-}
-
-/* After our key pair and g^xy (crypto worker): message 4. */
-static ModikeVerdict
-mm_r3_send (ModikeExchange *x, EngineDhJob *j, GError **error)
-{
-  ModikeBuilder *b = j->b;
-
-  if (!p1_take_dh (x, j, error))
-    return MODIKE_V_FAIL;
-
-  p1_add_cert_request (x->sa, b);
-  return engine_send_msg (x, 4, b, FALSE, error);
+  return p1_key_exchange (x, msg, modike_builder_new (), TRUE, FALSE, mm_ke_send, error);
 }
 
 ModikeVerdict
@@ -74,7 +59,7 @@ mm_r3 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   if (!p1_take_ke_nonce (x, msg, error))
     return MODIKE_V_FAIL;
   p1_process_vendor_ids (x->sa, msg);
-  return p1_key_exchange (x, msg, modike_builder_new (), TRUE, TRUE, mm_r3_send, error);
+  return p1_key_exchange (x, msg, modike_builder_new (), TRUE, TRUE, mm_ke_send, error);
 }
 
 /* After g^xy (crypto worker): message 5. */
@@ -85,7 +70,6 @@ mm_i4_send (ModikeExchange *x, EngineDhJob *j, GError **error)
 
   if (!p1_take_dh (x, j, error))
     return MODIKE_V_FAIL;
-
   if (!p1_add_id_hash (x, b, error))
     return MODIKE_V_FAIL;
   p1_maybe_initial_contact (x->sa, b);
