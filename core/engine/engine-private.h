@@ -39,6 +39,7 @@ typedef struct {
   guint64 tx_packets;
   guint64 retransmits;
   guint64 auth_failures;
+  guint64 crypto_jobs;       /* handed to the crypto workers */
 } ModikeIkeStats;
 
 typedef struct {
@@ -416,7 +417,6 @@ void p1_process_vendor_ids (ModikeIkeSa *sa, const ModikeMessage *msg);
 gboolean p1_take_ke_nonce (ModikeExchange *x, const ModikeMessage *msg, GError **error);
 void p1_hash (ModikeIkeSa *sa, gboolean of_initiator, guint8 *out);
 gboolean p1_verify_hash (ModikeExchange *x, gboolean of_initiator, const ModikePayload *hash, GError **error);
-gboolean p1_add_id_hash (ModikeExchange *x, ModikeBuilder *b, GError **error);
 void p1_process_notifies (ModikeExchange *x, const ModikeMessage *msg);
 void p1_maybe_initial_contact (ModikeIkeSa *sa, ModikeBuilder *b);
 /* Initiator: checks the responder's SA reply and takes its cookie. */
@@ -429,9 +429,6 @@ gboolean p1_add_offer (ModikeExchange *x, ModikeBuilder *b, gboolean one_group, 
 gboolean p1_choose (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error);
 /* Our ID payload (kept as IDii_b or IDir_b by our role). */
 gboolean p1_add_local_id (ModikeIkeSa *sa, ModikeBuilder *b, GError **error);
-/* Our HASH_I or HASH_R by our role; with RSA signatures our CERTs and
- * SIG_I or SIG_R instead. */
-gboolean p1_add_auth (ModikeIkeSa *sa, ModikeBuilder *b, GError **error);
 /* With RSA signatures: a CR per trust anchor (an empty one without). */
 void p1_add_cert_request (ModikeIkeSa *sa, ModikeBuilder *b);
 /* Phase 1 Diffie-Hellman on a crypto worker (engine_dh_offload); returns
@@ -443,9 +440,16 @@ ModikeVerdict p1_key_exchange (ModikeExchange *x, const ModikeMessage *msg, Modi
 /* The job's results into the SA: our KE and a nonce into j->b, the key
  * pair kept, the keys derived; failures are INVALID_KEY_INFORMATION. */
 gboolean p1_take_dh (ModikeExchange *x, EngineDhJob *j, GError **error);
-/* The peer's ID (when check_id) and HASH (or certificate and SIG), then
- * its notifies. */
-gboolean p1_authenticate (ModikeExchange *x, const ModikeMessage *msg, gboolean check_id, GError **error);
+/* Phase 1 authentication, RSA on a crypto worker: with P1_AUTH_PEER the
+ * peer's ID (P1_AUTH_CHECK_ID) and HASH, or certificate and SIG, then its
+ * notifies; with b (taken) our ID (P1_AUTH_ADD_ID) and our HASH_I/HASH_R,
+ * or CERTs and SIG. `then` goes on with b; SUSPEND while a worker signs
+ * or verifies, else then's verdict. */
+enum { P1_AUTH_PEER = 1 << 0, P1_AUTH_CHECK_ID = 1 << 1, P1_AUTH_ADD_ID = 1 << 2 };
+typedef ModikeVerdict (*P1AuthThen) (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error);
+ModikeVerdict p1_auth (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, guint flags, P1AuthThen then,
+                       GError **error);
+ModikeVerdict p1_auth_ok (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error); /* a `then`: OK */
 
 /* Handlers (exchange-*.c), referenced by fsm-table.c. */
 ModikeVerdict mm_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error);

@@ -226,5 +226,6 @@ modike_exchange_offload (ModikeExchange *x, ModikeOffloadWork work, ModikeOffloa
     }
   o->crypto = ike->crypto;
   ike->crypto->in_flight++;
+  ike->stats.crypto_jobs++;
   g_thread_pool_push (ike->crypto->pool, o, NULL);
 }

@@ -1,5 +1,5 @@
 /* Crypto on worker threads (modike_exchange_offload): handshakes with a
- * pool of two threads on each end, and the exchange going away while its
+ * pool of two threads on each end (each DH and RSA operation a job), and the exchange going away while its
  * Diffie-Hellman is on a worker: a DELETE, the half-open expiry, the
  * engine freed. A retransmission of the message being worked on is
  * answered once. Nodes without threads (every other test) run the same
@@ -22,8 +22,10 @@ pool_pair (const Params *p, const char *xa, const char *xb, Node **a, Node **b)
   return net;
 }
 
+/* A and B come up with each DH and RSA operation on the pools: a_jobs and
+ * b_jobs crypto jobs. */
 static void
-up_with_pool (const Params *p, const char *xa, const char *xb)
+up_with_pool (const Params *p, const char *xa, const char *xb, guint a_jobs, guint b_jobs)
 {
   Node *a, *b;
   Net *net = pool_pair (p, xa, xb, &a, &b);
@@ -35,6 +37,8 @@ up_with_pool (const Params *p, const char *xa, const char *xb)
   assert_no_failures (a, b);
   g_assert_cmpuint (engine_crypto_in_flight (a->ike), ==, 0);
   g_assert_cmpuint (engine_crypto_in_flight (b->ike), ==, 0);
+  g_assert_cmpuint (a->ike->stats.crypto_jobs, ==, a_jobs);
+  g_assert_cmpuint (b->ike->stats.crypto_jobs, ==, b_jobs);
   net_free (net);
 }
 
@@ -43,7 +47,8 @@ test_main_psk (void)
 {
   Params p = params_default ();
 
-  up_with_pool (&p, NULL, NULL);
+  /* A: its key pair, g^xy; B: both at once. */
+  up_with_pool (&p, NULL, NULL, 2, 1);
 }
 
 static void
@@ -52,7 +57,7 @@ test_aggressive (void)
   Params p = params_default ();
 
   p.exchange = "aggressive";
-  up_with_pool (&p, NULL, NULL);
+  up_with_pool (&p, NULL, NULL, 2, 1);
 }
 
 static void
@@ -61,7 +66,8 @@ test_quick_pfs (void)
   Params p = params_default ();
 
   p.pfs = "modp2048";
-  up_with_pool (&p, NULL, NULL);
+  /* And Quick Mode's: A's key pair, g^xy; B's at once. */
+  up_with_pool (&p, NULL, NULL, 4, 2);
 }
 
 static void
@@ -71,13 +77,16 @@ test_main_certs (void)
   g_autofree char *xa = cert_config_xml (&p, TRUE, "rsa", "client", "ca.pem", NULL);
   g_autofree char *xb = cert_config_xml (&p, FALSE, "rsa", "gw", "ca.pem", NULL);
 
-  up_with_pool (&p, xa, xb);
+  /* DH as with PSK; A signs in message 5 and verifies B's SIG_R, B
+   * verifies SIG_I and signs in one job. */
+  up_with_pool (&p, xa, xb, 4, 2);
   p.exchange = "aggressive";
   g_clear_pointer (&xa, g_free);
   g_clear_pointer (&xb, g_free);
   xa = cert_config_xml (&p, TRUE, "rsa", "client", "ca.pem", NULL);
   xb = cert_config_xml (&p, FALSE, "rsa", "gw", "ca.pem", NULL);
-  up_with_pool (&p, xa, xb);
+  /* A: key pair, g^xy, verify and sign; B: DH, sign, verify. */
+  up_with_pool (&p, xa, xb, 3, 3);
 }
 
 static gboolean
