@@ -210,9 +210,11 @@ loadtest-smoke)
   pid=$(mki_modiked_pid cl)
   gw_pid=$(mki_modiked_pid gw)
   gw_cpu0=$(awk '{print $14 + $15}' "/proc/$gw_pid/stat")
+  gw_main0=$(awk '{print $14 + $15}' "/proc/$gw_pid/task/$gw_pid/stat")
   for _ in $(seq 1 900); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   gw_cpu1=$(awk '{print $14 + $15}' "/proc/$gw_pid/stat")
-  mki_log "responder CPU: $(( gw_cpu1 - gw_cpu0 )) ticks of $(getconf CLK_TCK)/s for $n setups (crypto threads ${LT_GW_THREADS:-default})"
+  gw_main1=$(awk '{print $14 + $15}' "/proc/$gw_pid/task/$gw_pid/stat")
+  mki_log "responder CPU: $(( gw_cpu1 - gw_cpu0 )) ticks of $(getconf CLK_TCK)/s for $n setups, engine thread $(( gw_main1 - gw_main0 )) (crypto threads ${LT_GW_THREADS:-default})"
   kill -0 "$pid" 2>/dev/null && { mki_dump_logs; mki_fail "the generator did not finish within 90 s"; }
   wait "$pid"; rc=$?
   [ $rc = 0 ] || { mki_dump_logs; mki_fail "the generator exited $rc"; }
