@@ -190,6 +190,57 @@ test_retransmit_while_working (void)
   net_free (net);
 }
 
+/* A's KE in message 3 (plain Main Mode, KE first) becomes all ones: out
+ * of range. */
+static FilterResult
+spoil_ke (Net *net, guint n, Packet *pk, gpointer user)
+{
+  gsize len = g_bytes_get_size (pk->data), off = 28; /* the ISAKMP header */
+  g_autofree guint8 *d = g_memdup2 (g_bytes_get_data (pk->data, NULL), len);
+  guint8 np;
+
+  g_assert_cmpuint (len, >=, off);
+  np = d[16];
+  if (pk->to != user || d[19] != 0 || d[18] != MODIKE_EX_MAIN || np != MODIKE_PL_KE)
+    return FILTER_PASS;
+  while (np != 0 && off + 4 <= len)
+    {
+      guint plen = (d[off + 2] << 8) | d[off + 3];
+
+      g_assert_cmpuint (plen, >=, 4);
+      g_assert_cmpuint (off + plen, <=, len);
+      if (np == MODIKE_PL_KE)
+        memset (d + off + 4, 0xff, plen - 4);
+      np = d[off];
+      off += plen;
+    }
+  g_bytes_unref (pk->data);
+  pk->data = g_bytes_new (d, len);
+  return FILTER_PASS;
+}
+
+/* The worker's DH fails: B refuses with INVALID-KEY-INFORMATION, as inline. */
+static void
+test_dh_fails_on_worker (void)
+{
+  Params p = params_default ();
+  Node *a, *b;
+  Net *net = pool_pair (&p, NULL, NULL, &a, &b);
+
+  net->filter = spoil_ke;
+  net->filter_user = b;
+  g_assert_true (modike_ike_initiate (a->ike, "b", NULL));
+  net_run (net, 2000, NULL, NULL);
+  g_assert_cmpuint (b->ike->stats.crypto_jobs, ==, 1);
+  g_assert_cmpuint (b->p1_failed, ==, 1);
+  g_assert_nonnull (b->p1_error);
+  g_assert_nonnull (strstr (b->p1_error->message, "public value out of range"));
+  g_assert_cmpuint (a->p1_failed, ==, 1);
+  g_assert_nonnull (strstr (a->p1_error->message, "INVALID_KEY_INFORMATION"));
+  assert_no_sas (b);
+  net_free (net);
+}
+
 void
 fsm_add_offload_tests (void)
 {
@@ -197,6 +248,7 @@ fsm_add_offload_tests (void)
   g_test_add_func ("/fsm/offload/aggressive", test_aggressive);
   g_test_add_func ("/fsm/offload/quick-pfs", test_quick_pfs);
   g_test_add_func ("/fsm/offload/certs", test_main_certs);
+  g_test_add_func ("/fsm/offload/dh-fails-on-worker", test_dh_fails_on_worker);
   g_test_add_func ("/fsm/offload/delete-while-working", test_delete_while_working);
   g_test_add_func ("/fsm/offload/half-open-expiry-while-working", test_half_open_expiry_while_working);
   g_test_add_func ("/fsm/offload/engine-freed-while-working", test_engine_freed_while_working);
