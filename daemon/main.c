@@ -526,6 +526,12 @@ apply (Daemon *d, ModikeConfig *cfg, GError **error)
     }
   modike_config_free (d->cfg);
   d->cfg = cfg;
+  {
+    g_autoptr (GError) sub = NULL;
+
+    if (!modike_ike_set_crypto_threads (d->ike, cfg->crypto_threads, &sub))
+      g_warning ("crypto threads: %s", sub->message);
+  }
   return TRUE;
 }
 
@@ -930,8 +936,11 @@ start (Daemon *d, gboolean check_only, GError **error)
     d->socks = daemon_sockets_open (d->cfg->listen, ports, on_datagram, d, error);
   }
   /* set_config starts the datapath and creates the adapters. */
-  if (!d->socks || !modike_ike_set_config (d->ike, d->cfg, error))
+  if (!d->socks || !modike_ike_set_config (d->ike, d->cfg, error) ||
+      !modike_ike_set_crypto_threads (d->ike, d->cfg->crypto_threads, error))
     return FALSE;
+  if (d->cfg->crypto_threads > 0)
+    g_message ("%u crypto worker thread(s)", d->cfg->crypto_threads);
   {
     guint taken = daemon_sockets_handoff (d->socks, offer_socket, d);
 

@@ -42,6 +42,7 @@ typedef struct {
   guint64 rx_half_open_limit; /* first messages over a half-open limit (also in rx_dropped) */
   guint64 half_open_expired;  /* responder SAs that timed out before phase 1 was up */
   guint64 rx_no_peer;         /* first messages without a peer config (also in rx_dropped) */
+  guint64 crypto_jobs;       /* handed to the crypto workers */
 } ModikeIkeStats;
 
 typedef struct {
@@ -114,6 +115,8 @@ struct _ModikeIke {
   GPtrArray *instances;       /* EngineInstance*: SPD entries made from templates (instances.c) */
   GHashTable *instance_ids;   /* spd_id -> EngineInstance* of `instances` */
   gboolean started;           /* the engine-start hooks ran (first set_config) */
+  struct _EngineCrypto *crypto; /* the crypto worker pool (offload.c), NULL = none yet */
+  guint crypto_threads;       /* its size; 0 = crypto runs inline */
 };
 
 struct _ModikeIkeSa {
@@ -216,7 +219,48 @@ struct _ModikeExchange {
   gboolean parked;            /* a peer's Quick Mode waiting at the phase-2 gate (susp_row/msg) */
   const ModikePlugin *txn_owner; /* transaction exchange: the plugin whose ops run it */
   guint replays;              /* answers to retransmissions of the peer's last message */
+  struct _EngineOffload *offload; /* the crypto job it waits for (offload.c), NULL = none */
 };
+
+/* ---- crypto offload (offload.c) ---- */
+typedef struct _EngineCrypto EngineCrypto;
+typedef struct _EngineOffload EngineOffload;
+/* Pool size; the first call with threads > 0 creates the pool, its
+ * results drained on the caller's thread-default main context. */
+gboolean engine_crypto_set_threads (ModikeIke *ike, guint threads, GError **error);
+void engine_crypto_free (ModikeIke *ike);     /* jobs in flight: results dropped */
+/* Tests without a main loop: runs the `done` of jobs as they come back
+ * until none is in flight; FALSE after timeout_ms. */
+gboolean engine_crypto_wait (ModikeIke *ike, guint timeout_ms);
+guint engine_crypto_in_flight (ModikeIke *ike);
+/* x goes: its job's result is dropped (free_job still runs). */
+void engine_offload_orphan (ModikeExchange *x);
+/* After x's SUSPEND was applied: an inline job's done runs now. */
+void engine_offload_run_inline (ModikeExchange *x);
+/* exchange.c: ends x's suspension with done's verdict. */
+void engine_exchange_offload_done (ModikeExchange *x, ModikeOffloadDone done, gpointer job);
+
+/* exchange-common.c: a handler's Diffie-Hellman on a crypto worker (modike_exchange_offload):
+ * our key pair unless dh (taken) is given, then g^xy when peer_pub is.
+ * The worker sees only these copies. `then` goes on with the handler on
+ * the engine thread; b and msg are the handler's (b is freed with the
+ * job; msg stays with the suspended exchange). Returns SUSPEND; a DH
+ * failure fails x with INVALID_KEY_INFORMATION. */
+typedef struct _EngineDhJob EngineDhJob;
+typedef ModikeVerdict (*EngineDhThen) (ModikeExchange *x, EngineDhJob *j, GError **error);
+struct _EngineDhJob {
+  ModikeBuilder *b;            /* engine thread: the message being built */
+  const ModikeMessage *msg;
+  EngineDhThen then;
+  ModikeDhGroup group;         /* worker */
+  ModikeDh *dh;                /* ours; stays (keygen only) for a later g^xy */
+  GBytes *peer_pub;
+  GBytes *pub;                 /* out: our public value when made here */
+  ModikeSecret *gxy;           /* out */
+  GError *error;               /* out */
+};
+ModikeVerdict engine_dh_offload (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, ModikeDhGroup group,
+                                 ModikeDh *dh, GBytes *peer_pub, EngineDhThen then);
 
 /* ---- logging (ike.c) ---- */
 void engine_log (GLogLevelFlags level, const ModikeIkeSa *sa, const ModikeExchange *x, const char *fmt, ...)
@@ -416,12 +460,9 @@ gboolean p1_id_matches (const ModikePeerConfig *peer, const ModikeIdPayload *id)
 gboolean p1_check_remote_id (ModikeIkeSa *sa, const ModikePayload *id, GError **error);
 void p1_add_vendor_ids (ModikeExchange *x, ModikeBuilder *b);
 void p1_process_vendor_ids (ModikeIkeSa *sa, const ModikeMessage *msg);
-gboolean p1_add_ke_nonce (ModikeIkeSa *sa, ModikeBuilder *b, GError **error);
 gboolean p1_take_ke_nonce (ModikeExchange *x, const ModikeMessage *msg, GError **error);
-gboolean p1_derive_keys (ModikeIkeSa *sa, GError **error);
 void p1_hash (ModikeIkeSa *sa, gboolean of_initiator, guint8 *out);
 gboolean p1_verify_hash (ModikeExchange *x, gboolean of_initiator, const ModikePayload *hash, GError **error);
-gboolean p1_add_id_hash (ModikeExchange *x, ModikeBuilder *b, GError **error);
 void p1_process_notifies (ModikeExchange *x, const ModikeMessage *msg);
 void p1_maybe_initial_contact (ModikeIkeSa *sa, ModikeBuilder *b);
 /* Initiator: checks the responder's SA reply and takes its cookie. */
@@ -434,19 +475,29 @@ gboolean p1_add_offer (ModikeExchange *x, ModikeBuilder *b, gboolean one_group, 
 gboolean p1_choose (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error);
 /* Our ID payload (kept as IDii_b or IDir_b by our role). */
 gboolean p1_add_local_id (ModikeIkeSa *sa, ModikeBuilder *b, GError **error);
-/* Our HASH_I or HASH_R by our role; with RSA signatures our CERTs and
- * SIG_I or SIG_R instead. */
-gboolean p1_add_auth (ModikeIkeSa *sa, ModikeBuilder *b, GError **error);
 /* With RSA signatures: a CR per trust anchor (an empty one without). */
 void p1_add_cert_request (ModikeIkeSa *sa, ModikeBuilder *b);
 /* Phase 1 is up: frees what only its hashes and key derivation needed. */
 void p1_forget_handshake (ModikeIkeSa *sa);
-/* Adds our KE and nonce first unless b is NULL, then derives the keys;
- * failures are INVALID_KEY_INFORMATION. */
-gboolean p1_key_exchange (ModikeExchange *x, ModikeBuilder *b, GError **error);
-/* The peer's ID (when check_id) and HASH (or certificate and SIG), then
- * its notifies. */
-gboolean p1_authenticate (ModikeExchange *x, const ModikeMessage *msg, gboolean check_id, GError **error);
+/* Phase 1 Diffie-Hellman on a crypto worker (engine_dh_offload); returns
+ * SUSPEND. keygen: a key pair of ours (else the SA's from before);
+ * compute: g^xy with the peer's KE taken. `then` starts with
+ * p1_take_dh. */
+ModikeVerdict p1_key_exchange (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, gboolean keygen,
+                               gboolean compute, EngineDhThen then, GError **error);
+/* The job's results into the SA: our KE and a nonce into j->b, the key
+ * pair kept, the keys derived; failures are INVALID_KEY_INFORMATION. */
+gboolean p1_take_dh (ModikeExchange *x, EngineDhJob *j, GError **error);
+/* Phase 1 authentication, RSA on a crypto worker: with P1_AUTH_PEER the
+ * peer's ID (P1_AUTH_CHECK_ID) and HASH, or certificate and SIG, then its
+ * notifies; with b (taken) our ID (P1_AUTH_ADD_ID) and our HASH_I/HASH_R,
+ * or CERTs and SIG. `then` goes on with b; SUSPEND while a worker signs
+ * or verifies, else then's verdict. */
+enum { P1_AUTH_PEER = 1 << 0, P1_AUTH_CHECK_ID = 1 << 1, P1_AUTH_ADD_ID = 1 << 2 };
+typedef ModikeVerdict (*P1AuthThen) (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error);
+ModikeVerdict p1_auth (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, guint flags, P1AuthThen then,
+                       GError **error);
+ModikeVerdict p1_auth_ok (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error); /* a `then`: OK */
 
 /* Handlers (exchange-*.c), referenced by fsm-table.c. */
 ModikeVerdict mm_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error);

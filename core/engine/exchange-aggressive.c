@@ -9,16 +9,29 @@
  * peer config (and so the PSK) by address, then by that identity. */
 #include "engine-private.h"
 
+/* After our key pair (crypto worker): message 1. */
+static ModikeVerdict
+am_initiate_send (ModikeExchange *x, EngineDhJob *j, GError **error)
+{
+  ModikeBuilder *b = j->b;
+
+  if (!p1_take_dh (x, j, error))
+    return MODIKE_V_FAIL;
+  if (!p1_add_local_id (x->sa, b, error))
+    return MODIKE_V_FAIL;
+  p1_add_cert_request (x->sa, b);
+  p1_add_vendor_ids (x, b);
+  return engine_send_msg (x, 1, b, FALSE, error);
+}
+
 ModikeVerdict
 am_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
   g_autoptr (ModikeBuilder) b = modike_builder_new ();
 
-  if (!p1_add_offer (x, b, TRUE, error) || !p1_add_ke_nonce (x->sa, b, error) || !p1_add_local_id (x->sa, b, error))
+  if (!p1_add_offer (x, b, TRUE, error))
     return MODIKE_V_FAIL;
-  p1_add_cert_request (x->sa, b);
-  p1_add_vendor_ids (x, b);
-  return engine_send_msg (x, 1, b, FALSE, error);
+  return p1_key_exchange (x, msg, g_steal_pointer (&b), TRUE, FALSE, am_initiate_send, error);
 }
 
 /* The peer config for the initiator's identity in message 1. */
@@ -47,6 +60,24 @@ choose_peer (ModikeExchange *x, const ModikePayload *idp, GError **error)
   return TRUE;
 }
 
+/* After our HASH_R or SIG_R: message 2. */
+static ModikeVerdict
+am_r2_send (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error)
+{
+  p1_add_cert_request (x->sa, b);
+  p1_add_vendor_ids (x, b);
+  return engine_send_msg (x, 2, b, FALSE, error);
+}
+
+/* After our key pair and g^xy (crypto worker): our authentication. */
+static ModikeVerdict
+am_r1_send (ModikeExchange *x, EngineDhJob *j, GError **error)
+{
+  if (!p1_take_dh (x, j, error))
+    return MODIKE_V_FAIL;
+  return p1_auth (x, j->msg, g_steal_pointer (&j->b), P1_AUTH_ADD_ID, am_r2_send, error);
+}
+
 ModikeVerdict
 am_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
@@ -59,33 +90,39 @@ am_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   g_clear_pointer (&sa->idi_b, g_bytes_unref);
   sa->idi_b = engine_payload_bytes (idp);
   p1_process_vendor_ids (sa, msg);
-  if (!p1_take_ke_nonce (x, msg, error) || !p1_key_exchange (x, b, error) || !p1_add_id_hash (x, b, error))
+  if (!p1_take_ke_nonce (x, msg, error))
     return MODIKE_V_FAIL;
-  p1_add_cert_request (sa, b);
-  p1_add_vendor_ids (x, b);
-  return engine_send_msg (x, 2, b, FALSE, error);
+  return p1_key_exchange (x, msg, g_steal_pointer (&b), TRUE, TRUE, am_r1_send, error);
+}
+
+/* After the responder's authentication and ours: message 3. */
+static ModikeVerdict
+am_i3_send (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error)
+{
+  p1_maybe_initial_contact (x->sa, b);
+  return engine_send_msg (x, 3, b, TRUE, error);
+}
+
+/* After g^xy (crypto worker): the responder's authentication and ours. */
+static ModikeVerdict
+am_i2_send (ModikeExchange *x, EngineDhJob *j, GError **error)
+{
+  if (!p1_take_dh (x, j, error))
+    return MODIKE_V_FAIL;
+  return p1_auth (x, j->msg, g_steal_pointer (&j->b), P1_AUTH_PEER | P1_AUTH_CHECK_ID, am_i3_send, error);
 }
 
 ModikeVerdict
 am_i2 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
-  g_autoptr (ModikeBuilder) b = modike_builder_new ();
-
-  if (!p1_take_reply_sa (x, msg, error) || !p1_take_ke_nonce (x, msg, error) || !p1_key_exchange (x, NULL, error) ||
-      !p1_authenticate (x, msg, TRUE, error))
+  if (!p1_take_reply_sa (x, msg, error) || !p1_take_ke_nonce (x, msg, error))
     return MODIKE_V_FAIL;
-  if (!p1_add_auth (x->sa, b, error))
-    {
-      engine_fail (x, 0, MODIKE_IKE_ERROR_AUTH, error, "cannot authenticate ourselves");
-      return MODIKE_V_FAIL;
-    }
-  p1_maybe_initial_contact (x->sa, b);
-  return engine_send_msg (x, 3, b, TRUE, error);
+  return p1_key_exchange (x, msg, modike_builder_new (), FALSE, TRUE, am_i2_send, error);
 }
 
 ModikeVerdict
 am_r3 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
   /* The initiator's ID came in message 1. */
-  return p1_authenticate (x, msg, FALSE, error) ? MODIKE_V_OK : MODIKE_V_FAIL;
+  return p1_auth (x, msg, NULL, P1_AUTH_PEER, p1_auth_ok, error);
 }

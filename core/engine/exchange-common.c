@@ -213,3 +213,70 @@ engine_verify_hash (ModikeExchange *x, const ModikeMessage *msg, gboolean zero, 
     }
   return TRUE;
 }
+
+/* ---- Diffie-Hellman on a crypto worker ---- */
+
+static void
+dh_job_free (gpointer data)
+{
+  EngineDhJob *j = data;
+
+  g_clear_pointer (&j->b, modike_builder_free);
+  g_clear_pointer (&j->dh, modike_dh_free);
+  g_clear_pointer (&j->peer_pub, g_bytes_unref);
+  g_clear_pointer (&j->pub, g_bytes_unref);
+  g_clear_pointer (&j->gxy, modike_secret_free);
+  g_clear_error (&j->error);
+  g_free (j);
+}
+
+/* On the worker: only the job's own copies. */
+static void
+dh_job_work (gpointer data)
+{
+  EngineDhJob *j = data;
+
+  if (j->dh == NULL)
+    {
+      j->dh = modike_dh_new (j->group, &j->error);
+      if (j->dh == NULL)
+        return;
+      j->pub = modike_dh_public (j->dh);
+    }
+  if (j->peer_pub != NULL)
+    {
+      j->gxy = modike_dh_compute (j->dh, g_bytes_get_data (j->peer_pub, NULL), g_bytes_get_size (j->peer_pub),
+                                  &j->error);
+      /* The private value is spent once g^xy exists. */
+      g_clear_pointer (&j->dh, modike_dh_free);
+    }
+}
+
+static ModikeVerdict
+dh_job_done (ModikeExchange *x, gpointer data, GError **error)
+{
+  EngineDhJob *j = data;
+
+  if (j->error != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&j->error));
+      return engine_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "key exchange failed");
+    }
+  return j->then (x, j, error);
+}
+
+ModikeVerdict
+engine_dh_offload (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, ModikeDhGroup group, ModikeDh *dh,
+                   GBytes *peer_pub, EngineDhThen then)
+{
+  EngineDhJob *j = g_new0 (EngineDhJob, 1);
+
+  j->b = b;
+  j->msg = msg;
+  j->then = then;
+  j->group = group;
+  j->dh = dh;
+  j->peer_pub = peer_pub != NULL ? g_bytes_ref (peer_pub) : NULL;
+  modike_exchange_offload (x, dh_job_work, dh_job_done, j, dh_job_free);
+  return MODIKE_V_SUSPEND;
+}

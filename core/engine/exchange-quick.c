@@ -19,6 +19,7 @@ struct _QmData {
   guint32 spi_in, spi_out;
   GBytes *ni, *nr;
   ModikeDh *dh;
+  GBytes *pub;                 /* our KE with PFS */
   ModikeSecret *gxy;
   GBytes *idci_b, *idcr_b;     /* ID bodies as sent (initiator's order) */
   EngineP2Choice choice;
@@ -44,6 +45,7 @@ qm_data_free (QmData *qm)
   g_clear_pointer (&qm->ni, g_bytes_unref);
   g_clear_pointer (&qm->nr, g_bytes_unref);
   g_clear_pointer (&qm->dh, modike_dh_free);
+  g_clear_pointer (&qm->pub, g_bytes_unref);
   g_clear_pointer (&qm->gxy, modike_secret_free);
   g_clear_pointer (&qm->idci_b, g_bytes_unref);
   g_clear_pointer (&qm->idcr_b, g_bytes_unref);
@@ -217,24 +219,20 @@ host_range (const ModikeAddr *a, ModikeAddrRange *r)
 /* ---- messages ---- */
 
 /* SA, our nonce, [KE], [IDci IDcr]: messages 1 and 2 (HASH goes in front on send). */
+/* After the SA payload (added before a PFS key pair was made): the
+ * nonce, our KE and the IDs. */
 static void
-add_payloads (ModikeExchange *x, QmData *qm, ModikeBuilder *b, const ModikeSaPayload *sap)
+add_payloads (ModikeExchange *x, QmData *qm, ModikeBuilder *b)
 {
-  g_autoptr (GBytes) sa_b = engine_sa_bytes (sap);
   GBytes **nonce = x->role == MODIKE_ROLE_INITIATOR ? &qm->ni : &qm->nr;
   guint8 data[ENGINE_NONCE_LEN];
 
-  engine_builder_add_bytes (b, MODIKE_PL_SA, sa_b);
   modike_random_nonce (data, sizeof data);
   g_clear_pointer (nonce, g_bytes_unref);
   *nonce = g_bytes_new (data, sizeof data);
   engine_builder_add_bytes (b, MODIKE_PL_NONCE, *nonce);
-  if (qm->dh != NULL)
-    {
-      g_autoptr (GBytes) pub = modike_dh_public (qm->dh);
-
-      engine_builder_add_bytes (b, MODIKE_PL_KE, pub);
-    }
+  if (qm->pub != NULL)
+    engine_builder_add_bytes (b, MODIKE_PL_KE, qm->pub);
   /* The responder returns the initiator's IDs unchanged. */
   if (qm->idci_b != NULL)
     {
@@ -277,11 +275,13 @@ parse_ids (const ModikeMessage *msg, ModikeAddrRange *ci, ModikePortRange *pi, M
   return TRUE;
 }
 
+/* The peer's KE as the PFS group wants it (*pub NULL without PFS). */
 static gboolean
-take_ke (ModikeExchange *x, QmData *qm, const ModikeMessage *msg, GError **error)
+check_ke (ModikeExchange *x, QmData *qm, const ModikeMessage *msg, GBytes **pub, GError **error)
 {
   const ModikePayload *ke = modike_message_find (msg, MODIKE_PL_KE);
 
+  *pub = NULL;
   if (qm->choice.group == 0)
     {
       if (ke != NULL)
@@ -298,20 +298,29 @@ take_ke (ModikeExchange *x, QmData *qm, const ModikeMessage *msg, GError **error
                    modike_dh_public_len (qm->choice.group));
       return FALSE;
     }
-  if (qm->dh == NULL)
-    {
-      qm->dh = modike_dh_new (qm->choice.group, error);
-      if (qm->dh == NULL)
-        return FALSE;
-    }
-  g_clear_pointer (&qm->gxy, modike_secret_free);
-  qm->gxy = modike_dh_compute (qm->dh, ke->body, ke->len, error);
-  if (qm->gxy == NULL)
-    {
-      modike_exchange_set_notify (x, MODIKE_N_INVALID_KEY_INFORMATION);
-      return FALSE;
-    }
+  *pub = engine_payload_bytes (ke);
   return TRUE;
+}
+
+/* A PFS job's results into qm. */
+static void
+take_dh (QmData *qm, EngineDhJob *j)
+{
+  if (j->pub != NULL)
+    {
+      g_clear_pointer (&qm->pub, g_bytes_unref);
+      qm->pub = g_bytes_ref (j->pub);
+    }
+  if (j->dh != NULL)
+    {
+      g_clear_pointer (&qm->dh, modike_dh_free);
+      qm->dh = g_steal_pointer (&j->dh);
+    }
+  if (j->gxy != NULL)
+    {
+      g_clear_pointer (&qm->gxy, modike_secret_free);
+      qm->gxy = g_steal_pointer (&j->gxy);
+    }
 }
 
 static void
@@ -482,6 +491,22 @@ install (ModikeExchange *x, QmData *qm, GError **error)
   return TRUE;
 }
 
+/* Message 1 after the SA payload (and our PFS key pair). */
+static ModikeVerdict
+i1_send (ModikeExchange *x, EngineDhJob *j, GError **error)
+{
+  QmData *qm = x->data;
+  ModikeVerdict v;
+
+  take_dh (qm, j);
+  add_payloads (x, qm, j->b);
+  v = send_hashed (x, 1, j->b, NULL, error);
+  if (v == MODIKE_V_OK)
+    ELOG_INFO (x->sa, x, "Quick Mode for policy %s started (in=%08x%s)", qm->policy->name, qm->spi_in,
+               qm->policy->pfs_group != 0 ? ", PFS" : "");
+  return v;
+}
+
 ModikeVerdict
 qm_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
@@ -489,10 +514,10 @@ qm_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   QmData *qm = x->data;
   const ModikeSpdEntry *policy;
   g_autoptr (ModikeSaPayload) offer = NULL;
-  g_autoptr (ModikeBuilder) b = modike_builder_new ();
+  g_autoptr (GBytes) offer_b = NULL;
+  ModikeBuilder *b;
   g_autoptr (ModikeIdPayload) idci = NULL;
   g_autoptr (ModikeIdPayload) idcr = NULL;
-  ModikeVerdict v;
   /* engine_start_qm tagged x with its policy (modike_exchange_set_policy). */
   guint32 spd_id = modike_exchange_get_policy (x);
 
@@ -505,12 +530,6 @@ qm_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   qm->policy = modike_spd_entry_dup (policy);
   qm->spi_in = modike_exchange_alloc_spi (x);
   offer = proposal_p2_offer (sa, policy, qm->spi_in, NULL);
-  if (policy->pfs_group != 0)
-    {
-      qm->dh = modike_dh_new (policy->pfs_group, error);
-      if (qm->dh == NULL)
-        return MODIKE_V_FAIL;
-    }
   qm->local_ts = policy->local;
   qm->remote_ts = policy->remote;
   qm->ts_proto = policy->proto;
@@ -518,12 +537,18 @@ qm_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   idcr = qm_id_from_range (&policy->remote, policy->proto, &policy->remote_port);
   qm->idci_b = engine_id_bytes (idci);
   qm->idcr_b = engine_id_bytes (idcr);
-  add_payloads (x, qm, b, offer);
-  v = send_hashed (x, 1, b, NULL, error);
-  if (v == MODIKE_V_OK)
-    ELOG_INFO (sa, x, "Quick Mode for policy %s started (in=%08x%s)", policy->name, qm->spi_in,
-               policy->pfs_group != 0 ? ", PFS" : "");
-  return v;
+  b = modike_builder_new ();
+  offer_b = engine_sa_bytes (offer);
+  engine_builder_add_bytes (b, MODIKE_PL_SA, offer_b);
+  if (policy->pfs_group != 0)
+    return engine_dh_offload (x, msg, b, policy->pfs_group, NULL, NULL, i1_send);
+  {
+    EngineDhJob none = { .b = b, .msg = msg };
+    ModikeVerdict v = i1_send (x, &none, error);
+
+    modike_builder_free (b);
+    return v;
+  }
 }
 
 /* The first PROTECT policy for this peer whose selectors contain the
@@ -574,6 +599,19 @@ r1_choose (ModikeExchange *x, QmData *qm, const ModikeSaPayload *offer, const Mo
                       "no acceptable ESP proposal");
 }
 
+/* Message 2 after the SA payload (and the PFS Diffie-Hellman). */
+static ModikeVerdict
+r1_send (ModikeExchange *x, EngineDhJob *j, GError **error)
+{
+  QmData *qm = x->data;
+
+  take_dh (qm, j);
+  process_notifies (x, qm, j->msg);
+  add_payloads (x, qm, j->b);
+  add_responder_lifetime (x->sa, qm, j->b);
+  return send_hashed (x, 2, j->b, qm->ni, error);
+}
+
 ModikeVerdict
 qm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
@@ -582,6 +620,8 @@ qm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   guint n_ids = modike_message_count (msg, MODIKE_PL_ID);
   const ModikeSaPayload *offer = engine_msg_sa (msg);
   g_autoptr (ModikeSaPayload) reply = NULL;
+  g_autoptr (GBytes) reply_b = NULL;
+  g_autoptr (GBytes) peer_pub = NULL;
   g_autoptr (ModikeBuilder) b = modike_builder_new ();
   g_autoptr (GError) local = NULL;
   ModikeAddrRange ci, cr;
@@ -629,12 +669,17 @@ qm_r1 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   qm->remote_ts = ci;
   qm->ts_proto = proto;
   qm->ni = engine_payload_bytes (modike_message_find (msg, MODIKE_PL_NONCE));
-  if (!take_ke (x, qm, msg, error))
+  if (!check_ke (x, qm, msg, &peer_pub, error))
     return MODIKE_V_FAIL;
-  process_notifies (x, qm, msg);
-  add_payloads (x, qm, b, reply);
-  add_responder_lifetime (sa, qm, b);
-  return send_hashed (x, 2, b, qm->ni, error);
+  reply_b = engine_sa_bytes (reply);
+  engine_builder_add_bytes (b, MODIKE_PL_SA, reply_b);
+  if (peer_pub != NULL)
+    return engine_dh_offload (x, msg, g_steal_pointer (&b), qm->choice.group, NULL, peer_pub, r1_send);
+  {
+    EngineDhJob none = { .b = b, .msg = msg };
+
+    return r1_send (x, &none, error);
+  }
 }
 
 /* The responder returns our IDs (RFC 2409 5.5), or narrower ones inside
@@ -681,12 +726,26 @@ take_returned_ids (ModikeExchange *x, QmData *qm, const ModikeMessage *msg, GErr
   return TRUE;
 }
 
+/* Message 3 after g^xy of PFS. */
+static ModikeVerdict
+i2_send (ModikeExchange *x, EngineDhJob *j, GError **error)
+{
+  QmData *qm = x->data;
+
+  take_dh (qm, j);
+  process_notifies (x, qm, j->msg);
+  if (!install (x, qm, error))
+    return MODIKE_V_FAIL;
+  engine_add_hash (x->sa, x->msgid, j->b, TRUE, qm->ni, qm->nr);
+  return engine_send_msg (x, 3, j->b, TRUE, error);
+}
+
 ModikeVerdict
 qm_i2 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
 {
   ModikeIkeSa *sa = x->sa;
   QmData *qm = x->data;
-  g_autoptr (ModikeBuilder) b = modike_builder_new ();
+  g_autoptr (GBytes) peer_pub = NULL;
 
   if (!engine_verify_hash (x, msg, FALSE, qm->ni, NULL, error))
     return MODIKE_V_DROP;
@@ -700,13 +759,18 @@ qm_i2 (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   if (!take_returned_ids (x, qm, msg, error))
     return MODIKE_V_FAIL;
   qm->nr = engine_payload_bytes (modike_message_find (msg, MODIKE_PL_NONCE));
-  if (!take_ke (x, qm, msg, error))
+  if (!check_ke (x, qm, msg, &peer_pub, error))
     return MODIKE_V_FAIL;
-  process_notifies (x, qm, msg);
-  if (!install (x, qm, error))
-    return MODIKE_V_FAIL;
-  engine_add_hash (sa, x->msgid, b, TRUE, qm->ni, qm->nr);
-  return engine_send_msg (x, 3, b, TRUE, error);
+  if (peer_pub != NULL)
+    return engine_dh_offload (x, msg, modike_builder_new (), qm->choice.group, g_steal_pointer (&qm->dh), peer_pub,
+                              i2_send);
+  {
+    EngineDhJob none = { .b = modike_builder_new (), .msg = msg };
+    ModikeVerdict v = i2_send (x, &none, error);
+
+    modike_builder_free (none.b);
+    return v;
+  }
 }
 
 ModikeVerdict

@@ -39,6 +39,7 @@ engine_exchange_free (ModikeExchange *x)
   ike = x->sa->ike;
   engine_timer_cancel (ike, &x->timer);
   engine_timer_cancel (ike, &x->linger_timer);
+  engine_offload_orphan (x);
   engine_exchange_release (x);
   if (x->destroy != NULL && x->data != NULL)
     x->destroy (x->data);
@@ -58,6 +59,7 @@ engine_exchange_discard (ModikeExchange *x)
   if (x->dead)
     return;
   x->dead = TRUE;
+  engine_offload_orphan (x);
   engine_timer_cancel (ike, &x->timer);
   engine_timer_cancel (ike, &x->linger_timer);
   engine_sa_exchanges_steal (x->sa, x);
@@ -768,6 +770,10 @@ apply_verdict (ModikeExchange *x, const ModikeFsmRow *row, ModikeMessage *msg, M
     g_error_free (error);
   if (v != MODIKE_V_SUSPEND && msg != NULL)
     modike_message_free (msg);
+  if (v == MODIKE_V_SUSPEND)
+    engine_offload_run_inline (x);
+  else
+    engine_offload_orphan (x); /* a job the handler started in vain */
 }
 
 static void
@@ -957,8 +963,10 @@ engine_exchange_run_parked (ModikeExchange *x)
   run_row (x, row, msg, TRUE);
 }
 
-void
-modike_exchange_resume (ModikeExchange *x, ModikeVerdict verdict, GError *error)
+/* Ends a SUSPEND: `done` (an offloaded job's) goes on with the handler's
+ * work, else `verdict` stands as the handler's. */
+static void
+resume (ModikeExchange *x, ModikeVerdict verdict, GError *error, ModikeOffloadDone done, gpointer job)
 {
   ModikeIke *ike = x->sa->ike;
   ModikeMessage *msg;
@@ -971,16 +979,33 @@ modike_exchange_resume (ModikeExchange *x, ModikeVerdict verdict, GError *error)
       return;
     }
   engine_enter (ike);
-  if (verdict == MODIKE_V_OK)
+  x->in_handler = TRUE;
+  if (done != NULL)
     {
-      x->in_handler = TRUE;
-      verdict = run_claims (x, row, msg, &error);
-      x->in_handler = FALSE;
+      x->cur_no = row->msg_no;
+      x->cur_row = row;
+      x->notify = 0;
+      verdict = done (x, job, &error);
     }
+  if (verdict == MODIKE_V_OK)
+    verdict = run_claims (x, row, msg, &error);
+  x->in_handler = FALSE;
   if (verdict == MODIKE_V_FAIL && error == NULL)
     error = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "%s failed", row->name);
   apply_verdict (x, row, msg, verdict, error, FALSE);
   engine_leave (ike);
+}
+
+void
+modike_exchange_resume (ModikeExchange *x, ModikeVerdict verdict, GError *error)
+{
+  resume (x, verdict, error, NULL, NULL);
+}
+
+void
+engine_exchange_offload_done (ModikeExchange *x, ModikeOffloadDone done, gpointer job)
+{
+  resume (x, MODIKE_V_OK, NULL, done, job);
 }
 
 /* Starts x's first row as the initiator; `refusal` (taken) is why it may

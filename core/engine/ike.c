@@ -164,7 +164,9 @@ modike_ike_free (ModikeIke *ike)
   if (ike == NULL)
     return;
   /* Adapters first (they are attached to the datapath), then the datapath;
-   * the SAs go silently with the SAD. */
+   * the SAs go silently with the SAD. Crypto jobs in flight first: their
+   * results are dropped. */
+  engine_crypto_free (ike);
   engine_adapters_destroy_all (ike);
   engine_dp_stop (ike);
   g_hash_table_destroy (ike->acquires);
@@ -193,6 +195,13 @@ modike_ike_free (ModikeIke *ike)
   modike_spd_free (ike->spd);
   engine_instances_free (ike);
   g_free (ike);
+}
+
+gboolean
+modike_ike_set_crypto_threads (ModikeIke *ike, guint threads, GError **error)
+{
+  g_return_val_if_fail (threads <= MODIKE_CRYPTO_THREADS_MAX, FALSE);
+  return engine_crypto_set_threads (ike, threads, error);
 }
 
 void

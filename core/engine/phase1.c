@@ -250,26 +250,20 @@ p1_process_vendor_ids (ModikeIkeSa *sa, const ModikeMessage *msg)
     }
 }
 
-gboolean
-p1_add_ke_nonce (ModikeIkeSa *sa, ModikeBuilder *b, GError **error)
+/* Our KE (pub) and a fresh nonce, both kept for the key derivation. */
+static void
+put_ke_nonce (ModikeIkeSa *sa, ModikeBuilder *b, GBytes *pub)
 {
-  g_autoptr (GBytes) pub = NULL;
   guint8 nonce[ENGINE_NONCE_LEN];
   gboolean initiator = sa->role == MODIKE_ROLE_INITIATOR;
 
-  g_clear_pointer (&sa->dh, modike_dh_free);
-  sa->dh = modike_dh_new (sa->choice.group, error);
-  if (sa->dh == NULL)
-    return FALSE;
-  pub = modike_dh_public (sa->dh);
   modike_random_nonce (nonce, sizeof nonce);
   modike_builder_add (b, MODIKE_PL_KE, g_bytes_get_data (pub, NULL), g_bytes_get_size (pub));
   modike_builder_add (b, MODIKE_PL_NONCE, nonce, sizeof nonce);
   g_clear_pointer (initiator ? &sa->gxi : &sa->gxr, g_bytes_unref);
   g_clear_pointer (initiator ? &sa->ni : &sa->nr, g_bytes_unref);
-  *(initiator ? &sa->gxi : &sa->gxr) = g_steal_pointer (&pub);
+  *(initiator ? &sa->gxi : &sa->gxr) = g_bytes_ref (pub);
   *(initiator ? &sa->ni : &sa->nr) = g_bytes_new (nonce, sizeof nonce);
-  return TRUE;
 }
 
 gboolean
@@ -298,11 +292,10 @@ p1_take_ke_nonce (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   return TRUE;
 }
 
-gboolean
-p1_derive_keys (ModikeIkeSa *sa, GError **error)
+/* SKEYID and the keys from g^xy (computed on a crypto worker). */
+static gboolean
+derive_keys (ModikeIkeSa *sa, const ModikeSecret *gxy, GError **error)
 {
-  GBytes *peer_pub = sa->role == MODIKE_ROLE_INITIATOR ? sa->gxr : sa->gxi;
-  g_autoptr (ModikeSecret) gxy = NULL;
   ModikeSecret *skeyid;
   gsize ni_len, nr_len, gxi_len, gxr_len;
   const guint8 *ni, *nr, *gxi, *gxr;
@@ -313,9 +306,6 @@ p1_derive_keys (ModikeIkeSa *sa, GError **error)
                    sa->peer_name != NULL ? sa->peer_name : "?");
       return FALSE;
     }
-  gxy = modike_dh_compute (sa->dh, g_bytes_get_data (peer_pub, NULL), g_bytes_get_size (peer_pub), error);
-  if (gxy == NULL)
-    return FALSE;
   ni = g_bytes_get_data (sa->ni, &ni_len);
   nr = g_bytes_get_data (sa->nr, &nr_len);
   skeyid = p1_uses_sig (sa) ? modike_skeyid_sig (sa->choice.hash, ni, ni_len, nr, nr_len, gxy)
@@ -334,7 +324,6 @@ p1_derive_keys (ModikeIkeSa *sa, GError **error)
   gxr = g_bytes_get_data (sa->gxr, &gxr_len);
   modike_p1_iv (sa->choice.hash, gxi, gxi_len, gxr, gxr_len, sa->p1_iv, sa->block_len);
   sa->have_keys = TRUE;
-  g_clear_pointer (&sa->dh, modike_dh_free);
   return TRUE;
 }
 
@@ -359,16 +348,40 @@ p1_forget_handshake (ModikeIkeSa *sa)
 }
 
 gboolean
-p1_key_exchange (ModikeExchange *x, ModikeBuilder *b, GError **error)
+p1_take_dh (ModikeExchange *x, EngineDhJob *j, GError **error)
 {
   ModikeIkeSa *sa = x->sa;
 
-  if ((b != NULL && !p1_add_ke_nonce (sa, b, error)) || !p1_derive_keys (sa, error))
+  if (j->pub != NULL)
+    put_ke_nonce (sa, j->b, j->pub);
+  if (j->dh != NULL)
+    {
+      g_clear_pointer (&sa->dh, modike_dh_free);
+      sa->dh = g_steal_pointer (&j->dh); /* for g^xy once the peer's KE is in */
+    }
+  if (j->gxy != NULL && !derive_keys (sa, j->gxy, error))
     {
       engine_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error, "key exchange failed");
       return FALSE;
     }
   return TRUE;
+}
+
+ModikeVerdict
+p1_key_exchange (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, gboolean keygen, gboolean compute,
+                 EngineDhThen then, GError **error)
+{
+  ModikeIkeSa *sa = x->sa;
+  GBytes *peer_pub = sa->role == MODIKE_ROLE_INITIATOR ? sa->gxr : sa->gxi;
+
+  if ((!keygen && sa->dh == NULL) || (compute && peer_pub == NULL))
+    {
+      modike_builder_free (b);
+      return engine_fail (x, MODIKE_N_INVALID_KEY_INFORMATION, MODIKE_IKE_ERROR_FAILED, error,
+                          "key exchange failed: no %s", compute && peer_pub == NULL ? "KE from the peer" : "key pair");
+    }
+  return engine_dh_offload (x, msg, b, sa->choice.group, keygen ? NULL : g_steal_pointer (&sa->dh),
+                            compute ? peer_pub : NULL, then);
 }
 
 static void
@@ -440,58 +453,6 @@ p1_add_cert_request (ModikeIkeSa *sa, ModikeBuilder *b)
     }
 }
 
-/* Our certificate chain (leaf first) and SIG_I/SIG_R: the HASH signed with
- * PKCS#1 v1.5 and no DigestInfo. */
-static gboolean
-add_cert_sig (ModikeIkeSa *sa, ModikeBuilder *b, GError **error)
-{
-  const ModikePeerConfig *peer = sa->peer;
-  g_autoptr (GPtrArray) chain = NULL;
-  g_autoptr (GBytes) sig = NULL;
-  guint8 hash[MODIKE_HASH_MAX];
-
-  if (peer->x509 == NULL || !modike_x509_creds_has_local (peer->x509))
-    {
-      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "peer %s: no certificate and key of ours configured",
-                   sa->peer_name);
-      return FALSE;
-    }
-  chain = modike_x509_creds_local_chain (peer->x509);
-  for (guint i = 0; i < chain->len; i++)
-    add_cert_payload (b, MODIKE_PL_CERT, chain->pdata[i]);
-  p1_hash (sa, sa->role == MODIKE_ROLE_INITIATOR, hash);
-  sig = modike_x509_sign (peer->x509, hash, modike_hash_len (sa->choice.hash), error);
-  modike_memwipe (hash, sizeof hash);
-  if (sig == NULL)
-    return FALSE;
-  engine_builder_add_bytes (b, MODIKE_PL_SIG, sig);
-  return TRUE;
-}
-
-gboolean
-p1_add_auth (ModikeIkeSa *sa, ModikeBuilder *b, GError **error)
-{
-  guint8 hash[MODIKE_HASH_MAX];
-
-  if (engine_auth_signs (sa, TRUE))
-    return add_cert_sig (sa, b, error);
-  p1_hash (sa, sa->role == MODIKE_ROLE_INITIATOR, hash);
-  modike_builder_add (b, MODIKE_PL_HASH, hash, modike_hash_len (sa->choice.hash));
-  modike_memwipe (hash, sizeof hash);
-  return TRUE;
-}
-
-gboolean
-p1_add_id_hash (ModikeExchange *x, ModikeBuilder *b, GError **error)
-{
-  if (!p1_add_local_id (x->sa, b, error) || !p1_add_auth (x->sa, b, error))
-    {
-      engine_fail (x, 0, MODIKE_IKE_ERROR_AUTH, error, "cannot authenticate ourselves");
-      return FALSE;
-    }
-  return TRUE;
-}
-
 /* INITIAL-CONTACT when this is our only SA with the peer (RFC 2407 4.6.3.3). */
 void
 p1_maybe_initial_contact (ModikeIkeSa *sa, ModikeBuilder *b)
@@ -519,78 +480,141 @@ p1_process_notifies (ModikeExchange *x, const ModikeMessage *msg)
     }
 }
 
-/* The peer's certificate chain, its ID in the certificate, and SIG over
- * the peer's HASH_I/HASH_R (RFC 2409 5.1). */
-static gboolean
-verify_cert_sig (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+/* The RSA work of a phase 1 message as a crypto job: the peer's
+ * certificate chain, its ID in the certificate and its SIG over HASH_I or
+ * HASH_R (RFC 2409 5.1), and our SIG (PKCS#1 v1.5, no DigestInfo). The
+ * worker sees only copies and the credentials (reference-counted,
+ * read-only once loaded). */
+typedef struct {
+  /* engine thread */
+  ModikeBuilder *b;            /* NULL: nothing of ours */
+  const ModikeMessage *msg;
+  P1AuthThen then;
+  gboolean verify_peer;
+  /* worker: the peer's */
+  ModikeX509Creds *creds;
+  gboolean verify;
+  GPtrArray *ders;             /* GBytes*: X.509 CERT payloads */
+  GBytes *id_b, *sig;
+  guint8 want[MODIKE_HASH_MAX];
+  gsize hash_len;
+  gint64 now;
+  char who;                    /* 'I' or 'R': whose SIG */
+  ModikeX509Cert *cert;        /* out */
+  guint16 notify;              /* out, with error */
+  GError *error;
+  /* worker: ours */
+  gboolean sign;
+  guint8 ours[MODIKE_HASH_MAX];
+  GBytes *our_sig;             /* out, or sign_error */
+  GError *sign_error;
+} P1Auth;
+
+static void
+p1_auth_free (gpointer data)
 {
-  ModikeIkeSa *sa = x->sa;
-  const ModikePeerConfig *peer = sa->peer;
-  GBytes *id_b = sa->role == MODIKE_ROLE_INITIATOR ? sa->idr_b : sa->idi_b;
-  const ModikePayload *sig = modike_message_find (msg, MODIKE_PL_SIG);
-  g_autoptr (GPtrArray) ders = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
-  g_autoptr (ModikeX509Cert) cert = NULL;
+  P1Auth *j = data;
+
+  g_clear_pointer (&j->b, modike_builder_free);
+  g_clear_pointer (&j->creds, modike_x509_creds_unref);
+  g_clear_pointer (&j->ders, g_ptr_array_unref);
+  g_clear_pointer (&j->id_b, g_bytes_unref);
+  g_clear_pointer (&j->sig, g_bytes_unref);
+  g_clear_pointer (&j->cert, modike_x509_cert_free);
+  g_clear_pointer (&j->our_sig, g_bytes_unref);
+  g_clear_error (&j->error);
+  g_clear_error (&j->sign_error);
+  modike_memwipe (j->want, sizeof j->want);
+  modike_memwipe (j->ours, sizeof j->ours);
+  g_free (j);
+}
+
+static gboolean
+verify_peer_sig (P1Auth *j)
+{
   g_autoptr (ModikeIdPayload) id = NULL;
   g_autoptr (GError) sub = NULL;
-  guint8 want[MODIKE_HASH_MAX];
-  const ModikePayload *p;
-  gsize dlen;
+  gsize dlen = 0;
   const guint8 *d;
 
-  for (guint i = 0; (p = modike_message_find_nth (msg, MODIKE_PL_CERT, i)) != NULL; i++)
+  j->notify = MODIKE_N_AUTHENTICATION_FAILED;
+  j->cert = modike_x509_verify_chain (j->creds, j->ders, j->now, &sub);
+  if (j->cert == NULL)
     {
-      const ModikeCertPayload *c = modike_payload_get_cert (p);
-
-      if (c != NULL && c->encoding == CERT_X509_SIG)
-        g_ptr_array_add (ders, g_bytes_ref (c->data));
-      else if (c != NULL)
-        ELOG_DEBUG (sa, x, "CERT of encoding %u ignored", c->encoding);
-    }
-  if (ders->len == 0)
-    {
-      engine_fail (x, MODIKE_N_AUTHENTICATION_FAILED, MODIKE_IKE_ERROR_AUTH, error,
-                   "no X.509 certificate from the peer");
+      j->notify = MODIKE_N_INVALID_CERTIFICATE;
+      g_propagate_error (&j->error, g_steal_pointer (&sub));
       return FALSE;
     }
-  cert = modike_x509_verify_chain (peer->x509, ders, g_get_real_time () / G_USEC_PER_SEC, &sub);
-  if (cert == NULL)
-    {
-      engine_fail (x, MODIKE_N_INVALID_CERTIFICATE, MODIKE_IKE_ERROR_AUTH, error, "%s", sub->message);
-      return FALSE;
-    }
-  id = id_b != NULL ? modike_id_payload_parse (g_bytes_get_data (id_b, NULL), g_bytes_get_size (id_b), NULL) : NULL;
+  id = j->id_b != NULL ? modike_id_payload_parse (g_bytes_get_data (j->id_b, NULL), g_bytes_get_size (j->id_b), NULL)
+                       : NULL;
   d = id != NULL ? g_bytes_get_data (id->data, &dlen) : NULL;
-  if (id == NULL || !modike_x509_cert_has_id (cert, id->type, d, dlen))
+  if (id == NULL || !modike_x509_cert_has_id (j->cert, id->type, d, dlen))
     {
       g_autofree char *text = engine_id_text (id);
 
-      engine_fail (x, MODIKE_N_AUTHENTICATION_FAILED, MODIKE_IKE_ERROR_AUTH, error,
-                   "ID '%s' is not in certificate '%s'", text, modike_x509_cert_subject (cert));
+      g_set_error (&j->error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "ID '%s' is not in certificate '%s'", text,
+                   modike_x509_cert_subject (j->cert));
       return FALSE;
     }
-  if (sig == NULL)
+  if (j->sig == NULL)
     {
-      engine_fail (x, MODIKE_N_AUTHENTICATION_FAILED, MODIKE_IKE_ERROR_AUTH, error, "no SIG payload from the peer");
+      g_set_error (&j->error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "no SIG payload from the peer");
       return FALSE;
     }
-  /* The peer's HASH: HASH_I when we respond, HASH_R when we initiated. */
-  p1_hash (sa, sa->role == MODIKE_ROLE_RESPONDER, want);
-  if (!modike_x509_cert_verify (cert, want, modike_hash_len (sa->choice.hash), sig->body, sig->len, &sub))
+  if (!modike_x509_cert_verify (j->cert, j->want, j->hash_len, g_bytes_get_data (j->sig, NULL),
+                                g_bytes_get_size (j->sig), &sub))
     {
-      modike_memwipe (want, sizeof want);
-      engine_fail (x, MODIKE_N_AUTHENTICATION_FAILED, MODIKE_IKE_ERROR_AUTH, error, "SIG_%s: %s",
-                   sa->role == MODIKE_ROLE_RESPONDER ? "I" : "R", sub->message);
+      g_set_error (&j->error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "SIG_%c: %s", j->who, sub->message);
       return FALSE;
     }
-  modike_memwipe (want, sizeof want);
-  ELOG_INFO (sa, x, "peer authenticated with certificate '%s'", modike_x509_cert_subject (cert));
   return TRUE;
 }
 
-gboolean
-p1_authenticate (ModikeExchange *x, const ModikeMessage *msg, gboolean check_id, GError **error)
+static void
+p1_auth_work (gpointer data)
+{
+  P1Auth *j = data;
+
+  if (j->verify && !verify_peer_sig (j))
+    return; /* no signature for a peer we refuse */
+  if (j->sign)
+    j->our_sig = modike_x509_sign (j->creds, j->ours, j->hash_len, &j->sign_error);
+}
+
+static ModikeVerdict
+p1_auth_done (ModikeExchange *x, gpointer data, GError **error)
+{
+  P1Auth *j = data;
+  ModikeIkeSa *sa = x->sa;
+
+  if (j->verify && j->error != NULL)
+    {
+      sa->ike->stats.auth_failures++;
+      return engine_fail (x, j->notify, MODIKE_IKE_ERROR_AUTH, error, "%s", j->error->message);
+    }
+  if (j->verify)
+    ELOG_INFO (sa, x, "peer authenticated with certificate '%s'", modike_x509_cert_subject (j->cert));
+  if (j->verify_peer)
+    p1_process_notifies (x, j->msg);
+  if (j->sign)
+    {
+      if (j->our_sig == NULL)
+        {
+          g_propagate_error (error, g_steal_pointer (&j->sign_error));
+          return engine_fail (x, 0, MODIKE_IKE_ERROR_AUTH, error, "cannot authenticate ourselves");
+        }
+      engine_builder_add_bytes (j->b, MODIKE_PL_SIG, j->our_sig);
+    }
+  return j->then (x, j->msg, j->b, error);
+}
+
+/* The peer's side: its ID (check_id), then its HASH here or what a worker
+ * checks of its certificate and SIG. */
+static gboolean
+auth_prepare_peer (ModikeExchange *x, const ModikeMessage *msg, gboolean check_id, P1Auth *j, GError **error)
 {
   ModikeIkeSa *sa = x->sa;
+  const ModikePayload *p;
 
   if (check_id && !p1_check_remote_id (sa, modike_message_find (msg, MODIKE_PL_ID), error))
     {
@@ -599,13 +623,38 @@ p1_authenticate (ModikeExchange *x, const ModikeMessage *msg, gboolean check_id,
     }
   if (engine_auth_signs (sa, FALSE))
     {
-      if (!verify_cert_sig (x, msg, error))
+      j->ders = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+      for (guint i = 0; (p = modike_message_find_nth (msg, MODIKE_PL_CERT, i)) != NULL; i++)
+        {
+          const ModikeCertPayload *c = modike_payload_get_cert (p);
+
+          if (c != NULL && c->encoding == CERT_X509_SIG)
+            g_ptr_array_add (j->ders, g_bytes_ref (c->data));
+          else if (c != NULL)
+            ELOG_DEBUG (sa, x, "CERT of encoding %u ignored", c->encoding);
+        }
+      if (j->ders->len == 0)
         {
           sa->ike->stats.auth_failures++;
+          engine_fail (x, MODIKE_N_AUTHENTICATION_FAILED, MODIKE_IKE_ERROR_AUTH, error,
+                       "no X.509 certificate from the peer");
           return FALSE;
         }
+      p = modike_message_find (msg, MODIKE_PL_SIG);
+      j->verify = TRUE;
+      j->creds = modike_x509_creds_ref (sa->peer->x509);
+      j->id_b = sa->role == MODIKE_ROLE_INITIATOR ? sa->idr_b : sa->idi_b;
+      if (j->id_b != NULL)
+        g_bytes_ref (j->id_b);
+      j->sig = p != NULL ? g_bytes_new (p->body, p->len) : NULL;
+      /* The peer's HASH: HASH_I when we respond, HASH_R when we initiated. */
+      p1_hash (sa, sa->role == MODIKE_ROLE_RESPONDER, j->want);
+      j->hash_len = modike_hash_len (sa->choice.hash);
+      j->now = g_get_real_time () / G_USEC_PER_SEC;
+      j->who = sa->role == MODIKE_ROLE_RESPONDER ? 'I' : 'R';
+      return TRUE;
     }
-  else if (modike_message_find (msg, MODIKE_PL_SIG) != NULL)
+  if (modike_message_find (msg, MODIKE_PL_SIG) != NULL)
     {
       /* A hybrid client has no certificate; a signature is a peer that
        * runs another method under this method's value. */
@@ -617,10 +666,78 @@ p1_authenticate (ModikeExchange *x, const ModikeMessage *msg, gboolean check_id,
       return FALSE;
     }
   /* The peer's HASH: HASH_I when we respond, HASH_R when we initiated. */
-  else if (!p1_verify_hash (x, sa->role == MODIKE_ROLE_RESPONDER, modike_message_find (msg, MODIKE_PL_HASH), error))
+  return p1_verify_hash (x, sa->role == MODIKE_ROLE_RESPONDER, modike_message_find (msg, MODIKE_PL_HASH), error);
+}
+
+/* Ours: our ID (add_id), then HASH_I/HASH_R here, or our certificate chain
+ * (leaf first) here and SIG_I/SIG_R from a worker. */
+static gboolean
+auth_prepare_ours (ModikeExchange *x, gboolean add_id, P1Auth *j, GError **error)
+{
+  ModikeIkeSa *sa = x->sa;
+  const ModikePeerConfig *peer = sa->peer;
+  g_autoptr (GPtrArray) chain = NULL;
+
+  if (add_id && !p1_add_local_id (sa, j->b, error))
     return FALSE;
-  p1_process_notifies (x, msg);
+  if (!engine_auth_signs (sa, TRUE))
+    {
+      p1_hash (sa, sa->role == MODIKE_ROLE_INITIATOR, j->ours);
+      modike_builder_add (j->b, MODIKE_PL_HASH, j->ours, modike_hash_len (sa->choice.hash));
+      return TRUE;
+    }
+  if (peer->x509 == NULL || !modike_x509_creds_has_local (peer->x509))
+    {
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_AUTH, "peer %s: no certificate and key of ours configured",
+                   sa->peer_name);
+      return FALSE;
+    }
+  chain = modike_x509_creds_local_chain (peer->x509);
+  for (guint i = 0; i < chain->len; i++)
+    add_cert_payload (j->b, MODIKE_PL_CERT, chain->pdata[i]);
+  p1_hash (sa, sa->role == MODIKE_ROLE_INITIATOR, j->ours);
+  j->hash_len = modike_hash_len (sa->choice.hash);
+  j->sign = TRUE;
+  if (j->creds == NULL)
+    j->creds = modike_x509_creds_ref (peer->x509);
   return TRUE;
+}
+
+ModikeVerdict
+p1_auth_ok (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, GError **error)
+{
+  return MODIKE_V_OK;
+}
+
+ModikeVerdict
+p1_auth (ModikeExchange *x, const ModikeMessage *msg, ModikeBuilder *b, guint flags, P1AuthThen then, GError **error)
+{
+  P1Auth *j = g_new0 (P1Auth, 1);
+  ModikeVerdict v;
+
+  j->b = b;
+  j->msg = msg;
+  j->then = then;
+  j->verify_peer = (flags & P1_AUTH_PEER) != 0;
+  if (j->verify_peer && !auth_prepare_peer (x, msg, (flags & P1_AUTH_CHECK_ID) != 0, j, error))
+    {
+      p1_auth_free (j);
+      return MODIKE_V_FAIL;
+    }
+  if (b != NULL && !auth_prepare_ours (x, (flags & P1_AUTH_ADD_ID) != 0, j, error))
+    {
+      p1_auth_free (j);
+      return engine_fail (x, 0, MODIKE_IKE_ERROR_AUTH, error, "cannot authenticate ourselves");
+    }
+  if (j->verify || j->sign)
+    {
+      modike_exchange_offload (x, p1_auth_work, p1_auth_done, j, p1_auth_free);
+      return MODIKE_V_SUSPEND;
+    }
+  /* Hashes only: no worker. */
+  v = p1_auth_done (x, j, error);
+  p1_auth_free (j);
+  return v;
 }
 
 gboolean

@@ -1073,7 +1073,7 @@ static gboolean
 daemon_parse (Ctx *c, const xmlNode *n, GError **error)
 {
   ModikeConfig *cfg = c->cfg;
-  gboolean seen_plugins = FALSE, seen_log = FALSE, seen_status = FALSE, seen_limits = FALSE;
+  gboolean seen_plugins = FALSE, seen_log = FALSE, seen_status = FALSE, seen_limits = FALSE, seen_crypto = FALSE;
 
   for (const xmlNode *k = n->children; k != NULL; k = k->next) {
     if (k->type != XML_ELEMENT_NODE)
@@ -1139,6 +1139,12 @@ daemon_parse (Ctx *c, const xmlNode *n, GError **error)
         return FALSE;
       cfg->half_open_max = (guint) total;
       cfg->half_open_per_addr = (guint) per_addr;
+    } else if (is_element (k, "crypto")) {
+      guint64 threads;
+      if (!at_most_once (c, k, &seen_crypto, error) ||
+          !get_number (c, k, "threads", 0, MODIKE_CRYPTO_THREADS_MAX, cfg->crypto_threads, &threads, error))
+        return FALSE;
+      cfg->crypto_threads = (guint) threads;
     } else {
       return fail (error, MODIKE_CONFIG_ERROR_SCHEMA, c->file, k, "unexpected element");
     }
@@ -1274,6 +1280,7 @@ config_new (const char *file)
   cfg->listen = g_array_new (FALSE, TRUE, sizeof (ModikeAddr));
   cfg->plugins = g_ptr_array_new_with_free_func (g_free);
   cfg->log_level = g_strdup ("message");
+  cfg->crypto_threads = MIN (g_get_num_processors (), MODIKE_CRYPTO_THREADS_MAX);
   cfg->peers = g_ptr_array_new_with_free_func ((GDestroyNotify) peer_config_free);
   cfg->policies = g_ptr_array_new_with_free_func ((GDestroyNotify) modike_spd_entry_free);
   cfg->path = g_strdup (file);

@@ -641,6 +641,35 @@ test_not_well_formed (void)
   g_assert_true (g_str_has_prefix (error->message, "inline.xml:3: <peer>: "));
 }
 
+/* <daemon><crypto threads>: absent = one per core, 0 = inline, at most
+ * 256, once. */
+static void
+test_crypto_threads (void)
+{
+  static const char *const bad[][2] = {
+    { "<crypto threads=\"257\"/>", "threads '257' is not a number in 0..256" },
+    { "<crypto threads=\"-1\"/>", "threads '-1' is not a number in 0..256" },
+    { "<crypto threads=\"two\"/>", "threads 'two' is not a number" },
+    { "<crypto/><crypto/>", "<crypto> given twice" },
+  };
+  g_autoptr (ModikeConfig) dflt = load_string_ok ("<modike/>");
+  g_autoptr (ModikeConfig) empty = load_string_ok ("<modike><daemon><crypto/></daemon></modike>");
+  g_autoptr (ModikeConfig) zero = load_string_ok ("<modike><daemon><crypto threads=\"0\"/></daemon></modike>");
+  g_autoptr (ModikeConfig) max = load_string_ok ("<modike><daemon><crypto threads=\"256\"/></daemon></modike>");
+
+  g_assert_cmpuint (dflt->crypto_threads, ==, MIN (g_get_num_processors (), MODIKE_CRYPTO_THREADS_MAX));
+  g_assert_cmpuint (dflt->crypto_threads, >, 0);
+  g_assert_cmpuint (empty->crypto_threads, ==, dflt->crypto_threads);
+  g_assert_cmpuint (zero->crypto_threads, ==, 0);
+  g_assert_cmpuint (max->crypto_threads, ==, 256);
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++) {
+    g_autofree char *xml = g_strdup_printf ("<modike>\n<daemon>\n%s\n</daemon>\n</modike>\n", bad[i][0]);
+    g_autoptr (GError) error = NULL;
+    g_assert_null (modike_config_load_string (xml, "inline.xml", &error));
+    assert_bad_message (error, "inline.xml", 3, "crypto", MODIKE_CONFIG_ERROR_INVALID, bad[i][1]);
+  }
+}
+
 static void
 test_unknown_element (void)
 {
@@ -1194,6 +1223,7 @@ main (int argc, char **argv)
   g_test_add_func ("/config/bad/all-listed", test_bad_vectors_all_listed);
   g_test_add_func ("/config/bad/not-well-formed", test_not_well_formed);
   g_test_add_func ("/config/bad/unknown-element", test_unknown_element);
+  g_test_add_func ("/config/crypto-threads", test_crypto_threads);
   g_test_add_func ("/config/bad/io", test_io_error);
   g_test_add_func ("/config/forward-reference", test_forward_reference);
   g_test_add_func ("/config/secret-not-in-doc", test_secret_not_in_doc);

@@ -38,7 +38,11 @@
 #                responder: 200 setups at concurrency 16, each deleted once
 #                up; the generator exits by itself and its report says 200
 #                ok, 0 failed; the same config without enable="yes" is
-#                refused by --check and at start, naming the switch
+#                refused by --check and at start, naming the switch.
+#                LT_COUNT, LT_CONCURRENCY and LT_PFS change the run;
+#                LT_GW_THREADS / LT_CL_THREADS set <crypto threads> of the
+#                responder / the generator (default: one per core); the
+#                responder's CPU seconds per setup are logged
 # Needs root; a missing prerequisite fails.
 set -uo pipefail
 CASE=${1:?case}
@@ -198,11 +202,19 @@ loadtest-smoke)
   mki_modiked_conf "$MKI_DIR/cl/modiked.xml" NAME=gw REMOTE="$MKI_GW_V4" REMOTE_ID=gw PSK=load-secret \
     PLUGINS=loadtest SECTIONS_XML="$lt" LOCAL_TS=10.1.0.0/24 REMOTE_TS=10.2.0.0/24 LOGLEVEL=message PFS="$pfs" \
     STATUS="$MKI_DIR/cl/modiked.status"
+  [ -n "${LT_GW_THREADS:-}" ] && sed -i "s|  <daemon>|&<crypto threads=\"$LT_GW_THREADS\"/>|" "$MKI_DIR/gw/modiked.xml"
+  [ -n "${LT_CL_THREADS:-}" ] && sed -i "s|  <daemon>|&<crypto threads=\"$LT_CL_THREADS\"/>|" "$MKI_DIR/cl/modiked.xml"
   sed 's/<loadtest enable="yes"/<loadtest/' "$MKI_DIR/cl/modiked.xml" > "$MKI_DIR/disabled.xml"
   expect_refusal "$MKI_DIR/disabled.xml" "plugin 'loadtest'" 'disabled\.xml:[0-9]+: <loadtest> needs enable="yes"'
   mki_pair_start || { mki_dump_logs; mki_fail "modiked (gw) exited at start"; }
   pid=$(mki_modiked_pid cl)
+  gw_pid=$(mki_modiked_pid gw)
+  gw_cpu0=$(awk '{print $14 + $15}' "/proc/$gw_pid/stat")
+  gw_main0=$(awk '{print $14 + $15}' "/proc/$gw_pid/task/$gw_pid/stat")
   for _ in $(seq 1 900); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  gw_cpu1=$(awk '{print $14 + $15}' "/proc/$gw_pid/stat")
+  gw_main1=$(awk '{print $14 + $15}' "/proc/$gw_pid/task/$gw_pid/stat")
+  mki_log "responder CPU: $(( gw_cpu1 - gw_cpu0 )) ticks of $(getconf CLK_TCK)/s for $n setups, engine thread $(( gw_main1 - gw_main0 )) (crypto threads ${LT_GW_THREADS:-default})"
   kill -0 "$pid" 2>/dev/null && { mki_dump_logs; mki_fail "the generator did not finish within 90 s"; }
   wait "$pid"; rc=$?
   [ $rc = 0 ] || { mki_dump_logs; mki_fail "the generator exited $rc"; }

@@ -89,7 +89,12 @@ typedef struct {
   /* <daemon><limits>: responder SAs not established yet, in total and per
    * remote address (port ignored); 0 = the default (2048, 32). */
   guint half_open_max, half_open_per_addr;
+  /* ABI 1.3: <crypto threads>: worker threads for DH and signatures
+   * (modike_ike_set_crypto_threads); absent = one per core, 0 = inline. */
+  guint crypto_threads;
 } ModikeConfig;
+
+#define MODIKE_CRYPTO_THREADS_MAX 256
 
 /* Reads and validates a file against the core schema; plugin sections
  * (top-level elements other than daemon/peer/policy) are checked later by

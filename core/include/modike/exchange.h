@@ -87,6 +87,20 @@ gboolean modike_exchange_send (ModikeExchange *x, ModikeBuilder *b, gboolean enc
 /* Completes a SUSPENDed handler: applies `verdict` as if returned; takes
  * `error` (the FAIL cause, may be NULL). */
 void modike_exchange_resume (ModikeExchange *x, ModikeVerdict verdict, GError *error);
+/* ABI 1.3: expensive crypto off the engine thread. The handler calls this
+ * and returns MODIKE_V_SUSPEND; work(job) runs on a crypto worker thread
+ * (it must not touch the engine: copy the inputs into job), then
+ * done(x, job, error) on the engine thread goes on with the handler's work
+ * (sends from it are deferred as from a handler) and its verdict is applied
+ * as with modike_exchange_resume (SUSPEND again: another offload). If x or
+ * its SA goes, or the engine is freed, meanwhile, done is not called;
+ * free_job(job) always runs, on the engine thread. Without crypto threads
+ * (<crypto threads="0"/>) work runs at once and done right after the
+ * handler returns. */
+typedef void (*ModikeOffloadWork) (gpointer job);
+typedef ModikeVerdict (*ModikeOffloadDone) (ModikeExchange *x, gpointer job, GError **error);
+void modike_exchange_offload (ModikeExchange *x, ModikeOffloadWork work, ModikeOffloadDone done, gpointer job,
+                              GDestroyNotify free_job);
 /* ABI 1.2: a fresh inbound SPI (>= 256, host order) for an SA x negotiates,
  * reserved for x until x is freed; an installed inbound SA keeps it taken. */
 guint32 modike_exchange_alloc_spi (ModikeExchange *x);

@@ -53,6 +53,10 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (ModikeIke, modike_ike_free)
  * whose peer config is unchanged are kept; others are deleted. Policies
  * replace the SPD. */
 gboolean modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error);
+/* ABI 1.3: worker threads for Diffie-Hellman and signatures
+ * (modike_exchange_offload), results handled on the caller's
+ * thread-default main context; 0 (the default) runs them inline. */
+gboolean modike_ike_set_crypto_threads (ModikeIke *ike, guint threads, GError **error);
 
 /* A datagram from the network; marker-stripped by the caller when
  * non_esp_marker (port 4500 style sockets). The plugins' receive hooks

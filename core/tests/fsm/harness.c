@@ -140,6 +140,33 @@ deliver (Packet *p)
 
 /* Delivers packets and fires timers (advancing the clock) until pred holds
  * or nothing is left within limit_ms. */
+void
+net_set_crypto_threads (Net *net, guint threads)
+{
+  net->crypto_threads = threads;
+  for (guint i = 0; i < net->n_nodes; i++)
+    if (net->nodes[i] != NULL)
+      g_assert_true (modike_ike_set_crypto_threads (net->nodes[i]->ike, threads, NULL));
+}
+
+/* Results of the nodes' crypto jobs, waited for: TRUE if any ran. */
+static gboolean
+net_crypto_drain (Net *net)
+{
+  gboolean any = FALSE;
+
+  for (guint i = 0; i < net->n_nodes; i++)
+    {
+      Node *n = net->nodes[i];
+
+      if (n == NULL || n->hold_crypto || engine_crypto_in_flight (n->ike) == 0)
+        continue;
+      g_assert_true (engine_crypto_wait (n->ike, 10000));
+      any = TRUE;
+    }
+  return any;
+}
+
 gboolean
 net_run (Net *net, guint limit_ms, NetPred pred, gpointer user)
 {
@@ -154,6 +181,8 @@ net_run (Net *net, guint limit_ms, NetPred pred, gpointer user)
           deliver (g_queue_pop_head (&net->queue));
           continue;
         }
+      if (net_crypto_drain (net))
+        continue;
       {
         Timer *next = NULL;
         guint at = 0;
@@ -329,6 +358,7 @@ node_alloc (Net *net, const char *name, const char *addr)
   g_assert_no_error (error);
   n->ike = modike_ike_new (&n->env, n->reg);
   modike_ike_set_observer (n->ike, &observer, n);
+  g_assert_true (modike_ike_set_crypto_threads (n->ike, net->crypto_threads, NULL));
   net->nodes[net->n_nodes++] = n;
   return n;
 }

@@ -43,6 +43,7 @@ struct _Node {
   guint p1_up, p2_up, deleted, p1_failed, p2_failed;
   GError *p1_error, *p2_error;
   GArray *aliases;                 /* ModikeAddr: more addresses routed to this node, or NULL */
+  gboolean hold_crypto;            /* net_run leaves its crypto results queued */
 };
 
 struct _Net {
@@ -60,6 +61,7 @@ struct _Net {
   guint keepalives;                /* NAT keepalives sent (never delivered) */
   gint64 keepalive_us;             /* when the last one went */
   gboolean send_fails;             /* every send fails (an address gone) */
+  guint crypto_threads;            /* net_set_crypto_threads */
 };
 
 
@@ -92,6 +94,11 @@ void packet_free (Packet *p);
 gboolean net_run (Net *net, guint limit_ms, NetPred pred, gpointer user);
 /* The pending timer `id` becomes due now (it runs with the next net_run). */
 void net_fire_now (Net *net, guint id);
+/* Crypto worker threads for every node, now and later (0 = inline, the
+ * default). While jobs are in flight and no packet is, net_run waits for
+ * them and runs their results before any timer (except a node's that
+ * holds them: hold_crypto). */
+void net_set_crypto_threads (Net *net, guint threads);
 Params params_default (void);
 char *config_xml (const Params *p, gboolean is_a);
 Node *node_alloc (Net *net, const char *name, const char *addr);
@@ -190,4 +197,5 @@ void fsm_add_host_tests (void);
 void fsm_add_hybrid_tests (void);
 void fsm_add_instance_tests (void);
 void fsm_add_halfopen_tests (void);
+void fsm_add_offload_tests (void);
 

@@ -23,5 +23,6 @@ main (int argc, char **argv)
   fsm_add_hybrid_tests ();
   fsm_add_instance_tests ();
   fsm_add_halfopen_tests ();
+  fsm_add_offload_tests ();
   return g_test_run ();
 }
