@@ -196,6 +196,21 @@ deadline_arm (ModikeIkeSa *sa, XaSa *st)
   st->deadline = modike_ike_sa_timer_add (sa, st->xa->timeout_s * 1000, deadline_fired, st, NULL);
 }
 
+/* The client's last message (ACK) and its next one (Quick Mode, mode
+ * config) leave back to back; a gateway that works on one SA's messages in
+ * several threads (strongSwan) may take the second first and drop the SA
+ * as not yet authenticated. A short pause lets the ACK land first. */
+#define CLIENT_GRACE_MS 100
+
+static void
+authenticated (ModikeIkeSa *sa, gpointer data)
+{
+  XaSa *st = data;
+
+  modike_ike_sa_auth_done (sa);
+  modike_ike_sa_release_phase2 (sa, st->xa->plugin);
+}
+
 static void
 succeed (ModikeIkeSa *sa, XaSa *st)
 {
@@ -208,8 +223,10 @@ succeed (ModikeIkeSa *sa, XaSa *st)
   client_report (sa, st, NULL);
   if (!st->client && st->user != NULL)
     modike_ike_sa_set_user (sa, st->user);
-  modike_ike_sa_auth_done (sa);
-  modike_ike_sa_release_phase2 (sa, st->xa->plugin);
+  if (st->client)
+    modike_ike_sa_timer_add (sa, CLIENT_GRACE_MS, authenticated, st, NULL);
+  else
+    authenticated (sa, st);
 }
 
 static void
