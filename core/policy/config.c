@@ -188,9 +188,8 @@ is_element (const xmlNode *n, const char *name)
   return n->type == XML_ELEMENT_NODE && n->ns == NULL && strcmp ((const char *) n->name, name) == 0;
 }
 
-/* Copy of an attribute value, or NULL if absent. */
-static char *
-prop (const xmlNode *n, const char *name)
+char *
+modike_config_attr (const xmlNode *n, const char *name)
 {
   xmlChar *v = xmlGetNoNsProp (n, (const xmlChar *) name);
   if (v == NULL)
@@ -257,7 +256,7 @@ static gboolean
 get_number (Ctx *c, const xmlNode *n, const char *attr, guint64 min, guint64 max, guint64 def, guint64 *out,
             GError **error)
 {
-  g_autofree char *v = prop (n, attr);
+  g_autofree char *v = modike_config_attr (n, attr);
   if (v == NULL) {
     *out = def;
     return TRUE;
@@ -280,7 +279,7 @@ get_lifetime (Ctx *c, const xmlNode *n, guint64 def_seconds, guint64 *seconds, g
 static gboolean
 get_yes_no (Ctx *c, const xmlNode *n, const char *attr, gboolean def, gboolean *out, GError **error)
 {
-  g_autofree char *v = prop (n, attr);
+  g_autofree char *v = modike_config_attr (n, attr);
   if (v == NULL)
     *out = def;
   else if (strcmp (v, "yes") == 0)
@@ -297,7 +296,7 @@ get_yes_no (Ctx *c, const xmlNode *n, const char *attr, gboolean def, gboolean *
 static gboolean
 get_required (Ctx *c, const xmlNode *n, const char *attr, char **out, GError **error)
 {
-  *out = prop (n, attr);
+  *out = modike_config_attr (n, attr);
   if (*out == NULL)
     return fail (error, MODIKE_CONFIG_ERROR_SCHEMA, c->file, n, "missing attribute '%s'", attr);
   return TRUE;
@@ -376,7 +375,7 @@ static gboolean
 esp_proposal_parse (Ctx *c, const xmlNode *n, ModikeEspProposal *out, GError **error)
 {
   g_autofree char *encr = NULL;
-  g_autofree char *integ = prop (n, "integrity");
+  g_autofree char *integ = modike_config_attr (n, "integrity");
   if (!get_required (c, n, "encryption", &encr, error))
     return FALSE;
 
@@ -416,7 +415,7 @@ range_full (int family, ModikeAddrRange *r)
 static gboolean
 selector_parse (Ctx *c, const xmlNode *n, const char *attr, ModikeAddrRange *out, GError **error)
 {
-  g_autofree char *v = prop (n, attr);
+  g_autofree char *v = modike_config_attr (n, attr);
   g_autoptr (GError) sub = NULL;
   memset (out, 0, sizeof *out);
   if (v == NULL || strcmp (v, "any") == 0)
@@ -455,7 +454,7 @@ static const ProtoName proto_names[] = {
 static gboolean
 protocol_parse (Ctx *c, const xmlNode *n, guint8 *out, GError **error)
 {
-  g_autofree char *v = prop (n, "protocol");
+  g_autofree char *v = modike_config_attr (n, "protocol");
   guint64 num;
   *out = 0;
   if (v == NULL || strcmp (v, "any") == 0)
@@ -477,7 +476,7 @@ static gboolean
 port_parse (Ctx *c, const xmlNode *n, const char *attr, guint max, ModikePortRange *out, gboolean *is_any,
             GError **error)
 {
-  g_autofree char *v = prop (n, attr);
+  g_autofree char *v = modike_config_attr (n, attr);
   *out = (ModikePortRange) { 0, (guint16) max };
   *is_any = TRUE;
   if (v == NULL || strcmp (v, "any") == 0)
@@ -643,7 +642,7 @@ x509_has_ca (const xmlNode *n)
 static gboolean
 x509_parse (Ctx *c, xmlNode *n, ModikePeerConfig *p, GError **error)
 {
-  g_autofree char *cert = prop (n, "cert"), *key = prop (n, "key");
+  g_autofree char *cert = modike_config_attr (n, "cert"), *key = modike_config_attr (n, "key");
   g_autoptr (ModikeX509Creds) creds = modike_x509_creds_new ();
   g_autoptr (GString) sources = g_string_new (NULL);
   g_autoptr (GError) sub = NULL;
@@ -735,7 +734,7 @@ auth_parse (Ctx *c, xmlNode *n, ModikePeerConfig *p, GError **error)
 static gboolean
 phase1_parse (Ctx *c, const xmlNode *n, ModikePeerConfig *p, GError **error)
 {
-  g_autofree char *ex = prop (n, "exchange");
+  g_autofree char *ex = modike_config_attr (n, "exchange");
   if (ex == NULL || strcmp (ex, "main") == 0)
     p->exchange = MODIKE_EX_MAIN;
   else if (strcmp (ex, "aggressive") == 0)
@@ -840,7 +839,7 @@ static gboolean
 adapter_parse (Ctx *c, const xmlNode *n, ModikePeerConfig *p, GError **error)
 {
   g_autofree char *name = NULL;
-  g_autofree char *addr = prop (n, "address");
+  g_autofree char *addr = modike_config_attr (n, "address");
   guint64 mtu, queues;
 
   if (!get_required (c, n, "name", &name, error))
@@ -947,7 +946,7 @@ find_policy (const ModikeConfig *cfg, const char *name)
 static gboolean
 is_virtual (const xmlNode *n, const char *attr)
 {
-  g_autofree char *v = prop (n, attr);
+  g_autofree char *v = modike_config_attr (n, attr);
   return v != NULL && strcmp (v, "virtual") == 0;
 }
 
@@ -977,8 +976,8 @@ policy_parse (Ctx *c, xmlNode *n, GError **error)
 {
   g_autoptr (ModikeSpdEntry) e = modike_spd_entry_new ();
   g_autofree char *action = NULL;
-  g_autofree char *mode = prop (n, "mode");
-  g_autofree char *pfs = prop (n, "pfs");
+  g_autofree char *mode = modike_config_attr (n, "mode");
+  g_autofree char *pfs = modike_config_attr (n, "pfs");
 
   if (!get_required (c, n, "name", &e->name, error) || !get_required (c, n, "action", &action, error))
     return FALSE;
@@ -1002,7 +1001,7 @@ policy_parse (Ctx *c, xmlNode *n, GError **error)
   else
     return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "unknown mode '%s' (tunnel or transport)", mode);
 
-  e->peer = prop (n, "peer");
+  e->peer = modike_config_attr (n, "peer");
   if (e->peer != NULL && modike_config_find_peer (c->cfg, e->peer) == NULL)
     return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, n, "policy '%s' refers to unknown peer '%s'", e->name,
                  e->peer);
@@ -1097,7 +1096,7 @@ daemon_parse (Ctx *c, const xmlNode *n, GError **error)
     } else if (is_element (k, "plugins")) {
       if (!at_most_once (c, k, &seen_plugins, error))
         return FALSE;
-      cfg->plugin_dir = prop (k, "dir");
+      cfg->plugin_dir = modike_config_attr (k, "dir");
       if (cfg->plugin_dir != NULL && *cfg->plugin_dir == '\0')
         return fail (error, MODIKE_CONFIG_ERROR_INVALID, c->file, k, "empty plugin dir");
       for (const xmlNode *pl = k->children; pl != NULL; pl = pl->next) {

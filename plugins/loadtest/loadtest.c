@@ -81,20 +81,10 @@ bad (GError **error, guint line, const char *fmt, ...)
 }
 #define BAD(line, ...) bad (error, line, __VA_ARGS__)
 
-static char *
-prop (xmlNode *n, const char *name)
-{
-  xmlChar *v = xmlGetProp (n, BAD_CAST name);
-  char *s = v != NULL ? g_strdup ((const char *) v) : NULL;
-
-  xmlFree (v);
-  return s;
-}
-
 static gboolean
 get_uint (xmlNode *n, guint line, const char *name, guint def, guint min, guint max, guint *out, GError **error)
 {
-  g_autofree char *v = prop (n, name);
+  g_autofree char *v = modike_config_attr (n, name);
   guint64 x;
 
   if (v == NULL)
@@ -111,7 +101,7 @@ get_uint (xmlNode *n, guint line, const char *name, guint def, guint min, guint 
 static gboolean
 get_bool (xmlNode *n, guint line, const char *name, gboolean def, gboolean *out, GError **error)
 {
-  g_autofree char *v = prop (n, name);
+  g_autofree char *v = modike_config_attr (n, name);
 
   if (v == NULL)
     *out = def;
@@ -161,13 +151,13 @@ static gboolean
 parse (xmlNode *s, LtConfig *c, GError **error)
 {
   guint line = (guint) xmlGetLineNo (s);
-  g_autofree char *enable = prop (s, "enable");
-  g_autofree char *sources = prop (s, "sources");
+  g_autofree char *enable = modike_config_attr (s, "enable");
+  g_autofree char *sources = modike_config_attr (s, "sources");
 
   lt_file = s->doc != NULL && s->doc->URL != NULL ? (const char *) s->doc->URL : "config";
   if (g_strcmp0 (enable, "yes") != 0)
     return BAD (line, "<loadtest> needs enable=\"yes\": the load generator never runs unless enabled explicitly");
-  c->peer = prop (s, "peer");
+  c->peer = modike_config_attr (s, "peer");
   if (c->peer == NULL || *c->peer == '\0')
     return BAD (line, "<loadtest>: peer=\"...\" (the template peer to initiate to) is required");
   if (!get_uint (s, line, "count", 1, 1, LT_MAX_COUNT, &c->count, error)
@@ -186,7 +176,7 @@ parse (xmlNode *s, LtConfig *c, GError **error)
         if (!add_sources (c->sources, items[i], line, error))
           return FALSE;
     }
-  c->id_template = prop (s, "id-template");
+  c->id_template = modike_config_attr (s, "id-template");
   if (c->id_template != NULL)
     {
       const char *pct = strchr (c->id_template, '%');
@@ -195,7 +185,7 @@ parse (xmlNode *s, LtConfig *c, GError **error)
         return BAD (line, "<loadtest id-template=\"%s\">: needs exactly one %%u (the setup's number)", c->id_template);
       c->id_type = strchr (c->id_template, '@') != NULL ? MODIKE_ID_USER_FQDN : MODIKE_ID_FQDN;
     }
-  c->report_file = prop (s, "report-file");
+  c->report_file = modike_config_attr (s, "report-file");
   if (c->id_template == NULL && c->sources->len <= 1 && c->concurrency > 1)
     g_warning ("%s:%u: <loadtest>: every setup has the same address and identity: the responder sees one "
                "client replacing its SA, not %u clients (give sources or id-template)", lt_file, line,

@@ -71,16 +71,6 @@ modecfg_option_seconds (ModikeIkeSa *sa, const char *key, guint def)
   return (guint) n;
 }
 
-static char *
-prop (xmlNode *n, const char *name)
-{
-  xmlChar *v = xmlGetProp (n, BAD_CAST name);
-  char *s = v != NULL ? g_strdup ((const char *) v) : NULL;
-
-  xmlFree (v);
-  return s;
-}
-
 static const char *
 file_of (xmlNode *n)
 {
@@ -105,7 +95,7 @@ bad (GError **error, xmlNode *n, const char *fmt, ...)
 static GStrv
 words (xmlNode *n, const char *name)
 {
-  g_autofree char *v = prop (n, name);
+  g_autofree char *v = modike_config_attr (n, name);
 
   return g_strsplit_set (v != NULL ? g_strstrip (v) : "", " \t\n,", -1);
 }
@@ -149,7 +139,7 @@ net_list (xmlNode *n, const char *name, GArray *out, GError **error)
 static gboolean
 text_prop (xmlNode *n, const char *name, char **out, GError **error)
 {
-  g_autofree char *v = prop (n, name);
+  g_autofree char *v = modike_config_attr (n, name);
 
   if (v != NULL && strlen (v) > MODECFG_MAX_TEXT)
     return bad (error, n, "%s: longer than %u bytes", name, MODECFG_MAX_TEXT);
@@ -160,7 +150,7 @@ text_prop (xmlNode *n, const char *name, char **out, GError **error)
 static gboolean
 bool_prop (xmlNode *n, const char *name, gboolean *set, gboolean *out, GError **error)
 {
-  g_autofree char *v = prop (n, name);
+  g_autofree char *v = modike_config_attr (n, name);
 
   *set = v != NULL && *v != '\0';
   *out = FALSE;
@@ -176,7 +166,7 @@ bool_prop (xmlNode *n, const char *name, gboolean *set, gboolean *out, GError **
 static gboolean
 number_prop (xmlNode *n, const char *name, guint min, guint max, gboolean *set, guint *out, GError **error)
 {
-  g_autofree char *v = prop (n, name);
+  g_autofree char *v = modike_config_attr (n, name);
   guint64 x;
 
   *set = v != NULL && *v != '\0';
@@ -211,7 +201,7 @@ gateway_parse (Modecfg *mc, GHashTable *pools, xmlNode *n, ModecfgGateway **out,
   guint pfs = 0;
 
   g_ptr_array_add (keep, g);
-  g->peer = prop (n, "peer");
+  g->peer = modike_config_attr (n, "peer");
   g->pools = g_ptr_array_new ();
   g->dns = g_array_new (FALSE, FALSE, sizeof (ModikeAddr));
   g->nbns = g_array_new (FALSE, FALSE, sizeof (ModikeAddr));
@@ -271,7 +261,7 @@ gateway_parse (Modecfg *mc, GHashTable *pools, xmlNode *n, ModecfgGateway **out,
 static gboolean
 store_apply (Modecfg *mc, xmlNode *leases, gboolean want, ModecfgLeaseStore **store, char **path, GError **error)
 {
-  g_autofree char *file = leases != NULL ? prop (leases, "file") : g_strdup (DEFAULT_LEASES);
+  g_autofree char *file = leases != NULL ? modike_config_attr (leases, "file") : g_strdup (DEFAULT_LEASES);
 
   *store = NULL;
   *path = NULL;
@@ -353,8 +343,8 @@ modecfg_apply (ModikePlugin *plugin, xmlNode *section, gpointer user, GError **e
 
       if (c->type != XML_ELEMENT_NODE || strcmp ((const char *) c->name, "pool") != 0)
         continue;
-      name = prop (c, "name");
-      range_text = prop (c, "range");
+      name = modike_config_attr (c, "name");
+      range_text = modike_config_attr (c, "range");
       if (*name == '\0' || strlen (name) > MODECFG_POOL_NAME_MAX || strchr (name, ' ') != NULL)
         return bad (error, c, "name '%s': 1 to %u characters without spaces", name, MODECFG_POOL_NAME_MAX);
       if (g_hash_table_contains (pools, name))

@@ -877,20 +877,10 @@ cred_config_free (gpointer p)
   g_free (c);
 }
 
-static char *
-prop (xmlNode *n, const char *name)
-{
-  xmlChar *v = xmlGetProp (n, BAD_CAST name);
-  char *s = v != NULL ? g_strdup ((const char *) v) : NULL;
-
-  xmlFree (v);
-  return s;
-}
-
 static gboolean
 number_prop (xmlNode *n, const char *name, guint min, guint max, guint def, guint *out, GError **error)
 {
-  g_autofree char *v = prop (n, name);
+  g_autofree char *v = modike_config_attr (n, name);
   guint64 x;
 
   *out = def;
@@ -915,10 +905,10 @@ backend_apply (Xauth *xa, xmlNode *section, XauthUsers **users, char **users_pat
                XauthPam **pam, GError **error)
 {
   const char *file = section->doc != NULL && section->doc->URL != NULL ? (const char *) section->doc->URL : "config";
-  char *service = *service_out = prop (section, "pam-service");
-  g_autofree char *retries = prop (section, "retries");
+  char *service = *service_out = modike_config_attr (section, "pam-service");
+  g_autofree char *retries = modike_config_attr (section, "retries");
 
-  *users_path = prop (section, "users-file");
+  *users_path = modike_config_attr (section, "users-file");
   if (*users_path != NULL && service != NULL)
     {
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
@@ -972,7 +962,7 @@ xa_apply (ModikePlugin *plugin, xmlNode *section, gpointer user, GError **error)
           if (c->type != XML_ELEMENT_NODE || strcmp ((const char *) c->name, "credentials") != 0)
             continue;
           cc = g_new0 (XauthCredConfig, 1);
-          cc->peer = prop (c, "peer");
+          cc->peer = modike_config_attr (c, "peer");
           for (guint i = 0; i < creds->len; i++)
             if (strcmp (((XauthCredConfig *) creds->pdata[i])->peer, cc->peer) == 0)
               {
@@ -981,9 +971,9 @@ xa_apply (ModikePlugin *plugin, xmlNode *section, gpointer user, GError **error)
                 cred_config_free (cc);
                 return FALSE;
               }
-          cc->user = prop (c, "user");
-          cc->password_file = prop (c, "password-file");
-          cc->passcode_file = prop (c, "passcode-file");
+          cc->user = modike_config_attr (c, "user");
+          cc->password_file = modike_config_attr (c, "password-file");
+          cc->passcode_file = modike_config_attr (c, "passcode-file");
           g_ptr_array_add (creds, cc);
           if (cc->password_file != NULL && !g_file_test (cc->password_file, G_FILE_TEST_IS_REGULAR))
             {

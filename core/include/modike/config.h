@@ -111,6 +111,9 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (ModikeConfig, modike_config_free)
 gboolean modike_config_check_plugins (ModikeConfig *cfg, GHashTable *fragments, GError **error);
 /* The top-level element of that name, or NULL. */
 xmlNode *modike_config_section (const ModikeConfig *cfg, const char *name);
+/* ABI 1.3: a copy of attribute `name` of a config element (a plugin's
+ * section or a child of it), NULL when absent; g_free it. */
+char *modike_config_attr (const xmlNode *n, const char *name);
 
 /* Maps a registered auth method name to its value and base method. */
 typedef gboolean (*ModikeAuthLookupFunc) (const char *name, guint16 *method, guint16 *base, gpointer user);

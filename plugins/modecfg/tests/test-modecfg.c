@@ -322,18 +322,6 @@ static const ModikePluginDescriptor xauth_desc = {
   .init = xauth_plugin_init,
 };
 
-static gpointer
-load (Node *n, const ModikePluginDescriptor *desc)
-{
-  ModikePlugin *pl = modike_registry_add_plugin (n->reg, desc);
-  g_autoptr (GError) error = NULL;
-
-  g_assert_true (desc->init (pl, &error));
-  g_assert_no_error (error);
-  g_assert_true (modike_registry_check_table (n->reg, &error));
-  return modike_plugin_get_data (pl);
-}
-
 /* Applies xml as the daemon does: plugin sections, auth names, the engine.
  * (main's xauth fixture has this as configure_xml (n, xml, "", error):
  * use that once both meet.) */
@@ -494,8 +482,8 @@ world_new (gboolean xauth, const char *section)
   fake_dp_register (w->gw, &w->dp);
   fake_os_register (w->gw, &w->os);
   if (xauth)
-    load (w->gw, &xauth_desc);
-  w->gmc = load (w->gw, modike_plugin_descriptor ());
+    node_load_plugin (w->gw, &xauth_desc);
+  w->gmc = node_load_plugin (w->gw, modike_plugin_descriptor ());
   xml = gw_xml (w, section);
   g_assert_true (apply_xml (w->gw, xml, &error));
   g_assert_no_error (error);
@@ -519,8 +507,8 @@ world_client (World *w, guint i, const char *mode, const char *id)
   fake_dp_register (w->c[i], &w->cdp[i]);
   fake_os_register (w->c[i], &w->cos[i]);
   if (w->xauth)
-    load (w->c[i], &xauth_desc);
-  w->cmc[i] = load (w->c[i], modike_plugin_descriptor ());
+    node_load_plugin (w->c[i], &xauth_desc);
+  w->cmc[i] = node_load_plugin (w->c[i], modike_plugin_descriptor ());
   g_assert_true (apply_xml (w->c[i], xml, &error));
   g_assert_no_error (error);
   modike_ike_set_host (w->c[i]->ike, &host_ops, w->hlog[i]);
@@ -943,7 +931,7 @@ test_same_user_same_address (void)
   w->gw = node_alloc (w->net, "gw", GW_ADDR);
   fake_dp_register (w->gw, &w->dp);
   fake_os_register (w->gw, &w->os);
-  load (w->gw, modike_plugin_descriptor ());
+  node_load_plugin (w->gw, modike_plugin_descriptor ());
   g_assert_true (apply_xml (w->gw, xml, &error));
   g_assert_no_error (error);
   g_string_truncate (w->hlog[0], 0);
