@@ -367,6 +367,30 @@ engine_dp_policies_set (ModikeIke *ike)
 }
 
 void
+engine_dp_policies_update (ModikeIke *ike, const GArray *removed, const GArray *added)
+{
+  EngineDatapath *dp = ike->dp;
+
+  if (dp == NULL)
+    return;
+  if (dp->ops->policy_add == NULL || dp->ops->policy_del == NULL)
+    {
+      if ((removed != NULL && removed->len > 0) || (added != NULL && added->len > 0))
+        engine_dp_policies_set (ike);
+      return;
+    }
+  for (guint i = 0; removed != NULL && i < removed->len; i++)
+    dp->ops->policy_del (dp->user, g_array_index (removed, guint32, i));
+  for (guint i = 0; added != NULL && i < added->len; i++)
+    {
+      const ModikeSpdEntry *e = modike_spd_get (ike->spd, g_array_index (added, guint32, i));
+
+      if (e != NULL)
+        dp->ops->policy_add (dp->user, modike_spd_entry_dup (e));
+    }
+}
+
+void
 engine_dp_stop (ModikeIke *ike)
 {
   EngineDatapath *dp = ike->dp;

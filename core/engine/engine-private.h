@@ -607,6 +607,10 @@ const char *engine_sa_state_name (const ModikeIkeSa *sa);
 gboolean engine_dp_start (ModikeIke *ike, GError **error);
 /* Copies of the SPD entries to the datapath (start and every reload). */
 void engine_dp_policies_set (ModikeIke *ike);
+/* Some policies left the SPD (removed: their ids) and some entered it
+ * (added: ids now in the SPD): one at a time where the datapath takes
+ * that (policy_add/_del), else the whole SPD. Either may be NULL. */
+void engine_dp_policies_update (ModikeIke *ike, const GArray *removed, const GArray *added);
 /* Stops the datapath; host calls still queued or made meanwhile are dropped. */
 void engine_dp_stop (ModikeIke *ike);
 const ModikeDatapathOps *engine_dp_ops (ModikeIke *ike, gpointer *user); /* NULL unless started */

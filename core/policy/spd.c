@@ -7,6 +7,7 @@
 struct _ModikeSpd {
   GPtrArray *entries; /* ModikeSpdEntry*, owned, in lookup order */
   guint32 next_id;
+  guint64 next_seq;
 };
 
 /* ---- Entries ---- */
@@ -117,6 +118,7 @@ modike_spd_add (ModikeSpd *spd, ModikeSpdEntry *e)
   do {
     e->id = spd->next_id++;
   } while (e->id == 0 || modike_spd_get (spd, e->id) != NULL);
+  e->seq = ++spd->next_seq;
   if (e->proposals == NULL)
     e->proposals = g_array_new (FALSE, TRUE, sizeof (ModikeEspProposal));
 

@@ -1187,9 +1187,14 @@ modike_register_datapath (ModikePlugin *plugin, const ModikeDatapathOps *ops, gp
 {
   g_return_val_if_fail (plugin != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
-  /* A plugin built before 1.4 passed a struct without sa_move. */
+  if (ops != NULL && plugin->desc->abi_minor >= 4 && (ops->policy_add == NULL) != (ops->policy_del == NULL))
+    return INVALID (plugin, error, "registers the datapath with only one of %s", "policy_add and policy_del");
+  /* A plugin built before 1.3 passed a struct without sa_move, before 1.4
+   * one without policy_add and policy_del. */
   return claim_grown (plugin, &plugin->reg->datapath, "datapath", ops, sizeof *ops,
-                      plugin->desc->abi_minor >= 3 ? sizeof *ops : G_STRUCT_OFFSET (ModikeDatapathOps, sa_move),
+                      plugin->desc->abi_minor >= 4   ? sizeof *ops
+                      : plugin->desc->abi_minor >= 3 ? G_STRUCT_OFFSET (ModikeDatapathOps, policy_add)
+                                                     : G_STRUCT_OFFSET (ModikeDatapathOps, sa_move),
                       user, error);
 }
 

@@ -8,9 +8,9 @@
 G_BEGIN_DECLS
 
 #define MODIKE_ABI_MAJOR 1  /* incompatible changes */
-/* Additions; structs grow append-only. 1.1: ModikeSaStats.last_us; 1.2 and
- * 1.3: the calls, flags and fields marked "ABI 1.2" / "ABI 1.3" in these headers. */
-#define MODIKE_ABI_MINOR 3
+/* Additions; structs grow append-only. 1.1: ModikeSaStats.last_us; 1.2 to
+ * 1.4: the calls, flags and fields marked "ABI 1.2" ... "ABI 1.4" in these headers. */
+#define MODIKE_ABI_MINOR 4
 
 typedef struct _ModikePlugin ModikePlugin; /* a loaded plugin, as the core sees it */
 

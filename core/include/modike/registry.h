@@ -142,6 +142,11 @@ typedef struct {
   /* ABI 1.3: the peer (behind a NAT) moved: e is the SA (dir, spi) with its
    * new outer addresses and encapsulation ports; keys and counters stay. */
   void (*sa_move) (gpointer user, const ModikeSadEntry *e);
+  /* ABI 1.4, optional (both or neither; NULL: every change comes as
+   * policies_set): one policy entered the SPD (e a copy the datapath owns;
+   * its place is its priority, then its seq), or left it. */
+  void (*policy_add) (gpointer user, ModikeSpdEntry *e /* transfer full */);
+  void (*policy_del) (gpointer user, guint32 spd_id);
 } ModikeDatapathOps;
 gboolean modike_register_datapath (ModikePlugin *plugin, const ModikeDatapathOps *ops, gpointer user,
                                    GError **error);

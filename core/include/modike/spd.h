@@ -58,6 +58,10 @@ typedef struct {
   /* ABI 1.3: a template never enters an SPD; the engine puts instances
    * (its own copies with that side filled in) in its place. */
   ModikeVirtualSide virtual_side;
+  /* ABI 1.4: set by modike_spd_add, growing: entries of equal priority
+   * are looked up in seq order (a datapath told one policy at a time
+   * places it by priority, then seq). */
+  guint64 seq;
 } ModikeSpdEntry;
 
 ModikeSpdEntry *modike_spd_entry_new (void);   /* any/any, BYPASS, tunnel */
