@@ -21,7 +21,9 @@ struct _EngineAdapter {
   gboolean offload;
   gpointer handle;          /* the OS adapter's object */
   gboolean attached;
-  GArray *routes;           /* ModikePrefix: the routes we added */
+  GQueue routes;            /* ModikePrefix* (owned): the routes we added, in that order */
+  GHashTable *route_links;  /* ModikePrefix* -> its GList link in routes: O(1) removal */
+  GHashTable *gw_refs;      /* ModikePrefix -> how many gateway instances want it (instances.c) */
   gboolean dynamic;         /* made for a result, goes with it */
   ModikeIkeSa *result_sa;   /* whose result is applied; NULL = none */
   ModikeSaResult *result;   /* a copy of it */
@@ -290,6 +292,33 @@ wanted_routes (ModikeIke *ike, const ModikeConfig *cfg, const ModikePeerConfig *
   return want;
 }
 
+/* The routes a wants besides its gateway instances', in order; seen
+ * gets them too. */
+static GArray *
+static_routes (ModikeIke *ike, EngineAdapter *a, const ModikeConfig *cfg, GHashTable *seen)
+{
+  const ModikePeerConfig *p = cfg != NULL ? modike_config_find_peer (cfg, a->peer) : NULL;
+  g_autoptr (GArray) policy = p != NULL ? wanted_routes (ike, cfg, p, a->result) : NULL;
+  GArray *want = g_array_new (FALSE, TRUE, sizeof (ModikePrefix));
+
+  if (policy != NULL)
+    add_prefixes (want, seen, policy);
+  add_prefixes (want, seen, a->result_routes);
+  return want;
+}
+
+static gint
+prefix_cmp (gconstpointer a, gconstpointer b)
+{
+  const ModikePrefix *x = a, *y = b;
+
+  if (x->net.family != y->net.family)
+    return x->net.family < y->net.family ? -1 : 1;
+  if (memcmp (x->net.addr, y->net.addr, modike_addr_len (&x->net)) != 0)
+    return memcmp (x->net.addr, y->net.addr, modike_addr_len (&x->net));
+  return (gint) x->plen - (gint) y->plen;
+}
+
 /* ---- adapters ---- */
 
 static const ModikeOsAdapterOps *
@@ -324,7 +353,9 @@ adapter_destroy (ModikeIke *ike, EngineAdapter *a)
       os->destroy (a->handle);
       engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "peer %s: adapter %s removed", a->peer, a->ifname);
     }
-  g_array_unref (a->routes);
+  g_hash_table_destroy (a->route_links);
+  g_queue_clear_full (&a->routes, g_free);
+  g_hash_table_destroy (a->gw_refs);
   g_array_unref (a->result_routes);
   g_clear_pointer (&a->result, modike_sa_result_free);
   g_free (a->ifname);
@@ -353,7 +384,9 @@ adapter_create (ModikeIke *ike, const char *peer, const char *ifname, const Modi
   a->mtu = p != NULL && p->adapter_mtu != 0 ? p->adapter_mtu : DEFAULT_MTU;
   a->queues = p != NULL ? MAX (p->adapter_queues, 1u) : 1;
   a->offload = p != NULL ? p->adapter_offload : TRUE;
-  a->routes = g_array_new (FALSE, TRUE, sizeof (ModikePrefix));
+  g_queue_init (&a->routes);
+  a->route_links = g_hash_table_new (prefix_hash, prefix_equal_cb);
+  a->gw_refs = g_hash_table_new_full (prefix_hash, prefix_equal_cb, g_free, NULL);
   a->result_routes = g_array_new (FALSE, TRUE, sizeof (ModikePrefix));
   if (dp == NULL)
     {
@@ -468,61 +501,134 @@ engine_adapters_prepare (ModikeIke *ike, const ModikeConfig *cfg, GError **error
   return TRUE;
 }
 
+static void
+route_add (ModikeIke *ike, EngineAdapter *a, const ModikePrefix *r)
+{
+  const ModikeOsAdapterOps *os = os_ops (ike);
+  g_autoptr (GError) error = NULL;
+  char buf[MODIKE_ADDR_STRLEN + 8];
+
+  /* The config is applied already: a route that fails is logged and
+   * tried again at the next reload. */
+  if (os->add_route == NULL || !os->add_route (a->handle, r, &error))
+    {
+      engine_log (G_LOG_LEVEL_WARNING, NULL, NULL, "peer %s: adapter %s: route %s not added: %s", a->peer, a->ifname,
+                  prefix_format (r, buf, sizeof buf), error != NULL ? error->message : "the OS adapter has no routes");
+      return;
+    }
+  g_queue_push_tail (&a->routes, g_memdup2 (r, sizeof *r));
+  g_hash_table_insert (a->route_links, a->routes.tail->data, a->routes.tail);
+  engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "peer %s: adapter %s: route %s", a->peer, a->ifname,
+              prefix_format (r, buf, sizeof buf));
+}
+
+static void
+route_del (ModikeIke *ike, EngineAdapter *a, const ModikePrefix *r)
+{
+  const ModikeOsAdapterOps *os = os_ops (ike);
+  g_autoptr (GError) error = NULL;
+  char buf[MODIKE_ADDR_STRLEN + 8];
+  ModikePrefix copy = *r;   /* r may be the one freed here */
+  GList *link = g_hash_table_lookup (a->route_links, &copy);
+
+  g_hash_table_remove (a->route_links, &copy);
+  if (link != NULL)
+    {
+      g_free (link->data);
+      g_queue_delete_link (&a->routes, link);
+    }
+  if (os->del_route != NULL && !os->del_route (a->handle, &copy, &error))
+    engine_log (G_LOG_LEVEL_WARNING, NULL, NULL, "peer %s: adapter %s: route %s not removed: %s", a->peer, a->ifname,
+                prefix_format (&copy, buf, sizeof buf), error != NULL ? error->message : "failed");
+  else
+    engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "peer %s: adapter %s: route %s removed", a->peer, a->ifname,
+                prefix_format (&copy, buf, sizeof buf));
+}
+
 /* Installs exactly the routes a wants: its peer's policies (when the peer
- * is configured) and its result's networks. */
+ * is configured), its result's networks and its gateway instances'. */
 static void
 adapter_sync_routes (ModikeIke *ike, EngineAdapter *a, const ModikeConfig *cfg)
 {
   const ModikeOsAdapterOps *os = os_ops (ike);
   const ModikePeerConfig *p = cfg != NULL ? modike_config_find_peer (cfg, a->peer) : NULL;
+  g_autoptr (GHashTable) seen = prefix_set_new (NULL);
   g_autoptr (GArray) want = NULL;
-  g_autoptr (GHashTable) want_set = NULL;
-  g_autoptr (GHashTable) have = NULL;
-  char buf[MODIKE_ADDR_STRLEN + 8];
+  g_autoptr (GArray) gw = g_array_new (FALSE, TRUE, sizeof (ModikePrefix));
+  GHashTableIter it;
+  gpointer key;
 
   if (os == NULL || (p == NULL && !a->dynamic))
     return;
-  want = p != NULL ? wanted_routes (ike, cfg, p, a->result) : g_array_new (FALSE, TRUE, sizeof (ModikePrefix));
-  want_set = prefix_set_new (want);
-  add_prefixes (want, want_set, a->result_routes);
-  have = prefix_set_new (a->routes);
-  for (guint k = a->routes->len; k-- > 0;)
+  want = static_routes (ike, a, cfg, seen);
+  /* The gateway instances' after them, in address order (logs stay the same). */
+  g_hash_table_iter_init (&it, a->gw_refs);
+  while (g_hash_table_iter_next (&it, &key, NULL))
+    g_array_append_val (gw, *(ModikePrefix *) key);
+  g_array_sort (gw, prefix_cmp);
+  add_prefixes (want, seen, gw);
+  /* Newest first, as they were added. */
+  for (GList *l = a->routes.tail, *prev; l != NULL; l = prev)
     {
-      ModikePrefix r = g_array_index (a->routes, ModikePrefix, k);
-      g_autoptr (GError) error = NULL;
-
-      if (g_hash_table_contains (want_set, &r))
-        continue;
-      g_array_remove_index (a->routes, k);
-      g_hash_table_remove (have, &r);
-      if (os->del_route != NULL && !os->del_route (a->handle, &r, &error))
-        engine_log (G_LOG_LEVEL_WARNING, NULL, NULL, "peer %s: adapter %s: route %s not removed: %s", a->peer,
-                    a->ifname, prefix_format (&r, buf, sizeof buf), error != NULL ? error->message : "failed");
-      else
-        engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "peer %s: adapter %s: route %s removed", a->peer, a->ifname,
-                    prefix_format (&r, buf, sizeof buf));
+      prev = l->prev;
+      if (!g_hash_table_contains (seen, l->data))
+        route_del (ike, a, l->data);
     }
   for (guint k = 0; k < want->len; k++)
-    {
-      const ModikePrefix *r = &g_array_index (want, ModikePrefix, k);
-      g_autoptr (GError) error = NULL;
+    if (!g_hash_table_contains (a->route_links, &g_array_index (want, ModikePrefix, k)))
+      route_add (ike, a, &g_array_index (want, ModikePrefix, k));
+}
 
-      if (g_hash_table_contains (have, r))
-        continue;
-      /* The config is applied already: a route that fails is logged
-       * and tried again at the next reload. */
-      if (os->add_route == NULL || !os->add_route (a->handle, r, &error))
+void
+engine_adapters_instance_routes (ModikeIke *ike, const ModikeSpdEntry *e, gboolean add, gboolean apply)
+{
+  EngineAdapter *a = e->action == MODIKE_SPD_PROTECT ? find_adapter (ike, e->peer) : NULL;
+  const ModikePeerConfig *p = a != NULL && ike->cfg != NULL ? modike_config_find_peer (ike->cfg, a->peer) : NULL;
+  g_autoptr (GArray) holes = NULL;
+  g_autoptr (GArray) pre = NULL;
+  g_autoptr (GHashTable) fixed = NULL;
+  g_autoptr (GArray) fixed_list = NULL;
+
+  if (p == NULL)
+    return;
+  holes = route_holes (p->remote.family != 0 ? &p->remote : NULL, a->result);
+  pre = range_to_prefixes_minus (&e->remote, holes);
+  for (guint k = 0; k < pre->len; k++)
+    {
+      const ModikePrefix *r = &g_array_index (pre, ModikePrefix, k);
+      guint n = GPOINTER_TO_UINT (g_hash_table_lookup (a->gw_refs, r));
+
+      if (add)
         {
-          engine_log (G_LOG_LEVEL_WARNING, NULL, NULL, "peer %s: adapter %s: route %s not added: %s", a->peer,
-                      a->ifname, prefix_format (r, buf, sizeof buf),
-                      error != NULL ? error->message : "the OS adapter has no routes");
+          g_hash_table_replace (a->gw_refs, g_memdup2 (r, sizeof *r), GUINT_TO_POINTER (n + 1));
+          if (apply && n == 0 && os_ops (ike) != NULL && !g_hash_table_contains (a->route_links, r))
+            route_add (ike, a, r);
           continue;
         }
-      g_array_append_val (a->routes, *r);
-      prefix_set_add (have, r);
-      engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "peer %s: adapter %s: route %s", a->peer, a->ifname,
-                  prefix_format (r, buf, sizeof buf));
+      if (n > 1)
+        {
+          g_hash_table_replace (a->gw_refs, g_memdup2 (r, sizeof *r), GUINT_TO_POINTER (n - 1));
+          continue;
+        }
+      g_hash_table_remove (a->gw_refs, r);
+      if (!apply || os_ops (ike) == NULL || !g_hash_table_contains (a->route_links, r))
+        continue;
+      /* Still wanted for a policy of the peer or its result? */
+      if (fixed == NULL)
+        {
+          fixed = prefix_set_new (NULL);
+          fixed_list = static_routes (ike, a, ike->cfg, fixed);
+        }
+      if (!g_hash_table_contains (fixed, r))
+        route_del (ike, a, r);
     }
+}
+
+void
+engine_adapters_instances_reset (ModikeIke *ike)
+{
+  for (guint i = 0; i < ike->adapters->len; i++)
+    g_hash_table_remove_all (((EngineAdapter *) g_ptr_array_index (ike->adapters, i))->gw_refs);
 }
 
 void

@@ -112,8 +112,10 @@ struct _ModikeIke {
   GHashTable *policy_xs;      /* spd_id -> GPtrArray of ModikeExchange* negotiating for it */
   const struct _ModikeHostOps *host_ops; /* host services (host.c), NULL = none */
   gpointer host;
-  GPtrArray *instances;       /* EngineInstance*: SPD entries made from templates (instances.c) */
-  GHashTable *instance_ids;   /* spd_id -> EngineInstance* of `instances` */
+  GPtrArray *instances;       /* EngineInstance* of local="virtual" templates (client), borrowed */
+  GHashTable *instance_ids;   /* spd_id -> every EngineInstance (owns them) */
+  GHashTable *instance_names; /* name -> EngineInstance*: one client's instance never shadows another's */
+  GHashTable *peer_addrs;     /* client address (ModikeAddr, port 0) -> the ModikeIkeSa holding it */
   gboolean started;           /* the engine-start hooks ran (first set_config) */
   struct _EngineCrypto *crypto; /* the crypto worker pool (offload.c), NULL = none yet */
   guint crypto_threads;       /* its size; 0 = crypto runs inline */
@@ -184,6 +186,7 @@ struct _ModikeIkeSa {
   GHashTable *plugin_timers;  /* id -> timer of modike_ike_sa_timer_add; NULL until one */
   guint next_timer_id;
   ModikePrefix peer_addr4, peer_addr6; /* the client's mode config addresses (gateway); family 0 = none */
+  GPtrArray *instances;       /* EngineInstance* of remote="virtual" templates it owns (borrowed), NULL: none */
 };
 
 struct _ModikeExchange {
@@ -381,9 +384,17 @@ ModikeExchange *engine_spi_owner (ModikeIke *ike, guint32 spi);
 /* A live exchange (of a live SA with that peer) negotiates for the policy;
  * with initiator_only, one we started. */
 gboolean engine_policy_negotiating (ModikeIke *ike, guint32 spd_id, const char *peer, gboolean initiator_only);
-/* Config reload: the exchanges' policy tags get the new ids (renumber:
- * old id -> new id); a removed policy leaves its exchanges untagged. */
-void engine_policy_tags_renumber (ModikeIke *ike, GHashTable *renumber);
+/* Policy ids after an SPD change: map holds old id -> new id; an id it
+ * lacks (or maps to 0) is gone, unless others_stay: then only the ids it
+ * holds change (an instance or two went), the rest stay themselves. */
+typedef struct {
+  GHashTable *map;
+  gboolean others_stay;
+} EngineRenumber;
+guint32 engine_renumber_id (const EngineRenumber *r, guint32 id);
+/* The exchanges' policy tags follow r; a removed policy leaves its
+ * exchanges untagged. */
+void engine_policy_tags_renumber (ModikeIke *ike, const EngineRenumber *r);
 /* Drops x's SPI reservations and policy tag (engine_exchange_free). */
 void engine_exchange_release (ModikeExchange *x);
 
@@ -588,7 +599,7 @@ gboolean engine_gate_add_peer (ModikeExchange *x, GError **error);
 gboolean engine_gate_waits_for (const ModikeIkeSa *sa, guint32 spd_id);
 /* Config reload: the policies of our waiting Quick Modes get their new
  * ids (renumber: old id -> new id); one whose policy is gone is dropped. */
-void engine_gate_renumber (ModikeIkeSa *sa, GHashTable *renumber);
+void engine_gate_renumber (ModikeIkeSa *sa, const EngineRenumber *r);
 /* Appends the policies of our waiting Quick Modes to out (guint32). */
 void engine_gate_policies (const ModikeIkeSa *sa, GArray *out);
 guint engine_gate_n_waiting (const ModikeIkeSa *sa);
@@ -675,6 +686,7 @@ typedef struct {
   const ModikeSpdEntry *entry; /* the SPD's, borrowed: only instances.c and a reload change those */
   char *name;                 /* the entry's: "<template>@<remote>" or "<template>!<excluded net>" */
   ModikeIkeSa *sa;            /* the SA whose result or peer address made it (moves to a successor) */
+  gboolean gateway;           /* a remote="virtual" template's: filed in sa->instances, not ike->instances */
 } EngineInstance;
 
 void engine_instances_init (ModikeIke *ike);
@@ -682,11 +694,22 @@ void engine_instances_free (ModikeIke *ike);
 /* SPD priority of config policy `index`: a template's instances take its
  * place, its split-exclude BYPASS ones ahead of its PROTECT ones. */
 guint engine_policy_priority (guint index, gboolean protect_instance);
-/* Makes the SPD's instances match the results and peer addresses of the
- * live SAs: new ones added, stale ones removed with their children and
- * the Quick Modes started or held for them; then the datapath's policies
- * and the adapters' routes follow. */
+/* Makes the SPD's instances match the results of the live SAs (client:
+ * local="virtual" templates): new ones added, stale ones removed with their
+ * children and the Quick Modes started or held for them; then the
+ * datapath's policies and the adapters' routes follow. */
 void engine_instances_sync (ModikeIke *ike);
+/* The same for the gateway's instances of sa's client only (its peer
+ * addresses, its SAs): O(the client's SAs) at any number of clients. */
+void engine_instances_sync_client (ModikeIkeSa *sa);
+/* sa is freed: its instances and peer addresses leave the indexes. */
+void engine_instances_sa_free (ModikeIkeSa *sa);
+/* A gateway instance e came (add) or went: the routes of its peer's
+ * adapter follow, O(e's prefixes); without apply only the count changes
+ * (a reload syncs the routes after). */
+void engine_adapters_instance_routes (ModikeIke *ike, const ModikeSpdEntry *e, gboolean add, gboolean apply);
+/* Every gateway instance is about to be made anew (a reload). */
+void engine_adapters_instances_reset (ModikeIke *ike);
 /* The SPD was rebuilt from a new config: every instance is made anew
  * (set_config pushes policies and routes itself). */
 void engine_instances_rebuild (ModikeIke *ike);
@@ -704,8 +727,8 @@ void engine_instances_status (const ModikeIkeSa *sa, GString *s);
 /* Logs the result's routes no local="virtual" template of the peer protects. */
 void engine_instances_check_result (ModikeIkeSa *sa, const ModikeSaResult *r);
 /* Policies may have gone from the SPD: Quick Modes pending, held at the
- * gate or running follow `renumber` (old id -> new id; missing = gone). */
-void engine_policies_renumber (ModikeIke *ike, GHashTable *renumber);
+ * gate or running (of sas, NULL: of every SA) follow r. */
+void engine_policies_renumber (ModikeIke *ike, const EngineRenumber *r, GPtrArray *sas);
 
 /* ---- plugin auth methods (auth-method.c) ---- */
 /* Phase 1 is up: the owner of a plugin method hears of it. */

@@ -1015,26 +1015,37 @@ out:
 
 /* ---- configuration ---- */
 
-void
-engine_policies_renumber (ModikeIke *ike, GHashTable *renumber)
+guint32
+engine_renumber_id (const EngineRenumber *r, guint32 id)
 {
-  for (guint i = 0; i < ike->sas->len; i++)
+  gpointer to;
+
+  if (g_hash_table_lookup_extended (r->map, GUINT_TO_POINTER (id), NULL, &to))
+    return GPOINTER_TO_UINT (to);
+  return r->others_stay ? id : 0;
+}
+
+void
+engine_policies_renumber (ModikeIke *ike, const EngineRenumber *r, GPtrArray *sas)
+{
+  if (sas == NULL)
+    sas = ike->sas;
+  for (guint i = 0; i < sas->len; i++)
     {
-      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
+      ModikeIkeSa *sa = g_ptr_array_index (sas, i);
       guint kept = 0;
 
       for (guint j = 0; j < sa->pending_spd->len; j++)
         {
-          guint32 id = GPOINTER_TO_UINT (
-            g_hash_table_lookup (renumber, GUINT_TO_POINTER (g_array_index (sa->pending_spd, guint32, j))));
+          guint32 id = engine_renumber_id (r, g_array_index (sa->pending_spd, guint32, j));
 
           if (id != 0)
             g_array_index (sa->pending_spd, guint32, kept++) = id;
         }
       g_array_set_size (sa->pending_spd, kept);
-      engine_gate_renumber (sa, renumber);
+      engine_gate_renumber (sa, r);
     }
-  engine_policy_tags_renumber (ike, renumber);
+  engine_policy_tags_renumber (ike, r);
 }
 
 gboolean
@@ -1136,7 +1147,7 @@ modike_ike_set_config (ModikeIke *ike, ModikeConfig *cfg, GError **error)
             engine_child_remove (c, TRUE);
         }
     }
-  engine_policies_renumber (ike, renumber);
+  engine_policies_renumber (ike, &(EngineRenumber) { .map = renumber }, NULL);
 
   engine_dp_policies_set (ike);
   engine_adapters_sync_routes (ike, cfg);

@@ -115,17 +115,38 @@ engine_policy_negotiating (ModikeIke *ike, guint32 spd_id, const char *peer, gbo
 }
 
 void
-engine_policy_tags_renumber (ModikeIke *ike, GHashTable *renumber)
+engine_policy_tags_renumber (ModikeIke *ike, const EngineRenumber *r)
 {
-  g_autoptr (GHashTable) old = g_steal_pointer (&ike->policy_xs);
+  g_autoptr (GHashTable) old = NULL;
   GHashTableIter it;
   gpointer key, value;
 
+  /* Only a few ids change: retag just their exchanges. */
+  if (r->others_stay)
+    {
+      g_hash_table_iter_init (&it, r->map);
+      while (g_hash_table_iter_next (&it, &key, &value))
+        {
+          g_autoptr (GPtrArray) xs = NULL;
+
+          if (!g_hash_table_steal_extended (ike->policy_xs, key, NULL, (gpointer *) &xs))
+            continue;
+          for (guint i = 0; i < xs->len; i++)
+            {
+              ModikeExchange *x = g_ptr_array_index (xs, i);
+
+              x->spd_id = 0;
+              modike_exchange_set_policy (x, GPOINTER_TO_UINT (value));
+            }
+        }
+      return;
+    }
+  old = g_steal_pointer (&ike->policy_xs);
   ike->policy_xs = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, (GDestroyNotify) g_ptr_array_unref);
   g_hash_table_iter_init (&it, old);
   while (g_hash_table_iter_next (&it, &key, &value))
     {
-      guint32 id = GPOINTER_TO_UINT (g_hash_table_lookup (renumber, key));
+      guint32 id = engine_renumber_id (r, GPOINTER_TO_UINT (key));
       GPtrArray *xs = value;
 
       for (guint i = 0; i < xs->len; i++)

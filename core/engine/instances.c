@@ -12,9 +12,11 @@
  *
  * An instance belongs to the SA that made it (its result or peer address)
  * and moves with that to a successor of the same client; a client's
- * instances serve only its own Quick Modes (engine_instance_usable). The
- * set is recomputed (engine_instances_sync) whenever a result, a peer
- * address or an SA changes; entries that stay keep their SPD id. */
+ * instances serve only its own Quick Modes (engine_instance_usable).
+ * Instances are recomputed whenever a result, a peer address or an SA
+ * changes; entries that stay keep their SPD id. A gateway does that for
+ * the one client that changed (its SAs hold its instances), never over
+ * all clients: a client costs the same at 10 clients and at 100,000. */
 #include "engine-private.h"
 
 #include <string.h>
@@ -26,16 +28,38 @@ instance_free (EngineInstance *inst)
   g_free (inst);
 }
 
+/* A client's address as a key: the address bytes of its family. */
+static guint
+addr_hash (gconstpointer p)
+{
+  const ModikeAddr *a = p;
+  guint h = (guint) a->family;
+
+  for (gsize i = 0; i < modike_addr_len (a); i++)
+    h = h * 31 + a->addr[i];
+  return h;
+}
+
+static gboolean
+addr_equal (gconstpointer a, gconstpointer b)
+{
+  return modike_addr_equal_ip (a, b);
+}
+
 void
 engine_instances_init (ModikeIke *ike)
 {
-  ike->instances = g_ptr_array_new_with_free_func ((GDestroyNotify) instance_free);
-  ike->instance_ids = g_hash_table_new (NULL, NULL);
+  ike->instances = g_ptr_array_new ();
+  ike->instance_ids = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify) instance_free);
+  ike->instance_names = g_hash_table_new (g_str_hash, g_str_equal);
+  ike->peer_addrs = g_hash_table_new (addr_hash, addr_equal);
 }
 
 void
 engine_instances_free (ModikeIke *ike)
 {
+  g_clear_pointer (&ike->peer_addrs, g_hash_table_destroy);
+  g_clear_pointer (&ike->instance_names, g_hash_table_destroy);
   g_clear_pointer (&ike->instance_ids, g_hash_table_destroy);
   g_clear_pointer (&ike->instances, g_ptr_array_unref);
 }
@@ -255,33 +279,56 @@ current_sa (ModikeIkeSa *sa)
 }
 
 static Wants *
-wanted (ModikeIke *ike)
+wants_new (void)
 {
   Wants *want = g_new0 (Wants, 1);
 
   want->list = g_ptr_array_new_with_free_func ((GDestroyNotify) want_free);
   want->by_name = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  return want;
+}
+
+/* The client templates' instances (from the results applied now). */
+static Wants *
+wanted_client (ModikeIke *ike)
+{
+  Wants *want = wants_new ();
+
+  for (guint i = 0; ike->cfg != NULL && ike->cfg->policies != NULL && i < ike->cfg->policies->len; i++)
+    {
+      const ModikeSpdEntry *t = g_ptr_array_index (ike->cfg->policies, i);
+      ModikeIkeSa *sa = NULL;
+      const ModikeSaResult *r;
+
+      if (t->virtual_side != MODIKE_VIRTUAL_LOCAL)
+        continue;
+      r = engine_adapter_result (ike, t->peer, &sa);
+      if (r != NULL)
+        client_instances (want, t, i, r, sa);
+    }
+  return want;
+}
+
+/* The gateway templates' instances of the clients of `scope`'s SAs. */
+static Wants *
+wanted_gateway (ModikeIke *ike, GPtrArray *scope)
+{
+  Wants *want = wants_new ();
+
   for (guint i = 0; ike->cfg != NULL && ike->cfg->policies != NULL && i < ike->cfg->policies->len; i++)
     {
       const ModikeSpdEntry *t = g_ptr_array_index (ike->cfg->policies, i);
 
-      if (t->virtual_side == MODIKE_VIRTUAL_LOCAL)
+      if (t->virtual_side != MODIKE_VIRTUAL_REMOTE)
+        continue;
+      for (guint k = 0; k < scope->len; k++)
         {
-          ModikeIkeSa *sa = NULL;
-          const ModikeSaResult *r = engine_adapter_result (ike, t->peer, &sa);
+          ModikeIkeSa *sa = g_ptr_array_index (scope, k);
 
-          if (r != NULL)
-            client_instances (want, t, i, r, sa);
+          if (!sa->dead && sa->state == SA_ESTABLISHED && g_strcmp0 (sa->peer_name, t->peer) == 0 &&
+              (sa->peer_addr4.net.family != 0 || sa->peer_addr6.net.family != 0))
+            gateway_instances (want, t, i, sa, current_sa (sa));
         }
-      else if (t->virtual_side == MODIKE_VIRTUAL_REMOTE)
-        for (guint k = 0; k < ike->sas->len; k++)
-          {
-            ModikeIkeSa *sa = g_ptr_array_index (ike->sas, k);
-
-            if (!sa->dead && sa->state == SA_ESTABLISHED && g_strcmp0 (sa->peer_name, t->peer) == 0 &&
-                (sa->peer_addr4.net.family != 0 || sa->peer_addr6.net.family != 0))
-              gateway_instances (want, t, i, sa, current_sa (sa));
-          }
     }
   return want;
 }
@@ -300,70 +347,95 @@ same_entry (const ModikeSpdEntry *a, const ModikeSpdEntry *b)
   return a->action == b->action && range_equal (&a->local, &b->local) && range_equal (&a->remote, &b->remote);
 }
 
-/* Children, acquires and Quick Modes of the policies in `gone`. */
+/* Children, acquires and Quick Modes of the policies in `gone`, on the
+ * SAs of scope (the only ones an instance's client negotiates on). */
 static void
-forget (ModikeIke *ike, const GArray *gone)
+forget (ModikeIke *ike, const GArray *gone, GPtrArray *scope)
 {
-  g_autoptr (GHashTable) renumber = g_hash_table_new (NULL, NULL);
-  g_autoptr (GPtrArray) entries = modike_spd_entries (ike->spd);
+  g_autoptr (GHashTable) map = g_hash_table_new (NULL, NULL);
 
-  for (guint i = 0; i < ike->sas->len; i++)
+  for (guint k = 0; k < gone->len; k++)
     {
-      ModikeIkeSa *sa = g_ptr_array_index (ike->sas, i);
+      g_hash_table_insert (map, GUINT_TO_POINTER (g_array_index (gone, guint32, k)), NULL);
+      g_hash_table_remove (ike->acquires, GUINT_TO_POINTER (g_array_index (gone, guint32, k)));
+    }
+  for (guint i = 0; i < scope->len; i++)
+    {
+      ModikeIkeSa *sa = g_ptr_array_index (scope, i);
 
       for (guint j = sa->children->len; j-- > 0;)
         {
           EngineChild *c = g_ptr_array_index (sa->children, j);
 
-          for (guint k = 0; k < gone->len; k++)
-            if (c->spd_id == g_array_index (gone, guint32, k))
-              {
-                engine_child_remove (c, TRUE);
-                break;
-              }
+          if (g_hash_table_contains (map, GUINT_TO_POINTER (c->spd_id)))
+            engine_child_remove (c, TRUE);
         }
     }
-  for (guint k = 0; k < gone->len; k++)
-    g_hash_table_remove (ike->acquires, GUINT_TO_POINTER (g_array_index (gone, guint32, k)));
-  /* Every remaining id stays itself; the gone ones map to none. */
-  for (guint i = 0; i < entries->len; i++)
-    {
-      const ModikeSpdEntry *e = g_ptr_array_index (entries, i);
+  engine_policies_renumber (ike, &(EngineRenumber) { .map = map, .others_stay = TRUE }, scope);
+}
 
-      g_hash_table_insert (renumber, GUINT_TO_POINTER (e->id), GUINT_TO_POINTER (e->id));
+/* Files inst with its owner: the client list, or its SA's own. */
+static void
+inst_file (ModikeIke *ike, EngineInstance *inst)
+{
+  if (!inst->gateway)
+    g_ptr_array_add (ike->instances, inst);
+  else
+    {
+      if (inst->sa->instances == NULL)
+        inst->sa->instances = g_ptr_array_new ();
+      g_ptr_array_add (inst->sa->instances, inst);
     }
-  engine_policies_renumber (ike, renumber);
 }
 
 static void
-instances_sync (ModikeIke *ike, gboolean push)
+inst_unfile (ModikeIke *ike, EngineInstance *inst)
 {
-  g_autoptr (Wants) want = wanted (ike);
-  g_autoptr (GArray) gone = g_array_new (FALSE, FALSE, sizeof (guint32));
-  gboolean changed = FALSE;
-  guint kept = 0;
-
-  for (guint i = 0; i < ike->instances->len; i++)
+  if (!inst->gateway)
+    g_ptr_array_remove (ike->instances, inst);
+  else if (inst->sa->instances != NULL)
     {
-      EngineInstance *inst = g_ptr_array_index (ike->instances, i);
+      g_ptr_array_remove_fast (inst->sa->instances, inst);
+      if (inst->sa->instances->len == 0)
+        g_clear_pointer (&inst->sa->instances, g_ptr_array_unref);
+    }
+}
+
+/* Makes the instances `have` (those of one scope: the client templates',
+ * or one client's gateway ones) what `want` says. scope: the SAs whose
+ * children and Quick Modes may use them. */
+static void
+apply (ModikeIke *ike, GPtrArray *have, Wants *want, gboolean gateway, GPtrArray *scope, gboolean push)
+{
+  g_autoptr (GArray) gone = g_array_new (FALSE, FALSE, sizeof (guint32));
+  g_autoptr (GArray) added = g_array_new (FALSE, FALSE, sizeof (guint32));
+
+  for (guint i = 0; i < have->len; i++)
+    {
+      EngineInstance *inst = g_ptr_array_index (have, i);
       Want *w = g_hash_table_lookup (want->by_name, inst->name);
 
-      if (w != NULL && same_entry (inst->entry, w->e))
+      if (w != NULL && !w->kept && same_entry (inst->entry, w->e))
         {
-          inst->sa = w->sa;
           w->kept = TRUE;
-          ike->instances->pdata[kept++] = inst;
+          if (inst->sa != w->sa)
+            {
+              inst_unfile (ike, inst);
+              inst->sa = w->sa;
+              inst_file (ike, inst);
+            }
           continue;
         }
       engine_log (G_LOG_LEVEL_INFO, NULL, NULL, "policy %s removed", inst->name);
-      g_hash_table_remove (ike->instance_ids, GUINT_TO_POINTER (inst->spd_id));
+      if (gateway)
+        engine_adapters_instance_routes (ike, inst->entry, FALSE, push);
+      inst_unfile (ike, inst);
+      g_hash_table_remove (ike->instance_names, inst->name);
       modike_spd_remove (ike->spd, inst->spd_id);
       g_array_append_val (gone, inst->spd_id);
-      instance_free (inst);
-      changed = TRUE;
+      /* Frees it. */
+      g_hash_table_remove (ike->instance_ids, GUINT_TO_POINTER (inst->spd_id));
     }
-  /* The kept ones were moved down over the freed ones. */
-  ike->instances->len = kept;
   for (guint i = 0; i < want->list->len; i++)
     {
       Want *w = g_ptr_array_index (want->list, i);
@@ -373,41 +445,104 @@ instances_sync (ModikeIke *ike, gboolean push)
 
       if (w->kept)
         continue;
+      /* Another client's already (one client per address: a race of two
+       * results); it stays theirs. */
+      if (g_hash_table_contains (ike->instance_names, w->e->name))
+        {
+          ELOG_INFO (w->sa, NULL, "policy %s exists for another client: not made again", w->e->name);
+          continue;
+        }
       inst = g_new0 (EngineInstance, 1);
       l = range_text (&w->e->local);
       r = range_text (&w->e->remote);
       inst->name = g_strdup (w->e->name);
       inst->sa = w->sa;
+      inst->gateway = gateway;
       ELOG_INFO (w->sa, NULL, "policy %s: %s %s === %s", inst->name,
                  w->e->action == MODIKE_SPD_PROTECT ? "protect" : "bypass", l, r);
       inst->entry = w->e;
       inst->spd_id = modike_spd_add (ike->spd, g_steal_pointer (&w->e));
-      g_ptr_array_add (ike->instances, inst);
+      inst_file (ike, inst);
       g_hash_table_insert (ike->instance_ids, GUINT_TO_POINTER (inst->spd_id), inst);
-      changed = TRUE;
+      g_hash_table_insert (ike->instance_names, inst->name, inst);
+      g_array_append_val (added, inst->spd_id);
+      if (gateway)
+        engine_adapters_instance_routes (ike, inst->entry, TRUE, push);
     }
   if (gone->len > 0)
-    forget (ike, gone);
-  if (changed && push)
+    forget (ike, gone, scope);
+  if (push && (gone->len > 0 || added->len > 0))
     {
-      engine_dp_policies_set (ike);
-      engine_adapters_sync_routes (ike, ike->cfg);
+      engine_dp_policies_update (ike, gone, added);
+      /* Routes come from the client's instances only. */
+      if (!gateway)
+        engine_adapters_sync_routes (ike, ike->cfg);
     }
+}
+
+static void
+client_sync (ModikeIke *ike, gboolean push)
+{
+  g_autoptr (Wants) want = wanted_client (ike);
+  g_autoptr (GPtrArray) have = g_ptr_array_copy (ike->instances, NULL, NULL);
+
+  apply (ike, have, want, FALSE, ike->sas, push);
+}
+
+/* One client's SAs: sa's peers, and sa itself when it is going. */
+static GPtrArray *
+client_scope (ModikeIkeSa *sa)
+{
+  GPtrArray *scope = engine_sa_peer_sas (sa);
+
+  if (!g_ptr_array_find (scope, sa, NULL))
+    g_ptr_array_add (scope, sa);
+  return scope;
+}
+
+static void
+gateway_sync (ModikeIkeSa *sa, gboolean push)
+{
+  ModikeIke *ike = sa->ike;
+  g_autoptr (GPtrArray) scope = client_scope (sa);
+  g_autoptr (Wants) want = wanted_gateway (ike, scope);
+  g_autoptr (GPtrArray) have = g_ptr_array_new ();
+
+  for (guint i = 0; i < scope->len; i++)
+    {
+      const ModikeIkeSa *o = g_ptr_array_index (scope, i);
+
+      if (o->instances != NULL)
+        g_ptr_array_extend (have, o->instances, NULL, NULL);
+    }
+  apply (ike, have, want, TRUE, scope, push);
 }
 
 void
 engine_instances_sync (ModikeIke *ike)
 {
-  instances_sync (ike, TRUE);
+  client_sync (ike, TRUE);
+}
+
+void
+engine_instances_sync_client (ModikeIkeSa *sa)
+{
+  gateway_sync (sa, TRUE);
 }
 
 void
 engine_instances_rebuild (ModikeIke *ike)
 {
   /* The SPD they were in is gone already. */
-  g_hash_table_remove_all (ike->instance_ids);
   g_ptr_array_set_size (ike->instances, 0);
-  instances_sync (ike, FALSE);
+  for (guint i = 0; i < ike->sas->len; i++)
+    g_clear_pointer (&((ModikeIkeSa *) g_ptr_array_index (ike->sas, i))->instances, g_ptr_array_unref);
+  g_hash_table_remove_all (ike->instance_names);
+  g_hash_table_remove_all (ike->instance_ids);
+  engine_adapters_instances_reset (ike);
+  client_sync (ike, FALSE);
+  for (guint i = 0; i < ike->sas->len; i++)
+    gateway_sync (g_ptr_array_index (ike->sas, i), FALSE);
 }
 
 const EngineInstance *
@@ -440,6 +575,22 @@ engine_instance_sa (const EngineInstance *inst)
   return !sa->dead && sa->state == SA_ESTABLISHED ? sa : NULL;
 }
 
+/* sa's address of that family becomes p (NULL: none), in the index too. */
+static void
+peer_addr_set (ModikeIkeSa *sa, int family, const ModikePrefix *p)
+{
+  ModikePrefix *mine = family == AF_INET ? &sa->peer_addr4 : &sa->peer_addr6;
+
+  if (mine->net.family != 0 && g_hash_table_lookup (sa->ike->peer_addrs, &mine->net) == sa)
+    g_hash_table_remove (sa->ike->peer_addrs, &mine->net);
+  memset (mine, 0, sizeof *mine);
+  if (p == NULL)
+    return;
+  *mine = *p;
+  mine->net.port = 0;
+  g_hash_table_replace (sa->ike->peer_addrs, &mine->net, sa);
+}
+
 void
 engine_instances_sa_gone (ModikeIkeSa *sa)
 {
@@ -452,12 +603,53 @@ engine_instances_sa_gone (ModikeIkeSa *sa)
        * unless it has its own already. */
       if (next != NULL && next->peer_addr4.net.family == 0 && next->peer_addr6.net.family == 0)
         {
-          next->peer_addr4 = sa->peer_addr4;
-          next->peer_addr6 = sa->peer_addr6;
+          for (guint f = 0; f < G_N_ELEMENTS (families); f++)
+            if (peer_address (sa, families[f]) != NULL)
+              {
+                ModikePrefix p = *peer_address (sa, families[f]);
+
+                peer_addr_set (sa, families[f], NULL);
+                peer_addr_set (next, families[f], &p);
+              }
           ELOG_INFO (next, NULL, "keeps the peer addresses of the replaced IKE SA");
         }
+      /* Whatever it held is free for other clients now. */
+      peer_addr_set (sa, AF_INET, NULL);
+      peer_addr_set (sa, AF_INET6, NULL);
     }
-  engine_instances_sync (sa->ike);
+  client_sync (sa->ike, TRUE);
+  gateway_sync (sa, TRUE);
+}
+
+void
+engine_instances_sa_free (ModikeIkeSa *sa)
+{
+  ModikeIke *ike = sa->ike;
+
+  peer_addr_set (sa, AF_INET, NULL);
+  peer_addr_set (sa, AF_INET6, NULL);
+  /* None left after engine_instances_sa_gone; an engine going down frees
+   * what is. */
+  while (sa->instances != NULL)
+    {
+      EngineInstance *inst = g_ptr_array_index (sa->instances, sa->instances->len - 1);
+
+      inst_unfile (ike, inst);
+      g_hash_table_remove (ike->instance_names, inst->name);
+      modike_spd_remove (ike->spd, inst->spd_id);
+      g_hash_table_remove (ike->instance_ids, GUINT_TO_POINTER (inst->spd_id));
+    }
+}
+
+static void
+status_line (const ModikeIkeSa *sa, const EngineInstance *inst, GString *s)
+{
+  const ModikeSpdEntry *e = inst->entry;
+  g_autofree char *l = range_text (&e->local);
+  g_autofree char *r = range_text (&e->remote);
+
+  g_string_append_printf (s, "  POLICY %s %s %s local=%s remote=%s\n", sa->peer_name != NULL ? sa->peer_name : "?",
+                          e->name, e->action == MODIKE_SPD_PROTECT ? "protect" : "bypass", l, r);
 }
 
 void
@@ -466,17 +658,12 @@ engine_instances_status (const ModikeIkeSa *sa, GString *s)
   for (guint i = 0; i < sa->ike->instances->len; i++)
     {
       const EngineInstance *inst = g_ptr_array_index (sa->ike->instances, i);
-      const ModikeSpdEntry *e = inst->entry;
-      g_autofree char *l = NULL;
-      g_autofree char *r = NULL;
 
-      if (inst->sa != sa)
-        continue;
-      l = range_text (&e->local);
-      r = range_text (&e->remote);
-      g_string_append_printf (s, "  POLICY %s %s %s local=%s remote=%s\n", sa->peer_name != NULL ? sa->peer_name : "?",
-                              e->name, e->action == MODIKE_SPD_PROTECT ? "protect" : "bypass", l, r);
+      if (inst->sa == sa)
+        status_line (sa, inst, s);
     }
+  for (guint i = 0; sa->instances != NULL && i < sa->instances->len; i++)
+    status_line (sa, g_ptr_array_index (sa->instances, i), s);
 }
 
 void
@@ -517,6 +704,7 @@ modike_ike_sa_set_peer_address (ModikeIkeSa *sa, const ModikePrefix *addr, GErro
   ModikeIke *ike;
   gsize len;
   g_autoptr (GPtrArray) mine = NULL;
+  ModikeIkeSa *holder;
 
   g_return_val_if_fail (sa != NULL && addr != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
@@ -535,35 +723,24 @@ modike_ike_sa_set_peer_address (ModikeIkeSa *sa, const ModikePrefix *addr, GErro
       return FALSE;
     }
   /* One client per address: another's instance would take its traffic. */
-  mine = engine_sa_peer_sas (sa);
-  for (guint i = 0; i < ike->sas->len; i++)
+  mine = client_scope (sa);
+  holder = g_hash_table_lookup (ike->peer_addrs, &addr->net);
+  if (holder != NULL && !holder->dead && !g_ptr_array_find (mine, holder, NULL))
     {
-      const ModikeIkeSa *o = g_ptr_array_index (ike->sas, i);
-      const ModikePrefix *theirs = peer_address (o, addr->net.family);
+      char buf[MODIKE_ADDR_STRLEN];
+      ModikeAddr bare = addr->net;
 
-      if (!o->dead && theirs != NULL && !g_ptr_array_find (mine, o, NULL) &&
-          modike_addr_equal_ip (&theirs->net, &addr->net))
-        {
-          char buf[MODIKE_ADDR_STRLEN];
-          ModikeAddr bare = addr->net;
-
-          bare.port = 0;
-          g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "peer %s: address %s is another client's",
-                       sa->peer_name, modike_addr_format (&bare, buf, sizeof buf));
-          return FALSE;
-        }
+      bare.port = 0;
+      g_set_error (error, MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED, "peer %s: address %s is another client's",
+                   sa->peer_name, modike_addr_format (&bare, buf, sizeof buf));
+      return FALSE;
     }
   /* The client has one address per family: its other SAs (one being
    * replaced) give theirs up. */
   for (guint i = 0; i < mine->len; i++)
-    {
-      ModikeIkeSa *o = g_ptr_array_index (mine, i);
-
-      memset (addr->net.family == AF_INET ? &o->peer_addr4 : &o->peer_addr6, 0, sizeof (ModikePrefix));
-    }
-  *(addr->net.family == AF_INET ? &sa->peer_addr4 : &sa->peer_addr6) = *addr;
-  (addr->net.family == AF_INET ? &sa->peer_addr4 : &sa->peer_addr6)->net.port = 0;
-  engine_instances_sync (ike);
+    peer_addr_set (g_ptr_array_index (mine, i), addr->net.family, NULL);
+  peer_addr_set (sa, addr->net.family, addr);
+  gateway_sync (sa, TRUE);
   return TRUE;
 }
 
@@ -574,14 +751,11 @@ modike_ike_sa_clear_peer_addresses (ModikeIkeSa *sa)
 
   g_return_if_fail (sa != NULL);
   /* The client's, whichever of its SAs holds them. */
-  sas = engine_sa_peer_sas (sa);
-  g_ptr_array_add (sas, sa);
+  sas = client_scope (sa);
   for (guint i = 0; i < sas->len; i++)
     {
-      ModikeIkeSa *o = g_ptr_array_index (sas, i);
-
-      memset (&o->peer_addr4, 0, sizeof o->peer_addr4);
-      memset (&o->peer_addr6, 0, sizeof o->peer_addr6);
+      peer_addr_set (g_ptr_array_index (sas, i), AF_INET, NULL);
+      peer_addr_set (g_ptr_array_index (sas, i), AF_INET6, NULL);
     }
-  engine_instances_sync (sa->ike);
+  gateway_sync (sa, TRUE);
 }

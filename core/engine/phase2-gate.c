@@ -74,7 +74,7 @@ engine_gate_waits_for (const ModikeIkeSa *sa, guint32 spd_id)
 static void arm_expire (ModikeIkeSa *sa);
 
 void
-engine_gate_renumber (ModikeIkeSa *sa, GHashTable *renumber)
+engine_gate_renumber (ModikeIkeSa *sa, const EngineRenumber *r)
 {
   guint kept = 0;
 
@@ -84,7 +84,7 @@ engine_gate_renumber (ModikeIkeSa *sa, GHashTable *renumber)
 
       if (it.x == NULL)
         {
-          it.spd_id = GPOINTER_TO_UINT (g_hash_table_lookup (renumber, GUINT_TO_POINTER (it.spd_id)));
+          it.spd_id = engine_renumber_id (r, it.spd_id);
           if (it.spd_id == 0)
             {
               ELOG_INFO (sa, NULL, "a Quick Mode waiting at the phase-2 gate lost its policy (a reload, or its instance went)");

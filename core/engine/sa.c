@@ -297,6 +297,7 @@ engine_sa_free (ModikeIkeSa *sa)
   if (sa == NULL)
     return;
   ike = sa->ike;
+  engine_instances_sa_free (sa);
   sa_unindex (sa);
   engine_half_open_leave (sa);
   engine_timer_cancel (ike, &sa->half_open_timer);
@@ -893,7 +894,7 @@ engine_sa_join (ModikeIkeSa *sa)
     engine_sa_initial_contact (sa);
   /* A peer address given before phase 1 was up makes its instances now. */
   if (sa->peer_addr4.net.family != 0 || sa->peer_addr6.net.family != 0)
-    engine_instances_sync (sa->ike);
+    engine_instances_sync_client (sa);
 
   /* Children of the other SAs of this peer move here (phase 1 rekeying). */
   sas = engine_sa_peer_sas (sa);
