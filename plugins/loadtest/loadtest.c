@@ -13,16 +13,19 @@
 
 #define LT_MAX_COUNT 10000000u
 #define LT_MAX_SOURCES 65536u
+#define LT_CFG_IP4_ADDRESS 1        /* INTERNAL_IP4_ADDRESS (mode config) */
 
 typedef struct {
   Lt *lt;
   ModikeIkeSa *sa;
   gint64 t0;
   guint timer;              /* the SA timer: timeout, and tells us when the SA dies */
+  guint cfg_timer;          /* mode-config: starts the REQUEST outside the event handler */
   gboolean done;
 } LtAttempt;
 
 static void lt_finish (Lt *lt);
+static void cfg_start (ModikeIkeSa *sa, gpointer data);
 
 static void
 lt_config_clear (LtConfig *c)
@@ -165,7 +168,8 @@ parse (xmlNode *s, LtConfig *c, GError **error)
       || !get_uint (s, line, "rate", 0, 0, 1000000, &c->rate, error)
       || !get_uint (s, line, "timeout", 30000, 100, 3600000, &c->timeout_ms, error)
       || !get_bool (s, line, "hold", FALSE, &c->hold, error)
-      || !get_bool (s, line, "exit", FALSE, &c->exit_after, error))
+      || !get_bool (s, line, "exit", FALSE, &c->exit_after, error)
+      || !get_bool (s, line, "mode-config", FALSE, &c->mode_config, error))
     return FALSE;
   c->sources = g_array_new (FALSE, FALSE, sizeof (ModikeAddr));
   if (sources != NULL)
@@ -295,6 +299,8 @@ attempt_end (LtAttempt *at, gboolean delete_sa)
   at->done = TRUE;
   if (delete_sa)
     queue_delete (lt, sa);
+  if (at->cfg_timer != 0)
+    modike_ike_sa_timer_cancel (sa, at->cfg_timer);
   modike_ike_sa_timer_cancel (sa, at->timer);
   schedule (lt, 0);
 }
@@ -436,6 +442,12 @@ lt_event (ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child, gpoi
 
   if (at == NULL || at->done)
     return;
+  if (ev == MODIKE_EVENT_AUTHENTICATED)
+    {
+      if (lt->cfg.mode_config && at->cfg_timer == 0)
+        at->cfg_timer = modike_ike_sa_timer_add (sa, 0, cfg_start, at, NULL);
+      return;
+    }
   if (ev == MODIKE_EVENT_P2_UP)
     {
       gint64 us = modike_ike_now_us (lt->ike) - at->t0;
@@ -452,6 +464,64 @@ lt_event (ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child, gpoi
       /* A failed phase 1 goes by itself; a failed Quick Mode leaves it. */
       attempt_end (at, ev == MODIKE_EVENT_P2_FAILED);
     }
+}
+
+/* ---- mode-config="yes" ---- */
+
+static void
+cfg_start (ModikeIkeSa *sa, gpointer data)
+{
+  LtAttempt *at = data;
+  g_autoptr (GError) error = NULL;
+
+  at->cfg_timer = 0;
+  if (modike_transaction_start (sa, at->lt->plugin, at->lt, NULL, &error) != NULL)
+    return;
+  g_message ("loadtest: mode config not started: %s", error->message);
+  record_failure (at->lt, LT_FAIL_OTHER);
+  g_hash_table_remove (at->lt->attempts, sa);
+  attempt_end (at, TRUE);
+}
+
+ModikeVerdict
+lt_cfg_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+{
+  GArray *attrs = modike_attr_array_new ();
+  guint16 identifier;
+
+  modike_random_nonce (&identifier, sizeof identifier);
+  modike_attr_add_tlv (attrs, LT_CFG_IP4_ADDRESS, NULL, 0);
+  return modike_transaction_send (x, MODIKE_CFG_REQUEST, identifier, attrs, error) ? MODIKE_V_OK : MODIKE_V_FAIL;
+}
+
+/* The REPLY: a setup is up once it carries an address. */
+ModikeVerdict
+lt_cfg_answer (ModikeExchange *x, const ModikeMessage *msg, GError **error)
+{
+  ModikeIkeSa *sa = modike_exchange_get_sa (x);
+  Lt *lt = modike_exchange_get_data (x);
+  LtAttempt *at = g_hash_table_lookup (lt->attempts, sa);
+  const ModikeAttrPayload *ap = modike_payload_get_attr (modike_message_find (msg, MODIKE_PL_ATTR));
+  const ModikeAttr *a = ap != NULL ? modike_attrs_find (ap->attrs, LT_CFG_IP4_ADDRESS) : NULL;
+  ModikeAttrValue v;
+  gint64 us;
+
+  if (at == NULL || at->done)
+    return MODIKE_V_OK;
+  g_hash_table_remove (lt->attempts, sa);
+  if (ap == NULL || ap->type != MODIKE_CFG_REPLY || a == NULL ||
+      !modike_attr_value_decode (a, MODIKE_ATTR_FMT_IP4, &v, NULL) || v.empty)
+    {
+      g_message ("loadtest: setup without an address from the gateway's mode config");
+      record_failure (lt, LT_FAIL_OTHER);
+      attempt_end (at, TRUE);
+      return MODIKE_V_OK;
+    }
+  us = modike_ike_now_us (lt->ike) - at->t0;
+  lt->ok++;
+  g_array_append_val (lt->latency_us, us);
+  attempt_end (at, !lt->cfg.hold);
+  return MODIKE_V_OK;
 }
 
 /* The host's status (SIGUSR1, control statistics) while the run goes. */

@@ -3,7 +3,9 @@
  * their Quick Modes to a template peer, from a set of source addresses and
  * identities, at most `concurrency` at a time and at most `rate` per
  * second, holds or deletes them, and reports setups/s, failures by cause
- * and latency percentiles. */
+ * and latency percentiles. With mode-config="yes" a setup is phase 1 and
+ * a mode config REQUEST the gateway answers with an address instead (it
+ * loads a gateway's per-client policy instances; no Quick Mode). */
 #pragma once
 
 #include <modike/modike.h>
@@ -21,6 +23,7 @@ typedef struct {
   char *peer;
   guint count, concurrency, rate, timeout_ms;
   gboolean hold, exit_after;
+  gboolean mode_config;     /* a setup is phase 1 and a mode config REQUEST answered with an address */
   GArray *sources;          /* ModikeAddr; empty = the peer's local address */
   char *id_template;        /* "%u" = the setup's number; NULL = the peer's identity */
   guint8 id_type;           /* MODIKE_ID_FQDN or _USER_FQDN */
@@ -51,6 +54,9 @@ gboolean lt_apply (ModikePlugin *plugin, xmlNode *section, gpointer user, GError
 void lt_start (ModikeIke *ike, gpointer user);
 void lt_counters (ModikeCounters *out, gpointer user);
 void lt_event (ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *child, gpointer user);
+/* mode-config="yes": the REQUEST and the gateway's REPLY (transaction ops). */
+ModikeVerdict lt_cfg_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error);
+ModikeVerdict lt_cfg_answer (ModikeExchange *x, const ModikeMessage *msg, GError **error);
 
 const char *lt_cause_name (LtCause c);
 LtCause lt_cause_of (const GError *error);

@@ -157,6 +157,7 @@ test_config_errors (void)
   expect_refusal ("enable=\"yes\" peer=\"b\" count=\"0\"", "a:15: <loadtest count=\"0\">: not a number in 1..");
   expect_refusal ("enable=\"yes\" peer=\"b\" concurrency=\"x\"", "<loadtest concurrency=\"x\">");
   expect_refusal ("enable=\"yes\" peer=\"b\" hold=\"maybe\"", "<loadtest hold=\"maybe\">: yes or no");
+  expect_refusal ("enable=\"yes\" peer=\"b\" mode-config=\"pull\"", "<loadtest mode-config=\"pull\">: yes or no");
   expect_refusal ("enable=\"yes\" peer=\"b\" sources=\"192.0.2.9-192.0.2.3\"", "ends below its start");
   expect_refusal ("enable=\"yes\" peer=\"b\" sources=\"192.0.2.9-2001:db8::1\"", "not an address of the family");
   expect_refusal ("enable=\"yes\" peer=\"b\" sources=\"nowhere\"", "'nowhere' is not an address");
