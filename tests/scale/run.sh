@@ -10,6 +10,13 @@
 #              first messages flood in from 64 source addresses for 10 s:
 #              at most 1 of 50 pings lost, the established SAs unchanged,
 #              the drops counted (status HALF-OPEN line)
+#   template   a remote-access gateway (a remote="virtual" policy, the
+#              modecfg pool, esp_user) takes TEMPLATE_N (2000) clients from
+#              modiked+loadtest (mode-config, 64 sources, held): each gets
+#              its own address and its own policy instance; then
+#              TEMPLATE_N more come and go one after the other (hold
+#              "no"): their instances and leases go with them, the held
+#              clients' instances stay as they were
 # FLOOD_RATE (messages per second, flood-64) changes the run by hand.
 # Needs root; a missing prerequisite fails.
 set -uo pipefail
@@ -236,6 +243,62 @@ flood-64)
   [ $((lines1 - lines0)) -le 40 ] || { tail -n 40 "$MKI_DIR/gw/modiked.log" >&2; mki_fail "$((lines1 - lines0)) log lines for the flood"; }
   mki_modiked_stop gw || mki_fail "gw did not stop on SIGTERM"
   mki_log "PASS: $sent first messages from 64 addresses, ping lost $lost of $MKI_PING_TX, tunnel unchanged"
+  ;;
+template)
+  N=${TEMPLATE_N:-2000}
+  for i in $(seq 10 73); do
+    ip -n "$MKI_NS_CL" addr add "192.0.2.$i/24" dev veth0 || mki_fail "address 192.0.2.$i"
+  done
+  pool='<modecfg><leases file="memory"/><pool name="rw" range="10.64.0.0/10"/><gateway peer="clients" pools="rw"/></modecfg>'
+  mki_modiked_conf "$MKI_DIR/gw/modiked.xml" LISTEN="$MKI_GW_V4" NAME=clients LOCAL="$MKI_GW_V4" LOCAL_ID=gw \
+    PSK=load-secret LOCAL_TS=10.2.0.0/24 REMOTE_TS=virtual LOGLEVEL=message PLUGINS="natt esp_user modecfg" \
+    SECTIONS_XML="$pool" STATUS="$MKI_DIR/gw/modiked.status"
+  # gen HOLD COUNT IDS: modiked+loadtest in cl, mode-config setups of
+  # clients IDS%u from 64 sources; waits for its report.
+  gen () {
+    local report=$MKI_DIR/cl/report-$3.json lt
+    lt="<loadtest enable=\"yes\" peer=\"gw\" count=\"$2\" concurrency=\"32\" hold=\"$1\" timeout=\"120000\""
+    lt="$lt sources=\"192.0.2.10-192.0.2.73\" id-template=\"$3%u.example\" report-file=\"$report\" mode-config=\"yes\"/>"
+    mki_modiked_conf "$MKI_DIR/cl/modiked.xml" NAME=gw REMOTE="$MKI_GW_V4" REMOTE_ID=gw PSK=load-secret \
+      PLUGINS="natt loadtest" SECTIONS_XML="$lt" LOCAL_TS=10.1.0.0/24 REMOTE_TS=10.2.0.0/24 LOGLEVEL=message \
+      STATUS="$MKI_DIR/cl/modiked.status"
+    # The clients' setups are phase 1 and mode config: their policy only bypasses.
+    sed -i -e 's/action="protect"/action="bypass"/' -e '/<proposal encryption="[^"]*" integrity=/d' "$MKI_DIR/cl/modiked.xml"
+    mki_modiked_start cl "$MKI_DIR/cl/modiked.xml"
+    mki_poll $(($2 / 10 + 60)) "[ -s '$report' ]" || { mki_dump_logs; mki_fail "no loadtest report within $(($2 / 10 + 60)) s"; }
+    mki_log "loadtest $3: $(tr -d '\n' < "$report")"
+    ok=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ok"])' "$report")
+    [ "$ok" = "$2" ] || { mki_dump_logs; mki_fail "$ok of $2 clients got an address"; }
+  }
+  instances () {
+    st=$(mki_modiked_status gw) || mki_fail "no status from gw"
+    grep '^  POLICY ' "$st" | sort
+  }
+  mki_modiked_start gw "$MKI_DIR/gw/modiked.xml"
+  mki_poll 10 "ip netns exec $MKI_NS_GW ss -Huln 'sport = :500' | grep -q ." || { mki_dump_logs; mki_fail "gw does not listen"; }
+  # N clients stay.
+  gen yes "$N" client
+  held=$(instances)
+  policies=$(printf '%s\n' "$held" | grep -c '^  POLICY clients net@10\.')
+  remotes=$(printf '%s\n' "$held" | sed 's/.* remote=//' | sort -u | wc -l)
+  mki_log "gw status: $policies policy instances, $remotes distinct client addresses"
+  [ "$policies" = "$N" ] && [ "$remotes" = "$N" ] || mki_fail "$policies instances for $remotes addresses, not $N"
+  printf '%s\n' "$held" | grep -qv ' local=10.2.0.0/24 remote=10\.' && mki_fail "an instance with other selectors"
+  # Their generator vanishes (no DELETE): the gw keeps them. Then N more
+  # clients come and go, one after the other.
+  kill -KILL "$(mki_modiked_pid cl)" 2>/dev/null
+  sleep 1
+  gen no "$N" late
+  mki_modiked_stop cl || mki_fail "cl did not stop"
+  sleep 2
+  after=$(instances)
+  back=$(grep -c "back from user 'late" "$MKI_DIR/gw/modiked.log")
+  mki_log "after $N more clients came and went: $(printf '%s\n' "$after" | grep -c .) instances, $back of their leases back"
+  [ "$after" = "$held" ] || mki_fail "the held clients' instances changed while others came and went"
+  [ "$back" = "$N" ] || mki_fail "$back leases back, not $N"
+  mki_modiked_alive gw || mki_fail "gw died"
+  mki_modiked_stop gw || mki_fail "gw did not stop on SIGTERM"
+  mki_log "PASS: $N remote-access clients held their instances while $N more came and went"
   ;;
 *)
   mki_fail "unknown case $CASE"
