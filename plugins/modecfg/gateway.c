@@ -268,13 +268,11 @@ mc_gateway_release (McSa *st)
 static McSa *
 successor (McSa *st, int family)
 {
-  GHashTableIter it;
-  gpointer key;
+  GPtrArray *same = st->client_key != NULL ? g_hash_table_lookup (st->mc->gateway_sas, st->client_key) : NULL;
 
-  g_hash_table_iter_init (&it, st->mc->gateway_sas);
-  while (g_hash_table_iter_next (&it, &key, NULL))
+  for (guint i = 0; same != NULL && i < same->len; i++)
     {
-      McSa *o = key;
+      McSa *o = g_ptr_array_index (same, i);
       const char *name = o->user == NULL ? modike_ike_sa_get_user (o->sa) : NULL;
       g_autofree char *user = o->user != NULL ? g_strdup (o->user) : name != NULL ? lease_key (name) : NULL;
 
@@ -303,5 +301,37 @@ mc_gateway_sa_down (McSa *st)
       g_message ("peer %s: user '%s' keeps its address on the new IKE SA", mc_peer (st->sa), st->user);
     }
   mc_gateway_release (st);
-  g_hash_table_remove (st->mc->gateway_sas, st);
+  mc_gateway_unindex (st);
+}
+
+/* A client's SAs share a key: peer entry and user (as leases key it), so
+ * finding a successor costs the client's SAs, not every client's. */
+void
+mc_gateway_index (McSa *st)
+{
+  const char *user = modike_ike_sa_get_user (st->sa);
+  g_autofree char *key = user != NULL ? lease_key (user) : g_strdup ("");
+  GPtrArray *same;
+
+  st->client_key = g_strdup_printf ("%s\n%s", mc_peer (st->sa), key);
+  same = g_hash_table_lookup (st->mc->gateway_sas, st->client_key);
+  if (same == NULL)
+    {
+      same = g_ptr_array_new ();
+      g_hash_table_insert (st->mc->gateway_sas, g_strdup (st->client_key), same);
+    }
+  g_ptr_array_add (same, st);
+}
+
+void
+mc_gateway_unindex (McSa *st)
+{
+  GPtrArray *same;
+
+  if (st->client_key == NULL || st->mc->gateway_sas == NULL)
+    return;
+  same = g_hash_table_lookup (st->mc->gateway_sas, st->client_key);
+  if (same != NULL && g_ptr_array_remove_fast (same, st) && same->len == 0)
+    g_hash_table_remove (st->mc->gateway_sas, st->client_key);
+  g_clear_pointer (&st->client_key, g_free);
 }

@@ -23,13 +23,13 @@ mc_sa_free (gpointer p)
   /* Without a P1_DOWN (never up, or the plugin unloading): the leases
    * still go back. */
   mc_gateway_release (st);
-  if (st->mc->gateway_sas != NULL)
-    g_hash_table_remove (st->mc->gateway_sas, st);
+  mc_gateway_unindex (st);
   modecfg_attrs_clear (&st->cur);
   if (st->leases != NULL)
     g_array_unref (st->leases);
   g_clear_error (&st->fail);
   g_free (st->user);
+  g_free (st->client_key);
   g_free (st);
 }
 
@@ -282,7 +282,7 @@ mc_authenticated (ModikeEventType ev, ModikeIkeSa *sa, const ModikeSadEntry *chi
   else
     {
       st->leases = g_array_new (FALSE, FALSE, sizeof (McLease));
-      g_hash_table_add (mc->gateway_sas, st);
+      mc_gateway_index (st);
       mc_gateway_start (st, g);
     }
 }
@@ -333,7 +333,7 @@ modecfg_init (ModikePlugin *plugin, GError **error)
   mc->plugin = plugin;
   mc->pools = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) modecfg_pool_free);
   mc->gateways = g_ptr_array_new_with_free_func (modecfg_gateway_free);
-  mc->gateway_sas = g_hash_table_new (NULL, NULL);
+  mc->gateway_sas = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_ptr_array_unref);
   modike_plugin_set_data (plugin, mc, modecfg_free);
 
   return modike_register_transaction (plugin, &mc_ops, error)

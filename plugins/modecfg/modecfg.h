@@ -125,7 +125,7 @@ typedef struct {
   char *store_path;         /* NULL: memory */
   GHashTable *pools;        /* name -> ModecfgPool* */
   GPtrArray *gateways;      /* ModecfgGateway* */
-  GHashTable *gateway_sas;  /* McSa* of this gateway's SAs (a set): a successor takes over leases */
+  GHashTable *gateway_sas;  /* client key -> GPtrArray of its McSa*: a successor takes over leases */
   GArray *request_extra;    /* tests: ModikeAttr added to the client's REQUEST (NULL = none) */
 } Modecfg;
 
@@ -156,6 +156,7 @@ typedef struct {
   ModecfgAttrs cur;         /* the message being handled, as the claims saw it */
   GArray *leases;           /* gateway: McLease */
   char *user;               /* gateway: the lease key */
+  char *client_key;         /* gateway: its bucket in gateway_sas (peer entry and user) */
 } McSa;
 
 /* modecfg.c: shared by client and gateway. */
@@ -179,6 +180,10 @@ void mc_gateway_acked (McSa *st);
 /* The SA goes: its leases to a successor of the same client, else back to the pools. */
 void mc_gateway_sa_down (McSa *st);
 void mc_gateway_release (McSa *st);
+/* Files a gateway SA with the other SAs of its client (peer entry and
+ * user), where a phase 1 rekey's successor is found; and takes it out. */
+void mc_gateway_index (McSa *st);
+void mc_gateway_unindex (McSa *st);
 
 gboolean modecfg_init (ModikePlugin *plugin, GError **error);
 
