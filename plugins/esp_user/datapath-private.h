@@ -111,14 +111,18 @@ struct _DpSa {
   _Atomic (DpAdapter *) adapter; /* inbound: its peer's adapter now, NULL: none */
 };
 
-/* Inbound SAs by SPI: linear probing over slots that writers set with
- * one atomic store each (insert into an empty or removed slot; remove =
- * tombstone), so lookups need no lock. Grown, shrunk or cleaned of
- * tombstones by building a new table and publishing it (amortised O(1)). */
+/* A table workers read without a lock: linear probing over slots that
+ * writers set with one atomic store each (insert into an empty or removed
+ * slot; remove = its kind's tombstone), so lookups need no lock. Grown,
+ * shrunk or cleaned of tombstones by building a new table and publishing
+ * it (amortised O(1)). */
 typedef struct {
   guint mask;
-  _Atomic (DpSa *) slot[]; /* NULL: never used (ends a probe); DP_IN_TOMB: removed */
-} DpInTab;
+  _Atomic (gpointer) slot[]; /* NULL: never used (ends a probe) */
+} DpTab;
+
+/* Inbound SAs by SPI: DpSa*, DP_IN_TOMB removed. */
+typedef DpTab DpInTab;
 
 /* What survives snapshots for one policy: its outbound SA, counters and
  * the acquire queue. */
@@ -159,13 +163,8 @@ typedef struct {
   DpPolicy pol[];            /* n >= 1; pol[0].remote.from is the key */
 } DpHostSet;
 
-/* Host policy sets by remote address, kept as DpInTab is: linear probing,
- * one atomic store per change, tombstones, rebuilt into a new table
- * (amortised O(1)). */
-typedef struct {
-  guint mask;
-  _Atomic (DpHostSet *) slot[]; /* NULL: never used; DP_HOST_TOMB: removed */
-} DpHostTab;
+/* Host policy sets by remote address: DpHostSet*, DP_HOST_TOMB removed. */
+typedef DpTab DpHostTab;
 
 typedef struct {
   guint n_pol;
@@ -353,8 +352,8 @@ dp_in_lookup (const DpInTab *t, guint32 spi)
     }
 }
 
-/* An empty inbound SA table. */
-DpInTab *dp_in_tab_new (void);
+/* An empty table (inbound SAs or host policies). */
+DpTab *dp_tab_new (void);
 /* Inbound SA table updates (writers, under wlock): a slot each, or a new
  * table when the load calls for one. */
 void dp_in_insert (Datapath *dp, DpSa *sa);
@@ -378,9 +377,10 @@ dp_policy_before (const DpPolicy *p, const DpPolicy *q)
     return p->seq < q->seq;
   return p->ord < q->ord;
 }
+/* GCompareFunc of ModikeSpdEntry** in lookup order: priority, then seq. */
+gint dp_entry_order (gconstpointer a, gconstpointer b);
 extern DpHostSet dp_host_tomb;
 #define DP_HOST_TOMB (&dp_host_tomb)
-DpHostTab *dp_host_tab_new (void);
 /* Frees a table with its sets (no worker may read it any more). */
 void dp_host_tab_free_all (gpointer p);
 /* A host policy into / out of its address's set: one slot store. */

@@ -27,10 +27,10 @@ datapath_new (void)
   dp->sa_out = g_hash_table_new (NULL, NULL);
   dp->out_by_spd = g_hash_table_new (NULL, NULL);
   dp->in_by_peer = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_hash_table_unref);
-  atomic_init (&dp->intab, dp_in_tab_new ());
+  atomic_init (&dp->intab, dp_tab_new ());
   dp->entries = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify) modike_spd_entry_free);
   dp->rest = g_array_new (FALSE, FALSE, sizeof (DpPolicy));
-  atomic_init (&dp->hosttab, dp_host_tab_new ());
+  atomic_init (&dp->hosttab, dp_tab_new ());
   dp->pstates = g_hash_table_new (NULL, NULL);
   dp->adapters = g_hash_table_new (g_str_hash, g_str_equal);
   dp->retired = g_ptr_array_new ();
@@ -151,7 +151,7 @@ clear_state (Datapath *dp)
   g_hash_table_remove_all (dp->sa_out);
   g_hash_table_remove_all (dp->out_by_spd);
   g_hash_table_remove_all (dp->in_by_peer);
-  g_free (atomic_exchange (&dp->intab, dp_in_tab_new ()));
+  g_free (atomic_exchange (&dp->intab, dp_tab_new ()));
   dp->in_used = dp->in_tombs = 0;
   g_hash_table_iter_init (&it, dp->pstates);
   while (g_hash_table_iter_next (&it, NULL, &v))
@@ -160,7 +160,7 @@ clear_state (Datapath *dp)
   g_hash_table_remove_all (dp->entries);
   g_array_set_size (dp->rest, 0);
   dp_retired_free_all (dp);
-  dp_host_tab_free_all (atomic_exchange (&dp->hosttab, dp_host_tab_new ()));
+  dp_host_tab_free_all (atomic_exchange (&dp->hosttab, dp_tab_new ()));
   dp->host_used = dp->host_tombs = dp->host_pols = 0;
   dp_snap_free (atomic_exchange (&dp->snap, NULL));
   for (guint i = 0; i < G_N_ELEMENTS (dp->workers); i++)
@@ -539,8 +539,8 @@ policy_fill (Datapath *dp, const ModikeSpdEntry *e, DpPolicy *p)
   };
 }
 
-static gint
-entry_order (gconstpointer a, gconstpointer b)
+gint
+dp_entry_order (gconstpointer a, gconstpointer b)
 {
   const ModikeSpdEntry *x = *(ModikeSpdEntry *const *) a, *y = *(ModikeSpdEntry *const *) b;
 
@@ -628,7 +628,7 @@ dp_policies_set (gpointer user, GPtrArray *entries)
   /* In lookup order (the core's already is; stable: entries without a
    * seq keep theirs), split into the host table and the snapshot's rest. */
   if (entries != NULL)
-    g_ptr_array_sort (entries, entry_order);
+    g_ptr_array_sort (entries, dp_entry_order);
   for (guint i = 0; entries != NULL && i < entries->len; i++)
     {
       ModikeSpdEntry *e = entries->pdata[i];

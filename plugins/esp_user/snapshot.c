@@ -215,26 +215,24 @@ snap_build (Datapath *dp)
   return s;
 }
 
-/* ---- Inbound SA table ---- */
+/* ---- Lock-free tables (inbound SAs, host policies) ---- */
 
-DpSa dp_in_tomb;
-
-static DpInTab *
-in_tab_new (guint cap)
+static DpTab *
+tab_new (guint cap)
 {
-  DpInTab *t = g_malloc0 (sizeof *t + cap * sizeof t->slot[0]);
+  DpTab *t = g_malloc0 (sizeof *t + cap * sizeof t->slot[0]);
 
   t->mask = cap - 1;
   return t;
 }
 
-DpInTab *
-dp_in_tab_new (void)
+DpTab *
+dp_tab_new (void)
 {
-  return in_tab_new (16);
+  return tab_new (16);
 }
 
-/* A table (inbound or host) for `used` entries: at most half full, so probes stay short and
+/* A table for `used` entries: at most half full, so probes stay short and
  * the next rebuild is at least a quarter of the table's changes away. */
 static guint
 tab_cap_for (guint used)
@@ -245,6 +243,55 @@ tab_cap_for (guint used)
     cap *= 2;
   return cap;
 }
+
+/* Whether one more entry needs a new table: a quarter of the slots stays
+ * NULL (probes end early, and always). */
+static gboolean
+tab_full (const DpTab *t, guint used, guint tombs)
+{
+  return (used + tombs + 1) * 4 > (t->mask + 1) * 3;
+}
+
+/* Whether a table is so empty that a smaller one should replace it. */
+static gboolean
+tab_sparse (const DpTab *t, guint used)
+{
+  return t->mask + 1 > 16 && used * 8 < t->mask + 1;
+}
+
+/* Copies the live entries (not tomb) of *where into a new table of cap
+ * slots, each at its first free slot from home (its hash), and publishes
+ * it; readers of the old one see the same entries until they go
+ * quiescent. Returns how many it copied. */
+static guint
+tab_rebuild (Datapath *dp, _Atomic (DpTab *) *where, guint cap, gconstpointer tomb, guint (*home) (gconstpointer e))
+{
+  DpTab *old = atomic_load (where);
+  DpTab *t = tab_new (cap);
+  guint n = 0;
+
+  for (guint i = 0; i <= old->mask; i++)
+    {
+      gpointer e = atomic_load_explicit (&old->slot[i], memory_order_relaxed);
+      guint j;
+
+      if (e == NULL || e == tomb)
+        continue;
+      for (j = home (e) & t->mask; atomic_load_explicit (&t->slot[j], memory_order_relaxed) != NULL;
+           j = (j + 1) & t->mask)
+        ;
+      atomic_store_explicit (&t->slot[j], e, memory_order_relaxed);
+      n++;
+    }
+  atomic_store_explicit (where, t, memory_order_release);
+  dp_retire (dp, g_free, old);
+  dp->retired_table = TRUE;
+  return n;
+}
+
+/* ---- Inbound SA table ---- */
+
+DpSa dp_in_tomb;
 
 static guint
 in_find_slot (DpInTab *t, guint32 spi, DpSa *want)
@@ -262,27 +309,18 @@ in_find_slot (DpInTab *t, guint32 spi, DpSa *want)
     }
 }
 
-/* Copies the live entries into a new table and publishes it; readers of
- * the old one see the same SAs until they go quiescent. */
+static guint
+sa_home (gconstpointer e)
+{
+  return dp_spi_hash (((const DpSa *) e)->spi);
+}
+
 static void
 in_rebuild (Datapath *dp, guint cap)
 {
-  DpInTab *old = atomic_load (&dp->intab);
-  DpInTab *t = in_tab_new (cap);
-
-  for (guint i = 0; i <= old->mask; i++)
-    {
-      DpSa *sa = atomic_load_explicit (&old->slot[i], memory_order_relaxed);
-      if (sa == NULL || sa == DP_IN_TOMB)
-        continue;
-      atomic_store_explicit (&t->slot[in_find_slot (t, sa->spi, NULL)], sa, memory_order_relaxed);
-      dp->n_in_copied++;
-    }
+  dp->n_in_copied += tab_rebuild (dp, &dp->intab, cap, DP_IN_TOMB, sa_home);
   dp->n_in_rebuilds++;
   dp->in_tombs = 0;
-  atomic_store_explicit (&dp->intab, t, memory_order_release);
-  dp_retire (dp, g_free, old);
-  dp->retired_table = TRUE;
 }
 
 void
@@ -291,8 +329,7 @@ dp_in_insert (Datapath *dp, DpSa *sa)
   DpInTab *t = atomic_load (&dp->intab);
   guint i;
 
-  /* Keep a quarter of the slots NULL (probes end early, and always). */
-  if ((dp->in_used + dp->in_tombs + 1) * 4 > (t->mask + 1) * 3)
+  if (tab_full (t, dp->in_used, dp->in_tombs))
     {
       in_rebuild (dp, tab_cap_for (dp->in_used + 1));
       t = atomic_load (&dp->intab);
@@ -317,28 +354,13 @@ dp_in_remove (Datapath *dp, DpSa *sa)
   atomic_store_explicit (&t->slot[i], DP_IN_TOMB, memory_order_release);
   dp->in_used--;
   dp->in_tombs++;
-  if (t->mask + 1 > 16 && dp->in_used * 8 < t->mask + 1)
+  if (tab_sparse (t, dp->in_used))
     in_rebuild (dp, tab_cap_for (dp->in_used));
 }
 
 /* ---- Host policy table ---- */
 
 DpHostSet dp_host_tomb;
-
-static DpHostTab *
-host_tab_new (guint cap)
-{
-  DpHostTab *t = g_malloc0 (sizeof *t + cap * sizeof t->slot[0]);
-
-  t->mask = cap - 1;
-  return t;
-}
-
-DpHostTab *
-dp_host_tab_new (void)
-{
-  return host_tab_new (16);
-}
 
 void
 dp_host_tab_free_all (gpointer p)
@@ -382,31 +404,19 @@ host_slot (DpHostTab *t, const ModikeAddr *a, guint *free_slot)
     }
 }
 
-/* Copies the live sets (shared, not copied) into a new table of cap
- * slots and publishes it; readers of the old one see the same sets until
- * they go quiescent. */
+static guint
+host_home (gconstpointer e)
+{
+  return dp_host_hash (&((const DpHostSet *) e)->pol[0].remote.from);
+}
+
+/* The sets move to the new table as they are (shared, not copied). */
 static void
 host_rebuild (Datapath *dp, guint cap)
 {
-  DpHostTab *old = atomic_load (&dp->hosttab);
-  DpHostTab *t = host_tab_new (cap);
-
-  for (guint i = 0; i <= old->mask; i++)
-    {
-      DpHostSet *hs = atomic_load_explicit (&old->slot[i], memory_order_relaxed);
-      guint free_slot = 0;
-
-      if (hs == NULL || hs == DP_HOST_TOMB)
-        continue;
-      host_slot (t, &hs->pol[0].remote.from, &free_slot);
-      atomic_store_explicit (&t->slot[free_slot], hs, memory_order_relaxed);
-      dp->n_host_copied++;
-    }
+  dp->n_host_copied += tab_rebuild (dp, &dp->hosttab, cap, DP_HOST_TOMB, host_home);
   dp->n_host_rebuilds++;
   dp->host_tombs = 0;
-  atomic_store_explicit (&dp->hosttab, t, memory_order_release);
-  dp_retire (dp, g_free, old);
-  dp->retired_table = TRUE;
 }
 
 static DpHostSet *
@@ -443,8 +453,7 @@ dp_host_add (Datapath *dp, const DpPolicy *p)
       dp_retire (dp, g_free, cur);
       return;
     }
-  /* Keep a quarter of the slots NULL (probes end early, and always). */
-  if ((dp->host_used + dp->host_tombs + 1) * 4 > (t->mask + 1) * 3)
+  if (tab_full (t, dp->host_used, dp->host_tombs))
     {
       host_rebuild (dp, tab_cap_for (dp->host_used + 1));
       t = atomic_load (&dp->hosttab);
@@ -488,7 +497,7 @@ dp_host_del (Datapath *dp, const ModikeAddr *remote, guint32 spd_id)
     return;
   dp->host_used--;
   dp->host_tombs++;
-  if (t->mask + 1 > 16 && dp->host_used * 8 < t->mask + 1)
+  if (tab_sparse (t, dp->host_used))
     host_rebuild (dp, tab_cap_for (dp->host_used));
 }
 
@@ -496,7 +505,7 @@ void
 dp_host_set_all (Datapath *dp, const GArray *pols)
 {
   DpHostTab *old = atomic_load (&dp->hosttab);
-  DpHostTab *t = host_tab_new (tab_cap_for (pols->len));
+  DpHostTab *t = tab_new (tab_cap_for (pols->len));
 
   dp->host_used = dp->host_tombs = dp->host_pols = 0;
   /* Not published yet: sets grow in place, in the order given. */

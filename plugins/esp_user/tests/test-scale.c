@@ -462,16 +462,6 @@ random_ports (GRand *r, ModikePortRange *pr)
     *pr = (ModikePortRange) { p, p };
 }
 
-static gint
-entry_order (gconstpointer a, gconstpointer b)
-{
-  const ModikeSpdEntry *x = *(ModikeSpdEntry *const *) a, *y = *(ModikeSpdEntry *const *) b;
-
-  if (x->priority != y->priority)
-    return x->priority < y->priority ? -1 : 1;
-  return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
 /* The SPD's meaning: the first entry in (priority, seq) order that matches. */
 static const ModikeSpdEntry *
 reference_match (GPtrArray *ref, const ModikeSelector *sel)
@@ -574,7 +564,7 @@ test_spd_index (void)
       g_ptr_array_add (entries, e);
       g_ptr_array_add (ref, modike_spd_entry_dup (e));
     }
-  g_ptr_array_sort (ref, entry_order);
+  g_ptr_array_sort (ref, dp_entry_order);
   datapath_ops.policies_set (dp, entries);
   datapath_get_table_stats (dp, &st0);
   g_assert_cmpuint (st0.host_policies, ==, hosts);
@@ -595,7 +585,7 @@ test_spd_index (void)
           ModikeSpdEntry *e = random_entry (r, next_id++, next_seq++, &host);
           guint k = ref->len;
 
-          while (k > 0 && entry_order (&e, &ref->pdata[k - 1]) < 0)
+          while (k > 0 && dp_entry_order (&e, &ref->pdata[k - 1]) < 0)
             k--;
           g_ptr_array_insert (ref, (gint) k, modike_spd_entry_dup (e));
           datapath_ops.policy_add (dp, e);
