@@ -19,7 +19,7 @@
  * for ESP around them.
  *
  *   packet.c    checksums, selectors, virtio_net_hdr, TSO/USO segmentation
- *   snapshot.c  snapshots, the inbound SA table, outbound SAs, QSBR
+ *   snapshot.c  snapshots, the inbound SA and host policy tables, outbound SAs, QSBR
  *   transmit.c  outbound: adapter reads, SPD lookup, acquire queue, sends
  *   receive.c   inbound: socket reads, ESP input, delivery, GRO
  *   worker.c    worker threads and the fds they watch

@@ -1,7 +1,7 @@
 /* The esp_user datapath: the Datapath object, its ModikeDatapathOps (the
  * writers: start, stop, SAs, policies, adapters, sockets, stats; all under
- * wlock; policy and fd changes published as a new snapshot, SA changes in
- * place: snapshot.c) and the plugin's init (descriptor in
+ * wlock; policy and fd changes published as a new snapshot, SA and host
+ * policy changes in place: snapshot.c) and the plugin's init (descriptor in
  * esp_user-plugin.c). */
 #include "datapath-private.h"
 

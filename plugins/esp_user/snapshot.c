@@ -1,7 +1,8 @@
 /* What the workers of the esp_user datapath read, written by the writers
  * under wlock: snapshots of the policies and fds (rebuilt and published
- * with one atomic store), the inbound SA table (changed slot by slot) and
- * the policies' outbound SAs (one pointer each). What a change made
+ * with one atomic store), the inbound SA table and the host policy table
+ * (changed slot by slot) and the policies' outbound SAs (one pointer
+ * each). What a change made
  * unreachable is freed after every worker passed a quiescent point
  * (QSBR, datapath-private.h). */
 #include "datapath-private.h"
