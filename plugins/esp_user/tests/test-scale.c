@@ -94,10 +94,8 @@ test_in_table (void)
   g_assert_cmpuint (st0.in_sas, ==, tc.n_stable);
   g_assert_cmpuint (st0.in_capacity, ==, 128);
 
-  for (guint i = 0; i < G_N_ELEMENTS (readers); i++)
-    readers[i] = g_thread_new ("reader", table_reader, &tc);
-
-  /* Tombstone reuse: a removed SPI's slot takes the next insert there. */
+  /* Tombstone reuse: a removed SPI's slot takes the next insert there
+   * (before the readers start: they expect every stable SA at all times). */
   dp_in_remove (tc.dp, &tc.stable[5]);
   table_stats (tc.dp, &st);
   g_assert_cmpuint (st.in_tombstones, ==, 1);
@@ -107,6 +105,9 @@ test_in_table (void)
   g_assert_cmpuint (st.in_tombstones, ==, 0);
   g_assert_cmpuint (st.in_sas, ==, tc.n_stable);
   g_assert_cmpuint (st.in_rebuilds, ==, st0.in_rebuilds);
+
+  for (guint i = 0; i < G_N_ELEMENTS (readers); i++)
+    readers[i] = g_thread_new ("reader", table_reader, &tc);
 
   /* Growth: all in, each found at once. */
   for (guint i = 0; i < n_churn; i++, ops++)
