@@ -1,13 +1,13 @@
-/* Suite scale: the esp_user datapath applies SA changes in place. The
- * inbound SA table under concurrent lookups (inserts, tombstones, their
- * reuse, resizes); a flow that keeps every packet while 10,000 other SA
- * pairs come and go and its own SAs are rekeyed, with counters showing
- * that no change rebuilt a snapshot or copied more than a constant per SA;
- * the SPD lookup (host table and snapshot) against the SPD's meaning
- * through whole and one-at-a-time changes; a flow that keeps every packet
- * while 10,000 clients' policies come and go one at a time, none of them
- * rebuilding a snapshot; and the memory an ESP pair takes. Nothing
- * measures time. */
+/* Suite scale: the esp_user datapath applies SA and host policy changes
+ * in place. The inbound SA table and the host policy table under
+ * concurrent lookups (inserts, tombstones, their reuse, resizes); a flow
+ * that keeps every packet while 10,000 other SA pairs come and go and its
+ * own SAs are rekeyed, with counters showing that no change rebuilt a
+ * snapshot or copied more than a constant per SA; the SPD lookup (host
+ * table and snapshot) against the SPD's meaning through whole and
+ * one-at-a-time changes; a flow that keeps every packet while 10,000
+ * clients' policies come and go one at a time, none of them rebuilding a
+ * snapshot; and the memory an ESP pair takes. Nothing measures time. */
 #include "datapath-private.h"
 #include "harness.h"
 
@@ -155,6 +155,152 @@ test_in_table (void)
   datapath_free (tc.dp);
   g_free (churn);
   g_free (tc.stable);
+}
+
+/* ------------------------------------------------------------------ */
+/* The host policy table alone                                         */
+
+typedef struct {
+  Datapath *dp;
+  guint n_stable, n_churn;
+  atomic_bool stop;
+  atomic_uint failures;
+  atomic_uint_fast64_t lookups;
+} HostCase;
+
+/* Host k's address: stable ones in 10.9/16, churning ones in 10.8/16. */
+static void
+host_addr (guint k, gboolean stable, ModikeAddr *a)
+{
+  memset (a, 0, sizeof *a);
+  a->family = AF_INET;
+  a->addr[0] = 10, a->addr[1] = stable ? 9 : 8;
+  a->addr[2] = (guint8) (k >> 8), a->addr[3] = (guint8) k;
+}
+
+static void
+host_policy (guint k, gboolean stable, guint32 id, guint64 seq, DpPolicy *p)
+{
+  memset (p, 0, sizeof *p);
+  p->spd_id = id;
+  p->seq = seq;
+  host_addr (k, stable, &p->remote.from);
+  p->remote.to = p->remote.from;
+}
+
+/* A reader as a worker would be: every stable address finds its two
+ * policies in order, a churning one finds its own or nothing. */
+static gpointer
+host_reader (gpointer data)
+{
+  HostCase *hc = data;
+  guint k = 0;
+
+  while (!atomic_load (&hc->stop))
+    {
+      const DpHostTab *t = atomic_load_explicit (&hc->dp->hosttab, memory_order_acquire);
+      ModikeAddr a;
+
+      for (guint i = 0; i < hc->n_stable; i++)
+        {
+          const DpHostSet *hs;
+
+          host_addr (i, TRUE, &a);
+          hs = dp_host_find (t, &a);
+          if (hs == NULL || hs->n != 2 || hs->pol[0].spd_id != i + 1 || hs->pol[1].spd_id != 100 + i)
+            atomic_fetch_add (&hc->failures, 1);
+        }
+      for (guint i = 0; i < 64; i++, k = (k + 1) % hc->n_churn)
+        {
+          const DpHostSet *hs;
+
+          host_addr (k, FALSE, &a);
+          hs = dp_host_find (t, &a);
+          if (hs != NULL && (hs->n != 1 || hs->pol[0].spd_id != 1000 + k
+                             || !modike_addr_equal_ip (&hs->pol[0].remote.from, &a)))
+            atomic_fetch_add (&hc->failures, 1);
+        }
+      atomic_fetch_add (&hc->lookups, hc->n_stable + 64);
+    }
+  return NULL;
+}
+
+static gboolean
+host_has (Datapath *dp, guint k)
+{
+  ModikeAddr a;
+
+  host_addr (k, FALSE, &a);
+  return dp_host_find (atomic_load (&dp->hosttab), &a) != NULL;
+}
+
+static void
+test_host_table (void)
+{
+  HostCase hc = { 0 };
+  GThread *readers[2];
+  DatapathTableStats st, st0;
+  DpPolicy p;
+  guint ops = 0;
+
+  hc.dp = datapath_new ();
+  hc.n_stable = 64;
+  hc.n_churn = 20000;
+  /* Each stable address has two policies, given in reverse order: the
+   * set keeps them by seq. */
+  for (guint i = 0; i < hc.n_stable; i++)
+    {
+      host_policy (i, TRUE, 100 + i, 2, &p);
+      dp_host_add (hc.dp, &p);
+      host_policy (i, TRUE, i + 1, 1, &p);
+      dp_host_add (hc.dp, &p);
+    }
+  datapath_get_table_stats (hc.dp, &st0);
+  g_assert_cmpuint (st0.host_addrs, ==, hc.n_stable);
+  g_assert_cmpuint (st0.host_policies, ==, 2 * hc.n_stable);
+  for (guint i = 0; i < G_N_ELEMENTS (readers); i++)
+    readers[i] = g_thread_new ("reader", host_reader, &hc);
+
+  /* Growth, churn at a steady size, shrinking; each change seen at once. */
+  for (guint k = 0; k < hc.n_churn; k++, ops++)
+    {
+      host_policy (k, FALSE, 1000 + k, 10 + k, &p);
+      dp_host_add (hc.dp, &p);
+      g_assert_true (host_has (hc.dp, k));
+    }
+  for (guint round = 0; round < 3; round++)
+    for (guint k = round % 2; k < hc.n_churn; k += 2, ops += 2)
+      {
+        host_addr (k, FALSE, &p.remote.from);
+        dp_host_del (hc.dp, &p.remote.from, 1000 + k);
+        g_assert_false (host_has (hc.dp, k));
+        host_policy (k, FALSE, 1000 + k, 10 + k, &p);
+        dp_host_add (hc.dp, &p);
+        g_assert_true (host_has (hc.dp, k));
+      }
+  for (guint k = 0; k < hc.n_churn; k++, ops++)
+    {
+      host_addr (k, FALSE, &p.remote.from);
+      dp_host_del (hc.dp, &p.remote.from, 1000 + k);
+      g_assert_false (host_has (hc.dp, k));
+    }
+  datapath_get_table_stats (hc.dp, &st);
+  g_assert_cmpuint (st.host_addrs, ==, hc.n_stable);
+  g_assert_cmpuint (st.host_policies, ==, 2 * hc.n_stable);
+  g_assert_cmpuint (st.host_capacity, <=, 8 * hc.n_stable);
+  g_assert_cmpuint (st.snapshots, ==, st0.snapshots);
+  g_test_message ("%u host table changes: %" G_GUINT64_FORMAT " rebuilds copied %" G_GUINT64_FORMAT " sets", ops,
+                  st.host_rebuilds - st0.host_rebuilds, st.host_copied - st0.host_copied);
+  g_assert_cmpuint (st.host_copied - st0.host_copied, <=, 4 * (guint64) ops);
+
+  while (atomic_load (&hc.lookups) < 100000)
+    g_usleep (1000);
+  atomic_store (&hc.stop, TRUE);
+  for (guint i = 0; i < G_N_ELEMENTS (readers); i++)
+    g_thread_join (readers[i]);
+  g_assert_cmpuint (atomic_load (&hc.failures), ==, 0);
+  /* The replaced sets and tables were retired, not freed under the readers. */
+  datapath_free (hc.dp);
 }
 
 /* ------------------------------------------------------------------ */
@@ -795,6 +941,7 @@ void
 scale_add_tests (void)
 {
   g_test_add_func ("/scale/in-table", test_in_table);
+  g_test_add_func ("/scale/host-table", test_host_table);
   g_test_add_func ("/scale/churn", test_churn);
   g_test_add_func ("/scale/spd-index", test_spd_index);
   g_test_add_func ("/scale/policy-churn", test_policy_churn);
