@@ -831,6 +831,17 @@ test_config_sections (void)
 }
 
 static void
+half_policy_add (gpointer user, ModikeSpdEntry *e)
+{
+  modike_spd_entry_free (e);
+}
+
+static void
+half_policy_del (gpointer user, guint32 spd_id)
+{
+}
+
+static void
 test_ports_and_singletons (void)
 {
   g_autoptr (ModikeRegistry) reg = modike_registry_new ();
@@ -854,6 +865,21 @@ test_ports_and_singletons (void)
   g_assert_cmpuint (g_array_index (ports, guint32, 0), ==, 4500 | 1 << 16);
   g_assert_cmpuint (g_array_index (ports, guint32, 1), ==, 4501);
 
+  /* policy_add and policy_del come together or not at all. */
+  for (guint k = 0; k < 2; k++)
+    {
+      ModikeDatapathOps half = { .name = "half" };
+
+      if (k == 0)
+        half.policy_add = half_policy_add;
+      else
+        half.policy_del = half_policy_del;
+      g_assert_false (modike_register_datapath (p, &half, NULL, &error));
+      g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID);
+      g_assert_nonnull (strstr (error->message, "only one of policy_add and policy_del"));
+      g_clear_error (&error);
+    }
+  g_assert_null (modike_registry_datapath (reg, NULL));
   g_assert_true (modike_register_datapath (p, &dp, GUINT_TO_POINTER (7), &error));
   g_assert_false (modike_register_datapath (q, &dp, NULL, &error));
   g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_CONFLICT);

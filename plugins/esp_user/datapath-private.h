@@ -8,13 +8,18 @@
  * an open-addressing table whose slots writers set with atomic stores
  * (DpInTab), and each policy's outbound SA is a pointer in its state
  * (DpPolicyState.out); both are freed through the same grace periods.
+ * Policies whose remote selector is one address (a client's) are not in
+ * the snapshot either: a table like the inbound one, keyed by that
+ * address, holds each address's policies as one immutable array that a
+ * change replaces with one atomic store (DpHostTab), so a client's
+ * policy comes and goes in O(1) without a new snapshot.
  * Workers never lock on the fast path; the only lock they take is a
  * per-policy one while a policy waits for its SA (the acquire queue).
  * Each worker owns its epoll set and preallocated packet slots with room
  * for ESP around them.
  *
  *   packet.c    checksums, selectors, virtio_net_hdr, TSO/USO segmentation
- *   snapshot.c  snapshots, the inbound SA table, outbound SAs, QSBR
+ *   snapshot.c  snapshots, the inbound SA and host policy tables, outbound SAs, QSBR
  *   transmit.c  outbound: adapter reads, SPD lookup, acquire queue, sends
  *   receive.c   inbound: socket reads, ESP input, delivery, GRO
  *   worker.c    worker threads and the fds they watch
@@ -106,14 +111,18 @@ struct _DpSa {
   _Atomic (DpAdapter *) adapter; /* inbound: its peer's adapter now, NULL: none */
 };
 
-/* Inbound SAs by SPI: linear probing over slots that writers set with
- * one atomic store each (insert into an empty or removed slot; remove =
- * tombstone), so lookups need no lock. Grown, shrunk or cleaned of
- * tombstones by building a new table and publishing it (amortised O(1)). */
+/* A table workers read without a lock: linear probing over slots that
+ * writers set with one atomic store each (insert into an empty or removed
+ * slot; remove = its kind's tombstone), so lookups need no lock. Grown,
+ * shrunk or cleaned of tombstones by building a new table and publishing
+ * it (amortised O(1)). */
 typedef struct {
   guint mask;
-  _Atomic (DpSa *) slot[]; /* NULL: never used (ends a probe); DP_IN_TOMB: removed */
-} DpInTab;
+  _Atomic (gpointer) slot[]; /* NULL: never used (ends a probe) */
+} DpTab;
+
+/* Inbound SAs by SPI: DpSa*, DP_IN_TOMB removed. */
+typedef DpTab DpInTab;
 
 /* What survives snapshots for one policy: its outbound SA, counters and
  * the acquire queue. */
@@ -137,23 +146,29 @@ typedef struct {
 typedef struct {
   guint32 spd_id;
   ModikeSpdAction action;
+  /* Lookup order: priority, then the core's seq, then arrival here (ord:
+   * entries given without a seq keep the order they came in). */
+  guint priority;
+  guint64 seq, ord;
   ModikeAddrRange local, remote;
   guint8 proto;
   ModikePortRange lport, rport;
   DpPolicyState *state;
 } DpPolicy;
 
+/* One remote address's policies (their remote selector is that address
+ * alone) in lookup order; immutable once published, replaced as a whole. */
+typedef struct {
+  guint n;
+  DpPolicy pol[];            /* n >= 1; pol[0].remote.from is the key */
+} DpHostSet;
+
+/* Host policy sets by remote address: DpHostSet*, DP_HOST_TOMB removed. */
+typedef DpTab DpHostTab;
+
 typedef struct {
   guint n_pol;
-  DpPolicy *pol;             /* in SPD order: the first match wins */
-  /* Policies whose remote selector is one address (a client's), chained
-   * by that address's hash in SPD order; the others in `rest`, so a
-   * lookup is a hash probe plus the rest before the candidate. */
-  guint host_mask;
-  guint32 *host_head;        /* [host_mask + 1]: a policy's index + 1, 0 = none */
-  guint32 *host_next;        /* [n_pol]: the next in the chain, index + 1 */
-  guint n_rest;
-  guint32 *rest;             /* indexes of the other policies, ascending */
+  DpPolicy *pol;             /* the policies not in the host table, in lookup order */
   DpIo *io[DP_MAX_IO];
   int raw_ip4, raw_ip6;      /* BYPASS (IP_HDRINCL) */
 } DpSnap;
@@ -226,7 +241,10 @@ struct _Datapath {
   GHashTable *in_by_peer;             /* peer -> set of its inbound DpSa* */
   guint in_used, in_tombs;            /* live and removed slots of intab */
   guint64 next_serial;
-  GPtrArray *policies;                /* ModikeSpdEntry*, lookup order */
+  GHashTable *entries;                /* spd_id -> ModikeSpdEntry*, owned: every policy */
+  GArray *rest;                       /* DpPolicy: those not in hosttab, lookup order */
+  guint64 next_ord;
+  guint host_used, host_tombs, host_pols; /* addresses, removed slots, policies of hosttab */
   GHashTable *pstates;                /* spd_id -> DpPolicyState* */
   GHashTable *adapters;               /* peer -> DpAdapter* */
   DpIo *io[DP_MAX_IO];
@@ -237,10 +255,12 @@ struct _Datapath {
   GPtrArray *retired;                 /* freed after a grace period (snapshot.c) */
   gboolean retired_table;             /* an inbound SA table is among them */
   guint64 n_snapshots, n_in_rebuilds, n_in_copied; /* datapath_get_table_stats */
+  guint64 n_host_rebuilds, n_host_copied;
 
   /* Shared with the workers. */
   _Atomic (DpSnap *) snap;
   _Atomic (DpInTab *) intab;
+  _Atomic (DpHostTab *) hosttab;
   atomic_uint_fast64_t epoch;
   atomic_bool stopping;
   atomic_bool udp_gso;                /* UDP_SEGMENT works (cleared on EIO) */
@@ -332,8 +352,8 @@ dp_in_lookup (const DpInTab *t, guint32 spi)
     }
 }
 
-/* An empty inbound SA table. */
-DpInTab *dp_in_tab_new (void);
+/* An empty table (inbound SAs or host policies). */
+DpTab *dp_tab_new (void);
 /* Inbound SA table updates (writers, under wlock): a slot each, or a new
  * table when the load calls for one. */
 void dp_in_insert (Datapath *dp, DpSa *sa);
@@ -344,6 +364,31 @@ void dp_in_remove (Datapath *dp, DpSa *sa);
 void dp_out_refresh (Datapath *dp, DpPolicyState *st, gboolean force);
 /* sa was just added to st's policy: it is the newest. O(1). */
 void dp_out_added (Datapath *dp, DpPolicyState *st, DpSa *sa);
+/* Policies (writers, under wlock). True if the remote selector is one
+ * address: then the policy lives in the host table. */
+gboolean dp_one_address (const ModikeAddrRange *r);
+/* Whether p comes before q in lookup order. */
+static inline gboolean
+dp_policy_before (const DpPolicy *p, const DpPolicy *q)
+{
+  if (p->priority != q->priority)
+    return p->priority < q->priority;
+  if (p->seq != q->seq)
+    return p->seq < q->seq;
+  return p->ord < q->ord;
+}
+/* GCompareFunc of ModikeSpdEntry** in lookup order: priority, then seq. */
+gint dp_entry_order (gconstpointer a, gconstpointer b);
+extern DpHostSet dp_host_tomb;
+#define DP_HOST_TOMB (&dp_host_tomb)
+/* Frees a table with its sets (no worker may read it any more). */
+void dp_host_tab_free_all (gpointer p);
+/* A host policy into / out of its address's set: one slot store. */
+void dp_host_add (Datapath *dp, const DpPolicy *p);
+void dp_host_del (Datapath *dp, const ModikeAddr *remote, guint32 spd_id);
+/* Replaces the whole table by one holding these host policies (given in
+ * lookup order); the old one and its sets go after a grace period. */
+void dp_host_set_all (Datapath *dp, const GArray *pols);
 /* Frees what was retired if enough piled up (after a grace period). */
 void dp_reclaim_some (Datapath *dp);
 
@@ -362,9 +407,12 @@ void dp_publish (Datapath *dp);
 /* ------------------------------------------------------------------ */
 /* transmit.c                                                          */
 
-/* The first policy in SPD order that matches sel, NULL if none. */
-const DpPolicy *dp_spd_match (const DpSnap *s, const ModikeSelector *sel);
-/* A remote address's chain in a snapshot's host index. */
+/* The first policy in lookup order that matches sel, NULL if none: the
+ * first of sel's remote address's set in the host table that matches,
+ * unless a policy of the snapshot before it does. */
+const DpPolicy *dp_spd_match (const DpSnap *s, const DpHostTab *h, const ModikeSelector *sel);
+/* A remote address's set in the host table, NULL if none. */
+const DpHostSet *dp_host_find (const DpHostTab *t, const ModikeAddr *a);
 guint dp_host_hash (const ModikeAddr *a);
 /* One ESP packet to o's destination now (not batched). */
 gboolean dp_tx_send_one (Datapath *dp, const DpOut *o, guint8 *data, gsize len);

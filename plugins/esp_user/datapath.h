@@ -60,8 +60,9 @@ typedef struct {
 /* FALSE if the policy is unknown. */
 gboolean datapath_get_policy_counters (Datapath *dp, guint32 spd_id, DatapathPolicyCounters *out);
 
-/* What the writers rebuilt: SA changes must not show up in `snapshots`,
- * and the inbound table's rebuilds stay logarithmic in the SAs added. */
+/* What the writers rebuilt: SA and host policy changes must not show up
+ * in `snapshots`, and the tables' rebuilds stay logarithmic in the
+ * entries added. */
 typedef struct {
   guint64 snapshots;     /* policy and fd snapshots built */
   guint64 in_rebuilds;   /* inbound SA table grown, shrunk or cleaned */
@@ -69,6 +70,15 @@ typedef struct {
   guint in_capacity;     /* slots of the inbound table now */
   guint in_sas;          /* inbound SAs in it */
   guint in_tombstones;   /* removed slots not yet cleaned */
+  /* Policies whose remote selector is one address (a client's) live in
+   * the host table: their changes must not show up in `snapshots`. */
+  guint64 host_rebuilds; /* host table grown, shrunk or replaced (policies_set) */
+  guint64 host_copied;   /* address sets those rebuilds copied */
+  guint host_capacity;   /* slots of the host table now */
+  guint host_addrs;      /* remote addresses in it */
+  guint host_tombstones;
+  guint host_policies;   /* policies in it */
+  guint rest_policies;   /* the others (in the snapshot) */
 } DatapathTableStats;
 void datapath_get_table_stats (Datapath *dp, DatapathTableStats *out);
 

@@ -1,7 +1,7 @@
 /* The esp_user datapath: the Datapath object, its ModikeDatapathOps (the
  * writers: start, stop, SAs, policies, adapters, sockets, stats; all under
- * wlock; policy and fd changes published as a new snapshot, SA changes in
- * place: snapshot.c) and the plugin's init (descriptor in
+ * wlock; policy and fd changes published as a new snapshot, SA and host
+ * policy changes in place: snapshot.c) and the plugin's init (descriptor in
  * esp_user-plugin.c). */
 #include "datapath-private.h"
 
@@ -27,8 +27,10 @@ datapath_new (void)
   dp->sa_out = g_hash_table_new (NULL, NULL);
   dp->out_by_spd = g_hash_table_new (NULL, NULL);
   dp->in_by_peer = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_hash_table_unref);
-  atomic_init (&dp->intab, dp_in_tab_new ());
-  dp->policies = g_ptr_array_new_with_free_func ((GDestroyNotify) modike_spd_entry_free);
+  atomic_init (&dp->intab, dp_tab_new ());
+  dp->entries = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify) modike_spd_entry_free);
+  dp->rest = g_array_new (FALSE, FALSE, sizeof (DpPolicy));
+  atomic_init (&dp->hosttab, dp_tab_new ());
   dp->pstates = g_hash_table_new (NULL, NULL);
   dp->adapters = g_hash_table_new (g_str_hash, g_str_equal);
   dp->retired = g_ptr_array_new ();
@@ -95,6 +97,9 @@ datapath_get_table_stats (Datapath *dp, DatapathTableStats *out)
   *out = (DatapathTableStats) {
     .snapshots = dp->n_snapshots, .in_rebuilds = dp->n_in_rebuilds, .in_copied = dp->n_in_copied,
     .in_capacity = atomic_load (&dp->intab)->mask + 1, .in_sas = dp->in_used, .in_tombstones = dp->in_tombs,
+    .host_rebuilds = dp->n_host_rebuilds, .host_copied = dp->n_host_copied,
+    .host_capacity = atomic_load (&dp->hosttab)->mask + 1, .host_addrs = dp->host_used,
+    .host_tombstones = dp->host_tombs, .host_policies = dp->host_pols, .rest_policies = dp->rest->len,
   };
   g_mutex_unlock (&dp->wlock);
 }
@@ -146,14 +151,17 @@ clear_state (Datapath *dp)
   g_hash_table_remove_all (dp->sa_out);
   g_hash_table_remove_all (dp->out_by_spd);
   g_hash_table_remove_all (dp->in_by_peer);
-  g_free (atomic_exchange (&dp->intab, dp_in_tab_new ()));
+  g_free (atomic_exchange (&dp->intab, dp_tab_new ()));
   dp->in_used = dp->in_tombs = 0;
   g_hash_table_iter_init (&it, dp->pstates);
   while (g_hash_table_iter_next (&it, NULL, &v))
     dp_pstate_free (v);
   g_hash_table_remove_all (dp->pstates);
-  g_ptr_array_set_size (dp->policies, 0);
+  g_hash_table_remove_all (dp->entries);
+  g_array_set_size (dp->rest, 0);
   dp_retired_free_all (dp);
+  dp_host_tab_free_all (atomic_exchange (&dp->hosttab, dp_tab_new ()));
+  dp->host_used = dp->host_tombs = dp->host_pols = 0;
   dp_snap_free (atomic_exchange (&dp->snap, NULL));
   for (guint i = 0; i < G_N_ELEMENTS (dp->workers); i++)
     {
@@ -202,7 +210,9 @@ datapath_free (Datapath *dp)
   g_hash_table_unref (dp->out_by_spd);
   g_hash_table_unref (dp->in_by_peer);
   g_free (atomic_load (&dp->intab));
-  g_ptr_array_unref (dp->policies);
+  g_hash_table_unref (dp->entries);
+  g_array_unref (dp->rest);
+  dp_host_tab_free_all (atomic_load (&dp->hosttab));
   g_hash_table_unref (dp->pstates);
   g_hash_table_unref (dp->adapters);
   g_ptr_array_unref (dp->retired);
@@ -476,6 +486,69 @@ dp_sa_del (gpointer user, ModikeDirection dir, guint32 spi)
   g_mutex_unlock (&dp->wlock);
 }
 
+/* A policy's state (its SA, counters, queue), made when it first comes. */
+static DpPolicyState *
+pstate_ensure (Datapath *dp, guint32 spd_id)
+{
+  DpPolicyState *st = g_hash_table_lookup (dp->pstates, GUINT_TO_POINTER (spd_id));
+
+  if (st == NULL)
+    {
+      st = g_new0 (DpPolicyState, 1);
+      st->dp = dp;
+      st->spd_id = spd_id;
+      pthread_mutex_init (&st->lock, NULL);
+      g_queue_init (&st->queue);
+      g_hash_table_insert (dp->pstates, GUINT_TO_POINTER (spd_id), st);
+    }
+  /* A new or renumbered policy may have SAs already. */
+  dp_out_refresh (dp, st, FALSE);
+  return st;
+}
+
+/* The policy went (st already out of pstates): workers that still hold
+ * it queue nothing more, what waited is dropped now, the state itself
+ * after a grace period. */
+static void
+pstate_gone (Datapath *dp, DpPolicyState *st)
+{
+  guint n = 0;
+  DpQueued *q;
+
+  pthread_mutex_lock (&st->lock);
+  st->gone = TRUE;
+  while ((q = g_queue_pop_head (&st->queue)) != NULL)
+    {
+      g_free (q);
+      n++;
+    }
+  pthread_mutex_unlock (&st->lock);
+  atomic_fetch_add (&st->queue_drops, n);
+  atomic_fetch_add (&dp->counters[C_QUEUE_DROPS], n);
+  dp_retire (dp, dp_pstate_free, st);
+}
+
+/* e's lookup values and state, ordered after everything that came before. */
+static void
+policy_fill (Datapath *dp, const ModikeSpdEntry *e, DpPolicy *p)
+{
+  *p = (DpPolicy) {
+    .spd_id = e->id, .action = e->action, .priority = e->priority, .seq = e->seq, .ord = ++dp->next_ord,
+    .local = e->local, .remote = e->remote, .proto = e->proto, .lport = e->local_port, .rport = e->remote_port,
+    .state = g_hash_table_lookup (dp->pstates, GUINT_TO_POINTER (e->id)),
+  };
+}
+
+gint
+dp_entry_order (gconstpointer a, gconstpointer b)
+{
+  const ModikeSpdEntry *x = *(ModikeSpdEntry *const *) a, *y = *(ModikeSpdEntry *const *) b;
+
+  if (x->priority != y->priority)
+    return x->priority < y->priority ? -1 : 1;
+  return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
 static void
 dp_policies_set (gpointer user, GPtrArray *entries)
 {
@@ -485,6 +558,7 @@ dp_policies_set (gpointer user, GPtrArray *entries)
   g_autoptr (GHashTable) by_name = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
                                                           (GDestroyNotify) g_ptr_array_unref); /* old PROTECTs */
   g_autoptr (GPtrArray) moved = g_ptr_array_new (); /* list head, new id, ... */
+  g_autoptr (GArray) hosts = g_array_new (FALSE, FALSE, sizeof (DpPolicy));
   GHashTableIter it;
   gpointer k, v;
 
@@ -492,9 +566,10 @@ dp_policies_set (gpointer user, GPtrArray *entries)
   /* A reload numbers policies anew: SAs and queues follow their policy
    * by name, as the core's children do (names hashed: the gateway sets
    * the whole SPD, one policy per client, at every client's setup). */
-  for (guint j = 0; j < dp->policies->len; j++)
+  g_hash_table_iter_init (&it, dp->entries);
+  while (g_hash_table_iter_next (&it, NULL, &v))
     {
-      const ModikeSpdEntry *o = dp->policies->pdata[j];
+      const ModikeSpdEntry *o = v;
       if (o->action == MODIKE_SPD_PROTECT && o->name != NULL)
         {
           GPtrArray *same = g_hash_table_lookup (by_name, o->name);
@@ -547,26 +622,25 @@ dp_policies_set (gpointer user, GPtrArray *entries)
           g_hash_table_insert (dp->pstates, v, st);
         }
     }
-  g_ptr_array_set_size (dp->policies, 0);
+  g_hash_table_remove_all (by_name); /* its keys are the old entries' */
+  g_hash_table_remove_all (dp->entries);
+  g_array_set_size (dp->rest, 0);
+  /* In lookup order (the core's already is; stable: entries without a
+   * seq keep theirs), split into the host table and the snapshot's rest. */
+  if (entries != NULL)
+    g_ptr_array_sort (entries, dp_entry_order);
   for (guint i = 0; entries != NULL && i < entries->len; i++)
     {
       ModikeSpdEntry *e = entries->pdata[i];
-      DpPolicyState *st = g_hash_table_lookup (dp->pstates, GUINT_TO_POINTER (e->id));
+      DpPolicy p;
 
-      g_ptr_array_add (dp->policies, e);
-      if (st == NULL)
-        {
-          st = g_new0 (DpPolicyState, 1);
-          st->dp = dp;
-          st->spd_id = e->id;
-          pthread_mutex_init (&st->lock, NULL);
-          g_queue_init (&st->queue);
-          g_hash_table_insert (dp->pstates, GUINT_TO_POINTER (e->id), st);
-        }
-      /* A new or renumbered policy may have SAs already. */
-      dp_out_refresh (dp, st, FALSE);
+      g_hash_table_insert (dp->entries, GUINT_TO_POINTER (e->id), e);
+      pstate_ensure (dp, e->id);
+      policy_fill (dp, e, &p);
+      g_array_append_val (dp_one_address (&e->remote) ? hosts : dp->rest, p);
       g_hash_table_add (keep, GUINT_TO_POINTER (e->id));
     }
+  dp_host_set_all (dp, hosts);
   if (entries != NULL)
     {
       /* We own the entries now; the array goes. */
@@ -577,16 +651,87 @@ dp_policies_set (gpointer user, GPtrArray *entries)
   while (g_hash_table_iter_next (&it, &k, &v))
     if (!g_hash_table_contains (keep, k))
       {
-        DpPolicyState *st = v;
-
         g_hash_table_iter_remove (&it);
-        /* Workers that still hold it queue nothing more. */
-        pthread_mutex_lock (&st->lock);
-        st->gone = TRUE;
-        pthread_mutex_unlock (&st->lock);
-        dp_retire (dp, dp_pstate_free, st);
+        pstate_gone (dp, v);
       }
   dp_publish (dp);
+  g_mutex_unlock (&dp->wlock);
+}
+
+/* Removes one policy (under wlock); TRUE if the snapshot must be rebuilt. */
+static gboolean
+policy_del_locked (Datapath *dp, guint32 spd_id)
+{
+  const ModikeSpdEntry *e = g_hash_table_lookup (dp->entries, GUINT_TO_POINTER (spd_id));
+  DpPolicyState *st;
+  gboolean rest = FALSE;
+
+  if (e == NULL)
+    return FALSE;
+  if (dp_one_address (&e->remote))
+    dp_host_del (dp, &e->remote.from, spd_id);
+  else
+    for (guint k = 0; k < dp->rest->len && !rest; k++)
+      if (g_array_index (dp->rest, DpPolicy, k).spd_id == spd_id)
+        {
+          g_array_remove_index (dp->rest, k);
+          rest = TRUE;
+        }
+  /* Its SAs stay (out_by_spd) until the core deletes them, as with a
+   * policy that a policies_set left out. */
+  st = g_hash_table_lookup (dp->pstates, GUINT_TO_POINTER (spd_id));
+  if (st != NULL)
+    {
+      g_hash_table_remove (dp->pstates, GUINT_TO_POINTER (spd_id));
+      pstate_gone (dp, st);
+    }
+  g_hash_table_remove (dp->entries, GUINT_TO_POINTER (spd_id));
+  return rest;
+}
+
+/* One policy came: a host policy into its address's set (one store, no
+ * snapshot), another into the rest (a new snapshot: rare). */
+static void
+dp_policy_add (gpointer user, ModikeSpdEntry *e)
+{
+  Datapath *dp = user;
+  gboolean rebuild;
+  DpPolicy p;
+
+  g_mutex_lock (&dp->wlock);
+  rebuild = policy_del_locked (dp, e->id); /* the same id again: replaced */
+  g_hash_table_insert (dp->entries, GUINT_TO_POINTER (e->id), e);
+  pstate_ensure (dp, e->id);
+  policy_fill (dp, e, &p);
+  if (dp_one_address (&e->remote))
+    dp_host_add (dp, &p);
+  else
+    {
+      guint k = dp->rest->len;
+
+      /* Usually last (a later seq); before the first that comes after it. */
+      while (k > 0 && dp_policy_before (&p, &g_array_index (dp->rest, DpPolicy, k - 1)))
+        k--;
+      g_array_insert_val (dp->rest, k, p);
+      rebuild = TRUE;
+    }
+  if (rebuild)
+    dp_publish (dp);
+  else
+    dp_reclaim_some (dp);
+  g_mutex_unlock (&dp->wlock);
+}
+
+static void
+dp_policy_del (gpointer user, guint32 spd_id)
+{
+  Datapath *dp = user;
+
+  g_mutex_lock (&dp->wlock);
+  if (policy_del_locked (dp, spd_id))
+    dp_publish (dp);
+  else
+    dp_reclaim_some (dp);
   g_mutex_unlock (&dp->wlock);
 }
 
@@ -750,6 +895,8 @@ const ModikeDatapathOps datapath_ops = {
   .sa_del = dp_sa_del,
   .sa_move = dp_sa_move,
   .policies_set = dp_policies_set,
+  .policy_add = dp_policy_add,
+  .policy_del = dp_policy_del,
   .adapter_attach = dp_adapter_attach,
   .adapter_detach = dp_adapter_detach,
   .socket_attach = dp_socket_attach,

@@ -1,7 +1,8 @@
 /* What the workers of the esp_user datapath read, written by the writers
  * under wlock: snapshots of the policies and fds (rebuilt and published
- * with one atomic store), the inbound SA table (changed slot by slot) and
- * the policies' outbound SAs (one pointer each). What a change made
+ * with one atomic store), the inbound SA table and the host policy table
+ * (changed slot by slot) and the policies' outbound SAs (one pointer
+ * each). What a change made
  * unreachable is freed after every worker passed a quiescent point
  * (QSBR, datapath-private.h). */
 #include "datapath-private.h"
@@ -66,9 +67,6 @@ dp_snap_free (gpointer p)
   if (s == NULL)
     return;
   g_free (s->pol);
-  g_free (s->host_head);
-  g_free (s->host_next);
-  g_free (s->rest);
   g_free (s);
 }
 
@@ -195,44 +193,15 @@ resolve_out (Datapath *dp, DpSa *sa, DpOut *o)
   modike_addr_to_sockaddr (&dst, &o->dst, &o->dst_len);
 }
 
-static gboolean
-one_address (const ModikeAddrRange *r)
+gboolean
+dp_one_address (const ModikeAddrRange *r)
 {
   gsize len = r->from.family == AF_INET ? 4 : r->from.family == AF_INET6 ? 16 : 0;
 
   return len > 0 && r->to.family == r->from.family && memcmp (r->from.addr, r->to.addr, len) == 0;
 }
 
-/* The snapshot's index of one-address remote selectors (transmit.c's
- * dp_spd_match reads it). */
-static void
-index_hosts (DpSnap *s)
-{
-  guint n_host = 0, cap = 16;
-
-  s->rest = g_new (guint32, MAX (s->n_pol, 1));
-  for (guint i = 0; i < s->n_pol; i++)
-    if (one_address (&s->pol[i].remote))
-      n_host++;
-    else
-      s->rest[s->n_rest++] = i;
-  if (n_host == 0)
-    return;
-  while (cap < 2 * n_host)
-    cap *= 2;
-  s->host_mask = cap - 1;
-  s->host_head = g_new0 (guint32, cap);
-  s->host_next = g_new0 (guint32, s->n_pol);
-  /* Backwards, each to the front of its chain: chains end up in order. */
-  for (guint i = s->n_pol; i-- > 0;)
-    if (one_address (&s->pol[i].remote))
-      {
-        guint b = dp_host_hash (&s->pol[i].remote.from) & s->host_mask;
-        s->host_next[i] = s->host_head[b];
-        s->host_head[b] = i + 1;
-      }
-}
-
+/* The policies that are not host policies (rare changes: config ones). */
 static DpSnap *
 snap_build (Datapath *dp)
 {
@@ -242,49 +211,32 @@ snap_build (Datapath *dp)
   memcpy (s->io, dp->io, sizeof s->io);
   s->raw_ip4 = dp->raw_ip4;
   s->raw_ip6 = dp->raw_ip6;
-  s->n_pol = dp->policies->len;
-  s->pol = g_new0 (DpPolicy, MAX (s->n_pol, 1));
-  for (guint i = 0; i < s->n_pol; i++)
-    {
-      const ModikeSpdEntry *e = dp->policies->pdata[i];
-      DpPolicy *p = &s->pol[i];
-
-      p->spd_id = e->id;
-      p->action = e->action;
-      p->local = e->local;
-      p->remote = e->remote;
-      p->proto = e->proto;
-      p->lport = e->local_port;
-      p->rport = e->remote_port;
-      p->state = g_hash_table_lookup (dp->pstates, GUINT_TO_POINTER (e->id));
-    }
-  index_hosts (s);
+  s->n_pol = dp->rest->len;
+  s->pol = g_memdup2 (dp->rest->data, MAX (s->n_pol, 1) * sizeof (DpPolicy));
   return s;
 }
 
-/* ---- Inbound SA table ---- */
+/* ---- Lock-free tables (inbound SAs, host policies) ---- */
 
-DpSa dp_in_tomb;
-
-static DpInTab *
-in_tab_new (guint cap)
+static DpTab *
+tab_new (guint cap)
 {
-  DpInTab *t = g_malloc0 (sizeof *t + cap * sizeof t->slot[0]);
+  DpTab *t = g_malloc0 (sizeof *t + cap * sizeof t->slot[0]);
 
   t->mask = cap - 1;
   return t;
 }
 
-DpInTab *
-dp_in_tab_new (void)
+DpTab *
+dp_tab_new (void)
 {
-  return in_tab_new (16);
+  return tab_new (16);
 }
 
-/* A table for `used` SAs: at most half full, so probes stay short and
+/* A table for `used` entries: at most half full, so probes stay short and
  * the next rebuild is at least a quarter of the table's changes away. */
 static guint
-in_cap_for (guint used)
+tab_cap_for (guint used)
 {
   guint cap = 16;
 
@@ -292,6 +244,55 @@ in_cap_for (guint used)
     cap *= 2;
   return cap;
 }
+
+/* Whether one more entry needs a new table: a quarter of the slots stays
+ * NULL (probes end early, and always). */
+static gboolean
+tab_full (const DpTab *t, guint used, guint tombs)
+{
+  return (used + tombs + 1) * 4 > (t->mask + 1) * 3;
+}
+
+/* Whether a table is so empty that a smaller one should replace it. */
+static gboolean
+tab_sparse (const DpTab *t, guint used)
+{
+  return t->mask + 1 > 16 && used * 8 < t->mask + 1;
+}
+
+/* Copies the live entries (not tomb) of *where into a new table of cap
+ * slots, each at its first free slot from home (its hash), and publishes
+ * it; readers of the old one see the same entries until they go
+ * quiescent. Returns how many it copied. */
+static guint
+tab_rebuild (Datapath *dp, _Atomic (DpTab *) *where, guint cap, gconstpointer tomb, guint (*home) (gconstpointer e))
+{
+  DpTab *old = atomic_load (where);
+  DpTab *t = tab_new (cap);
+  guint n = 0;
+
+  for (guint i = 0; i <= old->mask; i++)
+    {
+      gpointer e = atomic_load_explicit (&old->slot[i], memory_order_relaxed);
+      guint j;
+
+      if (e == NULL || e == tomb)
+        continue;
+      for (j = home (e) & t->mask; atomic_load_explicit (&t->slot[j], memory_order_relaxed) != NULL;
+           j = (j + 1) & t->mask)
+        ;
+      atomic_store_explicit (&t->slot[j], e, memory_order_relaxed);
+      n++;
+    }
+  atomic_store_explicit (where, t, memory_order_release);
+  dp_retire (dp, g_free, old);
+  dp->retired_table = TRUE;
+  return n;
+}
+
+/* ---- Inbound SA table ---- */
+
+DpSa dp_in_tomb;
 
 static guint
 in_find_slot (DpInTab *t, guint32 spi, DpSa *want)
@@ -309,27 +310,18 @@ in_find_slot (DpInTab *t, guint32 spi, DpSa *want)
     }
 }
 
-/* Copies the live entries into a new table and publishes it; readers of
- * the old one see the same SAs until they go quiescent. */
+static guint
+sa_home (gconstpointer e)
+{
+  return dp_spi_hash (((const DpSa *) e)->spi);
+}
+
 static void
 in_rebuild (Datapath *dp, guint cap)
 {
-  DpInTab *old = atomic_load (&dp->intab);
-  DpInTab *t = in_tab_new (cap);
-
-  for (guint i = 0; i <= old->mask; i++)
-    {
-      DpSa *sa = atomic_load_explicit (&old->slot[i], memory_order_relaxed);
-      if (sa == NULL || sa == DP_IN_TOMB)
-        continue;
-      atomic_store_explicit (&t->slot[in_find_slot (t, sa->spi, NULL)], sa, memory_order_relaxed);
-      dp->n_in_copied++;
-    }
+  dp->n_in_copied += tab_rebuild (dp, &dp->intab, cap, DP_IN_TOMB, sa_home);
   dp->n_in_rebuilds++;
   dp->in_tombs = 0;
-  atomic_store_explicit (&dp->intab, t, memory_order_release);
-  dp_retire (dp, g_free, old);
-  dp->retired_table = TRUE;
 }
 
 void
@@ -338,10 +330,9 @@ dp_in_insert (Datapath *dp, DpSa *sa)
   DpInTab *t = atomic_load (&dp->intab);
   guint i;
 
-  /* Keep a quarter of the slots NULL (probes end early, and always). */
-  if ((dp->in_used + dp->in_tombs + 1) * 4 > (t->mask + 1) * 3)
+  if (tab_full (t, dp->in_used, dp->in_tombs))
     {
-      in_rebuild (dp, in_cap_for (dp->in_used + 1));
+      in_rebuild (dp, tab_cap_for (dp->in_used + 1));
       t = atomic_load (&dp->intab);
     }
   i = in_find_slot (t, sa->spi, NULL);
@@ -364,8 +355,189 @@ dp_in_remove (Datapath *dp, DpSa *sa)
   atomic_store_explicit (&t->slot[i], DP_IN_TOMB, memory_order_release);
   dp->in_used--;
   dp->in_tombs++;
-  if (t->mask + 1 > 16 && dp->in_used * 8 < t->mask + 1)
-    in_rebuild (dp, in_cap_for (dp->in_used));
+  if (tab_sparse (t, dp->in_used))
+    in_rebuild (dp, tab_cap_for (dp->in_used));
+}
+
+/* ---- Host policy table ---- */
+
+DpHostSet dp_host_tomb;
+
+void
+dp_host_tab_free_all (gpointer p)
+{
+  DpHostTab *t = p;
+
+  for (guint i = 0; t != NULL && i <= t->mask; i++)
+    {
+      DpHostSet *hs = atomic_load_explicit (&t->slot[i], memory_order_relaxed);
+      if (hs != NULL && hs != DP_HOST_TOMB)
+        g_free (hs);
+    }
+  g_free (t);
+}
+
+/* The slot of a's set, or -1 and in *free_slot where it would go (the
+ * first removed or never used slot of its probe). */
+static gint
+host_slot (DpHostTab *t, const ModikeAddr *a, guint *free_slot)
+{
+  guint i = dp_host_hash (a) & t->mask;
+  gboolean have_free = FALSE;
+
+  for (;;)
+    {
+      DpHostSet *hs = atomic_load_explicit (&t->slot[i], memory_order_relaxed);
+      if (hs == NULL)
+        {
+          if (!have_free)
+            *free_slot = i;
+          return -1;
+        }
+      if (hs == DP_HOST_TOMB)
+        {
+          if (!have_free)
+            *free_slot = i, have_free = TRUE;
+        }
+      else if (modike_addr_equal_ip (&hs->pol[0].remote.from, a))
+        return (gint) i;
+      i = (i + 1) & t->mask;
+    }
+}
+
+static guint
+host_home (gconstpointer e)
+{
+  return dp_host_hash (&((const DpHostSet *) e)->pol[0].remote.from);
+}
+
+/* The sets move to the new table as they are (shared, not copied). */
+static void
+host_rebuild (Datapath *dp, guint cap)
+{
+  dp->n_host_copied += tab_rebuild (dp, &dp->hosttab, cap, DP_HOST_TOMB, host_home);
+  dp->n_host_rebuilds++;
+  dp->host_tombs = 0;
+}
+
+static DpHostSet *
+host_set_new (guint n)
+{
+  DpHostSet *hs = g_malloc (sizeof *hs + n * sizeof hs->pol[0]);
+
+  hs->n = n;
+  return hs;
+}
+
+void
+dp_host_add (Datapath *dp, const DpPolicy *p)
+{
+  DpHostTab *t = atomic_load (&dp->hosttab);
+  guint free_slot = 0;
+  gint i = host_slot (t, &p->remote.from, &free_slot);
+  DpHostSet *cur, *hs;
+  guint k = 0;
+
+  dp->host_pols++;
+  if (i >= 0)
+    {
+      /* A copy with p in its place (an address has a policy or two). */
+      cur = atomic_load_explicit (&t->slot[i], memory_order_relaxed);
+      hs = host_set_new (cur->n + 1);
+      while (k < cur->n && dp_policy_before (&cur->pol[k], p))
+        k++;
+      memcpy (hs->pol, cur->pol, k * sizeof hs->pol[0]);
+      hs->pol[k] = *p;
+      memcpy (hs->pol + k + 1, cur->pol + k, (cur->n - k) * sizeof hs->pol[0]);
+      /* Release: a worker that finds the set sees all of it. */
+      atomic_store_explicit (&t->slot[i], hs, memory_order_release);
+      dp_retire (dp, g_free, cur);
+      return;
+    }
+  if (tab_full (t, dp->host_used, dp->host_tombs))
+    {
+      host_rebuild (dp, tab_cap_for (dp->host_used + 1));
+      t = atomic_load (&dp->hosttab);
+      host_slot (t, &p->remote.from, &free_slot);
+    }
+  if (atomic_load_explicit (&t->slot[free_slot], memory_order_relaxed) == DP_HOST_TOMB)
+    dp->host_tombs--;
+  hs = host_set_new (1);
+  hs->pol[0] = *p;
+  atomic_store_explicit (&t->slot[free_slot], hs, memory_order_release);
+  dp->host_used++;
+}
+
+void
+dp_host_del (Datapath *dp, const ModikeAddr *remote, guint32 spd_id)
+{
+  DpHostTab *t = atomic_load (&dp->hosttab);
+  guint free_slot = 0, k;
+  gint i = host_slot (t, remote, &free_slot);
+  DpHostSet *cur, *hs = DP_HOST_TOMB;
+
+  if (i < 0)
+    return;
+  cur = atomic_load_explicit (&t->slot[i], memory_order_relaxed);
+  for (k = 0; k < cur->n && cur->pol[k].spd_id != spd_id; k++)
+    ;
+  if (k == cur->n)
+    return;
+  dp->host_pols--;
+  if (cur->n > 1)
+    {
+      hs = host_set_new (cur->n - 1);
+      memcpy (hs->pol, cur->pol, k * sizeof hs->pol[0]);
+      memcpy (hs->pol + k, cur->pol + k + 1, (cur->n - k - 1) * sizeof hs->pol[0]);
+    }
+  /* A tombstone when the address has no policy left: probes for sets
+   * placed after it go on. */
+  atomic_store_explicit (&t->slot[i], hs, memory_order_release);
+  dp_retire (dp, g_free, cur);
+  if (hs != DP_HOST_TOMB)
+    return;
+  dp->host_used--;
+  dp->host_tombs++;
+  if (tab_sparse (t, dp->host_used))
+    host_rebuild (dp, tab_cap_for (dp->host_used));
+}
+
+void
+dp_host_set_all (Datapath *dp, const GArray *pols)
+{
+  DpHostTab *old = atomic_load (&dp->hosttab);
+  DpHostTab *t = tab_new (tab_cap_for (pols->len));
+
+  dp->host_used = dp->host_tombs = dp->host_pols = 0;
+  /* Not published yet: sets grow in place, in the order given. */
+  for (guint j = 0; j < pols->len; j++)
+    {
+      const DpPolicy *p = &g_array_index (pols, DpPolicy, j);
+      guint free_slot = 0;
+      gint i = host_slot (t, &p->remote.from, &free_slot);
+      DpHostSet *hs;
+
+      if (i >= 0)
+        {
+          hs = atomic_load_explicit (&t->slot[i], memory_order_relaxed);
+          hs = g_realloc (hs, sizeof *hs + (hs->n + 1) * sizeof hs->pol[0]);
+          hs->pol[hs->n++] = *p;
+        }
+      else
+        {
+          hs = host_set_new (1);
+          hs->pol[0] = *p;
+          i = (gint) free_slot;
+          dp->host_used++;
+        }
+      atomic_store_explicit (&t->slot[i], hs, memory_order_relaxed);
+      dp->host_pols++;
+    }
+  dp->n_host_rebuilds++;
+  dp->n_host_copied += pols->len;
+  atomic_store_explicit (&dp->hosttab, t, memory_order_release);
+  dp_retire (dp, dp_host_tab_free_all, old);
+  dp->retired_table = TRUE;
 }
 
 /* Sends what waited for this policy's SA, in order (main loop thread:

@@ -197,24 +197,41 @@ dp_host_hash (const ModikeAddr *a)
   return h ^ (h >> 15);
 }
 
-const DpPolicy *
-dp_spd_match (const DpSnap *s, const ModikeSelector *sel)
+const DpHostSet *
+dp_host_find (const DpHostTab *t, const ModikeAddr *a)
 {
-  guint best = G_MAXUINT;
+  guint i = dp_host_hash (a) & t->mask;
 
-  /* The first matching one-address policy (chains are in SPD order)... */
-  if (s->host_head != NULL)
-    for (guint32 i = s->host_head[dp_host_hash (&sel->remote) & s->host_mask]; i != 0; i = s->host_next[i - 1])
-      if (policy_matches (&s->pol[i - 1], sel))
-        {
-          best = i - 1;
-          break;
-        }
+  /* A table always keeps a NULL slot, so the probe ends. */
+  for (;;)
+    {
+      const DpHostSet *hs = atomic_load_explicit (&t->slot[i], memory_order_acquire);
+      if (hs == NULL)
+        return NULL;
+      if (hs != DP_HOST_TOMB && modike_addr_equal_ip (&hs->pol[0].remote.from, a))
+        return hs;
+      i = (i + 1) & t->mask;
+    }
+}
+
+const DpPolicy *
+dp_spd_match (const DpSnap *s, const DpHostTab *h, const ModikeSelector *sel)
+{
+  const DpHostSet *hs = h != NULL ? dp_host_find (h, &sel->remote) : NULL;
+  const DpPolicy *best = NULL;
+
+  /* The first matching policy of the remote address's set... */
+  for (guint k = 0; hs != NULL && k < hs->n; k++)
+    if (policy_matches (&hs->pol[k], sel))
+      {
+        best = &hs->pol[k];
+        break;
+      }
   /* ...unless another policy before it matches. */
-  for (guint k = 0; k < s->n_rest && s->rest[k] < best; k++)
-    if (policy_matches (&s->pol[s->rest[k]], sel))
-      return &s->pol[s->rest[k]];
-  return best != G_MAXUINT ? &s->pol[best] : NULL;
+  for (guint k = 0; k < s->n_pol && (best == NULL || dp_policy_before (&s->pol[k], best)); k++)
+    if (policy_matches (&s->pol[k], sel))
+      return &s->pol[k];
+  return best;
 }
 
 /* Encrypts the packet in slot[n_tx] and queues the ESP for sending. */
@@ -332,7 +349,7 @@ out_packet (DpWorker *w, const DpSnap *s, guint8 *pkt, gsize len)
       dp_count (dp, C_MALFORMED);
       return;
     }
-  pol = dp_spd_match (s, &sel);
+  pol = dp_spd_match (s, atomic_load_explicit (&dp->hosttab, memory_order_acquire), &sel);
   if (pol == NULL)
     {
       dp_count (dp, C_NO_POLICY);

@@ -122,6 +122,42 @@ fdp_policies_set (gpointer user, GPtrArray *entries)
   fake_log (dp->log, "policies %u", entries->len);
 }
 
+/* One policy at a time: placed by (priority, seq) as the SPD orders it. */
+static void
+fdp_policy_add (gpointer user, ModikeSpdEntry *e)
+{
+  FakeDp *dp = user;
+  guint k;
+
+  dp->policy_adds++;
+  if (dp->policies == NULL)
+    dp->policies = g_ptr_array_new_with_free_func ((GDestroyNotify) modike_spd_entry_free);
+  for (k = dp->policies->len; k > 0; k--)
+    {
+      const ModikeSpdEntry *o = dp->policies->pdata[k - 1];
+
+      g_assert_cmpuint (o->id, !=, e->id);
+      if (o->priority < e->priority || (o->priority == e->priority && o->seq <= e->seq))
+        break;
+    }
+  g_ptr_array_insert (dp->policies, (gint) k, e);
+}
+
+static void
+fdp_policy_del (gpointer user, guint32 spd_id)
+{
+  FakeDp *dp = user;
+  guint k;
+
+  dp->policy_dels++;
+  for (k = 0; dp->policies != NULL && k < dp->policies->len; k++)
+    if (((ModikeSpdEntry *) dp->policies->pdata[k])->id == spd_id)
+      break;
+  /* Only policies it has are taken back. */
+  g_assert_true (dp->policies != NULL && k < dp->policies->len);
+  g_ptr_array_remove_index (dp->policies, k);
+}
+
 static gboolean
 fdp_adapter_attach (gpointer user, const char *peer, const int *fds, guint n_fds, guint flags, GError **error)
 {
@@ -172,6 +208,8 @@ static const ModikeDatapathOps fake_dp_ops = {
   .sa_del = fdp_sa_del,
   .sa_move = fdp_sa_move,
   .policies_set = fdp_policies_set,
+  .policy_add = fdp_policy_add,
+  .policy_del = fdp_policy_del,
   .adapter_attach = fdp_adapter_attach,
   .adapter_detach = fdp_adapter_detach,
   .socket_attach = fdp_socket_attach,

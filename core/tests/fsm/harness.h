@@ -137,8 +137,11 @@ typedef struct {
   GPtrArray *log;            /* char*, shared with the FakeOs */
   ModikeDatapathHost *host;
   guint starts, stops, sa_adds, sa_dels, policy_sets;
+  guint policy_adds, policy_dels; /* one at a time (ABI 1.4) */
   GHashTable *sas;           /* "in:%08x" / "out:%08x" -> ModikeSadEntry* (copies) */
-  GPtrArray *policies;       /* the last policies_set */
+  /* The last policies_set with the policy_add/_del since applied, in
+   * (priority, seq) order: what a whole policies_set would give now. */
+  GPtrArray *policies;
   gboolean refuse;           /* sa_add fails */
   gboolean calls_in_stop;    /* host calls from stop, as a racing thread would */
 } FakeDp;

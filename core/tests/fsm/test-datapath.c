@@ -727,10 +727,81 @@ test_adapter_prefixes (void)
   }
 }
 
+/* The fake's policies are the SPD's, in its order (ids compared). */
+static void
+assert_policies_mirror (FakeDp *dp, Node *n)
+{
+  g_autoptr (GPtrArray) spd = modike_spd_entries (modike_ike_get_spd (n->ike));
+
+  g_assert_cmpuint (dp->policies->len, ==, spd->len);
+  for (guint i = 0; i < spd->len; i++)
+    g_assert_cmpuint (((ModikeSpdEntry *) dp->policies->pdata[i])->id, ==,
+                      ((ModikeSpdEntry *) spd->pdata[i])->id);
+}
+
+/* Policies that come and go one at a time reach a datapath that takes
+ * them so (policy_add/_del), placed by priority then seq; no whole SPD. */
+static void
+test_dp_policies_update (void)
+{
+  Params p = params_default ();
+  g_autoptr (GPtrArray) log = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (guint32));
+  ModikeSpd *spd;
+  FakeDp da, db;
+  Node *a, *b;
+  Net *net;
+  guint32 id;
+
+  fake_dp_init (&da, log);
+  fake_dp_init (&db, log);
+  p.two_policies = TRUE;
+  net = dp_pair_new (&p, &da, &db, NULL, &a, &b);
+  g_assert_cmpuint (da.policy_sets, ==, 1);
+  spd = modike_ike_get_spd (a->ike);
+  /* First by priority, last among equals, and in between. */
+  for (guint prio = 0; prio < 3; prio++)
+    {
+      ModikeSpdEntry *e = modike_spd_entry_new ();
+
+      e->priority = prio == 0 ? 0 : prio == 1 ? G_MAXUINT : ((ModikeSpdEntry *) da.policies->pdata[0])->priority;
+      id = modike_spd_add (spd, e);
+      g_array_set_size (ids, 0);
+      g_array_append_val (ids, id);
+      engine_dp_policies_update (a->ike, NULL, ids);
+      assert_policies_mirror (&da, a);
+    }
+  g_assert_cmpuint (da.policy_adds, ==, 3);
+  g_assert_cmpuint (da.policies->len, ==, 5);
+  /* One out (the first SPD entry), one in, in one update. */
+  id = ((ModikeSpdEntry *) da.policies->pdata[0])->id;
+  g_assert_true (modike_spd_remove (spd, id));
+  g_array_set_size (ids, 0);
+  g_array_append_val (ids, id);
+  {
+    g_autoptr (GArray) added = g_array_new (FALSE, FALSE, sizeof (guint32));
+    guint32 nid = modike_spd_add (spd, modike_spd_entry_new ());
+
+    g_array_append_val (added, nid);
+    engine_dp_policies_update (a->ike, ids, added);
+  }
+  assert_policies_mirror (&da, a);
+  g_assert_cmpuint (da.policy_dels, ==, 1);
+  g_assert_cmpuint (da.policy_adds, ==, 4);
+  /* Nothing changed: nothing called. */
+  engine_dp_policies_update (a->ike, NULL, NULL);
+  g_assert_cmpuint (da.policy_sets, ==, 1);
+  g_assert_cmpuint (db.policy_adds + db.policy_dels, ==, 0);
+  net_free (net);
+  fake_dp_clear (&da);
+  fake_dp_clear (&db);
+}
+
 void
 fsm_add_datapath_tests (void)
 {
   g_test_add_func ("/fsm/datapath/sad-mirror", test_dp_sad_mirror);
+  g_test_add_func ("/fsm/datapath/policies-update", test_dp_policies_update);
   g_test_add_func ("/fsm/datapath/acquire/phase1", test_dp_acquire_phase1);
   g_test_add_func ("/fsm/datapath/acquire/quick-mode-from-thread", test_dp_acquire_quick_mode_thread);
   g_test_add_func ("/fsm/datapath/acquire/rate-limit", test_dp_acquire_rate_limit);

@@ -6,6 +6,7 @@
  *
  * The process moves into its own network namespace first (as root, or
  * through a user namespace) so raw ESP/IP sockets see only our packets. */
+#include "datapath-private.h" /* the SPD lookup, for the policy order tests */
 #include "harness.h"
 #include "loader.h"
 
@@ -1180,6 +1181,189 @@ test_bypass (void)
   pair_clear (&p);
 }
 
+/* Side a's policies again: policy 1 (v4 nets) at priority `prio` and
+ * seq 5, policy 2 (v6) as before; SAs follow by id. */
+static void
+a_policies (Pair *p, guint prio)
+{
+  GPtrArray *pa = g_ptr_array_new_with_free_func ((GDestroyNotify) modike_spd_entry_free);
+  ModikeSpdEntry *e = policy_new (1, MODIKE_SPD_PROTECT, p->a.net4, p->b.net4, "b");
+
+  e->priority = prio;
+  e->seq = 5;
+  g_ptr_array_add (pa, e);
+  e = policy_new (2, MODIKE_SPD_PROTECT, p->a.net6, p->b.net6, "b");
+  e->priority = prio;
+  e->seq = 6;
+  g_ptr_array_add (pa, e);
+  datapath_ops.policies_set (p->a.dp, pa);
+}
+
+/* One policy for side a, as the core gives it one at a time. */
+static void
+a_policy_add (Pair *p, guint32 id, ModikeSpdAction action, const char *remote, guint prio, guint64 seq)
+{
+  ModikeSpdEntry *e = policy_new (id, action, p->a.net4, remote, action == MODIKE_SPD_PROTECT ? "b" : NULL);
+
+  e->priority = prio;
+  e->seq = seq;
+  datapath_ops.policy_add (p->a.dp, e);
+}
+
+/* The policy a packet 10.1.0.5 -> dst would take on side a now. */
+static guint32
+a_match (Pair *p, const char *dst)
+{
+  ModikeSelector sel = { .proto = IPPROTO_UDP, .local_port = 1000, .remote_port = 53 };
+  const DpPolicy *pol;
+
+  addr_of ("10.1.0.5", &sel.local);
+  addr_of (dst, &sel.remote);
+  pol = dp_spd_match (atomic_load (&p->a.dp->snap), atomic_load (&p->a.dp->hosttab), &sel);
+  return pol != NULL ? pol->spd_id : 0;
+}
+
+/* A packet 10.1.0.5 -> dst on side a was bypassed: without raw sockets
+ * that is one more send error. */
+static void
+expect_bypassed (Pair *p, const char *dst, guint8 fill, guint *errs)
+{
+  send_udp (&p->a, "10.1.0.5", dst, 1000, 53, 30, fill);
+  (*errs)++;
+  WAIT_COUNTER (&p->a, send_errors, *errs);
+}
+
+/* Policies added and removed one at a time take their place among the
+ * others by priority, then seq: host ones (one remote address) against
+ * ranges, either way. A protected packet arrives through policy 1's SA. */
+static void
+test_policy_order (void)
+{
+  Pair p;
+  guint errs = 0;
+
+  pair_init (&p, AF_INET);
+  pair_policies (&p, NULL);
+  a_policies (&p, 10);
+  add_sa (&p.a, &p.b, 0x7001, 1, &alg_gcm128, FALSE, NULL, 0);
+  assert_udp_passes (&p.a, &p.b, "10.1.0.5", "10.2.0.9", 1000, 53, 30, 1);
+
+  /* A BYPASS host entry before the PROTECT range (lower priority)... */
+  a_policy_add (&p, 50, MODIKE_SPD_BYPASS, "10.2.0.9/32", 5, 9);
+  g_assert_cmpuint (a_match (&p, "10.2.0.9"), ==, 50);
+  expect_bypassed (&p, "10.2.0.9", 2, &errs);
+  assert_udp_passes (&p.a, &p.b, "10.1.0.5", "10.2.0.8", 1000, 53, 30, 3);
+  /* ...gone: the range again. */
+  datapath_ops.policy_del (p.a.dp, 50);
+  g_assert_cmpuint (a_match (&p, "10.2.0.9"), ==, 1);
+  assert_udp_passes (&p.a, &p.b, "10.1.0.5", "10.2.0.9", 1000, 53, 30, 4);
+  /* After it (higher priority): the range wins. */
+  a_policy_add (&p, 51, MODIKE_SPD_BYPASS, "10.2.0.9/32", 20, 1);
+  g_assert_cmpuint (a_match (&p, "10.2.0.9"), ==, 1);
+  assert_udp_passes (&p.a, &p.b, "10.1.0.5", "10.2.0.9", 1000, 53, 30, 5);
+  datapath_ops.policy_del (p.a.dp, 51);
+  /* Equal priority: seq decides (the range's is 5). */
+  a_policy_add (&p, 52, MODIKE_SPD_BYPASS, "10.2.0.9/32", 10, 3);
+  g_assert_cmpuint (a_match (&p, "10.2.0.9"), ==, 52);
+  expect_bypassed (&p, "10.2.0.9", 6, &errs);
+  datapath_ops.policy_del (p.a.dp, 52);
+  a_policy_add (&p, 53, MODIKE_SPD_BYPASS, "10.2.0.9/32", 10, 7);
+  g_assert_cmpuint (a_match (&p, "10.2.0.9"), ==, 1);
+  assert_udp_passes (&p.a, &p.b, "10.1.0.5", "10.2.0.9", 1000, 53, 30, 7);
+  datapath_ops.policy_del (p.a.dp, 53);
+
+  /* The reverse: a BYPASS range (in the snapshot) before the PROTECT
+   * range, a PROTECT host entry before both. */
+  a_policy_add (&p, 60, MODIKE_SPD_BYPASS, "10.2.0.0/24", 5, 20);
+  a_policy_add (&p, 61, MODIKE_SPD_PROTECT, "10.2.0.9/32", 3, 21);
+  g_assert_cmpuint (a_match (&p, "10.2.0.9"), ==, 61);
+  g_assert_cmpuint (a_match (&p, "10.2.0.8"), ==, 60);
+  g_assert_cmpuint (a_match (&p, "10.2.1.8"), ==, 1);
+  expect_bypassed (&p, "10.2.0.8", 8, &errs);
+  /* Policy 61 has no SA: held, acquired for it. */
+  send_udp (&p.a, "10.1.0.5", "10.2.0.9", 1000, 53, 30, 9);
+  WAIT_COUNTER (&p.a, queued, 1);
+  g_assert_true (calls_wait (CALL_ACQUIRE, p.a.host, -1, 1));
+  g_assert_cmpuint (calls_first (CALL_ACQUIRE, p.a.host)->spd_id, ==, 61);
+  /* A host entry behind the BYPASS range, then the range gone, then it. */
+  datapath_ops.policy_del (p.a.dp, 61);
+  a_policy_add (&p, 62, MODIKE_SPD_PROTECT, "10.2.0.9/32", 7, 22);
+  g_assert_cmpuint (a_match (&p, "10.2.0.9"), ==, 60);
+  expect_bypassed (&p, "10.2.0.9", 10, &errs);
+  datapath_ops.policy_del (p.a.dp, 60);
+  g_assert_cmpuint (a_match (&p, "10.2.0.9"), ==, 62);
+  g_assert_cmpuint (a_match (&p, "10.2.0.8"), ==, 1);
+  datapath_ops.policy_del (p.a.dp, 62);
+  g_assert_cmpuint (a_match (&p, "10.2.0.9"), ==, 1);
+  assert_udp_passes (&p.a, &p.b, "10.1.0.5", "10.2.0.9", 1000, 53, 30, 11);
+  assert_udp_passes (&p.a, &p.b, "10.1.0.5", "10.2.0.8", 1000, 53, 30, 12);
+  pair_clear (&p);
+}
+
+/* A policy removed with packets waiting for its SA drops them at once; one
+ * removed while its SA lives leaves the SA to the core (traffic falls to
+ * the next policy); one added after its SA uses it from the start. */
+static void
+test_policy_del_live (void)
+{
+  Pair p;
+  DatapathPolicyCounters pc;
+  DatapathCounters c;
+  ModikeSaStats st;
+  guint64 sent70;
+
+  pair_init (&p, AF_INET);
+  pair_policies (&p, NULL);
+  a_policies (&p, 10);
+  add_sa (&p.a, &p.b, 0x7001, 1, &alg_gcm128, FALSE, NULL, 0);
+
+  /* The SA first, then its policy. */
+  add_sa (&p.a, &p.b, 0x7070, 70, &alg_gcm128, FALSE, NULL, 0);
+  a_policy_add (&p, 70, MODIKE_SPD_PROTECT, "10.2.0.9/32", 5, 30);
+  assert_udp_passes (&p.a, &p.b, "10.1.0.5", "10.2.0.9", 1000, 53, 30, 1);
+  datapath_ops.sa_stats (p.a.dp, MODIKE_DIR_OUT, 0x7070, &st);
+  g_assert_cmpuint (st.packets, ==, 1);
+  sent70 = st.packets;
+
+  /* A policy with no SA holds three packets. */
+  a_policy_add (&p, 71, MODIKE_SPD_PROTECT, "10.2.0.10/32", 5, 31);
+  for (guint i = 0; i < 3; i++)
+    send_udp (&p.a, "10.1.0.5", "10.2.0.10", 1000 + i, 53, 30, i);
+  WAIT_COUNTER (&p.a, queued, 3);
+  g_assert_true (datapath_get_policy_counters (p.a.dp, 71, &pc));
+  g_assert_cmpuint (pc.queue_len, ==, 3);
+  /* It goes: the queue is dropped now, counted, the state forgotten. */
+  datapath_ops.policy_del (p.a.dp, 71);
+  get_counters (&p.a, &c);
+  g_assert_cmpuint (c.queue_drops, ==, 3);
+  g_assert_false (datapath_get_policy_counters (p.a.dp, 71, &pc));
+  /* 10.2.0.10 falls to policy 1 (and its SA). */
+  assert_udp_passes (&p.a, &p.b, "10.1.0.5", "10.2.0.10", 1000, 53, 30, 4);
+
+  /* Policy 70 goes while its SA lives: policy 1 carries 10.2.0.9 now. */
+  datapath_ops.policy_del (p.a.dp, 70);
+  g_assert_false (datapath_get_policy_counters (p.a.dp, 70, &pc));
+  assert_udp_passes (&p.a, &p.b, "10.1.0.5", "10.2.0.9", 1000, 53, 30, 5);
+  datapath_ops.sa_stats (p.a.dp, MODIKE_DIR_OUT, 0x7070, &st);
+  g_assert_cmpuint (st.packets, ==, sent70);
+  /* It comes back while the SA still lives: the SA again. */
+  a_policy_add (&p, 70, MODIKE_SPD_PROTECT, "10.2.0.9/32", 5, 32);
+  assert_udp_passes (&p.a, &p.b, "10.1.0.5", "10.2.0.9", 1000, 53, 30, 6);
+  datapath_ops.sa_stats (p.a.dp, MODIKE_DIR_OUT, 0x7070, &st);
+  g_assert_cmpuint (st.packets, ==, sent70 + 1);
+  /* The SA goes, then the policy; then the policy alone acquires. */
+  datapath_ops.policy_del (p.a.dp, 70);
+  datapath_ops.sa_del (p.a.dp, MODIKE_DIR_OUT, 0x7070);
+  a_policy_add (&p, 70, MODIKE_SPD_PROTECT, "10.2.0.9/32", 5, 33);
+  send_udp (&p.a, "10.1.0.5", "10.2.0.9", 1000, 53, 30, 7);
+  g_assert_true (calls_wait (CALL_ACQUIRE, p.a.host, -1, 2));
+  get_counters (&p.a, &c);
+  g_assert_cmpuint (c.queued, ==, 4);
+  g_assert_cmpuint (c.no_policy, ==, 0);
+  g_assert_cmpuint (c.send_errors, ==, 0);
+  pair_clear (&p);
+}
+
 /* The plugin through the loader: registers the datapath and its config
  * section; the section's values reach the runtime. */
 static void
@@ -1389,6 +1573,8 @@ main (int argc, char **argv)
   g_test_add_func ("/datapath/rekey", test_rekey);
   g_test_add_func ("/datapath/sa-move", test_sa_move);
   g_test_add_func ("/datapath/reload-renumber", test_reload_renumber);
+  g_test_add_func ("/datapath/policy-order", test_policy_order);
+  g_test_add_func ("/datapath/policy-del-live", test_policy_del_live);
   g_test_add_func ("/datapath/lifetimes", test_lifetimes);
   g_test_add_data_func ("/datapath/vnet-gso/v4", GINT_TO_POINTER (FALSE), test_vnet);
   g_test_add_data_func ("/datapath/vnet-gso/v6", GINT_TO_POINTER (TRUE), test_vnet);

@@ -1,9 +1,13 @@
-/* Suite scale: the esp_user datapath applies SA changes in place. The
- * inbound SA table under concurrent lookups (inserts, tombstones, their
- * reuse, resizes); a flow that keeps every packet while 10,000 other SA
- * pairs come and go and its own SAs are rekeyed, with counters showing
- * that no change rebuilt a snapshot or copied more than a constant per SA;
- * and the memory an ESP pair takes. Nothing measures time. */
+/* Suite scale: the esp_user datapath applies SA and host policy changes
+ * in place. The inbound SA table and the host policy table under
+ * concurrent lookups (inserts, tombstones, their reuse, resizes); a flow
+ * that keeps every packet while 10,000 other SA pairs come and go and its
+ * own SAs are rekeyed, with counters showing that no change rebuilt a
+ * snapshot or copied more than a constant per SA; the SPD lookup (host
+ * table and snapshot) against the SPD's meaning through whole and
+ * one-at-a-time changes; a flow that keeps every packet while 10,000
+ * clients' policies come and go one at a time, none of them rebuilding a
+ * snapshot; and the memory an ESP pair takes. Nothing measures time. */
 #include "datapath-private.h"
 #include "harness.h"
 
@@ -90,10 +94,8 @@ test_in_table (void)
   g_assert_cmpuint (st0.in_sas, ==, tc.n_stable);
   g_assert_cmpuint (st0.in_capacity, ==, 128);
 
-  for (guint i = 0; i < G_N_ELEMENTS (readers); i++)
-    readers[i] = g_thread_new ("reader", table_reader, &tc);
-
-  /* Tombstone reuse: a removed SPI's slot takes the next insert there. */
+  /* Tombstone reuse: a removed SPI's slot takes the next insert there
+   * (before the readers start: they expect every stable SA at all times). */
   dp_in_remove (tc.dp, &tc.stable[5]);
   table_stats (tc.dp, &st);
   g_assert_cmpuint (st.in_tombstones, ==, 1);
@@ -103,6 +105,9 @@ test_in_table (void)
   g_assert_cmpuint (st.in_tombstones, ==, 0);
   g_assert_cmpuint (st.in_sas, ==, tc.n_stable);
   g_assert_cmpuint (st.in_rebuilds, ==, st0.in_rebuilds);
+
+  for (guint i = 0; i < G_N_ELEMENTS (readers); i++)
+    readers[i] = g_thread_new ("reader", table_reader, &tc);
 
   /* Growth: all in, each found at once. */
   for (guint i = 0; i < n_churn; i++, ops++)
@@ -150,6 +155,152 @@ test_in_table (void)
   datapath_free (tc.dp);
   g_free (churn);
   g_free (tc.stable);
+}
+
+/* ------------------------------------------------------------------ */
+/* The host policy table alone                                         */
+
+typedef struct {
+  Datapath *dp;
+  guint n_stable, n_churn;
+  atomic_bool stop;
+  atomic_uint failures;
+  atomic_uint_fast64_t lookups;
+} HostCase;
+
+/* Host k's address: stable ones in 10.9/16, churning ones in 10.8/16. */
+static void
+host_addr (guint k, gboolean stable, ModikeAddr *a)
+{
+  memset (a, 0, sizeof *a);
+  a->family = AF_INET;
+  a->addr[0] = 10, a->addr[1] = stable ? 9 : 8;
+  a->addr[2] = (guint8) (k >> 8), a->addr[3] = (guint8) k;
+}
+
+static void
+host_policy (guint k, gboolean stable, guint32 id, guint64 seq, DpPolicy *p)
+{
+  memset (p, 0, sizeof *p);
+  p->spd_id = id;
+  p->seq = seq;
+  host_addr (k, stable, &p->remote.from);
+  p->remote.to = p->remote.from;
+}
+
+/* A reader as a worker would be: every stable address finds its two
+ * policies in order, a churning one finds its own or nothing. */
+static gpointer
+host_reader (gpointer data)
+{
+  HostCase *hc = data;
+  guint k = 0;
+
+  while (!atomic_load (&hc->stop))
+    {
+      const DpHostTab *t = atomic_load_explicit (&hc->dp->hosttab, memory_order_acquire);
+      ModikeAddr a;
+
+      for (guint i = 0; i < hc->n_stable; i++)
+        {
+          const DpHostSet *hs;
+
+          host_addr (i, TRUE, &a);
+          hs = dp_host_find (t, &a);
+          if (hs == NULL || hs->n != 2 || hs->pol[0].spd_id != i + 1 || hs->pol[1].spd_id != 100 + i)
+            atomic_fetch_add (&hc->failures, 1);
+        }
+      for (guint i = 0; i < 64; i++, k = (k + 1) % hc->n_churn)
+        {
+          const DpHostSet *hs;
+
+          host_addr (k, FALSE, &a);
+          hs = dp_host_find (t, &a);
+          if (hs != NULL && (hs->n != 1 || hs->pol[0].spd_id != 1000 + k
+                             || !modike_addr_equal_ip (&hs->pol[0].remote.from, &a)))
+            atomic_fetch_add (&hc->failures, 1);
+        }
+      atomic_fetch_add (&hc->lookups, hc->n_stable + 64);
+    }
+  return NULL;
+}
+
+static gboolean
+host_has (Datapath *dp, guint k)
+{
+  ModikeAddr a;
+
+  host_addr (k, FALSE, &a);
+  return dp_host_find (atomic_load (&dp->hosttab), &a) != NULL;
+}
+
+static void
+test_host_table (void)
+{
+  HostCase hc = { 0 };
+  GThread *readers[2];
+  DatapathTableStats st, st0;
+  DpPolicy p;
+  guint ops = 0;
+
+  hc.dp = datapath_new ();
+  hc.n_stable = 64;
+  hc.n_churn = 20000;
+  /* Each stable address has two policies, given in reverse order: the
+   * set keeps them by seq. */
+  for (guint i = 0; i < hc.n_stable; i++)
+    {
+      host_policy (i, TRUE, 100 + i, 2, &p);
+      dp_host_add (hc.dp, &p);
+      host_policy (i, TRUE, i + 1, 1, &p);
+      dp_host_add (hc.dp, &p);
+    }
+  datapath_get_table_stats (hc.dp, &st0);
+  g_assert_cmpuint (st0.host_addrs, ==, hc.n_stable);
+  g_assert_cmpuint (st0.host_policies, ==, 2 * hc.n_stable);
+  for (guint i = 0; i < G_N_ELEMENTS (readers); i++)
+    readers[i] = g_thread_new ("reader", host_reader, &hc);
+
+  /* Growth, churn at a steady size, shrinking; each change seen at once. */
+  for (guint k = 0; k < hc.n_churn; k++, ops++)
+    {
+      host_policy (k, FALSE, 1000 + k, 10 + k, &p);
+      dp_host_add (hc.dp, &p);
+      g_assert_true (host_has (hc.dp, k));
+    }
+  for (guint round = 0; round < 3; round++)
+    for (guint k = round % 2; k < hc.n_churn; k += 2, ops += 2)
+      {
+        host_addr (k, FALSE, &p.remote.from);
+        dp_host_del (hc.dp, &p.remote.from, 1000 + k);
+        g_assert_false (host_has (hc.dp, k));
+        host_policy (k, FALSE, 1000 + k, 10 + k, &p);
+        dp_host_add (hc.dp, &p);
+        g_assert_true (host_has (hc.dp, k));
+      }
+  for (guint k = 0; k < hc.n_churn; k++, ops++)
+    {
+      host_addr (k, FALSE, &p.remote.from);
+      dp_host_del (hc.dp, &p.remote.from, 1000 + k);
+      g_assert_false (host_has (hc.dp, k));
+    }
+  datapath_get_table_stats (hc.dp, &st);
+  g_assert_cmpuint (st.host_addrs, ==, hc.n_stable);
+  g_assert_cmpuint (st.host_policies, ==, 2 * hc.n_stable);
+  g_assert_cmpuint (st.host_capacity, <=, 8 * hc.n_stable);
+  g_assert_cmpuint (st.snapshots, ==, st0.snapshots);
+  g_test_message ("%u host table changes: %" G_GUINT64_FORMAT " rebuilds copied %" G_GUINT64_FORMAT " sets", ops,
+                  st.host_rebuilds - st0.host_rebuilds, st.host_copied - st0.host_copied);
+  g_assert_cmpuint (st.host_copied - st0.host_copied, <=, 4 * (guint64) ops);
+
+  while (atomic_load (&hc.lookups) < 100000)
+    g_usleep (1000);
+  atomic_store (&hc.stop, TRUE);
+  for (guint i = 0; i < G_N_ELEMENTS (readers); i++)
+    g_thread_join (readers[i]);
+  g_assert_cmpuint (atomic_load (&hc.failures), ==, 0);
+  /* The replaced sets and tables were retired, not freed under the readers. */
+  datapath_free (hc.dp);
 }
 
 /* ------------------------------------------------------------------ */
@@ -458,19 +609,83 @@ random_ports (GRand *r, ModikePortRange *pr)
     *pr = (ModikePortRange) { p, p };
 }
 
-/* The SPD's meaning: the first policy in order that matches. */
-static const DpPolicy *
-reference_match (const DpSnap *s, const ModikeSelector *sel)
+/* The SPD's meaning: the first entry in (priority, seq) order that matches. */
+static const ModikeSpdEntry *
+reference_match (GPtrArray *ref, const ModikeSelector *sel)
 {
-  for (guint i = 0; i < s->n_pol; i++)
+  for (guint i = 0; i < ref->len; i++)
     {
-      const DpPolicy *p = &s->pol[i];
-      if (modike_addr_range_contains (&p->local, &sel->local) && modike_addr_range_contains (&p->remote, &sel->remote)
-          && (p->proto == 0 || p->proto == sel->proto) && p->lport.from <= sel->local_port
-          && sel->local_port <= p->lport.to && p->rport.from <= sel->remote_port && sel->remote_port <= p->rport.to)
-        return p;
+      const ModikeSpdEntry *e = ref->pdata[i];
+      if (modike_addr_range_contains (&e->local, &sel->local) && modike_addr_range_contains (&e->remote, &sel->remote)
+          && (e->proto == 0 || e->proto == sel->proto) && e->local_port.from <= sel->local_port
+          && sel->local_port <= e->local_port.to && e->remote_port.from <= sel->remote_port
+          && sel->remote_port <= e->remote_port.to)
+        return e;
     }
   return NULL;
+}
+
+/* Mostly one-address remotes (several with the same address, some
+ * narrower by protocol or port), ranges and "any" in between, over a few
+ * priorities. Sets *host if the remote is one address. */
+static ModikeSpdEntry *
+random_entry (GRand *r, guint32 id, guint64 seq, gboolean *host)
+{
+  ModikeSpdEntry *e = modike_spd_entry_new ();
+  guint kind = g_rand_int_range (r, 0, 10);
+  gboolean v6 = g_rand_int_range (r, 0, 4) == 0;
+
+  e->id = id;
+  e->seq = seq;
+  e->priority = (guint) g_rand_int_range (r, 0, 3);
+  e->action = (ModikeSpdAction) g_rand_int_range (r, MODIKE_SPD_PROTECT, MODIKE_SPD_DISCARD + 1);
+  *host = kind < 7;
+  if (kind < 7)
+    {
+      random_addr (r, v6, 0, &e->remote.from);
+      e->remote.to = e->remote.from;
+    }
+  else if (kind < 9)
+    {
+      random_addr (r, v6, 0, &e->remote.from);
+      e->remote.from.addr[v6 ? 15 : 3] &= 0xf0; /* a range of 16 */
+      e->remote.to = e->remote.from;
+      e->remote.to.addr[v6 ? 15 : 3] |= 0x0f;
+    }
+  if (g_rand_boolean (r))
+    range_of (v6 ? "fd01::/64" : "10.1.0.0/16", &e->local);
+  e->proto = (guint8) (g_rand_int_range (r, 0, 3) == 0 ? 17 : 0);
+  random_ports (r, &e->local_port);
+  random_ports (r, &e->remote_port);
+  return e;
+}
+
+/* n random lookups: the datapath's tables answer as the reference does. */
+static guint
+check_lookups (Datapath *dp, GRand *r, GPtrArray *ref, guint n)
+{
+  const DpSnap *s = atomic_load (&dp->snap);
+  const DpHostTab *h = atomic_load (&dp->hosttab);
+  guint hits = 0;
+
+  for (guint i = 0; i < n; i++)
+    {
+      ModikeSelector sel = { 0 };
+      gboolean v6 = g_rand_int_range (r, 0, 4) == 0;
+      const ModikeSpdEntry *want;
+      const DpPolicy *got;
+
+      random_addr (r, v6, 0, &sel.remote);
+      random_addr (r, v6, g_rand_boolean (r) ? 1 : 2, &sel.local);
+      sel.proto = g_rand_boolean (r) ? 17 : 6;
+      sel.local_port = (guint16) g_rand_int_range (r, 1, 4);
+      sel.remote_port = (guint16) g_rand_int_range (r, 1, 4);
+      want = reference_match (ref, &sel);
+      got = dp_spd_match (s, h, &sel);
+      g_assert_cmpuint (got != NULL ? got->spd_id : 0, ==, want != NULL ? want->id : 0);
+      hits += want != NULL;
+    }
+  return hits;
 }
 
 static void
@@ -479,62 +694,193 @@ test_spd_index (void)
   g_autoptr (Datapath) dp = datapath_new ();
   GRand *r = g_rand_new_with_seed (4242);
   GPtrArray *entries = g_ptr_array_new_with_free_func ((GDestroyNotify) modike_spd_entry_free);
-  const DpSnap *s;
-  guint hits = 0, hosts = 0;
+  g_autoptr (GPtrArray) ref = g_ptr_array_new_with_free_func ((GDestroyNotify) modike_spd_entry_free);
+  DatapathTableStats st, st0;
+  guint hits = 0, hosts = 0, host_ops = 0;
+  guint32 next_id = 1;
+  guint64 next_seq = 1;
 
-  /* Mostly one-address remotes (several with the same address, some
-   * narrower by protocol or port), ranges and "any" in between. */
+  /* The whole SPD at once, given in id order (priorities mixed): the
+   * datapath orders it. */
   for (guint i = 0; i < 400; i++)
     {
-      ModikeSpdEntry *e = modike_spd_entry_new ();
-      guint kind = g_rand_int_range (r, 0, 10);
-      gboolean v6 = g_rand_int_range (r, 0, 4) == 0;
+      gboolean host;
+      ModikeSpdEntry *e = random_entry (r, next_id++, next_seq++, &host);
 
-      e->id = i + 1;
-      e->action = (ModikeSpdAction) g_rand_int_range (r, MODIKE_SPD_PROTECT, MODIKE_SPD_DISCARD + 1);
-      if (kind < 7)
-        {
-          random_addr (r, v6, 0, &e->remote.from);
-          e->remote.to = e->remote.from;
-          hosts++;
-        }
-      else if (kind < 9)
-        {
-          random_addr (r, v6, 0, &e->remote.from);
-          e->remote.from.addr[v6 ? 15 : 3] &= 0xf0; /* a range of 16 */
-          e->remote.to = e->remote.from;
-          e->remote.to.addr[v6 ? 15 : 3] |= 0x0f;
-        }
-      if (g_rand_boolean (r))
-        range_of (v6 ? "fd01::/64" : "10.1.0.0/16", &e->local);
-      e->proto = (guint8) (g_rand_int_range (r, 0, 3) == 0 ? 17 : 0);
-      random_ports (r, &e->local_port);
-      random_ports (r, &e->remote_port);
+      hosts += host;
       g_ptr_array_add (entries, e);
+      g_ptr_array_add (ref, modike_spd_entry_dup (e));
     }
+  g_ptr_array_sort (ref, dp_entry_order);
   datapath_ops.policies_set (dp, entries);
-  s = atomic_load (&dp->snap);
-  g_assert_cmpuint (s->n_pol, ==, 400);
-  g_assert_cmpuint (s->n_pol - s->n_rest, ==, hosts);
-  for (guint i = 0; i < 20000; i++)
-    {
-      ModikeSelector sel = { 0 };
-      gboolean v6 = g_rand_int_range (r, 0, 4) == 0;
-      const DpPolicy *want, *got;
+  datapath_get_table_stats (dp, &st0);
+  g_assert_cmpuint (st0.host_policies, ==, hosts);
+  g_assert_cmpuint (st0.rest_policies, ==, 400 - hosts);
+  hits += check_lookups (dp, r, ref, 20000);
 
-      random_addr (r, v6, 0, &sel.remote);
-      random_addr (r, v6, g_rand_boolean (r) ? 1 : 2, &sel.local);
-      sel.proto = g_rand_boolean (r) ? 17 : 6;
-      sel.local_port = (guint16) g_rand_int_range (r, 1, 4);
-      sel.remote_port = (guint16) g_rand_int_range (r, 1, 4);
-      want = reference_match (s, &sel);
-      got = dp_spd_match (s, &sel);
-      g_assert_true (got == want);
-      hits += want != NULL;
+  /* Then one at a time: adds (later seqs) and deletes, each checked;
+   * host policies never rebuild the snapshot. */
+  for (guint op = 0; op < 3000; op++)
+    {
+      guint64 snaps;
+      gboolean host;
+
+      datapath_get_table_stats (dp, &st);
+      snaps = st.snapshots;
+      if (ref->len < 300 || g_rand_int_range (r, 0, 2) == 0)
+        {
+          ModikeSpdEntry *e = random_entry (r, next_id++, next_seq++, &host);
+          guint k = ref->len;
+
+          while (k > 0 && dp_entry_order (&e, &ref->pdata[k - 1]) < 0)
+            k--;
+          g_ptr_array_insert (ref, (gint) k, modike_spd_entry_dup (e));
+          datapath_ops.policy_add (dp, e);
+        }
+      else
+        {
+          guint k = (guint) g_rand_int_range (r, 0, (gint32) ref->len);
+          const ModikeSpdEntry *e = ref->pdata[k];
+
+          host = dp_one_address (&e->remote);
+          datapath_ops.policy_del (dp, e->id);
+          g_ptr_array_remove_index (ref, k);
+        }
+      datapath_get_table_stats (dp, &st);
+      g_assert_cmpuint (st.snapshots, ==, snaps + !host);
+      host_ops += host;
+      hits += check_lookups (dp, r, ref, 20);
     }
+  hits += check_lookups (dp, r, ref, 20000);
+  g_assert_cmpuint (st.host_policies + st.rest_policies, ==, ref->len);
+  g_assert_cmpuint (host_ops, >, 1500);
   /* The cases were not all misses. */
-  g_assert_cmpuint (hits, >, 5000);
+  g_assert_cmpuint (hits, >, 10000);
   g_rand_free (r);
+}
+
+/* ------------------------------------------------------------------ */
+/* Host policies through churn                                         */
+
+/* Side a's policy for one client (a host policy) of the 10.3/16 net. */
+static ModikeSpdEntry *
+client_policy (guint k, const char *remote, guint64 seq)
+{
+  g_autofree char *addr = remote != NULL ? NULL : g_strdup_printf ("10.3.%u.%u/32", k / 250, k % 250 + 1);
+  ModikeSpdEntry *e = policy_new (1000 + k, MODIKE_SPD_PROTECT, "10.1.0.0/16", remote != NULL ? remote : addr, "b");
+
+  e->seq = seq;
+  return e;
+}
+
+static void
+test_policy_churn (void)
+{
+  Pair p;
+  Flow ab, ba;
+  DatapathTableStats a0, a1, mid;
+  DatapathCounters c0, c1;
+  guint sa_first = 0;
+  gint64 t0, add_us, del_us;
+
+  pair_init (&p, AF_INET);
+  pair_policies (&p, NULL);
+  add_sa (&p.a, &p.b, 0x1001, 1, &alg_gcm128, FALSE, NULL, 0);
+  add_sa (&p.b, &p.a, 0x2002, 1, &alg_gcm128, FALSE, NULL, 0);
+  flow_start (&ab, &p.a, &p.b, "10.1.0.5", "10.2.0.7");
+  flow_start (&ba, &p.b, &p.a, "10.2.0.7", "10.1.0.5");
+  flow_progress (&ab, 50);
+  flow_progress (&ba, 50);
+  table_stats (p.a.dp, &a0);
+  get_counters (&p.a, &c0);
+
+  /* 10,000 clients' policies come one at a time on side a, then go in
+   * another order. Every 1000th is for the flow's own remote address,
+   * after policy 1 in lookup order (a later seq): the flow keeps policy 1.
+   * Every 100th client's outbound SA comes before its policy. */
+  t0 = g_get_monotonic_time ();
+  for (guint k = 0; k < N_PAIRS; k++)
+    {
+      ModikeSpdEntry *e = client_policy (k, k % 1000 == 0 ? "10.2.0.7/32" : NULL, 100 + k);
+
+      if (k % 100 == 50)
+        {
+          add_sa (&p.a, &p.b, 0x500000 + k, 1000 + k, &alg_gcm128, FALSE, NULL, MODIKE_DIR_OUT);
+          sa_first++;
+        }
+      datapath_ops.policy_add (p.a.dp, e);
+      if (k % 100 == 50)
+        g_assert_cmpuint (out_spi (&p.a, 1000 + k), ==, 0x500000 + k);
+      if (k % 500 == 499)
+        {
+          flow_progress (&ab, 5);
+          flow_progress (&ba, 5);
+        }
+    }
+  add_us = g_get_monotonic_time () - t0;
+  table_stats (p.a.dp, &mid);
+  g_assert_cmpuint (mid.host_policies, ==, N_PAIRS);
+  g_assert_cmpuint (mid.host_addrs, ==, N_PAIRS - N_PAIRS / 1000 + 1);
+  g_assert_cmpuint (mid.snapshots, ==, a0.snapshots);
+  {
+    /* A client's address finds its policy; the flow's finds policy 1. */
+    ModikeSelector sel = { .proto = 17, .local_port = 1000, .remote_port = 2000 };
+    ModikeAddrRange r;
+
+    range_of ("10.1.0.5/32", &r);
+    sel.local = r.from;
+    range_of ("10.3.4.7/32", &r);
+    sel.remote = r.from;
+    g_assert_cmpuint (dp_spd_match (atomic_load (&p.a.dp->snap), atomic_load (&p.a.dp->hosttab), &sel)->spd_id, ==,
+                      1000 + 4 * 250 + 6);
+    range_of ("10.2.0.7/32", &r);
+    sel.remote = r.from;
+    g_assert_cmpuint (dp_spd_match (atomic_load (&p.a.dp->snap), atomic_load (&p.a.dp->hosttab), &sel)->spd_id, ==, 1);
+  }
+  t0 = g_get_monotonic_time ();
+  for (guint i = 0; i < N_PAIRS; i++)
+    {
+      guint k = (i * 7919) % N_PAIRS; /* a permutation: 7919 is prime to 10,000 */
+
+      datapath_ops.policy_del (p.a.dp, 1000 + k);
+      if (k % 100 == 50)
+        {
+          /* The policy went before its SA: the SA goes later, quietly. */
+          g_assert_cmpuint (out_spi (&p.a, 1000 + k), ==, 0);
+          datapath_ops.sa_del (p.a.dp, MODIKE_DIR_OUT, 0x500000 + k);
+        }
+      if (i % 500 == 499)
+        {
+          flow_progress (&ab, 5);
+          flow_progress (&ba, 5);
+        }
+    }
+  del_us = g_get_monotonic_time () - t0;
+  table_stats (p.a.dp, &a1);
+  flow_stop (&ab);
+  flow_stop (&ba);
+  assert_no_drops (&p.a);
+  assert_no_drops (&p.b);
+  get_counters (&p.a, &c1);
+  g_assert_cmpuint (c1.acquires, ==, c0.acquires);
+
+  g_test_message ("%u host policies added (%.2f us each) and removed (%.2f us each); %" G_GUINT64_FORMAT
+                  " snapshots; %" G_GUINT64_FORMAT " host table rebuilds copied %" G_GUINT64_FORMAT
+                  " sets; %u SAs came before their policy",
+                  N_PAIRS, (double) add_us / N_PAIRS, (double) del_us / N_PAIRS, a1.snapshots - a0.snapshots,
+                  a1.host_rebuilds - a0.host_rebuilds, a1.host_copied - a0.host_copied, sa_first);
+  /* No host policy change rebuilt the snapshot. */
+  g_assert_cmpuint (a1.snapshots, ==, a0.snapshots);
+  /* Grown and shrunk a logarithmic number of times, a constant number of
+   * sets copied per change (a rebuild per change would copy N²/2). */
+  g_assert_cmpuint (a1.host_rebuilds - a0.host_rebuilds, >, 0);
+  g_assert_cmpuint (a1.host_rebuilds - a0.host_rebuilds, <=, 2 * log2_ceil (N_PAIRS) + 4);
+  g_assert_cmpuint (a1.host_copied - a0.host_copied, <=, 4 * 2 * N_PAIRS);
+  g_assert_cmpuint (a1.host_policies, ==, 0);
+  g_assert_cmpuint (a1.host_addrs, ==, 0);
+  g_assert_cmpuint (a1.host_capacity, <=, 64);
+  g_assert_cmpuint (a1.rest_policies, ==, 2);
+  pair_clear (&p);
 }
 
 /* ------------------------------------------------------------------ */
@@ -595,8 +941,10 @@ void
 scale_add_tests (void)
 {
   g_test_add_func ("/scale/in-table", test_in_table);
+  g_test_add_func ("/scale/host-table", test_host_table);
   g_test_add_func ("/scale/churn", test_churn);
   g_test_add_func ("/scale/spd-index", test_spd_index);
+  g_test_add_func ("/scale/policy-churn", test_policy_churn);
   g_test_add_data_func ("/scale/memory/gcm128", &alg_gcm128, test_memory);
   g_test_add_data_func ("/scale/memory/cbc-sha256", &alg_cbc_sha256, test_memory);
 }
