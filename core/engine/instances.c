@@ -537,6 +537,10 @@ engine_instances_rebuild (ModikeIke *ike)
   g_ptr_array_set_size (ike->instances, 0);
   for (guint i = 0; i < ike->sas->len; i++)
     g_clear_pointer (&((ModikeIkeSa *) g_ptr_array_index (ike->sas, i))->instances, g_ptr_array_unref);
+  /* (None should be left on a dead SA; should one be, it must not point
+   * at the instances freed below.) */
+  for (guint i = 0; i < ike->dead_sas->len; i++)
+    g_clear_pointer (&((ModikeIkeSa *) g_ptr_array_index (ike->dead_sas, i))->instances, g_ptr_array_unref);
   g_hash_table_remove_all (ike->instance_names);
   g_hash_table_remove_all (ike->instance_ids);
   engine_adapters_instances_reset (ike);
