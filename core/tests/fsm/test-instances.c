@@ -782,10 +782,16 @@ test_gateway_isolation (void)
 {
   World w = { 0 };
   guint32 id1, id3;
-  guint mark;
+  guint mark, sets, adds, dels;
   ModikeIkeSa *gw1, *gw3;
 
   three_clients (&w, FALSE);
+  /* Each client's instance reached the datapath on its own (one add
+   * each), never as a copy of the whole SPD. */
+  g_assert_cmpuint (w.dp.policy_adds, ==, 3);
+  g_assert_cmpuint (w.dp.policy_dels, ==, 0);
+  g_assert_cmpuint (w.dp.policies->len, ==, 3);
+  sets = w.dp.policy_sets;
   id1 = entry (w.gw, "vips@10.99.0.11/32")->id;
   id3 = entry (w.gw, "vips@10.99.0.13/32")->id;
   gw1 = gw_sa (&w, 0);
@@ -811,11 +817,18 @@ test_gateway_isolation (void)
   /* Client 2's address moved to its new SA (the plugin may set it anew). */
   g_assert_true (engine_instance_find (w.gw->ike, entry (w.gw, "vips@10.99.0.12/32")->id)->sa == gw_sa (&w, 1));
 
-  /* Client 3 goes with a DELETE. */
+  /* Client 3 goes with a DELETE: its policy leaves the datapath, one
+   * delete, nothing else sent again. */
   mark = w.log->len;
+  adds = w.dp.policy_adds;
+  dels = w.dp.policy_dels;
   modike_ike_terminate (w.c[2]->ike, "gw");
   net_run (w.net, 1000, NULL, NULL);
   g_assert_null (entry (w.gw, "vips@10.99.0.13/32"));
+  g_assert_cmpuint (w.dp.policy_dels, ==, dels + 1);
+  g_assert_cmpuint (w.dp.policy_adds, ==, adds);
+  g_assert_cmpuint (w.dp.policy_sets, ==, sets);
+  g_assert_cmpuint (w.dp.policies->len, ==, 2);
   g_assert_true (log_has (w.log, "route- gw0 10.99.0.13/32"));
   g_assert_cmpuint (entry (w.gw, "vips@10.99.0.11/32")->id, ==, id1);
   g_assert_cmpuint (log_count (w.log, mark, "route- gw0 10.99.0.11"), ==, 0);
