@@ -2,7 +2,7 @@
  * order (priority, seq). A gateway holds one host entry (remote selector
  * one address) per client next to a few ordinary ones, so host entries
  * are found by their address and only the others are scanned. */
-#include <modike/spd.h>
+#include "spd-private.h"
 
 #include <string.h>
 
@@ -273,6 +273,12 @@ modike_spd_remove (ModikeSpd *spd, guint32 id)
     }
   g_hash_table_remove (spd->by_id, GUINT_TO_POINTER (id));
   return TRUE;
+}
+
+void
+spd_set_next_id (ModikeSpd *spd, guint32 next_id)
+{
+  spd->next_id = next_id;
 }
 
 void
