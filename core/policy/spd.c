@@ -212,13 +212,12 @@ host_insert (ModikeSpd *spd, Item *it, const HostKey *k)
   HostBucket *b = g_hash_table_lookup (spd->hosts, k);
   GList *after;
 
-  if (b == NULL)
-    {
-      b = g_new0 (HostBucket, 1);
-      b->key = *k;
-      g_queue_init (&b->items);
-      g_hash_table_insert (spd->hosts, &b->key, b);
-    }
+  if (b == NULL) {
+    b = g_new0 (HostBucket, 1);
+    b->key = *k;
+    g_queue_init (&b->items);
+    g_hash_table_insert (spd->hosts, &b->key, b);
+  }
   for (after = b->items.tail; after != NULL && entry_cmp (((Item *) after->data)->e, it->e) > 0; after = after->prev)
     ;
   if (after != NULL)
@@ -265,12 +264,11 @@ modike_spd_remove (ModikeSpd *spd, guint32 id)
   g_sequence_remove (it->order);
   if (it->other != NULL)
     g_sequence_remove (it->other);
-  if (it->bucket != NULL)
-    {
-      g_queue_delete_link (&it->bucket->items, it->link);
-      if (g_queue_is_empty (&it->bucket->items))
-        g_hash_table_remove (spd->hosts, &it->bucket->key);
-    }
+  if (it->bucket != NULL) {
+    g_queue_delete_link (&it->bucket->items, it->link);
+    if (g_queue_is_empty (&it->bucket->items))
+      g_hash_table_remove (spd->hosts, &it->bucket->key);
+  }
   g_hash_table_remove (spd->by_id, GUINT_TO_POINTER (id));
   return TRUE;
 }
@@ -322,15 +320,14 @@ modike_spd_lookup (const ModikeSpd *spd, const ModikeSelector *sel)
     if (entry_matches (((Item *) l->data)->e, sel))
       best = ((Item *) l->data)->e;
   for (GSequenceIter *i = g_sequence_get_begin_iter (spd->others); !g_sequence_iter_is_end (i);
-       i = g_sequence_iter_next (i))
-    {
-      const ModikeSpdEntry *e = ((Item *) g_sequence_get (i))->e;
+       i = g_sequence_iter_next (i)) {
+    const ModikeSpdEntry *e = ((Item *) g_sequence_get (i))->e;
 
-      if (best != NULL && entry_cmp (e, best) > 0)
-        break;
-      if (entry_matches (e, sel))
-        return e;
-    }
+    if (best != NULL && entry_cmp (e, best) > 0)
+      break;
+    if (entry_matches (e, sel))
+      return e;
+  }
   return best;
 }
 
@@ -384,16 +381,15 @@ modike_spd_covering (const ModikeSpd *spd, const ModikeAddrRange *remote)
   if (len != 0 && memcmp (remote->from.addr, remote->to.addr, len) > 0)
     return out;
   for (GSequenceIter *i = g_sequence_get_begin_iter (spd->others); !g_sequence_iter_is_end (i);
-       i = g_sequence_iter_next (i))
-    {
-      const ModikeSpdEntry *e = ((Item *) g_sequence_get (i))->e;
+       i = g_sequence_iter_next (i)) {
+    const ModikeSpdEntry *e = ((Item *) g_sequence_get (i))->e;
 
-      if (!range_covers (&e->remote, remote))
-        continue;
-      for (; l != NULL && entry_cmp (((Item *) l->data)->e, e) < 0; l = l->next)
-        g_ptr_array_add (out, ((Item *) l->data)->e);
-      g_ptr_array_add (out, (gpointer) e);
-    }
+    if (!range_covers (&e->remote, remote))
+      continue;
+    for (; l != NULL && entry_cmp (((Item *) l->data)->e, e) < 0; l = l->next)
+      g_ptr_array_add (out, ((Item *) l->data)->e);
+    g_ptr_array_add (out, (gpointer) e);
+  }
   for (; l != NULL; l = l->next)
     g_ptr_array_add (out, ((Item *) l->data)->e);
   return out;
