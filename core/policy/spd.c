@@ -24,7 +24,7 @@ typedef struct {
   GSequenceIter *order;   /* in spd->order */
   GSequenceIter *other;   /* in spd->others; NULL for a host entry */
   HostBucket *bucket;     /* a host entry's bucket, else NULL */
-  GList *link;            /* a host entry's link in bucket->items */
+  GList link;             /* a host entry's place in bucket->items (data = this) */
 } Item;
 
 struct _ModikeSpd {
@@ -220,11 +220,11 @@ host_insert (ModikeSpd *spd, Item *it, const HostKey *k)
   }
   for (after = b->items.tail; after != NULL && entry_cmp (((Item *) after->data)->e, it->e) > 0; after = after->prev)
     ;
+  it->link.data = it;
   if (after != NULL)
-    g_queue_insert_after (&b->items, after, it);
+    g_queue_insert_after_link (&b->items, after, &it->link);
   else
-    g_queue_push_head (&b->items, it);
-  it->link = after != NULL ? after->next : b->items.head;
+    g_queue_push_head_link (&b->items, &it->link);
   it->bucket = b;
 }
 
@@ -265,7 +265,7 @@ modike_spd_remove (ModikeSpd *spd, guint32 id)
   if (it->other != NULL)
     g_sequence_remove (it->other);
   if (it->bucket != NULL) {
-    g_queue_delete_link (&it->bucket->items, it->link);
+    g_queue_unlink (&it->bucket->items, &it->link);
     if (g_queue_is_empty (&it->bucket->items))
       g_hash_table_remove (spd->hosts, &it->bucket->key);
   }
