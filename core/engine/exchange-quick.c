@@ -559,7 +559,9 @@ r1_choose (ModikeExchange *x, QmData *qm, const ModikeSaPayload *offer, const Mo
            ModikeSaPayload **reply, GError **error)
 {
   ModikeIkeSa *sa = x->sa;
-  g_autoptr (GPtrArray) entries = modike_spd_entries (sa->ike->spd);
+  /* Only policies whose remote side holds IDci can be within; a gateway's
+   * SPD has one per client, so don't scan them all. */
+  g_autoptr (GPtrArray) entries = modike_spd_covering (sa->ike->spd, ci);
   gboolean id_match = FALSE;
 
   for (guint i = 0; entries != NULL && i < entries->len; i++)

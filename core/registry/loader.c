@@ -28,7 +28,7 @@ static const gsize known_size[MODIKE_ABI_MINOR + 1] = {
    * moved), modike_ike_sa_get_last_outbound; the descriptor is the same. */
   [3] = G_STRUCT_OFFSET (ModikePluginDescriptor, fini) + G_SIZEOF_MEMBER (ModikePluginDescriptor, fini),
   /* 1.4: ModikeSpdEntry.seq, the datapath's policy_add / policy_del (one
-   * policy at a time); the descriptor is the same. */
+   * policy at a time), modike_spd_covering; the descriptor is the same. */
   [4] = G_STRUCT_OFFSET (ModikePluginDescriptor, fini) + G_SIZEOF_MEMBER (ModikePluginDescriptor, fini),
 };
 

@@ -8,6 +8,8 @@
 #include <modike/sad.h>
 #include <modike/spd.h>
 
+#include "spd-private.h"
+
 static ModikeAddr
 addr (const char *text)
 {
@@ -332,6 +334,450 @@ test_spd_from_config (void)
   g_assert_cmpstr (lookup_name (spd, sel ("198.51.100.7", "10.99.0.5", 6, 22, 50000)), ==, "branch-net");
 }
 
+/* ---- Indexes against a brute-force reference ---- */
+
+static ModikeAddr
+pool_addr (GRand *r, int family)
+{
+  ModikeAddr a = { .family = family };
+  /* Ports vary: selectors compare addresses only. */
+  static const guint16 ports[] = { 0, 500, 4500 };
+
+  a.port = ports[g_rand_int_range (r, 0, 3)];
+  if (family == AF_INET)
+    {
+      a.addr[0] = 10;
+      a.addr[3] = (guint8) g_rand_int_range (r, 0, 18); /* 16, 17: no host entry */
+    }
+  else
+    {
+      a.addr[0] = 0x20;
+      a.addr[1] = 0x01;
+      a.addr[15] = (guint8) g_rand_int_range (r, 0, 10);
+    }
+  return a;
+}
+
+/* A random remote selector: one address, a range in 10.0.0.0/27 or in
+ * 2001::/120, or any. */
+static ModikeAddrRange
+random_range (GRand *r)
+{
+  int family = g_rand_int_range (r, 0, 5) == 0 ? AF_INET6 : AF_INET;
+  ModikeAddrRange out = { .from = pool_addr (r, family) };
+  guint kind = g_rand_int_range (r, 0, 10);
+
+  out.to = out.from;
+  if (kind < 5)
+    out.to.port = (guint16) g_rand_int_range (r, 0, 2); /* a host, ports differing */
+  else if (kind < 9)
+    {
+      ModikeAddr b = pool_addr (r, family);
+      gsize len = family == AF_INET ? 4 : 16;
+
+      if (memcmp (b.addr, out.from.addr, len) < 0)
+        out.to = out.from, out.from = b;
+      else
+        out.to = b;
+    }
+  else
+    memset (&out, 0, sizeof out);
+  return out;
+}
+
+static ModikeSpdEntry *
+random_entry (GRand *r)
+{
+  ModikeSpdEntry *e = modike_spd_entry_new ();
+
+  e->priority = 10 * g_rand_int_range (r, 0, 3);
+  e->remote = random_range (r);
+  if (g_rand_boolean (r))
+    e->local = prefix_range (g_rand_boolean (r) ? "192.168.0.0/31" : "192.168.0.2/32");
+  e->proto = g_rand_int_range (r, 0, 3) == 0 ? 17 : 0;
+  if (g_rand_int_range (r, 0, 4) == 0)
+    e->remote_port = (ModikePortRange) { 500, 500 };
+  e->action = MODIKE_SPD_PROTECT;
+  return e;
+}
+
+static ModikeSelector
+random_selector (GRand *r)
+{
+  ModikeSelector s = { .local = addr ("192.168.0.0") };
+  static const guint16 ports[] = { 0, 500, 1500 };
+
+  s.local.addr[3] = (guint8) g_rand_int_range (r, 0, 4);
+  s.remote = pool_addr (r, g_rand_int_range (r, 0, 5) == 0 ? AF_INET6 : AF_INET);
+  s.proto = g_rand_boolean (r) ? 17 : 6;
+  s.local_port = ports[g_rand_int_range (r, 0, 3)];
+  s.remote_port = ports[g_rand_int_range (r, 0, 3)];
+  return s;
+}
+
+static gint
+ref_cmp (gconstpointer a, gconstpointer b)
+{
+  const ModikeSpdEntry *x = *(ModikeSpdEntry *const *) a, *y = *(ModikeSpdEntry *const *) b;
+
+  if (x->priority != y->priority)
+    return x->priority < y->priority ? -1 : 1;
+  return x->seq < y->seq ? -1 : x->seq > y->seq ? 1 : 0;
+}
+
+/* The reference: every entry tried in (priority, seq) order. */
+static const ModikeSpdEntry *
+ref_lookup (GPtrArray *ref, const ModikeSelector *s)
+{
+  for (guint i = 0; i < ref->len; i++)
+    {
+      const ModikeSpdEntry *e = ref->pdata[i];
+
+      if (modike_addr_range_contains (&e->local, &s->local) && modike_addr_range_contains (&e->remote, &s->remote) &&
+          (e->proto == 0 || e->proto == s->proto) && e->local_port.from <= s->local_port &&
+          s->local_port <= e->local_port.to && e->remote_port.from <= s->remote_port &&
+          s->remote_port <= e->remote_port.to)
+        return e;
+    }
+  return NULL;
+}
+
+static gboolean
+ref_covers (const ModikeAddrRange *outer, const ModikeAddrRange *inner)
+{
+  gsize len = outer->from.family == AF_INET ? 4 : 16;
+
+  if (outer->from.family == 0)
+    return TRUE;
+  return inner->from.family == outer->from.family && memcmp (outer->from.addr, inner->from.addr, len) <= 0 &&
+         memcmp (inner->to.addr, outer->to.addr, len) <= 0;
+}
+
+static void
+check_against_ref (const ModikeSpd *spd, GPtrArray *ref, GRand *r)
+{
+  for (guint k = 0; k < 4; k++)
+    {
+      ModikeSelector s = random_selector (r);
+      const ModikeSpdEntry *got = modike_spd_lookup (spd, &s), *want = ref_lookup (ref, &s);
+
+      g_assert_cmpuint (got != NULL ? got->id : 0, ==, want != NULL ? want->id : 0);
+    }
+  for (guint k = 0; k < 2; k++)
+    {
+      ModikeAddrRange q = random_range (r);
+      g_autoptr (GPtrArray) got = modike_spd_covering (spd, &q);
+      guint n = 0;
+
+      for (guint i = 0; i < ref->len; i++)
+        {
+          const ModikeSpdEntry *e = ref->pdata[i];
+
+          if (!ref_covers (&e->remote, &q))
+            continue;
+          g_assert_cmpuint (n, <, got->len);
+          g_assert_cmpuint (((const ModikeSpdEntry *) got->pdata[n])->id, ==, e->id);
+          n++;
+        }
+      g_assert_cmpuint (n, ==, got->len);
+    }
+}
+
+static void
+test_spd_random (void)
+{
+  guint32 seed = 4301;
+  const char *env = g_getenv ("MODIKE_SPD_SEED");
+  g_autoptr (ModikeSpd) spd = modike_spd_new ();
+  /* Copies of the entries in (priority, seq) order. */
+  g_autoptr (GPtrArray) ref = g_ptr_array_new_with_free_func ((GDestroyNotify) modike_spd_entry_free);
+  guint adds = 0, removes = 0, max = 0;
+
+  if (env != NULL)
+    seed = (guint32) g_ascii_strtoull (env, NULL, 10);
+  g_test_message ("seed %u (MODIKE_SPD_SEED)", seed);
+  g_autoptr (GRand) r = g_rand_new_with_seed (seed);
+
+  for (guint op = 0; op < 6000; op++)
+    {
+      /* Grow in the first half, shrink in the second. */
+      gboolean add = g_rand_int_range (r, 0, 100) < (op < 3000 ? 65 : 35);
+
+      if (add || ref->len == 0)
+        {
+          ModikeSpdEntry *e = random_entry (r);
+          guint32 id = modike_spd_add (spd, e);
+
+          g_assert_cmpuint (id, !=, 0);
+          g_assert_true (modike_spd_get (spd, id) == e);
+          g_ptr_array_add (ref, modike_spd_entry_dup (e));
+          g_ptr_array_sort (ref, ref_cmp);
+          adds++;
+        }
+      else if (g_rand_int_range (r, 0, 10) == 0)
+        {
+          /* An id never handed out. */
+          g_assert_false (modike_spd_remove (spd, 1000000 + op));
+        }
+      else
+        {
+          guint at = g_rand_int_range (r, 0, ref->len);
+          guint32 id = ((ModikeSpdEntry *) ref->pdata[at])->id;
+
+          g_assert_true (modike_spd_remove (spd, id));
+          g_assert_null (modike_spd_get (spd, id));
+          g_assert_false (modike_spd_remove (spd, id));
+          g_ptr_array_remove_index (ref, at);
+          removes++;
+        }
+      max = MAX (max, ref->len);
+      check_against_ref (spd, ref, r);
+      if (ref->len > 0)
+        {
+          const ModikeSpdEntry *want = ref->pdata[g_rand_int_range (r, 0, ref->len)];
+          const ModikeSpdEntry *got = modike_spd_get (spd, want->id);
+
+          g_assert_nonnull (got);
+          g_assert_cmpuint (got->seq, ==, want->seq);
+          g_assert_true (memcmp (&got->remote, &want->remote, sizeof want->remote) == 0);
+        }
+      if (op % 250 == 0 || op == 5999)
+        {
+          g_autoptr (GPtrArray) all = modike_spd_entries (spd);
+
+          g_assert_cmpuint (all->len, ==, ref->len);
+          for (guint i = 0; i < all->len; i++)
+            g_assert_cmpuint (((ModikeSpdEntry *) all->pdata[i])->id, ==, ((ModikeSpdEntry *) ref->pdata[i])->id);
+        }
+    }
+  g_test_message ("%u adds, %u removes, up to %u entries", adds, removes, max);
+  g_assert_cmpuint (max, >, 300);
+}
+
+/* Covering on a hand-made SPD: host entries of the address, ranges that
+ * hold the whole range, any; an inverted range is held by nothing. */
+static void
+test_spd_covering (void)
+{
+  g_autoptr (ModikeSpd) spd = modike_spd_new ();
+  ModikeSpdEntry *any = entry ("any", NULL, NULL, MODIKE_SPD_BYPASS);
+  ModikeSpdEntry *net = entry ("net", NULL, "10.0.0.0/24", MODIKE_SPD_PROTECT);
+  ModikeSpdEntry *h1 = entry ("h1", NULL, "10.0.0.1/32", MODIKE_SPD_PROTECT);
+  ModikeSpdEntry *h1b = entry ("h1b", NULL, "10.0.0.1/32", MODIKE_SPD_PROTECT);
+  ModikeSpdEntry *h6 = entry ("h6", NULL, "2001:db8::1/128", MODIKE_SPD_PROTECT);
+
+  h1->priority = net->priority = h6->priority = 10;
+  any->priority = 20;
+  h1b->priority = 5;
+  modike_spd_add (spd, any);
+  modike_spd_add (spd, h1);
+  modike_spd_add (spd, net);
+  modike_spd_add (spd, h1b);
+  modike_spd_add (spd, h6);
+
+  ModikeAddrRange one = range ("10.0.0.1", "10.0.0.1");
+  one.from.port = 500;
+  g_autoptr (GPtrArray) c1 = modike_spd_covering (spd, &one);
+  g_assert_cmpuint (c1->len, ==, 4);
+  g_assert_cmpstr (((ModikeSpdEntry *) c1->pdata[0])->name, ==, "h1b");
+  g_assert_cmpstr (((ModikeSpdEntry *) c1->pdata[1])->name, ==, "h1");
+  g_assert_cmpstr (((ModikeSpdEntry *) c1->pdata[2])->name, ==, "net");
+  g_assert_cmpstr (((ModikeSpdEntry *) c1->pdata[3])->name, ==, "any");
+
+  ModikeAddrRange sub = range ("10.0.0.0", "10.0.0.3");
+  g_autoptr (GPtrArray) c2 = modike_spd_covering (spd, &sub);
+  g_assert_cmpuint (c2->len, ==, 2);
+  g_assert_cmpstr (((ModikeSpdEntry *) c2->pdata[0])->name, ==, "net");
+  g_assert_cmpstr (((ModikeSpdEntry *) c2->pdata[1])->name, ==, "any");
+
+  ModikeAddrRange wide = range ("10.0.0.0", "10.0.1.0");
+  g_autoptr (GPtrArray) c3 = modike_spd_covering (spd, &wide);
+  g_assert_cmpuint (c3->len, ==, 1);
+
+  ModikeAddrRange six = range ("2001:db8::1", "2001:db8::1");
+  g_autoptr (GPtrArray) c4 = modike_spd_covering (spd, &six);
+  g_assert_cmpuint (c4->len, ==, 2);
+  g_assert_cmpstr (((ModikeSpdEntry *) c4->pdata[0])->name, ==, "h6");
+
+  ModikeAddrRange inverted = range ("10.0.0.2", "10.0.0.0");
+  g_autoptr (GPtrArray) c5 = modike_spd_covering (spd, &inverted);
+  g_assert_cmpuint (c5->len, ==, 0);
+
+  /* Only an any selector holds "any". */
+  ModikeAddrRange all = { 0 };
+  g_autoptr (GPtrArray) c6 = modike_spd_covering (spd, &all);
+  g_assert_cmpuint (c6->len, ==, 1);
+  g_assert_cmpstr (((ModikeSpdEntry *) c6->pdata[0])->name, ==, "any");
+}
+
+/* Ids: 0 never, ids in use skipped after the wrap. */
+static void
+test_spd_id_wrap (void)
+{
+  g_autoptr (ModikeSpd) spd = modike_spd_new ();
+  guint32 a = modike_spd_add (spd, entry ("a", NULL, "10.0.0.1/32", MODIKE_SPD_PROTECT));
+  guint32 b = modike_spd_add (spd, entry ("b", NULL, "10.0.0.0/24", MODIKE_SPD_PROTECT));
+
+  g_assert_cmpuint (a, ==, 1);
+  g_assert_cmpuint (b, ==, 2);
+  spd_set_next_id (spd, G_MAXUINT32 - 1);
+  g_assert_cmpuint (modike_spd_add (spd, entry ("c", NULL, "10.0.0.3/32", MODIKE_SPD_PROTECT)), ==, G_MAXUINT32 - 1);
+  g_assert_cmpuint (modike_spd_add (spd, entry ("d", NULL, NULL, MODIKE_SPD_PROTECT)), ==, G_MAXUINT32);
+  /* Wrapped: 0, 1 and 2 skipped. */
+  g_assert_cmpuint (modike_spd_add (spd, entry ("e", NULL, "10.0.0.5/32", MODIKE_SPD_PROTECT)), ==, 3);
+  g_assert_true (modike_spd_remove (spd, a));
+  spd_set_next_id (spd, G_MAXUINT32);
+  /* MAXUINT32 in use, 0 never: the freed 1. */
+  g_assert_cmpuint (modike_spd_add (spd, entry ("f", NULL, "10.0.0.1/32", MODIKE_SPD_PROTECT)), ==, 1);
+  g_assert_cmpstr (modike_spd_get (spd, 1)->name, ==, "f");
+  g_assert_cmpstr (modike_spd_get (spd, G_MAXUINT32)->name, ==, "d");
+  g_assert_null (modike_spd_get (spd, 0));
+  g_assert_cmpstr (lookup_name (spd, sel ("192.168.0.1", "10.0.0.1", 6, 1, 2)), ==, "b");
+  g_assert_cmpstr (lookup_name (spd, sel ("192.168.0.1", "10.0.0.5", 6, 1, 2)), ==, "b");
+  g_assert_cmpstr (lookup_name (spd, sel ("192.168.0.1", "10.0.1.5", 6, 1, 2)), ==, "d");
+}
+
+/* Clear empties every index; the SPD is usable again after it. */
+static void
+test_spd_clear_reuse (void)
+{
+  g_autoptr (ModikeSpd) spd = modike_spd_new ();
+  guint32 ids[3];
+  ModikeAddrRange one = range ("10.0.0.1", "10.0.0.1");
+
+  for (guint round = 0; round < 2; round++)
+    {
+      guint32 h = modike_spd_add (spd, entry ("h", NULL, "10.0.0.1/32", MODIKE_SPD_PROTECT));
+      guint32 n = modike_spd_add (spd, entry ("n", NULL, "10.0.0.0/24", MODIKE_SPD_PROTECT));
+      guint32 h2 = modike_spd_add (spd, entry ("h2", NULL, "10.0.0.1/32", MODIKE_SPD_PROTECT));
+
+      if (round == 1)
+        {
+          g_assert_cmpuint (h, >, ids[2]); /* ids go on growing */
+          g_assert_null (modike_spd_get (spd, ids[0]));
+        }
+      g_assert_cmpstr (lookup_name (spd, sel ("192.168.0.1", "10.0.0.1", 6, 1, 2)), ==, "h");
+      g_autoptr (GPtrArray) c = modike_spd_covering (spd, &one);
+      g_assert_cmpuint (c->len, ==, 3);
+      g_assert_cmpuint (((ModikeSpdEntry *) c->pdata[0])->id, ==, h);
+      g_assert_cmpuint (((ModikeSpdEntry *) c->pdata[1])->id, ==, n);
+      g_assert_cmpuint (((ModikeSpdEntry *) c->pdata[2])->id, ==, h2);
+      g_assert_true (modike_spd_remove (spd, h));
+      g_assert_cmpstr (lookup_name (spd, sel ("192.168.0.1", "10.0.0.1", 6, 1, 2)), ==, "n");
+      ids[0] = h, ids[1] = n, ids[2] = h2;
+      modike_spd_clear (spd);
+      g_autoptr (GPtrArray) none = modike_spd_entries (spd);
+      g_autoptr (GPtrArray) none_c = modike_spd_covering (spd, &one);
+      g_assert_cmpuint (none->len, ==, 0);
+      g_assert_cmpuint (none_c->len, ==, 0);
+      g_assert_null (modike_spd_get (spd, n));
+      g_assert_null (lookup_name (spd, sel ("192.168.0.1", "10.0.0.1", 6, 1, 2)));
+      g_assert_false (modike_spd_remove (spd, h2));
+    }
+}
+
+static ModikeAddr
+client_addr (guint i)
+{
+  ModikeAddr a = { .family = i % 10 == 9 ? AF_INET6 : AF_INET };
+
+  if (a.family == AF_INET)
+    {
+      a.addr[0] = 10;
+      a.addr[1] = (guint8) (i >> 16);
+      a.addr[2] = (guint8) (i >> 8);
+      a.addr[3] = (guint8) i;
+    }
+  else
+    {
+      a.addr[0] = 0xfd;
+      a.addr[13] = (guint8) (i >> 16);
+      a.addr[14] = (guint8) (i >> 8);
+      a.addr[15] = (guint8) i;
+    }
+  return a;
+}
+
+/* A gateway's SPD: 100,000 clients' host entries and a few others. */
+static void
+test_spd_100k (void)
+{
+  const guint n = 100000;
+  g_autoptr (ModikeSpd) spd = modike_spd_new ();
+  g_autofree guint32 *ids = g_new (guint32, n);
+  ModikeSpdEntry *ike = entry ("ike", NULL, NULL, MODIKE_SPD_BYPASS);
+  ModikeSpdEntry *rest = entry ("rest", NULL, "10.0.0.0/8", MODIKE_SPD_DISCARD);
+  g_autoptr (GTimer) t = g_timer_new ();
+  guint32 ike_id, rest_id;
+
+  ike->proto = 17;
+  ike->remote_port = (ModikePortRange) { 500, 500 };
+  rest->priority = 100;
+  rest_id = modike_spd_add (spd, rest);
+  ike_id = modike_spd_add (spd, ike);
+  for (guint i = 0; i < n; i++)
+    {
+      ModikeSpdEntry *e = modike_spd_entry_new ();
+
+      e->priority = 50;
+      e->remote.from = e->remote.to = client_addr (i);
+      e->action = MODIKE_SPD_PROTECT;
+      ids[i] = modike_spd_add (spd, e);
+    }
+  g_test_message ("added %u host entries in %.3f s", n, g_timer_elapsed (t, NULL));
+
+  g_timer_start (t);
+  for (guint i = 0; i < n; i++)
+    {
+      ModikeSelector s = { .local = addr ("192.168.0.1"), .remote = client_addr (i), .proto = 6, .remote_port = 80 };
+      const ModikeSpdEntry *e = modike_spd_lookup (spd, &s);
+
+      g_assert_nonnull (e);
+      g_assert_cmpuint (e->id, ==, ids[i]);
+      s.proto = 17;
+      s.remote_port = 500;
+      g_assert_cmpuint (modike_spd_lookup (spd, &s)->id, ==, ike_id);
+    }
+  g_test_message ("%.0f lookups/s at %u entries", 2.0 * n / g_timer_elapsed (t, NULL), n + 2);
+
+  g_timer_start (t);
+  for (guint i = 0; i < n; i += 7)
+    {
+      ModikeAddrRange one = { client_addr (i), client_addr (i) };
+      g_autoptr (GPtrArray) c = modike_spd_covering (spd, &one);
+
+      g_assert_cmpuint (c->len, ==, one.from.family == AF_INET ? 3 : 2);
+      g_assert_cmpuint (((ModikeSpdEntry *) c->pdata[0])->id, ==, ike_id);
+      g_assert_cmpuint (((ModikeSpdEntry *) c->pdata[1])->id, ==, ids[i]);
+      g_assert_true (modike_spd_get (spd, ids[i]) == c->pdata[1]);
+    }
+  g_test_message ("%.0f covering/s at %u entries", (n / 7.0) / g_timer_elapsed (t, NULL), n + 2);
+
+  g_autoptr (GPtrArray) all = modike_spd_entries (spd);
+  g_assert_cmpuint (all->len, ==, n + 2);
+  g_assert_cmpuint (((ModikeSpdEntry *) all->pdata[0])->id, ==, ike_id);
+  g_assert_cmpuint (((ModikeSpdEntry *) all->pdata[n])->id, ==, ids[n - 1]);
+  g_assert_cmpuint (((ModikeSpdEntry *) all->pdata[n + 1])->id, ==, rest_id);
+
+  /* Remove the even ones: their traffic falls to "rest" (v4) or nothing (v6). */
+  g_timer_start (t);
+  for (guint i = 0; i < n; i += 2)
+    g_assert_true (modike_spd_remove (spd, ids[i]));
+  for (guint i = 0; i < n; i++)
+    {
+      ModikeSelector s = { .local = addr ("192.168.0.1"), .remote = client_addr (i), .proto = 6 };
+      const ModikeSpdEntry *e = modike_spd_lookup (spd, &s);
+      guint32 want = i % 2 == 1 ? ids[i] : s.remote.family == AF_INET ? rest_id : 0;
+
+      g_assert_cmpuint (e != NULL ? e->id : 0, ==, want);
+    }
+  for (guint i = 1; i < n; i += 2)
+    g_assert_true (modike_spd_remove (spd, ids[i]));
+  g_test_message ("removed %u host entries in %.3f s", n, g_timer_elapsed (t, NULL));
+  g_autoptr (GPtrArray) left = modike_spd_entries (spd);
+  g_assert_cmpuint (left->len, ==, 2);
+}
+
 /* ---- SAD ---- */
 
 static ModikeSadEntry *
@@ -539,6 +985,11 @@ main (int argc, char **argv)
   g_test_add_func ("/spd/protocol-ports", test_spd_protocol_ports);
   g_test_add_func ("/spd/actions", test_spd_actions);
   g_test_add_func ("/spd/from-config", test_spd_from_config);
+  g_test_add_func ("/spd/random", test_spd_random);
+  g_test_add_func ("/spd/covering", test_spd_covering);
+  g_test_add_func ("/spd/id-wrap", test_spd_id_wrap);
+  g_test_add_func ("/spd/clear-reuse", test_spd_clear_reuse);
+  g_test_add_func ("/spd/100k", test_spd_100k);
   g_test_add_func ("/sad/entry", test_sad_entry);
   g_test_add_func ("/sad/add-lookup-remove", test_sad_add_lookup_remove);
   g_test_add_func ("/sad/watchers", test_sad_watchers);

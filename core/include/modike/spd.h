@@ -92,5 +92,9 @@ const ModikeSpdEntry *modike_spd_lookup (const ModikeSpd *spd, const ModikeSelec
 const ModikeSpdEntry *modike_spd_get (const ModikeSpd *spd, guint32 id);
 /* Entries in lookup order (borrowed pointers). */
 GPtrArray *modike_spd_entries (const ModikeSpd *spd);
+/* ABI 1.4: a new array of the entries (borrowed, lookup order) whose remote
+ * selector holds every address of `remote` (family 0 = any holds all);
+ * costs O(log n + entries that are no host entry), not O(n). */
+GPtrArray *modike_spd_covering (const ModikeSpd *spd, const ModikeAddrRange *remote);
 
 G_END_DECLS
