@@ -281,6 +281,8 @@ else
     carried=""
     for p in "${new_pairs[@]}"; do
       line=$(esp_lines "$ST" | grep " in=${p% *} ")
+      # Gone since the SPIs were read (12 s lifetimes: the older pair expires).
+      [ -n "$line" ] || { mki_log "pair $p expired meanwhile"; continue; }
       mki_esp_counters "$line" || fail "the ESP line has no counters: '$line'"
       mki_log "new SA: $line"
       [ "$MKI_PKT_IN" -gt 0 ] && [ "$MKI_PKT_OUT" -gt 0 ] && carried=$line
