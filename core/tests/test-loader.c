@@ -842,6 +842,16 @@ half_policy_del (gpointer user, guint32 spd_id)
 }
 
 static void
+half_sa_del_sa (gpointer user, const ModikeSadEntry *e)
+{
+}
+
+static void
+half_sa_stats_sa (gpointer user, const ModikeSadEntry *e, ModikeSaStats *out)
+{
+}
+
+static void
 test_ports_and_singletons (void)
 {
   g_autoptr (ModikeRegistry) reg = modike_registry_new ();
@@ -877,6 +887,20 @@ test_ports_and_singletons (void)
       g_assert_false (modike_register_datapath (p, &half, NULL, &error));
       g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID);
       g_assert_nonnull (strstr (error->message, "only one of policy_add and policy_del"));
+      g_clear_error (&error);
+    }
+  /* So do sa_del_sa and sa_stats_sa. */
+  for (guint k = 0; k < 2; k++)
+    {
+      ModikeDatapathOps half = { .name = "half" };
+
+      if (k == 0)
+        half.sa_del_sa = half_sa_del_sa;
+      else
+        half.sa_stats_sa = half_sa_stats_sa;
+      g_assert_false (modike_register_datapath (p, &half, NULL, &error));
+      g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID);
+      g_assert_nonnull (strstr (error->message, "only one of sa_del_sa and sa_stats_sa"));
       g_clear_error (&error);
     }
   g_assert_null (modike_registry_datapath (reg, NULL));

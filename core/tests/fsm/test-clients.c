@@ -288,11 +288,12 @@ test_own_children (void)
   g_assert_cmpuint (only_sa (c2)->children->len, ==, 3);
   g_assert_true (gw_sa_for (gw, only_sa (c2)) == gw2);
   assert_mirror (gw, gw2, c2, only_sa (c2));
+  guint32 old_gw_reqid = engine_child_find_spi (gw2, old_in, TRUE)->reqid;
   net_fire_now (net, old_child->expire_timer);
   net_run (net, 1000, NULL, NULL);
   check_client (gw, c2, 2);
-  g_assert_null (engine_find_child (gw->ike, MODIKE_DIR_IN, old_out));
-  g_assert_null (engine_find_child (gw->ike, MODIKE_DIR_OUT, old_in));
+  g_assert_null (engine_find_child (gw->ike, MODIKE_DIR_IN, old_out, 0));
+  g_assert_null (engine_find_child (gw->ike, MODIKE_DIR_OUT, old_in, old_gw_reqid));
   check_client (gw, c1, 1);
   check_client (gw, c3, 1);
   assert_spis (gw_sa_for (gw, only_sa (c1)), spis1);
