@@ -119,6 +119,9 @@ struct _ModikeIke {
   gboolean started;           /* the engine-start hooks ran (first set_config) */
   struct _EngineCrypto *crypto; /* the crypto worker pool (offload.c), NULL = none yet */
   guint crypto_threads;       /* its size; 0 = crypto runs inline */
+  /* Tests only (core/tests/fsm, to make peers' SPIs collide): the inbound
+   * SPI offered while it is free; 0, always outside tests, = random. */
+  guint32 test_spi_in;
 };
 
 struct _ModikeIkeSa {

@@ -271,6 +271,14 @@ fake_dp_register (Node *n, FakeDp *dp)
   g_assert_no_error (error);
 }
 
+/* Runs the datapath host calls queued to the main context. */
+void
+host_flush (void)
+{
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
+}
+
 /* The datapath holds exactly the SAD, keys included. */
 void
 fake_dp_assert_mirror (FakeDp *dp, Node *n)

@@ -164,6 +164,8 @@ void fake_dp_clear (FakeDp *dp);
 void fake_dp_register (Node *n, FakeDp *dp);
 /* The datapath holds exactly the SAD, keys included. */
 void fake_dp_assert_mirror (FakeDp *dp, Node *n);
+/* Runs the datapath host calls queued to the main context. */
+void host_flush (void);
 void fake_os_register (Node *n, FakeOs *os);
 /* A and B from params, with the fakes given (NULL: none) registered
  * before the config is applied. */

@@ -2,14 +2,6 @@
  * registry. */
 #include "harness.h"
 
-/* Runs what the host calls queued on the main context. */
-static void
-host_flush (void)
-{
-  while (g_main_context_iteration (NULL, FALSE))
-    ;
-}
-
 static guint32
 spd_id_of (Node *n, const char *name)
 {
