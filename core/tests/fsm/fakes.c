@@ -95,10 +95,28 @@ fdp_sa_del_sa (gpointer user, const ModikeSadEntry *e)
   g_assert_true (g_hash_table_remove (dp->sas, key));
 }
 
-/* Never called while sa_del_sa is there. */
+/* A datapath without sa_del_sa: the SPI alone (some outbound SA with it). */
 static void
 fdp_sa_del (gpointer user, ModikeDirection dir, guint32 spi)
 {
+  FakeDp *dp = user;
+  GHashTableIter it;
+  gpointer key, value;
+
+  g_assert_true (dp->old_sa_ops);
+  dp->sa_dels++;
+  g_hash_table_iter_init (&it, dp->sas);
+  while (g_hash_table_iter_next (&it, &key, &value))
+    {
+      const ModikeSadEntry *mine = value;
+
+      if (mine->dir == dir && mine->spi == spi)
+        {
+          g_hash_table_iter_remove (&it);
+          return;
+        }
+    }
+  /* Only SAs it was given are taken back. */
   g_assert_not_reached ();
 }
 
@@ -265,9 +283,12 @@ fake_dp_register (Node *n, FakeDp *dp)
 {
   ModikePlugin *pl = modike_registry_add_plugin (n->reg, &fake_dp_desc);
   g_autoptr (GError) error = NULL;
+  ModikeDatapathOps old = fake_dp_ops; /* the registry copies it */
 
   g_assert_nonnull (pl);
-  g_assert_true (modike_register_datapath (pl, &fake_dp_ops, dp, &error));
+  old.sa_del_sa = NULL;
+  old.sa_stats_sa = NULL;
+  g_assert_true (modike_register_datapath (pl, dp->old_sa_ops ? &old : &fake_dp_ops, dp, &error));
   g_assert_no_error (error);
 }
 

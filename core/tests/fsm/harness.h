@@ -144,6 +144,7 @@ typedef struct {
   GPtrArray *policies;
   gboolean refuse;           /* sa_add fails */
   gboolean calls_in_stop;    /* host calls from stop, as a racing thread would */
+  gboolean old_sa_ops;       /* sa_del/sa_stats by (dir, spi) only, no sa_del_sa/sa_stats_sa */
 } FakeDp;
 
 typedef struct {
