@@ -28,7 +28,8 @@ struct _EngineDatapath {
   ModikeDatapathHost *host;
   gboolean owns_context;    /* we acquired host->context */
   guint sad_watch;
-  GHashTable *refused_in;   /* SPIs whose sa_add failed: no sa_del for them */
+  /* SAs whose sa_add failed (no sa_del for them), by refused_key () */
+  GHashTable *refused_in;
   GHashTable *refused_out;
   guint reap_timer;
 };
@@ -107,7 +108,8 @@ typedef struct {
   gboolean have_sel;
   ModikeSelector sel;
   ModikeDirection dir;
-  guint32 spi;
+  guint32 spi, reqid;
+  gboolean any_reqid;       /* modike_datapath_expire: no reqid given */
   gboolean hard;
   ModikeAddr local, remote;
   GBytes *data;
@@ -140,7 +142,14 @@ host_call_run (gpointer p)
       engine_acquire (ike, call->spd_id, call->have_sel ? &call->sel : NULL);
       break;
     case CALL_EXPIRE:
-      engine_expire (ike, call->dir, call->spi, call->hard);
+      if (call->any_reqid && call->dir == MODIKE_DIR_OUT)
+        {
+          /* An old datapath names an outbound SA by SPI alone: take one. */
+          const ModikeSadEntry *e = modike_sad_lookup (ike->sad, MODIKE_DIR_OUT, call->spi);
+
+          call->reqid = e != NULL ? e->reqid : 0;
+        }
+      engine_expire (ike, call->dir, call->spi, call->reqid, call->hard);
       break;
     case CALL_IKE_INPUT:
       data = g_bytes_get_data (call->data, &len);
@@ -194,8 +203,9 @@ modike_datapath_acquire (ModikeDatapathHost *host, guint32 spd_id, const ModikeS
   host_queue (host, call);
 }
 
-void
-modike_datapath_expire (ModikeDatapathHost *host, ModikeDirection dir, guint32 spi, gboolean hard)
+static void
+expire_queue (ModikeDatapathHost *host, ModikeDirection dir, guint32 spi, guint32 reqid, gboolean any_reqid,
+              gboolean hard)
 {
   HostCall *call;
 
@@ -204,8 +214,23 @@ modike_datapath_expire (ModikeDatapathHost *host, ModikeDirection dir, guint32 s
   call->kind = CALL_EXPIRE;
   call->dir = dir;
   call->spi = spi;
+  call->reqid = reqid;
+  call->any_reqid = any_reqid;
   call->hard = hard;
   host_queue (host, call);
+}
+
+void
+modike_datapath_expire (ModikeDatapathHost *host, ModikeDirection dir, guint32 spi, gboolean hard)
+{
+  expire_queue (host, dir, spi, 0, TRUE, hard);
+}
+
+void
+modike_datapath_expire_sa (ModikeDatapathHost *host, ModikeDirection dir, guint32 spi, guint32 reqid,
+                           gboolean hard)
+{
+  expire_queue (host, dir, spi, reqid, FALSE, hard);
 }
 
 void
@@ -225,6 +250,27 @@ modike_datapath_ike_input (ModikeDatapathHost *host, const ModikeAddr *local, co
 
 /* ---- the SAD watcher ---- */
 
+/* An SA's name as the SAD has it: the SPI inbound, (spi, reqid) outbound. */
+static guint64
+refused_key (ModikeDirection dir, guint32 spi, guint32 reqid)
+{
+  return (guint64) (dir == MODIKE_DIR_OUT ? reqid : 0) << 32 | spi;
+}
+
+static gboolean
+refused_has (EngineDatapath *dp, ModikeDirection dir, guint32 spi, guint32 reqid)
+{
+  guint64 key = refused_key (dir, spi, reqid);
+
+  return g_hash_table_contains (dir == MODIKE_DIR_IN ? dp->refused_in : dp->refused_out, &key);
+}
+
+static GHashTable *
+refused_new (void)
+{
+  return g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, NULL);
+}
+
 static void
 sad_changed (ModikeSadEvent ev, const ModikeSadEntry *e, gpointer user)
 {
@@ -232,13 +278,18 @@ sad_changed (ModikeSadEvent ev, const ModikeSadEntry *e, gpointer user)
   EngineDatapath *dp = ike->dp;
   GHashTable *refused = e->dir == MODIKE_DIR_IN ? dp->refused_in : dp->refused_out;
   const char *dir = e->dir == MODIKE_DIR_IN ? "inbound" : "outbound";
+  guint64 key = refused_key (e->dir, e->spi, e->reqid);
   g_autoptr (GError) error = NULL;
 
   if (ev == MODIKE_SAD_REMOVED)
     {
-      if (g_hash_table_remove (refused, GUINT_TO_POINTER (e->spi)))
+      if (g_hash_table_remove (refused, &key))
         return;
-      if (dp->ops->sa_del != NULL)
+      /* Outbound SPIs are the peers' choice and may collide: the datapath
+       * that can tell them apart gets the whole entry. */
+      if (dp->ops->sa_del_sa != NULL)
+        dp->ops->sa_del_sa (dp->user, e);
+      else if (dp->ops->sa_del != NULL)
         dp->ops->sa_del (dp->user, e->dir, e->spi);
       return;
     }
@@ -246,18 +297,18 @@ sad_changed (ModikeSadEvent ev, const ModikeSadEntry *e, gpointer user)
     return;
   /* An SA the datapath cannot carry is no SA: engine_p2_up sees this and
    * has the child deleted. */
-  g_hash_table_add (refused, GUINT_TO_POINTER (e->spi));
+  g_hash_table_add (refused, g_memdup2 (&key, sizeof key));
   engine_log (G_LOG_LEVEL_MESSAGE, NULL, NULL, "datapath %s refused the %s ESP SA %08x of peer %s: %s", dp_name (dp),
               dir, e->spi, e->peer != NULL ? e->peer : "?", error != NULL ? error->message : "no reason given");
 }
 
 gboolean
-engine_dp_refused (ModikeIke *ike, guint32 spi_in, guint32 spi_out)
+engine_dp_refused (ModikeIke *ike, const EngineChild *c)
 {
   EngineDatapath *dp = ike->dp;
 
-  return dp != NULL && (g_hash_table_contains (dp->refused_in, GUINT_TO_POINTER (spi_in)) ||
-                        g_hash_table_contains (dp->refused_out, GUINT_TO_POINTER (spi_out)));
+  return dp != NULL && (refused_has (dp, MODIKE_DIR_IN, c->spi_in, c->reqid) ||
+                        refused_has (dp, MODIKE_DIR_OUT, c->spi_out, c->reqid));
 }
 
 static void
@@ -324,8 +375,8 @@ engine_dp_start (ModikeIke *ike, GError **error)
     engine_log (G_LOG_LEVEL_WARNING, NULL, NULL,
                 "datapath %s: the engine's main context belongs to another thread; host calls may run there",
                 dp_name (dp));
-  dp->refused_in = g_hash_table_new (NULL, NULL);
-  dp->refused_out = g_hash_table_new (NULL, NULL);
+  dp->refused_in = refused_new ();
+  dp->refused_out = refused_new ();
   if (ops->start != NULL && !ops->start (user, dp->host, error))
     {
       g_prefix_error (error, "datapath %s failed to start: ", dp_name (dp));
@@ -427,30 +478,45 @@ engine_dp_ops (ModikeIke *ike, gpointer *user)
   return ike->dp->ops;
 }
 
+/* The counters of one of c's SAs; FALSE (and zeros) when the datapath
+ * keeps none. */
+static gboolean
+child_stats (ModikeIke *ike, const EngineChild *c, ModikeDirection dir, ModikeSaStats *out)
+{
+  EngineDatapath *dp = ike->dp;
+  guint32 spi = dir == MODIKE_DIR_IN ? c->spi_in : c->spi_out;
+
+  memset (out, 0, sizeof *out);
+  if (dp == NULL)
+    return FALSE;
+  if (dp->ops->sa_stats_sa != NULL)
+    {
+      const ModikeSadEntry *e = modike_sad_lookup_sa (ike->sad, dir, spi, c->reqid);
+
+      if (e != NULL)
+        dp->ops->sa_stats_sa (dp->user, e, out);
+      return TRUE;
+    }
+  if (dp->ops->sa_stats == NULL)
+    return FALSE;
+  dp->ops->sa_stats (dp->user, dir, spi, out);
+  return TRUE;
+}
+
 gboolean
 engine_dp_child_stats (ModikeIke *ike, const EngineChild *c, ModikeSaStats *in, ModikeSaStats *out)
 {
-  EngineDatapath *dp = ike->dp;
+  gboolean have = child_stats (ike, c, MODIKE_DIR_IN, in);
 
-  memset (in, 0, sizeof *in);
-  memset (out, 0, sizeof *out);
-  if (dp == NULL || dp->ops->sa_stats == NULL)
-    return FALSE;
-  dp->ops->sa_stats (dp->user, MODIKE_DIR_IN, c->spi_in, in);
-  dp->ops->sa_stats (dp->user, MODIKE_DIR_OUT, c->spi_out, out);
-  return TRUE;
+  return child_stats (ike, c, MODIKE_DIR_OUT, out) && have;
 }
 
 gint64
 engine_dp_child_last (ModikeIke *ike, const EngineChild *c, ModikeDirection dir)
 {
-  EngineDatapath *dp = ike->dp;
   ModikeSaStats st;
 
-  if (dp == NULL || dp->ops->sa_stats == NULL)
-    return 0;
-  memset (&st, 0, sizeof st);
-  dp->ops->sa_stats (dp->user, dir, dir == MODIKE_DIR_IN ? c->spi_in : c->spi_out, &st);
+  child_stats (ike, c, dir, &st);
   return st.last_us;
 }
 
@@ -458,12 +524,10 @@ void
 engine_dp_sa_move (ModikeIke *ike, const ModikeSadEntry *e)
 {
   EngineDatapath *dp = ike->dp;
-  GHashTable *refused;
 
   if (dp == NULL)
     return;
-  refused = e->dir == MODIKE_DIR_IN ? dp->refused_in : dp->refused_out;
-  if (g_hash_table_contains (refused, GUINT_TO_POINTER (e->spi)))
+  if (refused_has (dp, e->dir, e->spi, e->reqid))
     return;
   if (dp->ops->sa_move != NULL)
     dp->ops->sa_move (dp->user, e);

@@ -97,7 +97,7 @@ struct _ModikeIke {
   GHashTable *by_icookie;     /* guint64 key in the SA -> ModikeIkeSa* */
   GHashTable *by_peer;        /* peer key -> GPtrArray of the SAs of one peer (sa.c) */
   GHashTable *children_in;    /* our inbound SPI -> EngineChild* once up (sa.c) */
-  GHashTable *children_out;   /* outbound SPI -> EngineChild* (the SAD keeps it unique) */
+  GHashTable *children_out;   /* reqid -> EngineChild* (peers' outbound SPIs may collide) */
   GPtrArray *dead_sas;        /* freed when the engine returns to the caller */
   GPtrArray *dead_exchanges;
   guint depth;                /* nesting of entry points, for deferred frees */
@@ -119,6 +119,9 @@ struct _ModikeIke {
   gboolean started;           /* the engine-start hooks ran (first set_config) */
   struct _EngineCrypto *crypto; /* the crypto worker pool (offload.c), NULL = none yet */
   guint crypto_threads;       /* its size; 0 = crypto runs inline */
+  /* Tests only (core/tests/fsm, to make peers' SPIs collide): the inbound
+   * SPI offered while it is free; 0, always outside tests, = random. */
+  guint32 test_spi_in;
 };
 
 struct _ModikeIkeSa {
@@ -626,7 +629,7 @@ void engine_dp_policies_update (ModikeIke *ike, const GArray *removed, const GAr
 void engine_dp_stop (ModikeIke *ike);
 const ModikeDatapathOps *engine_dp_ops (ModikeIke *ike, gpointer *user); /* NULL unless started */
 /* TRUE when the datapath refused one of the two SAs (sa_add failed). */
-gboolean engine_dp_refused (ModikeIke *ike, guint32 spi_in, guint32 spi_out);
+gboolean engine_dp_refused (ModikeIke *ike, const EngineChild *c);
 /* Deletes children marked dp_failed, from a timer (after the current
  * exchange sent its last message). */
 void engine_dp_schedule_reap (ModikeIke *ike);
@@ -643,12 +646,13 @@ void engine_sa_move_remote (ModikeIkeSa *sa, const ModikeAddr *remote);
 
 /* ---- host calls, run on the main loop (ike.c, sa.c) ---- */
 void engine_acquire (ModikeIke *ike, guint32 spd_id, const ModikeSelector *sel);
-void engine_expire (ModikeIke *ike, ModikeDirection dir, guint32 spi, gboolean hard);
+void engine_expire (ModikeIke *ike, ModikeDirection dir, guint32 spi, guint32 reqid, gboolean hard);
 /* Starts the replacement of a child now (timer-driven rekey and soft
  * expiry); FALSE with error when no established IKE SA can carry it. */
 gboolean engine_child_rekey (EngineChild *c, GError **error);
-/* The child (not yet replaced or replaced) owning spi, or NULL. */
-EngineChild *engine_find_child (ModikeIke *ike, ModikeDirection dir, guint32 spi);
+/* The child (not yet replaced or replaced) owning the SA (IN, spi) or
+ * (OUT, spi, reqid) (reqid ignored inbound), or NULL. */
+EngineChild *engine_find_child (ModikeIke *ike, ModikeDirection dir, guint32 spi, guint32 reqid);
 
 /* ---- virtual adapters (adapter.c) ---- */
 /* Before a config is applied: every peer with <adapter> needs an OS

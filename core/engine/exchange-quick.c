@@ -482,7 +482,7 @@ install (ModikeExchange *x, QmData *qm, GError **error)
     {
       /* The old child stays until its hard expiry (wherever phase 1
        * rekeying moved it). */
-      EngineChild *old = engine_find_child (ike, MODIKE_DIR_IN, qm->rekey_spi);
+      EngineChild *old = engine_find_child (ike, MODIKE_DIR_IN, qm->rekey_spi, 0);
 
       if (old != NULL)
         old->rekeyed = TRUE;

@@ -969,14 +969,14 @@ engine_acquire (ModikeIke *ike, guint32 spd_id, const ModikeSelector *sel)
 }
 
 void
-engine_expire (ModikeIke *ike, ModikeDirection dir, guint32 spi, gboolean hard)
+engine_expire (ModikeIke *ike, ModikeDirection dir, guint32 spi, guint32 reqid, gboolean hard)
 {
   EngineChild *c;
   g_autoptr (GError) error = NULL;
   const char *which = dir == MODIKE_DIR_IN ? "in" : "out";
 
   engine_enter (ike);
-  c = engine_find_child (ike, dir, spi);
+  c = engine_find_child (ike, dir, spi, reqid);
   if (c == NULL)
     {
       engine_log (G_LOG_LEVEL_DEBUG, NULL, NULL, "%s expiry of unknown ESP SA %s=%08x ignored", hard ? "hard" : "soft",

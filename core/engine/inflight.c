@@ -45,12 +45,12 @@ modike_exchange_alloc_spi (ModikeExchange *x)
 
   /* SPIs 1..255 are reserved (RFC 4303 2.1). Kept until x is freed, which
    * covers the time from the offer to the SAD entry that then holds it. */
-  do
+  spi = ike->test_spi_in;
+  while (spi < 256 || engine_spi_in_use (ike, spi))
     {
       modike_random (b, sizeof b);
       spi = engine_spi_value (b);
     }
-  while (spi < 256 || engine_spi_in_use (ike, spi));
   g_hash_table_insert (ike->spis, GUINT_TO_POINTER (spi), x);
   if (x->spis == NULL)
     x->spis = g_array_new (FALSE, FALSE, sizeof (guint32));

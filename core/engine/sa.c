@@ -500,8 +500,8 @@ engine_child_free (EngineChild *c)
   ike = c->sa->ike;
   if (g_hash_table_lookup (ike->children_in, GUINT_TO_POINTER (c->spi_in)) == c)
     g_hash_table_remove (ike->children_in, GUINT_TO_POINTER (c->spi_in));
-  if (g_hash_table_lookup (ike->children_out, GUINT_TO_POINTER (c->spi_out)) == c)
-    g_hash_table_remove (ike->children_out, GUINT_TO_POINTER (c->spi_out));
+  if (g_hash_table_lookup (ike->children_out, GUINT_TO_POINTER (c->reqid)) == c)
+    g_hash_table_remove (ike->children_out, GUINT_TO_POINTER (c->reqid));
   engine_timer_cancel (ike, &c->rekey_timer);
   engine_timer_cancel (ike, &c->expire_timer);
   g_free (c->policy);
@@ -511,8 +511,20 @@ engine_child_free (EngineChild *c)
 EngineChild *
 engine_child_find_spi (ModikeIkeSa *sa, guint32 spi, gboolean outbound)
 {
-  EngineChild *c = engine_find_child (sa->ike, outbound ? MODIKE_DIR_OUT : MODIKE_DIR_IN, spi);
+  EngineChild *c = NULL;
 
+  if (!outbound)
+    c = engine_find_child (sa->ike, MODIKE_DIR_IN, spi, 0);
+  else
+    /* Other peers may have chosen the same outbound SPI: within one IKE
+     * SA's children it names one child. */
+    for (guint i = 0; i < sa->children->len && c == NULL; i++)
+      {
+        EngineChild *k = g_ptr_array_index (sa->children, i);
+
+        if (k->spi_out == spi)
+          c = engine_find_child (sa->ike, MODIKE_DIR_OUT, spi, k->reqid);
+      }
   return c != NULL && c->sa == sa ? c : NULL;
 }
 
@@ -532,11 +544,18 @@ engine_children_move (ModikeIkeSa *from, ModikeIkeSa *to)
 }
 
 EngineChild *
-engine_find_child (ModikeIke *ike, ModikeDirection dir, guint32 spi)
+engine_find_child (ModikeIke *ike, ModikeDirection dir, guint32 spi, guint32 reqid)
 {
-  EngineChild *c = g_hash_table_lookup (dir == MODIKE_DIR_OUT ? ike->children_out : ike->children_in,
-                                        GUINT_TO_POINTER (spi));
+  EngineChild *c;
 
+  if (dir == MODIKE_DIR_OUT)
+    {
+      c = g_hash_table_lookup (ike->children_out, GUINT_TO_POINTER (reqid));
+      if (c != NULL && c->spi_out != spi)
+        c = NULL;
+    }
+  else
+    c = g_hash_table_lookup (ike->children_in, GUINT_TO_POINTER (spi));
   return c != NULL && !c->sa->dead ? c : NULL;
 }
 
@@ -633,8 +652,8 @@ engine_child_remove (EngineChild *c, gboolean send_delete)
   /* A child the datapath refused never had its P2_UP. */
   if (in != NULL && !c->dp_failed)
     modike_registry_emit (ike->registry, MODIKE_EVENT_P2_DOWN, sa, in);
-  modike_sad_remove (ike->sad, MODIKE_DIR_IN, c->spi_in);
-  modike_sad_remove (ike->sad, MODIKE_DIR_OUT, c->spi_out);
+  modike_sad_remove_sa (ike->sad, MODIKE_DIR_IN, c->spi_in, c->reqid);
+  modike_sad_remove_sa (ike->sad, MODIKE_DIR_OUT, c->spi_out, c->reqid);
   ELOG_INFO (sa, NULL, "ESP SA in=%08x out=%08x removed", c->spi_in, c->spi_out);
   /* From the end: engine_sa_delete removes the last one each time. */
   for (guint i = sa->children->len; i-- > 0;)
@@ -977,15 +996,16 @@ void
 engine_p2_up (ModikeIkeSa *sa, EngineChild *child)
 {
   ModikeIke *ike = sa->ike;
-  const ModikeSadEntry *in = modike_sad_lookup (ike->sad, MODIKE_DIR_IN, child->spi_in);
-  const ModikeSadEntry *out = modike_sad_lookup (ike->sad, MODIKE_DIR_OUT, child->spi_out);
+  const ModikeSadEntry *in = modike_sad_lookup_sa (ike->sad, MODIKE_DIR_IN, child->spi_in, child->reqid);
+  const ModikeSadEntry *out = modike_sad_lookup_sa (ike->sad, MODIKE_DIR_OUT, child->spi_out, child->reqid);
   char encr[32];
   const char *integ = engine_auth_alg_name (child->choice.auth_alg);
 
-  /* Found by SPI from here on (datapath expiries), whatever the SA count. */
+  /* Found by SPI from here on (datapath expiries), whatever the SA count;
+   * outbound by reqid, as peers' SPIs may collide. */
   g_hash_table_replace (ike->children_in, GUINT_TO_POINTER (child->spi_in), child);
-  g_hash_table_replace (ike->children_out, GUINT_TO_POINTER (child->spi_out), child);
-  if (engine_dp_refused (ike, child->spi_in, child->spi_out))
+  g_hash_table_replace (ike->children_out, GUINT_TO_POINTER (child->reqid), child);
+  if (engine_dp_refused (ike, child))
     {
       g_autoptr (GError) error = g_error_new (MODIKE_IKE_ERROR, MODIKE_IKE_ERROR_FAILED,
                                               "peer %s: the datapath refused ESP SA in=%08x out=%08x",
@@ -1227,10 +1247,10 @@ modike_ike_sa_get_last_outbound (ModikeIkeSa *sa)
 }
 
 static void
-move_entry (ModikeIke *ike, ModikeDirection dir, guint32 spi, const ModikeAddr *remote)
+move_entry (ModikeIke *ike, ModikeDirection dir, guint32 spi, guint32 reqid, const ModikeAddr *remote)
 {
   /* The core owns its SAD: the entry is ours to change. */
-  ModikeSadEntry *e = (ModikeSadEntry *) modike_sad_lookup (ike->sad, dir, spi);
+  ModikeSadEntry *e = (ModikeSadEntry *) modike_sad_lookup_sa (ike->sad, dir, spi, reqid);
   ModikeAddr *peer;
 
   if (e == NULL)
@@ -1260,8 +1280,8 @@ engine_sa_move_remote (ModikeIkeSa *sa, const ModikeAddr *remote)
     {
       EngineChild *c = g_ptr_array_index (sa->children, i);
 
-      move_entry (sa->ike, MODIKE_DIR_OUT, c->spi_out, remote);
-      move_entry (sa->ike, MODIKE_DIR_IN, c->spi_in, remote);
+      move_entry (sa->ike, MODIKE_DIR_OUT, c->spi_out, c->reqid, remote);
+      move_entry (sa->ike, MODIKE_DIR_IN, c->spi_in, c->reqid, remote);
     }
   sa_index (sa); /* an address identity's key names the address it came from */
 }

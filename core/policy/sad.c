@@ -1,6 +1,7 @@
-/* Security association database: a hash table keyed by (direction, SPI).
- * The entries themselves are the keys (hash and equality read dir and
- * spi), so a lookup needs no allocation. */
+/* Security association database: a hash table keyed by (IN, SPI) for
+ * inbound SAs and (OUT, SPI, reqid) for outbound ones: the peers choose
+ * our outbound SPIs and two peers may choose the same. The entries
+ * themselves are the keys, so a lookup needs no allocation. */
 #include <modike/sad.h>
 
 #include <gio/gio.h>
@@ -61,18 +62,25 @@ modike_sad_entry_free (ModikeSadEntry *e)
 
 /* ---- The database ---- */
 
+/* The reqid takes part in an outbound SA's name only. */
+static guint32
+key_reqid (const ModikeSadEntry *e)
+{
+  return e->dir == MODIKE_DIR_OUT ? e->reqid : 0;
+}
+
 static guint
 entry_hash (gconstpointer p)
 {
   const ModikeSadEntry *e = p;
-  return e->spi * 2654435761u ^ (guint) e->dir;
+  return (e->spi * 2654435761u) ^ (key_reqid (e) * 40503u) ^ (guint) e->dir;
 }
 
 static gboolean
 entry_equal (gconstpointer a, gconstpointer b)
 {
   const ModikeSadEntry *x = a, *y = b;
-  return x->spi == y->spi && x->dir == y->dir;
+  return x->spi == y->spi && x->dir == y->dir && key_reqid (x) == key_reqid (y);
 }
 
 ModikeSad *
@@ -131,8 +139,11 @@ modike_sad_add (ModikeSad *sad, ModikeSadEntry *e, GError **error)
     return FALSE;
   }
   if (g_hash_table_contains (sad->table, owned)) {
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS, "an %s SA with SPI 0x%08x exists already",
-                 owned->dir == MODIKE_DIR_IN ? "inbound" : "outbound", owned->spi);
+    if (owned->dir == MODIKE_DIR_IN)
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS, "an inbound SA with SPI 0x%08x exists already", owned->spi);
+    else
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS, "an outbound SA with SPI 0x%08x and reqid %u exists already",
+                   owned->spi, owned->reqid);
     return FALSE;
   }
   const ModikeSadEntry *added = owned;
@@ -141,13 +152,31 @@ modike_sad_add (ModikeSad *sad, ModikeSadEntry *e, GError **error)
   return TRUE;
 }
 
-gboolean
-modike_sad_remove (ModikeSad *sad, ModikeDirection dir, guint32 spi)
+/* The entry named (dir, spi, reqid), or for a legacy OUT lookup without
+ * reqid the first outbound entry with that SPI (a scan: the core never
+ * does this; only old plugins may). */
+static ModikeSadEntry *
+find (const ModikeSad *sad, ModikeDirection dir, guint32 spi, guint32 reqid, gboolean any_reqid)
 {
-  g_return_val_if_fail (sad != NULL, FALSE);
-  ModikeSadEntry key = { .spi = spi, .dir = dir };
   gpointer found;
-  if (!g_hash_table_lookup_extended (sad->table, &key, &found, NULL))
+  if (dir != MODIKE_DIR_OUT || !any_reqid) {
+    ModikeSadEntry key = { .spi = spi, .dir = dir, .reqid = reqid };
+    return g_hash_table_lookup_extended (sad->table, &key, &found, NULL) ? found : NULL;
+  }
+  GHashTableIter it;
+  g_hash_table_iter_init (&it, sad->table);
+  while (g_hash_table_iter_next (&it, &found, NULL)) {
+    const ModikeSadEntry *e = found;
+    if (e->dir == MODIKE_DIR_OUT && e->spi == spi)
+      return found;
+  }
+  return NULL;
+}
+
+static gboolean
+remove_entry (ModikeSad *sad, ModikeSadEntry *found)
+{
+  if (found == NULL)
     return FALSE;
   g_hash_table_steal (sad->table, found);
   /* Watchers see the entry before it is freed (and its keys wiped). */
@@ -156,13 +185,32 @@ modike_sad_remove (ModikeSad *sad, ModikeDirection dir, guint32 spi)
   return TRUE;
 }
 
+gboolean
+modike_sad_remove (ModikeSad *sad, ModikeDirection dir, guint32 spi)
+{
+  g_return_val_if_fail (sad != NULL, FALSE);
+  return remove_entry (sad, find (sad, dir, spi, 0, TRUE));
+}
+
+gboolean
+modike_sad_remove_sa (ModikeSad *sad, ModikeDirection dir, guint32 spi, guint32 reqid)
+{
+  g_return_val_if_fail (sad != NULL, FALSE);
+  return remove_entry (sad, find (sad, dir, spi, reqid, FALSE));
+}
+
 const ModikeSadEntry *
 modike_sad_lookup (const ModikeSad *sad, ModikeDirection dir, guint32 spi)
 {
   g_return_val_if_fail (sad != NULL, NULL);
-  ModikeSadEntry key = { .spi = spi, .dir = dir };
-  gpointer found;
-  return g_hash_table_lookup_extended (sad->table, &key, &found, NULL) ? found : NULL;
+  return find (sad, dir, spi, 0, TRUE);
+}
+
+const ModikeSadEntry *
+modike_sad_lookup_sa (const ModikeSad *sad, ModikeDirection dir, guint32 spi, guint32 reqid)
+{
+  g_return_val_if_fail (sad != NULL, NULL);
+  return find (sad, dir, spi, reqid, FALSE);
 }
 
 /* A new array (the caller unrefs it) of borrowed entry pointers, in no

@@ -28,7 +28,9 @@ static const gsize known_size[MODIKE_ABI_MINOR + 1] = {
    * moved), modike_ike_sa_get_last_outbound; the descriptor is the same. */
   [3] = G_STRUCT_OFFSET (ModikePluginDescriptor, fini) + G_SIZEOF_MEMBER (ModikePluginDescriptor, fini),
   /* 1.4: ModikeSpdEntry.seq, the datapath's policy_add / policy_del (one
-   * policy at a time), modike_spd_covering; the descriptor is the same. */
+   * policy at a time), modike_spd_covering; outbound SAs named by (spi,
+   * reqid): modike_sad_lookup_sa/_remove_sa, the datapath's sa_del_sa /
+   * sa_stats_sa, modike_datapath_expire_sa; the descriptor is the same. */
   [4] = G_STRUCT_OFFSET (ModikePluginDescriptor, fini) + G_SIZEOF_MEMBER (ModikePluginDescriptor, fini),
 };
 

@@ -1189,8 +1189,10 @@ modike_register_datapath (ModikePlugin *plugin, const ModikeDatapathOps *ops, gp
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
   if (ops != NULL && plugin->desc->abi_minor >= 4 && (ops->policy_add == NULL) != (ops->policy_del == NULL))
     return INVALID (plugin, error, "registers the datapath with only one of %s", "policy_add and policy_del");
+  if (ops != NULL && plugin->desc->abi_minor >= 4 && (ops->sa_del_sa == NULL) != (ops->sa_stats_sa == NULL))
+    return INVALID (plugin, error, "registers the datapath with only one of %s", "sa_del_sa and sa_stats_sa");
   /* A plugin built before 1.3 passed a struct without sa_move, before 1.4
-   * one without policy_add and policy_del. */
+   * one without policy_add, policy_del, sa_del_sa and sa_stats_sa. */
   return claim_grown (plugin, &plugin->reg->datapath, "datapath", ops, sizeof *ops,
                       plugin->desc->abi_minor >= 4   ? sizeof *ops
                       : plugin->desc->abi_minor >= 3 ? G_STRUCT_OFFSET (ModikeDatapathOps, policy_add)

@@ -842,6 +842,16 @@ half_policy_del (gpointer user, guint32 spd_id)
 }
 
 static void
+half_sa_del_sa (gpointer user, const ModikeSadEntry *e)
+{
+}
+
+static void
+half_sa_stats_sa (gpointer user, const ModikeSadEntry *e, ModikeSaStats *out)
+{
+}
+
+static void
 test_ports_and_singletons (void)
 {
   g_autoptr (ModikeRegistry) reg = modike_registry_new ();
@@ -865,18 +875,23 @@ test_ports_and_singletons (void)
   g_assert_cmpuint (g_array_index (ports, guint32, 0), ==, 4500 | 1 << 16);
   g_assert_cmpuint (g_array_index (ports, guint32, 1), ==, 4501);
 
-  /* policy_add and policy_del come together or not at all. */
-  for (guint k = 0; k < 2; k++)
+  /* policy_add and policy_del come together or not at all; so do
+   * sa_del_sa and sa_stats_sa. */
+  for (guint k = 0; k < 4; k++)
     {
       ModikeDatapathOps half = { .name = "half" };
 
-      if (k == 0)
-        half.policy_add = half_policy_add;
-      else
-        half.policy_del = half_policy_del;
+      switch (k)
+        {
+        case 0: half.policy_add = half_policy_add; break;
+        case 1: half.policy_del = half_policy_del; break;
+        case 2: half.sa_del_sa = half_sa_del_sa; break;
+        default: half.sa_stats_sa = half_sa_stats_sa; break;
+        }
       g_assert_false (modike_register_datapath (p, &half, NULL, &error));
       g_assert_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID);
-      g_assert_nonnull (strstr (error->message, "only one of policy_add and policy_del"));
+      g_assert_nonnull (strstr (error->message, k < 2 ? "only one of policy_add and policy_del"
+                                                      : "only one of sa_del_sa and sa_stats_sa"));
       g_clear_error (&error);
     }
   g_assert_null (modike_registry_datapath (reg, NULL));

@@ -891,6 +891,65 @@ test_sad_add_lookup_remove (void)
   g_assert_cmpuint (modike_sad_size (sad), ==, 503);
 }
 
+static ModikeSadEntry *
+sa_reqid (ModikeDirection dir, guint32 spi, guint32 reqid, const char *peer)
+{
+  ModikeSadEntry *e = sa (dir, spi);
+  e->reqid = reqid;
+  g_free (e->peer);
+  e->peer = g_strdup (peer);
+  return e;
+}
+
+/* Two peers may pick the same SPI for our outbound SAs: (spi, reqid)
+ * names an outbound SA, the SPI alone an inbound one. */
+static void
+test_sad_outbound_collision (void)
+{
+  g_autoptr (ModikeSad) sad = modike_sad_new ();
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (modike_sad_add (sad, sa_reqid (MODIKE_DIR_OUT, 0xabc, 1, "alice"), &error));
+  g_assert_no_error (error);
+  g_assert_true (modike_sad_add (sad, sa_reqid (MODIKE_DIR_OUT, 0xabc, 2, "bob"), &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (modike_sad_size (sad), ==, 2);
+
+  /* The same outbound name twice is refused. */
+  g_assert_false (modike_sad_add (sad, sa_reqid (MODIKE_DIR_OUT, 0xabc, 2, "carol"), &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS);
+  g_clear_error (&error);
+
+  /* Inbound SPIs stay unique whatever the reqid. */
+  g_assert_true (modike_sad_add (sad, sa_reqid (MODIKE_DIR_IN, 0xabc, 1, "alice"), &error));
+  g_assert_false (modike_sad_add (sad, sa_reqid (MODIKE_DIR_IN, 0xabc, 7, "dave"), &error));
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_EXISTS);
+  g_clear_error (&error);
+  g_assert_cmpuint (modike_sad_size (sad), ==, 3);
+  g_assert_cmpstr (modike_sad_lookup_sa (sad, MODIKE_DIR_IN, 0xabc, 99)->peer, ==, "alice");
+
+  g_assert_cmpstr (modike_sad_lookup_sa (sad, MODIKE_DIR_OUT, 0xabc, 1)->peer, ==, "alice");
+  g_assert_cmpstr (modike_sad_lookup_sa (sad, MODIKE_DIR_OUT, 0xabc, 2)->peer, ==, "bob");
+  g_assert_null (modike_sad_lookup_sa (sad, MODIKE_DIR_OUT, 0xabc, 3));
+  g_assert_null (modike_sad_lookup_sa (sad, MODIKE_DIR_OUT, 0xabd, 1));
+  /* The legacy lookup finds one of them. */
+  const ModikeSadEntry *any = modike_sad_lookup (sad, MODIKE_DIR_OUT, 0xabc);
+  g_assert_nonnull (any);
+  g_assert_cmpuint (any->spi, ==, 0xabc);
+  g_assert_cmpint (any->dir, ==, MODIKE_DIR_OUT);
+
+  /* Removing one leaves the other. */
+  g_assert_true (modike_sad_remove_sa (sad, MODIKE_DIR_OUT, 0xabc, 1));
+  g_assert_false (modike_sad_remove_sa (sad, MODIKE_DIR_OUT, 0xabc, 1));
+  g_assert_null (modike_sad_lookup_sa (sad, MODIKE_DIR_OUT, 0xabc, 1));
+  g_assert_cmpstr (modike_sad_lookup_sa (sad, MODIKE_DIR_OUT, 0xabc, 2)->peer, ==, "bob");
+  g_assert_cmpstr (modike_sad_lookup (sad, MODIKE_DIR_OUT, 0xabc)->peer, ==, "bob");
+  g_assert_nonnull (modike_sad_lookup (sad, MODIKE_DIR_IN, 0xabc));
+  g_assert_true (modike_sad_remove_sa (sad, MODIKE_DIR_IN, 0xabc, 42)); /* reqid ignored */
+  g_assert_true (modike_sad_remove (sad, MODIKE_DIR_OUT, 0xabc));
+  g_assert_cmpuint (modike_sad_size (sad), ==, 0);
+}
+
 typedef struct {
   guint added, removed;
   guint32 last_spi;
@@ -993,5 +1052,6 @@ main (int argc, char **argv)
   g_test_add_func ("/sad/entry", test_sad_entry);
   g_test_add_func ("/sad/add-lookup-remove", test_sad_add_lookup_remove);
   g_test_add_func ("/sad/watchers", test_sad_watchers);
+  g_test_add_func ("/sad/outbound-collision", test_sad_outbound_collision);
   return g_test_run ();
 }

@@ -107,6 +107,7 @@ struct _DpSa {
   ModikeDirection dir;
   guint64 serial;            /* add order: the newest outbound SA wins */
   guint32 spd_id;            /* its policy now (ids change at reloads); writers only */
+  guint32 reqid;             /* outbound: names the SA with spi (peers' SPIs may collide) */
   DpSa *spd_next;            /* outbound: the next SA of its policy; writers only */
   _Atomic (DpAdapter *) adapter; /* inbound: its peer's adapter now, NULL: none */
 };
@@ -236,7 +237,8 @@ struct _Datapath {
   gboolean started;
   ModikeDatapathHost *host;
   guint n_threads;
-  GHashTable *sa_in, *sa_out;         /* spi -> DpSa* */
+  GHashTable *sa_in;                  /* spi -> DpSa* */
+  GHashTable *sa_out;                 /* set of DpSa*, by (spi, reqid) */
   GHashTable *out_by_spd;             /* spd_id -> its outbound DpSa* (list by spd_next) */
   GHashTable *in_by_peer;             /* peer -> set of its inbound DpSa* */
   guint in_used, in_tombs;            /* live and removed slots of intab */

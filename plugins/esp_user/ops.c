@@ -10,6 +10,24 @@
 #include <gio/gio.h>
 #include <sys/eventfd.h>
 
+/* Outbound SAs are named by (spi, reqid): the peers choose the SPIs and
+ * two of them may choose the same. */
+static guint
+out_hash (gconstpointer p)
+{
+  const DpSa *sa = p;
+
+  return (sa->spi * 2654435761u) ^ (sa->reqid * 40503u);
+}
+
+static gboolean
+out_equal (gconstpointer a, gconstpointer b)
+{
+  const DpSa *x = a, *y = b;
+
+  return x->spi == y->spi && x->reqid == y->reqid;
+}
+
 Datapath *
 datapath_new (void)
 {
@@ -24,7 +42,7 @@ datapath_new (void)
   atomic_init (&dp->stopping, FALSE);
   dp->raw_sockets = TRUE;
   dp->sa_in = g_hash_table_new (NULL, NULL);
-  dp->sa_out = g_hash_table_new (NULL, NULL);
+  dp->sa_out = g_hash_table_new (out_hash, out_equal);
   dp->out_by_spd = g_hash_table_new (NULL, NULL);
   dp->in_by_peer = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, (GDestroyNotify) g_hash_table_unref);
   atomic_init (&dp->intab, dp_tab_new ());
@@ -374,18 +392,35 @@ out_add (Datapath *dp, DpSa *sa)
     dp_out_added (dp, st, sa);
 }
 
+/* The SA named (IN, spi) or (OUT, spi, reqid); any_reqid: an outbound SA
+ * with that SPI, for callers of the (dir, spi) ops. Under wlock. */
+static DpSa *
+sa_find (Datapath *dp, ModikeDirection dir, guint32 spi, guint32 reqid, gboolean any_reqid)
+{
+  GHashTableIter it;
+  gpointer v;
+
+  if (dir == MODIKE_DIR_IN)
+    return g_hash_table_lookup (dp->sa_in, GUINT_TO_POINTER (spi));
+  if (!any_reqid)
+    return g_hash_table_lookup (dp->sa_out, &(DpSa) { .spi = spi, .reqid = reqid });
+  g_hash_table_iter_init (&it, dp->sa_out);
+  while (g_hash_table_iter_next (&it, &v, NULL))
+    if (((DpSa *) v)->spi == spi)
+      return v;
+  return NULL;
+}
+
 static gboolean
 dp_sa_add (gpointer user, const ModikeSadEntry *e, GError **error)
 {
   Datapath *dp = user;
-  GHashTable *table;
   ModikeSadEntry copy;
   DpSa *sa;
   EspSa *esp;
   gboolean ok = FALSE;
 
   g_mutex_lock (&dp->wlock);
-  table = e->dir == MODIKE_DIR_IN ? dp->sa_in : dp->sa_out;
   if (!dp->started)
     g_set_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID,
                  "esp_user: SA %08x added before the datapath started", e->spi);
@@ -393,9 +428,9 @@ dp_sa_add (gpointer user, const ModikeSadEntry *e, GError **error)
            || (e->dir != MODIKE_DIR_IN && e->dir != MODIKE_DIR_OUT))
     g_set_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_INVALID,
                  "esp_user: SA %08x is not an ESP SA with a direction", e->spi);
-  else if (g_hash_table_contains (table, GUINT_TO_POINTER (e->spi)))
-    g_set_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_CONFLICT,
-                 "esp_user: SA %08x (%s) exists", e->spi, e->dir == MODIKE_DIR_IN ? "in" : "out");
+  else if (sa_find (dp, e->dir, e->spi, e->reqid, FALSE) != NULL)
+    g_set_error (error, MODIKE_REGISTRY_ERROR, MODIKE_REGISTRY_ERROR_CONFLICT, "esp_user: SA %08x (%s, reqid %u) exists",
+                 e->spi, e->dir == MODIKE_DIR_IN ? "in" : "out", e->reqid);
   else
     {
       /* esp_sa_new copies the entry: a shallow copy for our window is enough. */
@@ -411,11 +446,17 @@ dp_sa_add (gpointer user, const ModikeSadEntry *e, GError **error)
           sa->dir = e->dir;
           sa->serial = ++dp->next_serial;
           sa->spd_id = e->spd_id;
-          g_hash_table_insert (table, GUINT_TO_POINTER (e->spi), sa);
           if (e->dir == MODIKE_DIR_IN)
-            in_add (dp, sa, e->peer);
+            {
+              g_hash_table_insert (dp->sa_in, GUINT_TO_POINTER (e->spi), sa);
+              in_add (dp, sa, e->peer);
+            }
           else
-            out_add (dp, sa);
+            {
+              sa->reqid = e->reqid;
+              g_hash_table_add (dp->sa_out, sa);
+              out_add (dp, sa);
+            }
           dp_reclaim_some (dp);
           ok = TRUE;
         }
@@ -437,7 +478,7 @@ dp_sa_move (gpointer user, const ModikeSadEntry *e)
   if (e->dir != MODIKE_DIR_OUT)
     return;
   g_mutex_lock (&dp->wlock);
-  sa = g_hash_table_lookup (dp->sa_out, GUINT_TO_POINTER (e->spi));
+  sa = sa_find (dp, MODIKE_DIR_OUT, e->spi, e->reqid, FALSE);
   if (sa != NULL && dp->started)
     {
       DpPolicyState *st = g_hash_table_lookup (dp->pstates, GUINT_TO_POINTER (sa->spd_id));
@@ -450,39 +491,54 @@ dp_sa_move (gpointer user, const ModikeSadEntry *e)
   g_mutex_unlock (&dp->wlock);
 }
 
+/* Under wlock. */
+static void
+sa_remove (Datapath *dp, DpSa *sa)
+{
+  if (sa == NULL)
+    return;
+  if (sa->dir == MODIKE_DIR_IN)
+    {
+      const char *peer = esp_sa_entry (sa->esp)->peer;
+
+      g_hash_table_remove (dp->sa_in, GUINT_TO_POINTER (sa->spi));
+      dp_in_remove (dp, sa);
+      if (peer != NULL)
+        peer_remove (dp, peer, sa);
+    }
+  else
+    {
+      DpPolicyState *st = g_hash_table_lookup (dp->pstates, GUINT_TO_POINTER (sa->spd_id));
+      const DpOut *cur = st != NULL ? atomic_load (&st->out) : NULL;
+
+      g_hash_table_remove (dp->sa_out, sa);
+      spd_remove (dp, sa);
+      /* Only when it was the one in use: then the next newest takes over. */
+      if (cur != NULL && cur->sa == sa)
+        dp_out_refresh (dp, st, FALSE);
+    }
+  dp_retire (dp, dp_sa_free, sa);
+  dp_reclaim_some (dp);
+}
+
+/* An outbound SPI alone may name SAs of two peers: this takes one. */
 static void
 dp_sa_del (gpointer user, ModikeDirection dir, guint32 spi)
 {
   Datapath *dp = user;
-  GHashTable *table = dir == MODIKE_DIR_IN ? dp->sa_in : dp->sa_out;
-  DpSa *sa;
 
   g_mutex_lock (&dp->wlock);
-  sa = g_hash_table_lookup (table, GUINT_TO_POINTER (spi));
-  if (sa != NULL)
-    {
-      g_hash_table_remove (table, GUINT_TO_POINTER (spi));
-      if (dir == MODIKE_DIR_IN)
-        {
-          const char *peer = esp_sa_entry (sa->esp)->peer;
+  sa_remove (dp, sa_find (dp, dir, spi, 0, TRUE));
+  g_mutex_unlock (&dp->wlock);
+}
 
-          dp_in_remove (dp, sa);
-          if (peer != NULL)
-            peer_remove (dp, peer, sa);
-        }
-      else
-        {
-          DpPolicyState *st = g_hash_table_lookup (dp->pstates, GUINT_TO_POINTER (sa->spd_id));
-          const DpOut *cur = st != NULL ? atomic_load (&st->out) : NULL;
+static void
+dp_sa_del_sa (gpointer user, const ModikeSadEntry *e)
+{
+  Datapath *dp = user;
 
-          spd_remove (dp, sa);
-          /* Only when it was the one in use: then the next newest takes over. */
-          if (cur != NULL && cur->sa == sa)
-            dp_out_refresh (dp, st, FALSE);
-        }
-      dp_retire (dp, dp_sa_free, sa);
-      dp_reclaim_some (dp);
-    }
+  g_mutex_lock (&dp->wlock);
+  sa_remove (dp, sa_find (dp, e->dir, e->spi, e->reqid, FALSE));
   g_mutex_unlock (&dp->wlock);
 }
 
@@ -874,17 +930,28 @@ out:
 }
 
 static void
-dp_sa_stats (gpointer user, ModikeDirection dir, guint32 spi, ModikeSaStats *out)
+sa_stats (Datapath *dp, ModikeDirection dir, guint32 spi, guint32 reqid, gboolean any_reqid, ModikeSaStats *out)
 {
-  Datapath *dp = user;
   DpSa *sa;
 
   memset (out, 0, sizeof *out);
   g_mutex_lock (&dp->wlock);
-  sa = g_hash_table_lookup (dir == MODIKE_DIR_IN ? dp->sa_in : dp->sa_out, GUINT_TO_POINTER (spi));
+  sa = sa_find (dp, dir, spi, reqid, any_reqid);
   if (sa != NULL)
     esp_sa_stats (sa->esp, out);
   g_mutex_unlock (&dp->wlock);
+}
+
+static void
+dp_sa_stats (gpointer user, ModikeDirection dir, guint32 spi, ModikeSaStats *out)
+{
+  sa_stats (user, dir, spi, 0, TRUE, out);
+}
+
+static void
+dp_sa_stats_sa (gpointer user, const ModikeSadEntry *e, ModikeSaStats *out)
+{
+  sa_stats (user, e->dir, e->spi, e->reqid, FALSE, out);
 }
 
 const ModikeDatapathOps datapath_ops = {
@@ -901,6 +968,8 @@ const ModikeDatapathOps datapath_ops = {
   .adapter_detach = dp_adapter_detach,
   .socket_attach = dp_socket_attach,
   .sa_stats = dp_sa_stats,
+  .sa_del_sa = dp_sa_del_sa,
+  .sa_stats_sa = dp_sa_stats_sa,
 };
 
 /* ------------------------------------------------------------------ */

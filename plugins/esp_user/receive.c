@@ -300,7 +300,7 @@ esp_input (DpWorker *w, const DpSnap *s, guint8 *esp, gsize len)
     }
   ok = esp_sa_decrypt (sa->esp, w->index, esp, len, &payload, &plen, &next, &life, &why);
   if (life != ESP_LIFE_OK)
-    modike_datapath_expire (dp->host, MODIKE_DIR_IN, spi, life == ESP_LIFE_HARD);
+    modike_datapath_expire_sa (dp->host, MODIKE_DIR_IN, spi, 0, life == ESP_LIFE_HARD);
   if (!ok)
     return;
   /* Authentic and not a replay: the peer is alive. */

@@ -558,7 +558,7 @@ flush_queue (Datapath *dp, DpPolicyState *st, const DpOut *o)
                                     &life, &why);
 
       if (life != ESP_LIFE_OK)
-        modike_datapath_expire (dp->host, MODIKE_DIR_OUT, o->sa->spi, life == ESP_LIFE_HARD);
+        modike_datapath_expire_sa (dp->host, MODIKE_DIR_OUT, o->sa->spi, o->sa->reqid, life == ESP_LIFE_HARD);
       if (ok)
         {
           esp_sa_touch (o->sa->esp, now);

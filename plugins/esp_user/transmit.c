@@ -246,7 +246,7 @@ protect (DpWorker *w, const DpOut *o, guint8 *pkt, gsize len)
   gboolean ok = esp_sa_encrypt (o->sa->esp, w->index, pkt, len, &esp, &esp_len, &life, &why);
 
   if (life != ESP_LIFE_OK)
-    modike_datapath_expire (dp->host, MODIKE_DIR_OUT, o->sa->spi, life == ESP_LIFE_HARD);
+    modike_datapath_expire_sa (dp->host, MODIKE_DIR_OUT, o->sa->spi, o->sa->reqid, life == ESP_LIFE_HARD);
   if (!ok)
     return;
   esp_sa_touch (o->sa->esp, w->now_us);

@@ -41,6 +41,11 @@ void modike_datapath_acquire (ModikeDatapathHost *host, guint32 spd_id, const Mo
 /* A lifetime (bytes, packets, seconds) or the sequence number ran out:
  * soft = rekey now (the SA keeps working), hard = delete the SA. */
 void modike_datapath_expire (ModikeDatapathHost *host, ModikeDirection dir, guint32 spi, gboolean hard);
+/* ABI 1.4: the same for the SA named (IN, spi) or (OUT, spi, reqid) (reqid
+ * ignored inbound). modike_datapath_expire picks any outbound SA with spi:
+ * ambiguous when peers' SPIs collide. */
+void modike_datapath_expire_sa (ModikeDatapathHost *host, ModikeDirection dir, guint32 spi, guint32 reqid,
+                                gboolean hard);
 /* An IKE datagram read from a socket the datapath owns (marker stripped). */
 void modike_datapath_ike_input (ModikeDatapathHost *host, const ModikeAddr *local, const ModikeAddr *remote,
                                 const guint8 *data, gsize len);

@@ -147,6 +147,11 @@ typedef struct {
    * its place is its priority, then its seq), or left it. */
   void (*policy_add) (gpointer user, ModikeSpdEntry *e /* transfer full */);
   void (*policy_del) (gpointer user, guint32 spd_id);
+  /* ABI 1.4, optional (both or neither; NULL: sa_del and sa_stats by
+   * (dir, spi)): the SA e as filed at sa_add (or sa_move), named by its
+   * SPI inbound and by (spi, reqid) outbound, since peers choose those. */
+  void (*sa_del_sa) (gpointer user, const ModikeSadEntry *e);
+  void (*sa_stats_sa) (gpointer user, const ModikeSadEntry *e, ModikeSaStats *out);
 } ModikeDatapathOps;
 gboolean modike_register_datapath (ModikePlugin *plugin, const ModikeDatapathOps *ops, gpointer user,
                                    GError **error);

@@ -59,10 +59,17 @@ typedef struct _ModikeSad ModikeSad;
 ModikeSad *modike_sad_new (void);
 void modike_sad_free (ModikeSad *sad);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (ModikeSad, modike_sad_free)
-/* Takes ownership. Fails if (dir, spi) exists. */
+/* Takes ownership. An inbound SA is named by its SPI (ours, unique); an
+ * outbound one by (spi, reqid), since peers choose those SPIs and two may
+ * collide. Fails if (IN, spi) or (OUT, spi, reqid) exists. */
 gboolean modike_sad_add (ModikeSad *sad, ModikeSadEntry *e, GError **error);
+/* By (dir, spi). For OUT these take an entry with that SPI: ambiguous when
+ * peers' SPIs collide (and a scan); use the _sa variants for OUT. */
 gboolean modike_sad_remove (ModikeSad *sad, ModikeDirection dir, guint32 spi);
 const ModikeSadEntry *modike_sad_lookup (const ModikeSad *sad, ModikeDirection dir, guint32 spi);
+/* By an SA's name: (IN, spi) with reqid ignored, or (OUT, spi, reqid). */
+const ModikeSadEntry *modike_sad_lookup_sa (const ModikeSad *sad, ModikeDirection dir, guint32 spi, guint32 reqid);
+gboolean modike_sad_remove_sa (ModikeSad *sad, ModikeDirection dir, guint32 spi, guint32 reqid);
 GPtrArray *modike_sad_entries (const ModikeSad *sad); /* borrowed pointers */
 guint modike_sad_size (const ModikeSad *sad);
 /* Watchers see every add and remove (datapath plugins install from here). */

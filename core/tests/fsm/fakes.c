@@ -29,10 +29,12 @@ fmt_prefix (const ModikePrefix *p, char *buf, gsize len)
 }
 
 
-static char *
-sa_key (ModikeDirection dir, guint32 spi)
+char *
+fake_dp_key (const ModikeSadEntry *e)
 {
-  return g_strdup_printf ("%s:%08x", dir == MODIKE_DIR_IN ? "in" : "out", spi);
+  if (e->dir == MODIKE_DIR_IN)
+    return g_strdup_printf ("in:%08x", e->spi);
+  return g_strdup_printf ("out:%08x/%u", e->spi, e->reqid);
 }
 
 static gboolean
@@ -77,19 +79,45 @@ fdp_sa_add (gpointer user, const ModikeSadEntry *sa, GError **error)
       g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_SUPPORTED, "fake datapath refuses SA %08x", sa->spi);
       return FALSE;
     }
-  g_hash_table_insert (dp->sas, sa_key (sa->dir, sa->spi), modike_sad_entry_dup (sa));
+  g_hash_table_insert (dp->sas, fake_dp_key (sa), modike_sad_entry_dup (sa));
   return TRUE;
 }
 
+/* The core names the SA in full (ABI 1.4): outbound by (spi, reqid). */
 static void
-fdp_sa_del (gpointer user, ModikeDirection dir, guint32 spi)
+fdp_sa_del_sa (gpointer user, const ModikeSadEntry *e)
 {
   FakeDp *dp = user;
-  g_autofree char *key = sa_key (dir, spi);
+  g_autofree char *key = fake_dp_key (e);
 
   dp->sa_dels++;
   /* Only SAs it was given are taken back. */
   g_assert_true (g_hash_table_remove (dp->sas, key));
+}
+
+/* A datapath without sa_del_sa: the SPI alone (some outbound SA with it). */
+static void
+fdp_sa_del (gpointer user, ModikeDirection dir, guint32 spi)
+{
+  FakeDp *dp = user;
+  GHashTableIter it;
+  gpointer key, value;
+
+  g_assert_true (dp->old_sa_ops);
+  dp->sa_dels++;
+  g_hash_table_iter_init (&it, dp->sas);
+  while (g_hash_table_iter_next (&it, &key, &value))
+    {
+      const ModikeSadEntry *mine = value;
+
+      if (mine->dir == dir && mine->spi == spi)
+        {
+          g_hash_table_iter_remove (&it);
+          return;
+        }
+    }
+  /* Only SAs it was given are taken back. */
+  g_assert_not_reached ();
 }
 
 /* The peer moved: the copy takes the new endpoints (mirror checks see it). */
@@ -97,7 +125,7 @@ static void
 fdp_sa_move (gpointer user, const ModikeSadEntry *e)
 {
   FakeDp *dp = user;
-  g_autofree char *key = sa_key (e->dir, e->spi);
+  g_autofree char *key = fake_dp_key (e);
   ModikeSadEntry *mine = g_hash_table_lookup (dp->sas, key);
   char buf[MODIKE_ADDR_STRLEN];
 
@@ -200,6 +228,17 @@ fdp_sa_stats (gpointer user, ModikeDirection dir, guint32 spi, ModikeSaStats *ou
   out->drops[dir == MODIKE_DIR_IN ? MODIKE_DROP_REPLAY : MODIKE_DROP_AUTH] = dir == MODIKE_DIR_IN ? 1 : 2;
 }
 
+static void
+fdp_sa_stats_sa (gpointer user, const ModikeSadEntry *e, ModikeSaStats *out)
+{
+  FakeDp *dp = user;
+  g_autofree char *key = fake_dp_key (e);
+
+  /* The core asks only about SAs it gave us. */
+  g_assert_true (g_hash_table_contains (dp->sas, key));
+  fdp_sa_stats (user, e->dir, e->spi, out);
+}
+
 static const ModikeDatapathOps fake_dp_ops = {
   .name = "fakedp",
   .start = fdp_start,
@@ -214,6 +253,8 @@ static const ModikeDatapathOps fake_dp_ops = {
   .adapter_detach = fdp_adapter_detach,
   .socket_attach = fdp_socket_attach,
   .sa_stats = fdp_sa_stats,
+  .sa_del_sa = fdp_sa_del_sa,
+  .sa_stats_sa = fdp_sa_stats_sa,
 };
 
 static const ModikePluginDescriptor fake_dp_desc = {
@@ -242,10 +283,21 @@ fake_dp_register (Node *n, FakeDp *dp)
 {
   ModikePlugin *pl = modike_registry_add_plugin (n->reg, &fake_dp_desc);
   g_autoptr (GError) error = NULL;
+  ModikeDatapathOps old = fake_dp_ops; /* the registry copies it */
 
   g_assert_nonnull (pl);
-  g_assert_true (modike_register_datapath (pl, &fake_dp_ops, dp, &error));
+  old.sa_del_sa = NULL;
+  old.sa_stats_sa = NULL;
+  g_assert_true (modike_register_datapath (pl, dp->old_sa_ops ? &old : &fake_dp_ops, dp, &error));
   g_assert_no_error (error);
+}
+
+/* Runs the datapath host calls queued to the main context. */
+void
+host_flush (void)
+{
+  while (g_main_context_iteration (NULL, FALSE))
+    ;
 }
 
 /* The datapath holds exactly the SAD, keys included. */
@@ -258,7 +310,7 @@ fake_dp_assert_mirror (FakeDp *dp, Node *n)
   for (guint i = 0; i < all->len; i++)
     {
       const ModikeSadEntry *e = g_ptr_array_index (all, i);
-      g_autofree char *key = sa_key (e->dir, e->spi);
+      g_autofree char *key = fake_dp_key (e);
       const ModikeSadEntry *m = g_hash_table_lookup (dp->sas, key);
 
       g_assert_nonnull (m);

@@ -138,12 +138,13 @@ typedef struct {
   ModikeDatapathHost *host;
   guint starts, stops, sa_adds, sa_dels, policy_sets;
   guint policy_adds, policy_dels; /* one at a time (ABI 1.4) */
-  GHashTable *sas;           /* "in:%08x" / "out:%08x" -> ModikeSadEntry* (copies) */
+  GHashTable *sas;           /* fake_dp_key () -> ModikeSadEntry* (copies) */
   /* The last policies_set with the policy_add/_del since applied, in
    * (priority, seq) order: what a whole policies_set would give now. */
   GPtrArray *policies;
   gboolean refuse;           /* sa_add fails */
   gboolean calls_in_stop;    /* host calls from stop, as a racing thread would */
+  gboolean old_sa_ops;       /* sa_del/sa_stats by (dir, spi) only, no sa_del_sa/sa_stats_sa */
 } FakeDp;
 
 typedef struct {
@@ -158,10 +159,14 @@ typedef struct {
 void fake_log (GPtrArray *log, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
 const char *fmt_prefix (const ModikePrefix *p, char *buf, gsize len);
 void fake_dp_init (FakeDp *dp, GPtrArray *log);
+/* The key of e's copy in FakeDp.sas: "in:%08x" (spi), "out:%08x/%u" (spi, reqid). */
+char *fake_dp_key (const ModikeSadEntry *e);
 void fake_dp_clear (FakeDp *dp);
 void fake_dp_register (Node *n, FakeDp *dp);
 /* The datapath holds exactly the SAD, keys included. */
 void fake_dp_assert_mirror (FakeDp *dp, Node *n);
+/* Runs the datapath host calls queued to the main context. */
+void host_flush (void);
 void fake_os_register (Node *n, FakeOs *os);
 /* A and B from params, with the fakes given (NULL: none) registered
  * before the config is applied. */

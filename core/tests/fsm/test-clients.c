@@ -127,7 +127,7 @@ assert_mirror (Node *gw, ModikeIkeSa *gsa, Node *c, ModikeIkeSa *csa)
       g_assert_nonnull (gc);
       g_assert_cmphex (gc->spi_out, ==, cc->spi_in);
       g_assert_nonnull (modike_sad_lookup (modike_ike_get_sad (gw->ike), MODIKE_DIR_IN, gc->spi_in));
-      g_assert_nonnull (modike_sad_lookup (modike_ike_get_sad (gw->ike), MODIKE_DIR_OUT, gc->spi_out));
+      g_assert_nonnull (modike_sad_lookup_sa (modike_ike_get_sad (gw->ike), MODIKE_DIR_OUT, gc->spi_out, gc->reqid));
       g_assert_nonnull (modike_sad_lookup (modike_ike_get_sad (c->ike), MODIKE_DIR_IN, cc->spi_in));
     }
 }
@@ -288,11 +288,12 @@ test_own_children (void)
   g_assert_cmpuint (only_sa (c2)->children->len, ==, 3);
   g_assert_true (gw_sa_for (gw, only_sa (c2)) == gw2);
   assert_mirror (gw, gw2, c2, only_sa (c2));
+  guint32 old_gw_reqid = engine_child_find_spi (gw2, old_in, TRUE)->reqid;
   net_fire_now (net, old_child->expire_timer);
   net_run (net, 1000, NULL, NULL);
   check_client (gw, c2, 2);
-  g_assert_null (engine_find_child (gw->ike, MODIKE_DIR_IN, old_out));
-  g_assert_null (engine_find_child (gw->ike, MODIKE_DIR_OUT, old_in));
+  g_assert_null (engine_find_child (gw->ike, MODIKE_DIR_IN, old_out, 0));
+  g_assert_null (engine_find_child (gw->ike, MODIKE_DIR_OUT, old_in, old_gw_reqid));
   check_client (gw, c1, 1);
   check_client (gw, c3, 1);
   assert_spis (gw_sa_for (gw, only_sa (c1)), spis1);
@@ -557,6 +558,93 @@ test_result_successor (void)
   fake_dp_clear (&dp);
 }
 
+/* Two clients whose Quick Modes give the gateway the same outbound SPI
+ * (the receiver chooses it: 1 in 2^32 per pair, expected among 100,000
+ * clients): both come up, in the SAD and the datapath under (spi,
+ * reqid); one's DELETE, expiry or rekey leaves the other's SAs alone. */
+static void
+test_shared_outbound_spi (void)
+{
+  enum { SPI = 0x5eed0001 };
+  g_autoptr (GPtrArray) log = g_ptr_array_new_with_free_func (g_free);
+  FakeDp dp;
+  Net *net = net_new ();
+  Node *gw, *c1, *c2;
+  ModikeIkeSa *g1, *g2;
+  EngineChild *k1, *k2;
+  guint32 reqid1, reqid2;
+  ModikeSaStats in, out;
+
+  fake_dp_init (&dp, log);
+  gw = node_alloc (net, "gw", GW_ADDR);
+  fake_dp_register (gw, &dp);
+  node_configure (gw, gw_xml);
+  c1 = client_new (net, "c1", "192.0.2.11", "c1.example", 1, 1);
+  c2 = client_new (net, "c2", "192.0.2.12", "c2.example", 2, 1);
+  c1->ike->test_spi_in = c2->ike->test_spi_in = SPI;
+  connect_client (net, gw, c1, 1);
+  connect_client (net, gw, c2, 1);
+  check_client (gw, c1, 1);
+  check_client (gw, c2, 1);
+  g1 = gw_sa_for (gw, only_sa (c1));
+  g2 = gw_sa_for (gw, only_sa (c2));
+  k1 = g_ptr_array_index (g1->children, 0);
+  k2 = g_ptr_array_index (g2->children, 0);
+  reqid1 = k1->reqid;
+  reqid2 = k2->reqid;
+  g_assert_cmphex (k1->spi_out, ==, SPI);
+  g_assert_cmphex (k2->spi_out, ==, SPI);
+  g_assert_cmpuint (reqid1, !=, reqid2);
+  g_assert_true (engine_find_child (gw->ike, MODIKE_DIR_OUT, SPI, reqid1) == k1);
+  g_assert_true (engine_find_child (gw->ike, MODIKE_DIR_OUT, SPI, reqid2) == k2);
+  g_assert_true (engine_child_find_spi (g1, SPI, TRUE) == k1);
+  g_assert_true (engine_child_find_spi (g2, SPI, TRUE) == k2);
+  g_assert_cmpstr (modike_sad_lookup_sa (modike_ike_get_sad (gw->ike), MODIKE_DIR_OUT, SPI, reqid1)->peer, ==,
+                   "clients");
+  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (gw->ike)), ==, 4);
+  fake_dp_assert_mirror (&dp, gw);
+  g_assert_cmpuint (gw->p2_up, ==, 2);
+  g_assert_true (engine_dp_child_stats (gw->ike, k2, &in, &out));
+  g_assert_cmpuint (out.packets, ==, 4);
+
+  /* A soft expiry of c2's outbound SA in the datapath starts the rekey of
+   * c2's child, not c1's (the responder-only gateway's proposal is then
+   * refused by the client: not what this test is about). */
+  modike_datapath_expire_sa (dp.host, MODIKE_DIR_OUT, SPI, reqid2, FALSE);
+  host_flush ();
+  g_assert_true (k2->rekeyed);
+  g_assert_false (k1->rekeyed);
+  net_run (net, 1000, NULL, NULL);
+  g_assert_cmpuint (g2->children->len, ==, 1);
+  g_assert_cmpuint (g1->children->len, ==, 1);
+  fake_dp_assert_mirror (&dp, gw);
+
+  /* c1 deletes its child: its DELETE names its inbound SPI, the gateway's
+   * outbound one, which only c1's SA can mean. */
+  engine_child_remove (g_ptr_array_index (only_sa (c1)->children, 0), TRUE);
+  net_run (net, 1000, NULL, NULL);
+  g_assert_cmpuint (g1->children->len, ==, 0);
+  g_assert_null (modike_sad_lookup_sa (modike_ike_get_sad (gw->ike), MODIKE_DIR_OUT, SPI, reqid1));
+  g_assert_nonnull (modike_sad_lookup_sa (modike_ike_get_sad (gw->ike), MODIKE_DIR_OUT, SPI, reqid2));
+  g_assert_true (engine_find_child (gw->ike, MODIKE_DIR_OUT, SPI, reqid2) == k2);
+  g_assert_cmpuint (g2->children->len, ==, 1);
+  check_client (gw, c2, 1);
+  fake_dp_assert_mirror (&dp, gw);
+  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (gw->ike)), ==, 2);
+
+  /* The hard expiry of c2's outbound SA takes exactly that child. */
+  modike_datapath_expire_sa (dp.host, MODIKE_DIR_OUT, SPI, reqid2, TRUE);
+  host_flush ();
+  net_run (net, 1000, NULL, NULL);
+  g_assert_null (modike_sad_lookup_sa (modike_ike_get_sad (gw->ike), MODIKE_DIR_OUT, SPI, reqid2));
+  g_assert_cmpuint (g2->children->len, ==, 0);
+  g_assert_cmpuint (only_sa (c2)->children->len, ==, 0);
+  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (gw->ike)), ==, 0);
+  fake_dp_assert_mirror (&dp, gw);
+  net_free (net);
+  fake_dp_clear (&dp);
+}
+
 void
 fsm_add_client_tests (void)
 {
@@ -566,4 +654,5 @@ fsm_add_client_tests (void)
   g_test_add_func ("/fsm/clients/no-initiate", test_no_initiate);
   g_test_add_func ("/fsm/clients/many", test_many);
   g_test_add_func ("/fsm/clients/result-successor", test_result_successor);
+  g_test_add_func ("/fsm/clients/shared-outbound-spi", test_shared_outbound_spi);
 }

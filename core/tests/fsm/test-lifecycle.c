@@ -374,7 +374,7 @@ test_child_rekey_across_p1_rekey (void)
   g_assert_cmpuint (only_sa (b)->children->len, ==, 2);
   g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (a->ike)), ==, 4);
   g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (b->ike)), ==, 4);
-  g_assert_true (engine_find_child (a->ike, MODIKE_DIR_IN, old_in)->rekeyed);
+  g_assert_true (engine_find_child (a->ike, MODIKE_DIR_IN, old_in, 0)->rekeyed);
   assert_no_failures (a, b);
   net_free (net);
 }

@@ -35,6 +35,7 @@ typedef struct {
   ModikeLifetime soft, hard;
   gboolean raw;           /* ESP over IP instead of UDP */
   ModikeIpsecMode mode;
+  guint32 reqid;          /* 0: the SPI */
 } SaOpts;
 
 /* Two started datapaths (2 workers each) with adapters and UDP sockets. */

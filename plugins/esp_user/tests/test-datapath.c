@@ -43,7 +43,7 @@ typedef struct {
   guint32 spd_id;
   ModikeSelector sel;
   ModikeDirection dir;
-  guint32 spi;
+  guint32 spi, reqid;
   gboolean hard;
   ModikeAddr local, remote;
   GBytes *data;
@@ -85,7 +85,8 @@ modike_datapath_acquire (ModikeDatapathHost *host, guint32 spd_id, const ModikeS
 }
 
 void
-modike_datapath_expire (ModikeDatapathHost *host, ModikeDirection dir, guint32 spi, gboolean hard)
+modike_datapath_expire_sa (ModikeDatapathHost *host, ModikeDirection dir, guint32 spi, guint32 reqid,
+                           gboolean hard)
 {
   Call *c = g_new0 (Call, 1);
 
@@ -93,8 +94,16 @@ modike_datapath_expire (ModikeDatapathHost *host, ModikeDirection dir, guint32 s
   c->host = host;
   c->dir = dir;
   c->spi = spi;
+  c->reqid = reqid;
   c->hard = hard;
   record (c);
+}
+
+/* esp_user names its SAs in full: the old call must not come. */
+void
+modike_datapath_expire (ModikeDatapathHost *host, ModikeDirection dir, guint32 spi, gboolean hard)
+{
+  g_assert_not_reached ();
 }
 
 void
@@ -315,7 +324,9 @@ add_sa (Side *from, Side *to, guint32 spi, guint32 spd_id, const Alg *alg, gbool
 {
   g_autoptr (GError) error = NULL;
   guint8 keys[64];
-  GRand *rnd = g_rand_new_with_seed (spi);
+  guint32 reqid = o != NULL && o->reqid != 0 ? o->reqid : spi;
+  /* Keys of their own for SAs that share an SPI. */
+  GRand *rnd = g_rand_new_with_seed (reqid == spi ? spi : spi ^ reqid << 16);
 
   for (gsize i = 0; i < sizeof keys; i++)
     keys[i] = (guint8) g_rand_int (rnd);
@@ -365,7 +376,7 @@ add_sa (Side *from, Side *to, guint32 spi, guint32 spd_id, const Alg *alg, gbool
           range_of (dir == MODIKE_DIR_OUT ? tnet : fnet, &e->remote_ts);
         }
       e->spd_id = spd_id;
-      e->reqid = spi;
+      e->reqid = reqid;
       e->peer = g_strdup (dir == MODIKE_DIR_OUT ? to->name : from->name);
       g_assert_true (datapath_ops.sa_add (owner->dp, e, &error));
       g_assert_no_error (error);
@@ -881,6 +892,7 @@ test_sa_move (void)
 
   fd = udp_socket (AF_INET, &moved);
   e->spi = 0x7007;
+  e->reqid = 0x7007; /* add_sa's: the SA's name with the SPI */
   e->dir = MODIKE_DIR_OUT;
   e->udp_encap = TRUE;
   e->src = p.a.addr;
@@ -974,6 +986,71 @@ test_reload_renumber (void)
   send_udp (&p.a, "10.1.0.5", "10.2.0.7", 1, 2, 100, 3);
   g_assert_true (calls_wait (CALL_ACQUIRE, p.a.host, -1, 1));
   g_assert_cmpuint (calls_first (CALL_ACQUIRE, p.a.host)->spd_id, ==, 12);
+  pair_clear (&p);
+}
+
+/* A gateway (a) with two peers (b, c) that chose the same SPI for a's
+ * outbound SAs: (spi, reqid) keeps them apart for traffic, deletion,
+ * counters and expiry. */
+static void
+test_shared_outbound_spi (void)
+{
+  static int host_tag_c;
+  Pair p;
+  Side c;
+  SaOpts to_b = { .reqid = 61 }, to_c = { .reqid = 62, .soft = { .packets = 3 } };
+  g_autoptr (ModikeSadEntry) eb = modike_sad_entry_new ();
+  g_autoptr (ModikeSadEntry) ec = modike_sad_entry_new ();
+  GPtrArray *pc = g_ptr_array_new_with_free_func ((GDestroyNotify) modike_spd_entry_free);
+  ModikeSaStats st;
+
+  pair_init (&p, AF_INET);
+  side_init (&c, "c", "a", (ModikeDatapathHost *) &host_tag_c, AF_INET, 0, FALSE, 64);
+  c.net4 = "10.3.0.0/16", c.net6 = "fd00:3::/64";
+  pair_policies (&p, policy_new (3, MODIKE_SPD_PROTECT, p.a.net4, c.net4, "c"));
+  g_ptr_array_add (pc, policy_new (1, MODIKE_SPD_PROTECT, c.net4, p.a.net4, "a"));
+  datapath_ops.policies_set (c.dp, pc);
+  add_sa (&p.a, &p.b, 0x6006, 1, &alg_gcm128, FALSE, &to_b, 0);
+  add_sa (&p.a, &c, 0x6006, 3, &alg_gcm128, FALSE, &to_c, 0);
+  eb->dir = ec->dir = MODIKE_DIR_OUT;
+  eb->spi = ec->spi = 0x6006;
+  eb->reqid = 61;
+  ec->reqid = 62;
+
+  /* Both carry traffic, each to its own peer with its own keys. */
+  assert_udp_passes (&p.a, &p.b, "10.1.0.5", "10.2.0.7", 1, 2, 100, 1);
+  assert_udp_passes (&p.a, &c, "10.1.0.5", "10.3.0.7", 1, 2, 100, 2);
+  assert_udp_passes (&p.a, &p.b, "10.1.0.5", "10.2.0.7", 1, 2, 100, 3);
+  datapath_ops.sa_stats_sa (p.a.dp, eb, &st);
+  g_assert_cmpuint (st.packets, ==, 2);
+  datapath_ops.sa_stats_sa (p.a.dp, ec, &st);
+  g_assert_cmpuint (st.packets, ==, 1);
+
+  /* Deleting b's leaves c's. */
+  datapath_ops.sa_del_sa (p.a.dp, eb);
+  datapath_ops.sa_stats_sa (p.a.dp, eb, &st);
+  g_assert_cmpuint (st.packets, ==, 0);
+  send_udp (&p.a, "10.1.0.5", "10.2.0.7", 1, 2, 100, 4);
+  g_assert_true (calls_wait (CALL_ACQUIRE, p.a.host, -1, 1));
+  g_assert_cmpuint (calls_first (CALL_ACQUIRE, p.a.host)->spd_id, ==, 1);
+  assert_udp_passes (&p.a, &c, "10.1.0.5", "10.3.0.7", 1, 2, 100, 5);
+  g_assert_cmpuint (calls_count (CALL_EXPIRE, NULL, -1), ==, 0);
+
+  /* c's third packet crosses its soft limit: the expiry names it. */
+  assert_udp_passes (&p.a, &c, "10.1.0.5", "10.3.0.7", 1, 2, 100, 6);
+  g_assert_true (calls_wait (CALL_EXPIRE, p.a.host, FALSE, 1));
+  {
+    Call *ex = calls_first (CALL_EXPIRE, p.a.host);
+    g_assert_cmpint (ex->dir, ==, MODIKE_DIR_OUT);
+    g_assert_cmpuint (ex->spi, ==, 0x6006);
+    g_assert_cmpuint (ex->reqid, ==, 62);
+  }
+  datapath_ops.sa_stats_sa (p.a.dp, ec, &st);
+  g_assert_cmpuint (st.packets, ==, 3);
+  /* Deleting b's again is harmless and leaves c's. */
+  datapath_ops.sa_del_sa (p.a.dp, eb);
+  assert_udp_passes (&p.a, &c, "10.1.0.5", "10.3.0.7", 1, 2, 100, 7);
+  side_clear (&c);
   pair_clear (&p);
 }
 
@@ -1473,8 +1550,9 @@ test_bad_sas (void)
 
   pair_init (&p, AF_INET);
   add_sa (&p.a, &p.b, 0x13013, 1, &alg_gcm128, FALSE, NULL, 0);
-  /* A duplicate SPI in one direction is refused. */
+  /* A duplicate outbound (spi, reqid) is refused. */
   e->spi = 0x13013;
+  e->reqid = 0x13013;
   e->dir = MODIKE_DIR_OUT;
   e->protocol = MODIKE_PROTO_ESP;
   e->esp_transform = MODIKE_ESP_AES_GCM_16;
@@ -1576,6 +1654,7 @@ main (int argc, char **argv)
   g_test_add_func ("/datapath/policy-order", test_policy_order);
   g_test_add_func ("/datapath/policy-del-live", test_policy_del_live);
   g_test_add_func ("/datapath/lifetimes", test_lifetimes);
+  g_test_add_func ("/datapath/shared-outbound-spi", test_shared_outbound_spi);
   g_test_add_data_func ("/datapath/vnet-gso/v4", GINT_TO_POINTER (FALSE), test_vnet);
   g_test_add_data_func ("/datapath/vnet-gso/v6", GINT_TO_POINTER (TRUE), test_vnet);
   g_test_add_func ("/datapath/concurrent-changes", test_concurrent_changes);

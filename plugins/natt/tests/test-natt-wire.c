@@ -204,7 +204,7 @@ assert_esp_endpoints (Node *b, FakeDp *dp, const ModikeAddr *want)
   for (guint i = 0; i < entries->len; i++)
     {
       const ModikeSadEntry *e = g_ptr_array_index (entries, i);
-      g_autofree char *key = g_strdup_printf ("%s:%08x", e->dir == MODIKE_DIR_IN ? "in" : "out", e->spi);
+      g_autofree char *key = fake_dp_key (e);
       const ModikeSadEntry *copy = g_hash_table_lookup (dp->sas, key);
       const ModikeSadEntry *both[2] = { e, copy };
 
