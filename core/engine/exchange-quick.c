@@ -520,6 +520,7 @@ qm_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   g_autoptr (ModikeIdPayload) idcr = NULL;
   /* engine_start_qm tagged x with its policy (modike_exchange_set_policy). */
   guint32 spd_id = modike_exchange_get_policy (x);
+  const ModikeSadEntry *old;
 
   policy = modike_spd_get (sa->ike->spd, spd_id);
   if (policy == NULL || policy->action != MODIKE_SPD_PROTECT)
@@ -533,8 +534,19 @@ qm_initiate (ModikeExchange *x, const ModikeMessage *msg, GError **error)
   qm->local_ts = policy->local;
   qm->remote_ts = policy->remote;
   qm->ts_proto = policy->proto;
-  idci = qm_id_from_range (&policy->local, policy->proto, &policy->local_port);
-  idcr = qm_id_from_range (&policy->remote, policy->proto, &policy->remote_port);
+  /* A rekey offers the selectors the child it replaces got: as responder
+   * we took the peer's, which may be narrower than our policy (a client's
+   * own network within a gateway's template), and the peer would refuse
+   * the policy's. */
+  old = qm->rekey_spi != 0 ? modike_sad_lookup_sa (sa->ike->sad, MODIKE_DIR_IN, qm->rekey_spi, 0) : NULL;
+  if (old != NULL && old->spd_id == spd_id)
+    {
+      qm->local_ts = old->local_ts;
+      qm->remote_ts = old->remote_ts;
+      qm->ts_proto = old->ts_proto;
+    }
+  idci = qm_id_from_range (&qm->local_ts, qm->ts_proto, &policy->local_port);
+  idcr = qm_id_from_range (&qm->remote_ts, qm->ts_proto, &policy->remote_port);
   qm->idci_b = engine_id_bytes (idci);
   qm->idcr_b = engine_id_bytes (idcr);
   b = modike_builder_new ();

@@ -608,15 +608,28 @@ test_shared_outbound_spi (void)
   g_assert_cmpuint (out.packets, ==, 4);
 
   /* A soft expiry of c2's outbound SA in the datapath starts the rekey of
-   * c2's child, not c1's (the responder-only gateway's proposal is then
-   * refused by the client: not what this test is about). */
+   * c2's child, not c1's. The responder-only gateway offers the selectors
+   * c2's child got, not its template's: c2 takes them. */
   modike_datapath_expire_sa (dp.host, MODIKE_DIR_OUT, SPI, reqid2, FALSE);
   host_flush ();
   g_assert_true (k2->rekeyed);
   g_assert_false (k1->rekeyed);
   net_run (net, 1000, NULL, NULL);
-  g_assert_cmpuint (g2->children->len, ==, 1);
+  g_assert_cmpuint (g2->children->len, ==, 2);
+  g_assert_cmpuint (only_sa (c2)->children->len, ==, 2);
+  g_assert_cmpuint (c2->p2_failed, ==, 0);
+  {
+    const EngineChild *k3 = g_ptr_array_index (g2->children, 1);
+    const ModikeSadEntry *old_in = modike_sad_lookup_sa (modike_ike_get_sad (gw->ike), MODIKE_DIR_IN, k2->spi_in, 0);
+    const ModikeSadEntry *new_in = modike_sad_lookup_sa (modike_ike_get_sad (gw->ike), MODIKE_DIR_IN, k3->spi_in, 0);
+
+    g_assert_true (modike_addr_equal (&new_in->local_ts.from, &old_in->local_ts.from) &&
+                   modike_addr_equal (&new_in->local_ts.to, &old_in->local_ts.to) &&
+                   modike_addr_equal (&new_in->remote_ts.from, &old_in->remote_ts.from) &&
+                   modike_addr_equal (&new_in->remote_ts.to, &old_in->remote_ts.to));
+  }
   g_assert_cmpuint (g1->children->len, ==, 1);
+  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (gw->ike)), ==, 6);
   fake_dp_assert_mirror (&dp, gw);
 
   /* c1 deletes its child: its DELETE names its inbound SPI, the gateway's
@@ -627,19 +640,20 @@ test_shared_outbound_spi (void)
   g_assert_null (modike_sad_lookup_sa (modike_ike_get_sad (gw->ike), MODIKE_DIR_OUT, SPI, reqid1));
   g_assert_nonnull (modike_sad_lookup_sa (modike_ike_get_sad (gw->ike), MODIKE_DIR_OUT, SPI, reqid2));
   g_assert_true (engine_find_child (gw->ike, MODIKE_DIR_OUT, SPI, reqid2) == k2);
-  g_assert_cmpuint (g2->children->len, ==, 1);
-  check_client (gw, c2, 1);
+  g_assert_cmpuint (g2->children->len, ==, 2);
   fake_dp_assert_mirror (&dp, gw);
-  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (gw->ike)), ==, 2);
+  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (gw->ike)), ==, 4);
 
-  /* The hard expiry of c2's outbound SA takes exactly that child. */
+  /* The hard expiry of c2's old outbound SA takes exactly that child; its
+   * replacement stays. */
   modike_datapath_expire_sa (dp.host, MODIKE_DIR_OUT, SPI, reqid2, TRUE);
   host_flush ();
   net_run (net, 1000, NULL, NULL);
   g_assert_null (modike_sad_lookup_sa (modike_ike_get_sad (gw->ike), MODIKE_DIR_OUT, SPI, reqid2));
-  g_assert_cmpuint (g2->children->len, ==, 0);
-  g_assert_cmpuint (only_sa (c2)->children->len, ==, 0);
-  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (gw->ike)), ==, 0);
+  g_assert_cmpuint (g2->children->len, ==, 1);
+  g_assert_cmpuint (only_sa (c2)->children->len, ==, 1);
+  g_assert_cmpuint (modike_sad_size (modike_ike_get_sad (gw->ike)), ==, 2);
+  check_client (gw, c2, 1);
   fake_dp_assert_mirror (&dp, gw);
   net_free (net);
   fake_dp_clear (&dp);
