@@ -587,7 +587,6 @@ engine_adapters_instance_routes (ModikeIke *ike, const ModikeSpdEntry *e, gboole
   g_autoptr (GArray) holes = NULL;
   g_autoptr (GArray) pre = NULL;
   g_autoptr (GHashTable) fixed = NULL;
-  g_autoptr (GArray) fixed_list = NULL;
 
   if (p == NULL)
     return;
@@ -617,7 +616,7 @@ engine_adapters_instance_routes (ModikeIke *ike, const ModikeSpdEntry *e, gboole
       if (fixed == NULL)
         {
           fixed = prefix_set_new (NULL);
-          fixed_list = static_routes (ike, a, ike->cfg, fixed);
+          g_array_unref (static_routes (ike, a, ike->cfg, fixed));
         }
       if (!g_hash_table_contains (fixed, r))
         route_del (ike, a, r);
