@@ -511,20 +511,16 @@ engine_child_free (EngineChild *c)
 EngineChild *
 engine_child_find_spi (ModikeIkeSa *sa, guint32 spi, gboolean outbound)
 {
-  EngineChild *c = NULL;
+  EngineChild *c;
 
-  if (!outbound)
-    c = engine_find_child (sa->ike, MODIKE_DIR_IN, spi, 0);
-  else
-    /* Other peers may have chosen the same outbound SPI: within one IKE
-     * SA's children it names one child. */
-    for (guint i = 0; i < sa->children->len && c == NULL; i++)
-      {
-        EngineChild *k = g_ptr_array_index (sa->children, i);
-
-        if (k->spi_out == spi)
-          c = engine_find_child (sa->ike, MODIKE_DIR_OUT, spi, k->reqid);
-      }
+  /* Other peers may have chosen the same outbound SPI: within one IKE
+   * SA's children it names one child. */
+  for (guint i = 0; outbound && !sa->dead && i < sa->children->len; i++)
+    if (((EngineChild *) g_ptr_array_index (sa->children, i))->spi_out == spi)
+      return g_ptr_array_index (sa->children, i);
+  if (outbound)
+    return NULL;
+  c = engine_find_child (sa->ike, MODIKE_DIR_IN, spi, 0);
   return c != NULL && c->sa == sa ? c : NULL;
 }
 
